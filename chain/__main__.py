@@ -1,0 +1,41 @@
+"""``python -m chain --home H``: the chain process (started and restarted by theater-server)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from theater import _linux
+from theater.errors import TheaterError
+from theater.paths import Home
+
+from .service import ChainService
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m chain", description=(
+        "Theater's chain process: receives actors' events from workers, links, signs and stores "
+        "them in $THEATER_HOME/chains.db, and answers queries. theater-server starts it; run it "
+        "by hand only to debug."))
+    p.add_argument("--home", help="THEATER_HOME (default: $THEATER_HOME or ~/.theater)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--parent", type=int, help="exit when this process (the server) exits")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.parent:
+        _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
+    try:
+        home = Home.resolve(args.home)
+        home.ensure()
+        ChainService(home).serve()
+    except TheaterError as e:
+        print(f"chain: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The chain process's loop: take events, commit them in groups, acknowledge, publish, answer.
+
+One ROUTER (``run/chain.sock``) takes ``append`` from workers, ``record`` from the server
+and queries from both; one XPUB (``run/events.sock``) publishes each stored event under
+the topic ``actor.<id>`` to whoever subscribed (observers only: PUB drops what a slow
+subscriber cannot take, and subscribers catch up from the store by sequence number).
+
+Each turn drains everything already waiting (up to ``MAX_BATCH`` events), commits it as
+one transaction, and only then acknowledges: the group commit that makes durable,
+signed events cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import orjson
+import zmq
+
+from theater import events as ev
+from theater import keys, protocol
+from theater.chaindb import ChainReader
+from theater.errors import NotFound, ProtocolError, TheaterError, VerifyError
+from theater.paths import Home
+
+from .store import ChainStore, Rejected, Staged
+
+log = logging.getLogger("theater.chain")
+
+# Events per group commit: bounds one transaction's latency (~10 ms) under heavy load.
+MAX_BATCH = 4000
+# After SIGTERM, keep serving until no event has arrived for this long (workers stopping
+# at the same time are still flushing), but never longer than STOP_MAX.
+STOP_IDLE = 0.3
+STOP_MAX = 3.0
+# One query returns at most this many events; the client asks again from the next seq.
+QUERY_LIMIT = 10_000
+
+
+class ChainService:
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.key = keys.load_or_create(home)
+        self.store = ChainStore(home.chains_db, self.key)
+        self.reader = ChainReader(home.chains_db)
+        self.ctx = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.RCVHWM, 100_000)
+        _bind(self.router, home.chain_endpoint)
+        self.pub = self.ctx.socket(zmq.XPUB)
+        self.pub.setsockopt(zmq.SNDHWM, 100_000)
+        _bind(self.pub, home.events_endpoint)
+        self.topics: dict[bytes, int] = {}
+        self.acks: dict[tuple[bytes, str], int] = {}
+        self.stopping_since: float | None = None
+        self.last_input = time.monotonic()
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.pub, zmq.POLLIN)
+        log.info("chain: serving %s", self.home.chains_db)
+        while True:
+            if self.stopping_since is not None:
+                now = time.monotonic()
+                if now - self.last_input > STOP_IDLE or now - self.stopping_since > STOP_MAX:
+                    break
+            for sock, _ in poller.poll(100 if self.stopping_since is not None else 1000):
+                if sock is self.pub:
+                    self._subscriptions()
+                else:
+                    self._drain()
+        self._commit()
+        self.store.close()
+        self.ctx.destroy(linger=500)
+        log.info("chain: stopped")
+
+    def _on_term(self, *_: Any) -> None:
+        if self.stopping_since is None:
+            self.stopping_since = time.monotonic()
+
+    def _subscriptions(self) -> None:
+        while True:
+            try:
+                msg = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if msg:
+                topic = msg[1:]
+                self.topics[topic] = self.topics.get(topic, 0) + (1 if msg[0] == 1 else -1)
+                if self.topics[topic] <= 0:
+                    del self.topics[topic]
+
+    def _drain(self) -> None:
+        """Stages everything waiting, commits once, then answers and acknowledges."""
+        queries: list[tuple[bytes, dict[str, Any], list[bytes]]] = []
+        staged = 0
+        while staged < MAX_BATCH:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.last_input = time.monotonic()
+            peer, body = frames[0], frames[1:]
+            try:
+                header, data = protocol.decode(body)
+            except ProtocolError as e:
+                self._send(peer, {"k": "error", "re": "", **e.to_wire()})
+                continue
+            kind = header["k"]
+            if kind == "append":
+                staged += self._append(peer, header, data)
+            elif kind == "record":
+                queries.append((peer, header, data))
+                staged += 1
+            else:
+                queries.append((peer, header, data))
+        # records (lifecycle events from the server) are linked at the head, after the workers' events
+        recorded = {}
+        for _peer, header, data in queries:
+            if header["k"] == "record":
+                recorded[header["id"]] = self.store.append(header["actor"], header["type"], data[0], time.time_ns())
+        self._commit()
+        for peer, header, _data in queries:
+            if header["k"] == "record":
+                self._send(peer, protocol.ok(header["id"], seq=recorded[header["id"]]))
+            else:
+                self._answer(peer, header)
+
+    def _append(self, peer: bytes, header: dict[str, Any], data: list[bytes]) -> int:
+        actor_id = header["actor"]
+        metas = header["events"]
+        if len(metas) != len(data):
+            self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1, "error": "one data frame per event expected"})
+            return 0
+        n = 0
+        for meta, d in zip(metas, data, strict=True):
+            try:
+                n += self.store.stage(actor_id, meta, d)
+            except Rejected as r:
+                log.warning("chain: refused an event of %s: %s", actor_id, r)
+                self._send(peer, {"k": "nack", "actor": actor_id, "seq": r.head, "error": f"{r.kind}: {r}"})
+                break
+            except (KeyError, TypeError, ValueError) as e:
+                self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1, "error": f"malformed event: {e}"})
+                break
+        head = self.store.head(actor_id).seq
+        self.acks[(peer, actor_id)] = head
+        return n
+
+    def _commit(self) -> None:
+        rows = self.store.commit()
+        for (peer, actor_id), seq in self.acks.items():
+            self._send(peer, {"k": "ack", "actor": actor_id, "seq": seq})
+        self.acks.clear()
+        if rows and self.topics:
+            self._publish(rows)
+
+    def _publish(self, rows: list[Staged]) -> None:
+        aid_actor = {h.aid: a for a, h in self.store.heads.items()}
+        for row in rows:
+            actor_id = aid_actor[row.head.aid]
+            topic = f"actor.{actor_id}".encode()
+            if not any(topic.startswith(t) for t in self.topics):
+                continue
+            meta = {"seq": row.seq, "type": row.type, "hash": row.hash.hex(), "time_ns": row.time_ns,
+                    "stamp": row.stamp.hex(), "sig": row.sig.hex() if row.sig else None}
+            # a slow subscriber loses what it cannot take and sees the gap in seq numbers
+            with contextlib.suppress(zmq.Again):
+                self.pub.send_multipart([topic, orjson.dumps(meta), row.data], zmq.NOBLOCK)
+
+    def _send(self, peer: bytes, header: dict[str, Any], *frames: bytes) -> None:
+        try:
+            self.router.send_multipart([peer, *protocol.encode(header, *frames)], zmq.NOBLOCK)
+        except zmq.ZMQError as e:        # the peer went away (EHOSTUNREACH) or is not reading
+            log.debug("chain: reply to %r dropped: %s", peer, e)
+
+    # ---- queries --------------------------------------------------------------------------
+
+    def _answer(self, peer: bytes, header: dict[str, Any]) -> None:
+        rid = header.get("id", "")
+        try:
+            reply, frames = self._query(header)
+        except TheaterError as e:
+            self._send(peer, protocol.error(rid, e))
+            return
+        self._send(peer, protocol.ok(rid, **reply), *frames)
+
+    def _query(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        kind = header["k"]
+        if kind == "resume":
+            h = self.store.head(header["actor"], header.get("name", ""))
+            return ({"seq": h.seq, "hash": h.hash.hex() if h.hash else None, "has_state": h.has_state},
+                    [h.state or b""] if h.has_state else [])
+        if kind != "query":
+            raise ProtocolError(f"the chain does not answer {kind!r}")
+        what = header["what"]
+        if what == "events":
+            actor_id = self.reader.resolve(header["actor"])
+            limit = min(int(header.get("limit") or QUERY_LIMIT), QUERY_LIMIT)
+            types = tuple(header.get("types") or ())
+            found = list(self.reader.events(actor_id, int(header.get("since") or 0), limit + 1, types))
+            more = len(found) > limit
+            found = found[:limit]
+            return ({"actor": actor_id, "events": [ev.to_wire(e) for e in found], "more": more},
+                    [e.data for e in found])
+        if what == "state":
+            h = self.store.head(self.reader.resolve(header["actor"]))
+            return {"has_state": h.has_state}, [h.state or b""] if h.has_state else []
+        if what == "head":
+            return {"checkpoint": self._checkpoint(self.reader.resolve(header["actor"]))}, []
+        if what == "chains":
+            return {"chains": [{"actor": c.actor_id, "name": c.name, "length": c.length,
+                                "head": c.head.hex() if c.head else None} for c in self.reader.chains()]}, []
+        if what == "verify":
+            return {"reports": self._verify(header.get("actor"))}, []
+        if what == "key":
+            return {"public_key": keys.public_hex(self.key.public_key())}, []
+        raise ProtocolError(f"unknown chain query {what!r}")
+
+    def _checkpoint(self, actor_id: str) -> dict[str, Any]:
+        """A checkpoint over the whole stored chain, signed now."""
+        h = self.store.head(actor_id)
+        if h.hash is None or h.stamp is None:
+            raise NotFound(f"actor {actor_id} has no events yet")
+        sig = self.key.sign(ev.checkpoint_message(actor_id, h.seq, h.hash, h.stamp))
+        return ev.Checkpoint(actor_id, h.seq, h.hash, h.stamp, sig).to_json()
+
+    def _verify(self, actor: str | None) -> list[dict[str, Any]]:
+        public = self.key.public_key()
+        ids = [self.reader.resolve(actor)] if actor else [c.actor_id for c in self.reader.chains()]
+        reports = []
+        for actor_id in ids:
+            try:
+                r = ev.verify_chain(self.reader.events(actor_id), public)
+                reports.append({"actor": actor_id, "ok": True, "events": r.events, "signatures": r.signatures})
+            except VerifyError as e:
+                reports.append({"actor": actor_id, "ok": False, "error": e.message, "seq": e.seq})
+        return reports
+
+
+def _bind(sock: zmq.Socket, endpoint: str) -> None:
+    path = endpoint.removeprefix("ipc://")
+    if path != endpoint and os.path.exists(path):
+        os.unlink(path)          # left by a chain process that was killed
+    sock.bind(endpoint)

@@ -1,0 +1,1 @@
+"""theater-server: the management API, the actor registry, spawning and supervision."""

@@ -1,0 +1,87 @@
+"""``theater-server`` (also ``python -m supervisor``): run the Theater daemon in the foreground.
+
+Stop it with SIGTERM or Ctrl-C: every actor is stopped (children first), their events
+reach the chain, then the chain process and the worker fork server stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import sys
+from typing import IO, Any
+
+from theater.errors import TheaterError
+from theater.paths import Home
+
+from .server import Server
+
+EPILOG = """\
+examples:
+  theater-server --log-stdout                 run in the foreground, logging to the terminal
+  theater-server --home /var/lib/theater      the home the systemd unit uses
+  theater-server --listen tcp://0.0.0.0:9000  remote clients (CURVE keys required, see keys/authorized/)
+
+Then, in another terminal: theater start examples/counter/manifest.toml
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="theater-server", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run the Theater server: WebAssembly actors, each in its own process, supervised, "
+                    "with every action in a signed event chain.")
+    p.add_argument("--home", help="state directory (default: $THEATER_HOME, else ~/.theater)")
+    p.add_argument("--listen", metavar="ADDRESS",
+                   help="management address (default: ipc://$THEATER_HOME/run/theater.sock); "
+                        "tcp://HOST:PORT on a non-loopback host requires CURVE client keys")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-stdout", action="store_true", help="log to stdout instead of $THEATER_HOME/logs/server.log")
+    args = p.parse_args(argv)
+    try:
+        home = Home.resolve(args.home)
+        home.ensure()
+    except (TheaterError, OSError) as e:
+        print(f"theater-server: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 2
+    log_file: IO[Any] | None = None
+    if args.log_stdout:
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        log_file = open(home.logs / "server.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the server
+        logging.basicConfig(level=args.log_level.upper(), stream=log_file,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lock = open(home.run / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        print(f"theater-server: another server is already running on {home.root} "
+              f"(pid {lock.read().strip() or '?'})", file=sys.stderr)
+        return 1
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    server = Server(home, args.listen, args.log_level, log_file)
+    try:
+        server.open()
+        if not args.log_stdout:
+            print(f"theater-server: listening on {server.listen} (home {home.root}, log {home.logs / 'server.log'})",
+                  flush=True)
+        server.serve()
+    except TheaterError as e:
+        print(f"theater-server: {e.message}", file=sys.stderr)
+        server.forkserver.stop(1)
+        server.chain_proc.stop(1)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

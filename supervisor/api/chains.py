@@ -1,0 +1,76 @@
+"""Requests answered from the chain: state, events, subscribe, verify, head, key, chains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import zmq
+
+from theater.errors import NotFound
+
+from ..registry import RUNNING
+from . import Request
+
+
+def _actor_id(req: Request) -> str:
+    """A live actor's id, or the key as given (the chain may know a stopped actor by it)."""
+    key = req.header["actor"]
+    try:
+        return req.server.registry.lookup(key).actor_id
+    except NotFound:
+        return key
+
+
+def state(req: Request) -> None:
+    """{actor} -> {has_state} [state]: from the running worker, else the last committed state."""
+    try:
+        rec = req.server.registry.lookup(req.header["actor"])
+    except NotFound:
+        rec = None
+    if rec is not None and rec.status == RUNNING:
+        req.forward_to_worker(rec.actor_id, {"k": "get_state"})
+    else:
+        req.forward_to_chain({"k": "query", "what": "state", "actor": _actor_id(req)})
+
+
+def events(req: Request) -> None:
+    """{actor, since?, limit?, types?} -> {actor, events: [...], more} [data per event]"""
+    h = req.header
+    req.forward_to_chain({"k": "query", "what": "events", "actor": _actor_id(req), "since": h.get("since", 0),
+                          "limit": h.get("limit"), "types": h.get("types") or []})
+
+
+def subscribe(req: Request) -> None:
+    """{actor} -> {sub}; then pushes {"k": "event", sub, actor, meta} [data] as events are stored."""
+    actor_id = _actor_id(req)
+    sub = req.server.new_id()
+    req.server.subs[sub] = (req.client, actor_id)
+    req.server.events.setsockopt(zmq.SUBSCRIBE, f"actor.{actor_id}".encode())
+    req.ok(sub=sub, actor=actor_id)
+
+
+def unsubscribe(req: Request) -> None:
+    entry = req.server.subs.pop(req.header["sub"], None)
+    if entry is not None and not any(a == entry[1] for _, a in req.server.subs.values()):
+        req.server.events.setsockopt(zmq.UNSUBSCRIBE, f"actor.{entry[1]}".encode())
+    req.ok()
+
+
+def verify(req: Request) -> None:
+    """{actor?} -> {reports: [{actor, ok, events, signatures} | {actor, ok: false, error, seq}]}"""
+    header: dict[str, Any] = {"k": "query", "what": "verify"}
+    if req.header.get("actor"):
+        header["actor"] = _actor_id(req)
+    req.forward_to_chain(header)
+
+
+def head(req: Request) -> None:
+    req.forward_to_chain({"k": "query", "what": "head", "actor": _actor_id(req)})
+
+
+def key(req: Request) -> None:
+    req.ok(public_key=req.server.public_key)
+
+
+def list_chains(req: Request) -> None:
+    req.forward_to_chain({"k": "query", "what": "chains"})

@@ -1,0 +1,64 @@
+"""Messages from outside to actors: send, request, and channels with a client at one end.
+
+The server relays these over the worker's control socket as the same ``msg`` the data
+plane uses, and relays the worker's ``reply`` back to the client.
+"""
+
+from __future__ import annotations
+
+from theater.errors import NotFound
+from theater.ids import new_channel_id
+
+from . import Request
+
+
+def send(req: Request) -> None:
+    """{actor} [message] -> {} once the message is handed to the actor's worker."""
+    rec = req.server.supervision.lookup_running(req.header["actor"])
+    if req.server.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
+        req.ok(id=rec.actor_id)
+    else:
+        req.fail(NotFound(f"actor {rec.actor_id} is not reachable"))
+
+
+def request(req: Request) -> None:
+    """{actor} [message] -> {} [reply], when the actor answers (handle-request or respond-to-request)."""
+    rec = req.server.supervision.lookup_running(req.header["actor"])
+    req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "request"}, req.frames[0])
+
+
+def channel_open(req: Request) -> None:
+    """{actor} [first message] -> {channel, accepted} [the actor's first message?]"""
+    rec = req.server.supervision.lookup_running(req.header["actor"])
+    ch = new_channel_id()
+
+    def answered(header: dict, frames: list[bytes]) -> None:
+        if header["k"] == "error" or not header.get("ok"):
+            req.fail(NotFound(str(header.get("error", "channel refused"))))
+            return
+        accepted = bool(header.get("accepted"))
+        if accepted:
+            req.server.channels[ch] = (req.client, rec.actor_id)
+        req.ok(*frames, channel=ch, accepted=accepted, actor=rec.actor_id)
+    req.server.ask_worker(rec.actor_id, {"k": "msg", "what": "chan_open", "ch": ch}, req.frames[0], then=answered)
+
+
+def _channel(req: Request) -> tuple[str, str]:
+    ch = req.header["channel"]
+    entry = req.server.channels.get(ch)
+    if entry is None or entry[0] != req.client:
+        raise NotFound(f"no open channel {ch}")
+    return ch, entry[1]
+
+
+def channel_send(req: Request) -> None:
+    ch, actor_id = _channel(req)
+    req.server.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0])
+    req.ok(channel=ch)
+
+
+def channel_close(req: Request) -> None:
+    ch, actor_id = _channel(req)
+    del req.server.channels[ch]
+    req.server.to_worker(actor_id, {"k": "msg", "what": "chan_close", "ch": ch})
+    req.ok(channel=ch)

@@ -1,0 +1,58 @@
+"""Components as clients upload them: WAT compiled to wasm, stored by SHA-256.
+
+``$THEATER_HOME/components/<sha256>.wasm`` is what every incarnation of an actor loads, so
+a restart does not depend on the client's files still being there. WAT text is turned
+into wasm here (a parse, not a compile: the server never compiles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import wasmtime
+
+from theater.errors import ComponentError
+from theater.paths import Home
+
+WASM_MAGIC = b"\x00asm"
+CORE_VERSION = b"\x01\x00\x00\x00"
+
+
+def to_wasm(data: bytes, what: str) -> bytes:
+    """The component's binary form; ComponentError with a one-line reason if there is none."""
+    if data.startswith(WASM_MAGIC):
+        if data[4:8] == CORE_VERSION:
+            raise ComponentError(f"{what} is a core WebAssembly module, not a component "
+                                 f"(wrap it with `wasm-tools component new`)")
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ComponentError(f"{what} is not WebAssembly (neither a binary component nor WAT text)") from None
+    if "(" not in text:
+        raise ComponentError(f"{what} is not WebAssembly (neither a binary component nor WAT text)")
+    try:
+        wasm = wasmtime.wat2wasm(text)
+    except wasmtime.WasmtimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        where = next((ln.lstrip("-> ") for ln in lines if ln.startswith("-->")), "")
+        raise ComponentError(f"{what} is not valid WAT: {lines[0] if lines else e}"
+                             + (f" (at {where})" if where else "")) from None
+    if wasm[4:8] == CORE_VERSION:
+        raise ComponentError(f"{what} is a core module, not a component (its WAT must start with `(component`)")
+    return wasm
+
+
+def store(home: Home, data: bytes, what: str) -> str:
+    """Stores a component (binary or WAT) and returns the SHA-256 of its wasm."""
+    wasm = to_wasm(data, what)
+    sha = hashlib.sha256(wasm).hexdigest()
+    path = home.components / f"{sha}.wasm"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=home.components, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(wasm)
+        os.replace(tmp, path)
+    return sha

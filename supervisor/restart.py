@@ -1,0 +1,60 @@
+"""The restart decision, as pure functions of data (Erlang/OTP ``supervisor`` semantics).
+
+Nothing here reads a clock, sleeps, or touches a process: the server's loop carries
+out the plans. ``now`` is monotonic seconds; OTP counts whole seconds, we keep fractions.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+NORMAL, SHUTDOWN, ABNORMAL = "normal", "shutdown", "abnormal"
+
+
+def should_restart(restart_type: str, exit_kind: str) -> bool:
+    """permanent: always; transient: only after an abnormal exit; temporary: never."""
+    if restart_type == "permanent":
+        return True
+    if restart_type == "transient":
+        return exit_kind == ABNORMAL
+    return False
+
+
+@dataclass(frozen=True)
+class Plan:
+    stop: tuple[str, ...]        # running siblings to stop, in this order (reverse start order)
+    start: tuple[str, ...]       # children to start again, in this order (start order)
+    drop: tuple[str, ...]        # children stopped by the plan and not restarted (temporary)
+
+
+def plan(strategy: str, children: list[str], failed: str, types: dict[str, str]) -> Plan:
+    """What to do when ``failed`` (to be restarted) ended, given its siblings in start order."""
+    if strategy == "one_for_one":
+        affected = [failed]
+    elif strategy == "one_for_all":
+        affected = list(children)
+    elif strategy == "rest_for_one":
+        affected = children[children.index(failed):] if failed in children else [failed]
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    others = [c for c in affected if c != failed]
+    stop = tuple(reversed(others))
+    drop = tuple(c for c in others if types.get(c) == "temporary")
+    start = tuple(c for c in affected if c == failed or types.get(c) != "temporary")
+    return Plan(stop, start, drop)
+
+
+def add_restart(history: list[float], now: float, period: float, intensity: int) -> tuple[list[float], bool]:
+    """Records a restart; True when more than ``intensity`` fall within ``period`` (escalate)."""
+    kept = [t for t in history if t > now - period]
+    kept.append(now)
+    return kept, len(kept) > intensity
+
+
+def backoff_delay(attempt: int, low: float, high: float, jitter: float, rng: random.Random | None = None) -> float:
+    """Delay before restart number ``attempt`` (0 = first): low * 2**attempt capped at high,
+    then up to ``jitter`` (a fraction) added at random, so restarts do not march in step."""
+    base = min(high, low * (2 ** min(attempt, 62)))
+    spread = (rng or random).random() * jitter * base
+    return min(high, base + spread) if jitter else base

@@ -1,0 +1,115 @@
+"""The chains database (``$THEATER_HOME/chains.db``, SQLite in WAL mode): schema and reading.
+
+Only the chain process writes it. Anyone may read it: ``theater verify`` and
+``theater export`` work on it offline, with nothing but the host's public key.
+
+What is stored per event is what cannot be recomputed: sequence number, type, data,
+time and, on the events that end a committed batch, the signature. Each event's hash is
+stored too, for fast lookups, but verification recomputes it (with the previous event's
+hash as parent) and the time stamps, so editing any of them is caught.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import NotFound
+from .events import Event, next_stamp
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS actors (
+    aid INTEGER PRIMARY KEY,
+    actor TEXT UNIQUE NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    seq INTEGER NOT NULL DEFAULT -1,      -- last stored event
+    hash BLOB,                            -- its hash
+    stamp BLOB,                           -- its time stamp
+    has_state INTEGER NOT NULL DEFAULT 0, -- the last committed state (from the last wasm result)
+    state BLOB
+);
+CREATE TABLE IF NOT EXISTS types (tid INTEGER PRIMARY KEY, type TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    aid INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    tid INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    time_ns INTEGER NOT NULL,
+    sig BLOB,
+    PRIMARY KEY (aid, seq)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class ChainInfo:
+    actor_id: str
+    name: str
+    length: int
+    head: bytes | None
+
+
+class ChainReader:
+    """Read-only access; safe while the chain process writes (WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise NotFound(f"no chains database at {path}")
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def chains(self) -> list[ChainInfo]:
+        rows = self.db.execute("SELECT actor, name, seq, hash FROM actors ORDER BY aid").fetchall()
+        return [ChainInfo(a, n, s + 1, h) for a, n, s, h in rows]
+
+    def resolve(self, prefix: str) -> str:
+        """The full id of the one stored chain whose actor id starts with ``prefix``."""
+        rows = self.db.execute("SELECT actor FROM actors WHERE actor >= ? AND actor < ? LIMIT 2",
+                               (prefix, prefix + "\uffff")).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if not rows:
+            raise NotFound(f"no chain for actor {prefix!r} in this home")
+        raise NotFound(f"actor id prefix {prefix!r} is ambiguous")
+
+    def events(self, actor_id: str, since: int = 0, limit: int | None = None,
+               types: tuple[str, ...] = ()) -> Iterator[Event]:
+        """Events from ``since``, oldest first, with parents and stamps filled in."""
+        aid = self._aid(actor_id)
+        parent, stamp = self._before(aid, since)
+        sql = ("SELECT e.seq, t.type, e.data, e.hash, e.time_ns, e.sig FROM events e "
+               "JOIN types t ON t.tid = e.tid WHERE e.aid = ? AND e.seq >= ? ORDER BY e.seq")
+        n = 0
+        for seq, type_, data, hash_, time_ns, sig in self.db.execute(sql, (aid, since)):
+            stamp = next_stamp(stamp, hash_, time_ns)
+            ev = Event(actor_id, seq, parent, type_, data, hash_, time_ns, stamp, sig)
+            parent = hash_
+            if types and not any(type_ == t or type_.startswith(t.rstrip("*")) for t in types):
+                continue
+            yield ev
+            n += 1
+            if limit is not None and n >= limit:
+                return
+
+    def _aid(self, actor_id: str) -> int:
+        row = self.db.execute("SELECT aid FROM actors WHERE actor = ?", (actor_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no chain for actor {actor_id}")
+        return row[0]
+
+    def _before(self, aid: int, since: int) -> tuple[bytes | None, bytes | None]:
+        """The parent hash and stamp that precede event ``since`` (recomputing stamps from 0)."""
+        if since <= 0:
+            return None, None
+        stamp = None
+        parent = None
+        for hash_, time_ns in self.db.execute(
+                "SELECT hash, time_ns FROM events WHERE aid = ? AND seq < ? ORDER BY seq", (aid, since)):
+            stamp = next_stamp(stamp, hash_, time_ns)
+            parent = hash_
+        return parent, stamp

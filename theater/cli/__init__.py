@@ -1,0 +1,107 @@
+"""The ``theater`` command line.
+
+Each command is a function ``(args, ctx) -> exit status`` in one of the modules here,
+registered in ``COMMANDS`` with its help text and arguments. Every failure leaves by one
+route: a TheaterError becomes one line on stderr and the exit status from ``_output.EXIT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..client import DEFAULT_TIMEOUT, Client
+from ..errors import TheaterError
+from ..paths import Home
+from . import _output
+
+EPILOG = """\
+exit status: 0 ok, 1 the actor failed or another error, 2 bad input (usage, manifest, component),
+3 unknown actor/channel, 4 no server, 5 a chain failed verification, 6 timeout, 7 refused.
+
+getting started:
+  theater run examples/hello/manifest.toml     run one actor with an embedded server and see its logs
+  theater-server --log-stdout &                 or start a server, then:
+  theater start examples/counter/manifest.toml
+  theater message <id> +1 --request
+"""
+
+
+@dataclass
+class Context:
+    home: Home
+    json: bool
+    server: str | None
+    timeout: float
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.home, self.server, self.timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+Command = Callable[[argparse.Namespace, Context], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import actors, chains, messages, run
+
+    p = argparse.ArgumentParser(
+        prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Manage WebAssembly actors on a theater-server: start them, message them, "
+                    "read and verify their signed event chains.")
+    common = argparse.ArgumentParser(add_help=False)
+    for parser, default in ((p, None), (common, argparse.SUPPRESS)):
+        # accepted before or after the command; given after, they win
+        parser.add_argument("--home", default=default,
+                            help="THEATER_HOME to use (default: $THEATER_HOME, else ~/.theater)")
+        parser.add_argument("--json", action="store_true", default=default or False, help="machine-readable output")
+        parser.add_argument("--server", metavar="ADDRESS", default=default,
+                            help="server address (default: $THEATER_SERVER, else the home's unix socket)")
+        parser.add_argument("--timeout", type=float, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
+                            help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for module in (run, actors, messages, chains):
+        for name, (fn, help_, add_args) in module.COMMANDS.items():
+            group, _, leaf = name.rpartition(" ")
+            if group:            # "chain head": a sub-command of "chain"
+                if group not in groups:
+                    gp = sub.add_parser(group, help=module.GROUPS[group])
+                    groups[group] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+                target = groups[group]
+            else:
+                target = sub
+            sp = target.add_parser(leaf, parents=[common], help=help_, description=fn.__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+            add_args(sp)
+            sp.set_defaults(func=fn)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    func: Command | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    ctx = Context(Home.resolve(args.home), args.json, args.server, args.timeout)
+    try:
+        return func(args, ctx)
+    except TheaterError as e:
+        _output.error(e.message)
+        return _output.exit_status(e)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    finally:
+        ctx.close()

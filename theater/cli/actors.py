@@ -1,0 +1,158 @@
+"""Actor commands: start, stop, list, inspect, tree, top, state."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from .._units import format_size
+from ..events import readable
+from . import Context, _output
+
+
+def start(args: argparse.Namespace, ctx: Context) -> int:
+    """Start an actor from its manifest; prints its id once its init is done.
+
+    The manifest, its component (.wasm or .wat) and its initial state are read here and sent
+    to the server, so the server needs no access to your files.
+    --json prints {"id": ..., "name": ..., "pid": ...}.
+    """
+    state = Path(args.state).read_bytes() if args.state else None
+    info = ctx.client.start(args.manifest, state)
+    if ctx.json:
+        _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
+    else:
+        print(info["id"])
+    return 0
+
+
+def stop(args: argparse.Namespace, ctx: Context) -> int:
+    """Stop an actor (its children first), wait until its process is gone, and forget it.
+
+    Its chain stays in the store: `theater events`, `verify` and `export` still work on it.
+    """
+    info = ctx.client.stop(args.actor)
+    if ctx.json:
+        _output.emit_json(info)
+    else:
+        print(f"stopped {info['id']}")
+    return 0
+
+
+def list_actors(args: argparse.Namespace, ctx: Context) -> int:
+    """List the server's actors: running, restarting, or failed and left stopped."""
+    actors = ctx.client.call("list")[0]["actors"]
+    if ctx.json:
+        _output.emit_json(actors)
+        return 0
+    if not actors:
+        print("no actors")
+        return 0
+    rows = [[a["id"], a["name"], a["status"], str(a["pid"] or "-"), str(a["restarts"]), a["last_error"] or ""]
+            for a in actors]
+    _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RESTARTS", "LAST ERROR"])
+    return 0
+
+
+def inspect(args: argparse.Namespace, ctx: Context) -> int:
+    """Show one actor: status, pid, restarts, last error, manifest settings, children."""
+    info = ctx.client.inspect(args.actor)
+    if ctx.json:
+        _output.emit_json(info)
+        return 0
+    for key in ("id", "name", "version", "status", "pid", "incarnation", "restarts", "last_error", "parent",
+                "manifest", "component", "endpoint"):
+        print(f"{key + ':':13} {info.get(key) if info.get(key) is not None else '-'}")
+    print(f"{'handlers:':13} {', '.join(info['handlers']) or '-'}")
+    print(f"{'children:':13} {', '.join(info['children']) or '-'}")
+    r = info["restart"]
+    shutdown = "brutal_kill" if r["shutdown"] is None else f"{r['shutdown']:g}s"
+    print(f"{'restart:':13} {r['type']}, children {r['strategy']} "
+          f"(at most {r['intensity']} in {r['period']:g}s), shutdown {shutdown}, state {r['state']}")
+    if info.get("last_exit"):
+        e = info["last_exit"]
+        print(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
+    return 0
+
+
+def tree(args: argparse.Namespace, ctx: Context) -> int:
+    """Show the supervision tree: each actor under its supervisor, with status and restarts."""
+    nodes = ctx.client.call("tree")[0]["tree"]
+    if ctx.json:
+        _output.emit_json(nodes)
+        return 0
+    print("theater-server (root, one_for_one)")
+
+    def show(node: dict[str, Any], prefix: str, last: bool) -> None:
+        branch = "└── " if last else "├── "
+        extra = f" restarts={node['restarts']}" if node["restarts"] else ""
+        err = f" last error: {node['last_error']}" if node["last_error"] else ""
+        print(f"{prefix}{branch}{node['name']} {node['id'][:8]} [{node['status']}] {node['restart']}"
+              f"{extra}{err}")
+        kids = node["children"]
+        for i, k in enumerate(kids):
+            show(k, prefix + ("    " if last else "│   "), i == len(kids) - 1)
+    for i, n in enumerate(nodes):
+        show(n, "", i == len(nodes) - 1)
+    return 0
+
+
+def top(args: argparse.Namespace, ctx: Context) -> int:
+    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts."""
+    while True:
+        info = ctx.client.call("top")[0]
+        if ctx.json:
+            _output.emit_json_line(info) if args.watch else _output.emit_json(info)
+        else:
+            if args.watch:
+                print("\x1b[2J\x1b[H", end="")
+            rows = [[a["id"][:8], a["name"], a["status"], str(a["pid"] or "-"),
+                     format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
+                     f"{a.get('cpu_percent', 0):.0f}%", str(a.get("events_per_second", "-")), str(a["restarts"])]
+                    for a in info["actors"]]
+            _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S", "RESTARTS"])
+            print(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)
+
+
+def state(args: argparse.Namespace, ctx: Context) -> int:
+    """Write an actor's current state (its bytes) to stdout.
+
+    From the running worker, or, for a stopped actor, the last state its chain committed.
+    --json prints {"actor": ..., "state": {"utf8": ...} | {"b64": ...} | null}.
+    """
+    value = ctx.client.state(args.actor)
+    if ctx.json:
+        _output.emit_json({"actor": args.actor, "state": readable(value) if value is not None else None})
+    elif value is not None:
+        _output.emit_bytes(value)
+    return 0
+
+
+def _actor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+
+
+def _start_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", help="path to the actor's manifest.toml")
+    p.add_argument("--state", metavar="FILE", help="initial state bytes (instead of the manifest's init_state)")
+
+
+def _top_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--watch", action="store_true", help="refresh until interrupted")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+
+
+COMMANDS = {
+    "start": (start, "start an actor from a manifest", _start_args),
+    "stop": (stop, "stop an actor and its children", _actor),
+    "list": (list_actors, "list actors", lambda p: None),
+    "inspect": (inspect, "show one actor in detail", _actor),
+    "tree": (tree, "show the supervision tree", lambda p: None),
+    "top": (top, "live resource use per actor", _top_args),
+    "state": (state, "print an actor's state", _actor),
+}

@@ -1,0 +1,290 @@
+"""Chain commands: events, export, verify, key, chains, chain head.
+
+``verify``, ``export``, ``key`` and ``chains`` read ``$THEATER_HOME`` directly and need no
+server: a chain can be checked with nothing but its data and the host's public key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import keys
+from ..chaindb import ChainReader
+from ..errors import TheaterError, UsageError, VerifyError
+from ..events import Checkpoint, Event, decode_data, from_wire, verify_chain
+from . import Context, _output
+
+
+def summary(ev: Event) -> str:
+    """One human line for an event."""
+    try:
+        d = decode_data(ev.data)
+    except Exception:
+        return f"({len(ev.data)} bytes)"
+    if not isinstance(d, dict):
+        return repr(d)
+    if ev.type == "wasm":
+        fn = str(d.get("function", "")).rsplit("/", 1)[-1]
+        if d.get("event") == "call":
+            return f"call {fn} {_short(d.get('params'))}"
+        if d.get("event") == "result":
+            st = f" state={_short(d['state'])}" if "state" in d else ""
+            return f"result {fn} {_short(d.get('result'))}{st}"
+        return f"error {fn} {d.get('reason')}: {d.get('error')}"
+    if "input" in d:
+        return f"{_short(d['input'])} -> {_short(d.get('output'))}"
+    return " ".join(f"{k}={_short(v)}" for k, v in d.items() if v is not None)
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    if isinstance(v, bytes):
+        try:
+            text = repr(v.decode())
+        except UnicodeDecodeError:
+            text = f"<{len(v)} bytes>"
+    elif isinstance(v, list | tuple):
+        text = "(" + ", ".join(_short(x, limit) for x in v) + ")"
+    elif isinstance(v, dict):
+        text = "{" + ", ".join(f"{k}: {_short(x, limit)}" for k, x in v.items()) + "}"
+    else:
+        text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _print_event(ev: Event, as_json: bool) -> None:
+    if as_json:
+        _output.emit_json_line(ev.to_json())
+    else:
+        print(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}", flush=True)
+
+
+def events(args: argparse.Namespace, ctx: Context) -> int:
+    """Show an actor's events: sequence number, type and what went in and out.
+
+    --json prints a JSON array of events (see docs/chain-format.md); with --follow, one JSON
+    object per line as events are stored. --follow resumes from --since after a disconnect,
+    and catches up from the store when it falls behind, so it misses nothing.
+    """
+    types = args.type or []
+    if not args.follow:
+        found = ctx.client.events(args.actor, args.since, args.limit, types)
+        if ctx.json:
+            _output.emit_json([e.to_json() for e in found])
+        else:
+            for ev in found:
+                _print_event(ev, False)
+        return 0
+    for shown, ev in enumerate(follow(ctx, args.actor, args.since, types), 1):
+        _print_event(ev, ctx.json)
+        if args.limit is not None and shown >= args.limit:
+            break
+    return 0
+
+
+def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float | None = None) -> Iterator[Event]:
+    """Every event from ``since`` on, stored ones first, then live ones, in order, none missing.
+
+    Live events come through the server's relay of the chain's publications; a gap in
+    sequence numbers (the relay dropped some for a slow reader) is filled from the store.
+    Stops after ``idle`` seconds without an event, if given.
+    """
+    c = ctx.client
+    sub = c.call("subscribe", actor=actor)[0]
+    actor_id = sub["actor"]
+    nxt = since
+    last_event = time.monotonic()
+    try:
+        while True:
+            for ev in c.events(actor_id, nxt):          # catch up from the store
+                nxt = ev.seq + 1
+                if _matches(ev, types):
+                    yield ev
+            while True:
+                push = c.next_push(0.5)
+                if push is None:
+                    if idle is not None and time.monotonic() - last_event > idle:
+                        return
+                    continue
+                h, data = push
+                if h.get("k") != "event" or h.get("actor") != actor_id:
+                    continue
+                ev = from_wire(actor_id, {**h["meta"], "parent": None}, data[0])
+                if ev.seq < nxt:
+                    continue
+                if ev.seq > nxt:
+                    break                                # missed some: back to the store
+                nxt = ev.seq + 1
+                last_event = time.monotonic()
+                if _matches(ev, types):
+                    yield ev
+    finally:
+        with contextlib.suppress(TheaterError):
+            c.call("unsubscribe", sub=sub["sub"], timeout=2)
+
+
+def _matches(ev: Event, types: list[str]) -> bool:
+    return not types or any(ev.type == t or (t.endswith("*") and ev.type.startswith(t[:-1])) for t in types)
+
+
+def _reader(ctx: Context) -> ChainReader:
+    return ChainReader(ctx.home.chains_db)
+
+
+def _public(ctx: Context, given: str | None) -> Any:
+    return keys.parse_public(given) if given else keys.read_public(ctx.home)
+
+
+def export(args: argparse.Namespace, ctx: Context) -> int:
+    """Write an actor's whole chain as JSON Lines (one event per line) for offline verification."""
+    reader = _reader(ctx)
+    actor_id = reader.resolve(args.actor)
+    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    n = 0
+    try:
+        for ev in reader.events(actor_id):
+            out.write(orjson.dumps(ev.to_json()) + b"\n")
+            n += 1
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    if args.output not in (None, "-"):
+        print(f"exported {n} events of {actor_id} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _read_export(path: str) -> list[Event]:
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Event.from_json(orjson.loads(line)))
+        except (orjson.JSONDecodeError, VerifyError) as e:
+            raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
+    return out
+
+
+def verify(args: argparse.Namespace, ctx: Context) -> int:
+    """Check chains offline: every hash, link, time stamp and signature, from the first event.
+
+    Names the first bad event and exits 5 if anything was changed, removed, inserted or
+    reordered, signed by another key, or (given --checkpoint) cut short or rewritten since
+    that checkpoint. Without --file it reads the home's store; without --pubkey it uses the
+    home's host key.
+    """
+    public = _public(ctx, args.pubkey)
+    trusted = None
+    if args.checkpoint:
+        try:
+            trusted = Checkpoint.from_json(orjson.loads(Path(args.checkpoint).read_bytes()))
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise UsageError(f"cannot read checkpoint {args.checkpoint}: {e}") from None
+    if args.file:
+        chains = [("file", _read_export(args.file))]
+    else:
+        reader = _reader(ctx)
+        ids = [reader.resolve(args.actor)] if args.actor else [c.actor_id for c in reader.chains()]
+        chains = [(a, reader.events(a)) for a in ids]
+    results, failed = [], 0
+    for label, evs in chains:
+        try:
+            r = verify_chain(evs, public, trusted)
+            results.append({"actor": r.actor_id or label, "ok": True, "events": r.events, "signatures": r.signatures})
+        except VerifyError as e:
+            failed += 1
+            results.append({"actor": label, "ok": False, "seq": e.seq, "error": e.message})
+    if ctx.json:
+        _output.emit_json(results)
+    else:
+        for r in results:
+            if r["ok"]:
+                print(f"ok      {r['actor']}  {r['events']} events, {r['signatures']} signatures")
+            else:
+                print(f"FAILED  {r['actor']}  {r['error']}")
+        if not results:
+            print("no chains")
+    return 5 if failed else 0
+
+
+def key(args: argparse.Namespace, ctx: Context) -> int:
+    """Print the host's Ed25519 public key (hex): what `verify --pubkey` needs elsewhere."""
+    try:
+        public = keys.public_hex(keys.read_public(ctx.home))
+    except UsageError:
+        public = ctx.client.call("key")[0]["public_key"]
+    if ctx.json:
+        _output.emit_json({"public_key": public})
+    else:
+        print(public)
+    return 0
+
+
+def chains(args: argparse.Namespace, ctx: Context) -> int:
+    """List the chains stored in this home (running actors and stopped ones)."""
+    found = _reader(ctx).chains()
+    rows = [{"actor": c.actor_id, "name": c.name, "length": c.length, "head": c.head.hex() if c.head else None}
+            for c in found]
+    if ctx.json:
+        _output.emit_json(rows)
+    else:
+        _output.table([[r["actor"], r["name"], str(r["length"]), (r["head"] or "-")[:16]] for r in rows],
+                      ["ACTOR", "NAME", "EVENTS", "HEAD"])
+    return 0
+
+
+def head(args: argparse.Namespace, ctx: Context) -> int:
+    """Print a signed checkpoint of an actor's chain (actor, length, head hash), as JSON.
+
+    Keep it: `theater verify --checkpoint FILE` later proves the chain only grew since.
+    """
+    cp = ctx.client.call("head", actor=args.actor)[0]["checkpoint"]
+    _output.emit_json(cp)
+    return 0
+
+
+def _events_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    p.add_argument("--type", action="append", metavar="TYPE",
+                   help="only events of this type (repeatable; a trailing * matches a prefix)")
+    p.add_argument("--limit", type=int, help="at most this many events")
+    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="start at this sequence number")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as they are stored")
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+
+
+def _verify_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", nargs="?", help="only this actor's chain (default: every chain in the home)")
+    p.add_argument("--file", metavar="FILE", help="verify an export (JSON Lines) instead of the home's store")
+    p.add_argument("--pubkey", metavar="KEY", help="the host's public key, hex or a file (default: the home's)")
+    p.add_argument("--checkpoint", metavar="FILE", help="a checkpoint from `theater chain head` to hold the chain to")
+
+
+def _actor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+
+
+GROUPS = {"chain": "chain checkpoints (chain head)"}
+COMMANDS = {
+    "events": (events, "show an actor's events", _events_args),
+    "export": (export, "write an actor's chain as JSON Lines", _export_args),
+    "verify": (verify, "verify chains offline (hashes, links, signatures)", _verify_args),
+    "key": (key, "print the host's public key", lambda p: None),
+    "chains": (chains, "list the chains stored in this home", lambda p: None),
+    "chain head": (head, "print a signed checkpoint of an actor's chain", _actor),
+}

@@ -1,0 +1,100 @@
+"""Message commands: message (send or request), channel open."""
+
+from __future__ import annotations
+
+import argparse
+import select
+import sys
+
+from ..errors import UsageError
+from ..events import readable
+from . import Context, _output
+
+
+def _payload(args: argparse.Namespace) -> bytes:
+    if args.file:
+        return sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    if args.data is None:
+        raise UsageError("give the message as DATA, or --file FILE (- for stdin)")
+    return args.data.encode()
+
+
+def message(args: argparse.Namespace, ctx: Context) -> int:
+    """Send a message to an actor (its handle-send), or with --request wait for its reply.
+
+    With --request the reply's bytes are written to stdout as they are (--json prints
+    {"actor": ..., "reply": {"utf8": ...} | {"b64": ...}}).
+    """
+    data = _payload(args)
+    if args.request:
+        reply = ctx.client.request(args.actor, data)
+        if ctx.json:
+            _output.emit_json({"actor": args.actor, "reply": readable(reply)})
+        else:
+            _output.emit_bytes(reply)
+    else:
+        ctx.client.send(args.actor, data)
+        if ctx.json:
+            _output.emit_json({"actor": args.actor, "sent": len(data)})
+    return 0
+
+
+def channel_open(args: argparse.Namespace, ctx: Context) -> int:
+    """Open a channel to an actor and talk on it: each line of stdin is sent as one message,
+    each message from the actor is printed as one line; end of input closes the channel.
+
+    --json prints one JSON object per line: {"opened": ...}, {"message": ...}, {"closed": ...}.
+    """
+    c = ctx.client
+    header, frames = c.call("channel_open", _payload(args), actor=args.actor)
+    ch = header["channel"]
+    if not header.get("accepted"):
+        raise UsageError(f"actor {header['actor']} did not accept the channel")
+
+    def show(kind: str, data: bytes | None) -> None:
+        if ctx.json:
+            _output.emit_json_line({kind: ch, **({"data": readable(data)} if data is not None else {})})
+        elif data is not None:
+            _output.emit_bytes(data if data.endswith(b"\n") else data + b"\n")
+        else:
+            print(f"channel {ch} {kind}", file=sys.stderr)
+    show("opened", frames[0] if frames else None)
+    stdin_open = True
+    while True:
+        push = c.next_push(0.05)
+        while push is not None:
+            h, data = push
+            if h.get("channel") == ch:
+                if h["k"] == "channel_closed":
+                    show("closed", None)
+                    return 0
+                show("message", data[0] if data else b"")
+            push = c.next_push(0)
+        if stdin_open and select.select([sys.stdin], [], [], 0)[0]:
+            line = sys.stdin.buffer.readline()
+            if not line:
+                stdin_open = False
+                c.call("channel_close", channel=ch)
+                show("closed", None)
+                return 0
+            c.call("channel_send", line.rstrip(b"\n"), channel=ch)
+
+
+def _message_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    p.add_argument("data", nargs="?", help="the message, as text")
+    p.add_argument("--file", metavar="FILE", help="read the message from FILE (- for stdin)")
+    p.add_argument("--request", action="store_true", help="wait for the actor's reply and print it")
+
+
+def _channel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    p.add_argument("data", nargs="?", default="", help="the first message (default: empty)")
+    p.add_argument("--file", metavar="FILE", help="read the first message from FILE")
+
+
+GROUPS = {"channel": "open a channel to an actor"}
+COMMANDS = {
+    "message": (message, "send a message to an actor, or --request and print the reply", _message_args),
+    "channel open": (channel_open, "open a channel to an actor and talk on it", _channel_args),
+}

@@ -1,0 +1,240 @@
+"""The event chain's format: what is hashed, what is signed, how a chain is verified.
+
+``docs/chain-format.md`` specifies the same bytes for independent verifiers, and
+``tests/vectors/chain-v1.jsonl`` holds a chain they can check. In short:
+
+* ``hash  = SHA-256("theater-event/v1\\0" || lp(actor_id) || u64(seq) || parent || lp(type) || lp(data))``
+  where ``lp(x) = u64(len(x)) || x``, ``u64`` is big-endian, and ``parent`` is ``0x00`` for
+  the first event or ``0x01 || parent_hash``. Wall-clock time is not hashed, so a replay
+  reproduces every hash.
+* ``stamp = SHA-256("theater-stamp/v1\\0" || previous stamp (32 zero bytes first) || hash || u64(time_ns))``
+  binds each event's time to the chain.
+* A checkpoint signs ``"theater-checkpoint/v1\\0" || lp(actor_id) || u64(seq) || hash || stamp``
+  of one event with the host's Ed25519 key, and so covers that event and all before it.
+  The chain process signs the last event of every batch it commits, so no event stays
+  unsigned for longer than one group commit.
+* ``data`` is the canonical CBOR (RFC 8949 section 4.2) of the event's inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .errors import VerifyError
+
+EVENT_DOMAIN = b"theater-event/v1\x00"
+STAMP_DOMAIN = b"theater-stamp/v1\x00"
+CHECKPOINT_DOMAIN = b"theater-checkpoint/v1\x00"
+NO_STAMP = bytes(32)
+
+
+def _u64(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def _lp(b: bytes) -> bytes:
+    return len(b).to_bytes(8, "big") + b
+
+
+def event_hash(actor_id: str, seq: int, parent: bytes | None, event_type: str, data: bytes) -> bytes:
+    link = b"\x00" if parent is None else b"\x01" + parent
+    return hashlib.sha256(b"".join((
+        EVENT_DOMAIN, _lp(actor_id.encode()), _u64(seq), link, _lp(event_type.encode()), _lp(data),
+    ))).digest()
+
+
+def next_stamp(previous: bytes | None, hash_: bytes, time_ns: int) -> bytes:
+    return hashlib.sha256(STAMP_DOMAIN + (previous or NO_STAMP) + hash_ + _u64(time_ns)).digest()
+
+
+def checkpoint_message(actor_id: str, seq: int, hash_: bytes, stamp: bytes) -> bytes:
+    return CHECKPOINT_DOMAIN + _lp(actor_id.encode()) + _u64(seq) + hash_ + stamp
+
+
+def encode_data(value: Any) -> bytes:
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode_data(data: bytes) -> Any:
+    return cbor2.loads(data)
+
+
+def readable(value: Any) -> Any:
+    """Decoded event data as JSON: bytes become {"utf8": text} or {"b64": base64}."""
+    if isinstance(value, bytes):
+        try:
+            return {"utf8": value.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): readable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [readable(v) for v in value]
+    return value
+
+
+@dataclass(slots=True)
+class Event:
+    actor_id: str
+    seq: int
+    parent: bytes | None
+    type: str
+    data: bytes
+    hash: bytes
+    time_ns: int = 0
+    stamp: bytes = b""
+    signature: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One line of `theater export` and one element of `theater events --json`."""
+        try:
+            body = readable(decode_data(self.data))
+        except Exception:       # data we cannot decode is still verifiable
+            body = None
+        return {
+            "actor": self.actor_id, "seq": self.seq, "type": self.type,
+            "hash": self.hash.hex(), "parent": self.parent.hex() if self.parent else None,
+            "time_ns": self.time_ns, "stamp": self.stamp.hex(),
+            "signature": self.signature.hex() if self.signature else None,
+            "data": base64.b64encode(self.data).decode(), "body": body,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Event:
+        try:
+            return cls(
+                actor_id=str(d["actor"]), seq=int(d["seq"]), type=str(d["type"]),
+                parent=bytes.fromhex(d["parent"]) if d.get("parent") else None,
+                data=base64.b64decode(d["data"], validate=True), hash=bytes.fromhex(d["hash"]),
+                time_ns=int(d.get("time_ns", 0)), stamp=bytes.fromhex(d.get("stamp") or ""),
+                signature=bytes.fromhex(d["signature"]) if d.get("signature") else None,
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise VerifyError(f"malformed event record: {e}") from None
+
+
+def to_wire(ev: Event) -> dict[str, Any]:
+    """An event's fields for a protocol header; its data travels as a separate frame."""
+    return {"seq": ev.seq, "type": ev.type, "parent": ev.parent.hex() if ev.parent else None,
+            "hash": ev.hash.hex(), "time_ns": ev.time_ns, "stamp": ev.stamp.hex(),
+            "sig": ev.signature.hex() if ev.signature else None}
+
+
+def from_wire(actor_id: str, meta: dict[str, Any], data: bytes) -> Event:
+    return Event(actor_id, meta["seq"], bytes.fromhex(meta["parent"]) if meta["parent"] else None, meta["type"],
+                 data, bytes.fromhex(meta["hash"]), meta["time_ns"], bytes.fromhex(meta["stamp"]),
+                 bytes.fromhex(meta["sig"]) if meta["sig"] else None)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement: this actor's chain had ``seq + 1`` events ending in ``hash``."""
+
+    actor_id: str
+    seq: int
+    hash: bytes
+    stamp: bytes
+    signature: bytes
+
+    @property
+    def length(self) -> int:
+        return self.seq + 1
+
+    def message(self) -> bytes:
+        return checkpoint_message(self.actor_id, self.seq, self.hash, self.stamp)
+
+    def verify(self, public_key: Ed25519PublicKey) -> bool:
+        try:
+            public_key.verify(self.signature, self.message())
+            return True
+        except InvalidSignature:
+            return False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"actor": self.actor_id, "length": self.length, "seq": self.seq, "head": self.hash.hex(),
+                "stamp": self.stamp.hex(), "signature": self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Checkpoint:
+        try:
+            return cls(str(d["actor"]), int(d["seq"]), bytes.fromhex(d["head"]),
+                       bytes.fromhex(d["stamp"]), bytes.fromhex(d["signature"]))
+        except (KeyError, ValueError, TypeError) as e:
+            raise VerifyError(f"malformed checkpoint: {e}") from None
+
+
+@dataclass
+class Report:
+    actor_id: str
+    events: int
+    signatures: int
+    head: bytes | None
+
+
+def verify_chain(events: Iterable[Event], public_key: Ed25519PublicKey,
+                 trusted: Checkpoint | None = None) -> Report:
+    """Checks one actor's chain from its first event; raises VerifyError naming the first bad one.
+
+    Catches changed data or type (hash), removed, inserted or reordered events (seq and
+    parent links), changed times (stamps), signatures by another key, an unsigned tail,
+    and, given a checkpoint the verifier already holds, a chain shorter than it or not
+    extending it.
+    """
+    actor: str | None = None
+    prev: Event | None = None
+    signed_upto = -1
+    signatures = 0
+    count = 0
+    for ev in events:
+        if actor is None:
+            actor = ev.actor_id
+        elif ev.actor_id != actor:
+            raise VerifyError(f"event {ev.seq}: belongs to actor {ev.actor_id}, not {actor}", ev.seq)
+        expected_seq = 0 if prev is None else prev.seq + 1
+        if ev.seq != expected_seq:
+            what = "missing" if ev.seq > expected_seq else "repeated or out of order"
+            raise VerifyError(f"event {expected_seq}: {what} (found seq {ev.seq} here)", expected_seq)
+        parent = None if prev is None else prev.hash
+        if not _same(ev.parent, parent):
+            raise VerifyError(f"event {ev.seq}: parent hash does not match the previous event's hash", ev.seq)
+        if not _same(event_hash(ev.actor_id, ev.seq, ev.parent, ev.type, ev.data), ev.hash):
+            raise VerifyError(f"event {ev.seq}: hash does not match its contents (type or data changed)", ev.seq)
+        if not _same(next_stamp(prev.stamp if prev else None, ev.hash, ev.time_ns), ev.stamp):
+            raise VerifyError(f"event {ev.seq}: time stamp does not match (time changed)", ev.seq)
+        if ev.signature is not None:
+            cp = Checkpoint(ev.actor_id, ev.seq, ev.hash, ev.stamp, ev.signature)
+            if not cp.verify(public_key):
+                raise VerifyError(f"event {ev.seq}: signature is not valid for this public key", ev.seq)
+            signed_upto = ev.seq
+            signatures += 1
+        if trusted is not None and ev.seq == trusted.seq and not _same(ev.hash, trusted.hash):
+            raise VerifyError(f"event {ev.seq}: differs from the trusted checkpoint (the chain was rewritten)",
+                              ev.seq)
+        prev = ev
+        count += 1
+    if trusted is not None:
+        if not trusted.verify(public_key):
+            raise VerifyError("the checkpoint's signature is not valid for this public key", trusted.seq)
+        if actor is not None and trusted.actor_id != actor:
+            raise VerifyError(f"the checkpoint is for actor {trusted.actor_id}, not {actor}", trusted.seq)
+        if count < trusted.length:
+            raise VerifyError(f"event {count}: missing; the chain ends before the trusted checkpoint "
+                              f"({trusted.length} events)", count)
+    if prev is not None and signed_upto != prev.seq:
+        raise VerifyError(f"event {signed_upto + 1}: not covered by any signature (unsigned tail)", signed_upto + 1)
+    return Report(actor or (trusted.actor_id if trusted else ""), count, signatures, prev.hash if prev else None)
+
+
+def _same(a: bytes | None, b: bytes | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return hmac.compare_digest(a, b)

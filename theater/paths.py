@@ -1,0 +1,119 @@
+"""Where things live under ``$THEATER_HOME``, and the sockets every process agrees on.
+
+    keys/           host.key (Ed25519, 0600), host.pub, curve/ (server CURVE keys), authorized/
+    run/            theater.sock (management), control.sock, chain.sock, events.sock, w/<pid>.sock
+    chains.db       the event chains (SQLite, WAL)
+    components/     uploaded components by SHA-256 (the source of every start and restart)
+    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
+    store/          the content store handler's data
+    logs/           server log when not logging to stdout
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UsageError
+
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+_IPC_PATH_MAX = 107
+
+
+def default_home() -> Path:
+    env = os.environ.get("THEATER_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".theater"
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def resolve(cls, arg: str | os.PathLike[str] | None = None) -> Home:
+        """``--home`` if given, else ``$THEATER_HOME``, else ``~/.theater``; always absolute."""
+        root = Path(arg).expanduser() if arg else default_home()
+        return cls(root.absolute())
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def chains_db(self) -> Path:
+        return self.root / "chains.db"
+
+    @property
+    def components(self) -> Path:
+        return self.root / "components"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def store(self) -> Path:
+        return self.root / "store"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def host_key(self) -> Path:
+        return self.keys / "host.key"
+
+    @property
+    def host_pub(self) -> Path:
+        return self.keys / "host.pub"
+
+    @property
+    def management_socket(self) -> Path:
+        return self.run / "theater.sock"
+
+    def ensure(self) -> None:
+        """Creates the layout; run/ and keys/ are private to the owner (0700)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for private in (self.keys, self.run, self.run / "w"):
+            private.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(private, 0o700)
+        for d in (self.components, self.cache, self.store, self.logs):
+            d.mkdir(exist_ok=True)
+        self.check_socket_paths()
+
+    def check_socket_paths(self) -> None:
+        longest = self.run / "w" / "4194304.sock"
+        if len(os.fsencode(longest)) > _IPC_PATH_MAX:
+            raise UsageError(
+                f"THEATER_HOME {self.root} is too long for its unix sockets "
+                f"(run/ paths must stay under {_IPC_PATH_MAX} bytes); choose a shorter --home"
+            )
+
+    # Endpoints (ZeroMQ addresses).
+    def ipc(self, name: str) -> str:
+        return f"ipc://{self.run / name}"
+
+    @property
+    def management_endpoint(self) -> str:
+        return self.ipc("theater.sock")
+
+    @property
+    def control_endpoint(self) -> str:
+        return self.ipc("control.sock")
+
+    @property
+    def chain_endpoint(self) -> str:
+        return self.ipc("chain.sock")
+
+    @property
+    def events_endpoint(self) -> str:
+        return self.ipc("events.sock")
+
+    def worker_endpoint(self, pid: int) -> str:
+        """A worker's inbox; named by pid so each incarnation gets its own address."""
+        return self.ipc(f"w/{pid}.sock")

@@ -1,0 +1,483 @@
+"""One actor in its own process: load, init, then one export call at a time from a mailbox.
+
+Start-up: ``hello`` to the server (which answers with the manifest and how to start),
+``resume`` from the chain (head and last committed state), load and link the component,
+call ``init``, report ``ready``. Then the loop: take messages from the control socket
+(server), the inbox (other actors) and the chain (acknowledgements), run mailbox items
+one at a time, ship events. An export that traps or returns ``Err`` fails the actor: the
+failure is recorded, the server is told why, and the process ends once the chain holds
+every event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+import zmq
+from wasmtime import component as wc
+
+from theater import events, protocol
+from theater import manifest as manifests
+from theater.errors import ActorFailed, ProtocolError, Refused, TheaterError, Timeout, from_wire
+from theater.paths import Home
+
+from . import component, handlers
+from .chainlink import ChainLink
+from .handlers.message_server import MessageServer
+from .peers import Peers
+from .values import to_data
+from .watchdog import Watchdog
+
+EXIT_NORMAL = 0
+EXIT_FAILED = 70           # the actor failed: trap, Err, limit
+EXIT_START_FAILED = 71     # it never became ready: bad component, init failed
+
+# A worker sends a heartbeat when the control socket has been quiet this long; the
+# server calls a worker hung after several missed beats (plus its call timeout).
+HEARTBEAT_INTERVAL = 2.0
+# At exit, how long to wait for the chain to acknowledge the last events.
+SETTLE_TIMEOUT = 3.0
+# How long start-up waits for the server's and the chain's answers.
+STARTUP_TIMEOUT = 10.0
+
+ACTOR = "theater:simple/actor"
+
+log = logging.getLogger("theater.worker")
+
+
+Route = tuple[str, bytes | None]    # ("peer", identity) or ("control", None)
+
+
+@dataclass(slots=True)
+class Incoming:
+    what: str                  # send | request | chan_open | chan_msg | chan_close
+    header: dict[str, Any]
+    payload: bytes
+    route: Route
+
+    @property
+    def sender(self) -> str | None:
+        kind, ident = self.route
+        return ident.decode() if kind == "peer" and ident else None
+
+
+class Failure(Exception):
+    """The actor failed during a call; ``reason`` classifies it (trap, error, timeout, fuel, host)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class Stop(Exception):
+    """Leave the main loop now."""
+
+
+class Actor:
+    def __init__(self, ctx: zmq.Context, home: Home, actor_id: str, name: str) -> None:
+        self.ctx = ctx
+        self.home = home
+        self.actor_id = actor_id
+        self.name = name
+        self.log = log
+        self.poller = zmq.Poller()
+        self.control = self._socket(zmq.DEALER, home.control_endpoint, identity=actor_id)
+        self.chain_sock = self._socket(zmq.DEALER, home.chain_endpoint, identity=f"{actor_id}/{os.getpid()}")
+        self.inbox = ctx.socket(zmq.ROUTER)
+        self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        self.endpoint = home.worker_endpoint(os.getpid())
+        self.inbox.bind(self.endpoint)
+        self.poller.register(self.inbox, zmq.POLLIN)
+        self.mailbox: deque[Incoming] = deque()
+        self.replies: dict[str, tuple[dict[str, Any], list[bytes]]] = {}
+        self.peers = Peers(self)
+        self.messages = MessageServer(self)
+        self.state: bytes | None = None
+        self.manifest: manifests.Manifest | None = None
+        self.chain: ChainLink | None = None
+        self.watchdog: Watchdog | None = None
+        self.shutdown_data: bytes | None = None
+        self.stop_reason: str | None = None
+        self.call_deadline: float | None = None
+        self.last_control = time.monotonic()
+        self.calls = 0
+        self._exports: dict[str, set[str]] = {}
+        self._export_names: dict[str, str] = {}
+        self._funcs: dict[tuple[str, str], wc.Func] = {}
+
+    def _socket(self, kind: int, endpoint: str, identity: str) -> zmq.Socket:
+        sock = self.ctx.socket(kind)
+        sock.setsockopt(zmq.IDENTITY, identity.encode())
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(endpoint)
+        self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    # ---- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Everything up to ``ready``; raises TheaterError with what went wrong."""
+        config, frames = self.control_request(
+            {"k": "hello", "actor": self.actor_id, "pid": os.getpid(), "endpoint": self.endpoint},
+            timeout=STARTUP_TIMEOUT)
+        m = manifests.parse(config["manifest"], config["source"])
+        self.manifest = m
+        init_state = frames[0] if config.get("has_init") and frames else None
+
+        resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id})
+        head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
+        self.chain = ChainLink(self.chain_sock, self.actor_id, resume["seq"], head)
+        last_state = rframes[0] if resume.get("has_state") and rframes else None
+
+        fuel = m.limits.fuel > 0
+        engine = component.make_engine(fuel)
+        self.watchdog = Watchdog(engine)
+        loaded = component.load(engine, self.home.cache, self.home.components / f"{config['component']}.wasm",
+                                config["component"], fuel, m)
+        self._exports = {base: loaded.exports[name] for base, name in loaded.export_names.items()}
+        self._export_names = loaded.export_names
+        linker = wc.Linker(engine)
+        handlers.link(linker, self, loaded.imports)
+        self.store = wasmtime.Store(engine)
+        self.store.set_limits(memory_size=m.limits.memory)
+        self.store.set_epoch_deadline(1)
+        try:
+            self.instance = linker.instantiate(self.store, loaded.component)
+        except wasmtime.WasmtimeError as e:
+            raise ActorFailed(f"instantiation failed: {_first_line(e)}") from None
+        finally:
+            linker.close()
+
+        resuming = config["mode"] == "resume" and resume.get("has_state")
+        self.state = last_state if resuming else init_state
+        self.record("lifecycle/start", {
+            "incarnation": config.get("incarnation", 0), "component": config["component"],
+            "manifest": {"name": m.name, "version": m.version}, "mode": "resume" if resuming else "init",
+            "state": self.state, "reason": config.get("reason"), "compiled": loaded.compiled,
+        })
+        self.call(ACTOR, "init", (self.actor_id,))
+        self.chain.flush()
+        self.send_control({"k": "ready", "actor": self.actor_id})
+
+    # ---- calls into wasm ---------------------------------------------------------------------
+
+    def exports(self, interface: str, fn: str) -> bool:
+        return fn in self._exports.get(interface, ())
+
+    def _func(self, interface: str, fn: str) -> wc.Func:
+        f = self._funcs.get((interface, fn))
+        if f is None:
+            idx = self.instance.get_export_index(self.store, self._export_names[interface])
+            f = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
+            assert f is not None
+            self._funcs[(interface, fn)] = f
+        return f
+
+    def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Runs one export with the current state; returns what it returned after the state."""
+        assert self.chain is not None and self.watchdog is not None and self.manifest is not None
+        name = f"{interface}.{fn}"
+        self.record("wasm", {"event": "call", "function": name, "params": to_data(params)})
+        limits = self.manifest.limits
+        if limits.fuel:
+            self.store.set_fuel(limits.fuel)
+        self.store.set_epoch_deadline(1)
+        self.call_deadline = time.monotonic() + limits.call_timeout
+        self.watchdog.arm(limits.call_timeout)
+        self.calls += 1
+        try:
+            result = self._func(interface, fn)(self.store, self.state, params)
+        except wasmtime.WasmtimeError as e:
+            raise self._failed(name, *self._classify(e)) from None
+        except TheaterError as e:            # a host function gave up (e.g. stopping)
+            raise self._failed(name, "host", e.message) from None
+        except Exception as e:               # a host function broke: the actor traps
+            raise self._failed(name, "host", f"{type(e).__name__}: {e}") from None
+        finally:
+            self.watchdog.disarm()
+            self.call_deadline = None
+        if isinstance(result, str):
+            raise self._failed(name, "error", result)
+        # ok = (new state,) or (new state, (returns...))
+        new_state = result[0]
+        returns = tuple(result[1]) if len(result) > 1 else ()
+        event: dict[str, Any] = {"event": "result", "function": name, "result": to_data(returns)}
+        changed = new_state != self.state
+        if changed:
+            event["state"] = new_state
+        self.record("wasm", event, state_changed=changed)
+        self.state = new_state
+        return returns
+
+    def _classify(self, e: wasmtime.WasmtimeError) -> tuple[str, str]:
+        text = str(e)
+        assert self.watchdog is not None
+        if "wasm trap: interrupt" in text:
+            why = self.watchdog.reason or "timeout"
+            if why == "timeout":
+                return "timeout", f"call exceeded its time limit ({self.manifest.limits.call_timeout:g}s)"
+            return "stopped", "interrupted: the actor was asked to stop"
+        if "all fuel consumed" in text:
+            return "fuel", f"call used up its fuel ({self.manifest.limits.fuel})"
+        return "trap", _first_line(e)
+
+    def _failed(self, function: str, reason: str, message: str) -> Failure:
+        self.record("wasm", {"event": "error", "function": function, "reason": reason, "error": message})
+        return Failure(reason, message)
+
+    # ---- events --------------------------------------------------------------------------
+
+    def record(self, event_type: str, value: Any, state_changed: bool = False) -> None:
+        assert self.chain is not None
+        self.chain.emit(event_type, value, state_changed)
+
+    def own_events(self) -> list[events.Event]:
+        """This actor's chain as stored so far, including events still on their way."""
+        assert self.chain is not None
+        self.chain.flush()
+        self._settle(STARTUP_TIMEOUT)
+        header, frames = self.chain_request({"k": "query", "what": "events", "actor": self.actor_id})
+        return [events.from_wire(self.actor_id, m, d) for m, d in zip(header["events"], frames, strict=True)]
+
+    # ---- messaging plumbing --------------------------------------------------------------
+
+    def is_self(self, target: str) -> bool:
+        return target == self.actor_id
+
+    def enqueue_local(self, what: str, header: dict[str, Any], *frames: bytes) -> None:
+        self.mailbox.append(Incoming(what, header, frames[0] if frames else b"", ("peer", self.actor_id.encode())))
+
+    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
+        kind, ident = route
+        msg = protocol.encode(header, *frames)
+        try:
+            if kind == "control":
+                self.control.send_multipart(msg, copy=False)
+            elif ident == self.actor_id.encode():
+                return                          # our own message: nobody waits on it
+            else:
+                self.inbox.send_multipart([ident, *msg], flags=zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as e:
+            if not quiet:
+                log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
+
+    def refuse(self, item: Incoming, error: str) -> None:
+        rid = item.header.get("rid")
+        if rid is not None:
+            self.reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True)
+        else:
+            log.info("%s: dropped %s: %s", self.name, item.what, error)
+
+    def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
+        self.control.send_multipart(protocol.encode(header, *frames), copy=False)
+        self.last_control = time.monotonic()
+
+    def control_request(self, header: dict[str, Any], *frames: bytes,
+                        timeout: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        rid = header.setdefault("id", os.urandom(8).hex())
+        self.send_control(header, *frames)
+        return self._answer(self.wait_reply(rid, timeout=timeout))
+
+    def chain_request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        rid = header.setdefault("id", os.urandom(8).hex())
+        self.chain_sock.send_multipart(protocol.encode(header))
+        return self._answer(self.wait_reply(rid, timeout=STARTUP_TIMEOUT))
+
+    @staticmethod
+    def _answer(reply: tuple[dict[str, Any], list[bytes]]) -> tuple[dict[str, Any], list[bytes]]:
+        header, frames = reply
+        if header["k"] == "error":
+            raise from_wire(header["code"], header["error"])
+        return header, frames
+
+    def wait_reply(self, rid: str, timeout: float | None = None,
+                   peer: str | None = None) -> tuple[dict[str, Any], list[bytes]]:
+        """Pumps every socket until the reply to ``rid`` arrives, the call's deadline passes,
+        the peer is reported gone, or a stop is asked for."""
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+        elif self.call_deadline is not None:
+            deadline = self.call_deadline
+        else:
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+        while rid not in self.replies:
+            if peer is not None:
+                self.peers.check(peer)
+            if self.watchdog is not None and self.watchdog.stop_requested:
+                raise Refused("the actor is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Timeout(f"no reply{f' from {peer}' if peer else ''} within the call's time limit")
+            self.pump(min(remaining, HEARTBEAT_INTERVAL))
+        return self.replies.pop(rid)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def pump(self, timeout: float) -> None:
+        """Waits up to ``timeout`` seconds for traffic and handles all that is there."""
+        if self.chain is not None:
+            self.chain.flush()
+        for sock, _ in self.poller.poll(timeout * 1000):
+            if isinstance(sock, int):
+                if self.watchdog is not None:
+                    self.watchdog.drain_wake()
+                continue
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                except zmq.Again:
+                    break
+                self._dispatch(sock, frames)
+        now = time.monotonic()
+        if self.chain is None:
+            return
+        if now - self.last_control >= HEARTBEAT_INTERVAL:
+            self.send_control({"k": "heartbeat", "events": self.chain.emitted, "calls": self.calls,
+                               "mailbox": len(self.mailbox)})
+        self.chain.maybe_resend(now)
+
+    def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
+        ident = None
+        if sock is self.inbox:
+            ident, frames = frames[0], frames[1:]
+        try:
+            header, body = protocol.decode(frames)
+        except ProtocolError as e:
+            log.warning("%s: dropped a malformed message: %s", self.name, e)
+            return
+        kind = header["k"]
+        if sock is self.chain_sock:
+            if kind == "ack":
+                assert self.chain is not None
+                self.chain.on_ack(header["seq"])
+            elif kind == "nack":
+                log.error("%s: the chain refused event %s: %s", self.name, header["seq"], header["error"])
+                self.stop_reason = self.stop_reason or "chain"
+            elif "re" in header:
+                self.replies[header["re"]] = (header, body)
+            return
+        if kind == "msg":
+            route: Route = ("peer", ident) if ident is not None else ("control", None)
+            self._accept(Incoming(header["what"], header, body[0] if body else b"", route))
+        elif kind == "reply":
+            self.replies[header["rid"]] = (header, body)
+        elif kind in ("ok", "error"):
+            self.replies[header["re"]] = (header, body)
+        elif kind == "get_state":
+            has = self.state is not None
+            self.send_control(protocol.ok(header["id"], has_state=has), *([self.state] if has else []))
+        elif kind == "peer":
+            self.peers.moved(header["actor"])
+        elif kind == "chain_restarted":
+            assert self.chain is not None
+            self.chain.resend()
+        elif kind == "stop_actor":
+            self.stop_reason = self.stop_reason or header["reason"]
+
+    def _accept(self, item: Incoming) -> None:
+        assert self.manifest is not None
+        if not self.manifest.has_handler("message-server"):
+            self.refuse(item, f"actor {self.actor_id} does not take messages "
+                              f"(its manifest grants no message-server handler)")
+        elif self.stop_reason or (self.watchdog and self.watchdog.stop_requested):
+            self.refuse(item, f"actor {self.actor_id} is stopping")
+        elif len(self.mailbox) >= self.manifest.limits.mailbox:
+            self.refuse(item, f"actor {self.actor_id}'s mailbox is full ({self.manifest.limits.mailbox} messages)")
+        else:
+            self.mailbox.append(item)
+
+    def request_shutdown(self, data: bytes | None) -> None:
+        self.shutdown_data = data
+        self.stop_reason = self.stop_reason or "shutdown"
+
+    def run(self) -> int:
+        """The main loop; returns the process exit status."""
+        assert self.chain is not None and self.watchdog is not None
+        self.poller.register(self.watchdog.wake_fd, zmq.POLLIN)
+        try:
+            while True:
+                if self.watchdog.stop_requested:
+                    self.stop_reason = self.stop_reason or "stopped"
+                if self.stop_reason:
+                    break
+                busy = bool(self.mailbox) and not self.chain.congested
+                self.pump(0 if busy else HEARTBEAT_INTERVAL)
+                if self.mailbox and not self.chain.congested and not self.stop_reason:
+                    self.messages.deliver(self.mailbox.popleft())
+        except Failure as f:
+            return self._end_failed(f.reason, f.message)
+        return self._end_normally()
+
+    def _end_normally(self) -> int:
+        assert self.chain is not None
+        reason = self.stop_reason or "stopped"
+        self._drop_mailbox(f"actor {self.actor_id} stopped")
+        self.record("lifecycle/stop", {"reason": reason, "data": self.shutdown_data})
+        self._settle(SETTLE_TIMEOUT)
+        self.send_control({"k": "exiting", "actor": self.actor_id, "reason": reason,
+                           "has_data": self.shutdown_data is not None},
+                          *([self.shutdown_data] if self.shutdown_data is not None else []))
+        return EXIT_NORMAL
+
+    def _end_failed(self, reason: str, message: str) -> int:
+        self._drop_mailbox(f"actor {self.actor_id} failed: {message}")
+        self._settle(SETTLE_TIMEOUT)
+        self.send_control({"k": "failed", "actor": self.actor_id, "reason": reason, "error": message})
+        return EXIT_FAILED
+
+    def _drop_mailbox(self, error: str) -> None:
+        while self.mailbox:
+            self.refuse(self.mailbox.popleft(), error)
+        self.messages.fail_all(error)
+
+    def _settle(self, timeout: float) -> None:
+        """Waits until the chain holds every event (or the time is up)."""
+        assert self.chain is not None
+        deadline = time.monotonic() + timeout
+        self.chain.flush()
+        while not self.chain.settled and time.monotonic() < deadline:
+            self.pump(min(0.1, max(0.0, deadline - time.monotonic())))
+        if not self.chain.settled:
+            log.warning("%s: %d events not acknowledged by the chain at exit", self.name, self.chain.backlog)
+
+    def close(self) -> None:
+        for sock in (self.control, self.chain_sock, self.inbox, *self.peers.sockets.values()):
+            sock.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def main(ctx: zmq.Context, home: Home, actor_id: str, name: str) -> int:
+    """Runs one actor to its end; the process exit status."""
+    actor = Actor(ctx, home, actor_id, name)
+    try:
+        try:
+            actor.start()
+        except (TheaterError, Failure) as e:
+            message = e.message
+            reason = e.reason if isinstance(e, Failure) else e.code
+            log.info("%s: start failed: %s", name, message)
+            if actor.chain is not None:
+                actor._settle(SETTLE_TIMEOUT)
+            actor.send_control({"k": "failed", "actor": actor_id, "reason": f"start:{reason}", "error": message})
+            return EXIT_START_FAILED
+        return actor.run()
+    except Exception as e:          # a bug in the worker: say so, rather than vanish
+        log.exception("%s: internal error", name)
+        actor.send_control({"k": "failed", "actor": actor_id, "reason": "internal",
+                            "error": f"worker internal error: {type(e).__name__}: {e}"})
+        return EXIT_FAILED
+    finally:
+        actor.close()
+

@@ -1,0 +1,173 @@
+"""``theater:simple/message-server-host`` and the ``message-server-client`` exports.
+
+Messages go worker to worker: this actor's DEALER connects to the peer's inbox ROUTER
+(address from the server's directory), and replies come back on the same connection.
+Messages from outside (the CLI) arrive from the server on the control socket and are
+answered there. Either way a message is a ``msg`` with ``what`` one of send, request,
+chan_open, chan_msg, chan_close; a request or channel open is answered by a ``reply``
+with the same ``rid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from theater.errors import TheaterError
+from theater.ids import new_channel_id, new_request_id
+
+from ..values import Err, Ok, field
+
+if TYPE_CHECKING:
+    from ..actor import Actor, Incoming, Route
+    from . import Host
+
+CLIENT = "theater:simple/message-server-client"
+
+
+@dataclass
+class Channel:
+    peer: str | None          # the other actor's id, or None for an outside client
+    route: Route | None       # how to reach an outside client (through the server)
+
+
+class MessageServer:
+    """Messaging for one actor: its host functions and the exports that receive messages."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.outstanding: dict[str, Route] = {}     # requests answered later with respond-to-request
+        self.channels: dict[str, Channel] = {}
+
+    # ---- host functions -----------------------------------------------------------------
+
+    def register(self, host: Host) -> None:
+        host.func("send", self.send)
+        host.func("request", self.request)
+        host.func("open-channel", self.open_channel)
+        host.func("send-on-channel", self.send_on_channel)
+        host.func("close-channel", self.close_channel)
+        host.func("list-outstanding-requests", lambda: list(self.outstanding))
+        host.func("respond-to-request", self.respond)
+        host.func("cancel-request", self.cancel)
+
+    def send(self, target: str, msg: bytes) -> Ok | Err:
+        try:
+            self.actor.peers.send(target, {"k": "msg", "what": "send"}, msg)
+        except TheaterError as e:
+            return Err(e.message)
+        return Ok()
+
+    def request(self, target: str, msg: bytes) -> Ok | Err:
+        rid = new_request_id()
+        try:
+            header, frames = self.actor.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
+        except TheaterError as e:
+            return Err(e.message)
+        if not header["ok"]:
+            return Err(str(header.get("error", "request failed")))
+        return Ok(frames[0] if frames else b"")
+
+    def open_channel(self, target: str, msg: bytes) -> Ok | Err:
+        ch, rid = new_channel_id(), new_request_id()
+        try:
+            header, frames = self.actor.peers.call(
+                target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
+        except TheaterError as e:
+            return Err(e.message)
+        if not header["ok"]:
+            return Err(str(header.get("error", "channel refused")))
+        if not header.get("accepted"):
+            return Err(f"actor {target} did not accept the channel")
+        peer = header.get("actor", target)
+        self.channels[ch] = Channel(peer, None)
+        if frames:     # the accept carried a first message: it arrives like any other
+            self.actor.enqueue_local("chan_msg", {"ch": ch}, frames[0])
+        return Ok(ch)
+
+    def send_on_channel(self, ch: str, msg: bytes) -> Ok | Err:
+        chan = self.channels.get(ch)
+        if chan is None:
+            return Err(f"no open channel {ch}")
+        return self._to_channel(chan, {"k": "msg", "what": "chan_msg", "ch": ch}, msg)
+
+    def close_channel(self, ch: str) -> Ok | Err:
+        chan = self.channels.pop(ch, None)
+        if chan is None:
+            return Err(f"no open channel {ch}")
+        return self._to_channel(chan, {"k": "msg", "what": "chan_close", "ch": ch})
+
+    def _to_channel(self, chan: Channel, header: dict[str, Any], *frames: bytes) -> Ok | Err:
+        try:
+            if chan.peer is not None:
+                self.actor.peers.send(chan.peer, header, *frames)
+            else:
+                assert chan.route is not None
+                self.actor.reply(chan.route, header, *frames)
+        except TheaterError as e:
+            return Err(e.message)
+        return Ok()
+
+    def respond(self, rid: str, response: bytes) -> Ok | Err:
+        route = self.outstanding.pop(rid, None)
+        if route is None:
+            return Err(f"no outstanding request {rid}")
+        self.actor.reply(route, {"k": "reply", "rid": rid, "ok": True}, response)
+        return Ok()
+
+    def cancel(self, rid: str) -> Ok | Err:
+        route = self.outstanding.pop(rid, None)
+        if route is None:
+            return Err(f"no outstanding request {rid}")
+        self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": "request cancelled"})
+        return Ok()
+
+    # ---- receiving ----------------------------------------------------------------------
+
+    def deliver(self, item: Incoming) -> None:
+        """Runs the export for one mailbox item (the actor fails if the export does)."""
+        what, h, payload = item.what, item.header, item.payload
+        if what == "send":
+            self._call("handle-send", (payload,), item)
+        elif what == "request":
+            out = self._call("handle-request", (h["rid"], payload), item)
+            if out is None:
+                return
+            (reply,) = out
+            if reply is None:
+                self.outstanding[h["rid"]] = item.route
+            else:
+                self.actor.reply(item.route, {"k": "reply", "rid": h["rid"], "ok": True}, reply)
+        elif what == "chan_open":
+            out = self._call("handle-channel-open", (h["ch"], payload), item)
+            if out is None:
+                return
+            (accept,) = out
+            accepted = bool(field(accept, "accepted"))
+            message = field(accept, "message")
+            if accepted:
+                peer = item.sender
+                self.channels[h["ch"]] = Channel(peer, None if peer else item.route)
+            reply = {"k": "reply", "rid": h["rid"], "ok": True, "accepted": accepted, "actor": self.actor.actor_id}
+            self.actor.reply(item.route, reply, *([message] if message is not None else []))
+        elif what == "chan_msg":
+            if h["ch"] in self.channels:
+                self._call("handle-channel-message", (h["ch"], payload), item)
+        elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
+            self._call("handle-channel-close", (h["ch"],), item)
+
+    def _call(self, fn: str, params: tuple[Any, ...], item: Incoming) -> tuple[Any, ...] | None:
+        if not self.actor.exports(CLIENT, fn):
+            self.actor.refuse(item, f"actor {self.actor.actor_id} does not export {CLIENT}.{fn}")
+            return None
+        return self.actor.call(CLIENT, fn, params)
+
+    def fail_all(self, reason: str) -> None:
+        """Tells everyone still waiting on this actor that it is gone."""
+        for rid, route in self.outstanding.items():
+            self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
+        self.outstanding.clear()
+
+
+def register(host: Host) -> None:
+    host.actor.messages.register(host)

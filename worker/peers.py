@@ -1,0 +1,86 @@
+"""This actor's connections to other actors' inboxes.
+
+The server's directory says where an actor listens (``resolve``); the connection is
+then direct, worker to worker, so a request costs one hop each way. When an actor
+stops or restarts the server tells everyone who resolved it (``peer``), and the next
+message goes to the new address.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from theater import protocol
+from theater.errors import NotFound, Refused
+
+if TYPE_CHECKING:
+    from .actor import Actor
+
+# Messages queued towards one peer before `send` refuses: the peer's mailbox limit is
+# the real bound; this only stops a sender from buffering without end in its own memory.
+PEER_HWM = 10_000
+
+
+class Peers:
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.sockets: dict[str, zmq.Socket] = {}
+        self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
+        self.down: set[str] = set()              # peers reported gone while we waited on them
+
+    def _socket(self, target: str) -> tuple[str, zmq.Socket]:
+        canonical = self.aliases.get(target, target)
+        sock = self.sockets.get(canonical)
+        if sock is not None:
+            return canonical, sock
+        header, _ = self.actor.control_request({"k": "resolve", "actor": target})
+        canonical = header["actor"]
+        if canonical == self.actor.actor_id:
+            raise Refused(f"actor {canonical} is this actor itself; it cannot wait on its own reply")
+        self.aliases[target] = canonical
+        sock = self.actor.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.actor.actor_id.encode())
+        sock.setsockopt(zmq.SNDHWM, PEER_HWM)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(header["endpoint"])
+        self.actor.poller.register(sock, zmq.POLLIN)
+        self.sockets[canonical] = sock
+        self.down.discard(canonical)
+        return canonical, sock
+
+    def send(self, target: str, header: dict[str, Any], *frames: bytes) -> None:
+        if self.actor.is_self(target):
+            self.actor.enqueue_local(header["what"], header, *frames)
+            return
+        _, sock = self._socket(target)
+        try:
+            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+
+    def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
+        """Sends a request or channel open and waits for its reply, within the current call's deadline."""
+        if self.actor.is_self(target):
+            raise Refused("an actor cannot request itself: it is busy running this call")
+        canonical, sock = self._socket(target)
+        try:
+            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+        return self.actor.wait_reply(header["rid"], peer=canonical)
+
+    def moved(self, actor_id: str) -> None:
+        """The server says this actor stopped or restarted: drop the connection."""
+        sock = self.sockets.pop(actor_id, None)
+        if sock is not None:
+            self.actor.poller.unregister(sock)
+            sock.close(linger=0)
+            self.down.add(actor_id)
+        for alias in [a for a, c in self.aliases.items() if c == actor_id]:
+            del self.aliases[alias]
+
+    def check(self, actor_id: str) -> None:
+        if actor_id in self.down:
+            raise NotFound(f"actor {actor_id} stopped before it answered")
