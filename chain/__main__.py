@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         home = Home.resolve(args.home)
         home.ensure()
-        ChainService(home).serve()
+        ChainService(home, args.parent).serve()
     except TheaterError as e:
         print(f"chain: {e.message}", file=sys.stderr)
         return 1

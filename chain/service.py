@@ -43,8 +43,9 @@ QUERY_LIMIT = 10_000
 
 
 class ChainService:
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, parent: int | None = None) -> None:
         self.home = home
+        self.parent = parent
         self.key = keys.load_or_create(home)
         self.store = ChainStore(home.chains_db, self.key)
         self.reader = ChainReader(home.chains_db)
@@ -85,6 +86,15 @@ class ChainService:
         log.info("chain: stopped")
 
     def _on_term(self, *_: Any) -> None:
+        """SIGTERM counts only once the server is gone (its death signal); while it lives, the
+        server stops us itself, after the last actor's events (a whole process group may get
+        SIGTERM at once: Ctrl-C in a shell, systemd's KillMode=control-group)."""
+        if self.parent is not None and os.getppid() == self.parent:
+            log.info("chain: SIGTERM ignored; the server will stop the chain after its actors")
+            return
+        self.stop()
+
+    def stop(self) -> None:
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
 
@@ -117,7 +127,9 @@ class ChainService:
                 self._send(peer, {"k": "error", "re": "", **e.to_wire()})
                 continue
             kind = header["k"]
-            if kind == "append":
+            if kind == "shutdown":
+                self.stop()
+            elif kind == "append":
                 staged += self._append(peer, header, data)
             elif kind == "record":
                 queries.append((peer, header, data))

@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     except TheaterError as e:
         print(f"theater-server: {e.message}", file=sys.stderr)
         server.forkserver.stop(1)
-        server.chain_proc.stop(1)
+        if server.chain_proc.proc is not None:
+            server.chain_proc.proc.kill()
         return 1
     except KeyboardInterrupt:
         return 130

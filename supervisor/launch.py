@@ -64,11 +64,10 @@ class Child:
         """The exit status once the process has ended (reaping it), else None."""
         return self.proc.poll() if self.proc else 0
 
-    def stop(self, timeout: float) -> None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL."""
+    def wait(self, timeout: float) -> None:
+        """Waits for the process to end by itself, then SIGKILLs it."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.terminate()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -124,11 +123,12 @@ class ForkServer:
         return self.child.poll() if self.child else 0
 
     def stop(self, timeout: float) -> None:
-        if self.child:
-            self.child.stop(timeout)
+        """Closing our end of the socket tells the fork server to exit."""
         if self.sock:
             self.sock.close()
             self.sock = None
+        if self.child:
+            self.child.wait(timeout)
 
     @staticmethod
     def signal(pid: int, sig: int) -> bool:

@@ -111,8 +111,16 @@ class Server:
             if delay > 0:
                 return delay
             heapq.heappop(self._timers)
-            t.fn()
+            self._guarded(t.fn)
         return 1.0
+
+    @staticmethod
+    def _guarded(fn: Callable[..., None], *args: Any) -> None:
+        """A bug in one handler is logged; the server and every other actor keep going."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("theater-server: internal error (continuing)")
 
     def new_id(self) -> str:
         return f"s{next(self._ids)}"
@@ -185,7 +193,7 @@ class Server:
                     self._signals(sig_r)
                 elif sock == self._fork_fd:
                     for report in self.forkserver.reports():
-                        self.supervision.on_fork_report(report)
+                        self._guarded(self.supervision.on_fork_report, report)
                         if report["op"] == "gone":
                             self._restart_forkserver()
                             break
@@ -238,7 +246,8 @@ class Server:
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
-        self.chain_proc.stop(HELPER_STOP_TIMEOUT)
+        self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
+        self.chain_proc.wait(HELPER_STOP_TIMEOUT)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
         self.ctx.destroy(linger=0)
@@ -263,17 +272,14 @@ class Server:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                if sock is self.mgmt:
-                    self._from_client(frames)
-                elif sock is self.control:
-                    self._from_worker(frames)
-                elif sock is self.chain:
-                    self._from_chain(frames)
-                else:
-                    self._from_events(frames)
-            except Exception:
-                log.exception("theater-server: error handling a message (dropped)")
+            if sock is self.mgmt:
+                self._guarded(self._from_client, frames)
+            elif sock is self.control:
+                self._guarded(self._from_worker, frames)
+            elif sock is self.chain:
+                self._guarded(self._from_chain, frames)
+            else:
+                self._guarded(self._from_events, frames)
 
     def _from_client(self, frames: list[bytes]) -> None:
         client, body = frames[0], frames[1:]

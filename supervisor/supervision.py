@@ -188,6 +188,7 @@ class Supervision:
         return Exit("abnormal", "crash", f"the worker process exited with status {value}", status=code)
 
     def _exited(self, rec: ActorRecord, status: int) -> None:
+        """One incarnation ended: classify, decide, record the decision durably, carry it out."""
         exit_ = self._classify(rec, status)
         was_starting = rec.status in (STARTING, RESTARTING)
         self.registry.set_pid(rec, None)
@@ -197,14 +198,15 @@ class Supervision:
             rec.last_error = f"{exit_.reason}: {exit_.error}" if exit_.error else exit_.reason
         self.server.directory.down(rec)
         self.server.fail_pending_for(rec.actor_id, f"actor {rec.actor_id} stopped ({exit_.reason})")
-        log.info("actor %s (%s) exited: %s %s%s", rec.actor_id, rec.name, exit_.kind, exit_.reason,
-                 f" ({exit_.error})" if exit_.error else "")
+        action, detail = self._decide(rec, exit_, was_starting)
+        log.info("actor %s (%s) exited: %s %s%s -> %s", rec.actor_id, rec.name, exit_.kind, exit_.reason,
+                 f" ({exit_.error})" if exit_.error else "", action)
         self._record(rec, "lifecycle/exit", {**exit_.to_dict(), "incarnation": rec.incarnation,
-                                             "data": exit_.data},
-                     then=lambda: self._after_exit(rec, exit_, was_starting))
+                                             "data": exit_.data, "action": action},
+                     then=lambda: self._carry_out(rec, exit_, action, detail))
 
     def _record(self, rec: ActorRecord, event_type: str, value: dict[str, Any], then: Done) -> None:
-        """Appends a server-side event to the actor's chain, then continues (after it is durable)."""
+        """Appends a server-side event to the actor's chain, then continues (once it is durable)."""
         def done(header: dict[str, Any], _data: list[bytes]) -> None:
             if header["k"] == "error":
                 log.error("could not record %s for %s: %s", event_type, rec.actor_id, header.get("error"))
@@ -212,21 +214,52 @@ class Supervision:
         self.server.ask_chain({"k": "record", "actor": rec.actor_id, "type": event_type}, encode_data(value),
                               then=done)
 
-    def _after_exit(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> None:
+    def _decide(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> tuple[str, Any]:
+        """What happens next (counting the restart against the supervisor's intensity):
+        stopped | start_failed | exited | restart | give_up | escalate."""
         if rec.stop_reason is not None:
-            self._finish_stop(rec)
-            return
+            return "stopped", None
         if was_starting and rec.incarnation == 1:
-            # it never became ready: the start fails; nothing to restart
+            return "start_failed", None
+        if self.server.stopping or not restart.should_restart(rec.manifest.restart.type, exit_.kind):
+            return "exited", None
+        parent = self.registry.get(rec.parent) if rec.parent else None
+        flags, history = self._flags(parent)
+        history[:], exceeded = restart.add_restart(history, self.clock(), flags.period, flags.intensity)
+        if exceeded:
+            why = f"restart intensity exceeded ({flags.intensity} restarts within {flags.period:g}s)"
+            return ("give_up" if parent is None else "escalate"), why
+        siblings = self.registry.siblings(rec.parent)
+        types = {c: self.registry.actors[c].manifest.restart.type for c in siblings if c in self.registry.actors}
+        return "restart", restart.plan(flags.strategy, siblings, rec.actor_id, types)
+
+    def _carry_out(self, rec: ActorRecord, exit_: Exit, action: str, detail: Any) -> None:
+        if action != "stopped":
+            self._notify_parent(rec, exit_)
+        if action == "stopped":
+            self._finish_stop(rec)
+        elif action == "start_failed":
             rec.status = FAILED
             err = ActorFailed(f"actor {rec.name} failed to start: {exit_.error or exit_.reason}")
             for cb in self.start_waiters.pop(rec.actor_id, []):
                 cb(err)
             self.server.directory.gone(rec, err)
-            self._notify_parent(rec, exit_)
-            return
-        self._notify_parent(rec, exit_)
-        self._apply_policy(rec, exit_)
+        elif action == "exited":
+            rec.status = FAILED if exit_.kind == "abnormal" else EXITED
+            self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
+        elif action == "give_up":
+            rec.status = FAILED
+            rec.last_error = f"{rec.last_error or exit_.reason}; {detail}: left stopped"
+            self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
+            log.error("actor %s (%s): %s; left stopped", rec.actor_id, rec.name, detail)
+        elif action == "escalate":
+            parent = self.registry.actors[rec.parent] if rec.parent else None
+            rec.status = FAILED
+            if parent is not None:
+                log.error("supervisor actor %s (%s): %s; it fails", parent.actor_id, parent.name, detail)
+                self._escalate(parent, detail)
+        elif action == "restart":
+            self._restart(rec, exit_, detail)
 
     def _notify_parent(self, rec: ActorRecord, exit_: Exit) -> None:
         parent = self.registry.get(rec.parent) if rec.parent else None
@@ -252,30 +285,8 @@ class Supervision:
         r = parent.manifest.restart
         return Flags(r.strategy, r.intensity, r.period), parent.restart_history
 
-    def _apply_policy(self, rec: ActorRecord, exit_: Exit) -> None:
-        parent = self.registry.get(rec.parent) if rec.parent else None
-        if not restart.should_restart(rec.manifest.restart.type, exit_.kind):
-            rec.status = FAILED if exit_.kind == "abnormal" else EXITED
-            self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
-            return
-        flags, history = self._flags(parent)
-        history[:], exceeded = restart.add_restart(history, self.clock(), flags.period, flags.intensity)
-        if exceeded:
-            why = (f"restart intensity exceeded ({flags.intensity} restarts within {flags.period:g}s)")
-            if parent is None:
-                rec.status = FAILED
-                rec.last_error = f"{rec.last_error or exit_.reason}; {why}: left stopped"
-                self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
-                log.error("actor %s (%s): %s; left stopped", rec.actor_id, rec.name, why)
-                self._record(rec, "lifecycle/escalated", {"reason": why}, then=lambda: None)
-            else:
-                log.error("supervisor actor %s (%s): %s; it fails", parent.actor_id, parent.name, why)
-                rec.status = FAILED
-                self._escalate(parent, why)
-            return
-        siblings = self.registry.siblings(rec.parent)
-        types = {c: self.registry.actors[c].manifest.restart.type for c in siblings if c in self.registry.actors}
-        p = restart.plan(flags.strategy, siblings, rec.actor_id, types)
+    def _restart(self, rec: ActorRecord, exit_: Exit, p: restart.Plan) -> None:
+        """Stops the plan's siblings (reverse start order), waits the backoff, starts in order."""
         delay = self._backoff(rec)
         rec.status = RESTARTING
         reason = f"{exit_.kind}: {exit_.reason}"
@@ -293,7 +304,7 @@ class Supervision:
             else:
                 restart_all()
         self._stop_many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
-                        f"restart ({flags.strategy} after {rec.name} ended)", after_stop, by_parent=True)
+                        f"restart (after {rec.name} ended)", after_stop, by_parent=True)
 
     def _backoff(self, rec: ActorRecord) -> float:
         b = rec.manifest.restart.backoff

@@ -82,6 +82,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "resume": ({"id": S, "actor": S}, 0),
     "record": ({"id": S, "actor": S, "type": S}, 1),  # the server appends a lifecycle event at the head
     "query": ({"id": S, "what": S}, 0),
+    "shutdown": ({}, 0),                       # the server tells the chain to finish and exit
 }
 
 

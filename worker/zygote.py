@@ -52,7 +52,10 @@ class Zygote:
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        parent = os.getppid()
+        # SIGTERM counts only once the server is gone (our death signal): a process group may
+        # get SIGTERM at once, and the server still needs us to report its workers' exits.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children

@@ -89,6 +89,10 @@ def events(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+# While following, a quiet server is pinged this often, so a dead one is noticed.
+SERVER_CHECK = 5.0
+
+
 def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float | None = None) -> Iterator[Event]:
     """Every event from ``since`` on, stored ones first, then live ones, in order, none missing.
 
@@ -100,18 +104,23 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
     sub = c.call("subscribe", actor=actor)[0]
     actor_id = sub["actor"]
     nxt = since
+    parent: bytes | None = None        # live events carry no parent: it is the previous event's hash
     last_event = time.monotonic()
     try:
         while True:
             for ev in c.events(actor_id, nxt):          # catch up from the store
-                nxt = ev.seq + 1
+                nxt, parent = ev.seq + 1, ev.hash
                 if _matches(ev, types):
                     yield ev
             while True:
                 push = c.next_push(0.5)
                 if push is None:
-                    if idle is not None and time.monotonic() - last_event > idle:
+                    quiet = time.monotonic() - last_event
+                    if idle is not None and quiet > idle:
                         return
+                    if quiet > SERVER_CHECK:
+                        c.ping()                         # raises Unreachable if the server died
+                        last_event = time.monotonic()
                     continue
                 h, data = push
                 if h.get("k") != "event" or h.get("actor") != actor_id:
@@ -121,7 +130,8 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
                     continue
                 if ev.seq > nxt:
                     break                                # missed some: back to the store
-                nxt = ev.seq + 1
+                ev.parent = parent if ev.seq > 0 else None
+                nxt, parent = ev.seq + 1, ev.hash
                 last_event = time.monotonic()
                 if _matches(ev, types):
                     yield ev

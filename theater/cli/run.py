@@ -65,11 +65,8 @@ def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int
                 _output.emit_json_line({"event": ev.to_json()})
             else:
                 print(f"[{name}] {ev.seq:4d} {ev.type} {summary(ev)}", file=sys.stderr, flush=True)
-        if ev.type != "lifecycle/exit":
-            continue
-        status = ctx.client.inspect(actor)["status"]
-        if status in ("running", "starting", "restarting"):
-            continue        # it failed and its restart policy brought it back
+        if ev.type != "lifecycle/exit" or body.get("action") == "restart":
+            continue        # (a failure its restart policy answers with a restart: keep watching)
         data = body.get("data")
         if body.get("kind") == "abnormal":
             if ctx.json:

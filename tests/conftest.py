@@ -1,0 +1,164 @@
+"""Shared fixtures: a real theater-server per test in a private THEATER_HOME, and the CLI.
+
+Every process a test starts is killed by pid at teardown (the server's descendants are
+collected first), so nothing outlives its test. No TCP port is used unless a test asks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from theater.client import Client
+from theater.errors import Unreachable
+from theater.paths import Home
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ACTORS = Path(__file__).resolve().parent / "actors"
+
+
+@pytest.fixture
+def home() -> Iterator[Home]:
+    # short: unix socket paths must stay under 108 bytes
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    try:
+        yield Home(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class CLIResult:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+
+class Server:
+    """A theater-server process on a private home."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.known: set[int] = set()
+
+    def start(self) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", "debug"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"server exited: {self.log_tail()}"
+            try:
+                with Client(self.home, timeout=2) as c:
+                    c.ping()
+                self.remember()
+                return self
+            except Unreachable:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not start: {self.log_tail()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def remember(self) -> None:
+        """Notes every process the server started, to kill any that outlive the test."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.known |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.pid).children(recursive=True)
+
+    def log_tail(self, n: int = 40) -> str:
+        log = self.home.logs / "server.log"
+        return "\n".join(log.read_text().splitlines()[-n:]) if log.exists() else "(no log)"
+
+    def client(self, timeout: float = 30) -> Client:
+        return Client(self.home, timeout=timeout)
+
+    def cli(self, *args: str, input: bytes | None = None, timeout: float = 60) -> CLIResult:
+        return run_cli(self.home, *args, input=input, timeout=timeout)
+
+    def stop(self, timeout: float = 15) -> None:
+        self.remember()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        kill_all(self.known)
+
+
+def kill_all(pids: set[int], wait: float = 5) -> None:
+    """SIGKILLs those of ``pids`` still alive (only processes this test started)."""
+    procs = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            p.kill()
+            procs.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=wait)
+
+
+def run_cli(home: Home, *args: str, input: bytes | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> CLIResult:
+    p = subprocess.run([sys.executable, "-m", "theater", "--home", str(home.root), *args], input=input,
+                       capture_output=True, timeout=timeout, env=env, cwd=ROOT)
+    return CLIResult(p.returncode, p.stdout, p.stderr.decode())
+
+
+@pytest.fixture
+def server(home: Home) -> Iterator[Server]:
+    s = Server(home).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
+    """Polls ``predicate`` until it returns something truthy; fails the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+os.environ.pop("THEATER_HOME", None)
+os.environ.pop("THEATER_SERVER", None)
