@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                         "tcp://HOST:PORT on a non-loopback host requires CURVE client keys")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-stdout", action="store_true", help="log to stdout instead of $THEATER_HOME/logs/server.log")
+    p.add_argument("--no-restore", action="store_true",
+                   help="do not bring back the actors a previous server on this home was running")
     args = p.parse_args(argv)
     try:
         home = Home.resolve(args.home)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
-    server = Server(home, args.listen, args.log_level, log_file)
+    server = Server(home, args.listen, args.log_level, log_file, restore=not args.no_restore)
     try:
         server.open()
         if not args.log_stdout:

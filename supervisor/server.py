@@ -28,6 +28,7 @@ import orjson
 import zmq
 
 from theater import keys, protocol
+from theater import manifest as manifests
 from theater.errors import ProtocolError, TheaterError, Timeout, from_wire
 from theater.ids import new_request_id
 from theater.paths import Home
@@ -35,7 +36,9 @@ from theater.paths import Home
 from . import api
 from .directory import Directory
 from .launch import Child, ForkServer, unlink_socket
+from .persist import SavedActors
 from .registry import Registry
+from .relay import Relay
 from .security import secure_listener
 from .supervision import Supervision
 
@@ -59,6 +62,7 @@ class Pending:
     actor: str | None = None                   # the worker asked, to fail it if the worker dies
     then: Callable[[dict[str, Any], list[bytes]], None] | None = None
     deadline: float = field(default_factory=lambda: time.monotonic() + PENDING_TIMEOUT)
+    retry: list[bytes] | None = None           # a chain record, sent again if the chain restarts
 
 
 @dataclass(order=True)
@@ -73,8 +77,10 @@ class Timer:
 
 
 class Server:
-    def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None) -> None:
+    def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None,
+                 restore: bool = True) -> None:
         self.home = home
+        self.restore = restore
         self.listen = listen or home.management_endpoint
         self.log_level = log_level
         self.log_file = log_file
@@ -83,7 +89,6 @@ class Server:
         self.directory = Directory(self)
         self.supervision = Supervision(self)
         self.pending: dict[str, Pending] = {}
-        self.subs: dict[str, tuple[bytes, str]] = {}          # sub id -> (client, actor id)
         self.channels: dict[str, tuple[bytes, str]] = {}      # channel id -> (client, actor id)
         self._timers: list[Timer] = []
         self._seq = itertools.count()
@@ -92,6 +97,7 @@ class Server:
         self.forkserver = ForkServer(home, log_level, log_file)
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
         self.public_key = ""
+        self.saved = SavedActors(home.actors)
 
     # ---- timers and ids ---------------------------------------------------------------------
 
@@ -138,6 +144,7 @@ class Server:
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)
         self.events.connect(self.home.events_endpoint)
+        self.relay = Relay(self, self.events)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -155,6 +162,20 @@ class Server:
         self.mgmt.bind(self.listen)
         if self.listen.startswith("ipc://"):
             os.chmod(self.listen.removeprefix("ipc://"), 0o600)
+        if self.restore:
+            self._restore()
+
+    def _restore(self) -> None:
+        """Brings back the top-level actors a previous server on this home was running."""
+        for doc in self.saved.load():
+            try:
+                m = manifests.parse(doc["manifest"], doc["source"])
+            except TheaterError as e:
+                log.error("cannot restore actor %s: %s", doc.get("id"), e.message)
+                continue
+            log.info("restoring actor %s (%s)", doc["id"], m.name)
+            self.supervision.start(m, doc["manifest"], doc["base"], doc["component"], doc.get("init_state"),
+                                   actor_id=doc["id"])
 
     def _dealer(self, endpoint: str, identity: bytes) -> zmq.Socket:
         sock = self.ctx.socket(zmq.DEALER)
@@ -220,7 +241,7 @@ class Server:
             self.chain_proc.restarts += 1
             self.later(CHAIN_RESTART_DELAY, self._restart_chain)
             for rid, p in list(self.pending.items()):
-                if p.actor is None and p.client is not None:
+                if p.actor is None and p.client is not None and p.retry is None:
                     del self.pending[rid]
                     self.fail(p.client, p.client_id, TheaterError("the chain process restarted; try again"))
         if self.forkserver.poll() is not None and not self.stopping:
@@ -243,6 +264,10 @@ class Server:
         for rec in self.registry:
             if rec.alive:
                 self.to_worker(rec.actor_id, {"k": "chain_restarted"})
+        for p in self.pending.values():
+            if p.retry is not None:
+                p.deadline = time.monotonic() + PENDING_TIMEOUT
+                self.chain.send_multipart(p.retry)
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
@@ -279,7 +304,7 @@ class Server:
             elif sock is self.chain:
                 self._guarded(self._from_chain, frames)
             else:
-                self._guarded(self._from_events, frames)
+                self._guarded(self.relay.published, frames)
 
     def _from_client(self, frames: list[bytes]) -> None:
         client, body = frames[0], frames[1:]
@@ -342,14 +367,6 @@ class Server:
         if header["k"] in ("ok", "error"):
             self._answer(header["re"], header, data)
 
-    def _from_events(self, frames: list[bytes]) -> None:
-        topic, meta, data = frames[0], frames[1], frames[2]
-        actor_id = topic.decode().removeprefix("actor.")
-        for sub, (client, actor) in list(self.subs.items()):
-            if actor == actor_id and not self.push(client, {"k": "event", "sub": sub, "actor": actor_id,
-                                                             "meta": orjson.loads(meta)}, data):
-                self.subs.pop(sub, None)
-
     def _answer(self, rid: str, header: dict[str, Any], data: list[bytes]) -> None:
         p = self.pending.pop(rid, None)
         if p is None:
@@ -379,10 +396,13 @@ class Server:
     def push(self, client: bytes, header: dict[str, Any], *frames: bytes) -> bool:
         """Sends to a client without blocking; False if it is gone or not reading."""
         try:
-            self.mgmt.send_multipart([client, *protocol.encode(header, *frames)], zmq.NOBLOCK)
+            self.send_client(client, header, *frames)
             return True
         except zmq.ZMQError:
             return False
+
+    def send_client(self, client: bytes, header: dict[str, Any], *frames: bytes) -> None:
+        self.mgmt.send_multipart([client, *protocol.encode(header, *frames)], zmq.NOBLOCK)
 
     def to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> bool:
         try:
@@ -408,9 +428,12 @@ class Server:
 
     def ask_chain(self, header: dict[str, Any], *frames: bytes, client: bytes | None = None, client_id: str = "",
                   then: Callable[[dict[str, Any], list[bytes]], None] | None = None) -> None:
+        """A query or record for the chain. Records survive a chain restart (sent again: at
+        least once); queries fail back to their client, who may ask again."""
         rid = self.new_id()
-        self.pending[rid] = Pending(client, client_id, None, then)
-        self.chain.send_multipart(protocol.encode({**header, "id": rid}, *frames))
+        msg = protocol.encode({**header, "id": rid}, *frames)
+        self.pending[rid] = Pending(client, client_id, None, then, retry=msg if header["k"] == "record" else None)
+        self.chain.send_multipart(msg)
 
     def fail_pending_for(self, actor_id: str, reason: str) -> None:
         for rid, p in list(self.pending.items()):

@@ -74,13 +74,18 @@ class Supervision:
     # ---- starting ------------------------------------------------------------------------
 
     def start(self, manifest: Manifest, text: str, base: str, component: str, init_state: bytes | None,
-              parent: str | None = None, on_ready: Callable[[TheaterError | None], None] | None = None
-              ) -> ActorRecord:
-        rec = ActorRecord(new_actor_id(), manifest, text, base, component, init_state, parent=parent)
+              parent: str | None = None, on_ready: Callable[[TheaterError | None], None] | None = None,
+              actor_id: str | None = None) -> ActorRecord:
+        """Starts a new actor (or, given ``actor_id``, brings back a saved one, resuming its state)."""
+        rec = ActorRecord(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent=parent)
         self.registry.add(rec)
         if on_ready is not None:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
-        self._launch(rec)
+        if actor_id is not None:
+            rec.resume_mode = "resume" if manifest.restart.state == "last" else "init"
+        if parent is None:
+            self.server.saved.save(rec)
+        self._launch(rec, "server restart" if actor_id else None)
         return rec
 
     def _launch(self, rec: ActorRecord, reason: str | None = None) -> None:
@@ -399,6 +404,7 @@ class Supervision:
         for child in self.registry.descendants(rec):
             self.registry.remove(child)
         self.registry.remove(rec)
+        self.server.saved.remove(rec.actor_id)
         self.server.directory.gone(rec, NotFound(f"actor {rec.actor_id} was stopped"))
 
     def stop_all(self) -> None:

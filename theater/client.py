@@ -67,7 +67,7 @@ class Client:
              **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Sends one request and returns the ok answer's (header, frames); raises what the server reported."""
         rid = f"c{next(self._ids)}"
-        self.sock.send_multipart(protocol.encode({"k": kind, "id": rid, **fields}, *frames), copy=False)
+        self.sock.send_multipart(protocol.encode({"k": kind, "id": rid, **fields}, *frames))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             remaining = deadline - time.monotonic()

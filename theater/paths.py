@@ -3,6 +3,7 @@
     keys/           host.key (Ed25519, 0600), host.pub, curve/ (server CURVE keys), authorized/
     run/            theater.sock (management), control.sock, chain.sock, events.sock, w/<pid>.sock
     chains.db       the event chains (SQLite, WAL)
+    actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
     cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
     store/          the content store handler's data
@@ -47,6 +48,10 @@ class Home:
     @property
     def chains_db(self) -> Path:
         return self.root / "chains.db"
+
+    @property
+    def actors(self) -> Path:
+        return self.root / "actors"
 
     @property
     def components(self) -> Path:

@@ -89,7 +89,9 @@ class Actor:
         self.log = log
         self.poller = zmq.Poller()
         self.control = self._socket(zmq.DEALER, home.control_endpoint, identity=actor_id)
-        self.chain_sock = self._socket(zmq.DEALER, home.chain_endpoint, identity=f"{actor_id}/{os.getpid()}")
+        # events queue here (up to MAX_UNACKED) while the chain restarts
+        self.chain_sock = self._socket(zmq.DEALER, home.chain_endpoint, identity=f"{actor_id}/{os.getpid()}",
+                                       hwm=100_000)
         self.inbox = ctx.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
@@ -113,9 +115,10 @@ class Actor:
         self._export_names: dict[str, str] = {}
         self._funcs: dict[tuple[str, str], wc.Func] = {}
 
-    def _socket(self, kind: int, endpoint: str, identity: str) -> zmq.Socket:
+    def _socket(self, kind: int, endpoint: str, identity: str, hwm: int = 1000) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.IDENTITY, identity.encode())
+        sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.LINGER, 2000)
         sock.connect(endpoint)
         self.poller.register(sock, zmq.POLLIN)
@@ -260,11 +263,11 @@ class Actor:
         msg = protocol.encode(header, *frames)
         try:
             if kind == "control":
-                self.control.send_multipart(msg, copy=False)
+                self.control.send_multipart(msg)
             elif ident == self.actor_id.encode():
                 return                          # our own message: nobody waits on it
             else:
-                self.inbox.send_multipart([ident, *msg], flags=zmq.NOBLOCK, copy=False)
+                self.inbox.send_multipart([ident, *msg], flags=zmq.NOBLOCK)
         except zmq.ZMQError as e:
             if not quiet:
                 log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
@@ -277,7 +280,7 @@ class Actor:
             log.info("%s: dropped %s: %s", self.name, item.what, error)
 
     def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
-        self.control.send_multipart(protocol.encode(header, *frames), copy=False)
+        self.control.send_multipart(protocol.encode(header, *frames))
         self.last_control = time.monotonic()
 
     def control_request(self, header: dict[str, Any], *frames: bytes,
@@ -322,9 +325,15 @@ class Actor:
     # ---- the loop ------------------------------------------------------------------------
 
     def pump(self, timeout: float) -> None:
-        """Waits up to ``timeout`` seconds for traffic and handles all that is there."""
+        """Waits up to ``timeout`` seconds for traffic and handles all that is there; ships
+        pending events once they are due (see chainlink.FLUSH_INTERVAL)."""
         if self.chain is not None:
-            self.chain.flush()
+            due = self.chain.flush_in(time.monotonic())
+            if due is not None:
+                if due <= 0:
+                    self.chain.flush()
+                else:
+                    timeout = min(timeout, due)
         for sock, _ in self.poller.poll(timeout * 1000):
             if isinstance(sock, int):
                 if self.watchdog is not None:
@@ -359,8 +368,10 @@ class Actor:
                 assert self.chain is not None
                 self.chain.on_ack(header["seq"])
             elif kind == "nack":
-                log.error("%s: the chain refused event %s: %s", self.name, header["seq"], header["error"])
-                self.stop_reason = self.stop_reason or "chain"
+                assert self.chain is not None
+                if not self.chain.on_nack(header["seq"], header["error"]):
+                    log.error("%s: the chain refused our events: %s", self.name, header["error"])
+                    self.stop_reason = self.stop_reason or "chain"
             elif "re" in header:
                 self.replies[header["re"]] = (header, body)
             return

@@ -56,7 +56,7 @@ class Peers:
             return
         _, sock = self._socket(target)
         try:
-            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK, copy=False)
+            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
         except zmq.Again:
             raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
 
@@ -66,7 +66,7 @@ class Peers:
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
         try:
-            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK, copy=False)
+            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
         except zmq.Again:
             raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
         return self.actor.wait_reply(header["rid"], peer=canonical)

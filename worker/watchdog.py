@@ -34,6 +34,7 @@ class Watchdog:
         self.deadline: float | None = None
         self.reason: str | None = None          # why the last interrupt happened
         self.stop_requested = False
+        self._idle = True
         self._arm_r, self._arm_w = os.pipe()
         self._sig_r, self._sig_w = os.pipe()
         self.wake_fd, self._wake_w = os.pipe()
@@ -47,7 +48,10 @@ class Watchdog:
     def arm(self, seconds: float) -> None:
         self.reason = None
         self.deadline = time.monotonic() + (min(seconds, STOP_GRACE) if self.stop_requested else seconds)
-        os.write(self._arm_w, b"a")
+        # Wake the thread only if it sleeps with no deadline; one already in a timed sleep
+        # rechecks when that ends. So a busy actor costs a wake-up per call timeout, not per call.
+        if self._idle:
+            os.write(self._arm_w, b"a")
 
     def disarm(self) -> None:
         self.deadline = None
@@ -66,7 +70,10 @@ class Watchdog:
 
     def _run(self) -> None:
         while True:
+            self._idle = True           # before reading the deadline: see arm()
             deadline = self.deadline
+            if deadline is not None:
+                self._idle = False
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self._arm_r, self._sig_r], [], [], timeout)
             if self._arm_r in ready:

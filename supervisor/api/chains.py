@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import zmq
-
 from theater.errors import NotFound
 
 from ..registry import RUNNING
@@ -43,16 +41,11 @@ def events(req: Request) -> None:
 def subscribe(req: Request) -> None:
     """{actor} -> {sub}; then pushes {"k": "event", sub, actor, meta} [data] as events are stored."""
     actor_id = _actor_id(req)
-    sub = req.server.new_id()
-    req.server.subs[sub] = (req.client, actor_id)
-    req.server.events.setsockopt(zmq.SUBSCRIBE, f"actor.{actor_id}".encode())
-    req.ok(sub=sub, actor=actor_id)
+    req.ok(sub=req.server.relay.subscribe(req.client, actor_id), actor=actor_id)
 
 
 def unsubscribe(req: Request) -> None:
-    entry = req.server.subs.pop(req.header["sub"], None)
-    if entry is not None and not any(a == entry[1] for _, a in req.server.subs.values()):
-        req.server.events.setsockopt(zmq.UNSUBSCRIBE, f"actor.{entry[1]}".encode())
+    req.server.relay.unsubscribe(req.header["sub"])
     req.ok()
 
 

@@ -2,7 +2,7 @@
 ;;
 ;; World: imports theater:simple/runtime (log, shutdown)
 ;;                theater:simple/message-server-host
-;;                  (request, list-outstanding-requests, respond-to-request, cancel-request)
+;;                  (send, request, list-outstanding-requests, respond-to-request, cancel-request)
 ;;        exports theater:simple/actor (init)
 ;;                theater:simple/message-server-client (handle-send, handle-request)
 ;;
@@ -19,6 +19,8 @@
 ;;   c  cancel-request(id) for every outstanding request, reply the count
 ;;   z  shutdown(some(rest)), reply "bye"
 ;;   w  busy-loop rest-as-decimal million iterations, reply "done"
+;;   m  "m<N> <actor>": request(actor, "x") N times, reply the last reply (benchmarks)
+;;   M  "M<N> <actor>": send(actor, "x") N times, then request(actor, "x") once and reply its reply
 ;;   other (or empty msg): reply "unknown"
 ;; handle-send runs the same dispatch; the reply is simply not part of its result.
 ;;
@@ -39,6 +41,8 @@
   (import "theater:simple/runtime" (instance $runtime (type $runtime_t)))
   (type $msh_t (instance
     ;; request: func(actor-id: actor-id, msg: list<u8>) -> result<list<u8>, string>
+    (export "send" (func (param "actor-id" string) (param "msg" (list u8))
+      (result (result (error string)))))
     (export "request" (func (param "actor-id" string) (param "msg" (list u8))
                             (result (result (list u8) (error string)))))
     ;; list-outstanding-requests: func() -> list<string>
@@ -82,6 +86,7 @@
   ;; --- lowered imports -------------------------------------------------------
   (alias export $runtime "log" (func $log_f))
   (alias export $runtime "shutdown" (func $shutdown_f))
+  (alias export $msh "send" (func $send_f))
   (alias export $msh "request" (func $request_f))
   (alias export $msh "list-outstanding-requests" (func $list_outstanding_f))
   (alias export $msh "respond-to-request" (func $respond_f))
@@ -93,6 +98,8 @@
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   ;; core: (id-ptr, id-len, msg-ptr, msg-len, retptr) -> ()
   ;; retptr: disc u8 @0; ok: list ptr @4, len @8; err: string ptr @4, len @8
+  (core func $send (canon lower (func $send_f)
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $request (canon lower (func $request_f)
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   ;; core: (retptr) -> (); retptr: list ptr @0, len @4; each element is a string (ptr @0, len @4), 8 bytes
@@ -106,6 +113,7 @@
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core instance $rt (export "log" (func $log)) (export "shutdown" (func $shutdown)))
   (core instance $ms
+    (export "send" (func $send))
     (export "request" (func $request))
     (export "list-outstanding-requests" (func $list_outstanding))
     (export "respond-to-request" (func $respond))
@@ -117,6 +125,7 @@
     (import "libc" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
     (import "rt" "log" (func $log (param i32 i32)))
     (import "rt" "shutdown" (func $shutdown (param i32 i32 i32 i32)))
+    (import "ms" "send" (func $send (param i32 i32 i32 i32 i32)))
     (import "ms" "request" (func $request (param i32 i32 i32 i32 i32)))
     (import "ms" "list-outstanding-requests" (func $list_outstanding (param i32)))
     (import "ms" "respond-to-request" (func $respond (param i32 i32 i32 i32 i32)))
@@ -139,6 +148,7 @@
     (data (i32.const 144) "bye")            ;; 3 bytes
     (data (i32.const 152) "done")           ;; 4 bytes
     (data (i32.const 160) "unknown")        ;; 7 bytes
+    (data (i32.const 176) "x")              ;; 1 byte
 
     ;; concat(a, a-len, b, b-len) -> ptr of a fresh heap buffer holding a ++ b
     (func $concat (param $a i32) (param $al i32) (param $b i32) (param $bl i32) (result i32)
@@ -176,6 +186,17 @@
           (local.set $p (i32.add (local.get $p) (i32.const 1)))
           (br $next)))
       (local.get $n))
+
+    ;; after_number(ptr, len) -> offset of the first byte after the leading digits and one space
+    (func $after_number (param $p i32) (param $l i32) (result i32)
+      (local $i i32)
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $l)))
+          (br_if $done (i32.eq (i32.load8_u (i32.add (local.get $p) (local.get $i))) (i32.const 32)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+      (i32.add (local.get $i) (i32.const 1)))
 
     ;; utoa(n) -> (ptr, len): n as ASCII decimal in a fresh 20-byte heap buffer
     (func $utoa (param $n i64) (result i32 i32)
@@ -321,6 +342,25 @@
               (local.set $i (i64.add (local.get $i) (i64.const 1)))
               (br $next)))
           (call $reply (i32.const 152) (i32.const 4))
+          (return (global.get $RET))))
+;; 'm' / 'M': N requests, or N sends and one request, to the actor named after the count
+      (if (i32.or (i32.eq (local.get $op) (i32.const 0x6d)) (i32.eq (local.get $op) (i32.const 0x4d)))
+        (then
+          (local.set $n (call $atoi (local.get $ap) (local.get $al)))
+          (local.set $pg (call $after_number (local.get $ap) (local.get $al)))
+          (local.set $ap (i32.add (local.get $ap) (local.get $pg)))
+          (local.set $al (i32.sub (local.get $al) (local.get $pg)))
+          (block $done
+            (loop $next
+              (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+              (if (i32.eq (local.get $op) (i32.const 0x6d))
+                (then (call $request (local.get $ap) (local.get $al) (i32.const 176) (i32.const 1) (global.get $IRET)))
+                (else (call $send (local.get $ap) (local.get $al) (i32.const 176) (i32.const 1) (global.get $IRET2))))
+              (local.set $i (i64.add (local.get $i) (i64.const 1)))
+              (br $next)))
+          (if (i32.eq (local.get $op) (i32.const 0x4d))
+            (then (call $request (local.get $ap) (local.get $al) (i32.const 176) (i32.const 1) (global.get $IRET))))
+          (call $reply (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET)))
           (return (global.get $RET))))
       ;; anything else
       (call $reply (i32.const 160) (i32.const 7))

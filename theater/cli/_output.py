@@ -30,6 +30,11 @@ def error(message: str) -> None:
     print(f"theater: {message}", file=sys.stderr, flush=True)
 
 
+def note(message: str) -> None:
+    """Something the user should know that is not an error."""
+    print(f"theater: {message}", file=sys.stderr, flush=True)
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()

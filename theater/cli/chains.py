@@ -123,6 +123,9 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
                         last_event = time.monotonic()
                     continue
                 h, data = push
+                if h.get("k") == "missed":
+                    _output.note(f"missed {h['count']} events (reading too slowly); catching up from the store")
+                    continue
                 if h.get("k") != "event" or h.get("actor") != actor_id:
                     continue
                 ev = from_wire(actor_id, {**h["meta"], "parent": None}, data[0])

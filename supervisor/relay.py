@@ -1,0 +1,61 @@
+"""Stored events relayed to the clients following them (`theater events --follow`).
+
+The chain publishes each stored event on its XPUB under ``actor.<id>``; the server holds
+one SUB for all followers and pushes to each without blocking. A follower that does not
+read fast enough misses events (and is told how many, before the next one it gets); it
+catches up from the store by sequence number, so none is lost to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import orjson
+import zmq
+
+if TYPE_CHECKING:
+    from .server import Server
+
+
+@dataclass
+class Subscription:
+    client: bytes
+    actor: str
+    missed: int = 0
+
+
+class Relay:
+    def __init__(self, server: Server, sub: zmq.Socket) -> None:
+        self.server = server
+        self.sock = sub
+        self.subs: dict[str, Subscription] = {}
+
+    def subscribe(self, client: bytes, actor_id: str) -> str:
+        sub_id = self.server.new_id()
+        self.subs[sub_id] = Subscription(client, actor_id)
+        self.sock.setsockopt(zmq.SUBSCRIBE, f"actor.{actor_id}".encode())
+        return sub_id
+
+    def unsubscribe(self, sub_id: str) -> None:
+        entry = self.subs.pop(sub_id, None)
+        if entry is not None and not any(s.actor == entry.actor for s in self.subs.values()):
+            self.sock.setsockopt(zmq.UNSUBSCRIBE, f"actor.{entry.actor}".encode())
+
+    def published(self, frames: list[bytes]) -> None:
+        topic, meta, data = frames[0], frames[1], frames[2]
+        actor_id = topic.decode().removeprefix("actor.")
+        header = None
+        for sub_id, sub in list(self.subs.items()):
+            if sub.actor != actor_id:
+                continue
+            header = header or {"k": "event", "actor": actor_id, "meta": orjson.loads(meta)}
+            try:
+                if sub.missed:
+                    self.server.send_client(sub.client, {"k": "missed", "sub": sub_id, "count": sub.missed})
+                    sub.missed = 0
+                self.server.send_client(sub.client, {**header, "sub": sub_id}, data)
+            except zmq.Again:
+                sub.missed += 1
+            except zmq.ZMQError:
+                self.unsubscribe(sub_id)      # the client is gone

@@ -1,0 +1,174 @@
+"""The chain format (docs/chain-format.md): an independent verifier, the test vectors, tampering."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from theater import keys
+from theater.errors import VerifyError
+from theater.events import Checkpoint, Event, checkpoint_message, event_hash, next_stamp, verify_chain
+
+from .conftest import ROOT, run_cli
+
+VECTORS = ROOT / "tests" / "vectors"
+
+
+def independent_verify(lines: list[dict], public_hex: str) -> int:
+    """Written from docs/chain-format.md alone (hashlib and Ed25519, no Theater code)."""
+    def u64(n: int) -> bytes:
+        return n.to_bytes(8, "big")
+
+    def lp(b: bytes) -> bytes:
+        return u64(len(b)) + b
+
+    pub = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex))
+    prev_hash, prev_stamp = None, bytes(32)
+    for i, e in enumerate(lines):
+        assert e["seq"] == i
+        parent = bytes.fromhex(e["parent"]) if e["parent"] else None
+        assert parent == prev_hash
+        data = base64.b64decode(e["data"])
+        link = b"\x00" if parent is None else b"\x01" + parent
+        h = hashlib.sha256(b"theater-event/v1\x00" + lp(e["actor"].encode()) + u64(e["seq"]) + link
+                           + lp(e["type"].encode()) + lp(data)).digest()
+        assert h.hex() == e["hash"]
+        stamp = hashlib.sha256(b"theater-stamp/v1\x00" + prev_stamp + h + u64(e["time_ns"])).digest()
+        assert stamp.hex() == e["stamp"]
+        if e["signature"]:
+            msg = b"theater-checkpoint/v1\x00" + lp(e["actor"].encode()) + u64(e["seq"]) + h + stamp
+            pub.verify(bytes.fromhex(e["signature"]), msg)
+        prev_hash, prev_stamp = h, stamp
+    assert lines[-1]["signature"], "unsigned tail"
+    return len(lines)
+
+
+def load_vectors() -> tuple[list[dict], str]:
+    lines = [json.loads(x) for x in (VECTORS / "chain-v1.jsonl").read_text().splitlines()]
+    return lines, (VECTORS / "chain-v1.pub").read_text().strip()
+
+
+def test_independent_verifier_accepts_the_vectors():
+    lines, pub = load_vectors()
+    assert independent_verify(lines, pub) == 6
+
+
+def test_vectors_are_reproducible():
+    before = {p.name: p.read_bytes() for p in VECTORS.iterdir()}
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_vectors.py")], check=True, capture_output=True)
+    after = {p.name: p.read_bytes() for p in VECTORS.iterdir()}
+    assert before == after
+
+
+def test_theater_verify_accepts_the_vectors(home):
+    r = run_cli(home, "verify", "--file", str(VECTORS / "chain-v1.jsonl"), "--pubkey", str(VECTORS / "chain-v1.pub"),
+                "--checkpoint", str(VECTORS / "chain-v1.checkpoint.json"))
+    assert r.code == 0, r.err
+    assert "6 events, 2 signatures" in r.text
+
+
+def _events() -> tuple[list[Event], Ed25519PublicKey]:
+    lines, pub = load_vectors()
+    return [Event.from_json(x) for x in lines], keys.parse_public(pub)
+
+
+def _tampered(kind: str) -> list[Event]:
+    evs, _ = _events()
+    if kind == "data":
+        evs[2].data = evs[2].data.replace(b"started", b"stopped")
+    elif kind == "type":
+        evs[2].type = "theater:simple/runtime/shutdown"
+    elif kind == "removed":
+        del evs[2]
+    elif kind == "inserted":       # a well-formed event slipped in after event 1
+        h = event_hash(evs[1].actor_id, 2, evs[1].hash, "x", b"\xa0")
+        evs.insert(2, Event(evs[1].actor_id, 2, evs[1].hash, "x", b"\xa0", h, 0, next_stamp(evs[1].stamp, h, 0)))
+    elif kind == "reordered":
+        evs[2], evs[3] = evs[3], evs[2]
+    elif kind == "time":
+        evs[4].time_ns += 1
+    elif kind == "truncated":
+        del evs[4:]
+    return evs
+
+
+@pytest.mark.parametrize(("kind", "seq", "words"), [
+    ("data", 2, "hash does not match"),
+    ("type", 2, "hash does not match"),
+    ("removed", 2, "missing"),
+    ("inserted", 3, "repeated or out of order"),
+    ("reordered", 2, "missing"),
+    ("time", 4, "time stamp"),
+])
+def test_tampering_is_caught_and_named(kind, seq, words):
+    _, pub = _events()
+    with pytest.raises(VerifyError) as exc:
+        verify_chain(_tampered(kind), pub)
+    assert exc.value.seq == seq
+    assert words in exc.value.message
+
+
+def test_signature_from_another_key_is_caught():
+    evs, _ = _events()
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(VerifyError) as exc:
+        verify_chain(evs, other.public_key())
+    assert exc.value.seq == 3 and "signature" in exc.value.message
+
+
+def test_resigned_with_another_key_is_caught():
+    """An attacker rewrites data, recomputes hashes and stamps, and re-signs with their own key."""
+    evs, pub = _events()
+    attacker = Ed25519PrivateKey.generate()
+    for e in evs:
+        if e.signature:
+            e.signature = attacker.sign(checkpoint_message(e.actor_id, e.seq, e.hash, e.stamp))
+    with pytest.raises(VerifyError) as exc:
+        verify_chain(evs, pub)
+    assert exc.value.seq == 3
+
+
+def test_truncated_tail_is_caught_given_a_checkpoint():
+    cp = Checkpoint.from_json(json.loads((VECTORS / "chain-v1.checkpoint.json").read_text()))
+    _, pub = _events()
+    truncated = _tampered("truncated")   # cut back to event 3, which is signed: looks fine alone
+    assert verify_chain(truncated, pub).events == 4
+    with pytest.raises(VerifyError) as exc:
+        verify_chain(truncated, pub, trusted=cp)
+    assert exc.value.seq == 4 and "missing" in exc.value.message
+
+
+def test_unsigned_tail_is_caught():
+    evs, pub = _events()
+    evs[-1].signature = None
+    with pytest.raises(VerifyError) as exc:
+        verify_chain(evs, pub)
+    assert exc.value.seq == 4 and "unsigned" in exc.value.message
+
+
+def test_tampering_with_an_export_file_fails_verify_with_one_line(home, tmp_path):
+    lines, _ = load_vectors()
+    lines[4]["data"] = base64.b64encode(b"\xa0").decode()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = run_cli(home, "verify", "--file", str(bad), "--pubkey", str(VECTORS / "chain-v1.pub"))
+    assert r.code == 5
+    assert "event 4" in r.text and "FAILED" in r.text
+
+
+def test_the_independent_verifier_rejects_tampering():
+    lines, pub = load_vectors()
+    lines[1]["type"] = "wasm2"
+    with pytest.raises(AssertionError):
+        independent_verify(lines, pub)
+    lines, pub = load_vectors()
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(InvalidSignature):
+        independent_verify(lines, keys.public_hex(other.public_key()))
