@@ -38,8 +38,9 @@ MAX_BATCH = 4000
 # at the same time are still flushing), but never longer than STOP_MAX.
 STOP_IDLE = 0.3
 STOP_MAX = 3.0
-# One query returns at most this many events; the client asks again from the next seq.
-QUERY_LIMIT = 10_000
+# One query returns at most this many events (their metadata, ~330 bytes each, must fit a
+# header); the client asks again from the next seq.
+QUERY_LIMIT = 2_000
 
 
 class ChainService:

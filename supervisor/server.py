@@ -29,11 +29,11 @@ import zmq
 
 from theater import keys, protocol
 from theater import manifest as manifests
-from theater.errors import ProtocolError, TheaterError, Timeout, from_wire
+from theater.errors import ProtocolError, Refused, TheaterError, Timeout, from_wire
 from theater.ids import new_request_id
 from theater.paths import Home
 
-from . import api
+from . import api, children
 from .directory import Directory
 from .launch import Child, ForkServer, unlink_socket
 from .persist import SavedActors
@@ -342,6 +342,12 @@ class Server:
             self._worker_msg(rec.actor_id, header, data)
         elif kind == "resolve":
             self.directory.resolve(rec, header)
+        elif kind in children.KINDS:
+            if rec.manifest.has_handler("supervisor"):
+                children.handle(self, rec, header, data)
+            else:
+                self.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
+                    "this actor's manifest grants no supervisor handler")))
         else:
             self.supervision.on_worker(rec, header, data)
 

@@ -239,8 +239,8 @@ class Supervision:
         return "restart", restart.plan(flags.strategy, siblings, rec.actor_id, types)
 
     def _carry_out(self, rec: ActorRecord, exit_: Exit, action: str, detail: Any) -> None:
-        if action != "stopped":
-            self._notify_parent(rec, exit_)
+        self._forget_children(rec)
+        self._notify_parent(rec, exit_)
         if action == "stopped":
             self._finish_stop(rec)
         elif action == "start_failed":
@@ -266,20 +266,33 @@ class Supervision:
         elif action == "restart":
             self._restart(rec, exit_, detail)
 
+    def _forget_children(self, rec: ActorRecord) -> None:
+        """An incarnation's children end with it (its next one spawns its own); their chains stay."""
+        kids = self.registry.descendants(rec)
+        if not kids:
+            return
+
+        def forget() -> None:
+            for k in kids:
+                if not k.alive:
+                    self.registry.remove(k)
+            rec.children[:] = [c for c in rec.children if c in self.registry.actors]
+        self._stop_many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
+                        flat=True)
+
     def _notify_parent(self, rec: ActorRecord, exit_: Exit) -> None:
+        """The parent's supervisor-handlers hear of a child's exit, unless the parent asked for it."""
         parent = self.registry.get(rec.parent) if rec.parent else None
-        if parent is None or not parent.alive:
+        if parent is None or not parent.alive or exit_.by_parent:
             return
         if exit_.kind == "abnormal":
             what = "child_error"
         elif exit_.reason == "shutdown":
             what = "child_exit"
-        elif not exit_.by_parent:
-            what = "child_external_stop"
         else:
-            return
+            what = "child_external_stop"
         header = {"k": "msg", "what": what, "child": rec.actor_id, "reason": exit_.reason,
-                  "error": exit_.error or ""}
+                  "error": exit_.error or "", "has_data": exit_.data is not None}
         self.server.to_worker(parent.actor_id, header, *([exit_.data] if exit_.data is not None else []))
 
     # ---- the policy --------------------------------------------------------------------------
@@ -398,6 +411,15 @@ class Supervision:
             cb()
         for cb in self.start_waiters.pop(rec.actor_id, []):
             cb(ActorFailed(f"actor {rec.name} was stopped before it was ready"))
+
+    def restart_now(self, rec: ActorRecord, reason: str, on_ready: Callable[[TheaterError | None], None]) -> None:
+        """Stops an actor (and its children) and starts its next incarnation, by request."""
+        def relaunch() -> None:
+            rec.restarts += 1
+            rec.resume_mode = "resume" if rec.manifest.restart.state == "last" else "init"
+            self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
+            self._launch(rec, reason)
+        self.stop(rec, reason, relaunch, by_parent=True)
 
     def remove(self, rec: ActorRecord) -> None:
         """Forgets a stopped actor and its children."""

@@ -75,7 +75,8 @@ class Limits:
     fuel: int = 0                     # deterministic budget per call; 0 = off
     cpu: float = 0.0                  # share of one core; 0 = no limit
     mailbox: int = 1000               # queued messages before senders are refused
-    events_per_second: int = 1000     # above this the actor is throttled
+    events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
+    event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,7 @@ class _Checker:
             cpu=float(cpu),
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
+            event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second),
         )
 
     def size(self, raw: dict[str, Any], key: str, default: int) -> int:

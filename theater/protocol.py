@@ -22,7 +22,7 @@ import orjson
 
 from .errors import ProtocolError, TheaterError
 
-MAX_HEADER = 1 << 20            # one header, JSON
+MAX_HEADER = 4 << 20            # one header, JSON
 MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a client
 
 S, N, B, L = str, int, bool, list
@@ -65,9 +65,13 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "exiting": ({"actor": S, "reason": S}, 0),
     "heartbeat": ({}, 0),
     "resolve": ({"id": S, "actor": S}, 0),
+    "spawn": ({"id": S, "manifest": S}, 0),        # an actor granted `supervisor`, about its children
+    "children": ({"id": S}, 0),
+    "stop_child": ({"id": S, "child": S}, 0),
+    "restart_child": ({"id": S, "child": S}, 0),
+    "child_state": ({"id": S, "child": S}, 0),
+    "child_events": ({"id": S, "child": S}, 0),
     # control: server -> worker
-    "config": ({"re": S}, 0),
-    "deliver": ({"id": S, "what": S}, 0),      # an external message, shaped like the data plane
     "get_state": ({"id": S}, 0),
     "stop_actor": ({"reason": S}, 0),
     "peer": ({"actor": S}, 0),                 # endpoint moved or gone (endpoint = null)
@@ -75,6 +79,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # data plane: worker -> worker
     "msg": ({"what": S}, 0),                   # what: send | request | chan_open | chan_msg | chan_close
     "reply": ({"rid": S, "ok": B}, 0),
+    "refused": ({"error": S}, 0),              # a one-way message was turned away (mailbox full)
     # chain plane
     "append": ({"actor": S, "events": L}, 0),  # one frame of data per event
     "ack": ({"actor": S, "seq": N}, 0),

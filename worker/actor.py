@@ -29,8 +29,10 @@ from theater.paths import Home
 
 from . import component, handlers
 from .chainlink import ChainLink
+from .handlers import supervisor as supervision
 from .handlers.message_server import MessageServer
 from .peers import Peers
+from .throttle import Throttle
 from .values import to_data
 from .watchdog import Watchdog
 
@@ -43,6 +45,8 @@ EXIT_START_FAILED = 71     # it never became ready: bad component, init failed
 HEARTBEAT_INTERVAL = 2.0
 # At exit, how long to wait for the chain to acknowledge the last events.
 SETTLE_TIMEOUT = 3.0
+# A sender whose one-way messages are refused hears of it at most this often.
+REFUSAL_NOTICE = 0.02
 # How long start-up waits for the server's and the chain's answers.
 STARTUP_TIMEOUT = 10.0
 
@@ -105,12 +109,15 @@ class Actor:
         self.state: bytes | None = None
         self.manifest: manifests.Manifest | None = None
         self.chain: ChainLink | None = None
+        self.throttle: Throttle | None = None
         self.watchdog: Watchdog | None = None
         self.shutdown_data: bytes | None = None
         self.stop_reason: str | None = None
         self.call_deadline: float | None = None
         self.last_control = time.monotonic()
         self.calls = 0
+        self.refused = 0                       # messages turned away while the mailbox is full
+        self._notified: dict[bytes, float] = {}
         self._exports: dict[str, set[str]] = {}
         self._export_names: dict[str, str] = {}
         self._funcs: dict[tuple[str, str], wc.Func] = {}
@@ -138,6 +145,7 @@ class Actor:
         resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id})
         head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
         self.chain = ChainLink(self.chain_sock, self.actor_id, resume["seq"], head)
+        self.throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second, time.monotonic())
         last_state = rframes[0] if resume.get("has_state") and rframes else None
 
         fuel = m.limits.fuel > 0
@@ -239,8 +247,24 @@ class Actor:
     # ---- events --------------------------------------------------------------------------
 
     def record(self, event_type: str, value: Any, state_changed: bool = False) -> None:
-        assert self.chain is not None
-        self.chain.emit(event_type, value, state_changed)
+        """Adds an event to this actor's chain, waiting first if the actor is over its event rate."""
+        assert self.chain is not None and self.throttle is not None
+        data = events.encode_data(value)
+        delay = self.throttle.wait(len(data), time.monotonic())
+        if delay > 0:
+            self._slow_down(delay)
+        self.chain.emit(event_type, data, state_changed)
+
+    def _slow_down(self, delay: float) -> None:
+        """Throttling: the host call waits (serving the sockets meanwhile); recorded once a second."""
+        assert self.chain is not None and self.throttle is not None
+        now = time.monotonic()
+        report = self.throttle.report(now)
+        if report is not None:
+            self.chain.emit("limit/throttled", events.encode_data(report))
+        deadline = now + delay
+        while (left := deadline - time.monotonic()) > 0:
+            self.pump(left)
 
     def own_events(self) -> list[events.Event]:
         """This actor's chain as stored so far, including events still on their way."""
@@ -273,11 +297,17 @@ class Actor:
                 log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
 
     def refuse(self, item: Incoming, error: str) -> None:
+        """Turns a message away: a request gets an error reply; the sender of a one-way message
+        is told (at most every REFUSAL_NOTICE per sender), so its next sends fail at once."""
         rid = item.header.get("rid")
         if rid is not None:
             self.reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True)
-        else:
-            log.info("%s: dropped %s: %s", self.name, item.what, error)
+            return
+        kind, ident = item.route
+        now = time.monotonic()
+        if kind == "peer" and ident is not None and now - self._notified.get(ident, 0.0) > REFUSAL_NOTICE:
+            self._notified[ident] = now
+            self.reply(item.route, {"k": "refused", "error": error}, quiet=True)
 
     def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
         self.control.send_multipart(protocol.encode(header, *frames))
@@ -339,12 +369,7 @@ class Actor:
                 if self.watchdog is not None:
                     self.watchdog.drain_wake()
                 continue
-            while True:
-                try:
-                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                except zmq.Again:
-                    break
-                self._dispatch(sock, frames)
+            self.drain(sock)
         now = time.monotonic()
         if self.chain is None:
             return
@@ -352,6 +377,15 @@ class Actor:
             self.send_control({"k": "heartbeat", "events": self.chain.emitted, "calls": self.calls,
                                "mailbox": len(self.mailbox)})
         self.chain.maybe_resend(now)
+
+    def drain(self, sock: zmq.Socket) -> None:
+        """Handles every message already waiting on ``sock``."""
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._dispatch(sock, frames)
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         ident = None
@@ -380,6 +414,8 @@ class Actor:
             self._accept(Incoming(header["what"], header, body[0] if body else b"", route))
         elif kind == "reply":
             self.replies[header["rid"]] = (header, body)
+        elif kind == "refused":
+            self.peers.refused(sock, str(header.get("error", "refused")))
         elif kind in ("ok", "error"):
             self.replies[header["re"]] = (header, body)
         elif kind == "get_state":
@@ -395,14 +431,22 @@ class Actor:
 
     def _accept(self, item: Incoming) -> None:
         assert self.manifest is not None
-        if not self.manifest.has_handler("message-server"):
+        if item.what in supervision.EXPORTS:
+            self.mailbox.append(item)       # news of a child: never refused (the server sent it)
+        elif not self.manifest.has_handler("message-server"):
             self.refuse(item, f"actor {self.actor_id} does not take messages "
                               f"(its manifest grants no message-server handler)")
         elif self.stop_reason or (self.watchdog and self.watchdog.stop_requested):
             self.refuse(item, f"actor {self.actor_id} is stopping")
         elif len(self.mailbox) >= self.manifest.limits.mailbox:
+            if not self.refused:          # an episode starts: recorded, and again when it ends
+                self.record("limit/mailbox", {"event": "full", "mailbox": self.manifest.limits.mailbox})
+            self.refused += 1
             self.refuse(item, f"actor {self.actor_id}'s mailbox is full ({self.manifest.limits.mailbox} messages)")
         else:
+            if self.refused:
+                self.record("limit/mailbox", {"event": "open", "refused": self.refused})
+                self.refused = 0
             self.mailbox.append(item)
 
     def request_shutdown(self, data: bytes | None) -> None:
@@ -422,13 +466,24 @@ class Actor:
                 busy = bool(self.mailbox) and not self.chain.congested
                 self.pump(0 if busy else HEARTBEAT_INTERVAL)
                 if self.mailbox and not self.chain.congested and not self.stop_reason:
-                    self.messages.deliver(self.mailbox.popleft())
+                    item = self.mailbox.popleft()
+                    if item.what in supervision.EXPORTS:
+                        supervision.deliver(self, item)
+                    else:
+                        self.messages.deliver(item)
         except Failure as f:
             return self._end_failed(f.reason, f.message)
         return self._end_normally()
 
+    def _final_throttle_report(self) -> None:
+        if self.throttle is not None and self.chain is not None:
+            report = self.throttle.report(time.monotonic(), every=0)
+            if report is not None:
+                self.chain.emit("limit/throttled", events.encode_data(report))
+
     def _end_normally(self) -> int:
         assert self.chain is not None
+        self._final_throttle_report()
         reason = self.stop_reason or "stopped"
         self._drop_mailbox(f"actor {self.actor_id} stopped")
         self.record("lifecycle/stop", {"reason": reason, "data": self.shutdown_data})
@@ -439,6 +494,7 @@ class Actor:
         return EXIT_NORMAL
 
     def _end_failed(self, reason: str, message: str) -> int:
+        self._final_throttle_report()
         self._drop_mailbox(f"actor {self.actor_id} failed: {message}")
         self._settle(SETTLE_TIMEOUT)
         self.send_control({"k": "failed", "actor": self.actor_id, "reason": reason, "error": message})

@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 
 from theater import protocol
-from theater.events import encode_data, event_hash
+from theater.events import event_hash
 
 # Back-pressure point: how many events an actor may have in flight to the chain before it
 # stops taking new messages. 20k events is ~1 s of the chain's signed-and-durable rate.
@@ -46,8 +46,8 @@ class ChainLink:
         self.pending_since = 0.0
         self.emitted = 0                    # total, for rate accounting
 
-    def emit(self, event_type: str, value: Any, state_changed: bool = False) -> int:
-        data = encode_data(value)
+    def emit(self, event_type: str, data: bytes, state_changed: bool = False) -> int:
+        """Links one event (``data``: canonical CBOR) after the head and queues it for the chain."""
         seq = self.seq + 1
         h = event_hash(self.actor_id, seq, self.head, event_type, data)
         meta: dict[str, Any] = {"s": seq, "p": self.head.hex() if self.head else None, "h": h.hex(),

@@ -8,6 +8,7 @@ message goes to the new address.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 # Messages queued towards one peer before `send` refuses: the peer's mailbox limit is
 # the real bound; this only stops a sender from buffering without end in its own memory.
 PEER_HWM = 10_000
+# After a peer refused a message (mailbox full), sends to it fail at once for this long.
+REFUSED_FOR = 0.05
 
 
 class Peers:
@@ -29,6 +32,7 @@ class Peers:
         self.sockets: dict[str, zmq.Socket] = {}
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
+        self.full: dict[str, tuple[float, str]] = {}   # peer -> (refusing until, why)
 
     def _socket(self, target: str) -> tuple[str, zmq.Socket]:
         canonical = self.aliases.get(target, target)
@@ -54,11 +58,26 @@ class Peers:
         if self.actor.is_self(target):
             self.actor.enqueue_local(header["what"], header, *frames)
             return
-        _, sock = self._socket(target)
+        canonical, sock = self._socket(target)
+        if sock.poll(0):            # a refusal may be waiting (we may be deep in one wasm call)
+            self.actor.drain(sock)
+        until, why = self.full.get(canonical, (0.0, ""))
+        if until > time.monotonic():
+            raise Refused(why)
         try:
             sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
         except zmq.Again:
             raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+
+    def refused(self, sock: zmq.Socket, why: str) -> None:
+        """The peer on ``sock`` turned a message away: fail sends to it for a moment, and record it."""
+        peer = next((a for a, s in self.sockets.items() if s is sock), None)
+        if peer is None:
+            return
+        now = time.monotonic()
+        if self.full.get(peer, (0.0, ""))[0] < now:       # a new episode: record it
+            self.actor.record("limit/refused", {"to": peer, "error": why})
+        self.full[peer] = (now + REFUSED_FOR, why)
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""

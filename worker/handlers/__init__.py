@@ -16,7 +16,7 @@ from wasmtime import component as wc
 
 from ..values import Err, Ok, Recorded, lower_result, to_data
 from ..wit import signatures
-from . import message_server, runtime
+from . import message_server, runtime, supervisor
 
 if TYPE_CHECKING:
     from ..actor import Actor
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 MODULES = {
     "theater:simple/runtime": runtime,
     "theater:simple/message-server-host": message_server,
+    "theater:simple/supervisor": supervisor,
 }
 
 

@@ -1,0 +1,140 @@
+"""What an actor granted ``supervisor`` may ask the server about its own children.
+
+Requests arrive on the control socket from the parent's worker: spawn, children,
+stop_child, restart_child, child_state, child_events. An actor may act only on its own
+children. A manifest given to ``spawn`` is a path relative to the parent's manifest
+directory (read here, on the server's host), or TOML text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from theater import manifest as manifests
+from theater import protocol
+from theater.errors import ManifestError, NotFound, TheaterError
+
+from . import components
+from .registry import EXITED, FAILED, RUNNING, ActorRecord
+
+if TYPE_CHECKING:
+    from .server import Server
+
+KINDS = ("spawn", "children", "stop_child", "restart_child", "child_state", "child_events")
+
+
+@dataclass
+class Ask:
+    """One request from a parent's worker, and how to answer it."""
+
+    server: Server
+    parent: ActorRecord
+    header: dict[str, Any]
+    data: list[bytes]
+
+    def ok(self, *frames: bytes, **fields: Any) -> None:
+        self.server.to_worker(self.parent.actor_id, protocol.ok(self.header["id"], **fields), *frames)
+
+    def fail(self, exc: TheaterError) -> None:
+        self.server.to_worker(self.parent.actor_id, protocol.error(self.header["id"], exc))
+
+    def child(self) -> ActorRecord:
+        key = str(self.header.get("child", ""))
+        rec = self.server.registry.get(key)
+        if rec is None or rec.parent != self.parent.actor_id:
+            raise NotFound(f"{key!r} is not a child of this actor")
+        return rec
+
+
+def handle(server: Server, parent: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
+    ask = Ask(server, parent, header, data)
+    try:
+        _HANDLERS[header["k"]](ask)
+    except TheaterError as e:
+        ask.fail(e)
+
+
+def _spawn(ask: Ask) -> None:
+    server, parent, header, data = ask.server, ask.parent, ask.header, ask.data
+    text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
+    m = manifests.parse(text, source)
+    comp_path = Path(base) / m.component
+    try:
+        comp = comp_path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"{source}: component = {m.component!r}: cannot read {comp_path}: "
+                            f"{e.strerror or e}") from None
+    sha = components.store(server.home, comp, f"{source}: component {m.component!r}")
+    init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base)
+
+    def ready(err: TheaterError | None) -> None:
+        if err is not None:
+            ask.fail(err)
+        else:
+            ask.ok(child=rec.actor_id)
+    rec = server.supervision.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
+
+
+def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
+    """(text, source for messages, base directory) of a manifest given as TOML or a path."""
+    if "\n" in given or given.lstrip().startswith(("name", "[")):
+        return given, f"manifest from {parent.name}", parent.base
+    path = Path(parent.base) / given
+    try:
+        return path.read_text(), str(path), str(path.parent)
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from None
+
+
+def _children(ask: Ask) -> None:
+    actors = ask.server.registry.actors
+    ask.ok(children=[c for c in ask.parent.children if c in actors and actors[c].status not in (EXITED, FAILED)])
+
+
+def _stop_child(ask: Ask) -> None:
+    child, sup = ask.child(), ask.server.supervision
+
+    def done() -> None:
+        sup.remove(child)
+        ask.ok()
+    sup.stop(child, f"stopped by its parent {ask.parent.name}", done, by_parent=True)
+
+
+def _restart_child(ask: Ask) -> None:
+    def ready(err: TheaterError | None) -> None:
+        if err is not None:
+            ask.fail(err)
+        else:
+            ask.ok()
+    ask.server.supervision.restart_now(ask.child(), f"restart asked by its parent {ask.parent.name}", ready)
+
+
+def _child_state(ask: Ask) -> None:
+    child = ask.child()
+
+    def answer(h: dict[str, Any], frames: list[bytes]) -> None:
+        if h["k"] == "error":
+            ask.fail(TheaterError(h.get("error", "no state")))
+        else:
+            ask.ok(*frames, has_state=bool(h.get("has_state")))
+    if child.status == RUNNING:
+        ask.server.ask_worker(child.actor_id, {"k": "get_state"}, then=answer)
+    else:
+        ask.server.ask_chain({"k": "query", "what": "state", "actor": child.actor_id}, then=answer)
+
+
+def _child_events(ask: Ask) -> None:
+    def answer(h: dict[str, Any], frames: list[bytes]) -> None:
+        if h["k"] == "error":
+            ask.fail(TheaterError(h.get("error", "no events")))
+        else:
+            ask.ok(*frames, actor=h["actor"], events=h["events"])
+    ask.server.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id}, then=answer)
+
+
+_HANDLERS = {
+    "spawn": _spawn, "children": _children, "stop_child": _stop_child, "restart_child": _restart_child,
+    "child_state": _child_state, "child_events": _child_events,
+}

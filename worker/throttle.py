@@ -1,0 +1,48 @@
+"""Token buckets for an actor's event rate: events per second and event bytes per second.
+
+An actor that logs (or calls) faster than its limits is slowed down, not killed: the host
+call that would exceed the limit waits for the bucket to refill. Each bucket holds one
+second's worth, so bursts up to the limit pass untouched. The waiting is recorded (see
+``Actor.record``), so the chain says when and how much an actor was throttled.
+"""
+
+from __future__ import annotations
+
+
+class Bucket:
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.at = now
+
+    def wait(self, amount: float, now: float) -> float:
+        """Takes ``amount``; returns how long the caller must wait before it was due (0 = now)."""
+        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        self.tokens -= amount
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class Throttle:
+    def __init__(self, events_per_second: float, bytes_per_second: float, now: float) -> None:
+        self.events = Bucket(events_per_second, now)
+        self.bytes = Bucket(bytes_per_second, now)
+        self.delayed = 0           # events that had to wait since the last report
+        self.waited = 0.0          # seconds spent waiting since the last report
+        self.reported_at = float("-inf")       # the first delay is reported at once
+
+    def wait(self, size: int, now: float) -> float:
+        delay = max(self.events.wait(1, now), self.bytes.wait(size, now))
+        if delay > 0:
+            self.delayed += 1
+            self.waited += delay
+        return delay
+
+    def report(self, now: float, every: float = 1.0) -> dict[str, float] | None:
+        """What to record, at most once per ``every`` seconds while throttling goes on."""
+        if not self.delayed or now - self.reported_at < every:
+            return None
+        out = {"events_per_second": self.events.rate, "bytes_per_second": self.bytes.rate,
+               "delayed_events": self.delayed, "waited_ms": round(self.waited * 1000, 3)}
+        self.delayed, self.waited, self.reported_at = 0, 0.0, now
+        return out
