@@ -206,6 +206,9 @@ class ChainService:
         except TheaterError as e:
             self._send(peer, protocol.error(rid, e))
             return
+        except (KeyError, TypeError, ValueError) as e:      # never trust a query's fields
+            self._send(peer, protocol.error(rid, ProtocolError(f"bad {header.get('what', 'query')} query: {e}")))
+            return
         self._send(peer, protocol.ok(rid, **reply), *frames)
 
     def _query(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:

@@ -322,6 +322,9 @@ class Server:
             handler(req)
         except TheaterError as e:
             req.fail(e)
+        except Exception as e:                  # a bug: logged, and the client still gets an answer
+            log.exception("theater-server: internal error handling %s", header["k"])
+            req.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
 
     def _from_worker(self, frames: list[bytes]) -> None:
         ident, body = frames[0], frames[1:]

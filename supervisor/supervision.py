@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from theater import protocol
-from theater.errors import ActorFailed, NotFound, Refused, TheaterError
+from theater.errors import ActorFailed, ComponentError, ManifestError, NotFound, Refused, TheaterError
 from theater.events import encode_data
 from theater.ids import new_actor_id
 from theater.manifest import Manifest
@@ -53,6 +53,16 @@ class Flags:
 
 
 ROOT_FLAGS = Flags()
+
+
+def _start_error(rec: ActorRecord, exit_: Exit) -> TheaterError:
+    """Why a first start failed, as the kind of error it is (a bad component is bad input)."""
+    kind = exit_.reason.removeprefix("start:")
+    if kind == "component":
+        return ComponentError(f"{rec.manifest.source}: component {rec.manifest.component!r}: {exit_.error}")
+    if kind == "manifest":
+        return ManifestError(f"{exit_.error}")
+    return ActorFailed(f"actor {rec.name} failed to start: {exit_.error or exit_.reason}")
 
 Done = Callable[[], None]
 
@@ -245,7 +255,7 @@ class Supervision:
             self._finish_stop(rec)
         elif action == "start_failed":
             rec.status = FAILED
-            err = ActorFailed(f"actor {rec.name} failed to start: {exit_.error or exit_.reason}")
+            err = _start_error(rec, exit_)
             for cb in self.start_waiters.pop(rec.actor_id, []):
                 cb(err)
             self.server.directory.gone(rec, err)

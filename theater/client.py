@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -40,7 +41,7 @@ class Client:
         self.home = home
         self.timeout = timeout
         self.endpoint = server or os.environ.get("THEATER_SERVER") or home.management_endpoint
-        if self.endpoint.startswith("ipc://") and not Path(self.endpoint.removeprefix("ipc://")).exists():
+        if self.endpoint.startswith("ipc://") and not _listening(Path(self.endpoint.removeprefix("ipc://"))):
             raise Unreachable(hint(home))
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
@@ -143,6 +144,16 @@ class Client:
 
     def stop(self, actor: str) -> dict[str, Any]:
         return self.call("stop", actor=actor)[0]
+
+
+def _listening(path: Path) -> bool:
+    """Whether something accepts connections on a unix socket (a killed server leaves the file)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            return False
 
 
 def _curve_client(sock: zmq.Socket, home: Home, endpoint: str) -> None:

@@ -27,6 +27,13 @@ MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a
 
 S, N, B, L = str, int, bool, list
 
+# Optional fields of requests: checked wherever they appear (None allowed; replies carry
+# whatever they answer). A wrong type is refused here, so no handler ever sees one.
+OPTIONAL: dict[str, Any] = {
+    "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
+    "actor": S, "name": S, "rid": S, "ch": S, "what": S,
+}
+
 # kind -> (required fields and their types, minimum number of frames)
 KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # replies
@@ -117,6 +124,15 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         value = header.get(name)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise ProtocolError(f"{kind}: field {name!r} missing or not a {typ.__name__}")
+    for name, typ in OPTIONAL.items() if kind not in ("ok", "error") else ():
+        value = header.get(name)
+        if value is not None and name not in fields and (
+                not isinstance(value, typ) or (typ is int and (isinstance(value, bool) or value < 0))):
+            wanted = "a non-negative integer" if typ is int else f"a {typ.__name__}"
+            raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")
+    types = header.get("types")
+    if types is not None and not all(isinstance(t, str) for t in types):
+        raise ProtocolError(f"{kind}: field 'types' must be a list of strings")
     body = frames[1:]
     if len(body) < min_frames:
         raise ProtocolError(f"{kind}: expected at least {min_frames} binary frame(s), got {len(body)}")

@@ -29,6 +29,7 @@ from theater.paths import Home
 
 from . import component, handlers
 from .chainlink import ChainLink
+from .codec import Export
 from .handlers import supervisor as supervision
 from .handlers.message_server import MessageServer
 from .peers import Peers
@@ -120,7 +121,7 @@ class Actor:
         self._notified: dict[bytes, float] = {}
         self._exports: dict[str, set[str]] = {}
         self._export_names: dict[str, str] = {}
-        self._funcs: dict[tuple[str, str], wc.Func] = {}
+        self._funcs: dict[tuple[str, str], Export] = {}
 
     def _socket(self, kind: int, endpoint: str, identity: str, hwm: int = 1000) -> zmq.Socket:
         sock = self.ctx.socket(kind)
@@ -142,7 +143,7 @@ class Actor:
         self.manifest = m
         init_state = frames[0] if config.get("has_init") and frames else None
 
-        resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id})
+        resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id, "name": m.name})
         head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
         self.chain = ChainLink(self.chain_sock, self.actor_id, resume["seq"], head)
         self.throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second, time.monotonic())
@@ -156,7 +157,7 @@ class Actor:
         self._exports = {base: loaded.exports[name] for base, name in loaded.export_names.items()}
         self._export_names = loaded.export_names
         linker = wc.Linker(engine)
-        handlers.link(linker, self, loaded.imports)
+        handlers.link(linker, engine, loaded.component, self, loaded.imports)
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=m.limits.memory)
         self.store.set_epoch_deadline(1)
@@ -183,13 +184,13 @@ class Actor:
     def exports(self, interface: str, fn: str) -> bool:
         return fn in self._exports.get(interface, ())
 
-    def _func(self, interface: str, fn: str) -> wc.Func:
+    def _func(self, interface: str, fn: str) -> Export:
         f = self._funcs.get((interface, fn))
         if f is None:
             idx = self.instance.get_export_index(self.store, self._export_names[interface])
-            f = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
-            assert f is not None
-            self._funcs[(interface, fn)] = f
+            func = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
+            assert func is not None
+            f = self._funcs[(interface, fn)] = Export(func, self.store)
         return f
 
     def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -215,11 +216,12 @@ class Actor:
         finally:
             self.watchdog.disarm()
             self.call_deadline = None
-        if isinstance(result, str):
-            raise self._failed(name, "error", result)
+        tag, payload = result
+        if tag == "err":
+            raise self._failed(name, "error", payload)
         # ok = (new state,) or (new state, (returns...))
-        new_state = result[0]
-        returns = tuple(result[1]) if len(result) > 1 else ()
+        new_state = payload[0]
+        returns = tuple(payload[1]) if len(payload) > 1 else ()
         event: dict[str, Any] = {"event": "result", "function": name, "result": to_data(returns)}
         changed = new_state != self.state
         if changed:
@@ -238,7 +240,7 @@ class Actor:
             return "stopped", "interrupted: the actor was asked to stop"
         if "all fuel consumed" in text:
             return "fuel", f"call used up its fuel ({self.manifest.limits.fuel})"
-        return "trap", _first_line(e)
+        return "trap", _trap_cause(e)
 
     def _failed(self, function: str, reason: str, message: str) -> Failure:
         self.record("wasm", {"event": "error", "function": function, "reason": reason, "error": message})
@@ -523,6 +525,13 @@ class Actor:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def _trap_cause(e: BaseException) -> str:
+    """wasmtime's message starts with a generic line; the cause is its last line (``wasm trap: ...``)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    cause = next((ln for ln in reversed(lines) if "wasm trap:" in ln), lines[-1] if lines else type(e).__name__)
+    return cause.split("wasm trap:", 1)[-1].strip() if "wasm trap:" in cause else cause
 
 
 def main(ctx: zmq.Context, home: Home, actor_id: str, name: str) -> int:

@@ -1,16 +1,13 @@
-"""Component values as wasmtime-py gives and takes them, and as events record them.
+"""Component values in the shapes ``worker.codec`` gives and takes, and as events record them.
 
-wasmtime-py returns a ``result<T, string>`` untagged when T is not a string (the ok payload,
-or the error ``str``) and as a ``Variant`` when it is; records are ``Record`` objects with
-attributes named exactly like the WIT fields (hyphens included).
+Records are dicts keyed by WIT field name (hyphens included); a WIT ``result`` is
+``("ok", value)`` or ``("err", message)``; host handlers return ``Ok``/``Err``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from wasmtime.component import Record, Variant
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,35 +28,28 @@ class Recorded:
     data: Any
 
 
-def record(**fields: Any) -> Record:
-    """A Record from keyword fields; ``event_type`` becomes the WIT field ``event-type``."""
-    r = Record()
-    for name, value in fields.items():
-        setattr(r, name.replace("_", "-"), value)
-    return r
-
-
-def field(r: Record, name: str) -> Any:
-    return getattr(r, name)
+def record(**fields: Any) -> dict[str, Any]:
+    """A WIT record from keyword fields; ``event_type`` becomes the field ``event-type``."""
+    return {name.replace("_", "-"): value for name, value in fields.items()}
 
 
 def to_data(value: Any) -> Any:
-    """A value as event data: records become maps, results {"ok": v} / {"err": e}."""
+    """A value as event data: results become {"ok": v} / {"err": e}, tuples lists."""
     if isinstance(value, Ok):
         return {"ok": to_data(value.value)}
     if isinstance(value, Err):
         return {"err": value.message}
-    if isinstance(value, Variant):
-        return {value.tag: to_data(value.payload)}
-    if isinstance(value, Record):
-        return {k: to_data(v) for k, v in vars(value).items()}
+    if isinstance(value, dict):
+        return {k: to_data(v) for k, v in value.items()}
     if isinstance(value, tuple | list):
         return [to_data(v) for v in value]
     return value
 
 
-def lower_result(value: Ok | Err, ok_is_string: bool) -> Any:
-    """An Ok/Err as wasmtime-py expects a host function's ``result<_, string>`` return."""
-    if ok_is_string:
-        return Variant("ok", value.value) if isinstance(value, Ok) else Variant("err", value.message)
-    return value.value if isinstance(value, Ok) else value.message
+def lower(value: Any) -> Any:
+    """What a host handler returned, in the codec's shape (Ok/Err become result tuples)."""
+    if isinstance(value, Ok):
+        return ("ok", value.value)
+    if isinstance(value, Err):
+        return ("err", value.message)
+    return value

@@ -151,4 +151,5 @@ def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
     try:
         return actor.main(ctx, home, actor_id, name)
     finally:
-        ctx.destroy(linger=2000)
+        # last words to the server are worth a moment, unless it is gone (we are orphaned)
+        ctx.destroy(linger=1000 if os.getppid() == zygote else 0)

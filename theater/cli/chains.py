@@ -201,9 +201,10 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     trusted = None
     if args.checkpoint:
         try:
-            trusted = Checkpoint.from_json(orjson.loads(Path(args.checkpoint).read_bytes()))
-        except (OSError, orjson.JSONDecodeError) as e:
-            raise UsageError(f"cannot read checkpoint {args.checkpoint}: {e}") from None
+            doc = orjson.loads(Path(args.checkpoint).read_bytes())
+            trusted = Checkpoint.from_json(doc if isinstance(doc, dict) else {})
+        except (OSError, orjson.JSONDecodeError, VerifyError) as e:
+            raise UsageError(f"{args.checkpoint}: not a checkpoint from `theater chain head` ({e})") from None
     if args.file:
         chains = [("file", _read_export(args.file))]
     else:

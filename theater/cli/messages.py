@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import select
 import sys
+import time
 
 from ..errors import UsageError
 from ..events import readable
 from . import Context, _output
+
+# After the end of input, the channel stays open until the actor has been quiet this long.
+LINGER = 0.5
 
 
 def _payload(args: argparse.Namespace) -> bytes:
@@ -59,7 +63,7 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
         else:
             print(f"channel {ch} {kind}", file=sys.stderr)
     show("opened", frames[0] if frames else None)
-    stdin_open = True
+    quiet_since: float | None = None      # stdin ended: answers still on their way are shown first
     while True:
         push = c.next_push(0.05)
         while push is not None:
@@ -69,15 +73,20 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
                     show("closed", None)
                     return 0
                 show("message", data[0] if data else b"")
+                if quiet_since is not None:
+                    quiet_since = time.monotonic()
             push = c.next_push(0)
-        if stdin_open and select.select([sys.stdin], [], [], 0)[0]:
-            line = sys.stdin.buffer.readline()
-            if not line:
-                stdin_open = False
+        if quiet_since is not None:
+            if time.monotonic() - quiet_since > LINGER:
                 c.call("channel_close", channel=ch)
                 show("closed", None)
                 return 0
-            c.call("channel_send", line.rstrip(b"\n"), channel=ch)
+        elif select.select([sys.stdin], [], [], 0)[0]:
+            line = sys.stdin.buffer.readline()
+            if not line:
+                quiet_since = time.monotonic()
+            else:
+                c.call("channel_send", line.rstrip(b"\n"), channel=ch)
 
 
 def _message_args(p: argparse.ArgumentParser) -> None:

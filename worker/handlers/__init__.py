@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import wasmtime
 from wasmtime import component as wc
 
-from ..values import Err, Ok, Recorded, lower_result, to_data
-from ..wit import signatures
+from ..codec import add_host_func
+from ..values import Recorded, lower, to_data
 from . import message_server, runtime, supervisor
 
 if TYPE_CHECKING:
@@ -29,35 +30,40 @@ MODULES = {
 
 
 class Host:
-    def __init__(self, instance: wc.LinkerInstance, interface: str, actor: Actor) -> None:
+    def __init__(self, instance: wc.LinkerInstance, interface: str, actor: Actor,
+                 types: dict[str, wc.FuncType]) -> None:
         self.instance = instance
         self.interface = interface
         self.actor = actor
+        self.types = types                  # the component's own view of each imported function
 
     def func(self, name: str, impl: Callable[..., Any]) -> None:
+        """Defines ``name`` if the component imports it, recording every call."""
+        fty = self.types.get(name)
+        if fty is None:
+            return
         event_type = f"{self.interface}/{name}"
-        sig = signatures()[self.interface][name]
-        ok_is_string = sig.endswith("-> result<string, string>")
         record = self.actor.record
 
-        def call(_store: Any, *args: Any) -> Any:
+        def call(*args: Any) -> Any:
             out = impl(*args)
             if isinstance(out, Recorded):
                 record(event_type, {"input": to_data(args), "output": out.data})
-                return out.value
+                return lower(out.value)
             record(event_type, {"input": to_data(args), "output": to_data(out)})
-            if isinstance(out, Ok | Err):
-                return lower_result(out, ok_is_string)
-            return out
+            return lower(out)
 
-        self.instance.add_func(name, call)
+        add_host_func(self.instance, name, fty, call)
 
 
-def link(linker: wc.Linker, actor: Actor, imports: dict[str, str]) -> None:
+def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, actor: Actor,
+         imports: dict[str, str]) -> None:
     """Defines every interface the component imports (all already checked as granted)."""
+    types = component.type.imports(engine)
     with linker.root() as root:
         for base, exact in imports.items():
             with root.add_instance(exact) as instance:
                 module = MODULES.get(base)
                 if module is not None:            # theater:simple/types holds only types
-                    module.register(Host(instance, base, actor))
+                    funcs = {n: e.ty for n, e in types[exact].ty.exports(engine).items()}
+                    module.register(Host(instance, base, actor, funcs))

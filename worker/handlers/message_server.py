@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from theater.errors import TheaterError
 from theater.ids import new_channel_id, new_request_id
 
-from ..values import Err, Ok, field
+from ..values import Err, Ok
 
 if TYPE_CHECKING:
     from ..actor import Actor, Incoming, Route
@@ -143,8 +143,8 @@ class MessageServer:
             if out is None:
                 return
             (accept,) = out
-            accepted = bool(field(accept, "accepted"))
-            message = field(accept, "message")
+            accepted = bool(accept["accepted"])
+            message = accept["message"]
             if accepted:
                 peer = item.sender
                 self.channels[h["ch"]] = Channel(peer, None if peer else item.route)

@@ -1,0 +1,456 @@
+"""Theater's performance figures against the bars of SPEC §9: prints a table, writes JSON.
+
+    python scripts/bench.py                 # everything (a few minutes)
+    python scripts/bench.py --quick         # fewer samples
+    python scripts/bench.py --only spawn,actor_rtt --out results.json
+    python scripts/bench.py --actors 500    # also hold 500 concurrent actors
+
+Each figure is a median over samples (p95 where it is a latency), measured on a real
+server in a temporary home. The raw primitives (ZeroMQ round trips, fork + instantiate,
+Ed25519 signing) are measured on the same machine in the same run, so each figure can be
+read as a ratio of what the hardware allows here. Never use these numbers in tests: the
+machines are noisy; compare medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from theater.chaindb import ChainReader
+from theater.client import Client
+from theater.errors import TheaterError, Unreachable
+from theater.events import verify_chain
+from theater.keys import read_public
+from theater.paths import Home
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = ROOT / "tests" / "actors" / "probe.wat"
+COUNTER = ROOT / "examples" / "counter" / "counter.wat"
+
+BARS = {
+    "spawn_p50_ms": ("actor spawn, start -> init done, p50", "<= 10 ms", lambda v: v <= 10),
+    "actor_rtt_p50_us": ("request round trip actor -> actor, p50", "<= 300 us", lambda v: v <= 300),
+    "oneway_msgs_per_s": ("one-way messages, aggregate", ">= 20k/s", lambda v: v >= 20_000),
+    "chain_events_per_s": ("chain events signed and durable", ">= 20k/s", lambda v: v >= 20_000),
+    "idle_uss_mib": ("unique memory of an idle actor", "<= 10 MiB", lambda v: v <= 10),
+    "concurrent_actors": ("concurrent actors on this machine", ">= 500", lambda v: v >= 500),
+}
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+# ---- raw primitives -------------------------------------------------------------------------
+
+_ECHO = textwrap.dedent("""
+    import sys, zmq
+    ctx = zmq.Context(); s = ctx.socket(zmq.ROUTER); s.bind(sys.argv[1])
+    if len(sys.argv) > 2:          # a router in the middle: forwards to the echo and back
+        d = ctx.socket(zmq.DEALER); d.connect(sys.argv[2]); p = zmq.Poller()
+        p.register(s, zmq.POLLIN); p.register(d, zmq.POLLIN)
+        while True:
+            for sock, _ in p.poll():
+                if sock is s: d.send_multipart(s.recv_multipart())
+                else: s.send_multipart(d.recv_multipart())
+    while True: s.send_multipart(s.recv_multipart())
+""")
+
+
+def raw_zmq(tmp: Path, n: int) -> dict[str, float]:
+    import zmq
+    a, b = f"ipc://{tmp}/echo.sock", f"ipc://{tmp}/mid.sock"
+    echo = subprocess.Popen([sys.executable, "-c", _ECHO, a])
+    mid = subprocess.Popen([sys.executable, "-c", _ECHO, b, a])
+    ctx = zmq.Context()
+    out = {}
+    try:
+        for name, ep in (("zmq_rtt_us", a), ("zmq_routed_rtt_us", b)):
+            s = ctx.socket(zmq.DEALER)
+            s.connect(ep)
+            for _ in range(200):
+                s.send(b"x")
+                s.recv()
+            lat = []
+            for _ in range(n):
+                t = time.perf_counter()
+                s.send(b"x")
+                s.recv()
+                lat.append((time.perf_counter() - t) * 1e6)
+            out[name] = statistics.median(lat)
+            s.close(0)
+    finally:
+        echo.kill()
+        mid.kill()
+        ctx.term()
+    return out
+
+
+_FORK = textwrap.dedent("""
+    import os, sys, time, statistics, wasmtime
+    from wasmtime import component as C
+    path = sys.argv[1]
+    e = wasmtime.Engine(); open(path + ".cwasm", "wb").write(C.Component(e, open(path, "rb").read()).serialize())
+    samples = []
+    for _ in range(int(sys.argv[2])):
+        pid = os.fork() if False else None
+        r, w = os.pipe(); t = time.perf_counter(); pid = os.fork()
+        if pid == 0:
+            eng = wasmtime.Engine(); comp = C.Component.deserialize_file(eng, path + ".cwasm")
+            linker = C.Linker(eng)
+            with linker.root() as root:
+                with root.add_instance("theater:simple/runtime") as i: i.add_func("log", lambda s, m: None)
+            linker.instantiate(wasmtime.Store(eng), comp); os.write(w, b"x"); os._exit(0)
+        os.read(r, 1); samples.append((time.perf_counter() - t) * 1e3); os.waitpid(pid, 0)
+    print(statistics.median(samples))
+""")
+
+
+def raw_fork(tmp: Path, n: int) -> float:
+    """fork of a process that imported wasmtime + deserialize + instantiate (the counter)."""
+    import wasmtime
+    wasm = tmp / "counter.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(COUNTER.read_text()))
+    out = subprocess.run([sys.executable, "-c", _FORK, str(wasm), str(n)], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def raw_sign(seconds: float = 1.0) -> float:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    k = Ed25519PrivateKey.generate()
+    msg = os.urandom(120)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(200):
+            k.sign(msg)
+        n += 200
+    return n / (time.perf_counter() - t0)
+
+
+# ---- the server ------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.tmp = Path(tempfile.mkdtemp(prefix="thb-", dir="/tmp"))
+        self.home = Home(self.tmp / "h")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.results: dict[str, Any] = {}
+        self.notes: dict[str, str] = {}
+        self.manifests = self._manifests()
+
+    def _manifests(self) -> dict[str, Path]:
+        """Actors with limits raised out of the way: the bench measures the machinery, not the limits."""
+        out = {}
+        for name, wat in (("counter", COUNTER), ("probe", PROBE)):
+            text = textwrap.dedent(f"""
+                name = "{name}"
+                version = "0.1.0"
+                component = "{wat}"
+                [[handler]]
+                type = "runtime"
+                [[handler]]
+                type = "message-server"
+                [limits]
+                mailbox = 1000000
+                events_per_second = 10000000
+                event_bytes_per_second = "1GiB"
+                """)
+            path = self.tmp / f"{name}.toml"
+            path.write_text(text)
+            out[name] = path
+        return out
+
+    def start_server(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--home", str(self.home.root),
+                                      "--log-level", "warning", "--no-restore"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with Client(self.home, timeout=2) as c:
+                    c.ping()
+                return
+            except Unreachable:
+                time.sleep(0.05)
+        raise SystemExit("the server did not start")
+
+    def stop_server(self) -> None:
+        if self.proc is None:
+            return
+        procs = psutil.Process(self.proc.pid).children(recursive=True)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for p in procs:
+            if p.is_running():
+                p.kill()
+        self.proc = None
+
+    def client(self, timeout: float = 120) -> Client:
+        return Client(self.home, timeout=timeout)
+
+    def start(self, c: Client, name: str) -> str:
+        return c.start(self.manifests[name])["id"]
+
+    # ---- figures -----------------------------------------------------------------------------
+
+    def spawn(self) -> None:
+        n = 20 if self.quick else 60
+        lat = []
+        with self.client() as c:
+            for _ in range(5):       # warm the compiled-component cache and the fork server
+                c.stop(self.start(c, "counter"))
+            for _ in range(n):
+                t = time.perf_counter()
+                actor = self.start(c, "counter")
+                lat.append((time.perf_counter() - t) * 1e3)
+                c.stop(actor)
+        self.results.update(spawn_p50_ms=statistics.median(lat), spawn_p95_ms=pct(lat, 95), spawn_samples=n)
+
+    def cli_rtt(self) -> None:
+        n = 300 if self.quick else 1000
+        with self.client() as c:
+            counter = self.start(c, "counter")
+            for _ in range(50):
+                c.request(counter, b"x")
+            lat = []
+            for _ in range(n):
+                t = time.perf_counter()
+                c.request(counter, b"x")
+                lat.append((time.perf_counter() - t) * 1e6)
+            c.stop(counter)
+        self.results.update(cli_rtt_p50_us=statistics.median(lat), cli_rtt_p95_us=pct(lat, 95))
+
+    def actor_rtt(self) -> None:
+        """A probe makes N requests to a counter inside one call; each request's time is the gap
+        between consecutive request events in the probe's chain (their times are taken as each
+        request returns)."""
+        n = 1000 if self.quick else 4000
+        with self.client() as c:
+            counter, probe = self.start(c, "counter"), self.start(c, "probe")
+            c.request(probe, f"m200 {counter}".encode())          # warm up
+            runs = []
+            for _ in range(3):
+                t = time.perf_counter()
+                c.request(probe, f"m{n} {counter}".encode())
+                runs.append((time.perf_counter() - t) * 1e6 / n)
+            time.sleep(0.5)
+            evs = [e for e in c.events(probe, types=["theater:simple/message-server-host/request"])][-n:]
+            gaps = [(b.time_ns - a.time_ns) / 1000 for a, b in itertools.pairwise(evs)]
+            c.stop(probe)
+            c.stop(counter)
+        self.results.update(actor_rtt_p50_us=statistics.median(gaps), actor_rtt_p95_us=pct(gaps, 95),
+                            actor_rtt_mean_us=statistics.median(runs))
+
+    def oneway(self) -> None:
+        pairs = 2
+        n = 5000 if self.quick else 20000
+        with self.client() as c:
+            ids = [(self.start(c, "probe"), self.start(c, "counter")) for _ in range(pairs)]
+            for p, r in ids:
+                c.request(p, f"M100 {r}".encode())               # warm up
+        rates = []
+        for _ in range(3):
+            done: list[float] = []
+
+            def drive(p: str, r: str, done: list[float] = done) -> None:
+                with self.client() as cc:
+                    cc.request(p, f"M{n} {r}".encode())     # n sends then one request: all processed
+                    done.append(time.perf_counter())
+            threads = [threading.Thread(target=drive, args=pr) for pr in ids]
+            t0 = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            rates.append(pairs * n / (max(done) - t0))
+        with self.client() as c:
+            for p, r in ids:
+                c.stop(p)
+                c.stop(r)
+        self.results.update(oneway_msgs_per_s=statistics.median(rates), oneway_pairs=pairs)
+
+    def chain(self) -> None:
+        """Actors log N events each at once; the figure is events per second until the chain
+        holds them all (signed, fsynced). Then: verification speed and bytes per event."""
+        actors, n = 4, (5000 if self.quick else 20000)
+        db = self.home.chains_db
+        with self.client() as c:
+            ids = [self.start(c, "probe") for _ in range(actors)]
+            reader = ChainReader(db)
+            base = {ch.actor_id: ch.length for ch in reader.chains()}
+            size0 = _db_size(db)
+            want = {a: base.get(a, 0) + n + 2 for a in ids}      # + the call and result events
+
+            def drive(a: str) -> None:
+                with self.client() as cc:
+                    cc.request(a, f"n{n}".encode())
+            threads = [threading.Thread(target=drive, args=(a,)) for a in ids]
+            t0 = time.perf_counter()
+            for th in threads:
+                th.start()
+            while True:
+                lengths = {ch.actor_id: ch.length for ch in reader.chains()}
+                if all(lengths.get(a, 0) >= w for a, w in want.items()):
+                    break
+                time.sleep(0.005)
+            elapsed = time.perf_counter() - t0
+            for th in threads:
+                th.join()
+            events = actors * (n + 2)
+            size = _db_size(db) - size0
+            pub = read_public(self.home)
+            t = time.perf_counter()
+            verified = sum(verify_chain(reader.events(a), pub).events for a in ids)
+            vt = time.perf_counter() - t
+            sigs = sum(1 for a in ids for e in reader.events(a) if e.signature)
+            for a in ids:
+                c.stop(a)
+        self.results.update(chain_events_per_s=events / elapsed, chain_bytes_per_event=size / events,
+                            chain_verify_events_per_s=verified / vt, chain_events_per_signature=verified / sigs)
+
+    def memory(self) -> None:
+        k = 20 if self.quick else 50
+        with self.client() as c:
+            ids = [self.start(c, "counter") for _ in range(k)]
+            for a in ids:
+                c.request(a, b"x")
+            time.sleep(1.0)
+            uss = []
+            for a in ids:
+                pid = c.inspect(a)["pid"]
+                uss.append(psutil.Process(pid).memory_full_info().uss / 2**20)
+            server_rss = psutil.Process(self.proc.pid).memory_info().rss / 2**20 if self.proc else 0
+            for a in ids:
+                c.stop(a)
+        self.results.update(idle_uss_mib=statistics.median(uss), idle_uss_max_mib=max(uss),
+                            server_rss_with_actors_mib=server_rss, memory_actors=k)
+
+    def restart(self) -> None:
+        n = 5 if self.quick else 15
+        lat = []
+        with self.client() as c:
+            counter = self.start(c, "counter")
+            for _ in range(n):
+                pid = c.inspect(counter)["pid"]
+                t = time.perf_counter()
+                os.kill(pid, signal.SIGKILL)
+                while True:
+                    try:
+                        info = c.inspect(counter)
+                        if info["status"] == "running" and info["pid"] != pid:
+                            c.request(counter, b"x")
+                            break
+                    except TheaterError:
+                        pass
+                    time.sleep(0.001)
+                lat.append((time.perf_counter() - t) * 1e3)
+                time.sleep(2.0)       # stay under the restart intensity (3 in 5 s)
+            c.stop(counter)
+        self.results.update(restart_p50_ms=statistics.median(lat), restart_p95_ms=pct(lat, 95))
+
+    def concurrent(self, count: int) -> None:
+        with self.client(timeout=600) as c:
+            t = time.perf_counter()
+            ids = []
+            try:
+                for _ in range(count):
+                    ids.append(self.start(c, "counter"))
+                answered = sum(1 for a in ids if c.request(a, b"x") == b"1")
+            finally:
+                elapsed = time.perf_counter() - t
+                total_uss = sum(psutil.Process(c.inspect(a)["pid"]).memory_full_info().uss for a in ids[:50]) / 2**20
+                for a in ids:
+                    c.stop(a)
+        self.results.update(concurrent_actors=answered, concurrent_start_s=elapsed,
+                            concurrent_uss_mib_per_actor=total_uss / min(50, len(ids)),
+                            available_memory_gib=psutil.virtual_memory().available / 2**30)
+
+
+def _db_size(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.exists())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer samples")
+    ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,memory,restart")
+    ap.add_argument("--actors", type=int, default=0, help="also start this many actors at once (e.g. 500)")
+    ap.add_argument("--out", default="bench-results.json", help="where to write the JSON (default %(default)s)")
+    args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    b = Bench(args.quick)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("spawn", b.spawn), ("cli_rtt", b.cli_rtt), ("actor_rtt", b.actor_rtt), ("oneway", b.oneway),
+        ("chain", b.chain), ("memory", b.memory), ("restart", b.restart)]
+    try:
+        if only is None or "raw" in only:
+            print("raw primitives ...", flush=True)
+            b.results.update(raw_zmq(b.tmp, 2000 if not args.quick else 500))
+            b.results["fork_instantiate_ms"] = raw_fork(b.tmp, 30 if not args.quick else 10)
+            b.results["ed25519_signs_per_s"] = raw_sign()
+        b.start_server()
+        for name, fn in steps:
+            if only is None or name in only:
+                print(f"{name} ...", flush=True)
+                fn()
+        if args.actors:
+            print(f"{args.actors} concurrent actors ...", flush=True)
+            b.concurrent(args.actors)
+    finally:
+        b.stop_server()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    report(b.results, args.out)
+
+
+def report(r: dict[str, Any], out: str) -> None:
+    ratios = {}
+    if "spawn_p50_ms" in r and "fork_instantiate_ms" in r:
+        ratios["spawn / (fork + instantiate)"] = r["spawn_p50_ms"] / r["fork_instantiate_ms"]
+    if "actor_rtt_p50_us" in r and "zmq_rtt_us" in r:
+        ratios["actor rtt / one-hop zmq rtt"] = r["actor_rtt_p50_us"] / r["zmq_rtt_us"]
+    if "chain_events_per_s" in r and "ed25519_signs_per_s" in r:
+        ratios["chain events / raw signs"] = r["chain_events_per_s"] / r["ed25519_signs_per_s"]
+    print()
+    print(f"{'figure':48} {'measured':>14}  {'bar':>10}  ok")
+    for key, (label, bar, test) in BARS.items():
+        if key in r:
+            print(f"{label:48} {r[key]:>14,.1f}  {bar:>10}  {'yes' if test(r[key]) else 'NO'}")
+    print()
+    for key, value in sorted(r.items()):
+        if key not in BARS:
+            print(f"  {key:40} {value:>14,.2f}" if isinstance(value, float) else f"  {key:40} {value:>14}")
+    for key, value in ratios.items():
+        print(f"  ratio {key:34} {value:>14,.2f}")
+    doc = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "results": r, "ratios": ratios, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    Path(out).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Messages between actors and from outside: requests, channels, deferred replies, one-way sends.
+
+Everything goes through the CLI against a real theater-server; what the actors did is read
+back from their chains (`theater events ID --json`), where every host call records its
+input and output and every export call its parameters and result.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .conftest import ACTORS, EXAMPLES, CLIResult, wait_for
+
+MSH = "theater:simple/message-server-host"
+CLIENT = "theater:simple/message-server-client"
+
+
+def u(text: str) -> dict[str, str]:
+    """How `events --json` shows bytes that are UTF-8 text."""
+    return {"utf8": text}
+
+
+def start(server, manifest: Path) -> str:
+    r = server.cli("start", str(manifest), "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)["id"]
+
+
+def events(server, actor: str) -> list[dict[str, Any]]:
+    r = server.cli("events", actor, "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)
+
+
+def host_calls(evs: list[dict[str, Any]], fn: str) -> list[dict[str, Any]]:
+    """Bodies ({input, output}) of the actor's calls of message-server-host/``fn``."""
+    return [e["body"] for e in evs if e["type"] == f"{MSH}/{fn}"]
+
+
+def export_events(evs: list[dict[str, Any]], fn: str, kind: str) -> list[dict[str, Any]]:
+    """Bodies of the "wasm" events of kind call/result/error for message-server-client.``fn``."""
+    return [e["body"] for e in evs
+            if e["type"] == "wasm" and e["body"]["event"] == kind and e["body"]["function"] == f"{CLIENT}.{fn}"]
+
+
+def wait_events(server, actor: str, done, what: str, timeout: float = 15) -> list[dict[str, Any]]:
+    """Polls the actor's chain until ``done(events)`` holds; returns the events."""
+    found: list[list[dict[str, Any]]] = []
+
+    def check() -> bool:
+        evs = events(server, actor)
+        found[:] = [evs]
+        return bool(done(evs))
+    wait_for(check, timeout=timeout, interval=0.2, what=what)
+    return found[0]
+
+
+# ---- ping-pong -------------------------------------------------------------------------------
+
+def test_ping_requests_pong_and_both_chains_record_it(server):
+    pong = start(server, EXAMPLES / "ping-pong" / "pong.toml")
+    ping = start(server, EXAMPLES / "ping-pong" / "ping.toml")
+
+    r = server.cli("message", ping, pong, "--request")
+    assert (r.code, r.out) == (0, b"pong"), r.err
+
+    evs = events(server, ping)
+    requests = host_calls(evs, "request")
+    assert requests == [{"input": [pong, u("ping")], "output": {"ok": u("pong")}}]
+    # ping's own handle-request: called with the target id, answered with pong's reply
+    assert [c["params"][1] for c in export_events(evs, "handle-request", "call")] == [u(pong)]
+    assert [c["result"] for c in export_events(evs, "handle-request", "result")] == [[u("pong")]]
+
+    evs = events(server, pong)
+    calls = export_events(evs, "handle-request", "call")
+    results = export_events(evs, "handle-request", "result")
+    assert [c["params"][1] for c in calls] == [u("ping")]
+    assert [r["result"] for r in results] == [[u("pong")]]
+    # the host call's result is what pong's export returned
+    assert requests[0]["output"]["ok"] == results[0]["result"][0]
+
+    # an actor's name works as its address, for the CLI and for an actor
+    r = server.cli("message", ping, "pong", "--request")
+    assert (r.code, r.out) == (0, b"pong"), r.err
+    assert host_calls(events(server, ping), "request")[-1] == {"input": ["pong", u("ping")],
+                                                                "output": {"ok": u("pong")}}
+    r = server.cli("message", "ping", pong, "--request")
+    assert (r.code, r.out) == (0, b"pong"), r.err
+    assert len(export_events(events(server, pong), "handle-request", "call")) == 3
+
+
+def test_ping_to_an_unknown_actor_gets_an_error(server):
+    ping = start(server, EXAMPLES / "ping-pong" / "ping.toml")
+    nobody = str(uuid.uuid4())
+
+    r = server.cli("message", ping, nobody, "--request")
+    assert r.code == 0, r.err
+    assert r.out.startswith(b"error:"), r.out
+
+    (call,) = host_calls(events(server, ping), "request")
+    assert call["input"] == [nobody, u("ping")]
+    assert list(call["output"]) == ["err"], call
+    assert call["output"]["err"]                                # says why
+    assert r.out == b"error: " + call["output"]["err"].encode()  # ping replied with that reason
+
+    # ping is fine afterwards
+    pong = start(server, EXAMPLES / "ping-pong" / "pong.toml")
+    assert server.cli("message", ping, pong, "--request").out == b"pong"
+
+
+# ---- channels ----------------------------------------------------------------------------------
+
+def test_channel_between_actors_carries_messages_both_ways_and_closes(server):
+    echo = start(server, EXAMPLES / "channel" / "echo.toml")
+    opener = start(server, EXAMPLES / "channel" / "opener.toml")
+
+    r = server.cli("message", opener, echo, "--request")
+    assert r.code == 0, r.err
+    ch = r.out.decode()
+    assert ch.startswith("ch_"), r.out
+
+    # the rest happens asynchronously: wait for both ends to see the close
+    op = wait_events(server, opener, lambda evs: host_calls(evs, "close-channel"),
+                     "the opener to close the channel")
+    ec = wait_events(server, echo, lambda evs: export_events(evs, "handle-channel-close", "result"),
+                     "echo to see the channel closed")
+
+    # opener: opened it, sent "one", got "welcome", closed it
+    opens = host_calls(op, "open-channel")
+    assert len(opens) == 1 and opens[0]["input"][0] == echo
+    assert opens[0]["output"] == {"ok": ch}
+    assert {"input": [ch, u("one")], "output": {"ok": None}} in host_calls(op, "send-on-channel")
+    assert [c["params"] for c in export_events(op, "handle-channel-message", "call")][:1] == [[ch, u("welcome")]]
+    assert host_calls(op, "close-channel") == [{"input": [ch], "output": {"ok": None}}]
+
+    # echo: accepted it, got "one", sent "echo: one" back, saw it closed
+    assert [c["params"][0] for c in export_events(ec, "handle-channel-open", "call")] == [ch]
+    (accepted,) = export_events(ec, "handle-channel-open", "result")
+    assert accepted["result"][0]["accepted"] is True
+    assert accepted["result"][0]["message"] == u("welcome")
+    assert [c["params"] for c in export_events(ec, "handle-channel-message", "call")] == [[ch, u("one")]]
+    assert host_calls(ec, "send-on-channel") == [{"input": [ch, u("echo: one")], "output": {"ok": None}}]
+    assert [c["params"] for c in export_events(ec, "handle-channel-close", "call")] == [[ch]]
+
+    # in order, on each side
+    def seq_of(evs, match) -> int:
+        return next(e["seq"] for e in evs if match(e))
+    assert (seq_of(op, lambda e: e["type"] == f"{MSH}/open-channel")
+            < seq_of(op, lambda e: e["type"] == f"{MSH}/send-on-channel")
+            < seq_of(op, lambda e: e["type"] == f"{MSH}/close-channel"))
+    assert (seq_of(ec, lambda e: e["type"] == "wasm" and e["body"]["function"].endswith("handle-channel-open"))
+            < seq_of(ec, lambda e: e["type"] == f"{MSH}/send-on-channel")
+            < seq_of(ec, lambda e: e["type"] == "wasm" and e["body"]["function"].endswith("handle-channel-close")))
+
+
+def test_external_channel_through_the_cli(server):
+    echo = start(server, EXAMPLES / "channel" / "echo.toml")
+
+    r = server.cli("channel", "open", echo, "first", input=b"hi\nthere\n", timeout=30)
+    assert r.code == 0, r.err
+    assert r.out == b"welcome\necho: hi\necho: there\n", (r.out, r.err)
+
+    # the actor saw the channel open with the first message, both lines, and the close
+    evs = wait_events(server, echo, lambda evs: export_events(evs, "handle-channel-close", "result"),
+                      "echo to see the CLI's channel closed")
+    (opened,) = export_events(evs, "handle-channel-open", "call")
+    ch = opened["params"][0]
+    assert opened["params"] == [ch, u("first")]
+    assert [c["params"] for c in export_events(evs, "handle-channel-message", "call")] == [[ch, u("hi")],
+                                                                                           [ch, u("there")]]
+    assert [c["input"] for c in host_calls(evs, "send-on-channel")] == [[ch, u("echo: hi")], [ch, u("echo: there")]]
+
+    # by name too
+    r = server.cli("channel", "open", "echo", input=b"again\n", timeout=30)
+    assert r.code == 0, r.err
+    assert r.out == b"welcome\necho: again\n", (r.out, r.err)
+
+
+# ---- deferred replies ----------------------------------------------------------------------------
+
+def _outstanding_request(server, actor: str) -> tuple[threading.Thread, dict[str, CLIResult], str]:
+    """Sends "d" as a request from a background CLI; returns once the actor left it outstanding."""
+    before = len(export_events(events(server, actor), "handle-request", "result"))
+    out: dict[str, CLIResult] = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", server.cli("message", actor, "d", "--request",
+                                                                        timeout=30)), daemon=True)
+    t.start()
+    evs = wait_events(server, actor,
+                      lambda evs: len(export_events(evs, "handle-request", "result")) > before,
+                      "the probe to take the request")
+    assert export_events(evs, "handle-request", "result")[-1]["result"] == [None]    # no reply yet
+    rid = export_events(evs, "handle-request", "call")[-1]["params"][0]
+    assert "r" not in out                     # the CLI is still waiting
+    return t, out, rid
+
+
+def test_deferred_reply_answers_the_waiting_request(server):
+    probe = start(server, ACTORS / "probe.toml")
+    t, out, rid = _outstanding_request(server, probe)
+
+    s = server.cli("message", probe, "r")       # respond to every outstanding request with "late"
+    assert s.code == 0, s.err
+    t.join(30)
+    assert not t.is_alive(), "the deferred request never got its answer"
+    assert (out["r"].code, out["r"].out) == (0, b"late"), out["r"].err
+
+    evs = events(server, probe)
+    assert host_calls(evs, "list-outstanding-requests")[-1]["output"] == [rid]
+    assert host_calls(evs, "respond-to-request") == [{"input": [rid, u("late")], "output": {"ok": None}}]
+    # answered: nothing outstanding any more
+    assert server.cli("message", probe, "r", "--request").out == b"0"
+
+
+def test_cancelled_deferred_request_fails(server):
+    probe = start(server, ACTORS / "probe.toml")
+    t, out, rid = _outstanding_request(server, probe)
+
+    s = server.cli("message", probe, "c")       # cancel every outstanding request
+    assert s.code == 0, s.err
+    t.join(30)
+    assert not t.is_alive(), "the cancelled request never ended"
+    r = out["r"]
+    assert r.code != 0 and r.out == b"", r
+    assert "cancel" in r.err.lower(), r.err
+
+    evs = events(server, probe)
+    assert host_calls(evs, "cancel-request") == [{"input": [rid], "output": {"ok": None}}]
+    assert server.cli("message", probe, "c", "--request").out == b"0"
+    # the actor is fine: a new request is answered
+    assert server.cli("message", probe, "ehello", "--request").out == b"hello"
+
+
+# ---- one-way sends --------------------------------------------------------------------------------
+
+def test_one_way_send_then_request(server):
+    counter = start(server, EXAMPLES / "counter" / "manifest.toml")
+
+    s = server.cli("message", counter, "data")
+    assert s.code == 0, s.err
+    assert s.out == b""                          # a send prints nothing
+    r = server.cli("message", counter, "x", "--request")
+    assert (r.code, r.out) == (0, b"2"), r.err
+
+    evs = events(server, counter)
+    sends = export_events(evs, "handle-send", "call")
+    assert [c["params"] for c in sends] == [[u("data")]]
+    assert [c["params"][1] for c in export_events(evs, "handle-request", "call")] == [u("x")]

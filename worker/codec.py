@@ -1,0 +1,311 @@
+"""Fast conversion of component values, compiled once per function type.
+
+wasmtime-py converts every argument and result by walking the function's type through
+ctypes on every call, and lowers a ``list<u8>`` one byte at a time: ~180 µs for a call
+that does nothing. A ``Codec`` walks the type once and keeps a pair of closures per
+value type; byte lists are copied in bulk. Calls into the actor and host calls out of it
+both go through here (``call_export``, ``add_host_func``).
+
+It writes wasmtime's C values (``wasmtime_component_val_t``) through wasmtime-py's
+private ctypes layer, so it is tied to the pinned wasmtime version. Ownership: lifting
+takes what a value holds (vectors are emptied as they are taken, so a later drop is
+harmless), but the heap boxes of options and results are freed only when we own the
+value (an export's result); a host call's arguments belong to wasmtime, which frees their
+boxes after the call (freeing them here too is a double free; never freeing the result
+boxes is the leak of wasmtime-py's own conversion, ~100 bytes a call). Python shapes: ``list<u8>``
+is ``bytes``, ``option`` is value-or-None, records are dicts keyed by WIT field name,
+enums are str, tuples are tuples, and ``result`` is ``("ok", value)`` / ``("err", value)``
+(never guessed from the Python types, unlike wasmtime-py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from ctypes import byref
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+from wasmtime import component as wc
+from wasmtime.component._enter import catch_exceptions, enter_wasm
+
+Val = ffi.wasmtime_component_val_t
+VAL_SIZE = ctypes.sizeof(Val)
+_OF = Val.of.offset                                # the union's offset in a value (8)
+Lower = Callable[[Any, Val], None]
+Lift = Callable[[Val], Any]
+
+_K = {name: getattr(ffi, f"WASMTIME_COMPONENT_{name}").value for name in (
+    "BOOL", "S8", "U8", "S16", "U16", "S32", "U32", "S64", "U64", "F32", "F64", "CHAR", "STRING", "LIST",
+    "RECORD", "TUPLE", "ENUM", "OPTION", "RESULT")}
+_PRIMS: dict[type, tuple[str, str]] = {
+    wc.Bool: ("BOOL", "boolean"), wc.S8: ("S8", "s8"), wc.U8: ("U8", "u8"), wc.S16: ("S16", "s16"),
+    wc.U16: ("U16", "u16"), wc.S32: ("S32", "s32"), wc.U32: ("U32", "u32"), wc.S64: ("S64", "s64"),
+    wc.U64: ("U64", "u64"), wc.F32: ("F32", "f32"), wc.F64: ("F64", "f64"),
+}
+
+
+class Codec:
+    """How to lower a Python value into a C value of one type, and lift it back."""
+
+    __slots__ = ("lift", "lower")
+
+    def __init__(self, lower: Lower, lift: Lift) -> None:
+        self.lower = lower
+        self.lift = lift
+
+
+def _neutralize(v: Val) -> None:
+    """Marks a value whose contents were moved out, so deleting its container frees nothing twice."""
+    v.kind = _K["BOOL"]
+    v.of.boolean = False
+
+
+def codec(t: wc.ValType, owned: bool = True) -> Codec:
+    """``owned``: lifted values are ours to free (results), not wasmtime's (host-call arguments)."""
+    for cls, (kind_name, field) in _PRIMS.items():
+        if isinstance(t, cls):
+            return _prim(_K[kind_name], field)
+    if isinstance(t, wc.String):
+        return _string()
+    if isinstance(t, wc.ListType):
+        return _bytes() if isinstance(t.element, wc.U8) else _list(codec(t.element, owned))
+    if isinstance(t, wc.TupleType):
+        return _tuple([codec(e, owned) for e in t.elements])
+    if isinstance(t, wc.OptionType):
+        return _option(codec(t.payload, owned), owned)
+    if isinstance(t, wc.ResultType):
+        return _result(codec(t.ok, owned) if t.ok is not None else None,
+                       codec(t.err, owned) if t.err is not None else None, owned)
+    if isinstance(t, wc.RecordType):
+        return _record([(name, codec(ft, owned)) for name, ft in t.fields])
+    if isinstance(t, wc.EnumType):
+        return _enum()
+    raise TypeError(f"no fast conversion for component type {type(t).__name__}")
+
+
+def _prim(kind: int, field: str) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        v.kind = kind
+        setattr(v.of, field, value)
+
+    def lift(v: Val) -> Any:
+        return getattr(v.of, field)
+    return Codec(lower, lift)
+
+
+def _string() -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        v.kind = _K["STRING"]
+        v.of.string = ffi.str_to_capi(value)
+
+    def lift(v: Val) -> Any:
+        s = ctypes.string_at(v.of.string.data, v.of.string.size).decode("utf-8")
+        ffi.wasm_byte_vec_delete(byref(v.of.string))
+        return s
+    return Codec(lower, lift)
+
+
+def _bytes() -> Codec:
+    """list<u8> as bytes: one C array of n values, filled and read with strided slices."""
+    u8 = _K["U8"]
+
+    def lower(value: Any, v: Val) -> None:
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError(f"expected bytes, got {type(value).__name__}")
+        n = len(value)
+        raw = ffi.wasmtime_component_vallist_t()
+        ffi.wasmtime_component_vallist_new_uninit(raw, n)
+        if n:
+            buf = bytearray(n * VAL_SIZE)
+            buf[0::VAL_SIZE] = bytes([u8]) * n
+            buf[_OF::VAL_SIZE] = value
+            ctypes.memmove(raw.data, bytes(buf), len(buf))
+        v.kind = _K["LIST"]
+        v.of.list = raw
+
+    def lift(v: Val) -> Any:
+        n = v.of.list.size
+        out = ctypes.string_at(v.of.list.data, n * VAL_SIZE)[_OF::VAL_SIZE] if n else b""
+        ffi.wasmtime_component_vallist_delete(byref(v.of.list))   # u8 elements own nothing
+        return out
+    return Codec(lower, lift)
+
+
+def _list(elem: Codec) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        raw = ffi.wasmtime_component_vallist_t()
+        ffi.wasmtime_component_vallist_new_uninit(raw, len(value))
+        for i, item in enumerate(value):
+            elem.lower(item, raw.data[i])
+        v.kind = _K["LIST"]
+        v.of.list = raw
+
+    def lift(v: Val) -> Any:
+        out = []
+        for i in range(v.of.list.size):
+            item = v.of.list.data[i]
+            out.append(elem.lift(item))
+            _neutralize(item)
+        ffi.wasmtime_component_vallist_delete(byref(v.of.list))
+        return out
+    return Codec(lower, lift)
+
+
+def _tuple(elems: list[Codec]) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        raw = ffi.wasmtime_component_valtuple_t()
+        ffi.wasmtime_component_valtuple_new_uninit(raw, len(elems))
+        for i, (c, item) in enumerate(zip(elems, value, strict=True)):
+            c.lower(item, raw.data[i])
+        v.kind = _K["TUPLE"]
+        v.of.tuple = raw
+
+    def lift(v: Val) -> Any:
+        out = []
+        data = v.of.tuple.data
+        for i, c in enumerate(elems):
+            out.append(c.lift(data[i]))
+            _neutralize(data[i])
+        ffi.wasmtime_component_valtuple_delete(byref(v.of.tuple))
+        return tuple(out)
+    return Codec(lower, lift)
+
+
+def _record(fields: list[tuple[str, Codec]]) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        raw = ffi.wasmtime_component_valrecord_t()
+        ffi.wasmtime_component_valrecord_new_uninit(raw, len(fields))
+        for i, (name, c) in enumerate(fields):
+            c.lower(value[name], raw.data[i].val)
+            raw.data[i].name = ffi.str_to_capi(name)
+        v.kind = _K["RECORD"]
+        v.of.record = raw
+
+    def lift(v: Val) -> Any:
+        out = {}
+        data = v.of.record.data
+        for i, (name, c) in enumerate(fields):
+            out[name] = c.lift(data[i].val)
+            _neutralize(data[i].val)
+        ffi.wasmtime_component_valrecord_delete(byref(v.of.record))
+        return out
+    return Codec(lower, lift)
+
+
+def _enum() -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        v.kind = _K["ENUM"]
+        v.of.enumeration = ffi.str_to_capi(value)
+
+    def lift(v: Val) -> Any:
+        s = ctypes.string_at(v.of.enumeration.data, v.of.enumeration.size).decode("utf-8")
+        ffi.wasm_byte_vec_delete(byref(v.of.enumeration))
+        return s
+    return Codec(lower, lift)
+
+
+def _boxed(c: Codec | None, value: Any) -> Any:
+    """A heap value (what option and result payloads point to), or NULL."""
+    if c is None:
+        return None
+    inner = Val()
+    c.lower(value, inner)
+    return ffi.wasmtime_component_val_new(byref(inner))
+
+
+def _unbox(c: Codec | None, ptr: Any, owned: bool) -> Any:
+    if c is None or not ptr:
+        return None
+    value = c.lift(ptr.contents)
+    _neutralize(ptr.contents)
+    if owned:
+        ffi.wasmtime_component_val_free(ptr)       # the box itself (val_delete would only empty it)
+    return value
+
+
+def _option(payload: Codec, owned: bool) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        v.kind = _K["OPTION"]
+        v.of.option = _boxed(payload, value) if value is not None else None
+
+    def lift(v: Val) -> Any:
+        return _unbox(payload, v.of.option, owned) if v.of.option else None
+    return Codec(lower, lift)
+
+
+def _result(ok: Codec | None, err: Codec | None, owned: bool) -> Codec:
+    def lower(value: Any, v: Val) -> None:
+        tag, payload = value
+        v.kind = _K["RESULT"]
+        v.of.result.is_ok = tag == "ok"
+        v.of.result.val = _boxed(ok if tag == "ok" else err, payload)
+
+    def lift(v: Val) -> Any:
+        if v.of.result.is_ok:
+            return "ok", _unbox(ok, v.of.result.val, owned)
+        return "err", _unbox(err, v.of.result.val, owned)
+    return Codec(lower, lift)
+
+
+class Export:
+    """One export of an instance, callable with little overhead: its types are compiled once."""
+
+    def __init__(self, func: wc.Func, store: wasmtime.Store) -> None:
+        fty = func.type(store)
+        self.func = func
+        self.params = [codec(t) for _, t in fty.params]
+        self.result = codec(fty.result) if fty.result is not None else None
+
+    def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
+        n = len(self.params)
+        params = (Val * n)()
+        lowered = 0
+        try:
+            for c, arg in zip(self.params, args, strict=True):
+                c.lower(arg, params[lowered])
+                lowered += 1
+            result = Val()
+            func, ctx = self.func._func, store._context()
+            enter_wasm(lambda: ffi.wasmtime_component_func_call(
+                byref(func), ctx, params, n, byref(result) if self.result else None, 1 if self.result else 0))
+            return self.result.lift(result) if self.result is not None else None
+        finally:
+            for i in range(lowered):
+                ffi.wasmtime_component_val_delete(byref(params[i]))
+
+
+_HOST_FUNCS: dict[int, Callable[..., Any]] = {}
+
+
+@ffi.wasmtime_component_func_callback_t
+def _host_trampoline(idx, context, _ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
+    return catch_exceptions(context, lambda _store: _HOST_FUNCS[idx or 0](args, nargs, results))
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def _host_finalize(idx):  # type: ignore[no-untyped-def]
+    _HOST_FUNCS.pop(idx or 0, None)
+
+
+def add_host_func(instance: wc.LinkerInstance, name: str, fty: wc.FuncType, impl: Callable[..., Any]) -> None:
+    """Defines ``name`` with the import's type compiled once; ``impl`` gets and returns fast-codec shapes."""
+    params = [codec(t, owned=False) for _, t in fty.params]     # wasmtime frees the arguments
+    result = codec(fty.result) if fty.result is not None else None
+
+    def call(args: Any, nargs: int, results: Any) -> None:
+        out = impl(*[c.lift(args[i]) for i, c in enumerate(params)])
+        if result is not None:
+            result.lower(out, results[0])
+
+    key = id(call)
+    _HOST_FUNCS[key] = call
+    name_bytes = name.encode()
+    err = ffi.wasmtime_component_linker_instance_add_func(
+        instance.ptr(), ctypes.create_string_buffer(name_bytes), len(name_bytes), _host_trampoline, key,
+        _host_finalize)
+    if err:
+        raise wasmtime.WasmtimeError._from_ptr(err)
