@@ -152,9 +152,16 @@ class ChainService:
     def _append(self, peer: bytes, header: dict[str, Any], data: list[bytes]) -> int:
         actor_id = header["actor"]
         metas = header["events"]
-        if len(metas) != len(data):
-            self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1, "error": "one data frame per event expected"})
+        sizes = header.get("sizes")
+        if not isinstance(sizes, list) or len(sizes) != len(metas) or len(data) != 1 or sum(sizes) != len(data[0]):
+            self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1,
+                              "error": "malformed append: one frame holding every event's data, and its sizes"})
             return 0
+        blob, offsets, at = data[0], [], 0
+        for size in sizes:
+            offsets.append((at, at + size))
+            at += size
+        data = [blob[a:b] for a, b in offsets]
         n = 0
         for meta, d in zip(metas, data, strict=True):
             try:

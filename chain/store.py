@@ -117,13 +117,11 @@ class ChainStore:
             raise Rejected("conflict", f"event {seq} differs from the stored event {seq}", h.seq)
         if seq != h.seq + 1:
             raise Rejected("gap", f"event {seq} does not follow the head (event {h.seq})", h.seq)
-        parent = bytes.fromhex(meta["p"]) if meta.get("p") else None
-        if parent != h.hash:
-            raise Rejected("conflict", f"event {seq} does not link to the head's hash", h.seq)
         type_ = meta["y"]
-        actual = event_hash(actor_id, seq, parent, type_, data)
+        actual = event_hash(actor_id, seq, h.hash, type_, data)
         if actual != claimed:
-            raise Rejected("conflict", f"event {seq}: hash does not match its contents", h.seq)
+            raise Rejected("conflict", f"event {seq} does not extend the head (its hash differs: other parent "
+                           f"or other contents)", h.seq)
         self._push(h, seq, type_, data, actual, meta["t"])
         if meta.get("st"):
             h.state = decode_data(data).get("state")

@@ -124,9 +124,9 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         value = header.get(name)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
             raise ProtocolError(f"{kind}: field {name!r} missing or not a {typ.__name__}")
-    for name, typ in OPTIONAL.items() if kind not in ("ok", "error") else ():
-        value = header.get(name)
-        if value is not None and name not in fields and (
+    for name in (header.keys() & OPTIONAL.keys()) - fields.keys() if kind not in ("ok", "error") else ():
+        typ, value = OPTIONAL[name], header[name]
+        if value is not None and (
                 not isinstance(value, typ) or (typ is int and (isinstance(value, bool) or value < 0))):
             wanted = "a non-negative integer" if typ is int else f"a {typ.__name__}"
             raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")

@@ -12,6 +12,7 @@ every event.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -44,6 +45,9 @@ EXIT_START_FAILED = 71     # it never became ready: bad component, init failed
 # A worker sends a heartbeat when the control socket has been quiet this long; the
 # server calls a worker hung after several missed beats (plus its call timeout).
 HEARTBEAT_INTERVAL = 2.0
+# Mailbox items run per loop turn before the sockets are polled again: enough to save the
+# poll on a burst, few enough that control messages wait at most a few calls.
+BURST = 16
 # At exit, how long to wait for the chain to acknowledge the last events.
 SETTLE_TIMEOUT = 3.0
 # A sender whose one-way messages are refused hears of it at most this often.
@@ -120,6 +124,7 @@ class Actor:
         self.refused = 0                       # messages turned away while the mailbox is full
         self._notified: dict[bytes, float] = {}
         self._exports: dict[str, set[str]] = {}
+        self._fuel, self._call_timeout, self._takes_messages = 0, 0.0, False
         self._export_names: dict[str, str] = {}
         self._funcs: dict[tuple[str, str], Export] = {}
 
@@ -145,11 +150,15 @@ class Actor:
 
         resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id, "name": m.name})
         head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
-        self.chain = ChainLink(self.chain_sock, self.actor_id, resume["seq"], head)
-        self.throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second, time.monotonic())
+        self.throttle = throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second,
+                                            time.monotonic())
+        self.chain = ChainLink(self.chain_sock, self.actor_id, resume["seq"], head,
+                               on_bytes=lambda n: throttle.spent(n, time.monotonic()))
         last_state = rframes[0] if resume.get("has_state") and rframes else None
 
         fuel = m.limits.fuel > 0
+        self._fuel, self._call_timeout = m.limits.fuel, m.limits.call_timeout
+        self._takes_messages = m.has_handler("message-server")
         engine = component.make_engine(fuel)
         self.watchdog = Watchdog(engine)
         loaded = component.load(engine, self.home.cache, self.home.components / f"{config['component']}.wasm",
@@ -198,15 +207,14 @@ class Actor:
         assert self.chain is not None and self.watchdog is not None and self.manifest is not None
         name = f"{interface}.{fn}"
         self.record("wasm", {"event": "call", "function": name, "params": to_data(params)})
-        limits = self.manifest.limits
-        if limits.fuel:
-            self.store.set_fuel(limits.fuel)
+        if self._fuel:
+            self.store.set_fuel(self._fuel)
         self.store.set_epoch_deadline(1)
-        self.call_deadline = time.monotonic() + limits.call_timeout
-        self.watchdog.arm(limits.call_timeout)
+        self.call_deadline = time.monotonic() + self._call_timeout
+        self.watchdog.arm(self._call_timeout)
         self.calls += 1
         try:
-            result = self._func(interface, fn)(self.store, self.state, params)
+            result = self._func(interface, fn)(self.state, params)
         except wasmtime.WasmtimeError as e:
             raise self._failed(name, *self._classify(e)) from None
         except TheaterError as e:            # a host function gave up (e.g. stopping)
@@ -251,11 +259,10 @@ class Actor:
     def record(self, event_type: str, value: Any, state_changed: bool = False) -> None:
         """Adds an event to this actor's chain, waiting first if the actor is over its event rate."""
         assert self.chain is not None and self.throttle is not None
-        data = events.encode_data(value)
-        delay = self.throttle.wait(len(data), time.monotonic())
+        delay = self.throttle.wait(time.monotonic())
         if delay > 0:
             self._slow_down(delay)
-        self.chain.emit(event_type, data, state_changed)
+        self.chain.emit(event_type, value, state_changed)
 
     def _slow_down(self, delay: float) -> None:
         """Throttling: the host call waits (serving the sockets meanwhile); recorded once a second."""
@@ -263,7 +270,7 @@ class Actor:
         now = time.monotonic()
         report = self.throttle.report(now)
         if report is not None:
-            self.chain.emit("limit/throttled", events.encode_data(report))
+            self.chain.emit("limit/throttled", report)
         deadline = now + delay
         while (left := deadline - time.monotonic()) > 0:
             self.pump(left)
@@ -366,7 +373,9 @@ class Actor:
                     self.chain.flush()
                 else:
                     timeout = min(timeout, due)
-        for sock, _ in self.poller.poll(timeout * 1000):
+        # pyzmq truncates the timeout to whole milliseconds: round up, or a wait shorter than
+        # 1 ms becomes a busy loop
+        for sock, _ in self.poller.poll(math.ceil(timeout * 1000)):
             if isinstance(sock, int):
                 if self.watchdog is not None:
                     self.watchdog.drain_wake()
@@ -381,13 +390,10 @@ class Actor:
         self.chain.maybe_resend(now)
 
     def drain(self, sock: zmq.Socket) -> None:
-        """Handles every message already waiting on ``sock``."""
-        while True:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._dispatch(sock, frames)
+        """Handles every message already waiting on ``sock`` (asking first: a zmq.Again per
+        drain would cost more than the message)."""
+        while sock.get(zmq.EVENTS) & zmq.POLLIN:
+            self._dispatch(sock, sock.recv_multipart(zmq.NOBLOCK))
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         ident = None
@@ -435,7 +441,7 @@ class Actor:
         assert self.manifest is not None
         if item.what in supervision.EXPORTS:
             self.mailbox.append(item)       # news of a child: never refused (the server sent it)
-        elif not self.manifest.has_handler("message-server"):
+        elif not self._takes_messages:
             self.refuse(item, f"actor {self.actor_id} does not take messages "
                               f"(its manifest grants no message-server handler)")
         elif self.stop_reason or (self.watchdog and self.watchdog.stop_requested):
@@ -467,7 +473,11 @@ class Actor:
                     break
                 busy = bool(self.mailbox) and not self.chain.congested
                 self.pump(0 if busy else HEARTBEAT_INTERVAL)
-                if self.mailbox and not self.chain.congested and not self.stop_reason:
+                # a burst is worked off several items per turn: the sockets are looked at again
+                # after BURST items (a stop still gets in: it is checked between items)
+                for _ in range(BURST):
+                    if not self.mailbox or self.chain.congested or self.stop_reason or self.watchdog.stop_requested:
+                        break
                     item = self.mailbox.popleft()
                     if item.what in supervision.EXPORTS:
                         supervision.deliver(self, item)
@@ -481,7 +491,7 @@ class Actor:
         if self.throttle is not None and self.chain is not None:
             report = self.throttle.report(time.monotonic(), every=0)
             if report is not None:
-                self.chain.emit("limit/throttled", events.encode_data(report))
+                self.chain.emit("limit/throttled", report)
 
     def _end_normally(self) -> int:
         assert self.chain is not None

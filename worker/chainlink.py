@@ -1,8 +1,10 @@
 """This actor's side of the chain: number, link and ship every event, keep it until it is durable.
 
-The worker hashes each event itself (the same function a replay uses), sends events in
-batches to the chain process, and keeps every one until the chain acknowledges its
-sequence number as durable. After a chain restart it sends them all again; the chain
+An event is numbered when it happens, but encoded (canonical CBOR) and hashed only when
+its batch ships: that work is done while the actor waits anyway, not between a request
+and its reply. The worker hashes each event itself (the same function a replay uses),
+sends events in batches to the chain process, and keeps every one until the chain
+acknowledges its sequence number as durable. After a chain restart it sends them all again; the chain
 ignores what it already has. Unacknowledged events are bounded: past ``MAX_UNACKED``
 the actor takes no new work until the chain catches up.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from theater import protocol
-from theater.events import event_hash
+from theater.events import encode_data, event_hash
 
 # Back-pressure point: how many events an actor may have in flight to the chain before it
 # stops taking new messages. 20k events is ~1 s of the chain's signed-and-durable rate.
@@ -34,41 +37,49 @@ RESEND_AFTER = 3.0
 
 
 class ChainLink:
-    def __init__(self, sock: zmq.Socket, actor_id: str, head_seq: int, head_hash: bytes | None) -> None:
+    def __init__(self, sock: zmq.Socket, actor_id: str, head_seq: int, head_hash: bytes | None,
+                 on_bytes: Callable[[int], None] = lambda n: None) -> None:
         self.sock = sock
+        self.on_bytes = on_bytes            # told how many bytes each flush encoded (the byte-rate limit)
         self.actor_id = actor_id
         self.seq = head_seq                 # the last event emitted (-1: none yet)
         self.head = head_hash
         self.acked = head_seq               # the last event the chain holds durably
-        self.pending: list[tuple[dict[str, Any], bytes]] = []
+        self.pending: list[tuple[int, str, Any, int, bool]] = []   # (seq, type, value, time, state?)
         self.unacked: deque[tuple[int, dict[str, Any], bytes]] = deque()
         self.sent_at = 0.0
         self.pending_since = 0.0
         self.emitted = 0                    # total, for rate accounting
 
-    def emit(self, event_type: str, data: bytes, state_changed: bool = False) -> int:
-        """Links one event (``data``: canonical CBOR) after the head and queues it for the chain."""
-        seq = self.seq + 1
-        h = event_hash(self.actor_id, seq, self.head, event_type, data)
-        meta: dict[str, Any] = {"s": seq, "p": self.head.hex() if self.head else None, "h": h.hex(),
-                                "y": event_type, "t": time.time_ns()}
-        if state_changed:
-            meta["st"] = 1
+    def emit(self, event_type: str, value: Any, state_changed: bool = False) -> int:
+        """Numbers one event after the head and queues it; it is encoded and linked at flush."""
+        self.seq += 1
         if not self.pending:
             self.pending_since = time.monotonic()
-        self.pending.append((meta, data))
-        self.seq, self.head = seq, h
+        self.pending.append((self.seq, event_type, value, time.time_ns(), state_changed))
         self.emitted += 1
         if len(self.pending) >= BATCH:
             self.flush()
-        return seq
+        return self.seq
 
     def flush(self) -> None:
+        """Encodes, hashes and links the pending events, and sends them as one batch."""
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
-        for meta, data in batch:
-            self.unacked.append((meta["s"], meta, data))
+        batch: list[tuple[dict[str, Any], bytes]] = []
+        head = self.head
+        for seq, event_type, value, t, state_changed in self.pending:
+            data = encode_data(value)
+            head = event_hash(self.actor_id, seq, head, event_type, data)
+            # no parent: the chain links each event to its own head, and the hash proves they agree
+            meta: dict[str, Any] = {"s": seq, "h": head.hex(), "y": event_type, "t": t}
+            if state_changed:
+                meta["st"] = 1
+            batch.append((meta, data))
+            self.unacked.append((seq, meta, data))
+        self.pending = []
+        self.head = head
+        self.on_bytes(sum(len(d) for _, d in batch))
         self._send(batch)
         self.sent_at = time.monotonic()
 
@@ -80,9 +91,10 @@ class ChainLink:
 
     def _send(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
         """Never blocks: with the chain down, events stay in ``unacked`` and go again later."""
-        header = {"k": "append", "actor": self.actor_id, "events": [m for m, _ in batch]}
-        with contextlib.suppress(zmq.Again):
-            self.sock.send_multipart(protocol.encode(header, *(d for _, d in batch)), flags=zmq.NOBLOCK)
+        header = {"k": "append", "actor": self.actor_id, "events": [m for m, _ in batch],
+                  "sizes": [len(d) for _, d in batch]}
+        with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
+            self.sock.send_multipart(protocol.encode(header, b"".join(d for _, d in batch)), flags=zmq.NOBLOCK)
 
     def on_ack(self, seq: int) -> None:
         if seq <= self.acked:

@@ -28,7 +28,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as wc
-from wasmtime.component._enter import catch_exceptions, enter_wasm
+from wasmtime.component import _enter
 
 Val = ffi.wasmtime_component_val_t
 VAL_SIZE = ctypes.sizeof(Val)
@@ -252,38 +252,61 @@ def _result(ok: Codec | None, err: Codec | None, owned: bool) -> Codec:
 
 
 class Export:
-    """One export of an instance, callable with little overhead: its types are compiled once."""
+    """One export of an instance, callable with little overhead: its types are compiled once.
+
+    Not reentrant (an actor runs one call at a time), so its argument and result slots
+    are allocated once.
+    """
 
     def __init__(self, func: wc.Func, store: wasmtime.Store) -> None:
         fty = func.type(store)
-        self.func = func
         self.params = [codec(t) for _, t in fty.params]
         self.result = codec(fty.result) if fty.result is not None else None
+        self._func = byref(func._func)
+        self._ctx = store._context()
+        self._args = (Val * len(self.params))()
+        self._out = Val()
+        self._out_ref = byref(self._out) if self.result is not None else None
 
-    def __call__(self, store: wasmtime.Store, *args: Any) -> Any:
-        n = len(self.params)
-        params = (Val * n)()
+    def __call__(self, *args: Any) -> Any:
+        params = self._args
         lowered = 0
         try:
             for c, arg in zip(self.params, args, strict=True):
                 c.lower(arg, params[lowered])
                 lowered += 1
-            result = Val()
-            func, ctx = self.func._func, store._context()
-            enter_wasm(lambda: ffi.wasmtime_component_func_call(
-                byref(func), ctx, params, n, byref(result) if self.result else None, 1 if self.result else 0))
-            return self.result.lift(result) if self.result is not None else None
+            err = ffi.wasmtime_component_func_call(self._func, self._ctx, params, lowered, self._out_ref,
+                                                   1 if self._out_ref is not None else 0)
+            if err:
+                error = wasmtime.WasmtimeError._from_ptr(err)
+                _enter.maybe_raise_last_exn()      # a host function's own exception, re-raised here
+                raise error
+            if self.result is None:
+                return None
+            out = self.result.lift(self._out)
+            _neutralize(self._out)          # wasmtime drops the slot's old value when it writes the next
+            return out
         finally:
             for i in range(lowered):
                 ffi.wasmtime_component_val_delete(byref(params[i]))
+                _neutralize(params[i])
 
 
 _HOST_FUNCS: dict[int, Callable[..., Any]] = {}
 
 
 @ffi.wasmtime_component_func_callback_t
-def _host_trampoline(idx, context, _ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
-    return catch_exceptions(context, lambda _store: _HOST_FUNCS[idx or 0](args, nargs, results))
+def _host_trampoline(idx, _context, _ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
+    """Runs a host function; an exception becomes a trap and is re-raised where the export was called."""
+    try:
+        _HOST_FUNCS[idx or 0](args, nargs, results)
+        return 0
+    except wasmtime.WasmtimeError as e:
+        error = e
+    except Exception as e:
+        _enter.LAST_EXCEPTION = e
+        error = wasmtime.WasmtimeError("python exception")
+    return ctypes.cast(error._consume(), ctypes.c_void_p).value
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_void_p)

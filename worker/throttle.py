@@ -2,7 +2,8 @@
 
 An actor that logs (or calls) faster than its limits is slowed down, not killed: the host
 call that would exceed the limit waits for the bucket to refill. Each bucket holds one
-second's worth, so bursts up to the limit pass untouched. The waiting is recorded (see
+second's worth, so bursts up to the limit pass untouched. Bytes are counted when events
+are encoded (as their batch ships), so an actor over its byte rate waits on its next event. The waiting is recorded (see
 ``Actor.record``), so the chain says when and how much an actor was throttled.
 """
 
@@ -31,12 +32,17 @@ class Throttle:
         self.waited = 0.0          # seconds spent waiting since the last report
         self.reported_at = float("-inf")       # the first delay is reported at once
 
-    def wait(self, size: int, now: float) -> float:
-        delay = max(self.events.wait(1, now), self.bytes.wait(size, now))
+    def wait(self, now: float) -> float:
+        """Takes one event; returns how long to wait (0 = go ahead): for the event, or for bytes owed."""
+        delay = max(self.events.wait(1, now), self.bytes.wait(0, now))
         if delay > 0:
             self.delayed += 1
             self.waited += delay
         return delay
+
+    def spent(self, size: int, now: float) -> None:
+        """Counts bytes of events just encoded (they are on their way already; later events wait)."""
+        self.bytes.wait(size, now)
 
     def report(self, now: float, every: float = 1.0) -> dict[str, float] | None:
         """What to record, at most once per ``every`` seconds while throttling goes on."""

@@ -33,8 +33,15 @@ def record(**fields: Any) -> dict[str, Any]:
     return {name.replace("_", "-"): value for name, value in fields.items()}
 
 
+_PLAIN = (bytes, str, int, bool, type(None))
+
+
 def to_data(value: Any) -> Any:
     """A value as event data: results become {"ok": v} / {"err": e}, tuples lists."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value):
+        return list(value)           # the common case: a call's flat parameters
     if isinstance(value, Ok):
         return {"ok": to_data(value.value)}
     if isinstance(value, Err):
