@@ -10,12 +10,16 @@ import argparse
 import fcntl
 import logging
 import os
+import pwd
 import sys
+from pathlib import Path
 from typing import IO, Any
 
-from theater.errors import TheaterError
+from theater.errors import TheaterError, UsageError
+from theater.manifest import load_server_config
 from theater.paths import Home
 
+from . import limits
 from .server import Server
 
 EPILOG = """\
@@ -41,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-stdout", action="store_true", help="log to stdout instead of $THEATER_HOME/logs/server.log")
     p.add_argument("--no-restore", action="store_true",
                    help="do not bring back the actors a previous server on this home was running")
+    p.add_argument("--config", metavar="FILE",
+                   help="server config: default [limits] for actors, [root] restart flags "
+                        "(default: $THEATER_HOME/server.toml if it exists)")
+    p.add_argument("--user", metavar="NAME", help="run workers as this user (when the server runs as root)")
+    p.add_argument("--no-cgroups", action="store_true",
+                   help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
+    p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
     args = p.parse_args(argv)
     try:
         home = Home.resolve(args.home)
@@ -68,22 +79,46 @@ def main(argv: list[str] | None = None) -> int:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
-    server = Server(home, args.listen, args.log_level, log_file, restore=not args.no_restore)
+    try:
+        config = load_server_config(Path(args.config) if args.config else home.root / "server.toml")
+        user = _user(args.user)
+    except TheaterError as e:
+        print(f"theater-server: {e.message}", file=sys.stderr)
+        return 2
+    if args.no_cgroups:
+        controller: limits.Controller = limits.RlimitController(reason="disabled by --no-cgroups")
+    else:
+        controller = limits.detect(root=Path(args.cgroup_root))
+    server = Server(home, args.listen, args.log_level, log_file, restore=not args.no_restore, config=config,
+                    limits=controller, user=user)
     try:
         server.open()
         if not args.log_stdout:
-            print(f"theater-server: listening on {server.listen} (home {home.root}, log {home.logs / 'server.log'})",
-                  flush=True)
+            print(f"theater-server: listening on {server.listen} (home {home.root}, log {home.logs / 'server.log'})\n"
+                  f"theater-server: limits: {controller.describe()}", flush=True)
         server.serve()
     except TheaterError as e:
         print(f"theater-server: {e.message}", file=sys.stderr)
         server.forkserver.stop(1)
         if server.chain_proc.proc is not None:
             server.chain_proc.proc.kill()
+        controller.close()
         return 1
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _user(name: str | None) -> tuple[int, int] | None:
+    if name is None:
+        return None
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise UsageError(f"--user {name}: no such user") from None
+    if os.geteuid() != 0:
+        raise UsageError(f"--user {name}: only a server running as root can run workers as another user")
+    return entry.pw_uid, entry.pw_gid
 
 
 if __name__ == "__main__":

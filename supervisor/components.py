@@ -54,5 +54,6 @@ def store(home: Home, data: bytes, what: str) -> str:
         fd, tmp = tempfile.mkstemp(dir=home.components, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(wasm)
+        os.chmod(tmp, 0o644)           # workers may run as another user (--user)
         os.replace(tmp, path)
     return sha

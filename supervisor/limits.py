@@ -1,11 +1,10 @@
 """Per-actor OS limits for worker processes: cgroup v2, cgroup v1, or rlimits as a last resort.
 
 Each actor runs in its own worker process. The server calls ``detect()`` once, then
-``controller.create(actor_id, memory, cpu, pids)`` before forking a worker; the worker calls
-``group.attach(os.getpid())`` and ``group.child_limits()`` on itself first thing, so nothing the
-actor does runs outside its limits. Groups are plain dataclasses (picklable), so they can be
-handed to a fork server. ``group.remove()`` after the worker is reaped, ``controller.close()``
-at shutdown.
+``controller.create(actor_id, memory, cpu, pids)`` before forking a worker; the worker joins
+the group and applies its rlimits itself first thing (``group.for_worker()`` says what to do;
+``theater._linux`` does it), so nothing the actor does runs outside its limits.
+``group.remove()`` after the worker is reaped, ``controller.close()`` at shutdown.
 
 Layouts:
 
@@ -43,6 +42,8 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from theater._linux import lower_limit
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
@@ -121,6 +122,10 @@ class Group(ABC):
     def child_limits(self) -> None:  # noqa: B027 - optional hook, a no-op for cgroups
         """Apply per-process limits in the worker itself (rlimit mode); cgroups need nothing."""
 
+    @abstractmethod
+    def for_worker(self) -> dict[str, object]:
+        """What the worker does to itself: {"cgroup_procs": [files to write its pid to], "data_limit": bytes}."""
+
     def oom_killed(self) -> bool:
         """Whether the kernel OOM killer killed something in this group."""
         return False
@@ -153,6 +158,9 @@ class CgroupGroup(Group):
                 ok = False
         return ok
 
+    def for_worker(self) -> dict[str, object]:
+        return {"cgroup_procs": [str(d / "cgroup.procs") for d in self.dirs], "data_limit": 0}
+
     def oom_killed(self) -> bool:
         mem = self.dirs[0]
         if self.version == 2:
@@ -183,23 +191,10 @@ class RlimitGroup(Group):
 
     def child_limits(self) -> None:
         if self.memory > 0:
-            _lower(resource.RLIMIT_DATA, self.memory)
+            lower_limit(resource.RLIMIT_DATA, self.memory)
 
-
-def _lower(which: int, value: int) -> None:
-    """Set soft = hard = value, never above the current hard limit (raising it needs privilege)."""
-    _soft, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
-    resource.setrlimit(which, (value, value))
-
-
-def harden_child(nofile: int = 1024) -> None:
-    """Call first thing in a forked worker: no core dumps (they hold actor state), a bounded
-    number of descriptors, and files private to the owner by default."""
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    _lower(resource.RLIMIT_NOFILE, nofile)
-    os.umask(0o077)
+    def for_worker(self) -> dict[str, object]:
+        return {"cgroup_procs": [], "data_limit": self.memory}
 
 
 # --------------------------------------------------------------------------- controllers
@@ -392,6 +387,7 @@ def _try_cgroup2(base_name: str, root: Path, proc: Path) -> Cgroup2Controller | 
                 _write(server / "cgroup.procs", pid)
         _write(server / "cgroup.procs", os.getpid())  # in case the listing was stale
         _write(x / "cgroup.subtree_control", enable)
+        _sweep(x, base_name)
         parent = x / f"{base_name}-{os.getpid()}"
         parent.mkdir(exist_ok=True)
         _write(parent / "cgroup.subtree_control", enable)
@@ -410,6 +406,7 @@ def _try_cgroup1(base_name: str, root: Path) -> Cgroup1Controller | str:
                 reason = f"no cgroup v1 memory hierarchy at {hier}"
                 break
             continue
+        _sweep(hier, base_name)
         parent = hier / f"{base_name}-{os.getpid()}"
         try:
             parent.mkdir(exist_ok=True)
@@ -423,6 +420,15 @@ def _try_cgroup1(base_name: str, root: Path) -> Cgroup1Controller | str:
             _rmdir(p, 0.2)
         return reason
     return Cgroup1Controller(parents)
+
+
+def _sweep(where: Path, base_name: str) -> None:
+    """Removes the empty groups of servers that died without cleaning up (``<base>-<pid>``)."""
+    with contextlib.suppress(OSError):
+        for d in where.glob(f"{base_name}-*"):
+            pid = d.name.removeprefix(f"{base_name}-")
+            if pid.isdigit() and not (PROC / pid).exists():
+                _remove_tree(d)
 
 
 def detect(base_name: str = "theater", root: Path = CGROUP_ROOT, proc: Path = PROC) -> Controller:

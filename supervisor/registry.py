@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from theater.errors import NotFound
-from theater.manifest import Manifest
+from theater.manifest import Limits, Manifest
 
 STARTING, RUNNING, STOPPING, RESTARTING, FAILED, EXITED = (
     "starting", "running", "stopping", "restarting", "failed", "exited")
@@ -66,6 +66,8 @@ class ActorRecord:
     worker_report: Exit | None = None  # what the worker said before exiting
     stats: dict[str, int] = field(default_factory=dict)
     resume_mode: str = "init"          # how the next incarnation starts: init | resume
+    limits: Limits = field(default_factory=Limits)   # the server's defaults under what the manifest says
+    group: Any = None                  # this incarnation's cgroup (or rlimit settings), see limits.py
 
     @property
     def name(self) -> str:
@@ -90,7 +92,7 @@ class ActorRecord:
             "handlers": [h.type for h in m.handlers],
             "restart": {"type": m.restart.type, "strategy": m.restart.strategy, "intensity": m.restart.intensity,
                         "period": m.restart.period, "shutdown": m.restart.shutdown, "state": m.restart.state},
-            "limits": {k: getattr(m.limits, k) for k in m.limits.__dataclass_fields__},
+            "limits": {k: getattr(self.limits, k) for k in self.limits.__dataclass_fields__},
             "stats": dict(self.stats),
         }
 

@@ -46,8 +46,9 @@ def plan(strategy: str, children: list[str], failed: str, types: dict[str, str])
 
 
 def add_restart(history: list[float], now: float, period: float, intensity: int) -> tuple[list[float], bool]:
-    """Records a restart; True when more than ``intensity`` fall within ``period`` (escalate)."""
-    kept = [t for t in history if t > now - period]
+    """Records a restart; True when more than ``intensity`` fall within ``period`` (escalate).
+    As OTP: a restart exactly ``period`` old still counts (kept while ``t >= now - period``)."""
+    kept = [t for t in history if t >= now - period]
     kept.append(now)
     return kept, len(kept) > intensity
 

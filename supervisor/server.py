@@ -34,6 +34,7 @@ from theater.ids import new_request_id
 from theater.paths import Home
 
 from . import api, children
+from . import limits as limits_
 from .directory import Directory
 from .launch import Child, ForkServer, unlink_socket
 from .persist import SavedActors
@@ -78,9 +79,13 @@ class Timer:
 
 class Server:
     def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None,
-                 restore: bool = True) -> None:
+                 restore: bool = True, config: manifests.ServerConfig | None = None,
+                 limits: limits_.Controller | None = None, user: tuple[int, int] | None = None) -> None:
         self.home = home
         self.restore = restore
+        self.config = config or manifests.ServerConfig()
+        self.limits = limits or limits_.RlimitController(reason="not configured")
+        self.user = list(user) if user else None
         self.listen = listen or home.management_endpoint
         self.log_level = log_level
         self.log_file = log_file
@@ -139,6 +144,8 @@ class Server:
         keys.load_or_create(self.home)
         for name in ("control.sock", "chain.sock", "events.sock"):
             unlink_socket(self.home.run / name)
+        if self.user:
+            self._share_with_workers()
         self.chain_proc.start()
         self.chain = self._dealer(self.home.chain_endpoint, b"supervisor")
         self.events = self.ctx.socket(zmq.SUB)
@@ -150,7 +157,11 @@ class Server:
         self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.control.bind(self.home.control_endpoint)
+        if self.user:
+            self._socket_for_workers(self.home.run / "control.sock")
         self._wait_for_chain()
+        if self.user:
+            self._socket_for_workers(self.home.run / "chain.sock")
         self.forkserver.start()
         self.mgmt = self.ctx.socket(zmq.ROUTER)
         self.mgmt.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -176,6 +187,26 @@ class Server:
             log.info("restoring actor %s (%s)", doc["id"], m.name)
             self.supervision.start(m, doc["manifest"], doc["base"], doc["component"], doc.get("init_state"),
                                    actor_id=doc["id"])
+
+    def _share_with_workers(self) -> None:
+        """--user: workers run as another user. They may traverse run/ (not list it), own run/w
+        (their inboxes) and cache/ (compiled components), and read components/."""
+        assert self.user is not None
+        uid, gid = self.user
+        os.chmod(self.home.root, 0o711)
+        os.chmod(self.home.run, 0o711)
+        for d in (self.home.run / "w", self.home.cache):
+            os.chown(d, uid, gid)
+            for p in d.rglob("*"):
+                os.chown(p, uid, gid)
+        os.chmod(self.home.components, 0o755)
+        for p in self.home.components.iterdir():
+            os.chmod(p, 0o644)
+
+    def _socket_for_workers(self, path: Any) -> None:
+        assert self.user is not None
+        os.chown(path, 0, self.user[1])
+        os.chmod(path, 0o660)
 
     def _dealer(self, endpoint: str, identity: bytes) -> zmq.Socket:
         sock = self.ctx.socket(zmq.DEALER)
@@ -206,7 +237,8 @@ class Server:
         poller.register(self._fork_fd, zmq.POLLIN)
         poller.register(sig_r, zmq.POLLIN)
         self.later(1.0, self._tick)
-        log.info("theater-server ready: %s (home %s)", self.listen, self.home.root)
+        log.info("theater-server ready: %s (home %s); limits: %s", self.listen, self.home.root,
+                 self.limits.describe())
         while not (self.stopping and self.supervision.idle()):
             timeout = self._run_timers()
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):
@@ -269,7 +301,14 @@ class Server:
                 p.deadline = time.monotonic() + PENDING_TIMEOUT
                 self.chain.send_multipart(p.retry)
 
+    def remove_group(self, group: limits_.Group, tries: int = 20) -> None:
+        """Removes an ended incarnation's cgroup; the kernel may need a moment after the exit."""
+        group.remove(timeout=0)
+        if group.path is not None and group.path.exists() and tries > 0:
+            self.later(0.05, lambda: self.remove_group(group, tries - 1))
+
     def _close(self) -> None:
+        self.limits.close()
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)

@@ -17,7 +17,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from theater import protocol
@@ -41,6 +41,12 @@ STARTUP_TIMEOUT = 60.0
 # A worker silent for its call timeout plus this long is called hung and killed; it sends
 # a heartbeat every 2 s when idle, so this is several missed beats.
 HANG_GRACE = 10.0
+# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and
+# wasmtime's compile threads on a cache miss. A cap, not a budget.
+WORKER_PIDS = 256
+# Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
+# component's mapping, the store.
+WORKER_NOFILE = 1024
 
 
 @dataclass
@@ -52,7 +58,6 @@ class Flags:
     period: float = 5.0
 
 
-ROOT_FLAGS = Flags()
 
 
 def _start_error(rec: ActorRecord, exit_: Exit) -> TheaterError:
@@ -87,7 +92,8 @@ class Supervision:
               parent: str | None = None, on_ready: Callable[[TheaterError | None], None] | None = None,
               actor_id: str | None = None) -> ActorRecord:
         """Starts a new actor (or, given ``actor_id``, brings back a saved one, resuming its state)."""
-        rec = ActorRecord(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent=parent)
+        rec = ActorRecord(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent=parent,
+                          limits=manifest.effective_limits(self.server.config.limits))
         self.registry.add(rec)
         if on_ready is not None:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
@@ -106,7 +112,16 @@ class Supervision:
         rec.worker_report = None
         rec.restart_reason = reason
         rec.last_seen = time.monotonic()
-        self.server.forkserver.spawn(rec.actor_id, rec.name)
+        lim = rec.limits
+        try:
+            rec.group = self.server.limits.create(f"{rec.actor_id}.{rec.incarnation}", lim.process_memory, lim.cpu,
+                                                  WORKER_PIDS)
+            confine = rec.group.for_worker()
+        except OSError as e:      # the host's cgroups refused: run it anyway, and say so
+            log.error("actor %s: cannot create its cgroup (%s); running it without", rec.actor_id, e)
+            rec.group, confine = None, {"cgroup_procs": [], "data_limit": 0}
+        confine.update(user=self.server.user, nofile=WORKER_NOFILE)
+        self.server.forkserver.spawn(rec.actor_id, rec.name, confine)
 
     def _ready(self, rec: ActorRecord) -> None:
         rec.status = RUNNING
@@ -124,7 +139,7 @@ class Supervision:
         has_init = rec.init_state is not None
         fields = {"manifest": rec.manifest_text, "source": rec.manifest.source, "base": rec.base,
                   "component": rec.component, "mode": rec.resume_mode, "incarnation": rec.incarnation,
-                  "has_init": has_init, "reason": rec.restart_reason}
+                  "has_init": has_init, "reason": rec.restart_reason, "limits": asdict(rec.limits)}
         return fields, [rec.init_state] if has_init and rec.init_state is not None else []
 
     # ---- messages from workers and the fork server -------------------------------------------
@@ -169,10 +184,7 @@ class Supervision:
         for rec in list(self.registry):
             if not rec.alive or rec.kill_reason:
                 continue
-            if rec.status in (STARTING, RESTARTING):
-                limit = STARTUP_TIMEOUT
-            else:
-                limit = rec.manifest.limits.call_timeout + HANG_GRACE
+            limit = STARTUP_TIMEOUT if rec.status in (STARTING, RESTARTING) else rec.limits.call_timeout + HANG_GRACE
             if now - rec.last_seen > limit:
                 log.error("actor %s (%s) is not responding; killing it", rec.actor_id, rec.name)
                 rec.kill_reason = "hang" if rec.status not in (STARTING, RESTARTING) else "start timeout"
@@ -197,6 +209,9 @@ class Supervision:
         if rec.stop_reason:
             what = f"killed by {signal_name(value)} after its shutdown timeout" if how == "signal" else None
             return Exit("shutdown", rec.stop_reason, what, status=code, by_parent=rec.stop_by_parent)
+        if how == "signal" and value == signal.SIGKILL and rec.group is not None and rec.group.oom_killed():
+            return Exit("abnormal", "oom", f"killed by the kernel: over its process memory limit "
+                        f"({rec.limits.process_memory} bytes)", status=code)
         if how == "signal":
             reason = "killed" if value == signal.SIGKILL else "signal"
             return Exit("abnormal", reason, f"the worker process died of {signal_name(value)}", status=code)
@@ -207,6 +222,9 @@ class Supervision:
         exit_ = self._classify(rec, status)
         was_starting = rec.status in (STARTING, RESTARTING)
         self.registry.set_pid(rec, None)
+        if rec.group is not None:
+            self.server.remove_group(rec.group)
+            rec.group = None
         rec.endpoint = None
         rec.last_exit = exit_
         if exit_.kind == "abnormal":
@@ -309,7 +327,8 @@ class Supervision:
 
     def _flags(self, parent: ActorRecord | None) -> tuple[Flags, list[float]]:
         if parent is None:
-            return ROOT_FLAGS, self.root_history
+            c = self.server.config
+            return Flags(c.strategy, c.intensity, c.period), self.root_history
         r = parent.manifest.restart
         return Flags(r.strategy, r.intensity, r.period), parent.restart_history
 

@@ -1,11 +1,19 @@
-"""Linux process controls the three processes share: parent-death signals, no-new-privileges."""
+"""Linux process controls the processes share: parent-death signals, hardening a new worker.
+
+What a freshly forked worker does to itself before it runs any actor code (``confine``):
+join its cgroups (written by the server), lower its rlimits, drop core dumps and extra
+descriptors, forbid privilege gain, and, when the server runs as root, become the
+unprivileged user it was given.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import resource
 import signal
+from collections.abc import Sequence
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NO_NEW_PRIVS = 38
@@ -33,3 +41,43 @@ def close_fds_except(*keep: int) -> None:
         if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):     # the listing's own descriptor, already closed
                 os.close(fd)
+
+
+def join_cgroups(procs_files: Sequence[str]) -> bool:
+    """Moves this process into each cgroup (``.../cgroup.procs``); False if any write failed."""
+    ok = True
+    pid = str(os.getpid()).encode()
+    for path in procs_files:
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        except OSError:
+            ok = False
+    return ok
+
+
+def lower_limit(which: int, value: int) -> None:
+    """soft = hard = value, never above the current hard limit (raising it needs privilege)."""
+    _soft, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def harden(nofile: int = 1024) -> None:
+    """No core dumps (they would hold actor state), a bounded number of descriptors, files
+    private to the owner by default, and no privilege gain through setuid binaries."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    lower_limit(resource.RLIMIT_NOFILE, nofile)
+    os.umask(0o077)
+    no_new_privileges()
+
+
+def become(uid: int, gid: int) -> None:
+    """Drops to an unprivileged user for good (supplementary groups first, then gid, then uid)."""
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)

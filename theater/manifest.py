@@ -11,7 +11,7 @@ starts) and again by the server, which never trusts a client.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,11 @@ class Manifest:
     handlers: tuple[Handler, ...] = ()
     restart: Restart = Restart()
     limits: Limits = Limits()
+    limits_given: frozenset[str] = frozenset()     # the [limits] keys the manifest set itself
+
+    def effective_limits(self, defaults: Limits) -> Limits:
+        """The server's defaults, overridden by what this manifest says."""
+        return replace(defaults, **{k: getattr(self.limits, k) for k in self.limits_given})
 
     @property
     def granted_imports(self) -> frozenset[str]:
@@ -144,6 +149,39 @@ def resolve_init_state(manifest: Manifest, base_dir: str | Path) -> bytes | None
         raise ManifestError(f"{manifest.source}: init_state = {init!r}: {path} is not JSON: {e}") from None
 
 
+@dataclass(frozen=True)
+class ServerConfig:
+    """``$THEATER_HOME/server.toml``: defaults for actors, and the root supervisor's flags."""
+
+    limits: Limits = Limits()
+    strategy: str = "one_for_one"
+    intensity: int = 3
+    period: float = 5.0
+
+
+def load_server_config(path: Path) -> ServerConfig:
+    """Reads server.toml if it exists (every key optional); ManifestError names file and key."""
+    if not path.exists():
+        return ServerConfig()
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read server config: {e}") from None
+    c = _Checker(str(path))
+    c.unknown(doc, {"limits", "root"}, "")
+    root = doc.get("root", {})
+    if not isinstance(root, dict):
+        raise c.fail("root", "expected a [root] table")
+    c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
+    d = ServerConfig()
+    strategy = root.get("strategy", d.strategy)
+    if strategy not in STRATEGIES:
+        raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
+    return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
+                        intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
+                        period=c.duration(root, "period", "[root]", d.period, positive=True))
+
+
 class _Checker:
     """Validates one parsed TOML document; every message starts with the source file."""
 
@@ -190,6 +228,7 @@ class _Checker:
             handlers=self.handlers(doc.get("handler", [])),
             restart=self.restart(doc.get("restart", {})),
             limits=self.limits(doc.get("limits", {})),
+            limits_given=frozenset(doc.get("limits", {})) if isinstance(doc.get("limits"), dict) else frozenset(),
         )
 
     def handlers(self, raw: Any) -> tuple[Handler, ...]:

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import wasmtime
@@ -29,7 +29,7 @@ from theater.errors import ActorFailed, ProtocolError, Refused, TheaterError, Ti
 from theater.paths import Home
 
 from . import component, handlers
-from .chainlink import ChainLink
+from .chainlink import FLUSH_INTERVAL, ChainLink
 from .codec import Export
 from .handlers import supervisor as supervision
 from .handlers.message_server import MessageServer
@@ -145,6 +145,8 @@ class Actor:
             {"k": "hello", "actor": self.actor_id, "pid": os.getpid(), "endpoint": self.endpoint},
             timeout=STARTUP_TIMEOUT)
         m = manifests.parse(config["manifest"], config["source"])
+        if config.get("limits"):        # the server's defaults under what the manifest says
+            m = replace(m, limits=manifests.Limits(**config["limits"]))
         self.manifest = m
         init_state = frames[0] if config.get("has_init") and frames else None
 
@@ -173,6 +175,9 @@ class Actor:
         try:
             self.instance = linker.instantiate(self.store, loaded.component)
         except wasmtime.WasmtimeError as e:
+            if "exceeds memory limits" in str(e):
+                raise Failure("memory", f"the component needs more linear memory than its limit "
+                                        f"({m.limits.memory} bytes): {_first_line(e)}") from None
             raise ActorFailed(f"instantiation failed: {_first_line(e)}") from None
         finally:
             linker.close()
@@ -207,6 +212,10 @@ class Actor:
         assert self.chain is not None and self.watchdog is not None and self.manifest is not None
         name = f"{interface}.{fn}"
         self.record("wasm", {"event": "call", "function": name, "params": to_data(params)})
+        if time.monotonic() - self.chain.sent_at > FLUSH_INTERVAL:
+            # the first call after a quiet spell ships its call event before wasm runs, so even a
+            # worker the kernel kills during it leaves a record of what it was doing
+            self.chain.flush()
         if self._fuel:
             self.store.set_fuel(self._fuel)
         self.store.set_epoch_deadline(1)
@@ -219,6 +228,8 @@ class Actor:
             raise self._failed(name, *self._classify(e)) from None
         except TheaterError as e:            # a host function gave up (e.g. stopping)
             raise self._failed(name, "host", e.message) from None
+        except MemoryError:                  # the worker process is over its memory rlimit
+            raise self._failed(name, "memory", "the worker ran out of process memory") from None
         except Exception as e:               # a host function broke: the actor traps
             raise self._failed(name, "host", f"{type(e).__name__}: {e}") from None
         finally:

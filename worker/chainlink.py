@@ -58,7 +58,8 @@ class ChainLink:
             self.pending_since = time.monotonic()
         self.pending.append((self.seq, event_type, value, time.time_ns(), state_changed))
         self.emitted += 1
-        if len(self.pending) >= BATCH:
+        # also inside one long call (no pump runs then): nothing waits longer than FLUSH_INTERVAL
+        if len(self.pending) >= BATCH or time.monotonic() - self.pending_since > FLUSH_INTERVAL:
             self.flush()
         return self.seq
 

@@ -11,7 +11,7 @@ The zygote is the workers' parent: it reaps them and reports each exit status to
 server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
 
-Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "limits"}``.
+Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "confine"}`` (see ``confine``).
 Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status"}``.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import select
 import signal
 import socket
@@ -130,6 +131,21 @@ class Zygote:
         self.sock.send(orjson.dumps(msg))
 
 
+def confine(spec: dict) -> None:
+    """What a worker does to itself before any actor code runs, in this order: join its
+    cgroups (as root), lower its data rlimit (when there is no cgroup), harden (no core
+    dumps, bounded descriptors, umask 077, no new privileges), then drop to the server's
+    --user. Each step is documented in docs/isolation.md with what it does not give."""
+    if spec.get("cgroup_procs") and not _linux.join_cgroups(spec["cgroup_procs"]):
+        log.warning("worker %d: could not join its cgroup; running without its limits", os.getpid())
+    if spec.get("data_limit"):
+        _linux.lower_limit(resource.RLIMIT_DATA, spec["data_limit"])
+    _linux.harden(spec.get("nofile", 1024))
+    if spec.get("user"):
+        uid, gid = spec["user"]
+        _linux.become(uid, gid)
+
+
 def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
     """A forked child: get ready, wait for an actor, become it."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
@@ -146,8 +162,8 @@ def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
         return 0            # the zygote went away before giving us work
     job = orjson.loads(data)
     actor_id, name = job["actor"], job["name"]
+    confine(job.get("confine") or {})
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
-    os.umask(0o077)
     try:
         return actor.main(ctx, home, actor_id, name)
     finally:

@@ -21,7 +21,7 @@ _samples: dict[str, tuple[int, float]] = {}
 def ping(req: Request) -> None:
     s = req.server
     req.ok(version=_VERSION, pid=os.getpid(), home=str(s.home.root), listen=s.listen,
-           actors=len(s.registry), public_key=s.public_key)
+           actors=len(s.registry), public_key=s.public_key, limits=s.limits.describe())
 
 
 def start(req: Request) -> None:
@@ -56,7 +56,7 @@ def list_actors(req: Request) -> None:
 
 def inspect(req: Request) -> None:
     rec = req.server.registry.lookup(req.header["actor"])
-    req.ok(actor=rec.detail())
+    req.ok(actor={**rec.detail(), "enforced": req.server.limits.describe()})
 
 
 def tree(req: Request) -> None:

@@ -237,11 +237,11 @@ print(json.dumps({"data": resource.getrlimit(resource.RLIMIT_DATA), "alloc": all
     assert resource.getrlimit(resource.RLIMIT_DATA)[0] != 256 * MiB  # the parent is untouched
 
 
-def test_harden_child(procs: list[subprocess.Popen]) -> None:
+def test_harden(procs: list[subprocess.Popen]) -> None:
     body = """
 import json, resource
-from supervisor.limits import harden_child
-harden_child(nofile=64)
+from theater._linux import harden
+harden(nofile=64)
 um = os.umask(0)
 print(json.dumps({"core": resource.getrlimit(resource.RLIMIT_CORE),
                   "nofile": resource.getrlimit(resource.RLIMIT_NOFILE), "umask": um}))
