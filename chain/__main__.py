@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.parent:
         _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
+    _linux.raise_nofile()
     try:
         home = Home.resolve(args.home)
         home.ensure()

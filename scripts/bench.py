@@ -392,7 +392,13 @@ class Bench:
 
 
 def _db_size(db: Path) -> int:
-    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.exists())
+    """Bytes the database holds, WAL included (page count x page size, as a reader sees it)."""
+    import sqlite3
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("PRAGMA page_count").fetchone()[0] * con.execute("PRAGMA page_size").fetchone()[0]
+    finally:
+        con.close()
 
 
 def main() -> None:

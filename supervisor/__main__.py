@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from theater import _linux
 from theater.errors import TheaterError, UsageError
 from theater.manifest import load_server_config
 from theater.paths import Home
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
     p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
     args = p.parse_args(argv)
+    _linux.raise_nofile()
     try:
         home = Home.resolve(args.home)
         home.ensure()

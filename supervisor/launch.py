@@ -38,8 +38,9 @@ class Child:
     """One helper process started by the server (``python -m <module>``)."""
 
     def __init__(self, module: str, home: Home, args: list[str], log_file: IO[Any] | None,
-                 pass_fds: tuple[int, ...] = ()) -> None:
+                 pass_fds: tuple[int, ...] = (), command: str | None = None) -> None:
         self.module = module
+        self.command = command
         self.home = home
         self.args = args
         self.log_file = log_file
@@ -49,7 +50,8 @@ class Child:
         self.restarts = 0
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", self.module, "--home", str(self.home.root), *self.args]
+        cmd = [sys.executable, "-m", self.module, *([self.command] if self.command else []),
+               "--home", str(self.home.root), *self.args]
         self.proc = subprocess.Popen(
             cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.DEVNULL,
             stdout=self.log_file or None, stderr=self.log_file or None, pass_fds=self.pass_fds,
@@ -89,7 +91,7 @@ class ForkServer:
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.child = Child("worker", self.home, ["--fd", str(theirs.fileno()), "--log-level", self.log_level],
-                           self.log_file, pass_fds=(theirs.fileno(),))
+                           self.log_file, pass_fds=(theirs.fileno(),), command="serve")
         self.child.start()
         theirs.close()
         ours.setblocking(False)

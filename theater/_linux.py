@@ -67,6 +67,14 @@ def lower_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
+def raise_nofile() -> int:
+    """The server and the chain hold a connection per worker: soft descriptor limit = hard."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
 def harden(nofile: int = 1024) -> None:
     """No core dumps (they would hold actor state), a bounded number of descriptors, files
     private to the owner by default, and no privilege gain through setuid binaries."""

@@ -1,7 +1,9 @@
-"""``python -m worker --home H --fd N``: the fork server each actor's process is forked from.
+"""``python -m worker``: the fork server each actor's process comes from, and the replayer.
 
-theater-server starts it with one end of a SOCK_SEQPACKET socket pair as ``--fd``; each
-worker process then renames itself ``python -m worker --actor ID --name NAME`` so ``ps``
+    python -m worker serve --home H --fd N        (started by theater-server)
+    python -m worker replay --home H ACTOR        (run by `theater replay`)
+
+Each worker process renames itself ``python -m worker --actor ID --name NAME`` so ``ps``
 shows which actor it runs.
 """
 
@@ -11,25 +13,61 @@ import argparse
 import logging
 import socket
 import sys
+from pathlib import Path
 
+import orjson
+
+from theater.chaindb import ChainReader
+from theater.errors import TheaterError, VerifyError
+from theater.events import Event
 from theater.paths import Home
 
+from .replay import replay
 from .zygote import Zygote
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worker", description=(
-        "Theater's worker fork server: preloads wasmtime and forks one process per actor on the "
-        "server's request. theater-server starts it; it is not meant to be run by hand."))
-    p.add_argument("--home", required=True, help="THEATER_HOME")
-    p.add_argument("--fd", type=int, required=True, help="the server's end of the socket pair")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        "Theater's worker: the fork server that preloads wasmtime and forks one process per actor "
+        "(started by theater-server), and the replayer behind `theater replay`."))
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the fork server (theater-server starts it)")
+    serve.add_argument("--home", required=True, help="THEATER_HOME")
+    serve.add_argument("--fd", type=int, required=True, help="the server's end of the socket pair")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    rep = sub.add_parser("replay", help="replay one actor's chain; prints a JSON report")
+    rep.add_argument("--home", required=True, help="THEATER_HOME (chains.db, components/, cache/)")
+    rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
+    rep.add_argument("--file", help="an export (JSON Lines) instead of the store")
+    rep.add_argument("--component", help="the component file (default: the home's copy, by SHA-256)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sock = socket.socket(fileno=args.fd)
-    Zygote(Home.resolve(args.home), sock).serve()
-    return 0
+    home = Home.resolve(args.home)
+    if args.command == "serve":
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        Zygote(home, socket.socket(fileno=args.fd)).serve()
+        return 0
+    try:
+        events = _load(home, args.actor, args.file)
+        report = replay(events, home.components, home.cache, Path(args.component) if args.component else None)
+    except TheaterError as e:
+        print(orjson.dumps({"ok": False, "code": e.code, "error": e.message}).decode())
+        return 2
+    print(orjson.dumps(report.to_json()).decode())
+    return 0 if report.divergence is None else 5
+
+
+def _load(home: Home, actor: str | None, file: str | None) -> list[Event]:
+    if file:
+        try:
+            lines = Path(file).read_bytes().splitlines()
+            return [Event.from_json(orjson.loads(line)) for line in lines if line.strip()]
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise VerifyError(f"{file}: not an export of `theater export`: {e}") from None
+    if not actor:
+        raise TheaterError("give an actor id, or --file")
+    reader = ChainReader(home.chains_db)
+    return list(reader.events(reader.resolve(actor)))
 
 
 if __name__ == "__main__":

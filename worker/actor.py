@@ -28,14 +28,13 @@ from theater import manifest as manifests
 from theater.errors import ActorFailed, ProtocolError, Refused, TheaterError, Timeout, from_wire
 from theater.paths import Home
 
-from . import component, handlers
+from . import component, handlers, records
 from .chainlink import FLUSH_INTERVAL, ChainLink
 from .codec import Export
 from .handlers import supervisor as supervision
 from .handlers.message_server import MessageServer
 from .peers import Peers
 from .throttle import Throttle
-from .values import to_data
 from .watchdog import Watchdog
 
 EXIT_NORMAL = 0
@@ -211,7 +210,7 @@ class Actor:
         """Runs one export with the current state; returns what it returned after the state."""
         assert self.chain is not None and self.watchdog is not None and self.manifest is not None
         name = f"{interface}.{fn}"
-        self.record("wasm", {"event": "call", "function": name, "params": to_data(params)})
+        self.record("wasm", records.call_event(name, params))
         if time.monotonic() - self.chain.sent_at > FLUSH_INTERVAL:
             # the first call after a quiet spell ships its call event before wasm runs, so even a
             # worker the kernel kills during it leaves a record of what it was doing
@@ -238,13 +237,8 @@ class Actor:
         tag, payload = result
         if tag == "err":
             raise self._failed(name, "error", payload)
-        # ok = (new state,) or (new state, (returns...))
-        new_state = payload[0]
-        returns = tuple(payload[1]) if len(payload) > 1 else ()
-        event: dict[str, Any] = {"event": "result", "function": name, "result": to_data(returns)}
-        changed = new_state != self.state
-        if changed:
-            event["state"] = new_state
+        new_state, returns = records.split_result(payload)
+        event, changed = records.result_event(name, returns, self.state, new_state)
         self.record("wasm", event, state_changed=changed)
         self.state = new_state
         return returns
@@ -259,10 +253,10 @@ class Actor:
             return "stopped", "interrupted: the actor was asked to stop"
         if "all fuel consumed" in text:
             return "fuel", f"call used up its fuel ({self.manifest.limits.fuel})"
-        return "trap", _trap_cause(e)
+        return "trap", records.trap_message(e)
 
     def _failed(self, function: str, reason: str, message: str) -> Failure:
-        self.record("wasm", {"event": "error", "function": function, "reason": reason, "error": message})
+        self.record("wasm", records.error_event(function, reason, message))
         return Failure(reason, message)
 
     # ---- events --------------------------------------------------------------------------
@@ -546,13 +540,6 @@ class Actor:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
-
-
-def _trap_cause(e: BaseException) -> str:
-    """wasmtime's message starts with a generic line; the cause is its last line (``wasm trap: ...``)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    cause = next((ln for ln in reversed(lines) if "wasm trap:" in ln), lines[-1] if lines else type(e).__name__)
-    return cause.split("wasm trap:", 1)[-1].strip() if "wasm trap:" in cause else cause
 
 
 def main(ctx: zmq.Context, home: Home, actor_id: str, name: str) -> int:

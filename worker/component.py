@@ -52,14 +52,15 @@ class Loaded:
 
 def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str, fuel: bool,
          manifest: Manifest) -> Loaded:
-    component, compiled = _compile_cached(engine, cache_dir, wasm_path, sha256, fuel)
+    component, compiled = compile_cached(engine, cache_dir, wasm_path, sha256, fuel)
     imports = _check_imports(engine, component, manifest)
     exports, names = _check_exports(engine, component)
     return Loaded(component, imports, exports, names, compiled)
 
 
-def _compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
-                    fuel: bool) -> tuple[wc.Component, bool]:
+def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
+                   fuel: bool) -> tuple[wc.Component, bool]:
+    """The component at ``wasm_path`` (binary, or WAT text), from the cache when it is there."""
     flavour = "fuel" if fuel else "epoch"
     cached = cache_dir / WASMTIME_VERSION / flavour / f"{sha256}.cwasm"
     if cached.exists():
@@ -71,6 +72,11 @@ def _compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, s
         wasm = wasm_path.read_bytes()
     except OSError as e:
         raise ComponentError(f"component {sha256[:12]} is missing from {wasm_path.parent}: {e.strerror}") from None
+    if not wasm.startswith(b"\x00asm"):
+        try:
+            wasm = wasmtime.wat2wasm(wasm.decode())
+        except (UnicodeDecodeError, wasmtime.WasmtimeError) as e:
+            raise ComponentError(f"{wasm_path} is neither a WebAssembly component nor WAT: {e}") from None
     try:
         component = wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as e:

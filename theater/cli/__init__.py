@@ -51,7 +51,7 @@ Command = Callable[[argparse.Namespace, Context], int]
 
 
 def _parser() -> argparse.ArgumentParser:
-    from . import actors, chains, messages, run
+    from . import actors, chains, messages, replay, run
 
     p = argparse.ArgumentParser(
         prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for module in (run, actors, messages, chains):
+    for module in (run, actors, messages, chains, replay):
         for name, (fn, help_, add_args) in module.COMMANDS.items():
             group, _, leaf = name.rpartition(" ")
             if group:            # "chain head": a sub-command of "chain"

@@ -18,7 +18,7 @@ import orjson
 
 from .. import keys
 from ..chaindb import ChainReader
-from ..errors import TheaterError, UsageError, VerifyError
+from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, verify_chain
 from . import Context, _output
 
@@ -69,13 +69,19 @@ def _print_event(ev: Event, as_json: bool) -> None:
 def events(args: argparse.Namespace, ctx: Context) -> int:
     """Show an actor's events: sequence number, type and what went in and out.
 
+    Without a running server the home's store is read directly (not with --follow).
+
     --json prints a JSON array of events (see docs/chain-format.md); with --follow, one JSON
     object per line as events are stored. --follow resumes from --since after a disconnect,
     and catches up from the store when it falls behind, so it misses nothing.
     """
     types = args.type or []
     if not args.follow:
-        found = ctx.client.events(args.actor, args.since, args.limit, types)
+        try:
+            found = ctx.client.events(args.actor, args.since, args.limit, types)
+        except Unreachable:          # no server: the chain is on disk all the same
+            reader = _reader(ctx)
+            found = list(reader.events(reader.resolve(args.actor), args.since, args.limit, tuple(types)))
         if ctx.json:
             _output.emit_json([e.to_json() for e in found])
         else:

@@ -16,6 +16,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from ..codec import add_host_func
+from ..records import host_event
 from ..values import Recorded, lower, to_data
 from . import message_server, runtime, supervisor
 
@@ -48,9 +49,9 @@ class Host:
         def call(*args: Any) -> Any:
             out = impl(*args)
             if isinstance(out, Recorded):
-                record(event_type, {"input": to_data(args), "output": out.data})
+                record(event_type, host_event(args, out.data))
                 return lower(out.value)
-            record(event_type, {"input": to_data(args), "output": to_data(out)})
+            record(event_type, host_event(args, to_data(out)))
             return lower(out)
 
         add_host_func(self.instance, name, fty, call)

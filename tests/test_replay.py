@@ -1,0 +1,89 @@
+"""`theater replay`: recorded calls run again, host calls fed from the record, every event compared."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from theater.errors import TheaterError
+
+from .conftest import ACTORS, EXAMPLES, wait_for
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+
+
+def replay(server, *args: str):
+    r = server.cli("replay", *args, "--json")
+    return r.code, (orjson.loads(r.out) if r.out.strip() else None), r.err
+
+
+def test_replay_reproduces_every_event(server):
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    pong = c.start(EXAMPLES / "ping-pong" / "pong.toml")["id"]
+    ping = c.start(EXAMPLES / "ping-pong" / "ping.toml")["id"]
+    for _ in range(3):
+        c.request(counter, b"+1")
+        assert c.request(ping, pong.encode()) == b"pong"
+    for actor, calls in ((counter, 4), (ping, 4)):
+        code, report, err = replay(server, actor)
+        assert code == 0, err
+        assert report["ok"] and report["calls"] == calls and report["incarnations"] == 1
+        assert report["events"] == len(c.events(actor))
+
+
+def test_replay_follows_restarts_and_reproduces_traps(server):
+    c = server.client()
+    probe = c.start(ACTORS / "probe.toml")["id"]
+    c.request(probe, b"sabc")
+    with pytest.raises(TheaterError):
+        c.request(probe, b"t")         # the trap fails the request; the actor is restarted (permanent)
+    wait_for(lambda: c.inspect(probe)["status"] == "running" and c.inspect(probe)["restarts"] == 1,
+             what="the restart")
+    assert c.request(probe, b"eback") == b"back"
+    code, report, err = replay(server, probe)
+    assert code == 0, err
+    assert report["ok"] and report["incarnations"] == 2 and report["calls"] == 5   # init, s, t, init, e
+
+
+def test_a_changed_component_diverges_at_the_first_different_event(server, tmp_path):
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    c.request(counter, b"+1")
+    c.request(counter, b"+1")
+    # the same counter, counting by two: its first result differs from the record
+    variant = tmp_path / "counter2.wat"
+    variant.write_text((EXAMPLES / "counter" / "counter.wat").read_text().replace(
+        "(i64.add (local.get $n) (i64.const 1))", "(i64.add (local.get $n) (i64.const 2))"))
+    code, report, _ = replay(server, counter, "--component", str(variant))
+    assert code == 5
+    first_result = next(e.seq for e in c.events(counter)[4:] if e.type == "wasm")
+    assert report["ok"] is False and report["seq"] == first_result + 1
+    assert "the replay produced" in report["error"]
+    human = server.cli("replay", counter, "--component", str(variant))
+    assert human.code == 5 and f"event {first_result + 1}" in human.text
+
+
+def test_replay_an_export_file(server, tmp_path):
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    c.request(counter, b"+1")
+    out = tmp_path / "counter.jsonl"
+    assert server.cli("export", counter, "-o", str(out)).code == 0
+    code, report, err = replay(server, "--file", str(out), "--component", str(EXAMPLES / "counter" / "counter.wat"))
+    assert code == 0, err
+    assert report["ok"] and report["calls"] == 2
+
+
+def test_a_timed_out_call_is_not_reproducible_and_says_so(server, tmp_path):
+    manifest = tmp_path / "slow.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"',
+                        f'component = "{ACTORS / "probe.wat"}"') + '\n[limits]\ncall_timeout = "300ms"\n'
+                        '[restart]\ntype = "temporary"\n')
+    c = server.client()
+    probe = c.start(manifest)["id"]
+    c.request(probe, b"eok")
+    assert server.cli("message", probe, "l", "--request").code != 0
+    code, report, err = replay(server, probe)
+    assert code == 0, err
+    assert report["ok"] and "not_reproducible_from" in report

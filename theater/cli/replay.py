@@ -1,0 +1,57 @@
+"""``theater replay``: run an actor's recorded calls again and compare, event by event."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import orjson
+
+from ..errors import TheaterError, VerifyError
+from . import Context, _output
+
+
+def replay(args: argparse.Namespace, ctx: Context) -> int:
+    """Replay an actor offline: instantiate its component afresh for each incarnation in its
+    chain, make every recorded call again, answer every host call with its recorded output,
+    and compare each event the actor produces with the record by hash. Reports the first
+    divergence (exit 5). Calls the record shows cut short by wall-clock time (a timeout, a
+    stop) cannot be reproduced: the replay of that incarnation ends there, and says so.
+
+    Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
+    component or --component FILE. Needs no server.
+    """
+    cmd = [sys.executable, "-m", "worker", "replay", "--home", str(ctx.home.root)]
+    if args.actor:
+        cmd.append(args.actor)
+    if args.file:
+        cmd += ["--file", args.file]
+    if args.component:
+        cmd += ["--component", args.component]
+    proc = subprocess.run(cmd, capture_output=True, timeout=ctx.timeout if ctx.timeout > 60 else 600)
+    try:
+        report = orjson.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, orjson.JSONDecodeError):
+        raise TheaterError(f"the replayer failed: {proc.stderr.decode(errors='replace').strip()[-300:]}") from None
+    if "code" in report:
+        raise (VerifyError if report["code"] == "verify" else TheaterError)(report["error"])
+    if ctx.json:
+        _output.emit_json(report)
+    elif report["ok"]:
+        extra = (f"; not reproducible from event {report['not_reproducible_from']} (cut short by time)"
+                 if "not_reproducible_from" in report else "")
+        print(f"ok      {report['actor']}  {report['calls']} calls in {report['incarnations']} incarnation(s), "
+              f"{report['events']} events reproduced{extra}")
+    else:
+        print(f"DIVERGED  {report['actor']}  event {report['seq']}: {report['error']}")
+    return 0 if report["ok"] else 5
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("actor", nargs="?", help="actor id (or a unique prefix) in this home's store")
+    p.add_argument("--file", metavar="FILE", help="replay an export (JSON Lines) instead")
+    p.add_argument("--component", metavar="FILE", help="the component (default: this home's copy)")
+
+
+COMMANDS = {"replay": (replay, "replay an actor's recorded calls and compare every event", _replay_args)}

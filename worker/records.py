@@ -1,0 +1,46 @@
+"""The data of the events an actor's calls produce, built in one place.
+
+The live actor and the replayer both build their events here, so a replay reproduces the
+recorded bytes exactly, or shows where the actor now does something else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .values import to_data
+
+
+def call_event(function: str, params: tuple[Any, ...]) -> dict[str, Any]:
+    return {"event": "call", "function": function, "params": to_data(params)}
+
+
+def result_event(function: str, returns: tuple[Any, ...], old_state: bytes | None,
+                 new_state: bytes | None) -> tuple[dict[str, Any], bool]:
+    """The result event, and whether the state changed (then the event carries it)."""
+    event: dict[str, Any] = {"event": "result", "function": function, "result": to_data(returns)}
+    changed = new_state != old_state
+    if changed:
+        event["state"] = new_state
+    return event, changed
+
+
+def error_event(function: str, reason: str, message: str) -> dict[str, Any]:
+    return {"event": "error", "function": function, "reason": reason, "error": message}
+
+
+def host_event(args: tuple[Any, ...], output: Any) -> dict[str, Any]:
+    """A host call: what went in and what came out (``output`` already as event data)."""
+    return {"input": to_data(args), "output": output}
+
+
+def trap_message(e: BaseException) -> str:
+    """wasmtime's message starts with a generic line; the cause is its last line (``wasm trap: ...``)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    cause = next((ln for ln in reversed(lines) if "wasm trap:" in ln), lines[-1] if lines else type(e).__name__)
+    return cause.split("wasm trap:", 1)[-1].strip() if "wasm trap:" in cause else cause
+
+
+def split_result(payload: tuple[Any, ...]) -> tuple[bytes | None, tuple[Any, ...]]:
+    """An export's ok value: (new state,) or (new state, (returns...))."""
+    return payload[0], (tuple(payload[1]) if len(payload) > 1 else ())

@@ -1,0 +1,241 @@
+"""Replay: run an actor's recorded calls again and compare what it does with the record.
+
+Each incarnation in the chain (from a ``lifecycle/start``, which records the component
+and the starting state) is instantiated afresh; every recorded export call is made again
+with its recorded parameters; every host call the actor makes is answered with the
+recorded output of the next host-call event, after checking that it is the same function
+with the same inputs. Each event the actor produces is encoded as the live actor would
+(``records``) and hashed after the recorded previous event: the first hash that differs is
+the divergence. Events the actor does not produce (lifecycle, limits) are taken as
+recorded. A call the record shows interrupted by wall-clock time (timeout, stop) ends the
+incarnation's replay there: that is not reproducible, and not a divergence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from theater.events import Event, decode_data, encode_data, event_hash
+
+from . import component, records
+from .codec import Export, add_host_func
+
+# Recorded exits that depended on wall-clock time or outside intervention.
+NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory")
+# A replayed call that runs this long is stopped (the record had it finish, so it diverged).
+CALL_LIMIT = 60.0
+
+
+class Diverged(Exception):
+    def __init__(self, seq: int, why: str) -> None:
+        super().__init__(f"event {seq}: {why}")
+        self.seq = seq
+        self.why = why
+
+
+@dataclass
+class Report:
+    actor: str
+    events: int
+    calls: int
+    incarnations: int
+    stopped_at: int | None = None       # an interrupted call the replay could not reproduce
+    divergence: Diverged | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"actor": self.actor, "ok": self.divergence is None, "events": self.events,
+                               "calls": self.calls, "incarnations": self.incarnations}
+        if self.stopped_at is not None:
+            out["not_reproducible_from"] = self.stopped_at
+        if self.divergence is not None:
+            out.update(seq=self.divergence.seq, error=self.divergence.why)
+        return out
+
+
+def _output(value: Any) -> Any:
+    """A recorded output in the codec's shape: {"ok": v} / {"err": e} become result tuples."""
+    if isinstance(value, dict) and len(value) == 1 and ("ok" in value or "err" in value):
+        (tag, payload), = value.items()
+        return (tag, payload)
+    return value
+
+
+def _params(value: Any) -> Any:
+    """Recorded parameters back in the codec's shape (tuples for WIT tuples)."""
+    return tuple(_params(v) for v in value) if isinstance(value, list) else value
+
+
+class Replayer:
+    def __init__(self, events: list[Event], component: Callable[[str], tuple[Path, str]], cache: Path) -> None:
+        self.events = events
+        self.component = component         # recorded SHA-256 -> (file, cache key)
+        self.cache = cache
+        self.cursor = 0
+        self.calls = 0
+        self.incarnations = 0
+
+    def run(self) -> Report:
+        report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
+        i = 0
+        try:
+            while i < len(self.events):
+                if self.events[i].type == "lifecycle/start":
+                    i, stopped = self._incarnation(i)
+                    if stopped is not None and report.stopped_at is None:
+                        report.stopped_at = stopped
+                else:
+                    i += 1
+        except Diverged as d:
+            report.divergence = d
+        report.calls, report.incarnations = self.calls, self.incarnations
+        return report
+
+    # ---- one incarnation ------------------------------------------------------------------
+
+    def _incarnation(self, start: int) -> tuple[int, int | None]:
+        self.incarnations += 1
+        info = decode_data(self.events[start].data)
+        engine = component.make_engine(False)
+        path, key = self.component(info["component"])
+        comp, _ = component.compile_cached(engine, self.cache, path, key, False)
+        imports = comp.type.imports(engine)
+        linker = wc.Linker(engine)
+        with linker.root() as root:
+            for name, ext in imports.items():
+                with root.add_instance(name) as inst:
+                    base = name.split("@", 1)[0]
+                    for fn, fext in ext.ty.exports(engine).items():
+                        if isinstance(fext.ty, wc.FuncType):
+                            add_host_func(inst, fn, fext.ty, self._feeder(f"{base}/{fn}"))
+        store = wasmtime.Store(engine)
+        store.set_epoch_deadline(1)
+        instance = linker.instantiate(store, comp)
+        linker.close()
+        self.engine = engine
+        state: bytes | None = info.get("state")
+        i = start + 1
+        while i < len(self.events) and self.events[i].type != "lifecycle/start":
+            ev = self.events[i]
+            if ev.type != "wasm":
+                i += 1
+                continue
+            body = decode_data(ev.data)
+            if body.get("event") != "call":
+                raise Diverged(ev.seq, f"a recorded {body.get('event')} without its call")
+            outcome = self._call(i, body, instance, store, state)
+            if outcome is None:                  # interrupted in the record: not reproducible
+                return self._next_start(i), ev.seq
+            i, state = outcome
+        return i, None
+
+    def _next_start(self, i: int) -> int:
+        while i < len(self.events) and self.events[i].type != "lifecycle/start":
+            i += 1
+        return i
+
+    def _call(self, i: int, body: dict[str, Any], instance: wc.Instance, store: wasmtime.Store,
+              state: bytes | None) -> tuple[int, bytes | None] | None:
+        function = body["function"]
+        interface, fn = function.rsplit(".", 1)
+        params = _params(body["params"])
+        self._produce(i, "wasm", records.call_event(function, params))
+        if self._interrupted(i):
+            return None
+        self.calls += 1
+        self.cursor = i + 1
+        export = Export(instance.get_func(store, instance.get_export_index(
+            store, fn, instance.get_export_index(store, interface))), store)
+        store.set_epoch_deadline(1)
+        limit = threading.Timer(CALL_LIMIT, self.engine.increment_epoch)
+        limit.start()
+        try:
+            tag, payload = export(state, params)
+        except wasmtime.WasmtimeError as e:
+            j = self._next_actor_event()
+            rec_body = decode_data(self.events[j].data)
+            if rec_body.get("event") == "error" and rec_body.get("reason") in NOT_REPRODUCIBLE:
+                return None
+            self._produce(j, "wasm", records.error_event(function, "trap", records.trap_message(e)))
+            return j + 1, state                  # the instance is dead; only lifecycle events follow
+        finally:
+            limit.cancel()
+        j = self._next_actor_event()
+        if tag == "err":
+            self._produce(j, "wasm", records.error_event(function, "error", payload))
+            return j + 1, state
+        new_state, returns = records.split_result(payload)
+        event, _ = records.result_event(function, returns, state, new_state)
+        self._produce(j, "wasm", event)
+        return j + 1, new_state
+
+    def _interrupted(self, i: int) -> bool:
+        """Whether the record shows this call cut short by wall-clock time (not reproducible)."""
+        for ev in self.events[i + 1:]:
+            if ev.type == "wasm" or ev.type == "lifecycle/start":
+                body = decode_data(ev.data) if ev.type == "wasm" else {}
+                return body.get("event") == "error" and body.get("reason") in NOT_REPRODUCIBLE
+        return False
+
+    def _next_actor_event(self) -> int:
+        """Skips what the actor does not produce (lifecycle, limits); the index of the next event."""
+        while self.cursor < len(self.events) and self.events[self.cursor].type.startswith(("lifecycle/", "limit/")):
+            self.cursor += 1
+        if self.cursor >= len(self.events):
+            raise Diverged(self.events[-1].seq + 1, "the replay goes on after the record ends")
+        return self.cursor
+
+    def _produce(self, i: int, event_type: str, value: Any) -> None:
+        """The event the replay just produced must hash like the recorded one at ``i``."""
+        rec = self.events[i]
+        parent = self.events[i - 1].hash if i > 0 else None
+        mine = event_hash(rec.actor_id, rec.seq, parent, event_type, encode_data(value))
+        if mine != rec.hash:
+            raise Diverged(rec.seq, f"the replay produced {event_type} {_short(value)}, the record has "
+                                    f"{rec.type} {_short(decode_data(rec.data))}")
+        self.cursor = i + 1
+
+    def _feeder(self, event_type: str) -> Callable[..., Any]:
+        """A host function answering with what the record says it answered."""
+        def feed(*args: Any) -> Any:
+            i = self._next_actor_event()
+            rec = self.events[i]
+            if rec.type != event_type:
+                raise Diverged(rec.seq, f"the actor called {event_type}, the record has {rec.type}")
+            body = decode_data(rec.data)
+            self._produce(i, event_type, records.host_event(args, body["output"]))
+            if event_type.endswith("runtime/get-chain"):
+                return self._chain_value(i, body["output"])
+            return _output(body["output"])
+        return feed
+
+    def _chain_value(self, i: int, summary: dict[str, Any]) -> dict[str, Any]:
+        """get-chain is recorded by length and head; its value is rebuilt from the record."""
+        metas = []
+        for ev in self.events[: summary["length"]]:
+            parent = int.from_bytes(ev.parent[:8], "big") if ev.parent else None
+            metas.append({"hash": int.from_bytes(ev.hash[:8], "big"),
+                          "event": {"event-type": ev.type, "parent": parent, "data": ev.data}})
+        return {"events": metas}
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def replay(events: list[Event], components: Path, cache: Path, component_file: Path | None = None) -> Report:
+    """Replays one actor's chain; components are found by SHA-256 in ``components`` (or given,
+    and then cached under their own hash, not the recorded one)."""
+    def find(sha: str) -> tuple[Path, str]:
+        if component_file is None:
+            return components / f"{sha}.wasm", sha
+        return component_file, "given-" + hashlib.sha256(component_file.read_bytes()).hexdigest()
+    return Replayer(events, find, cache).run()
