@@ -60,6 +60,7 @@ class ActorRecord:
     stop_reason: str | None = None     # why the server asked this incarnation to stop
     stop_by_parent: bool = False       # ... and whether its own supervisor asked
     kill_reason: str | None = None     # the server killed it (hang, escalation): an abnormal exit
+    kill_detail: str | None = None     # ... and why, in words
     restart_reason: str | None = None  # told to the next incarnation, recorded in lifecycle/start
     backoff_attempt: int = 0
     on_ready_next: Callable[[], None] | None = None   # continues an ordered (re)start

@@ -55,7 +55,7 @@ def add_restart(history: list[float], now: float, period: float, intensity: int)
 
 def backoff_delay(attempt: int, low: float, high: float, jitter: float, rng: random.Random | None = None) -> float:
     """Delay before restart number ``attempt`` (0 = first): low * 2**attempt capped at high,
-    then up to ``jitter`` (a fraction) added at random, so restarts do not march in step."""
+    then up to ``jitter`` (a fraction) more at random, as Akka does, so that restarts do not
+    march in step, at the cap too (the delay may exceed ``high`` by that fraction)."""
     base = min(high, low * (2 ** min(attempt, 62)))
-    spread = (rng or random).random() * jitter * base
-    return min(high, base + spread) if jitter else base
+    return base + (rng or random).random() * jitter * base if jitter else base

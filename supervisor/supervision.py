@@ -108,8 +108,9 @@ class Supervision:
         rec.incarnation += 1
         rec.status = STARTING if rec.incarnation == 1 else RESTARTING
         rec.stop_reason = None
-        rec.kill_reason = None
+        rec.kill_reason = rec.kill_detail = None
         rec.worker_report = None
+        rec.restart_history = []         # a restarted supervisor counts its children's restarts afresh
         rec.restart_reason = reason
         rec.last_seen = time.monotonic()
         lim = rec.limits
@@ -171,14 +172,19 @@ class Supervision:
         elif kind == "ready":
             self._ready(rec)
         elif kind == "failed":
-            reason = header["reason"]
-            rec.worker_report = Exit("abnormal", reason, header["error"])
+            rec.worker_report = Exit("abnormal", header["reason"], header["error"])
+            self._acknowledge(rec, header)
         elif kind == "exiting":
             reason = header["reason"]
             data_ = data[0] if header.get("has_data") and data else None
             rec.worker_report = Exit("normal" if reason == "shutdown" else "shutdown", reason, None, data_)
+            self._acknowledge(rec, header)
         elif kind == "heartbeat":
             rec.stats.update({k: v for k, v in header.items() if isinstance(v, int)})
+
+    def _acknowledge(self, rec: ActorRecord, header: dict[str, Any]) -> None:
+        if "id" in header:
+            self.server.to_worker(rec.actor_id, protocol.ok(header["id"]))
 
     def check_hangs(self, now: float) -> None:
         for rec in list(self.registry):
@@ -201,7 +207,8 @@ class Supervision:
         code = value if how == "exit" else -value
         report = rec.worker_report
         if rec.kill_reason:
-            return Exit("abnormal", rec.kill_reason, f"the server killed it ({rec.kill_reason})", status=code)
+            return Exit("abnormal", rec.kill_reason, rec.kill_detail or f"the server killed it ({rec.kill_reason})",
+                        status=code)
         if report is not None:
             if rec.stop_reason and report.kind == "shutdown":
                 return Exit("shutdown", rec.stop_reason, None, status=code, by_parent=rec.stop_by_parent)
@@ -378,7 +385,7 @@ class Supervision:
         """A supervising actor fails: its children stop, then it does, abnormally."""
         def kill_it() -> None:
             sup.kill_reason = "escalation"
-            sup.last_error = why
+            sup.kill_detail = why
             if sup.alive:
                 self._signal(sup, signal.SIGKILL)
         self._stop_many(self.registry.descendants(sup), "supervisor failed", kill_it, by_parent=True,

@@ -68,7 +68,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # control: worker -> server
     "hello": ({"actor": S, "pid": N, "endpoint": S}, 0),
     "ready": ({"actor": S}, 0),
-    "failed": ({"actor": S, "reason": S, "error": S}, 0),
+    "failed": ({"actor": S, "reason": S, "error": S}, 0),     # with "id": the server acknowledges
     "exiting": ({"actor": S, "reason": S}, 0),
     "heartbeat": ({}, 0),
     "resolve": ({"id": S, "actor": S}, 0),

@@ -51,6 +51,9 @@ BURST = 16
 SETTLE_TIMEOUT = 3.0
 # A sender whose one-way messages are refused hears of it at most this often.
 REFUSAL_NOTICE = 0.02
+# How long a worker waits for the server to acknowledge why it ends (an orphaned worker
+# must not linger).
+LAST_WORDS_TIMEOUT = 2.0
 # How long start-up waits for the server's and the chain's answers.
 STARTUP_TIMEOUT = 10.0
 
@@ -505,17 +508,25 @@ class Actor:
         self._drop_mailbox(f"actor {self.actor_id} stopped")
         self.record("lifecycle/stop", {"reason": reason, "data": self.shutdown_data})
         self._settle(SETTLE_TIMEOUT)
-        self.send_control({"k": "exiting", "actor": self.actor_id, "reason": reason,
-                           "has_data": self.shutdown_data is not None},
-                          *([self.shutdown_data] if self.shutdown_data is not None else []))
+        self.last_words({"k": "exiting", "actor": self.actor_id, "reason": reason,
+                         "has_data": self.shutdown_data is not None},
+                        *([self.shutdown_data] if self.shutdown_data is not None else []))
         return EXIT_NORMAL
 
     def _end_failed(self, reason: str, message: str) -> int:
         self._final_throttle_report()
         self._drop_mailbox(f"actor {self.actor_id} failed: {message}")
         self._settle(SETTLE_TIMEOUT)
-        self.send_control({"k": "failed", "actor": self.actor_id, "reason": reason, "error": message})
+        self.last_words({"k": "failed", "actor": self.actor_id, "reason": reason, "error": message})
         return EXIT_FAILED
+
+    def last_words(self, header: dict[str, Any], *frames: bytes) -> None:
+        """Why this worker ends, told to the server before it exits: acknowledged, so the process's
+        exit (which the server learns from the fork server) can never arrive ahead of its reason."""
+        try:
+            self.control_request(header, *frames, timeout=LAST_WORDS_TIMEOUT)
+        except TheaterError:
+            log.warning("%s: the server did not acknowledge why this worker ends", self.name)
 
     def _drop_mailbox(self, error: str) -> None:
         while self.mailbox:
@@ -554,13 +565,13 @@ def main(ctx: zmq.Context, home: Home, actor_id: str, name: str) -> int:
             log.info("%s: start failed: %s", name, message)
             if actor.chain is not None:
                 actor._settle(SETTLE_TIMEOUT)
-            actor.send_control({"k": "failed", "actor": actor_id, "reason": f"start:{reason}", "error": message})
+            actor.last_words({"k": "failed", "actor": actor_id, "reason": f"start:{reason}", "error": message})
             return EXIT_START_FAILED
         return actor.run()
     except Exception as e:          # a bug in the worker: say so, rather than vanish
         log.exception("%s: internal error", name)
-        actor.send_control({"k": "failed", "actor": actor_id, "reason": "internal",
-                            "error": f"worker internal error: {type(e).__name__}: {e}"})
+        actor.last_words({"k": "failed", "actor": actor_id, "reason": "internal",
+                          "error": f"worker internal error: {type(e).__name__}: {e}"})
         return EXIT_FAILED
     finally:
         actor.close()
