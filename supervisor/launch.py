@@ -38,9 +38,10 @@ class Child:
     """One helper process started by the server (``python -m <module>``)."""
 
     def __init__(self, module: str, home: Home, args: list[str], log_file: IO[Any] | None,
-                 pass_fds: tuple[int, ...] = (), command: str | None = None) -> None:
+                 pass_fds: tuple[int, ...] = (), command: str | None = None, piped: bool = False) -> None:
         self.module = module
         self.command = command
+        self.piped = piped          # stdout/stderr into a pipe the server reads (untrusted children)
         self.home = home
         self.args = args
         self.log_file = log_file
@@ -52,10 +53,14 @@ class Child:
     def start(self) -> None:
         cmd = [sys.executable, "-m", self.module, *([self.command] if self.command else []),
                "--home", str(self.home.root), *self.args]
+        out: Any = subprocess.PIPE if self.piped else (self.log_file or None)
         self.proc = subprocess.Popen(
             cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.DEVNULL,
-            stdout=self.log_file or None, stderr=self.log_file or None, pass_fds=self.pass_fds,
+            stdout=out, stderr=subprocess.STDOUT if self.piped else out, pass_fds=self.pass_fds,
         )
+        if self.piped:
+            assert self.proc.stdout is not None
+            os.set_blocking(self.proc.stdout.fileno(), False)
         self.started_at = time.monotonic()
 
     @property
@@ -90,8 +95,10 @@ class ForkServer:
 
     def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # workers inherit the fork server's output: a pipe the server reads, never the log file
+        # itself (a worker, maybe running as another user, must not hold the server's files)
         self.child = Child("worker", self.home, ["--fd", str(theirs.fileno()), "--log-level", self.log_level],
-                           self.log_file, pass_fds=(theirs.fileno(),), command="serve")
+                           self.log_file, pass_fds=(theirs.fileno(),), command="serve", piped=True)
         self.child.start()
         theirs.close()
         ours.setblocking(False)
@@ -125,6 +132,10 @@ class ForkServer:
     def poll(self) -> int | None:
         return self.child.poll() if self.child else 0
 
+    def output_fd(self) -> int:
+        assert self.child is not None and self.child.proc is not None and self.child.proc.stdout is not None
+        return self.child.proc.stdout.fileno()
+
     def stop(self, timeout: float) -> None:
         """Closing our end of the socket tells the fork server to exit."""
         if self.sock:
@@ -141,6 +152,50 @@ class ForkServer:
             return True
         except ProcessLookupError:
             return False
+
+
+class OutputRelay:
+    """Copies what workers write (their log lines) into the server's log, at most
+    ``MAX_LINES`` a second: a worker that floods its output cannot flood the log."""
+
+    MAX_LINES = 200
+
+    def __init__(self, sink: IO[Any] | None) -> None:
+        self.sink = sink
+        self.partial = b""
+        self.window = 0.0
+        self.lines = 0
+        self.dropped = 0
+
+    def read(self, fd: int) -> bool:
+        """Copies what is there; False at end of file (the fork server is gone)."""
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()[-4096:]
+        now = time.monotonic()
+        if now - self.window >= 1.0:
+            if self.dropped:
+                self._write(f"theater-server: {self.dropped} worker log lines dropped (over {self.MAX_LINES}/s)")
+            self.window, self.lines, self.dropped = now, 0, 0
+        for line in lines:
+            if self.lines < self.MAX_LINES:
+                self.lines += 1
+                self._write(line[:4096].decode(errors="replace"))
+            else:
+                self.dropped += 1
+        return True
+
+    def _write(self, text: str) -> None:
+        out = self.sink or sys.stdout
+        out.write(text + "\n")
+        out.flush()
 
 
 def unlink_socket(path: Path) -> None:

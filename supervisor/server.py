@@ -36,7 +36,7 @@ from theater.paths import Home
 from . import api, children
 from . import limits as limits_
 from .directory import Directory
-from .launch import Child, ForkServer, unlink_socket
+from .launch import Child, ForkServer, OutputRelay, unlink_socket
 from .persist import SavedActors
 from .registry import Registry
 from .relay import Relay
@@ -100,6 +100,7 @@ class Server:
         self._ids = itertools.count()
         self.stopping = False
         self.forkserver = ForkServer(home, log_level, log_file)
+        self.output = OutputRelay(log_file)
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
         self.public_key = ""
         self.saved = SavedActors(home.actors)
@@ -144,6 +145,9 @@ class Server:
         keys.load_or_create(self.home)
         for name in ("control.sock", "chain.sock", "events.sock"):
             unlink_socket(self.home.run / name)
+        os.chmod(self.home.keys, 0o700)
+        os.chmod(self.home.run, 0o700)
+        os.chmod(self.home.run / "w", 0o700)
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()
@@ -235,6 +239,8 @@ class Server:
             poller.register(sock, zmq.POLLIN)
         self._fork_fd = self.forkserver.fileno()
         poller.register(self._fork_fd, zmq.POLLIN)
+        self._out_fd = self.forkserver.output_fd()
+        poller.register(self._out_fd, zmq.POLLIN)
         poller.register(sig_r, zmq.POLLIN)
         self.later(1.0, self._tick)
         log.info("theater-server ready: %s (home %s); limits: %s", self.listen, self.home.root,
@@ -244,6 +250,10 @@ class Server:
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):
                 if sock == sig_r:
                     self._signals(sig_r)
+                elif sock == self._out_fd:
+                    if not self.output.read(self._out_fd):
+                        self.poller.unregister(self._out_fd)      # the fork server is gone: see its report
+                        self._out_fd = -1
                 elif sock == self._fork_fd:
                     for report in self.forkserver.reports():
                         self._guarded(self.supervision.on_fork_report, report)
@@ -281,13 +291,17 @@ class Server:
 
     def _restart_forkserver(self) -> None:
         self.poller.unregister(self._fork_fd)
+        if self._out_fd >= 0:
+            self.poller.unregister(self._out_fd)
         self.forkserver.stop(0)
         if self.stopping:
             return
         log.error("worker fork server exited; restarting it")
         self.forkserver.start()
         self._fork_fd = self.forkserver.fileno()
+        self._out_fd = self.forkserver.output_fd()
         self.poller.register(self._fork_fd, zmq.POLLIN)
+        self.poller.register(self._out_fd, zmq.POLLIN)
 
     def _restart_chain(self) -> None:
         if self.chain_proc.poll() is None:

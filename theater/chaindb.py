@@ -89,7 +89,7 @@ class ChainReader:
             stamp = next_stamp(stamp, hash_, time_ns)
             ev = Event(actor_id, seq, parent, type_, data, hash_, time_ns, stamp, sig)
             parent = hash_
-            if types and not any(type_ == t or type_.startswith(t.rstrip("*")) for t in types):
+            if types and not any(type_ == t or (t.endswith("*") and type_.startswith(t[:-1])) for t in types):
                 continue
             yield ev
             n += 1

@@ -83,6 +83,8 @@ class Client:
                 return header, data
             if "re" not in header:
                 self.pushes.append((header, data))
+                # the server is alive and our answer is behind these pushes: keep waiting
+                deadline = max(deadline, time.monotonic() + PING_TIMEOUT)
 
     def next_push(self, timeout: float | None) -> tuple[dict[str, Any], list[bytes]] | None:
         if self.pushes:

@@ -82,11 +82,13 @@ class Home:
         return self.run / "theater.sock"
 
     def ensure(self) -> None:
-        """Creates the layout; run/ and keys/ are private to the owner (0700)."""
+        """Creates what is missing of the layout; run/ and keys/ are created private (0700).
+        Existing folders keep their modes (the server sets run/'s: see supervisor.server)."""
         self.root.mkdir(parents=True, exist_ok=True)
         for private in (self.keys, self.run, self.run / "w"):
-            private.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(private, 0o700)
+            if not private.exists():
+                private.mkdir(mode=0o700)
+                os.chmod(private, 0o700)          # whatever the umask
         for d in (self.components, self.cache, self.store, self.logs):
             d.mkdir(exist_ok=True)
         self.check_socket_paths()

@@ -29,7 +29,7 @@ from theater.errors import ActorFailed, ProtocolError, Refused, TheaterError, Ti
 from theater.paths import Home
 
 from . import component, handlers, records
-from .chainlink import FLUSH_INTERVAL, ChainLink
+from .chainlink import ChainLink
 from .codec import Export
 from .handlers import supervisor as supervision
 from .handlers.message_server import MessageServer
@@ -174,6 +174,8 @@ class Actor:
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=m.limits.memory)
         self.store.set_epoch_deadline(1)
+        if fuel:
+            self.store.set_fuel(m.limits.fuel)      # instantiation runs wasm too
         try:
             self.instance = linker.instantiate(self.store, loaded.component)
         except wasmtime.WasmtimeError as e:
@@ -214,10 +216,9 @@ class Actor:
         assert self.chain is not None and self.watchdog is not None and self.manifest is not None
         name = f"{interface}.{fn}"
         self.record("wasm", records.call_event(name, params))
-        if time.monotonic() - self.chain.sent_at > FLUSH_INTERVAL:
-            # the first call after a quiet spell ships its call event before wasm runs, so even a
-            # worker the kernel kills during it leaves a record of what it was doing
-            self.chain.flush()
+        # what happened so far leaves before wasm runs: a worker the kernel kills during this
+        # call still leaves a record of what it was doing
+        self.chain.flush()
         if self._fuel:
             self.store.set_fuel(self._fuel)
         self.store.set_epoch_deadline(1)
@@ -293,6 +294,11 @@ class Actor:
 
     # ---- messaging plumbing --------------------------------------------------------------
 
+    def ship_events(self) -> None:
+        """Sends pending events now: before any effect leaves this actor."""
+        if self.chain is not None:
+            self.chain.flush()
+
     def is_self(self, target: str) -> bool:
         return target == self.actor_id
 
@@ -300,6 +306,9 @@ class Actor:
         self.mailbox.append(Incoming(what, header, frames[0] if frames else b"", ("peer", self.actor_id.encode())))
 
     def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
+        """Answers (or writes on a channel to) whoever a message came from; the events that led to
+        it leave for the chain first, so nobody sees an effect the chain could lose."""
+        self.ship_events()
         kind, ident = route
         msg = protocol.encode(header, *frames)
         try:

@@ -61,6 +61,7 @@ class Peers:
         canonical, sock = self._socket(target)
         if sock.poll(0):            # a refusal may be waiting (we may be deep in one wasm call)
             self.actor.drain(sock)
+        self.actor.ship_events()
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
             raise Refused(why)
@@ -84,6 +85,7 @@ class Peers:
         if self.actor.is_self(target):
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
+        self.actor.ship_events()
         try:
             sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
         except zmq.Again:

@@ -102,8 +102,9 @@ SERVER_CHECK = 5.0
 def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float | None = None) -> Iterator[Event]:
     """Every event from ``since`` on, stored ones first, then live ones, in order, none missing.
 
-    Live events come through the server's relay of the chain's publications; a gap in
-    sequence numbers (the relay dropped some for a slow reader) is filled from the store.
+    Live events come through the server's relay of the chain's publications. Whenever that
+    stream may have lost some (a gap in sequence numbers, a "missed" notice from the relay,
+    a quiet spell) the store is read from the next sequence number, so none is missed.
     Stops after ``idle`` seconds without an event, if given.
     """
     c = ctx.client
@@ -111,27 +112,29 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
     actor_id = sub["actor"]
     nxt = since
     parent: bytes | None = None        # live events carry no parent: it is the previous event's hash
-    last_event = time.monotonic()
+    last_event = last_heard = time.monotonic()
     try:
         while True:
             for ev in c.events(actor_id, nxt):          # catch up from the store
-                nxt, parent = ev.seq + 1, ev.hash
+                nxt, parent, last_event = ev.seq + 1, ev.hash, time.monotonic()
                 if _matches(ev, types):
                     yield ev
             while True:
                 push = c.next_push(0.5)
+                now = time.monotonic()
                 if push is None:
-                    quiet = time.monotonic() - last_event
-                    if idle is not None and quiet > idle:
+                    if idle is not None and now - last_event > idle:
                         return
-                    if quiet > SERVER_CHECK:
+                    if now - last_heard > SERVER_CHECK:
                         c.ping()                         # raises Unreachable if the server died
-                        last_event = time.monotonic()
+                        last_heard = time.monotonic()
+                        break                            # and look in the store: the relay may have dropped some
                     continue
+                last_heard = now
                 h, data = push
                 if h.get("k") == "missed":
                     _output.note(f"missed {h['count']} events (reading too slowly); catching up from the store")
-                    continue
+                    break
                 if h.get("k") != "event" or h.get("actor") != actor_id:
                     continue
                 ev = from_wire(actor_id, {**h["meta"], "parent": None}, data[0])
@@ -140,8 +143,7 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
                 if ev.seq > nxt:
                     break                                # missed some: back to the store
                 ev.parent = parent if ev.seq > 0 else None
-                nxt, parent = ev.seq + 1, ev.hash
-                last_event = time.monotonic()
+                nxt, parent, last_event = ev.seq + 1, ev.hash, now
                 if _matches(ev, types):
                     yield ev
     finally:
@@ -216,11 +218,16 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     else:
         reader = _reader(ctx)
         ids = [reader.resolve(args.actor)] if args.actor else [c.actor_id for c in reader.chains()]
-        chains = [(a, reader.events(a)) for a in ids]
+        if trusted is not None and not args.actor and trusted.actor_id not in ids:
+            ids.append(trusted.actor_id)         # its chain is gone altogether: that fails below
+        chains = [(a, reader.events(a) if a in {c.actor_id for c in reader.chains()} else iter(())) for a in ids]
     results, failed = [], 0
     for label, evs in chains:
+        # the checkpoint holds the chain it is for: the one asked for, the file, or (verifying
+        # every chain) the chain with its actor id
+        held = trusted if trusted is not None and (args.actor or label in ("file", trusted.actor_id)) else None
         try:
-            r = verify_chain(evs, public, trusted)
+            r = verify_chain(evs, public, held)
             results.append({"actor": r.actor_id or label, "ok": True, "events": r.events, "signatures": r.signatures})
         except VerifyError as e:
             failed += 1

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def register(host: Host) -> None:
     actor = host.actor
     def log(msg: str) -> None:
-        actor.log.info("[%s] %s", actor.name, msg)
+        actor.log.debug("[%s] %s", actor.name, msg)      # it is in the chain; not the server's log
 
     def get_chain() -> Recorded:
         events = actor.own_events()
