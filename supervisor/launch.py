@@ -108,10 +108,11 @@ class ForkServer:
         assert self.sock is not None
         return self.sock.fileno()
 
-    def spawn(self, actor_id: str, name: str, confine: dict[str, Any]) -> None:
+    def spawn(self, actor_id: str, name: str, component: str, fuel: bool, confine: dict[str, Any]) -> None:
         """Forks a worker for the actor; ``confine`` is what it does to itself first (see worker/zygote)."""
         assert self.sock is not None
-        self.sock.send(orjson.dumps({"op": "spawn", "actor": actor_id, "name": name, "confine": confine}))
+        self.sock.send(orjson.dumps({"op": "spawn", "actor": actor_id, "name": name, "component": component,
+                                     "fuel": fuel, "confine": confine}))
 
     def reports(self) -> list[dict[str, Any]]:
         """Everything the fork server has told us since the last call; [{"op": "gone"}] if it died."""

@@ -69,6 +69,7 @@ class ActorRecord:
     resume_mode: str = "init"          # how the next incarnation starts: init | resume
     limits: Limits = field(default_factory=Limits)   # the server's defaults under what the manifest says
     group: Any = None                  # this incarnation's cgroup (or rlimit settings), see limits.py
+    ident: bytes | None = None         # its worker's control socket identity (from its hello)
 
     @property
     def name(self) -> str:
@@ -103,6 +104,7 @@ class Registry:
         self.actors: dict[str, ActorRecord] = {}
         self.roots: list[str] = []          # the root supervisor's children, in start order
         self.by_pid: dict[int, ActorRecord] = {}
+        self.by_ident: dict[bytes, ActorRecord] = {}
 
     def __iter__(self) -> Iterator[ActorRecord]:
         return iter(self.actors.values())
@@ -122,6 +124,15 @@ class Registry:
             siblings.remove(rec.actor_id)
         if rec.pid is not None:
             self.by_pid.pop(rec.pid, None)
+        self.bind(rec, None)
+
+    def bind(self, rec: ActorRecord, ident: bytes | None) -> None:
+        """Which control connection is this actor's current worker (None: it has none)."""
+        if rec.ident is not None:
+            self.by_ident.pop(rec.ident, None)
+        rec.ident = ident
+        if ident is not None:
+            self.by_ident[ident] = rec
 
     def siblings(self, parent: str | None) -> list[str]:
         """The children list of ``parent`` (the root's when None), in start order."""

@@ -38,7 +38,7 @@ from . import limits as limits_
 from .directory import Directory
 from .launch import Child, ForkServer, OutputRelay, unlink_socket
 from .persist import SavedActors
-from .registry import Registry
+from .registry import RESTARTING, STARTING, Registry
 from .relay import Relay
 from .security import secure_listener
 from .supervision import Supervision
@@ -386,7 +386,13 @@ class Server:
         except ProtocolError as e:
             log.warning("malformed message from worker %r: %s", ident, e)
             return
-        rec = self.registry.get(ident.decode(errors="replace"))
+        rec = self.registry.by_ident.get(ident)
+        if rec is None and header["k"] == "hello":
+            rec = self.registry.get(header["actor"])
+            if rec is None or rec.ident is not None or rec.status not in (STARTING, RESTARTING):
+                log.warning("hello from %r for actor %s refused", ident, header["actor"])
+                return
+            self.registry.bind(rec, ident)
         if rec is None:
             log.debug("message from unknown worker %r dropped", ident)
             return
@@ -467,8 +473,11 @@ class Server:
         self.mgmt.send_multipart([client, *protocol.encode(header, *frames)], zmq.NOBLOCK)
 
     def to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> bool:
+        rec = self.registry.get(actor_id)
+        if rec is None or rec.ident is None:
+            return False
         try:
-            self.control.send_multipart([actor_id.encode(), *protocol.encode(header, *frames)], zmq.NOBLOCK)
+            self.control.send_multipart([rec.ident, *protocol.encode(header, *frames)], zmq.NOBLOCK)
             return True
         except zmq.ZMQError as e:
             log.debug("message to worker %s dropped: %s", actor_id, e)

@@ -122,7 +122,7 @@ class Supervision:
             log.error("actor %s: cannot create its cgroup (%s); running it without", rec.actor_id, e)
             rec.group, confine = None, {"cgroup_procs": [], "data_limit": 0}
         confine.update(user=self.server.user, nofile=WORKER_NOFILE)
-        self.server.forkserver.spawn(rec.actor_id, rec.name, confine)
+        self.server.forkserver.spawn(rec.actor_id, rec.name, rec.component, rec.limits.fuel > 0, confine)
 
     def _ready(self, rec: ActorRecord) -> None:
         rec.status = RUNNING
@@ -229,6 +229,7 @@ class Supervision:
         exit_ = self._classify(rec, status)
         was_starting = rec.status in (STARTING, RESTARTING)
         self.registry.set_pid(rec, None)
+        self.registry.bind(rec, None)
         if rec.group is not None:
             self.server.remove_group(rec.group)
             rec.group = None

@@ -121,6 +121,9 @@ class Home:
     def events_endpoint(self) -> str:
         return self.ipc("events.sock")
 
-    def worker_endpoint(self, pid: int) -> str:
+    def worker_socket(self, pid: int) -> Path:
         """A worker's inbox; named by pid so each incarnation gets its own address."""
-        return self.ipc(f"w/{pid}.sock")
+        return self.run / "w" / f"{pid}.sock"
+
+    def worker_endpoint(self, pid: int) -> str:
+        return f"ipc://{self.worker_socket(pid)}"

@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,24 +92,49 @@ class Stop(Exception):
     """Leave the main loop now."""
 
 
+@dataclass
+class Sockets:
+    """A worker's own sockets, made by the spare before it knows its actor (connecting takes a
+    ZeroMQ handshake: better done before the spawn than during it). The server learns which
+    actor a connection is from the worker's hello."""
+
+    control: zmq.Socket
+    chain: zmq.Socket
+    inbox: zmq.Socket
+    endpoint: str
+
+    @classmethod
+    def open(cls, ctx: zmq.Context, home: Home) -> Sockets:
+        identity = f"w-{os.getpid()}".encode()
+
+        def dealer(endpoint: str, hwm: int) -> zmq.Socket:
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.IDENTITY, identity)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            sock.setsockopt(zmq.LINGER, 2000)
+            sock.connect(endpoint)
+            return sock
+        inbox = ctx.socket(zmq.ROUTER)
+        inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        endpoint = home.worker_endpoint(os.getpid())
+        inbox.bind(endpoint)
+        # events queue on the chain socket (up to MAX_UNACKED) while the chain restarts
+        return cls(dealer(home.control_endpoint, 1000), dealer(home.chain_endpoint, 100_000), inbox, endpoint)
+
+
 class Actor:
-    def __init__(self, ctx: zmq.Context, home: Home, actor_id: str, name: str) -> None:
+    def __init__(self, ctx: zmq.Context, home: Home, actor_id: str, name: str, sockets: Sockets) -> None:
         self.ctx = ctx
         self.home = home
         self.actor_id = actor_id
         self.name = name
         self.log = log
         self.poller = zmq.Poller()
-        self.control = self._socket(zmq.DEALER, home.control_endpoint, identity=actor_id)
-        # events queue here (up to MAX_UNACKED) while the chain restarts
-        self.chain_sock = self._socket(zmq.DEALER, home.chain_endpoint, identity=f"{actor_id}/{os.getpid()}",
-                                       hwm=100_000)
-        self.inbox = ctx.socket(zmq.ROUTER)
-        self.inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        self.inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
-        self.endpoint = home.worker_endpoint(os.getpid())
-        self.inbox.bind(self.endpoint)
-        self.poller.register(self.inbox, zmq.POLLIN)
+        self.control, self.chain_sock, self.inbox = sockets.control, sockets.chain, sockets.inbox
+        self.endpoint = sockets.endpoint
+        for sock in (self.control, self.chain_sock, self.inbox):
+            self.poller.register(sock, zmq.POLLIN)
         self.mailbox: deque[Incoming] = deque()
         self.replies: dict[str, tuple[dict[str, Any], list[bytes]]] = {}
         self.peers = Peers(self)
@@ -130,29 +156,32 @@ class Actor:
         self._export_names: dict[str, str] = {}
         self._funcs: dict[tuple[str, str], Export] = {}
 
-    def _socket(self, kind: int, endpoint: str, identity: str, hwm: int = 1000) -> zmq.Socket:
-        sock = self.ctx.socket(kind)
-        sock.setsockopt(zmq.IDENTITY, identity.encode())
-        sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.LINGER, 2000)
-        sock.connect(endpoint)
-        self.poller.register(sock, zmq.POLLIN)
-        return sock
-
     # ---- start ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Everything up to ``ready``; raises TheaterError with what went wrong."""
-        config, frames = self.control_request(
-            {"k": "hello", "actor": self.actor_id, "pid": os.getpid(), "endpoint": self.endpoint},
-            timeout=STARTUP_TIMEOUT)
+    def start(self, component_sha: str, fuel: bool, confine: Callable[[], None]) -> None:
+        """Everything up to ``ready``; raises TheaterError with what went wrong.
+
+        While the server's and the chain's answers to hello and resume are on their way, the
+        worker confines itself (cgroup, rlimits, user: before any actor code exists in it) and
+        loads its component (the spawn named it) and checks its shape.
+        """
+        hello = self._ask(self.control, {"k": "hello", "actor": self.actor_id, "pid": os.getpid(),
+                                         "endpoint": self.endpoint})
+        resume_id = self._ask(self.chain_sock, {"k": "resume", "actor": self.actor_id, "name": self.name})
+        confine()
+        engine = component.make_engine(fuel)
+        self.watchdog = Watchdog(engine)
+        comp, shape, compiled = component.load(engine, self.home.cache, self.home.components / f"{component_sha}.wasm",
+                                               component_sha, fuel)
+        config, frames = self._answer(self.wait_reply(hello, timeout=STARTUP_TIMEOUT))
         m = manifests.parse(config["manifest"], config["source"])
         if config.get("limits"):        # the server's defaults under what the manifest says
             m = replace(m, limits=manifests.Limits(**config["limits"]))
         self.manifest = m
+        shape.granted(m)
         init_state = frames[0] if config.get("has_init") and frames else None
 
-        resume, rframes = self.chain_request({"k": "resume", "actor": self.actor_id, "name": m.name})
+        resume, rframes = self._answer(self.wait_reply(resume_id, timeout=STARTUP_TIMEOUT))
         head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
         self.throttle = throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second,
                                             time.monotonic())
@@ -160,24 +189,19 @@ class Actor:
                                on_bytes=lambda n: throttle.spent(n, time.monotonic()))
         last_state = rframes[0] if resume.get("has_state") and rframes else None
 
-        fuel = m.limits.fuel > 0
         self._fuel, self._call_timeout = m.limits.fuel, m.limits.call_timeout
         self._takes_messages = m.has_handler("message-server")
-        engine = component.make_engine(fuel)
-        self.watchdog = Watchdog(engine)
-        loaded = component.load(engine, self.home.cache, self.home.components / f"{config['component']}.wasm",
-                                config["component"], fuel, m)
-        self._exports = {base: loaded.exports[name] for base, name in loaded.export_names.items()}
-        self._export_names = loaded.export_names
+        self._exports = {base: set(shape.exports[name]) for base, name in shape.export_names.items()}
+        self._export_names = shape.export_names
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, loaded.component, self, loaded.imports)
+        handlers.link(linker, engine, comp, self, shape.imports)
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=m.limits.memory)
         self.store.set_epoch_deadline(1)
         if fuel:
             self.store.set_fuel(m.limits.fuel)      # instantiation runs wasm too
         try:
-            self.instance = linker.instantiate(self.store, loaded.component)
+            self.instance = linker.instantiate(self.store, comp)
         except wasmtime.WasmtimeError as e:
             if "exceeds memory limits" in str(e):
                 raise Failure("memory", f"the component needs more linear memory than its limit "
@@ -191,7 +215,7 @@ class Actor:
         self.record("lifecycle/start", {
             "incarnation": config.get("incarnation", 0), "component": config["component"],
             "manifest": {"name": m.name, "version": m.version}, "mode": "resume" if resuming else "init",
-            "state": self.state, "reason": config.get("reason"), "compiled": loaded.compiled,
+            "state": self.state, "reason": config.get("reason"), "compiled": compiled,
         })
         self.call(ACTOR, "init", (self.actor_id,))
         self.chain.flush()
@@ -339,16 +363,20 @@ class Actor:
         self.control.send_multipart(protocol.encode(header, *frames))
         self.last_control = time.monotonic()
 
+    def _ask(self, sock: zmq.Socket, header: dict[str, Any], *frames: bytes) -> str:
+        """Sends a request without waiting; its id, for ``wait_reply``."""
+        rid = header.setdefault("id", os.urandom(8).hex())
+        sock.send_multipart(protocol.encode(header, *frames))
+        if sock is self.control:
+            self.last_control = time.monotonic()
+        return rid
+
     def control_request(self, header: dict[str, Any], *frames: bytes,
                         timeout: float | None = None) -> tuple[dict[str, Any], list[bytes]]:
-        rid = header.setdefault("id", os.urandom(8).hex())
-        self.send_control(header, *frames)
-        return self._answer(self.wait_reply(rid, timeout=timeout))
+        return self._answer(self.wait_reply(self._ask(self.control, header, *frames), timeout=timeout))
 
     def chain_request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
-        rid = header.setdefault("id", os.urandom(8).hex())
-        self.chain_sock.send_multipart(protocol.encode(header))
-        return self._answer(self.wait_reply(rid, timeout=STARTUP_TIMEOUT))
+        return self._answer(self.wait_reply(self._ask(self.chain_sock, header), timeout=STARTUP_TIMEOUT))
 
     @staticmethod
     def _answer(reply: tuple[dict[str, Any], list[bytes]]) -> tuple[dict[str, Any], list[bytes]]:
@@ -562,12 +590,13 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def main(ctx: zmq.Context, home: Home, actor_id: str, name: str) -> int:
+def main(ctx: zmq.Context, home: Home, sockets: Sockets, actor_id: str, name: str, component_sha: str,
+         fuel: bool, confine: Callable[[], None]) -> int:
     """Runs one actor to its end; the process exit status."""
-    actor = Actor(ctx, home, actor_id, name)
+    actor = Actor(ctx, home, actor_id, name, sockets)
     try:
         try:
-            actor.start()
+            actor.start(component_sha, fuel, confine)
         except (TheaterError, Failure) as e:
             message = e.message
             reason = e.reason if isinstance(e, Failure) else e.code

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
+import orjson
 import wasmtime
 from wasmtime import component as wc
 
@@ -42,20 +43,46 @@ def _base(name: str) -> str:
 
 
 @dataclass
-class Loaded:
-    component: wc.Component
+class Shape:
+    """What a component imports and exports, checked against the WIT package (not yet against a
+    manifest's grants). Checking renders every function type through ctypes, so it is done once
+    per component and kept beside its compiled form."""
+
     imports: dict[str, str]            # interface base name -> the exact name the component uses
-    exports: dict[str, set[str]]       # exact export name -> functions present
+    exports: dict[str, list[str]]      # exact export name -> functions present
     export_names: dict[str, str]       # interface base name -> exact export name
-    compiled: bool                     # True when this load compiled (a cache miss)
+
+    def granted(self, manifest: Manifest) -> None:
+        """Refuses an import the manifest does not grant, naming the interface and the fix."""
+        for base, name in self.imports.items():
+            if base != TYPES_INTERFACE and base not in manifest.granted_imports:
+                raise ComponentError(f"component imports {name}, which the manifest does not grant "
+                                     f"(add [[handler]] type = \"{_handler_for(base)}\" to {manifest.source})")
 
 
-def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str, fuel: bool,
-         manifest: Manifest) -> Loaded:
+def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
+         fuel: bool) -> tuple[wc.Component, Shape, bool]:
+    """The compiled component, its checked shape, and whether this load compiled it."""
     component, compiled = compile_cached(engine, cache_dir, wasm_path, sha256, fuel)
-    imports = _check_imports(engine, component, manifest)
-    exports, names = _check_exports(engine, component)
-    return Loaded(component, imports, exports, names, compiled)
+    shape_file = cache_dir / WASMTIME_VERSION / f"{sha256}.shape.json"
+    try:
+        shape = Shape(**orjson.loads(shape_file.read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TypeError):
+        shape = Shape(_check_imports(engine, component), *_check_exports(engine, component))
+        _write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    return component, shape, compiled
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)           # atomic: concurrent writers of one component are harmless
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
@@ -82,15 +109,7 @@ def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sh
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
         raise ComponentError(f"not a valid WebAssembly component: {first}") from None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(component.serialize())
-        os.replace(tmp, cached)            # atomic: concurrent compiles of one component are harmless
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    _write_atomically(cached, component.serialize())
     return component, True
 
 
@@ -101,9 +120,8 @@ def _handler_for(interface: str) -> str | None:
     return None
 
 
-def _check_imports(engine: wasmtime.Engine, component: wc.Component, manifest: Manifest) -> dict[str, str]:
+def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str, str]:
     sigs = signatures()
-    granted = manifest.granted_imports
     found: dict[str, str] = {}
     for name, ext in component.type.imports(engine).items():
         base = _base(name)
@@ -115,23 +133,20 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component, manifest: M
             provided = sorted(i for h in HANDLERS.values() for i in h["imports"])
             raise ComponentError(f"component imports {name}, which Theater does not provide "
                                  f"(it provides {', '.join(provided)})")
-        if base not in granted:
-            raise ComponentError(f"component imports {name}, which the manifest does not grant "
-                                 f"(add [[handler]] type = \"{handler}\" to {manifest.source})")
         _check_funcs(engine, name, ext, sigs[base], "imports")
         found[base] = name
     return found
 
 
-def _check_exports(engine: wasmtime.Engine, component: wc.Component) -> tuple[dict[str, set[str]], dict[str, str]]:
+def _check_exports(engine: wasmtime.Engine, component: wc.Component) -> tuple[dict[str, list[str]], dict[str, str]]:
     sigs = signatures()
-    exports: dict[str, set[str]] = {}
+    exports: dict[str, list[str]] = {}
     names: dict[str, str] = {}
     for name, ext in component.type.exports(engine).items():
         base = _base(name)
         if base not in sigs:
             continue                          # exports nobody will call are harmless
-        exports[name] = _check_funcs(engine, name, ext, sigs[base], "exports")
+        exports[name] = sorted(_check_funcs(engine, name, ext, sigs[base], "exports"))
         names[base] = name
     if ACTOR_INTERFACE not in names or "init" not in exports[names[ACTOR_INTERFACE]]:
         raise ComponentError(f"component does not export {ACTOR_INTERFACE} with an init function "

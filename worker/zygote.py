@@ -2,16 +2,19 @@
 
 Starting a fresh interpreter and importing wasmtime costs ~60 ms; forking this process
 costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. The zygote
-keeps one *spare* child already forked, with its ZeroMQ context (and I/O thread) made,
-waiting on a pipe for its assignment; a spawn hands the spare an actor and forks the
-next spare. wasmtime must never compile before a fork (its compile thread pool
-deadlocks in the child), so the zygote only imports and never creates an engine.
+keeps *spare* children already forked, with their ZeroMQ context made and their sockets
+connected, each waiting on a pipe for its assignment; a spawn hands a spare an actor, and the
+spares are topped up a moment later, off the spawn's path. wasmtime must never compile
+before a fork (its compile thread pool deadlocks in the child), so the zygote only imports
+and never creates an engine.
 
 The zygote is the workers' parent: it reaps them and reports each exit status to the
 server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
 
-Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "confine"}`` (see ``confine``).
+Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "component", "fuel", "confine"}``
+(``confine``: see below; ``component`` and ``fuel`` let the worker load its component while it
+asks the server and the chain for the rest).
 Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status"}``.
 """
 
@@ -25,6 +28,8 @@ import select
 import signal
 import socket
 import sys
+import time
+from pathlib import Path
 
 import orjson
 import setproctitle
@@ -37,14 +42,21 @@ from . import actor, wit
 
 log = logging.getLogger("theater.zygote")
 
+# Spares kept ready: two, so that a spawn finds one while the other is being replaced.
+SPARES = 2
+# After a spare is handed out, its replacement is forked this much later: on two cores a
+# fork competes with the actor that is starting.
+SPARE_DELAY = 0.015
+
 
 class Zygote:
     def __init__(self, home: Home, sock: socket.socket) -> None:
         self.home = home
         self.sock = sock
-        self.spare: tuple[int, int] | None = None      # (pid, write end of its assignment pipe)
+        self.spares: list[tuple[int, int]] = []         # (pid, write end of its assignment pipe)
         self.children: dict[int, str] = {}
         self.pid = os.getpid()
+        self.spare_due: float | None = None
 
     def serve(self) -> None:
         _linux.die_with_parent(signal.SIGTERM)
@@ -60,9 +72,12 @@ class Zygote:
         wit.signatures()     # parse the WIT once, here, for every child
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
-        self._fork_spare()
+        self._top_up()
         while True:
-            ready, _, _ = select.select([self.sock, sig_r], [], [])
+            wait = None if self.spare_due is None else max(0.0, self.spare_due - time.monotonic())
+            ready, _, _ = select.select([self.sock, sig_r], [], [], wait)
+            if self.spare_due is not None and time.monotonic() >= self.spare_due:
+                self._top_up()
             if sig_r in ready:
                 os.read(sig_r, 4096)
                 self._reap()
@@ -76,25 +91,27 @@ class Zygote:
         if msg.get("op") != "spawn":
             log.warning("zygote: unknown request %r", msg)
             return
-        if self.spare is None:
-            self._fork_spare()
-        assert self.spare is not None
-        pid, w = self.spare
-        self.spare = None
-        try:
-            os.write(w, orjson.dumps(msg))
-        except OSError as e:       # the spare died: make another and try once more
-            log.warning("zygote: spare %d was gone (%s)", pid, e)
-            os.close(w)
-            self._fork_spare()
-            assert self.spare is not None
-            pid, w = self.spare
-            self.spare = None
-            os.write(w, orjson.dumps(msg))
-        os.close(w)
+        while True:
+            if not self.spares:
+                self._fork_spare()
+            pid, w = self.spares.pop(0)
+            try:
+                os.write(w, orjson.dumps(msg))
+                break
+            except OSError as e:       # that spare died: take (or make) another
+                log.warning("zygote: spare %d was gone (%s)", pid, e)
+            finally:
+                os.close(w)
         self.children[pid] = msg["actor"]
         self._report({"op": "spawned", "actor": msg["actor"], "pid": pid})
-        self._fork_spare()
+        # the next spare is forked a moment later, not now: on two cores a fork competes with the
+        # actor that is starting; a spawn arriving before then forks one at once
+        self.spare_due = time.monotonic() + SPARE_DELAY
+
+    def _top_up(self) -> None:
+        self.spare_due = None
+        while len(self.spares) < SPARES:
+            self._fork_spare()
 
     def _fork_spare(self) -> None:
         r, w = os.pipe()
@@ -109,7 +126,7 @@ class Zygote:
             finally:
                 os._exit(code)
         os.close(r)
-        self.spare = (pid, w)
+        self.spares.append((pid, w))
 
     def _reap(self) -> None:
         while True:
@@ -119,10 +136,11 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            if self.spare is not None and pid == self.spare[0]:
-                os.close(self.spare[1])
-                self.spare = None
-                self._fork_spare()
+            spare = next((sp for sp in self.spares if sp[0] == pid), None)
+            if spare is not None:
+                os.close(spare[1])
+                self.spares.remove(spare)
+                self.spare_due = time.monotonic() + SPARE_DELAY
                 continue
             self.children.pop(pid, None)
             self._report({"op": "exited", "pid": pid, "status": status})
@@ -131,11 +149,13 @@ class Zygote:
         self.sock.send(orjson.dumps(msg))
 
 
-def confine(spec: dict) -> None:
+def confine(spec: dict, inbox: Path) -> None:
     """What a worker does to itself before any actor code runs, in this order: join its
     cgroups (as root), lower its data rlimit (when there is no cgroup), harden (no core
     dumps, bounded descriptors, umask 077, no new privileges), then drop to the server's
-    --user. Each step is documented in docs/isolation.md with what it does not give."""
+    --user, handing it the inbox socket the spare bound as root (peers running as that
+    user must be able to connect). Each step is documented in docs/isolation.md with what
+    it does not give."""
     if spec.get("cgroup_procs") and not _linux.join_cgroups(spec["cgroup_procs"]):
         log.warning("worker %d: could not join its cgroup; running without its limits", os.getpid())
     if spec.get("data_limit"):
@@ -143,6 +163,7 @@ def confine(spec: dict) -> None:
     _linux.harden(spec.get("nofile", 1024))
     if spec.get("user"):
         uid, gid = spec["user"]
+        os.chown(inbox, uid, gid)
         _linux.become(uid, gid)
 
 
@@ -154,6 +175,7 @@ def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     ctx = zmq.Context()
+    sockets = actor.Sockets.open(ctx, home)
     data = b""
     while chunk := os.read(assignment_fd, 1 << 16):
         data += chunk
@@ -162,10 +184,11 @@ def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
         return 0            # the zygote went away before giving us work
     job = orjson.loads(data)
     actor_id, name = job["actor"], job["name"]
-    confine(job.get("confine") or {})
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
     try:
-        return actor.main(ctx, home, actor_id, name)
+        # the worker confines itself as its first act, once its first requests are on their way
+        return actor.main(ctx, home, sockets, actor_id, name, job["component"], bool(job.get("fuel")),
+                          lambda: confine(job.get("confine") or {}, home.worker_socket(os.getpid())))
     finally:
         # last words to the server are worth a moment, unless it is gone (we are orphaned)
         ctx.destroy(linger=1000 if os.getppid() == zygote else 0)
