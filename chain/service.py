@@ -5,15 +5,21 @@ and queries from both; one XPUB (``run/events.sock``) publishes each stored even
 the topic ``actor.<id>`` to whoever subscribed (observers only: PUB drops what a slow
 subscriber cannot take, and subscribers catch up from the store by sequence number).
 
-Each turn drains everything already waiting (up to ``MAX_BATCH`` events), commits it as
-one transaction, and only then acknowledges: the group commit that makes durable,
-signed events cheap.
+Events are staged as they arrive and committed in groups (one transaction, signed, the
+WAL fsynced), and only then acknowledged: the group commit that makes durable, signed
+events cheap. A group is committed ``COMMIT_DELAY`` after its first event, at once when
+someone waits on it (a query, a server record, a worker's ``sync``), or when it reaches
+``MAX_BATCH`` events. Nobody's progress waits on an acknowledgement (a worker needs it
+only to let go of its copies, and keeps them until then), so acknowledgements are lazy
+too: sent on ``sync``, when ``ACK_EVERY`` events wait for one, or ``ACK_DELAY`` after the
+commit. On a busy request path that saves a commit, a signature and a wake-up per call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -34,6 +40,8 @@ log = logging.getLogger("theater.chain")
 
 # Events per group commit: bounds one transaction's latency (~10 ms) under heavy load.
 MAX_BATCH = 4000
+# How long the first event of a group waits for others before the group is committed.
+COMMIT_DELAY = 0.002
 # After SIGTERM, keep serving until no event has arrived for this long (workers stopping
 # at the same time are still flushing), but never longer than STOP_MAX.
 STOP_IDLE = 0.3
@@ -41,6 +49,9 @@ STOP_MAX = 3.0
 # One query returns at most this many events (their metadata, ~330 bytes each, must fit a
 # header); the client asks again from the next seq.
 QUERY_LIMIT = 2_000
+# Lazy acknowledgements: at most this long after the commit, or this many events behind.
+ACK_DELAY = 0.05
+ACK_EVERY = 1_000
 
 
 class ChainService:
@@ -60,7 +71,13 @@ class ChainService:
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
         _bind(self.pub, home.events_endpoint)
         self.topics: dict[bytes, int] = {}
-        self.acks: dict[tuple[bytes, str], int] = {}
+        # (worker, actor) -> staged in this turn: (head seq, events); those asking for an ack now
+        self.acks: dict[tuple[bytes, str], tuple[int, int]] = {}
+        self.sync: set[tuple[bytes, str]] = set()
+        # (worker, actor) -> durable, not yet acknowledged: (head seq, events, since)
+        self.unacked: dict[tuple[bytes, str], tuple[int, int, float]] = {}
+        self.staged = 0                     # events staged, not yet committed
+        self.staged_since = 0.0
         self.stopping_since: float | None = None
         self.last_input = time.monotonic()
 
@@ -76,15 +93,32 @@ class ChainService:
                 now = time.monotonic()
                 if now - self.last_input > STOP_IDLE or now - self.stopping_since > STOP_MAX:
                     break
-            for sock, _ in poller.poll(100 if self.stopping_since is not None else 1000):
+            for sock, _ in poller.poll(self._timeout()):
                 if sock is self.pub:
                     self._subscriptions()
                 else:
                     self._drain()
+            if self.staged:
+                wait = self.staged_since + COMMIT_DELAY - time.monotonic()
+                if wait > 0:        # the group fills without a wake-up per message
+                    time.sleep(wait)
+                    self._drain()
+                self._commit()
+            self._acknowledge()
         self._commit()
+        self._acknowledge(everything=True)
         self.store.close()
         self.ctx.destroy(linger=500)
         log.info("chain: stopped")
+
+    def _timeout(self) -> int:
+        """Milliseconds until the next commit or acknowledgement is due."""
+        due = [time.monotonic() + (0.1 if self.stopping_since is not None else 1.0)]
+        if self.staged:
+            due.append(self.staged_since + COMMIT_DELAY)
+        if self.unacked:
+            due.append(min(since for _, _, since in self.unacked.values()) + ACK_DELAY)
+        return max(0, math.ceil((min(due) - time.monotonic()) * 1000))
 
     def _on_term(self, *_: Any) -> None:
         """SIGTERM counts only once the server is gone (its death signal); while it lives, the
@@ -112,10 +146,9 @@ class ChainService:
                     del self.topics[topic]
 
     def _drain(self) -> None:
-        """Stages everything waiting, commits once, then answers and acknowledges."""
+        """Stages everything waiting; commits if anyone waits on it, then answers."""
         queries: list[tuple[bytes, dict[str, Any], list[bytes]]] = []
-        staged = 0
-        while staged < MAX_BATCH:
+        while self.staged < MAX_BATCH:
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -131,10 +164,10 @@ class ChainService:
             if kind == "shutdown":
                 self.stop()
             elif kind == "append":
-                staged += self._append(peer, header, data)
+                self._stage(self._append(peer, header, data))
             elif kind == "record":
                 queries.append((peer, header, data))
-                staged += 1
+                self._stage(1)
             else:
                 queries.append((peer, header, data))
         # records (lifecycle events from the server) are linked at the head, after the workers' events
@@ -142,7 +175,8 @@ class ChainService:
         for _peer, header, data in queries:
             if header["k"] == "record":
                 recorded[header["id"]] = self.store.append(header["actor"], header["type"], data[0], time.time_ns())
-        self._commit()
+        if queries or self.sync or self.staged >= MAX_BATCH:
+            self._commit()
         for peer, header, _data in queries:
             if header["k"] == "record":
                 self._send(peer, protocol.ok(header["id"], seq=recorded[header["id"]]))
@@ -173,17 +207,36 @@ class ChainService:
             except (KeyError, TypeError, ValueError) as e:
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1, "error": f"malformed event: {e}"})
                 break
-        head = self.store.head(actor_id).seq
-        self.acks[(peer, actor_id)] = head
+        key = (peer, actor_id)
+        self.acks[key] = (self.store.head(actor_id).seq, self.acks.get(key, (0, 0))[1] + n)
+        if header.get("sync"):
+            self.sync.add(key)
         return n
+
+    def _stage(self, n: int) -> None:
+        if n and not self.staged:
+            self.staged_since = time.monotonic()
+        self.staged += n
 
     def _commit(self) -> None:
         rows = self.store.commit()
-        for (peer, actor_id), seq in self.acks.items():
-            self._send(peer, {"k": "ack", "actor": actor_id, "seq": seq})
+        self.staged = 0
+        now = time.monotonic()
+        for key, (seq, n) in self.acks.items():
+            _, count, since = self.unacked.get(key, (0, 0, now))
+            self.unacked[key] = (seq, count + n, since)
         self.acks.clear()
         if rows and self.topics:
             self._publish(rows)
+
+    def _acknowledge(self, everything: bool = False) -> None:
+        """Sends the acknowledgements that are due (see ACK_DELAY)."""
+        now = time.monotonic()
+        for key, (seq, count, since) in list(self.unacked.items()):
+            if everything or key in self.sync or count >= ACK_EVERY or now - since >= ACK_DELAY:
+                self._send(key[0], {"k": "ack", "actor": key[1], "seq": seq})
+                del self.unacked[key]
+        self.sync.clear()
 
     def _publish(self, rows: list[Staged]) -> None:
         aid_actor = {h.aid: a for a, h in self.store.heads.items()}

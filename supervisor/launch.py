@@ -86,10 +86,11 @@ class Child:
 class ForkServer:
     """The worker fork server (``python -m worker``) and the actor processes it forks."""
 
-    def __init__(self, home: Home, log_level: str, log_file: IO[Any] | None) -> None:
+    def __init__(self, home: Home, log_level: str, log_file: IO[Any] | None, cgroups: list[str]) -> None:
         self.home = home
         self.log_level = log_level
         self.log_file = log_file
+        self.cgroups = cgroups          # parents each worker makes its own cgroup in
         self.sock: socket.socket | None = None
         self.child: Child | None = None
 
@@ -97,8 +98,11 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # workers inherit the fork server's output: a pipe the server reads, never the log file
         # itself (a worker, maybe running as another user, must not hold the server's files)
-        self.child = Child("worker", self.home, ["--fd", str(theirs.fileno()), "--log-level", self.log_level],
-                           self.log_file, pass_fds=(theirs.fileno(),), command="serve", piped=True)
+        args = ["--fd", str(theirs.fileno()), "--log-level", self.log_level]
+        for parent in self.cgroups:
+            args += ["--cgroup", parent]
+        self.child = Child("worker", self.home, args, self.log_file, pass_fds=(theirs.fileno(),),
+                           command="serve", piped=True)
         self.child.start()
         theirs.close()
         ours.setblocking(False)

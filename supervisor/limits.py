@@ -1,10 +1,12 @@
 """Per-actor OS limits for worker processes: cgroup v2, cgroup v1, or rlimits as a last resort.
 
-Each actor runs in its own worker process. The server calls ``detect()`` once, then
-``controller.create(actor_id, memory, cpu, pids)`` before forking a worker; the worker joins
-the group and applies its rlimits itself first thing (``group.for_worker()`` says what to do;
-``theater._linux`` does it), so nothing the actor does runs outside its limits.
-``group.remove()`` after the worker is reaped, ``controller.close()`` at shutdown.
+Each actor runs in its own worker process. The server calls ``detect()`` once. Each worker,
+while still a spare, makes its own group ``w-<pid>`` under ``controller.worker_parents()``
+and moves in (``theater._linux``); when the server learns which pid became which actor it
+calls ``controller.create("w-<pid>", memory, cpu, pids)``, which writes the limits, before it
+answers the worker's hello, so nothing the actor does runs outside its limits. Without
+cgroups the worker lowers its own data rlimit first thing. ``group.remove()`` after the
+worker is reaped, ``controller.close()`` at shutdown.
 
 Layouts:
 
@@ -37,13 +39,10 @@ import contextlib
 import errno
 import os
 import re
-import resource
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from theater._linux import lower_limit
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
@@ -108,23 +107,12 @@ def _rmdir(path: Path, timeout: float) -> bool:
 
 
 class Group(ABC):
-    """One actor's limits. Made by the server, attached to by the worker itself."""
+    """One actor's limits, written by the server into the group its worker joined."""
 
     @property
     @abstractmethod
     def path(self) -> Path | None:
         """The group's directory (v1: the memory one), None for rlimits."""
-
-    def attach(self, pid: int) -> bool:
-        """Move ``pid`` into the group. Cheap, never raises; False if that failed."""
-        return True
-
-    def child_limits(self) -> None:  # noqa: B027 - optional hook, a no-op for cgroups
-        """Apply per-process limits in the worker itself (rlimit mode); cgroups need nothing."""
-
-    @abstractmethod
-    def for_worker(self) -> dict[str, object]:
-        """What the worker does to itself: {"cgroup_procs": [files to write its pid to], "data_limit": bytes}."""
 
     def oom_killed(self) -> bool:
         """Whether the kernel OOM killer killed something in this group."""
@@ -148,18 +136,6 @@ class CgroupGroup(Group):
     @property
     def path(self) -> Path | None:
         return self.dirs[0]
-
-    def attach(self, pid: int) -> bool:
-        ok = True
-        for d in self.dirs:
-            try:
-                _write(d / "cgroup.procs", pid)
-            except OSError:
-                ok = False
-        return ok
-
-    def for_worker(self) -> dict[str, object]:
-        return {"cgroup_procs": [str(d / "cgroup.procs") for d in self.dirs], "data_limit": 0}
 
     def oom_killed(self) -> bool:
         mem = self.dirs[0]
@@ -189,12 +165,6 @@ class RlimitGroup(Group):
     def path(self) -> Path | None:
         return None
 
-    def child_limits(self) -> None:
-        if self.memory > 0:
-            lower_limit(resource.RLIMIT_DATA, self.memory)
-
-    def for_worker(self) -> dict[str, object]:
-        return {"cgroup_procs": [], "data_limit": self.memory}
 
 
 # --------------------------------------------------------------------------- controllers
@@ -210,12 +180,17 @@ class Controller(ABC):
         """One line: which limits are enforced and how (for the server log and status)."""
 
     @abstractmethod
-    def create(self, actor_id: str, memory: int, cpu: float, pids: int) -> Group:
-        """Make the actor's group before its worker exists. memory in bytes (0 = none), cpu as a
-        share of one core (0 = none), pids (0 = none). Raises OSError if the group can't be made."""
+    def create(self, name: str, memory: int, cpu: float, pids: int) -> Group:
+        """Make the group ``name`` (or take the one a worker made) and write its limits: memory in
+        bytes (0 = none), cpu as a share of one core (0 = none), pids (0 = none). Raises OSError
+        if the group can't be made or limited."""
 
     def close(self) -> None:  # noqa: B027 - nothing to clean up for rlimits
         """Remove this server's parent groups (and any leftover empty actor groups). Never raises."""
+
+    def worker_parents(self) -> list[str]:
+        """Where each worker makes its own group (``w-<pid>``) before it is needed; [] for rlimits."""
+        return []
 
 
 def _check_name(actor_id: str) -> str:
@@ -264,6 +239,9 @@ class Cgroup2Controller(Controller):
     def close(self) -> None:
         _remove_tree(self.parent)
 
+    def worker_parents(self) -> list[str]:
+        return [str(self.parent)]
+
 
 @dataclass
 class Cgroup1Controller(Controller):
@@ -310,6 +288,9 @@ class Cgroup1Controller(Controller):
     def close(self) -> None:
         for parent in self.parents.values():
             _remove_tree(parent)
+
+    def worker_parents(self) -> list[str]:
+        return [str(p) for p in self.parents.values()]
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Server:
         self._seq = itertools.count()
         self._ids = itertools.count()
         self.stopping = False
-        self.forkserver = ForkServer(home, log_level, log_file)
+        self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
         self.output = OutputRelay(log_file)
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
         self.public_key = ""
@@ -322,8 +322,8 @@ class Server:
             self.later(0.05, lambda: self.remove_group(group, tries - 1))
 
     def _close(self) -> None:
-        self.limits.close()
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
+        self.limits.close()             # after the spares, which sit in their own groups, are gone
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)
         if self.listen.startswith("ipc://"):

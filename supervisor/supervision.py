@@ -113,16 +113,22 @@ class Supervision:
         rec.restart_history = []         # a restarted supervisor counts its children's restarts afresh
         rec.restart_reason = reason
         rec.last_seen = time.monotonic()
+        confine = {"user": self.server.user, "nofile": WORKER_NOFILE,
+                   "data_limit": rec.limits.process_memory if self.server.limits.kind == "rlimit" else 0}
+        self.server.forkserver.spawn(rec.actor_id, rec.name, rec.component, rec.limits.fuel > 0, confine)
+
+    def _limit(self, rec: ActorRecord, pid: int) -> None:
+        """The worker's pid is known (from the fork server or the worker's hello, whichever comes
+        first): its cgroup, which it made and joined as a spare, gets this actor's limits."""
+        if rec.pid == pid and rec.group is not None:
+            return
+        self.registry.set_pid(rec, pid)
         lim = rec.limits
         try:
-            rec.group = self.server.limits.create(f"{rec.actor_id}.{rec.incarnation}", lim.process_memory, lim.cpu,
-                                                  WORKER_PIDS)
-            confine = rec.group.for_worker()
+            rec.group = self.server.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
         except OSError as e:      # the host's cgroups refused: run it anyway, and say so
-            log.error("actor %s: cannot create its cgroup (%s); running it without", rec.actor_id, e)
-            rec.group, confine = None, {"cgroup_procs": [], "data_limit": 0}
-        confine.update(user=self.server.user, nofile=WORKER_NOFILE)
-        self.server.forkserver.spawn(rec.actor_id, rec.name, rec.component, rec.limits.fuel > 0, confine)
+            log.error("actor %s: cannot set its cgroup's limits (%s); running it without", rec.actor_id, e)
+            rec.group = None
 
     def _ready(self, rec: ActorRecord) -> None:
         rec.status = RUNNING
@@ -150,7 +156,7 @@ class Supervision:
         if op == "spawned":
             rec = self.registry.get(report["actor"])
             if rec is not None:
-                self.registry.set_pid(rec, report["pid"])
+                self._limit(rec, report["pid"])
                 rec.stats["pid_started"] = report["pid"]
         elif op == "exited":
             rec = self.registry.by_pid.get(report["pid"])
@@ -166,6 +172,7 @@ class Supervision:
     def on_worker(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
         kind = header["k"]
         if kind == "hello":
+            self._limit(rec, header["pid"])
             fields, frames = self.config(rec)
             rec.endpoint = header["endpoint"]
             self.server.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)

@@ -278,7 +278,7 @@ def oom_hog(server: Server, tmp_path: Path, name: str) -> tuple[str, int, Path]:
     info = inspect(server, hog)
     assert info["limits"]["process_memory"] == 96 * MiB
     assert info["enforced"].startswith("cgroup v1"), info["enforced"]
-    group = CGROUP_MEMORY / f"theater-{server.pid}" / f"{hog}.{info['incarnation']}"
+    group = CGROUP_MEMORY / f"theater-{server.pid}" / f"w-{info['pid']}"      # made by the worker itself
     assert group.is_dir(), list(group.parent.iterdir())
     assert int((group / "memory.limit_in_bytes").read_text()) == 96 * MiB
     assert str(info["pid"]) in (group / "cgroup.procs").read_text().split()
@@ -357,7 +357,7 @@ def test_cpu_share_throttles_a_busy_worker(server, tmp_path):
     spinner = start(server, probe(tmp_path, "spinner", "cpu = 0.2"))
     info = inspect(server, spinner)
     assert info["limits"]["cpu"] == 0.2
-    group = Path("/sys/fs/cgroup/cpu") / f"theater-{server.pid}" / f"{spinner}.{info['incarnation']}"
+    group = Path("/sys/fs/cgroup/cpu") / f"theater-{server.pid}" / f"w-{info['pid']}"
     assert int((group / "cpu.cfs_quota_us").read_text()) == 20_000
     assert int((group / "cpu.cfs_period_us").read_text()) == 100_000
     w = worker(server, spinner)
@@ -470,7 +470,9 @@ def test_a_hundred_actors_answer_and_the_server_stays_small(server):
     wait_for(lambda: not any(pid_alive(p) for p in pids), what="every worker to exit")
     assert not {p.pid for p in server.descendants()} & set(pids)
     parent = CGROUP_MEMORY / f"theater-{server.pid}"
-    wait_for(lambda: not [d for d in parent.iterdir() if d.is_dir()], what=f"the actors' groups under {parent} to go")
+    groups = {f"w-{p}" for p in pids}       # what is left is the spares' own groups
+    wait_for(lambda: not [d for d in parent.iterdir() if d.name in groups],
+             what=f"the actors' groups under {parent} to go")
 
 
 # --------------------------------------------------------------------------- 9. rlimits only
@@ -527,7 +529,7 @@ def test_worker_is_hardened_before_actor_code_runs(server, home):
     assert environ(zygote.pid)["THEATER_HOME"] == str(home.root)
 
     cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-    assert f"theater-{server.pid}/{actor}." in cgroups, cgroups
+    assert f"theater-{server.pid}/w-{pid}" in cgroups, cgroups
 
 
 def test_worker_holds_none_of_the_servers_files_open(server, home):

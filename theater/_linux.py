@@ -43,13 +43,16 @@ def close_fds_except(*keep: int) -> None:
                 os.close(fd)
 
 
-def join_cgroups(procs_files: Sequence[str]) -> bool:
-    """Moves this process into each cgroup (``.../cgroup.procs``); False if any write failed."""
+def join_new_cgroups(parents: Sequence[str], name: str) -> bool:
+    """Makes the cgroup ``name`` under each parent and moves this process into it; False if any
+    step failed. (Moving a process costs the kernel an RCU grace period, ~10 ms here: worth
+    doing before the process is needed.)"""
     ok = True
     pid = str(os.getpid()).encode()
-    for path in procs_files:
+    for parent in parents:
         try:
-            fd = os.open(path, os.O_WRONLY)
+            os.makedirs(os.path.join(parent, name), exist_ok=True)
+            fd = os.open(os.path.join(parent, name, "cgroup.procs"), os.O_WRONLY)
             try:
                 os.write(fd, pid)
             finally:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import orjson
 
+from theater import _linux
 from theater.chaindb import ChainReader
 from theater.errors import TheaterError, VerifyError
 from theater.events import Event
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--home", required=True, help="THEATER_HOME")
     serve.add_argument("--fd", type=int, required=True, help="the server's end of the socket pair")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--cgroup", action="append", default=[], metavar="DIR",
+                       help="a parent cgroup each worker makes its own group in (repeat per v1 hierarchy)")
     rep = sub.add_parser("replay", help="replay one actor's chain; prints a JSON report")
     rep.add_argument("--home", required=True, help="THEATER_HOME (chains.db, components/, cache/)")
     rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
@@ -45,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        Zygote(home, socket.socket(fileno=args.fd)).serve()
+        Zygote(home, socket.socket(fileno=args.fd), args.cgroup).serve()
         return 0
+    _linux.die_with_parent(signal.SIGKILL)      # the CLI that asked may give up (or be killed)
     try:
         events = _load(home, args.actor, args.file)
         report = replay(events, home.components, home.cache, Path(args.component) if args.component else None)

@@ -198,16 +198,22 @@ class Actor:
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=m.limits.memory)
         self.store.set_epoch_deadline(1)
+        self.watchdog.watch(self.store, self.ship_events)
         if fuel:
             self.store.set_fuel(m.limits.fuel)      # instantiation runs wasm too
+        self.watchdog.arm(self._call_timeout)       # so does a start function that never ends
         try:
             self.instance = linker.instantiate(self.store, comp)
         except wasmtime.WasmtimeError as e:
             if "exceeds memory limits" in str(e):
                 raise Failure("memory", f"the component needs more linear memory than its limit "
                                         f"({m.limits.memory} bytes): {_first_line(e)}") from None
+            if self.watchdog.reason is not None:
+                raise Failure("timeout", f"instantiation exceeded the call time limit "
+                                         f"({self._call_timeout:g}s)") from None
             raise ActorFailed(f"instantiation failed: {_first_line(e)}") from None
         finally:
+            self.watchdog.disarm()
             linker.close()
 
         resuming = config["mode"] == "resume" and resume.get("has_state")
@@ -239,10 +245,9 @@ class Actor:
         """Runs one export with the current state; returns what it returned after the state."""
         assert self.chain is not None and self.watchdog is not None and self.manifest is not None
         name = f"{interface}.{fn}"
+        # the events leave within a watchdog tick once wasm runs: a worker the kernel kills
+        # during a long call still leaves a record of what it was doing
         self.record("wasm", records.call_event(name, params))
-        # what happened so far leaves before wasm runs: a worker the kernel kills during this
-        # call still leaves a record of what it was doing
-        self.chain.flush()
         if self._fuel:
             self.store.set_fuel(self._fuel)
         self.store.set_epoch_deadline(1)
@@ -274,9 +279,8 @@ class Actor:
     def _classify(self, e: wasmtime.WasmtimeError) -> tuple[str, str]:
         text = str(e)
         assert self.watchdog is not None
-        if "wasm trap: interrupt" in text:
-            why = self.watchdog.reason or "timeout"
-            if why == "timeout":
+        if self.watchdog.reason is not None:
+            if self.watchdog.reason == "timeout":
                 return "timeout", f"call exceeded its time limit ({self.manifest.limits.call_timeout:g}s)"
             return "stopped", "interrupted: the actor was asked to stop"
         if "all fuel consumed" in text:
@@ -311,7 +315,6 @@ class Actor:
     def own_events(self) -> list[events.Event]:
         """This actor's chain as stored so far, including events still on their way."""
         assert self.chain is not None
-        self.chain.flush()
         self._settle(STARTUP_TIMEOUT)
         header, frames = self.chain_request({"k": "query", "what": "events", "actor": self.actor_id})
         return [events.from_wire(self.actor_id, m, d) for m, d in zip(header["events"], frames, strict=True)]
@@ -322,6 +325,10 @@ class Actor:
         """Sends pending events now: before any effect leaves this actor."""
         if self.chain is not None:
             self.chain.flush()
+
+    def send_after_events(self, sock: zmq.Socket, frames: list[bytes], refused: Callable[[], None]) -> None:
+        assert self.chain is not None
+        self.chain.send_after(sock, frames, refused)
 
     def is_self(self, target: str) -> bool:
         return target == self.actor_id
@@ -574,7 +581,7 @@ class Actor:
         """Waits until the chain holds every event (or the time is up)."""
         assert self.chain is not None
         deadline = time.monotonic() + timeout
-        self.chain.flush()
+        self.chain.sync()
         while not self.chain.settled and time.monotonic() < deadline:
             self.pump(min(0.1, max(0.0, deadline - time.monotonic())))
         if not self.chain.settled:

@@ -4,7 +4,8 @@ An event is numbered when it happens, but encoded (canonical CBOR) and hashed on
 its batch ships: that work is done while the actor waits anyway, not between a request
 and its reply. The worker hashes each event itself (the same function a replay uses),
 sends events in batches to the chain process, and keeps every one until the chain
-acknowledges its sequence number as durable. After a chain restart it sends them all again; the chain
+acknowledges its sequence number as durable (the chain acknowledges lazily, in its own
+time, unless asked to ``sync``). After a chain restart it sends them all again; the chain
 ignores what it already has. Unacknowledged events are bounded: past ``MAX_UNACKED``
 the actor takes no new work until the chain catches up.
 """
@@ -50,6 +51,8 @@ class ChainLink:
         self.sent_at = 0.0
         self.pending_since = 0.0
         self.emitted = 0                    # total, for rate accounting
+        # one-way messages waiting for the events that led to them to leave: (socket, frames, if refused)
+        self.held: list[tuple[zmq.Socket, list[bytes], Callable[[], None]]] = []
 
     def emit(self, event_type: str, value: Any, state_changed: bool = False) -> int:
         """Numbers one event after the head and queues it; it is encoded and linked at flush."""
@@ -63,9 +66,37 @@ class ChainLink:
             self.flush()
         return self.seq
 
-    def flush(self) -> None:
-        """Encodes, hashes and links the pending events, and sends them as one batch."""
+    def send_after(self, sock: zmq.Socket, frames: list[bytes], refused: Callable[[], None]) -> None:
+        """Sends a one-way message once the events recorded before it have left (at once if
+        none wait): nobody sees an effect the chain could lose, and a burst of sends costs one
+        batch, not one chain message each. ``refused`` runs if the socket's queue is full."""
+        self.held.append((sock, frames, refused))
         if not self.pending:
+            self._release()
+
+    def _release(self) -> None:
+        held, self.held = self.held, []
+        for sock, frames, refused in held:
+            try:
+                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                refused()
+            except zmq.ZMQError:        # the peer restarted meanwhile: lost like any message in flight
+                pass
+
+    def sync(self) -> None:
+        """Sends what is pending and asks the chain to acknowledge at once (it otherwise
+        acknowledges in its own time: see chain.service.ACK_DELAY)."""
+        self.flush(sync=True)
+        if self.unacked and not self.pending:
+            self._send([], sync=True)
+
+    def flush(self, sync: bool = False) -> None:
+        """Encodes, hashes and links the pending events, sends them as one batch, then lets
+        the messages held for them go."""
+        if not self.pending:
+            if self.held:
+                self._release()
             return
         batch: list[tuple[dict[str, Any], bytes]] = []
         head = self.head
@@ -81,8 +112,10 @@ class ChainLink:
         self.pending = []
         self.head = head
         self.on_bytes(sum(len(d) for _, d in batch))
-        self._send(batch)
+        self._send(batch, sync or self.backlog >= MAX_UNACKED // 2)
         self.sent_at = time.monotonic()
+        if self.held:
+            self._release()
 
     def flush_in(self, now: float) -> float | None:
         """Seconds until the pending events are due to be sent (None: nothing pending)."""
@@ -90,10 +123,12 @@ class ChainLink:
             return None
         return max(0.0, self.pending_since + FLUSH_INTERVAL - now)
 
-    def _send(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
+    def _send(self, batch: list[tuple[dict[str, Any], bytes]], sync: bool = False) -> None:
         """Never blocks: with the chain down, events stay in ``unacked`` and go again later."""
-        header = {"k": "append", "actor": self.actor_id, "events": [m for m, _ in batch],
-                  "sizes": [len(d) for _, d in batch]}
+        header: dict[str, Any] = {"k": "append", "actor": self.actor_id, "events": [m for m, _ in batch],
+                                  "sizes": [len(d) for _, d in batch]}
+        if sync:
+            header["sync"] = True
         with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
             self.sock.send_multipart(protocol.encode(header, b"".join(d for _, d in batch)), flags=zmq.NOBLOCK)
 
@@ -117,7 +152,7 @@ class ChainLink:
         """Sends every unacknowledged event again, oldest first."""
         items = list(self.unacked)
         for i in range(0, len(items), BATCH):
-            self._send([(m, d) for _, m, d in items[i:i + BATCH]])
+            self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
         self.sent_at = time.monotonic()
 
     def maybe_resend(self, now: float) -> None:

@@ -61,14 +61,12 @@ class Peers:
         canonical, sock = self._socket(target)
         if sock.poll(0):            # a refusal may be waiting (we may be deep in one wasm call)
             self.actor.drain(sock)
-        self.actor.ship_events()
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
             raise Refused(why)
-        try:
-            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+        # leaves with the batch holding this send's event, in order with every other effect
+        self.actor.send_after_events(sock, protocol.encode(header, *frames), lambda: self.refused(
+            sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)"))
 
     def refused(self, sock: zmq.Socket, why: str) -> None:
         """The peer on ``sock`` turned a message away: fail sends to it for a moment, and record it."""

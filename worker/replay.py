@@ -30,8 +30,10 @@ from .codec import Export, add_host_func
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory")
-# A replayed call that runs this long is stopped (the record had it finish, so it diverged).
-CALL_LIMIT = 60.0
+# A replayed call is stopped (the record had it finish, so it diverged) once it has run this
+# many times as long as it took when recorded, and at least CALL_LIMIT_MIN seconds.
+CALL_LIMIT_FACTOR = 20
+CALL_LIMIT_MIN = 5.0
 
 
 class Diverged(Exception):
@@ -154,11 +156,16 @@ class Replayer:
         export = Export(instance.get_func(store, instance.get_export_index(
             store, fn, instance.get_export_index(store, interface))), store)
         store.set_epoch_deadline(1)
-        limit = threading.Timer(CALL_LIMIT, self.engine.increment_epoch)
+        seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * self._recorded_duration(i))
+        overran = threading.Event()
+        limit = threading.Timer(seconds, lambda: (overran.set(), self.engine.increment_epoch()))
         limit.start()
         try:
             tag, payload = export(state, params)
         except wasmtime.WasmtimeError as e:
+            if overran.is_set():
+                raise Diverged(self.events[i].seq, f"the call runs past {seconds:g}s; the record has it "
+                                                   f"finish in {self._recorded_duration(i):.3g}s") from None
             j = self._next_actor_event()
             rec_body = decode_data(self.events[j].data)
             if rec_body.get("event") == "error" and rec_body.get("reason") in NOT_REPRODUCIBLE:
@@ -175,6 +182,13 @@ class Replayer:
         event, _ = records.result_event(function, returns, state, new_state)
         self._produce(j, "wasm", event)
         return j + 1, new_state
+
+    def _recorded_duration(self, i: int) -> float:
+        """Seconds from the call event at ``i`` to the next event that ends a call."""
+        for ev in self.events[i + 1:]:
+            if ev.type == "wasm" or ev.type == "lifecycle/start":
+                return max(0.0, (ev.time_ns - self.events[i].time_ns) / 1e9)
+        return 0.0
 
     def _interrupted(self, i: int) -> bool:
         """Whether the record shows this call cut short by wall-clock time (not reproducible)."""

@@ -8,6 +8,11 @@ spares are topped up a moment later, off the spawn's path. wasmtime must never c
 before a fork (its compile thread pool deadlocks in the child), so the zygote only imports
 and never creates an engine.
 
+Each spare makes its own cgroup (``w-<pid>`` under each ``--cgroup`` parent) and moves itself
+in while it waits: moving a process costs an RCU grace period, which would otherwise be
+paid during the spawn. The server writes the actor's limits into that group when it learns
+the pid, before it answers the worker's hello, so no actor code runs unlimited.
+
 The zygote is the workers' parent: it reaps them and reports each exit status to the
 server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
@@ -50,9 +55,10 @@ SPARE_DELAY = 0.015
 
 
 class Zygote:
-    def __init__(self, home: Home, sock: socket.socket) -> None:
+    def __init__(self, home: Home, sock: socket.socket, cgroups: list[str]) -> None:
         self.home = home
         self.sock = sock
+        self.cgroups = cgroups          # where each spare makes its own cgroup (none: no cgroups)
         self.spares: list[tuple[int, int]] = []         # (pid, write end of its assignment pipe)
         self.children: dict[int, str] = {}
         self.pid = os.getpid()
@@ -120,7 +126,7 @@ class Zygote:
             os.close(w)
             code = 1
             try:
-                code = _spare(self.home, r, self.pid)
+                code = _spare(self.home, r, self.pid, self.cgroups)
             except BaseException:
                 log.exception("worker crashed")
             finally:
@@ -150,14 +156,12 @@ class Zygote:
 
 
 def confine(spec: dict, inbox: Path) -> None:
-    """What a worker does to itself before any actor code runs, in this order: join its
-    cgroups (as root), lower its data rlimit (when there is no cgroup), harden (no core
-    dumps, bounded descriptors, umask 077, no new privileges), then drop to the server's
-    --user, handing it the inbox socket the spare bound as root (peers running as that
-    user must be able to connect). Each step is documented in docs/isolation.md with what
-    it does not give."""
-    if spec.get("cgroup_procs") and not _linux.join_cgroups(spec["cgroup_procs"]):
-        log.warning("worker %d: could not join its cgroup; running without its limits", os.getpid())
+    """What a worker does to itself before any actor code runs, in this order: lower its data
+    rlimit (when there is no cgroup), harden (no core dumps, bounded descriptors, umask 077,
+    no new privileges), then drop to the server's --user, handing it the inbox socket the
+    spare bound as root (peers running as that user must be able to connect). Its cgroup it
+    joined as a spare; the server sets that group's limits before it answers the hello. Each
+    step is documented in docs/isolation.md with what it does not give."""
     if spec.get("data_limit"):
         _linux.lower_limit(resource.RLIMIT_DATA, spec["data_limit"])
     _linux.harden(spec.get("nofile", 1024))
@@ -167,9 +171,11 @@ def confine(spec: dict, inbox: Path) -> None:
         _linux.become(uid, gid)
 
 
-def _spare(home: Home, assignment_fd: int, zygote: int) -> int:
+def _spare(home: Home, assignment_fd: int, zygote: int, cgroups: list[str]) -> int:
     """A forked child: get ready, wait for an actor, become it."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
+    if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
+        log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
     _linux.close_fds_except(assignment_fd)
     for sig in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)

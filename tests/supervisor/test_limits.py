@@ -1,7 +1,8 @@
 """supervisor.limits against the real kernel (cgroup v1 here, as root) and fake v1/v2 trees.
 
-Children are real `python -c` processes that attach *themselves* (as workers will) using a
-pickled Group, then misbehave. Every process is killed by pid and every group removed.
+Children are real `python -c` processes that confine *themselves* as workers do (join the
+group's cgroups, or lower their data rlimit) using a pickled Group, then misbehave. Every
+process is killed by pid and every group removed.
 """
 
 from __future__ import annotations
@@ -31,16 +32,20 @@ from supervisor.limits import (
     RlimitGroup,
     detect,
 )
+from theater import _linux
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parents[2]
 V1_MEMORY = Path("/sys/fs/cgroup/memory")
 
 PRELUDE = """\
-import base64, os, pickle, sys
+import base64, os, pickle, resource, sys
+from theater import _linux
 group = pickle.loads(base64.b64decode(sys.argv[1]))
-assert group.attach(os.getpid()), "attach failed"
-group.child_limits()
+if group.path is not None:      # as a spare does: make (here: find) the group and move in
+    assert _linux.join_new_cgroups([str(d.parent) for d in group.dirs], group.path.name), "join failed"
+elif group.memory:              # as a worker does without cgroups
+    _linux.lower_limit(resource.RLIMIT_DATA, group.memory)
 """
 
 
@@ -156,7 +161,6 @@ print("survived 200 MiB", flush=True)
         assert g.oom_killed()
         peak = g.memory_peak()
         assert peak is not None and 32 * MiB < peak <= 64 * MiB
-    assert g.attach(p.pid) is False  # group gone: no exception, just False
 
 
 def test_cpu_quota_throttles(v1: Cgroup1Controller, procs: list[subprocess.Popen]) -> None:
@@ -310,8 +314,9 @@ def test_cgroup2_layout_and_limits_on_fake_tree(tmp_path: Path) -> None:
     assert ctrl.create("a3", MiB, 0.001, 1).path is not None
     assert (parent / "a3" / "cpu.max").read_text() == "1000 100000"  # kernel minimum quota
 
-    assert g.attach(4242) is True
-    assert (leaf / "cgroup.procs").read_text() == "4242"
+    (leaf / "cgroup.procs").touch()                             # the kernel's file, on a fake tree
+    assert _linux.join_new_cgroups([str(parent)], "a1")      # what a worker does: writes its pid
+    assert (leaf / "cgroup.procs").read_text() == str(os.getpid())
     assert not g.oom_killed() and g.memory_peak() is None
     (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 0\noom_group_kill 0\n")
     assert not g.oom_killed()
@@ -324,7 +329,6 @@ def test_cgroup2_layout_and_limits_on_fake_tree(tmp_path: Path) -> None:
         f.unlink()
     g.remove()
     assert not leaf.exists()
-    assert g.attach(4242) is False  # removed: False, no exception
     g.remove()  # twice is fine
     g2.remove()  # plain dir with files: rmdir fails, must not raise
     ctrl.close()  # likewise
@@ -398,7 +402,10 @@ def test_cgroup1_on_fake_tree(tmp_path: Path) -> None:
     assert not (mem / "memory.memsw.limit_in_bytes").exists()
     assert (cpu / "cpu.cfs_quota_us").read_text() == "150000"
     assert (cpu / "cpu.cfs_period_us").read_text() == "100000"
-    assert g.attach(4242) and (mem / "cgroup.procs").read_text() == "4242" == (cpu / "cgroup.procs").read_text()
+    for d in (mem, cpu):
+        (d / "cgroup.procs").touch()
+    assert _linux.join_new_cgroups([str(mem.parent), str(cpu.parent)], "a1")
+    assert (mem / "cgroup.procs").read_text() == str(os.getpid()) == (cpu / "cgroup.procs").read_text()
     (mem / "memory.failcnt").write_text("3\n")  # old kernel: failcnt is the only hint
     assert g.oom_killed()
     (mem / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 0\n")

@@ -8,7 +8,7 @@ import sys
 
 import orjson
 
-from ..errors import TheaterError, VerifyError
+from ..errors import TheaterError, Timeout, VerifyError
 from . import Context, _output
 
 
@@ -17,7 +17,8 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     chain, make every recorded call again, answer every host call with its recorded output,
     and compare each event the actor produces with the record by hash. Reports the first
     divergence (exit 5). Calls the record shows cut short by wall-clock time (a timeout, a
-    stop) cannot be reproduced: the replay of that incarnation ends there, and says so.
+    stop) cannot be reproduced: the replay of that incarnation ends there, and says so. A
+    call that runs 20 times longer than it did when recorded (at least 5 s) has diverged.
 
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
     component or --component FILE. Needs no server.
@@ -29,7 +30,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
         cmd += ["--file", args.file]
     if args.component:
         cmd += ["--component", args.component]
-    proc = subprocess.run(cmd, capture_output=True, timeout=ctx.timeout if ctx.timeout > 60 else 600)
+    limit = ctx.timeout if ctx.timeout > 60 else 600
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise Timeout(f"the replay did not finish within {limit:g}s (--timeout sets the limit)") from None
     try:
         report = orjson.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, orjson.JSONDecodeError):
