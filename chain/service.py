@@ -41,7 +41,7 @@ log = logging.getLogger("theater.chain")
 # Events per group commit: bounds one transaction's latency (~10 ms) under heavy load.
 MAX_BATCH = 4000
 # How long the first event of a group waits for others before the group is committed.
-COMMIT_DELAY = 0.002
+COMMIT_DELAY = 0.005
 # After SIGTERM, keep serving until no event has arrived for this long (workers stopping
 # at the same time are still flushing), but never longer than STOP_MAX.
 STOP_IDLE = 0.3

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 PEER_HWM = 10_000
 # After a peer refused a message (mailbox full), sends to it fail at once for this long.
 REFUSED_FOR = 0.05
+POLLIN = int(zmq.POLLIN)
 
 
 class Peers:
@@ -59,7 +60,7 @@ class Peers:
             self.actor.enqueue_local(header["what"], header, *frames)
             return
         canonical, sock = self._socket(target)
-        if sock.poll(0):            # a refusal may be waiting (we may be deep in one wasm call)
+        if sock.get(zmq.EVENTS) & POLLIN:       # a refusal may be waiting (we may be deep in one wasm call)
             self.actor.drain(sock)
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
@@ -84,10 +85,18 @@ class Peers:
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
         self.actor.ship_events()
-        try:
-            sock.send_multipart(protocol.encode(header, *frames), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+        msg = protocol.encode(header, *frames)
+        while True:
+            try:
+                sock.send_multipart(msg, flags=zmq.NOBLOCK)
+                break
+            except zmq.Again:       # the caller waits for the reply anyway: wait for room first
+                deadline = self.actor.call_deadline
+                if deadline is None or time.monotonic() >= deadline:
+                    raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+                sock.poll(1, zmq.POLLOUT)
+                self.actor.pump(0)
+                self.check(canonical)
         return self.actor.wait_reply(header["rid"], peer=canonical)
 
     def moved(self, actor_id: str) -> None:
