@@ -17,7 +17,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import psutil
 import pytest
 
@@ -52,17 +54,19 @@ class CLIResult:
 
 
 class Server:
-    """A theater-server process on a private home."""
+    """A theater-server process on a private home, with any extra theater-server flags."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, *flags: str) -> None:
         self.home = home
+        self.flags = flags
         self.proc: subprocess.Popen[bytes] | None = None
         self.known: set[int] = set()
 
     def start(self) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", "debug"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", "debug",
+             *self.flags],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"server exited: {self.log_tail()}"
@@ -162,3 +166,17 @@ def pid_alive(pid: int) -> bool:
 
 os.environ.pop("THEATER_HOME", None)
 os.environ.pop("THEATER_SERVER", None)
+
+
+def cli_start(server: Server, manifest: Path) -> str:
+    """`theater start MANIFEST --json`; the new actor's id."""
+    r = server.cli("start", str(manifest), "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)["id"]
+
+
+def cli_events(server: Server, actor: str) -> list[dict[str, Any]]:
+    """`theater events ID --json`."""
+    r = server.cli("events", actor, "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)

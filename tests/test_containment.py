@@ -25,8 +25,7 @@ import psutil
 import pytest
 
 from theater import protocol
-from theater.client import Client
-from theater.errors import TheaterError, Unreachable
+from theater.errors import TheaterError
 from theater.events import decode_data, readable
 from theater.paths import Home
 
@@ -40,37 +39,12 @@ MiB = 1 << 20
 # --------------------------------------------------------------------------- servers with flags
 
 
-class FlagServer(Server):
-    """conftest's Server, started with extra theater-server flags."""
-
-    def __init__(self, home: Home, *flags: str) -> None:
-        super().__init__(home)
-        self.flags = flags
-
-    def start(self) -> FlagServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", "debug",
-             *self.flags],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"server exited: {self.log_tail()}"
-            try:
-                with Client(self.home, timeout=2) as c:
-                    c.ping()
-                self.remember()
-                return self
-            except Unreachable:
-                time.sleep(0.05)
-        raise AssertionError(f"server did not start: {self.log_tail()}")
-
-
 @pytest.fixture
-def flag_server(home: Home) -> Iterator[Callable[..., FlagServer]]:
-    started: list[FlagServer] = []
+def flag_server(home: Home) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
 
-    def start(*flags: str) -> FlagServer:
-        s = FlagServer(home, *flags)
+    def start(*flags: str) -> Server:
+        s = Server(home, *flags)
         started.append(s)
         return s.start()
     yield start
@@ -172,6 +146,21 @@ def assert_answers(server: Server, counter: str, expect: bytes) -> None:
 # --------------------------------------------------------------------------- 1. wall time
 
 
+def test_a_start_function_that_never_returns_is_stopped_by_the_call_timeout(server, tmp_path):
+    """Instantiation runs wasm too (core start functions): it gets the call time limit."""
+    text = (ACTORS / "probe.wat").read_text()
+    memory = '    (memory (export "memory") 1)\n'
+    assert text.count(memory) == 1
+    stuck = tmp_path / "stuck.wat"
+    stuck.write_text(text.replace(memory, memory + "    (func $spin (loop br 0))\n    (start $spin)\n"))
+    manifest = probe(tmp_path, "stuck", 'call_timeout = "500ms"', component=stuck)
+    t0 = time.monotonic()
+    with server.client() as c, pytest.raises(TheaterError) as err:
+        c.start(manifest)
+    assert time.monotonic() - t0 < 10
+    assert "instantiation exceeded the call time limit (0.5s)" in str(err.value), err.value
+
+
 def test_call_timeout_interrupts_an_infinite_loop_and_others_keep_answering(server, tmp_path):
     counter = start(server, COUNTER)
     looper = start(server, probe(tmp_path, "looper", 'call_timeout = "1s"'))
@@ -180,7 +169,7 @@ def test_call_timeout_interrupts_an_infinite_loop_and_others_keep_answering(serv
     t = threading.Thread(target=lambda: result.update(r=server.cli("message", looper, "l", "--request")))
     t.start()
     try:
-        # once the loop has begun (its call event is stored before wasm runs), the counter answers
+        # once the loop has begun (its call event is shipped within a watchdog tick), the counter answers
         def looping() -> bool:
             return any(b["event"] == "call" and b["function"].endswith("handle-request")
                        for b in bodies(events(server, looper), "wasm"))

@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 
 from .conftest import ACTORS, EXAMPLES, pid_alive, wait_for
+from .conftest import cli_events as events
+from .conftest import cli_start as start
 
 
 def probe_manifest(tmp_path: Path, restart: str | None = None) -> Path:
@@ -23,18 +25,6 @@ def probe_manifest(tmp_path: Path, restart: str | None = None) -> Path:
     path = tmp_path / f"probe-{restart or 'default'}.toml"
     path.write_text(text)
     return path
-
-
-def start(server, manifest: Path) -> str:
-    r = server.cli("start", str(manifest), "--json")
-    assert r.code == 0, r.err
-    return orjson.loads(r.out)["id"]
-
-
-def events(server, actor: str) -> list[dict[str, Any]]:
-    r = server.cli("events", actor, "--json")
-    assert r.code == 0, r.err
-    return orjson.loads(r.out)
 
 
 def listed(server, actor: str) -> dict[str, Any] | None:

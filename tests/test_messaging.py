@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
-import orjson
-
 from .conftest import ACTORS, EXAMPLES, CLIResult, wait_for
+from .conftest import cli_events as events
+from .conftest import cli_start as start
 
 MSH = "theater:simple/message-server-host"
 CLIENT = "theater:simple/message-server-client"
@@ -23,18 +22,6 @@ CLIENT = "theater:simple/message-server-client"
 def u(text: str) -> dict[str, str]:
     """How `events --json` shows bytes that are UTF-8 text."""
     return {"utf8": text}
-
-
-def start(server, manifest: Path) -> str:
-    r = server.cli("start", str(manifest), "--json")
-    assert r.code == 0, r.err
-    return orjson.loads(r.out)["id"]
-
-
-def events(server, actor: str) -> list[dict[str, Any]]:
-    r = server.cli("events", actor, "--json")
-    assert r.code == 0, r.err
-    return orjson.loads(r.out)
 
 
 def host_calls(evs: list[dict[str, Any]], fn: str) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from theater.errors import TheaterError
+from theater.events import decode_data
 
 from .conftest import ACTORS, EXAMPLES, wait_for
 
@@ -87,3 +88,22 @@ def test_a_timed_out_call_is_not_reproducible_and_says_so(server, tmp_path):
     code, report, err = replay(server, probe)
     assert code == 0, err
     assert report["ok"] and "not_reproducible_from" in report
+
+
+def test_a_replayed_call_that_never_ends_is_a_divergence_not_a_hang(server, tmp_path):
+    """The record has each call finish in microseconds: a replay that loops is stopped after
+    20 times that, at least 5 s, and reported at that call."""
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    c.request(counter, b"+1")
+    looping = tmp_path / "counter-loops.wat"
+    text = (EXAMPLES / "counter" / "counter.wat").read_text()
+    step = "(call $utoa (i64.add (local.get $n) (i64.const 1)))"
+    assert text.count(step) == 1
+    looping.write_text(text.replace(step, "(loop br 0)\n" + step))
+    code, report, err = replay(server, counter, "--component", str(looping))
+    assert code == 5, err
+    call = next(e.seq for e in c.events(counter)
+                if e.type == "wasm" and decode_data(e.data)["function"].endswith("handle-request"))
+    assert report["ok"] is False and report["seq"] == call
+    assert "the call runs past 5s" in report["error"], report

@@ -30,7 +30,8 @@ MAX_UNACKED = 20_000
 BATCH = 256
 # Events wait at most this long in the worker before they are sent: one message per busy
 # actor per 5 ms instead of one per call, which is what lets the chain keep up with
-# thousands of calls per second; a call's events are durable ~5 ms + one commit after it.
+# thousands of calls per second; a call's events are durable within ~10 ms (this, the
+# chain's COMMIT_DELAY) and one fsync after it.
 FLUSH_INTERVAL = 0.005
 # Unacknowledged events older than this are sent again (covers a chain restart the
 # server has not announced yet, and any message lost on the way).
