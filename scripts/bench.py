@@ -113,7 +113,6 @@ _FORK = textwrap.dedent("""
     e = wasmtime.Engine(); open(path + ".cwasm", "wb").write(C.Component(e, open(path, "rb").read()).serialize())
     samples = []
     for _ in range(int(sys.argv[2])):
-        pid = os.fork() if False else None
         r, w = os.pipe(); t = time.perf_counter(); pid = os.fork()
         if pid == 0:
             eng = wasmtime.Engine(); comp = C.Component.deserialize_file(eng, path + ".cwasm")

@@ -29,7 +29,7 @@ from theater import manifest as manifests
 from theater.errors import ActorFailed, ProtocolError, Refused, TheaterError, Timeout, from_wire
 from theater.paths import Home
 
-from . import component, handlers, records
+from . import component, handlers, records, wire
 from .chainlink import ChainLink
 from .codec import Export
 from .handlers import supervisor as supervision
@@ -45,13 +45,13 @@ EXIT_START_FAILED = 71     # it never became ready: bad component, init failed
 # A worker sends a heartbeat when the control socket has been quiet this long; the
 # server calls a worker hung after several missed beats (plus its call timeout).
 HEARTBEAT_INTERVAL = 2.0
-# zmq.POLLIN as a plain int: ``int & IntFlag`` builds an enum member, on every message
-POLLIN = int(zmq.POLLIN)
 # A worker waiting for a reply polls without sleeping this long first. On a VM without
 # guest halt-polling, waking a vCPU that went idle costs ~100 us per hop; a request's
 # reply usually comes within this, so the wait costs at most this much CPU per request
 # (measured: actor->actor round trip p50 460 -> 325 us here).
 REPLY_SPIN = 0.0005
+# While replies keep coming within REPLY_SPIN, the other sockets are served this often.
+PUMP_INTERVAL = 0.005
 # Mailbox items run per loop turn before the sockets are polled again: enough to save the
 # poll on a burst, few enough that control messages wait at most a few calls.
 BURST = 16
@@ -154,7 +154,7 @@ class Actor:
         self.shutdown_data: bytes | None = None
         self.stop_reason: str | None = None
         self.call_deadline: float | None = None
-        self.last_control = time.monotonic()
+        self.last_control = self.pumped_at = time.monotonic()
         self.calls = 0
         self.refused = 0                       # messages turned away while the mailbox is full
         self._notified: dict[bytes, float] = {}
@@ -355,7 +355,7 @@ class Actor:
             elif ident == self.actor_id.encode():
                 return                          # our own message: nobody waits on it
             else:
-                self.inbox.send_multipart([ident, *msg], flags=zmq.NOBLOCK)
+                wire.send(self.inbox, [ident, *msg])
         except zmq.ZMQError as e:
             if not quiet:
                 log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
@@ -399,10 +399,11 @@ class Actor:
             raise from_wire(header["code"], header["error"])
         return header, frames
 
-    def wait_reply(self, rid: str, timeout: float | None = None,
-                   peer: str | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    def wait_reply(self, rid: str, timeout: float | None = None, peer: str | None = None,
+                   sock: zmq.Socket | None = None) -> tuple[dict[str, Any], list[bytes]]:
         """Pumps every socket until the reply to ``rid`` arrives, the call's deadline passes,
-        the peer is reported gone, or a stop is asked for."""
+        the peer is reported gone, or a stop is asked for. The reply is expected on ``sock``
+        (a peer's connection), which is watched without sleeping for REPLY_SPIN first."""
         if timeout is not None:
             deadline = time.monotonic() + timeout
         elif self.call_deadline is not None:
@@ -417,9 +418,11 @@ class Actor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Timeout(f"no reply{f' from {peer}' if peer else ''} within the call's time limit")
-            spin_until = time.monotonic() + REPLY_SPIN
-            while time.monotonic() < spin_until and not self.poller.poll(0):
-                pass
+            if sock is not None and _spin_until_readable(sock, REPLY_SPIN):
+                self.drain(sock)            # the reply, most likely
+                if time.monotonic() - self.pumped_at > PUMP_INTERVAL:
+                    self.pump(0)            # the other sockets' turn: acks, control, heartbeats
+                continue
             self.pump(min(remaining, HEARTBEAT_INTERVAL))
         return self.replies.pop(rid)
 
@@ -443,7 +446,7 @@ class Actor:
                     self.watchdog.drain_wake()
                 continue
             self.drain(sock)
-        now = time.monotonic()
+        self.pumped_at = now = time.monotonic()
         if self.chain is None:
             return
         if now - self.last_control >= HEARTBEAT_INTERVAL:
@@ -454,8 +457,8 @@ class Actor:
     def drain(self, sock: zmq.Socket) -> None:
         """Handles every message already waiting on ``sock`` (asking first: a zmq.Again per
         drain would cost more than the message)."""
-        while sock.get(zmq.EVENTS) & POLLIN:
-            self._dispatch(sock, sock.recv_multipart(zmq.NOBLOCK))
+        while wire.readable(sock):
+            self._dispatch(sock, wire.recv(sock))
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         ident = None
@@ -600,6 +603,14 @@ class Actor:
     def close(self) -> None:
         for sock in (self.control, self.chain_sock, self.inbox, *self.peers.sockets.values()):
             sock.close()
+
+
+def _spin_until_readable(sock: zmq.Socket, seconds: float) -> bool:
+    until = time.monotonic() + seconds
+    while not wire.readable(sock):
+        if time.monotonic() >= until:
+            return False
+    return True
 
 
 def _first_line(e: BaseException) -> str:

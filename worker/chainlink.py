@@ -23,6 +23,8 @@ import zmq
 from theater import protocol
 from theater.events import encode_data, event_hash
 
+from .wire import send
+
 # Back-pressure point: how many events an actor may have in flight to the chain before it
 # stops taking new messages. 20k events is ~1 s of the chain's signed-and-durable rate.
 MAX_UNACKED = 20_000
@@ -79,7 +81,7 @@ class ChainLink:
         held, self.held = self.held, []
         for sock, frames, refused in held:
             try:
-                sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                send(sock, frames)
             except zmq.Again:
                 refused()
             except zmq.ZMQError:        # the peer restarted meanwhile: lost like any message in flight
@@ -131,7 +133,7 @@ class ChainLink:
         if sync:
             header["sync"] = True
         with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
-            self.sock.send_multipart(protocol.encode(header, b"".join(d for _, d in batch)), flags=zmq.NOBLOCK)
+            send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
 
     def on_ack(self, seq: int) -> None:
         if seq <= self.acked:

@@ -8,11 +8,10 @@ both go through here (``call_export``, ``add_host_func``).
 
 It writes wasmtime's C values (``wasmtime_component_val_t``) through wasmtime-py's
 private ctypes layer, so it is tied to the pinned wasmtime version. Ownership: lifting
-takes what a value holds (vectors are emptied as they are taken, so a later drop is
-harmless), but the heap boxes of options and results are freed only when we own the
-value (an export's result); a host call's arguments belong to wasmtime, which frees their
-boxes after the call (freeing them here too is a double free; never freeing the result
-boxes is the leak of wasmtime-py's own conversion, ~100 bytes a call). Python shapes: ``list<u8>``
+only reads. A host call's arguments belong to wasmtime, which drops them after the call;
+an export's result is ours, dropped whole (vectors, and the heap boxes of options and
+results) by one ``val_delete`` once lifted. wasmtime-py's own conversion frees the parts
+one by one and never the boxes: ~100 bytes leaked a call. Python shapes: ``list<u8>``
 is ``bytes``, ``option`` is value-or-None, records are dicts keyed by WIT field name,
 enums are str, tuples are tuples, and ``result`` is ``("ok", value)`` / ``("err", value)``
 (never guessed from the Python types, unlike wasmtime-py).
@@ -62,24 +61,22 @@ def _neutralize(v: Val) -> None:
     v.of.boolean = False
 
 
-def codec(t: wc.ValType, owned: bool = True) -> Codec:
-    """``owned``: lifted values are ours to free (results), not wasmtime's (host-call arguments)."""
+def codec(t: wc.ValType) -> Codec:
     for cls, (kind_name, field) in _PRIMS.items():
         if isinstance(t, cls):
             return _prim(_K[kind_name], field)
     if isinstance(t, wc.String):
         return _string()
     if isinstance(t, wc.ListType):
-        return _bytes() if isinstance(t.element, wc.U8) else _list(codec(t.element, owned))
+        return _bytes() if isinstance(t.element, wc.U8) else _list(codec(t.element))
     if isinstance(t, wc.TupleType):
-        return _tuple([codec(e, owned) for e in t.elements])
+        return _tuple([codec(e) for e in t.elements])
     if isinstance(t, wc.OptionType):
-        return _option(codec(t.payload, owned), owned)
+        return _option(codec(t.payload))
     if isinstance(t, wc.ResultType):
-        return _result(codec(t.ok, owned) if t.ok is not None else None,
-                       codec(t.err, owned) if t.err is not None else None, owned)
+        return _result(codec(t.ok) if t.ok is not None else None, codec(t.err) if t.err is not None else None)
     if isinstance(t, wc.RecordType):
-        return _record([(name, codec(ft, owned)) for name, ft in t.fields])
+        return _record([(name, codec(ft)) for name, ft in t.fields])
     if isinstance(t, wc.EnumType):
         return _enum()
     raise TypeError(f"no fast conversion for component type {type(t).__name__}")
@@ -103,9 +100,8 @@ def _string() -> Codec:
         v.of.string = ffi.str_to_capi(value)
 
     def lift(v: Val) -> Any:
-        s = ctypes.string_at(v.of.string.data, v.of.string.size).decode("utf-8")
-        ffi.wasm_byte_vec_delete(byref(v.of.string))
-        return s
+        string = v.of.string
+        return ctypes.string_at(string.data, string.size).decode("utf-8")
     return Codec(lower, lift)
 
 
@@ -128,10 +124,9 @@ def _bytes() -> Codec:
         v.of.list = raw
 
     def lift(v: Val) -> Any:
-        n = v.of.list.size
-        out = ctypes.string_at(v.of.list.data, n * VAL_SIZE)[_OF::VAL_SIZE] if n else b""
-        ffi.wasmtime_component_vallist_delete(byref(v.of.list))   # u8 elements own nothing
-        return out
+        vec = v.of.list
+        n = vec.size
+        return ctypes.string_at(vec.data, n * VAL_SIZE)[_OF::VAL_SIZE] if n else b""
     return Codec(lower, lift)
 
 
@@ -145,13 +140,9 @@ def _list(elem: Codec) -> Codec:
         v.of.list = raw
 
     def lift(v: Val) -> Any:
-        out = []
-        for i in range(v.of.list.size):
-            item = v.of.list.data[i]
-            out.append(elem.lift(item))
-            _neutralize(item)
-        ffi.wasmtime_component_vallist_delete(byref(v.of.list))
-        return out
+        vec = v.of.list
+        data, item = vec.data, elem.lift
+        return [item(data[i]) for i in range(vec.size)]
     return Codec(lower, lift)
 
 
@@ -164,14 +155,11 @@ def _tuple(elems: list[Codec]) -> Codec:
         v.kind = _K["TUPLE"]
         v.of.tuple = raw
 
+    lifts = [c.lift for c in elems]
+
     def lift(v: Val) -> Any:
-        out = []
         data = v.of.tuple.data
-        for i, c in enumerate(elems):
-            out.append(c.lift(data[i]))
-            _neutralize(data[i])
-        ffi.wasmtime_component_valtuple_delete(byref(v.of.tuple))
-        return tuple(out)
+        return tuple([f(data[i]) for i, f in enumerate(lifts)])
     return Codec(lower, lift)
 
 
@@ -186,13 +174,8 @@ def _record(fields: list[tuple[str, Codec]]) -> Codec:
         v.of.record = raw
 
     def lift(v: Val) -> Any:
-        out = {}
         data = v.of.record.data
-        for i, (name, c) in enumerate(fields):
-            out[name] = c.lift(data[i].val)
-            _neutralize(data[i].val)
-        ffi.wasmtime_component_valrecord_delete(byref(v.of.record))
-        return out
+        return {name: c.lift(data[i].val) for i, (name, c) in enumerate(fields)}
     return Codec(lower, lift)
 
 
@@ -202,9 +185,8 @@ def _enum() -> Codec:
         v.of.enumeration = ffi.str_to_capi(value)
 
     def lift(v: Val) -> Any:
-        s = ctypes.string_at(v.of.enumeration.data, v.of.enumeration.size).decode("utf-8")
-        ffi.wasm_byte_vec_delete(byref(v.of.enumeration))
-        return s
+        name = v.of.enumeration
+        return ctypes.string_at(name.data, name.size).decode("utf-8")
     return Codec(lower, lift)
 
 
@@ -217,27 +199,20 @@ def _boxed(c: Codec | None, value: Any) -> Any:
     return ffi.wasmtime_component_val_new(byref(inner))
 
 
-def _unbox(c: Codec | None, ptr: Any, owned: bool) -> Any:
-    if c is None or not ptr:
-        return None
-    value = c.lift(ptr.contents)
-    _neutralize(ptr.contents)
-    if owned:
-        ffi.wasmtime_component_val_free(ptr)       # the box itself (val_delete would only empty it)
-    return value
+def _option(payload: Codec) -> Codec:
+    inner = payload.lift
 
-
-def _option(payload: Codec, owned: bool) -> Codec:
     def lower(value: Any, v: Val) -> None:
         v.kind = _K["OPTION"]
         v.of.option = _boxed(payload, value) if value is not None else None
 
     def lift(v: Val) -> Any:
-        return _unbox(payload, v.of.option, owned) if v.of.option else None
+        box = v.of.option
+        return inner(box.contents) if box else None
     return Codec(lower, lift)
 
 
-def _result(ok: Codec | None, err: Codec | None, owned: bool) -> Codec:
+def _result(ok: Codec | None, err: Codec | None) -> Codec:
     def lower(value: Any, v: Val) -> None:
         tag, payload = value
         v.kind = _K["RESULT"]
@@ -245,9 +220,9 @@ def _result(ok: Codec | None, err: Codec | None, owned: bool) -> Codec:
         v.of.result.val = _boxed(ok if tag == "ok" else err, payload)
 
     def lift(v: Val) -> Any:
-        if v.of.result.is_ok:
-            return "ok", _unbox(ok, v.of.result.val, owned)
-        return "err", _unbox(err, v.of.result.val, owned)
+        result = v.of.result
+        c, box = (ok, result.val) if result.is_ok else (err, result.val)
+        return ("ok" if result.is_ok else "err"), (c.lift(box.contents) if c is not None and box else None)
     return Codec(lower, lift)
 
 
@@ -284,6 +259,7 @@ class Export:
             if self.result is None:
                 return None
             out = self.result.lift(self._out)
+            ffi.wasmtime_component_val_delete(self._out_ref)   # the whole result tree, boxes included
             _neutralize(self._out)          # wasmtime drops the slot's old value when it writes the next
             return out
         finally:
@@ -316,7 +292,7 @@ def _host_finalize(idx):  # type: ignore[no-untyped-def]
 
 def add_host_func(instance: wc.LinkerInstance, name: str, fty: wc.FuncType, impl: Callable[..., Any]) -> None:
     """Defines ``name`` with the import's type compiled once; ``impl`` gets and returns fast-codec shapes."""
-    params = [codec(t, owned=False) for _, t in fty.params]     # wasmtime frees the arguments
+    params = [codec(t) for _, t in fty.params]     # lifting only reads: wasmtime frees the arguments
     result = codec(fty.result) if fty.result is not None else None
 
     def call(args: Any, nargs: int, results: Any) -> None:

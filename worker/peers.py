@@ -16,6 +16,8 @@ import zmq
 from theater import protocol
 from theater.errors import NotFound, Refused
 
+from . import wire
+
 if TYPE_CHECKING:
     from .actor import Actor
 
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
 PEER_HWM = 10_000
 # After a peer refused a message (mailbox full), sends to it fail at once for this long.
 REFUSED_FOR = 0.05
-POLLIN = int(zmq.POLLIN)
 
 
 class Peers:
@@ -60,7 +61,7 @@ class Peers:
             self.actor.enqueue_local(header["what"], header, *frames)
             return
         canonical, sock = self._socket(target)
-        if sock.get(zmq.EVENTS) & POLLIN:       # a refusal may be waiting (we may be deep in one wasm call)
+        if wire.readable(sock):       # a refusal may be waiting (we may be deep in one wasm call)
             self.actor.drain(sock)
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
@@ -88,7 +89,7 @@ class Peers:
         msg = protocol.encode(header, *frames)
         while True:
             try:
-                sock.send_multipart(msg, flags=zmq.NOBLOCK)
+                wire.send(sock, msg)
                 break
             except zmq.Again:       # the caller waits for the reply anyway: wait for room first
                 deadline = self.actor.call_deadline
@@ -97,7 +98,7 @@ class Peers:
                 sock.poll(1, zmq.POLLOUT)
                 self.actor.pump(0)
                 self.check(canonical)
-        return self.actor.wait_reply(header["rid"], peer=canonical)
+        return self.actor.wait_reply(header["rid"], peer=canonical, sock=sock)
 
     def moved(self, actor_id: str) -> None:
         """The server says this actor stopped or restarted: drop the connection."""
