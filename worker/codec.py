@@ -66,7 +66,7 @@ def codec(t: wc.ValType) -> Codec:
         if isinstance(t, cls):
             return _prim(_K[kind_name], field)
     if isinstance(t, wc.String):
-        return _string()
+        return _text("STRING", "string")
     if isinstance(t, wc.ListType):
         return _bytes() if isinstance(t.element, wc.U8) else _list(codec(t.element))
     if isinstance(t, wc.TupleType):
@@ -78,7 +78,7 @@ def codec(t: wc.ValType) -> Codec:
     if isinstance(t, wc.RecordType):
         return _record([(name, codec(ft)) for name, ft in t.fields])
     if isinstance(t, wc.EnumType):
-        return _enum()
+        return _text("ENUM", "enumeration")
     raise TypeError(f"no fast conversion for component type {type(t).__name__}")
 
 
@@ -92,16 +92,19 @@ def _prim(kind: int, field: str) -> Codec:
     return Codec(lower, lift)
 
 
-def _string() -> Codec:
+def _text(kind: str, field: str) -> Codec:
+    """A string, or an enum case by name: UTF-8 in a byte vector."""
+    k = _K[kind]
+
     def lower(value: Any, v: Val) -> None:
         if not isinstance(value, str):
             raise TypeError(f"expected a string, got {type(value).__name__}")
-        v.kind = _K["STRING"]
-        v.of.string = ffi.str_to_capi(value)
+        v.kind = k
+        setattr(v.of, field, ffi.str_to_capi(value))
 
     def lift(v: Val) -> Any:
-        string = v.of.string
-        return ctypes.string_at(string.data, string.size).decode("utf-8")
+        vec = getattr(v.of, field)
+        return ctypes.string_at(vec.data, vec.size).decode("utf-8")
     return Codec(lower, lift)
 
 
@@ -176,17 +179,6 @@ def _record(fields: list[tuple[str, Codec]]) -> Codec:
     def lift(v: Val) -> Any:
         data = v.of.record.data
         return {name: c.lift(data[i].val) for i, (name, c) in enumerate(fields)}
-    return Codec(lower, lift)
-
-
-def _enum() -> Codec:
-    def lower(value: Any, v: Val) -> None:
-        v.kind = _K["ENUM"]
-        v.of.enumeration = ffi.str_to_capi(value)
-
-    def lift(v: Val) -> Any:
-        name = v.of.enumeration
-        return ctypes.string_at(name.data, name.size).decode("utf-8")
     return Codec(lower, lift)
 
 
