@@ -7,6 +7,8 @@ at probe.wat by absolute path, with the [restart] type it needs.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +202,30 @@ def test_shutdown_ends_a_temporary_actor_normally(server, tmp_path):
     assert shutdowns == [{"input": [{"utf8": "bye-data"}], "output": {"ok": None}}]
     assert not wasm_errors(evs)
     assert inspect(server, probe)["last_exit"]["kind"] == "normal"
+
+
+def test_a_worker_that_goes_silent_is_killed_as_hung_and_restarted(server, tmp_path):
+    """A stopped process sends no heartbeats: once it has been silent for its call timeout
+    plus the server's grace (supervision.HANG_GRACE, 10 s), the server kills it, records the
+    exit as a hang, and the restart policy brings the actor back with its state."""
+    manifest = probe_manifest(tmp_path)
+    manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "1s"\n')
+    probe = start(server, manifest)
+    assert server.cli("message", probe, "skept", "--request").out == b"ok"
+    pid = server.client().inspect(probe)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        def back() -> dict[str, Any] | None:
+            a = listed(server, probe)
+            return a if a and a["status"] == "running" and a["pid"] not in (None, pid) else None
+        entry = wait_for(back, timeout=40, interval=0.5, what="the hung actor to be restarted")
+    finally:
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    assert entry["restarts"] == 1
+    assert "hang" in entry["last_error"], entry
+    assert inspect(server, probe)["last_exit"]["reason"] == "hang"
+    wait_for(lambda: not pid_alive(pid), what="the hung worker to be gone")
+    assert server.cli("state", probe).out == b"kept"
+    (ex,) = exits(events(server, probe))
+    assert ex["kind"] == "abnormal" and ex["reason"] == "hang" and ex["action"] == "restart"
