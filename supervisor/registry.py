@@ -122,17 +122,13 @@ class Registry:
         siblings = self.siblings(rec.parent)
         if rec.actor_id in siblings:
             siblings.remove(rec.actor_id)
-        if rec.pid is not None:
-            self.by_pid.pop(rec.pid, None)
+        _reindex(self.by_pid, rec.pid, None, rec)
         self.bind(rec, None)
 
     def bind(self, rec: ActorRecord, ident: bytes | None) -> None:
         """Which control connection is this actor's current worker (None: it has none)."""
-        if rec.ident is not None:
-            self.by_ident.pop(rec.ident, None)
+        _reindex(self.by_ident, rec.ident, ident, rec)
         rec.ident = ident
-        if ident is not None:
-            self.by_ident[ident] = rec
 
     def siblings(self, parent: str | None) -> list[str]:
         """The children list of ``parent`` (the root's when None), in start order."""
@@ -142,11 +138,8 @@ class Registry:
         return p.children if p is not None else []
 
     def set_pid(self, rec: ActorRecord, pid: int | None) -> None:
-        if rec.pid is not None:
-            self.by_pid.pop(rec.pid, None)
+        _reindex(self.by_pid, rec.pid, pid, rec)
         rec.pid = pid
-        if pid is not None:
-            self.by_pid[pid] = rec
 
     def get(self, actor_id: str) -> ActorRecord | None:
         return self.actors.get(actor_id)
@@ -181,3 +174,11 @@ class Registry:
             return {**rec.summary(), "strategy": rec.manifest.restart.strategy,
                     "restart": rec.manifest.restart.type, "children": [node(k) for k in kids]}
         return [node(self.actors[r]) for r in self.roots if r in self.actors]
+
+
+def _reindex(index: dict[Any, ActorRecord], old: Any, new: Any, rec: ActorRecord) -> None:
+    """Moves ``rec`` in ``index`` from key ``old`` to key ``new`` (None: not indexed)."""
+    if old is not None:
+        index.pop(old, None)
+    if new is not None:
+        index[new] = rec

@@ -39,7 +39,9 @@ def three_actors(server) -> dict[str, str]:
 
 
 def processes_of(server, actors: dict[str, str]) -> list[psutil.Process]:
-    """The server's descendants, checked to include the chain, the fork server and each worker."""
+    """The server's descendants, checked to include the chain, the fork server and each worker;
+    remembered, so none outlives the test."""
+    server.remember()
     procs = server.descendants()
     cmdlines = [" ".join(p.cmdline()) for p in procs]
     assert any("-m chain" in c for c in cmdlines), cmdlines
@@ -86,7 +88,6 @@ def verify_offline(home, actors: dict[str, str]) -> None:
 def test_sigterm_stops_every_process_and_the_chains_record_the_stop(server):
     actors = three_actors(server)
     procs = processes_of(server, actors)
-    server.remember()
 
     t0 = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)
@@ -110,7 +111,6 @@ def test_sigterm_stops_every_process_and_the_chains_record_the_stop(server):
 def test_sigkill_leaves_no_orphans_and_the_chains_verify(server):
     actors = three_actors(server)
     procs = processes_of(server, actors)
-    server.remember()
 
     t0 = time.monotonic()
     server.proc.send_signal(signal.SIGKILL)
@@ -128,7 +128,6 @@ def test_sigkill_leaves_no_orphans_and_the_chains_verify(server):
 def test_a_new_server_takes_over_the_home_after_sigkill(server):
     actors = three_actors(server)
     procs = processes_of(server, actors)
-    server.remember()
     before = {c["actor"]: c for c in orjson.loads(run_cli(server.home, "chains", "--json").out)}
 
     server.proc.send_signal(signal.SIGKILL)
