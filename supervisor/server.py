@@ -283,9 +283,9 @@ class Server:
             self.chain_proc.restarts += 1
             self.later(CHAIN_RESTART_DELAY, self._restart_chain)
             for rid, p in list(self.pending.items()):
-                if p.actor is None and p.client is not None and p.retry is None:
+                if p.actor is None and p.retry is None:     # a query: the new chain process never saw it
                     del self.pending[rid]
-                    self.fail(p.client, p.client_id, TheaterError("the chain process restarted; try again"))
+                    self._give_up(p, TheaterError("the chain process restarted; try again"))
         if self.forkserver.poll() is not None and not self.stopping:
             self._restart_forkserver()
 
@@ -336,8 +336,7 @@ class Server:
         for rid, p in list(self.pending.items()):
             if now > p.deadline:
                 del self.pending[rid]
-                if p.client is not None:
-                    self.fail(p.client, p.client_id, Timeout("no answer in time"))
+                self._give_up(p, Timeout("no answer in time"))
         self.supervision.check_hangs(now)
         self._check_helpers()
         self.later(1.0, self._tick)
@@ -490,12 +489,7 @@ class Server:
         header = {**header, "rid" if header["k"] == "msg" else "id": rid}
         self.pending[rid] = Pending(client, client_id, actor_id, then)
         if not self.to_worker(actor_id, header, *frames):
-            self.pending.pop(rid, None)
-            err = TheaterError(f"actor {actor_id} is not reachable")
-            if then is not None:
-                then({"k": "error", **err.to_wire()}, [])
-            elif client is not None:
-                self.fail(client, client_id, err)
+            self._give_up(self.pending.pop(rid), TheaterError(f"actor {actor_id} is not reachable"))
 
     def ask_chain(self, header: dict[str, Any], *frames: bytes, client: bytes | None = None, client_id: str = "",
                   then: Callable[[dict[str, Any], list[bytes]], None] | None = None) -> None:
@@ -510,11 +504,14 @@ class Server:
         for rid, p in list(self.pending.items()):
             if p.actor == actor_id:
                 del self.pending[rid]
-                err = TheaterError(reason)
-                if p.then is not None:
-                    p.then({"k": "error", **err.to_wire()}, [])
-                elif p.client is not None:
-                    self.fail(p.client, p.client_id, err)
+                self._give_up(p, TheaterError(reason))
+
+    def _give_up(self, p: Pending, err: TheaterError) -> None:
+        """No answer will come for ``p``: its continuation or its client hears why."""
+        if p.then is not None:
+            p.then({"k": "error", **err.to_wire()}, [])
+        elif p.client is not None:
+            self.fail(p.client, p.client_id, err)
 
 
 def _request_id(body: list[bytes]) -> str:

@@ -33,6 +33,22 @@ def test_replay_reproduces_every_event(server):
         assert report["events"] == len(c.events(actor))
 
 
+def test_get_chain_hands_the_actor_its_chain_and_replays_from_the_record(server):
+    """get-chain is recorded by length and head only; the replay rebuilds the value from the
+    record, and the actor's reply (the number of events it was given) must come out the same."""
+    c = server.client()
+    probe = c.start(ACTORS / "probe.toml")["id"]
+    c.request(probe, b"sabc")
+    counts = [int(c.request(probe, b"h")) for _ in range(2)]
+    calls = [e for e in c.events(probe) if e.type == "theater:simple/runtime/get-chain"]
+    # each call sees every event before its own host-call event
+    assert counts == [e.seq for e in calls], (counts, [e.seq for e in calls])
+    assert decode_data(calls[1].data)["output"]["length"] == counts[1]
+    code, report, err = replay(server, probe)
+    assert code == 0, err
+    assert report["ok"] and report["calls"] == 4, report
+
+
 def test_replay_follows_restarts_and_reproduces_traps(server):
     c = server.client()
     probe = c.start(ACTORS / "probe.toml")["id"]

@@ -182,6 +182,10 @@ def test_killed_permanent_child_comes_back_with_its_last_state(server, c, tmp_pa
     assert n.count(";") == 1, n
 
     assert c.request(parent, b"G" + child.encode()) == b"foo"
+    # get-child-events hands the parent the child's chain as stored, both incarnations
+    types = c.request(parent, b"E" + child.encode()).decode().split(",")
+    assert types == [e.type for e in c.events(child)][: len(types)], types
+    assert types[0] == "lifecycle/start" and types.count("lifecycle/start") == 2, types
     s = server.cli("state", child)
     assert (s.code, s.out) == (0, b"foo"), s.err
     assert c.request(child, b"ehello") == b"hello"

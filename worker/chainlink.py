@@ -42,7 +42,7 @@ RESEND_AFTER = 3.0
 
 class ChainLink:
     def __init__(self, sock: zmq.Socket, actor_id: str, head_seq: int, head_hash: bytes | None,
-                 on_bytes: Callable[[int], None] = lambda n: None) -> None:
+                 on_bytes: Callable[[int], None]) -> None:
         self.sock = sock
         self.on_bytes = on_bytes            # told how many bytes each flush encoded (the byte-rate limit)
         self.actor_id = actor_id
@@ -57,7 +57,7 @@ class ChainLink:
         # one-way messages waiting for the events that led to them to leave: (socket, frames, if refused)
         self.held: list[tuple[zmq.Socket, list[bytes], Callable[[], None]]] = []
 
-    def emit(self, event_type: str, value: Any, state_changed: bool = False) -> int:
+    def emit(self, event_type: str, value: Any, state_changed: bool = False) -> None:
         """Numbers one event after the head and queues it; it is encoded and linked at flush."""
         self.seq += 1
         if not self.pending:
@@ -67,7 +67,6 @@ class ChainLink:
         # also inside one long call (no pump runs then): nothing waits longer than FLUSH_INTERVAL
         if len(self.pending) >= BATCH or time.monotonic() - self.pending_since > FLUSH_INTERVAL:
             self.flush()
-        return self.seq
 
     def send_after(self, sock: zmq.Socket, frames: list[bytes], refused: Callable[[], None]) -> None:
         """Sends a one-way message once the events recorded before it have left (at once if

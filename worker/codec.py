@@ -213,8 +213,8 @@ def _result(ok: Codec | None, err: Codec | None) -> Codec:
 
     def lift(v: Val) -> Any:
         result = v.of.result
-        c, box = (ok, result.val) if result.is_ok else (err, result.val)
-        return ("ok" if result.is_ok else "err"), (c.lift(box.contents) if c is not None and box else None)
+        tag, c, box = ("ok", ok, result.val) if result.is_ok else ("err", err, result.val)
+        return tag, (c.lift(box.contents) if c is not None and box else None)
     return Codec(lower, lift)
 
 

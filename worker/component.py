@@ -37,7 +37,7 @@ def make_engine(fuel: bool) -> wasmtime.Engine:
     return wasmtime.Engine(cfg)
 
 
-def _base(name: str) -> str:
+def unversioned(name: str) -> str:
     """``theater:simple/runtime@0.2.0`` -> ``theater:simple/runtime``."""
     return name.split("@", 1)[0]
 
@@ -124,7 +124,7 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str
     sigs = signatures()
     found: dict[str, str] = {}
     for name, ext in component.type.imports(engine).items():
-        base = _base(name)
+        base = unversioned(name)
         if base == TYPES_INTERFACE:
             found[base] = name
             continue
@@ -143,7 +143,7 @@ def _check_exports(engine: wasmtime.Engine, component: wc.Component) -> tuple[di
     exports: dict[str, list[str]] = {}
     names: dict[str, str] = {}
     for name, ext in component.type.exports(engine).items():
-        base = _base(name)
+        base = unversioned(name)
         if base not in sigs:
             continue                          # exports nobody will call are harmless
         exports[name] = sorted(_check_funcs(engine, name, ext, sigs[base], "exports"))
@@ -165,7 +165,7 @@ def _check_funcs(engine: wasmtime.Engine, name: str, ext: wc.ComponentExtern, ex
         if not isinstance(fty, wc.FuncType):
             continue
         if fname not in expected:
-            raise ComponentError(f"component {verb} {name}.{fname}, which is not part of {_base(name)} "
+            raise ComponentError(f"component {verb} {name}.{fname}, which is not part of {unversioned(name)} "
                                  f"(it has {', '.join(expected)})")
         actual = render_func(fty)
         if actual != expected[fname]:

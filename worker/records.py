@@ -6,9 +6,12 @@ recorded bytes exactly, or shows where the actor now does something else.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from .values import to_data
+from theater.events import Event
+
+from .values import record, to_data
 
 
 def call_event(function: str, params: tuple[Any, ...]) -> dict[str, Any]:
@@ -32,6 +35,16 @@ def error_event(function: str, reason: str, message: str) -> dict[str, Any]:
 def host_event(args: tuple[Any, ...], output: Any) -> dict[str, Any]:
     """A host call: what went in and what came out (``output`` already as event data)."""
     return {"input": to_data(args), "output": output}
+
+
+def chain_value(events: Sequence[Event]) -> dict[str, Any]:
+    """What ``get-chain`` hands the actor: each event's type, data and short hashes."""
+    metas = []
+    for ev in events:
+        parent = int.from_bytes(ev.parent[:8], "big") if ev.parent else None
+        metas.append(record(hash=int.from_bytes(ev.hash[:8], "big"),
+                            event=record(event_type=ev.type, parent=parent, data=ev.data)))
+    return record(events=metas)
 
 
 def trap_message(e: BaseException) -> str:

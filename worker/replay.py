@@ -113,7 +113,7 @@ class Replayer:
         with linker.root() as root:
             for name, ext in imports.items():
                 with root.add_instance(name) as inst:
-                    base = name.split("@", 1)[0]
+                    base = component.unversioned(name)
                     for fn, fext in ext.ty.exports(engine).items():
                         if isinstance(fext.ty, wc.FuncType):
                             add_host_func(inst, fn, fext.ty, self._feeder(f"{base}/{fn}"))
@@ -122,6 +122,7 @@ class Replayer:
         instance = linker.instantiate(store, comp)
         linker.close()
         self.engine = engine
+        self.exports: dict[str, Export] = {}
         state: bytes | None = info.get("state")
         i = start + 1
         while i < len(self.events) and self.events[i].type != "lifecycle/start":
@@ -149,14 +150,17 @@ class Replayer:
         interface, fn = function.rsplit(".", 1)
         params = _params(body["params"])
         self._produce(i, "wasm", records.call_event(function, params))
-        if self._interrupted(i):
+        duration, interrupted = self._recorded_end(i)
+        if interrupted:
             return None
         self.calls += 1
         self.cursor = i + 1
-        export = Export(instance.get_func(store, instance.get_export_index(
-            store, fn, instance.get_export_index(store, interface))), store)
+        export = self.exports.get(function)
+        if export is None:
+            export = self.exports[function] = Export(instance.get_func(store, instance.get_export_index(
+                store, fn, instance.get_export_index(store, interface))), store)
         store.set_epoch_deadline(1)
-        seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * self._recorded_duration(i))
+        seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()
         limit = threading.Timer(seconds, lambda: (overran.set(), self.engine.increment_epoch()))
         limit.start()
@@ -165,7 +169,7 @@ class Replayer:
         except wasmtime.WasmtimeError as e:
             if overran.is_set():
                 raise Diverged(self.events[i].seq, f"the call runs past {seconds:g}s; the record has it "
-                                                   f"finish in {self._recorded_duration(i):.3g}s") from None
+                                                   f"finish in {duration:.3g}s") from None
             j = self._next_actor_event()
             rec_body = decode_data(self.events[j].data)
             if rec_body.get("event") == "error" and rec_body.get("reason") in NOT_REPRODUCIBLE:
@@ -183,20 +187,16 @@ class Replayer:
         self._produce(j, "wasm", event)
         return j + 1, new_state
 
-    def _recorded_duration(self, i: int) -> float:
-        """Seconds from the call event at ``i`` to the next event that ends a call."""
-        for ev in self.events[i + 1:]:
-            if ev.type == "wasm" or ev.type == "lifecycle/start":
-                return max(0.0, (ev.time_ns - self.events[i].time_ns) / 1e9)
-        return 0.0
-
-    def _interrupted(self, i: int) -> bool:
-        """Whether the record shows this call cut short by wall-clock time (not reproducible)."""
-        for ev in self.events[i + 1:]:
+    def _recorded_end(self, i: int) -> tuple[float, bool]:
+        """How the call recorded at ``i`` ended: seconds until the next event that ends a call,
+        and whether wall-clock time cut it short (then it is not reproducible)."""
+        for j in range(i + 1, len(self.events)):
+            ev = self.events[j]
             if ev.type == "wasm" or ev.type == "lifecycle/start":
                 body = decode_data(ev.data) if ev.type == "wasm" else {}
-                return body.get("event") == "error" and body.get("reason") in NOT_REPRODUCIBLE
-        return False
+                interrupted = body.get("event") == "error" and body.get("reason") in NOT_REPRODUCIBLE
+                return max(0.0, (ev.time_ns - self.events[i].time_ns) / 1e9), interrupted
+        return 0.0, False
 
     def _next_actor_event(self) -> int:
         """Skips what the actor does not produce (lifecycle, limits); the index of the next event."""
@@ -225,19 +225,10 @@ class Replayer:
                 raise Diverged(rec.seq, f"the actor called {event_type}, the record has {rec.type}")
             body = decode_data(rec.data)
             self._produce(i, event_type, records.host_event(args, body["output"]))
-            if event_type.endswith("runtime/get-chain"):
-                return self._chain_value(i, body["output"])
+            if event_type.endswith("runtime/get-chain"):     # recorded by length and head
+                return records.chain_value(self.events[: body["output"]["length"]])
             return _output(body["output"])
         return feed
-
-    def _chain_value(self, i: int, summary: dict[str, Any]) -> dict[str, Any]:
-        """get-chain is recorded by length and head; its value is rebuilt from the record."""
-        metas = []
-        for ev in self.events[: summary["length"]]:
-            parent = int.from_bytes(ev.parent[:8], "big") if ev.parent else None
-            metas.append({"hash": int.from_bytes(ev.hash[:8], "big"),
-                          "event": {"event-type": ev.type, "parent": parent, "data": ev.data}})
-        return {"events": metas}
 
 
 def _short(value: Any, limit: int = 200) -> str:

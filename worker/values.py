@@ -6,8 +6,11 @@ Records are dicts keyed by WIT field name (hyphens included); a WIT ``result`` i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from theater.errors import TheaterError
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +63,14 @@ def lower(value: Any) -> Any:
     if isinstance(value, Err):
         return ("err", value.message)
     return value
+
+
+def errors_as_err(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """For host functions returning a WIT result: what the host refuses (TheaterError) is the
+    actor's ``Err`` to handle, not a trap."""
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except TheaterError as e:
+            return Err(e.message)
+    return call

@@ -87,11 +87,7 @@ class Watchdog:
         self.deadline = None
 
     def drain_wake(self) -> None:
-        try:
-            while os.read(self.wake_fd, 64):
-                pass
-        except BlockingIOError:
-            pass
+        _drain(self.wake_fd)
 
     def _on_epoch(self, _ctx: object, _data: object, delta: ctypes._Pointer, kind: ctypes._Pointer) -> int:
         """Main thread, inside wasm: trap the call if its time is up, else ship events and go on."""

@@ -60,7 +60,6 @@ class Zygote:
         self.sock = sock
         self.cgroups = cgroups          # where each spare makes its own cgroup (none: no cgroups)
         self.spares: list[tuple[int, int]] = []         # (pid, write end of its assignment pipe)
-        self.children: dict[int, str] = {}
         self.pid = os.getpid()
         self.spare_due: float | None = None
 
@@ -108,7 +107,6 @@ class Zygote:
                 log.warning("zygote: spare %d was gone (%s)", pid, e)
             finally:
                 os.close(w)
-        self.children[pid] = msg["actor"]
         self._report({"op": "spawned", "actor": msg["actor"], "pid": pid})
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
         # actor that is starting; a spawn arriving before then forks one at once
@@ -148,7 +146,6 @@ class Zygote:
                 self.spares.remove(spare)
                 self.spare_due = time.monotonic() + SPARE_DELAY
                 continue
-            self.children.pop(pid, None)
             self._report({"op": "exited", "pid": pid, "status": status})
 
     def _report(self, msg: dict) -> None:

@@ -1,6 +1,6 @@
 ;; probe: one configurable test actor. Each message is an opcode byte followed by an argument.
 ;;
-;; World: imports theater:simple/runtime (log, shutdown)
+;; World: imports theater:simple/runtime (log, get-chain, shutdown)
 ;;                theater:simple/message-server-host
 ;;                  (send, request, list-outstanding-requests, respond-to-request, cancel-request)
 ;;        exports theater:simple/actor (init)
@@ -21,6 +21,7 @@
 ;;   w  busy-loop rest-as-decimal million iterations, reply "done"
 ;;   m  "m<N> <actor>": request(actor, "x") N times, reply the last reply (benchmarks)
 ;;   M  "M<N> <actor>": send(actor, "x") N times, then request(actor, "x") once and reply its reply
+;;   h  get-chain(), reply the number of events it holds
 ;;   other (or empty msg): reply "unknown"
 ;; handle-send runs the same dispatch; the reply is simply not part of its result.
 ;;
@@ -36,6 +37,17 @@
   (type $runtime_t (instance
     ;; log: func(msg: string)
     (export "log" (func (param "msg" string)))
+    ;; record event { event-type: string, parent: option<u64>, data: list<u8> }
+    (type $event (record (field "event-type" string) (field "parent" (option u64)) (field "data" (list u8))))
+    (export "event" (type $event_e (eq $event)))
+    ;; record meta-event { hash: u64, event: event }
+    (type $meta (record (field "hash" u64) (field "event" $event_e)))
+    (export "meta-event" (type $meta_e (eq $meta)))
+    ;; record chain { events: list<meta-event> }
+    (type $chain (record (field "events" (list $meta_e))))
+    (export "chain" (type $chain_e (eq $chain)))
+    ;; get-chain: func() -> chain
+    (export "get-chain" (func (result $chain_e)))
     ;; shutdown: func(data: option<list<u8>>) -> result<_, string>
     (export "shutdown" (func (param "data" (option (list u8))) (result (result (error string)))))))
   (import "theater:simple/runtime" (instance $runtime (type $runtime_t)))
@@ -86,6 +98,7 @@
   ;; --- lowered imports -------------------------------------------------------
   (alias export $runtime "log" (func $log_f))
   (alias export $runtime "shutdown" (func $shutdown_f))
+  (alias export $runtime "get-chain" (func $get_chain_f))
   (alias export $msh "send" (func $send_f))
   (alias export $msh "request" (func $request_f))
   (alias export $msh "list-outstanding-requests" (func $list_outstanding_f))
@@ -111,7 +124,11 @@
   ;; core: (id-ptr, id-len, retptr) -> (); retptr: disc u8 @0; err: ptr @4, len @8
   (core func $cancel (canon lower (func $cancel_f)
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
-  (core instance $rt (export "log" (func $log)) (export "shutdown" (func $shutdown)))
+  ;; core: (retptr) -> (); retptr: list ptr @0, len @4 (elements of 40 bytes)
+  (core func $get_chain (canon lower (func $get_chain_f)
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core instance $rt (export "log" (func $log)) (export "shutdown" (func $shutdown))
+                     (export "get-chain" (func $get_chain)))
   (core instance $ms
     (export "send" (func $send))
     (export "request" (func $request))
@@ -125,6 +142,7 @@
     (import "libc" "realloc" (func $realloc (param i32 i32 i32 i32) (result i32)))
     (import "rt" "log" (func $log (param i32 i32)))
     (import "rt" "shutdown" (func $shutdown (param i32 i32 i32 i32)))
+    (import "rt" "get-chain" (func $get_chain (param i32)))
     (import "ms" "send" (func $send (param i32 i32 i32 i32 i32)))
     (import "ms" "request" (func $request (param i32 i32 i32 i32 i32)))
     (import "ms" "list-outstanding-requests" (func $list_outstanding (param i32)))
@@ -316,6 +334,13 @@
                     (call $concat (i32.const 128) (i32.const 7)
                                   (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET)))
                     (i32.add (i32.const 7) (i32.load offset=8 (global.get $IRET))))))
+          (return (global.get $RET))))
+      ;; 'h' get-chain, reply the number of events it holds
+      (if (i32.eq (local.get $op) (i32.const 0x68))
+        (then
+          (call $get_chain (global.get $IRET))
+          (call $utoa (i64.extend_i32_u (i32.load offset=4 (global.get $IRET))))
+          (call $reply)
           (return (global.get $RET))))
       ;; 'd' defer: reply none
       (if (i32.eq (local.get $op) (i32.const 0x64))

@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from theater.errors import TheaterError
 from theater.ids import new_channel_id, new_request_id
 
-from ..values import Err, Ok
+from ..values import Err, Ok, errors_as_err
 
 if TYPE_CHECKING:
     from ..actor import Actor, Incoming, Route
@@ -42,39 +41,29 @@ class MessageServer:
     # ---- host functions -----------------------------------------------------------------
 
     def register(self, host: Host) -> None:
-        host.func("send", self.send)
-        host.func("request", self.request)
-        host.func("open-channel", self.open_channel)
-        host.func("send-on-channel", self.send_on_channel)
-        host.func("close-channel", self.close_channel)
+        host.func("send", errors_as_err(self.send))
+        host.func("request", errors_as_err(self.request))
+        host.func("open-channel", errors_as_err(self.open_channel))
+        host.func("send-on-channel", errors_as_err(self.send_on_channel))
+        host.func("close-channel", errors_as_err(self.close_channel))
         host.func("list-outstanding-requests", lambda: list(self.outstanding))
         host.func("respond-to-request", self.respond)
         host.func("cancel-request", self.cancel)
 
-    def send(self, target: str, msg: bytes) -> Ok | Err:
-        try:
-            self.actor.peers.send(target, {"k": "msg", "what": "send"}, msg)
-        except TheaterError as e:
-            return Err(e.message)
+    def send(self, target: str, msg: bytes) -> Ok:
+        self.actor.peers.send(target, {"k": "msg", "what": "send"}, msg)
         return Ok()
 
     def request(self, target: str, msg: bytes) -> Ok | Err:
         rid = new_request_id()
-        try:
-            header, frames = self.actor.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
-        except TheaterError as e:
-            return Err(e.message)
+        header, frames = self.actor.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
         if not header["ok"]:
             return Err(str(header.get("error", "request failed")))
         return Ok(frames[0] if frames else b"")
 
     def open_channel(self, target: str, msg: bytes) -> Ok | Err:
         ch, rid = new_channel_id(), new_request_id()
-        try:
-            header, frames = self.actor.peers.call(
-                target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
-        except TheaterError as e:
-            return Err(e.message)
+        header, frames = self.actor.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
         if not header["ok"]:
             return Err(str(header.get("error", "channel refused")))
         if not header.get("accepted"):
@@ -97,15 +86,12 @@ class MessageServer:
             return Err(f"no open channel {ch}")
         return self._to_channel(chan, {"k": "msg", "what": "chan_close", "ch": ch})
 
-    def _to_channel(self, chan: Channel, header: dict[str, Any], *frames: bytes) -> Ok | Err:
-        try:
-            if chan.peer is not None:
-                self.actor.peers.send(chan.peer, header, *frames)
-            else:
-                assert chan.route is not None
-                self.actor.reply(chan.route, header, *frames)
-        except TheaterError as e:
-            return Err(e.message)
+    def _to_channel(self, chan: Channel, header: dict[str, Any], *frames: bytes) -> Ok:
+        if chan.peer is not None:
+            self.actor.peers.send(chan.peer, header, *frames)
+        else:
+            assert chan.route is not None
+            self.actor.reply(chan.route, header, *frames)
         return Ok()
 
     def respond(self, rid: str, response: bytes) -> Ok | Err:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..values import Ok, Recorded, record
+from ..records import chain_value
+from ..values import Ok, Recorded
 
 if TYPE_CHECKING:
     from . import Host
@@ -17,13 +18,8 @@ def register(host: Host) -> None:
 
     def get_chain() -> Recorded:
         events = actor.own_events()
-        metas = []
-        for ev in events:
-            parent = int.from_bytes(ev.parent[:8], "big") if ev.parent else None
-            metas.append(record(hash=int.from_bytes(ev.hash[:8], "big"),
-                                event=record(event_type=ev.type, parent=parent, data=ev.data)))
         head = events[-1].hash.hex() if events else None
-        return Recorded(record(events=metas), {"length": len(events), "head": head})
+        return Recorded(chain_value(events), {"length": len(events), "head": head})
 
     def shutdown(data: bytes | None) -> Ok:
         actor.request_shutdown(data)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from theater.errors import TheaterError
-from theater.events import Event
+from theater.events import from_wire
 
-from ..values import Err, Ok, record
+from ..values import Ok, errors_as_err, record
 
 if TYPE_CHECKING:
     from ..actor import Actor, Incoming
@@ -32,14 +32,6 @@ def register(host: Host) -> None:
 
     def ask(kind: str, *frames: bytes, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         return actor.control_request({"k": kind, **fields}, *frames)
-
-    def guarded(fn: Any) -> Any:
-        def call(*args: Any) -> Any:
-            try:
-                return fn(*args)
-            except TheaterError as e:
-                return Err(e.message)
-        return call
 
     def spawn(manifest: str, init: bytes | None) -> Ok:
         header, _ = ask("spawn", *([init] if init is not None else []), manifest=manifest, has_init=init is not None)
@@ -70,19 +62,17 @@ def register(host: Host) -> None:
 
     def get_child_events(child: str) -> Ok:
         header, frames = ask("child_events", child=child)
-        events = [Event(header["actor"], m["seq"], bytes.fromhex(m["parent"]) if m["parent"] else None,
-                        m["type"], d, bytes.fromhex(m["hash"]), m["time_ns"])
-                  for m, d in zip(header["events"], frames, strict=True)]
+        events = [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
         return Ok([record(hash=e.hash, parent_hash=e.parent, event_type=e.type, data=e.data,
                           timestamp=e.time_ns // 1_000_000, description=None) for e in events])
 
-    host.func("spawn", guarded(spawn))
-    host.func("resume", guarded(resume))
+    host.func("spawn", errors_as_err(spawn))
+    host.func("resume", errors_as_err(resume))
     host.func("list-children", list_children)
-    host.func("stop-child", guarded(stop_child))
-    host.func("restart-child", guarded(restart_child))
-    host.func("get-child-state", guarded(get_child_state))
-    host.func("get-child-events", guarded(get_child_events))
+    host.func("stop-child", errors_as_err(stop_child))
+    host.func("restart-child", errors_as_err(restart_child))
+    host.func("get-child-state", errors_as_err(get_child_state))
+    host.func("get-child-events", errors_as_err(get_child_events))
 
 
 def deliver(actor: Actor, item: Incoming) -> None:
