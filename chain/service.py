@@ -239,9 +239,8 @@ class ChainService:
         self.sync.clear()
 
     def _publish(self, rows: list[Staged]) -> None:
-        aid_actor = {h.aid: a for a, h in self.store.heads.items()}
         for row in rows:
-            actor_id = aid_actor[row.head.aid]
+            actor_id = row.head.actor_id
             topic = f"actor.{actor_id}".encode()
             if not any(topic.startswith(t) for t in self.topics):
                 continue

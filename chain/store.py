@@ -11,7 +11,7 @@ extend it is refused.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Rejected(Exception):
 
 @dataclass
 class Head:
+    actor_id: str
     aid: int
     seq: int
     hash: bytes | None
@@ -54,14 +55,6 @@ class Staged:
     sig: bytes | None = None
 
 
-@dataclass
-class Batch:
-    rows: list[Staged] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.rows)
-
-
 class ChainStore:
     def __init__(self, path: Path, key: Ed25519PrivateKey) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -71,7 +64,7 @@ class ChainStore:
         self.key = key
         self.heads: dict[str, Head] = {}
         self.types: dict[str, int] = dict(self.db.execute("SELECT type, tid FROM types").fetchall())
-        self.batch = Batch()
+        self.staged: list[Staged] = []      # appended, not yet committed
 
     def close(self) -> None:
         self.db.close()
@@ -83,17 +76,17 @@ class ChainStore:
                                   (actor_id,)).fetchone()
             if row is None:
                 cur = self.db.execute("INSERT INTO actors (actor, name) VALUES (?, ?)", (actor_id, name))
-                h = Head(cur.lastrowid or 0, -1, None, None)
+                h = Head(actor_id, cur.lastrowid or 0, -1, None, None)
             else:
                 aid, seq, hash_, stamp, has_state, state = row
-                h = Head(aid, seq, hash_, stamp, state, bool(has_state))
+                h = Head(actor_id, aid, seq, hash_, stamp, state, bool(has_state))
             self.heads[actor_id] = h
         elif name:
             self.db.execute("UPDATE actors SET name = ? WHERE aid = ? AND name = ''", (name, h.aid))
         return h
 
     def known_hash(self, head: Head, seq: int) -> bytes | None:
-        for row in self.batch.rows:
+        for row in self.staged:
             if row.head is head and row.seq == seq:
                 return row.hash
         r = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (head.aid, seq)).fetchone()
@@ -138,21 +131,19 @@ class ChainStore:
 
     def _push(self, h: Head, seq: int, type_: str, data: bytes, hash_: bytes, time_ns: int) -> None:
         stamp = next_stamp(h.stamp, hash_, time_ns)
-        self.batch.rows.append(Staged(h, seq, self._tid(type_), data, hash_, time_ns, stamp, type_))
+        self.staged.append(Staged(h, seq, self._tid(type_), data, hash_, time_ns, stamp, type_))
         h.seq, h.hash, h.stamp = seq, hash_, stamp
 
     def commit(self) -> list[Staged]:
         """Signs each actor's last staged event, writes the batch durably, returns it."""
-        rows = self.batch.rows
+        rows, self.staged = self.staged, []
         if not rows:
             return []
-        self.batch = Batch()
         last: dict[int, Staged] = {}
         for row in rows:
             last[row.head.aid] = row
-        aid_actor = {h.aid: a for a, h in self.heads.items()}
-        for aid, row in last.items():
-            row.sig = self.key.sign(checkpoint_message(aid_actor[aid], row.seq, row.hash, row.stamp))
+        for row in last.values():
+            row.sig = self.key.sign(checkpoint_message(row.head.actor_id, row.seq, row.hash, row.stamp))
         db = self.db
         db.execute("BEGIN")
         db.executemany("INSERT INTO events (aid, seq, tid, data, hash, time_ns, sig) VALUES (?, ?, ?, ?, ?, ?, ?)",

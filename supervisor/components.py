@@ -8,13 +8,11 @@ into wasm here (a parse, not a compile: the server never compiles).
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 
 import wasmtime
 
 from theater.errors import ComponentError
-from theater.paths import Home
+from theater.paths import Home, write_atomically
 
 WASM_MAGIC = b"\x00asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
@@ -51,9 +49,5 @@ def store(home: Home, data: bytes, what: str) -> str:
     sha = hashlib.sha256(wasm).hexdigest()
     path = home.components / f"{sha}.wasm"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=home.components, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(wasm)
-        os.chmod(tmp, 0o644)           # workers may run as another user (--user)
-        os.replace(tmp, path)
+        write_atomically(path, wasm, mode=0o644)     # workers may run as another user (--user)
     return sha

@@ -47,8 +47,6 @@ class Child:
         self.log_file = log_file
         self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-        self.restarts = 0
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", self.module, *([self.command] if self.command else []),
@@ -61,7 +59,6 @@ class Child:
         if self.piped:
             assert self.proc.stdout is not None
             os.set_blocking(self.proc.stdout.fileno(), False)
-        self.started_at = time.monotonic()
 
     @property
     def pid(self) -> int | None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from theater.paths import write_atomically
 
 from .registry import ActorRecord
 
@@ -33,10 +33,7 @@ class SavedActors:
         doc = {"id": rec.actor_id, "manifest": rec.manifest_text, "source": rec.manifest.source, "base": rec.base,
                "component": rec.component, "started_at": rec.started_at,
                "init_state": base64.b64encode(rec.init_state).decode() if rec.init_state is not None else None}
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(doc))
-        os.replace(tmp, self.folder / f"{rec.actor_id}.json")
+        write_atomically(self.folder / f"{rec.actor_id}.json", orjson.dumps(doc))
 
     def remove(self, actor_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -79,6 +79,15 @@ class ActorRecord:
     def alive(self) -> bool:
         return self.pid is not None
 
+    @property
+    def restart_mode(self) -> str:
+        """How an incarnation after the first starts: from the last committed state, or init."""
+        return "resume" if self.manifest.restart.state == "last" else "init"
+
+    def prepare_restart(self) -> None:
+        self.restarts += 1
+        self.resume_mode = self.restart_mode
+
     def summary(self) -> dict[str, Any]:
         return {"id": self.actor_id, "name": self.name, "status": self.status, "pid": self.pid,
                 "restarts": self.restarts, "last_error": self.last_error, "parent": self.parent}

@@ -9,39 +9,20 @@ on first use) and only clients whose public keys are in ``keys/authorized/`` get
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 from pathlib import Path
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from theater.endpoints import is_loopback, tcp_host
 from theater.errors import UsageError
 from theater.paths import Home
 
 log = logging.getLogger("theater.server")
 
 _authenticator: ThreadAuthenticator | None = None
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
-        except OSError:
-            return False
-
-
-def tcp_host(listen: str) -> str:
-    rest = listen.removeprefix("tcp://")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not (port.isdigit() or port == "*"):
-        raise UsageError(f"--listen {listen}: expected tcp://HOST:PORT (PORT may be 0 or * for any free port)")
-    return host.strip("[]")
 
 
 def server_keys(home: Home) -> tuple[Path, Path]:

@@ -143,8 +143,7 @@ class Server:
         """Starts the chain process and the fork server, then opens the sockets."""
         self.home.ensure()
         keys.load_or_create(self.home)
-        for name in ("control.sock", "chain.sock", "events.sock"):
-            unlink_socket(self.home.run / name)
+        unlink_socket(self.home.run / "control.sock")   # the chain process clears its own
         os.chmod(self.home.keys, 0o700)
         os.chmod(self.home.run, 0o700)
         os.chmod(self.home.run / "w", 0o700)
@@ -280,7 +279,6 @@ class Server:
         status = self.chain_proc.poll()
         if status is not None and not self.stopping:
             log.error("chain process exited (status %s); restarting it", status)
-            self.chain_proc.restarts += 1
             self.later(CHAIN_RESTART_DELAY, self._restart_chain)
             for rid, p in list(self.pending.items()):
                 if p.actor is None and p.retry is None:     # a query: the new chain process never saw it

@@ -97,8 +97,8 @@ class Supervision:
         self.registry.add(rec)
         if on_ready is not None:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
-        if actor_id is not None:
-            rec.resume_mode = "resume" if manifest.restart.state == "last" else "init"
+        if actor_id is not None:            # restored after a server restart: not counted as a restart
+            rec.resume_mode = rec.restart_mode
         if parent is None:
             self.server.saved.save(rec)
         self._launch(rec, "server restart" if actor_id else None)
@@ -384,8 +384,7 @@ class Supervision:
         if not recs:
             return
         first, rest = recs[0], recs[1:]
-        first.restarts += 1
-        first.resume_mode = "resume" if first.manifest.restart.state == "last" else "init"
+        first.prepare_restart()
         first.on_ready_next = (lambda: self._start_in_order(rest, reason)) if rest else None
         self._launch(first, reason)
 
@@ -459,8 +458,7 @@ class Supervision:
     def restart_now(self, rec: ActorRecord, reason: str, on_ready: Callable[[TheaterError | None], None]) -> None:
         """Stops an actor (and its children) and starts its next incarnation, by request."""
         def relaunch() -> None:
-            rec.restarts += 1
-            rec.resume_mode = "resume" if rec.manifest.restart.state == "last" else "init"
+            rec.prepare_restart()
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
             self._launch(rec, reason)
         self.stop(rec, reason, relaunch, by_parent=True)

@@ -93,6 +93,14 @@ class Server:
     def descendants(self) -> list[psutil.Process]:
         return psutil.Process(self.pid).children(recursive=True)
 
+    def chain_pid(self) -> int | None:
+        """The server's chain process, if one is running."""
+        for p in self.descendants():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "-m chain" in " ".join(p.cmdline()) and pid_alive(p.pid):
+                    return p.pid
+        return None
+
     def log_tail(self, n: int = 40) -> str:
         log = self.home.logs / "server.log"
         return "\n".join(log.read_text().splitlines()[-n:]) if log.exists() else "(no log)"

@@ -156,14 +156,6 @@ def verify(home: Home, *args: str) -> tuple[int, str]:
     return r.code, r.text + r.err
 
 
-def chain_pid(server: Server) -> int | None:
-    for p in server.descendants():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if "-m chain" in " ".join(p.cmdline()) and pid_alive(p.pid):
-                return p.pid
-    return None
-
-
 def in_background(fn) -> tuple[threading.Thread, dict[str, Any]]:
     out: dict[str, Any] = {}
 
@@ -248,7 +240,7 @@ def followers() -> Iterator[list[Follower]]:
 def test_chain_process_sigkilled_mid_stream_loses_and_repeats_nothing(server, tmp_path):
     actor = start(server, probe_manifest(tmp_path, "spammer", events_per_second=2000))
     base = length(server.home, actor)
-    old_chain = chain_pid(server)
+    old_chain = server.chain_pid()
     assert old_chain is not None
     server.remember()
 
@@ -262,7 +254,7 @@ def test_chain_process_sigkilled_mid_stream_loses_and_repeats_nothing(server, tm
     psutil.Process(old_chain).kill()
     assert thread.is_alive(), "the call ended before the chain was killed"
 
-    new_chain = wait_for(lambda: (p := chain_pid(server)) not in (None, old_chain) and p, timeout=15,
+    new_chain = wait_for(lambda: (p := server.chain_pid()) not in (None, old_chain) and p, timeout=15,
                          what="the server to start a new chain process")
     server.remember()
     thread.join(60)

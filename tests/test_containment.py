@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import pytest
 
@@ -436,6 +437,32 @@ def test_full_mailbox_refuses_senders_and_reopens(server, tmp_path):
     for actor in (receiver, sender):
         info = inspect(server, actor)
         assert info["status"] == "running" and info["last_error"] is None, info
+
+
+def test_top_shows_each_workers_memory_cpu_and_event_rate(server, tmp_path):
+    """Rates are measured between two `top` calls: a busy actor shows its CPU, an idle one none."""
+    busy = start(server, probe(tmp_path, "busy"))
+    idle = start(server, probe(tmp_path, "idle"))
+
+    def top() -> dict[str, dict[str, Any]]:
+        r = server.cli("top", "--json")
+        assert r.code == 0, r.err
+        return {a["id"]: a for a in orjson.loads(r.out)["actors"]}
+    first = top()
+    assert "cpu_percent" not in first[busy]           # no earlier sample yet
+    assert first[busy]["rss"] > first[busy]["uss"] > 0
+    t = threading.Thread(target=lambda: request(server, busy, b"w3000"))
+    t.start()
+    try:
+        time.sleep(1.0)
+        second = top()
+    finally:
+        t.join()
+    assert second[busy]["cpu_percent"] > 30, second[busy]
+    assert second[idle]["cpu_percent"] < 10, second[idle]
+    assert second[busy]["events_per_second"] >= 0 and second[busy]["restarts"] == 0
+    r = server.cli("top")
+    assert r.code == 0 and "busy" in r.text and "UNIQUE" in r.text, r.err
 
 
 # --------------------------------------------------------------------------- 8. many actors

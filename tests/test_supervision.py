@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +199,28 @@ def test_killed_permanent_child_comes_back_with_its_last_state(server, c, tmp_pa
     # the parent itself was not touched
     p = c.inspect(parent)
     assert (p["status"], p["restarts"]) == ("running", 0)
+
+
+def test_a_query_lost_in_a_chain_restart_is_answered_with_an_error(server, c, tmp_path):
+    """get-child-events is answered by the chain process; if that dies with the query in hand,
+    the parent hears so at once (not at its call timeout) and may ask again."""
+    parent, (child,) = family(c, tmp_path, {}, ("child", {"type": "permanent"}))
+    chain = server.chain_pid()
+    assert chain is not None
+    os.kill(chain, signal.SIGSTOP)                 # the query waits in the chain's queue
+    answer: dict[str, bytes] = {}
+    with server.client(timeout=20) as c2:
+        asking = threading.Thread(target=lambda: answer.update(r=c2.request(parent, b"E" + child.encode())))
+        asking.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        os.kill(chain, signal.SIGKILL)
+        asking.join(20)
+    assert answer["r"].startswith(b"error: ") and b"restarted" in answer["r"], answer
+    assert time.monotonic() - t0 < 10
+    types = watch(lambda: c.request(parent, b"E" + child.encode()), lambda r: not r.startswith(b"error"),
+                  "the parent's next get-child-events to succeed")
+    assert types.startswith(b"lifecycle/start"), types
 
 
 # ---- b. trap -----------------------------------------------------------------------------------------

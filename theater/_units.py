@@ -41,12 +41,6 @@ def parse_size(value: object) -> int:
     raise ValueError("expected a size such as \"64MiB\", \"512KiB\" or \"1GiB\"")
 
 
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
-
-
 def format_size(n: int) -> str:
     for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= factor and n % factor == 0:

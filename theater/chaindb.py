@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import NotFound
-from .events import Event, next_stamp
+from .events import Event, next_stamp, type_matches
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS actors (
@@ -59,6 +59,10 @@ class ChainReader:
         if not path.exists():
             raise NotFound(f"no chains database at {path}")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        # Where each chain's last read stopped: (next seq, its parent, the stamp before it).
+        # Stamps are not stored, so a read from the middle would recompute them from event 0;
+        # paging and following read on from where they stopped and start from here.
+        self._resume: dict[int, tuple[int, bytes | None, bytes | None]] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -84,17 +88,20 @@ class ChainReader:
         parent, stamp = self._before(aid, since)
         sql = ("SELECT e.seq, t.type, e.data, e.hash, e.time_ns, e.sig FROM events e "
                "JOIN types t ON t.tid = e.tid WHERE e.aid = ? AND e.seq >= ? ORDER BY e.seq")
-        n = 0
-        for seq, type_, data, hash_, time_ns, sig in self.db.execute(sql, (aid, since)):
-            stamp = next_stamp(stamp, hash_, time_ns)
-            ev = Event(actor_id, seq, parent, type_, data, hash_, time_ns, stamp, sig)
-            parent = hash_
-            if types and not any(type_ == t or (t.endswith("*") and type_.startswith(t[:-1])) for t in types):
-                continue
-            yield ev
-            n += 1
-            if limit is not None and n >= limit:
-                return
+        n, at = 0, since
+        try:
+            for seq, type_, data, hash_, time_ns, sig in self.db.execute(sql, (aid, since)):
+                stamp, prev = next_stamp(stamp, hash_, time_ns), parent
+                parent, at = hash_, seq + 1
+                if not type_matches(type_, types):
+                    continue
+                yield Event(actor_id, seq, prev, type_, data, hash_, time_ns, stamp, sig)
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+        finally:
+            if at > 0:
+                self._resume[aid] = (at, parent, stamp)
 
     def _aid(self, actor_id: str) -> int:
         row = self.db.execute("SELECT aid FROM actors WHERE actor = ?", (actor_id,)).fetchone()
@@ -103,13 +110,16 @@ class ChainReader:
         return row[0]
 
     def _before(self, aid: int, since: int) -> tuple[bytes | None, bytes | None]:
-        """The parent hash and stamp that precede event ``since`` (recomputing stamps from 0)."""
+        """The parent hash and stamp that precede event ``since``: recomputed from where the
+        last read of this chain stopped, if that is not past ``since``, else from event 0."""
         if since <= 0:
             return None, None
-        stamp = None
-        parent = None
+        start, parent, stamp = self._resume.get(aid, (0, None, None))
+        if start > since:
+            start, parent, stamp = 0, None, None
         for hash_, time_ns in self.db.execute(
-                "SELECT hash, time_ns FROM events WHERE aid = ? AND seq < ? ORDER BY seq", (aid, since)):
+                "SELECT hash, time_ns FROM events WHERE aid = ? AND seq >= ? AND seq < ? ORDER BY seq",
+                (aid, start, since)):
             stamp = next_stamp(stamp, hash_, time_ns)
             parent = hash_
         return parent, stamp

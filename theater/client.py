@@ -22,6 +22,7 @@ import zmq
 
 from . import manifest as manifests
 from . import protocol
+from .endpoints import is_loopback, tcp_host
 from .errors import ManifestError, ProtocolError, Timeout, Unreachable, from_wire
 from .events import Event
 from .events import from_wire as event_from_wire
@@ -162,8 +163,7 @@ def _curve_client(sock: zmq.Socket, home: Home, endpoint: str) -> None:
     """CURVE keys for a remote server: ours in keys/curve/client.key_secret, its in keys/curve/server.key."""
     import zmq.auth
 
-    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
-    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+    if is_loopback(tcp_host(endpoint)):
         return
     curve = home.keys / "curve"
     secret, server = curve / "client.key_secret", curve / "server.key"

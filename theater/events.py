@@ -22,15 +22,17 @@ import base64
 import functools
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cbor2
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .errors import VerifyError
+from .errors import UsageError, VerifyError
 
 EVENT_DOMAIN = b"theater-event/v1\x00"
 STAMP_DOMAIN = b"theater-stamp/v1\x00"
@@ -145,6 +147,29 @@ def from_wire(actor_id: str, meta: dict[str, Any], data: bytes) -> Event:
     return Event(actor_id, meta["seq"], bytes.fromhex(meta["parent"]) if meta["parent"] else None, meta["type"],
                  data, bytes.fromhex(meta["hash"]), meta["time_ns"], bytes.fromhex(meta["stamp"]),
                  bytes.fromhex(meta["sig"]) if meta["sig"] else None)
+
+
+def type_matches(event_type: str, patterns: Sequence[str] | None) -> bool:
+    """``--type`` filters: exact types, or prefixes ending in ``*``; none given matches all."""
+    return not patterns or any(event_type == p or (p.endswith("*") and event_type.startswith(p[:-1]))
+                               for p in patterns)
+
+
+def read_export(path: str | Path) -> list[Event]:
+    """The events of a `theater export` file (JSON Lines); a bad line is named by number."""
+    try:
+        lines = Path(path).read_bytes().splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Event.from_json(orjson.loads(line)))
+        except (orjson.JSONDecodeError, VerifyError) as e:
+            raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
+    return out
 
 
 @dataclass(frozen=True)

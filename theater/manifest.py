@@ -20,20 +20,13 @@ import orjson
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
 
-# Handler type -> the interface it grants (imports), the interface it lets the actor export,
-# and the config keys it accepts beside `type`.
+# Handler type -> the interface it grants (imports) and the config keys it accepts beside
+# `type`. (The exports that go with each, message-server-client and supervisor-handlers, are
+# the actor's to offer: the host calls those it finds.)
 HANDLERS: dict[str, dict[str, Any]] = {
-    "runtime": {"imports": ("theater:simple/runtime",), "exports": (), "keys": ()},
-    "message-server": {
-        "imports": ("theater:simple/message-server-host",),
-        "exports": ("theater:simple/message-server-client",),
-        "keys": (),
-    },
-    "supervisor": {
-        "imports": ("theater:simple/supervisor",),
-        "exports": ("theater:simple/supervisor-handlers",),
-        "keys": (),
-    },
+    "runtime": {"imports": ("theater:simple/runtime",), "keys": ()},
+    "message-server": {"imports": ("theater:simple/message-server-host",), "keys": ()},
+    "supervisor": {"imports": ("theater:simple/supervisor",), "keys": ()},
 }
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
@@ -99,10 +92,6 @@ class Manifest:
     @property
     def granted_imports(self) -> frozenset[str]:
         return frozenset(i for h in self.handlers for i in HANDLERS[h.type]["imports"])
-
-    @property
-    def granted_exports(self) -> frozenset[str]:
-        return frozenset(i for h in self.handlers for i in HANDLERS[h.type]["exports"])
 
     def has_handler(self, type_: str) -> bool:
         return any(h.type == type_ for h in self.handlers)

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,3 +129,19 @@ class Home:
 
     def worker_endpoint(self, pid: int) -> str:
         return f"ipc://{self.worker_socket(pid)}"
+
+
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Writes ``path`` whole or not at all (a temporary file renamed over it): a crash or a
+    concurrent writer never leaves a torn file. ``mode``: the file's permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

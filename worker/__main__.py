@@ -20,8 +20,8 @@ import orjson
 
 from theater import _linux
 from theater.chaindb import ChainReader
-from theater.errors import TheaterError, VerifyError
-from theater.events import Event
+from theater.errors import TheaterError
+from theater.events import Event, read_export
 from theater.paths import Home
 
 from .replay import replay
@@ -64,11 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _load(home: Home, actor: str | None, file: str | None) -> list[Event]:
     if file:
-        try:
-            lines = Path(file).read_bytes().splitlines()
-            return [Event.from_json(orjson.loads(line)) for line in lines if line.strip()]
-        except (OSError, orjson.JSONDecodeError) as e:
-            raise VerifyError(f"{file}: not an export of `theater export`: {e}") from None
+        return read_export(file)
     if not actor:
         raise TheaterError("give an actor id, or --file")
     reader = ChainReader(home.chains_db)

@@ -8,9 +8,6 @@ instead of several ms to seconds of compiling.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +18,7 @@ from wasmtime import component as wc
 
 from theater.errors import ComponentError
 from theater.manifest import HANDLERS, Manifest
+from theater.paths import write_atomically
 
 from .wit import PACKAGE, render_func, signatures
 
@@ -69,20 +67,8 @@ def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
         shape = Shape(**orjson.loads(shape_file.read_bytes()))
     except (OSError, orjson.JSONDecodeError, TypeError):
         shape = Shape(_check_imports(engine, component), *_check_exports(engine, component))
-        _write_atomically(shape_file, orjson.dumps(asdict(shape)))
+        write_atomically(shape_file, orjson.dumps(asdict(shape)))
     return component, shape, compiled
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)           # atomic: concurrent writers of one component are harmless
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
@@ -109,7 +95,7 @@ def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sh
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
         raise ComponentError(f"not a valid WebAssembly component: {first}") from None
-    _write_atomically(cached, component.serialize())
+    write_atomically(cached, component.serialize())
     return component, True
 
 

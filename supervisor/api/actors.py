@@ -14,8 +14,9 @@ from .. import components
 from . import Request
 
 _VERSION = "0.1.0"
-# The previous `top` sample of each actor (events, time), for events per second.
-_samples: dict[str, tuple[int, float]] = {}
+# The previous `top` sample of each running actor (pid, events, CPU seconds, time): rates
+# are the change since then. (psutil's own cpu_percent needs the same Process object twice.)
+_samples: dict[str, tuple[int, int, float, float]] = {}
 
 
 def ping(req: Request) -> None:
@@ -64,8 +65,9 @@ def tree(req: Request) -> None:
 
 
 def top(req: Request) -> None:
-    """Live resource use of every running worker (psutil), with its events/s since the last heartbeat."""
+    """Live resource use of every running worker (psutil); events/s and CPU % since the last `top`."""
     rows = []
+    samples = {}
     now = time.monotonic()
     for rec in req.server.registry:
         row = {"id": rec.actor_id, "name": rec.name, "status": rec.status, "pid": rec.pid,
@@ -76,14 +78,17 @@ def top(req: Request) -> None:
                 p = psutil.Process(rec.pid)
                 with p.oneshot():
                     mem = p.memory_full_info()
-                    row.update(rss=mem.rss, uss=mem.uss, cpu_percent=p.cpu_percent(interval=None),
-                               cpu_seconds=sum(p.cpu_times()[:2]))
+                    row.update(rss=mem.rss, uss=mem.uss, cpu_seconds=sum(p.cpu_times()[:2]))
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 pass
-        prev = _samples.get(rec.actor_id)
-        if prev is not None and now > prev[1]:
-            row["events_per_second"] = round((row["events"] - prev[0]) / (now - prev[1]), 1)
-        _samples[rec.actor_id] = (row["events"], now)
+        if "cpu_seconds" in row:
+            prev = _samples.get(rec.actor_id)
+            if prev is not None and prev[0] == rec.pid and now > prev[3]:
+                row["events_per_second"] = round((row["events"] - prev[1]) / (now - prev[3]), 1)
+                row["cpu_percent"] = round(100 * (row["cpu_seconds"] - prev[2]) / (now - prev[3]), 1)
+            samples[rec.actor_id] = (rec.pid, row["events"], row["cpu_seconds"], now)
         rows.append(row)
+    _samples.clear()                # actors that are gone are forgotten
+    _samples.update(samples)
     server = psutil.Process()
     req.ok(actors=rows, server={"pid": server.pid, "rss": server.memory_info().rss})

@@ -28,7 +28,8 @@ def state(req: Request) -> None:
     if rec is not None and rec.status == RUNNING:
         req.forward_to_worker(rec.actor_id, {"k": "get_state"})
     else:
-        req.forward_to_chain({"k": "query", "what": "state", "actor": _actor_id(req)})
+        req.forward_to_chain({"k": "query", "what": "state",
+                              "actor": rec.actor_id if rec is not None else req.header["actor"]})
 
 
 def events(req: Request) -> None:

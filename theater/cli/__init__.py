@@ -43,11 +43,18 @@ class Context:
         return self._client
 
     def close(self) -> None:
+        """Closes the connection; the next use of ``client`` opens a fresh one."""
         if self._client is not None:
             self._client.close()
+            self._client = None
 
 
 Command = Callable[[argparse.Namespace, Context], int]
+
+
+def actor_arg(p: argparse.ArgumentParser) -> None:
+    """The positional ACTOR most commands take."""
+    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -30,9 +30,7 @@ def error(message: str) -> None:
     print(f"theater: {message}", file=sys.stderr, flush=True)
 
 
-def note(message: str) -> None:
-    """Something the user should know that is not an error."""
-    print(f"theater: {message}", file=sys.stderr, flush=True)
+note = error       # something the user should know that is not an error: said the same way
 
 
 def emit_json(value: Any) -> None:

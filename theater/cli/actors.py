@@ -9,7 +9,7 @@ from typing import Any
 
 from .._units import format_size
 from ..events import readable
-from . import Context, _output
+from . import Context, _output, actor_arg
 
 
 def start(args: argparse.Namespace, ctx: Context) -> int:
@@ -108,9 +108,11 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
         else:
             if args.watch:
                 print("\x1b[2J\x1b[H", end="")
+            # CPU % and events/s are rates since the previous `top`: the first shows "-"
             rows = [[a["id"][:8], a["name"], a["status"], str(a["pid"] or "-"),
                      format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
-                     f"{a.get('cpu_percent', 0):.0f}%", str(a.get("events_per_second", "-")), str(a["restarts"])]
+                     f"{a['cpu_percent']:.0f}%" if "cpu_percent" in a else "-",
+                     str(a.get("events_per_second", "-")), str(a["restarts"])]
                     for a in info["actors"]]
             _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S", "RESTARTS"])
             print(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
@@ -133,10 +135,6 @@ def state(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _actor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
-
-
 def _start_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", help="path to the actor's manifest.toml")
     p.add_argument("--state", metavar="FILE", help="initial state bytes (instead of the manifest's init_state)")
@@ -149,10 +147,10 @@ def _top_args(p: argparse.ArgumentParser) -> None:
 
 COMMANDS = {
     "start": (start, "start an actor from a manifest", _start_args),
-    "stop": (stop, "stop an actor and its children", _actor),
+    "stop": (stop, "stop an actor and its children", actor_arg),
     "list": (list_actors, "list actors", lambda p: None),
-    "inspect": (inspect, "show one actor in detail", _actor),
+    "inspect": (inspect, "show one actor in detail", actor_arg),
     "tree": (tree, "show the supervision tree", lambda p: None),
     "top": (top, "live resource use per actor", _top_args),
-    "state": (state, "print an actor's state", _actor),
+    "state": (state, "print an actor's state", actor_arg),
 }

@@ -19,8 +19,8 @@ import orjson
 from .. import keys
 from ..chaindb import ChainReader
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
-from ..events import Checkpoint, Event, decode_data, from_wire, verify_chain
-from . import Context, _output
+from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
+from . import Context, _output, actor_arg
 
 
 def summary(ev: Event) -> str:
@@ -117,7 +117,7 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
         while True:
             for ev in c.events(actor_id, nxt):          # catch up from the store
                 nxt, parent, last_event = ev.seq + 1, ev.hash, time.monotonic()
-                if _matches(ev, types):
+                if type_matches(ev.type, types):
                     yield ev
             while True:
                 push = c.next_push(0.5)
@@ -144,15 +144,11 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
                     break                                # missed some: back to the store
                 ev.parent = parent if ev.seq > 0 else None
                 nxt, parent, last_event = ev.seq + 1, ev.hash, now
-                if _matches(ev, types):
+                if type_matches(ev.type, types):
                     yield ev
     finally:
         with contextlib.suppress(TheaterError):
             c.call("unsubscribe", sub=sub["sub"], timeout=2)
-
-
-def _matches(ev: Event, types: list[str]) -> bool:
-    return not types or any(ev.type == t or (t.endswith("*") and ev.type.startswith(t[:-1])) for t in types)
 
 
 def _reader(ctx: Context) -> ChainReader:
@@ -181,22 +177,6 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _read_export(path: str) -> list[Event]:
-    try:
-        lines = Path(path).read_bytes().splitlines()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(Event.from_json(orjson.loads(line)))
-        except (orjson.JSONDecodeError, VerifyError) as e:
-            raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
-    return out
-
-
 def verify(args: argparse.Namespace, ctx: Context) -> int:
     """Check chains offline: every hash, link, time stamp and signature, from the first event.
 
@@ -214,13 +194,14 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
         except (OSError, orjson.JSONDecodeError, VerifyError) as e:
             raise UsageError(f"{args.checkpoint}: not a checkpoint from `theater chain head` ({e})") from None
     if args.file:
-        chains = [("file", _read_export(args.file))]
+        chains = [("file", read_export(args.file))]
     else:
         reader = _reader(ctx)
-        ids = [reader.resolve(args.actor)] if args.actor else [c.actor_id for c in reader.chains()]
+        stored = [c.actor_id for c in reader.chains()]
+        ids = [reader.resolve(args.actor)] if args.actor else list(stored)
         if trusted is not None and not args.actor and trusted.actor_id not in ids:
             ids.append(trusted.actor_id)         # its chain is gone altogether: that fails below
-        chains = [(a, reader.events(a) if a in {c.actor_id for c in reader.chains()} else iter(())) for a in ids]
+        chains = [(a, reader.events(a) if a in stored else iter(())) for a in ids]
     results, failed = [], 0
     for label, evs in chains:
         # the checkpoint holds the chain it is for: the one asked for, the file, or (verifying
@@ -282,7 +263,7 @@ def head(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _events_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    actor_arg(p)
     p.add_argument("--type", action="append", metavar="TYPE",
                    help="only events of this type (repeatable; a trailing * matches a prefix)")
     p.add_argument("--limit", type=int, help="at most this many events")
@@ -291,7 +272,7 @@ def _events_args(p: argparse.ArgumentParser) -> None:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix)")
+    actor_arg(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
 
 
@@ -302,10 +283,6 @@ def _verify_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="FILE", help="a checkpoint from `theater chain head` to hold the chain to")
 
 
-def _actor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
-
-
 GROUPS = {"chain": "chain checkpoints (chain head)"}
 COMMANDS = {
     "events": (events, "show an actor's events", _events_args),
@@ -313,5 +290,5 @@ COMMANDS = {
     "verify": (verify, "verify chains offline (hashes, links, signatures)", _verify_args),
     "key": (key, "print the host's public key", lambda p: None),
     "chains": (chains, "list the chains stored in this home", lambda p: None),
-    "chain head": (head, "print a signed checkpoint of an actor's chain", _actor),
+    "chain head": (head, "print a signed checkpoint of an actor's chain", actor_arg),
 }

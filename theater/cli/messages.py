@@ -9,7 +9,7 @@ import time
 
 from ..errors import UsageError
 from ..events import readable
-from . import Context, _output
+from . import Context, _output, actor_arg
 
 # After the end of input, the channel stays open until the actor has been quiet this long.
 LINGER = 0.5
@@ -90,14 +90,14 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _message_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    actor_arg(p)
     p.add_argument("data", nargs="?", help="the message, as text")
     p.add_argument("--file", metavar="FILE", help="read the message from FILE (- for stdin)")
     p.add_argument("--request", action="store_true", help="wait for the actor's reply and print it")
 
 
 def _channel_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+    actor_arg(p)
     p.add_argument("data", nargs="?", default="", help="the first message (default: empty)")
     p.add_argument("--file", metavar="FILE", help="read the first message from FILE")
 

@@ -89,7 +89,6 @@ def _ensure_server(ctx: Context) -> subprocess.Popen[bytes] | None:
         return None
     except Unreachable:
         ctx.close()
-        ctx._client = None
     ctx.home.ensure()
     proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--home", str(ctx.home.root),
                              "--log-level", "warning"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -103,7 +102,6 @@ def _ensure_server(ctx: Context) -> subprocess.Popen[bytes] | None:
             return proc
         except Unreachable:
             ctx.close()
-            ctx._client = None
             time.sleep(0.05)
     proc.kill()
     raise Unreachable(f"the embedded server did not start within {EMBEDDED_START:g}s")

@@ -1,0 +1,32 @@
+"""TCP management addresses: where they point, and whether they leave the machine.
+
+The server and the client decide the same way whether an address needs CURVE (anything
+not on loopback does), so a client never demands keys a server does not, or the reverse.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from .errors import UsageError
+
+
+def tcp_host(listen: str) -> str:
+    """The host of ``tcp://HOST:PORT`` (IPv6 brackets removed)."""
+    rest = listen.removeprefix("tcp://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not (port.isdigit() or port == "*"):
+        raise UsageError(f"{listen}: expected tcp://HOST:PORT (PORT may be 0 or * for any free port)")
+    return host.strip("[]")
+
+
+def is_loopback(host: str) -> bool:
+    """An address, or a name all of whose addresses are, on loopback."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
+        except OSError:
+            return False
