@@ -455,10 +455,12 @@ class Actor:
         self.chain.maybe_resend(now)
 
     def drain(self, sock: zmq.Socket) -> None:
-        """Handles every message already waiting on ``sock`` (asking first: a zmq.Again per
-        drain would cost more than the message)."""
-        while wire.readable(sock):
-            self._dispatch(sock, wire.recv(sock))
+        """Handles every message waiting on ``sock``, which a poll (or ``readable``) has just
+        said holds one."""
+        frames = wire.recv(sock)
+        while frames is not None:
+            self._dispatch(sock, frames)
+            frames = wire.recv(sock) if wire.readable(sock) else None
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         ident = None
