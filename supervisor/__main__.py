@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from theater import _linux
+from theater import _linux, grants
 from theater.errors import TheaterError, UsageError
 from theater.manifest import load_server_config
 from theater.paths import Home
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _linux.raise_nofile()
     try:
+        grants.load_plugins()
         home = Home.resolve(args.home)
         home.ensure()
     except (TheaterError, OSError) as e:

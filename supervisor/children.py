@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from theater import manifest as manifests
 from theater import protocol
-from theater.errors import ManifestError, NotFound, TheaterError
+from theater.errors import ManifestError, NotFound, TheaterError, from_wire
 
 from . import components
-from .registry import EXITED, FAILED, RUNNING, ActorRecord
-
-if TYPE_CHECKING:
-    from .server import Server
+from .registry import ActorRecord, Status
+from .services import Services
 
 KINDS = ("spawn", "children", "stop_child", "restart_child", "child_state", "child_events")
 
@@ -29,27 +27,35 @@ KINDS = ("spawn", "children", "stop_child", "restart_child", "child_state", "chi
 class Ask:
     """One request from a parent's worker, and how to answer it."""
 
-    server: Server
+    services: Services
     parent: ActorRecord
     header: dict[str, Any]
     data: list[bytes]
 
     def ok(self, *frames: bytes, **fields: Any) -> None:
-        self.server.to_worker(self.parent.actor_id, protocol.ok(self.header["id"], **fields), *frames)
+        self.services.outbox.to_worker(self.parent.actor_id, protocol.ok(self.header["id"], **fields), *frames)
 
     def fail(self, exc: TheaterError) -> None:
-        self.server.to_worker(self.parent.actor_id, protocol.error(self.header["id"], exc))
+        self.services.outbox.to_worker(self.parent.actor_id, protocol.error(self.header["id"], exc))
+
+    def answer(self, header: dict[str, Any], frames: list[bytes], *fields: str) -> None:
+        """Passes an answer from a worker or the chain on to the parent (``fields`` of it), errors
+        as they were."""
+        if header["k"] == "error":
+            self.fail(from_wire(header["code"], header["error"]))
+        else:
+            self.ok(*frames, **{k: header.get(k) for k in fields})
 
     def child(self) -> ActorRecord:
         key = str(self.header.get("child", ""))
-        rec = self.server.registry.get(key)
+        rec = self.services.registry.get(key)
         if rec is None or rec.parent != self.parent.actor_id:
             raise NotFound(f"{key!r} is not a child of this actor")
         return rec
 
 
-def handle(server: Server, parent: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
-    ask = Ask(server, parent, header, data)
+def handle(services: Services, parent: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
+    ask = Ask(services, parent, header, data)
     try:
         _HANDLERS[header["k"]](ask)
     except TheaterError as e:
@@ -57,7 +63,7 @@ def handle(server: Server, parent: ActorRecord, header: dict[str, Any], data: li
 
 
 def _spawn(ask: Ask) -> None:
-    server, parent, header, data = ask.server, ask.parent, ask.header, ask.data
+    services, parent, header, data = ask.services, ask.parent, ask.header, ask.data
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
     comp_path = Path(base) / m.component
@@ -66,7 +72,7 @@ def _spawn(ask: Ask) -> None:
     except OSError as e:
         raise ManifestError(f"{source}: component = {m.component!r}: cannot read {comp_path}: "
                             f"{e.strerror or e}") from None
-    sha = components.store(server.home, comp, f"{source}: component {m.component!r}")
+    sha = components.store(services.home, comp, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base)
 
     def ready(err: TheaterError | None) -> None:
@@ -74,14 +80,14 @@ def _spawn(ask: Ask) -> None:
             ask.fail(err)
         else:
             ask.ok(child=rec.actor_id)
-    rec = server.supervision.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
+    rec = services.supervision.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
 
 
 def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
     """(text, source for messages, base directory) of a manifest given as TOML or a path."""
     if "\n" in given or given.lstrip().startswith(("name", "[")):
-        return given, f"manifest from {parent.name}", parent.base
-    path = Path(parent.base) / given
+        return given, f"manifest from {parent.name}", parent.spec.base
+    path = Path(parent.spec.base) / given
     try:
         return path.read_text(), str(path), str(path.parent)
     except OSError as e:
@@ -89,12 +95,13 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
 
 
 def _children(ask: Ask) -> None:
-    actors = ask.server.registry.actors
-    ask.ok(children=[c for c in ask.parent.children if c in actors and actors[c].status not in (EXITED, FAILED)])
+    actors = ask.services.registry.actors
+    ask.ok(children=[c for c in ask.parent.children
+                     if c in actors and actors[c].status not in (Status.EXITED, Status.FAILED)])
 
 
 def _stop_child(ask: Ask) -> None:
-    child, sup = ask.child(), ask.server.supervision
+    child, sup = ask.child(), ask.services.supervision
 
     def done() -> None:
         sup.remove(child)
@@ -108,30 +115,18 @@ def _restart_child(ask: Ask) -> None:
             ask.fail(err)
         else:
             ask.ok()
-    ask.server.supervision.restart_now(ask.child(), f"restart asked by its parent {ask.parent.name}", ready)
+    ask.services.supervision.restart_now(ask.child(), f"restart asked by its parent {ask.parent.name}", ready)
 
 
 def _child_state(ask: Ask) -> None:
     child = ask.child()
-
-    def answer(h: dict[str, Any], frames: list[bytes]) -> None:
-        if h["k"] == "error":
-            ask.fail(TheaterError(h.get("error", "no state")))
-        else:
-            ask.ok(*frames, has_state=bool(h.get("has_state")))
-    if child.status == RUNNING:
-        ask.server.ask_worker(child.actor_id, {"k": "get_state"}, then=answer)
-    else:
-        ask.server.ask_chain({"k": "query", "what": "state", "actor": child.actor_id}, then=answer)
+    ask.services.ask_state(child.actor_id, child.status == Status.RUNNING,
+                           then=lambda h, frames: ask.answer(h, frames, "has_state"))
 
 
 def _child_events(ask: Ask) -> None:
-    def answer(h: dict[str, Any], frames: list[bytes]) -> None:
-        if h["k"] == "error":
-            ask.fail(TheaterError(h.get("error", "no events")))
-        else:
-            ask.ok(*frames, actor=h["actor"], events=h["events"])
-    ask.server.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id}, then=answer)
+    ask.services.outbox.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id},
+                                  then=lambda h, frames: ask.answer(h, frames, "actor", "events"))
 
 
 _HANDLERS = {

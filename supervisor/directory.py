@@ -8,40 +8,39 @@ is starting or restarting is answered when it is ready.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from theater import protocol
 from theater.errors import NotFound, Refused, TheaterError
 
-from .registry import RESTARTING, RUNNING, STARTING, ActorRecord
-
-if TYPE_CHECKING:
-    from .server import Server
+from .outbox import Outbox
+from .registry import ActorRecord, Registry, Status
 
 
 class Directory:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, registry: Registry, outbox: Outbox) -> None:
+        self.registry = registry
+        self.outbox = outbox
         self.watchers: dict[str, set[str]] = {}
         self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
 
     def resolve(self, asker: ActorRecord, header: dict[str, Any]) -> None:
         rid = header["id"]
         try:
-            rec = self.server.registry.lookup(header["actor"])
+            rec = self.registry.lookup(header["actor"])
         except NotFound as e:
-            self.server.to_worker(asker.actor_id, protocol.error(rid, e))
+            self.outbox.to_worker(asker.actor_id, protocol.error(rid, e))
             return
-        if rec.status == RUNNING and rec.endpoint:
+        if rec.status == Status.RUNNING and rec.run.endpoint:
             self._answer(rec, asker.actor_id, rid)
-        elif rec.status in (STARTING, RESTARTING):
+        elif rec.status in (Status.STARTING, Status.RESTARTING):
             self.waiting.setdefault(rec.actor_id, []).append((asker.actor_id, rid))
         else:
-            self.server.to_worker(asker.actor_id, protocol.error(rid, Refused(f"actor {rec.actor_id} is {rec.status}")))
+            self.outbox.to_worker(asker.actor_id, protocol.error(rid, Refused(f"actor {rec.actor_id} is {rec.status}")))
 
     def _answer(self, rec: ActorRecord, asker: str, rid: str) -> None:
         self.watchers.setdefault(rec.actor_id, set()).add(asker)
-        self.server.to_worker(asker, protocol.ok(rid, actor=rec.actor_id, endpoint=rec.endpoint))
+        self.outbox.to_worker(asker, protocol.ok(rid, actor=rec.actor_id, endpoint=rec.run.endpoint))
 
     def up(self, rec: ActorRecord) -> None:
         for asker, rid in self.waiting.pop(rec.actor_id, []):
@@ -49,10 +48,10 @@ class Directory:
 
     def down(self, rec: ActorRecord) -> None:
         for watcher in self.watchers.pop(rec.actor_id, ()):
-            self.server.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
+            self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
 
     def gone(self, rec: ActorRecord, why: TheaterError) -> None:
         """The actor will not come back: answer everyone still waiting for it."""
         for asker, rid in self.waiting.pop(rec.actor_id, []):
-            self.server.to_worker(asker, protocol.error(rid, why))
+            self.outbox.to_worker(asker, protocol.error(rid, why))
         self.watchers.pop(rec.actor_id, None)

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import orjson
 
+from theater import grants
 from theater.paths import Home
 
 log = logging.getLogger("theater.server")
@@ -29,8 +30,9 @@ log = logging.getLogger("theater.server")
 def clean_env(home: Home) -> dict[str, str]:
     """What a child needs and nothing it could be confused or misled by."""
     env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8", "THEATER_HOME": str(home.root)}
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    for name in ("PYTHONPATH", grants.PLUGINS_ENV):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return env
 
 

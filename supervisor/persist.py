@@ -30,9 +30,10 @@ class SavedActors:
         folder.mkdir(mode=0o700, exist_ok=True)
 
     def save(self, rec: ActorRecord) -> None:
-        doc = {"id": rec.actor_id, "manifest": rec.manifest_text, "source": rec.manifest.source, "base": rec.base,
-               "component": rec.component, "started_at": rec.started_at,
-               "init_state": base64.b64encode(rec.init_state).decode() if rec.init_state is not None else None}
+        spec = rec.spec
+        doc = {"id": rec.actor_id, "manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
+               "component": spec.component, "started_at": rec.started_at,
+               "init_state": base64.b64encode(spec.init_state).decode() if spec.init_state is not None else None}
         write_atomically(self.folder / f"{rec.actor_id}.json", orjson.dumps(doc))
 
     def remove(self, actor_id: str) -> None:

@@ -1,10 +1,11 @@
 """Every actor the server knows, one record each, and the supervision tree they form.
 
-A record holds one actor's state across incarnations: its spec (manifest, component,
-initial state), its current worker (pid, endpoint, last heartbeat), its status, restart
-count, last failure, and its place in the tree (parent, children in start order). Top-level
-actors are children of the root (``parent is None``). Only the server's loop changes
-records.
+A record is an actor across its incarnations: its ``ChildSpec`` (what to start: manifest,
+component, initial state, parent; fixed), its place in the tree (children in start order),
+what its history says (status, restarts, last failure), and ``run``, the current (or last)
+``Incarnation``: one worker process, made fresh at each launch, with its pid, address,
+heartbeat and how it was asked to end. Top-level actors are children of the root
+(``parent is None``). Only the server's loop changes records.
 """
 
 from __future__ import annotations
@@ -12,20 +13,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from theater.errors import NotFound
 from theater.manifest import Limits, Manifest
 
-STARTING, RUNNING, STOPPING, RESTARTING, FAILED, EXITED = (
-    "starting", "running", "stopping", "restarting", "failed", "exited")
+
+class Status(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    EXITED = "exited"
+
+
+class ExitKind(StrEnum):
+    """OTP's exit reasons: ``normal`` (it ended itself), ``shutdown`` (its supervisor or an
+    operator stopped it), or abnormal (anything else: a crash, a limit, a hang)."""
+
+    NORMAL = "normal"
+    SHUTDOWN = "shutdown"
+    ABNORMAL = "abnormal"
 
 
 @dataclass
 class Exit:
     """How an incarnation ended, as the server classified it."""
 
-    kind: str                  # normal | shutdown | abnormal
+    kind: ExitKind
     reason: str                # shutdown, stopped, trap, error, timeout, fuel, signal, killed, hang, oom, start:...
     error: str | None = None
     data: bytes | None = None  # runtime.shutdown(data)
@@ -33,78 +50,112 @@ class Exit:
     by_parent: bool = False    # stopped by its own supervisor (not "external")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "reason": self.reason, "error": self.error, "status": self.status}
+        return {"kind": str(self.kind), "reason": self.reason, "error": self.error, "status": self.status}
 
 
-@dataclass(eq=False)
-class ActorRecord:
+@dataclass(frozen=True)
+class ChildSpec:
+    """What to start, and where it sits: the same for every incarnation."""
+
     actor_id: str
     manifest: Manifest
     manifest_text: str
     base: str                          # directory the manifest's relative paths start from
     component: str                     # SHA-256 of the component's wasm
     init_state: bytes | None
-    parent: str | None = None          # None: a child of the root supervisor
-    children: list[str] = field(default_factory=list)
-    status: str = STARTING
-    incarnation: int = 0
-    pid: int | None = None
-    endpoint: str | None = None
-    started_at: float = field(default_factory=time.time)
-    ready_at: float | None = None
-    last_seen: float = field(default_factory=time.monotonic)
-    restarts: int = 0
-    restart_history: list[float] = field(default_factory=list)   # this actor's restarts of its children
-    last_error: str | None = None
-    last_exit: Exit | None = None
-    stop_reason: str | None = None     # why the server asked this incarnation to stop
-    stop_by_parent: bool = False       # ... and whether its own supervisor asked
-    kill_reason: str | None = None     # the server killed it (hang, escalation): an abnormal exit
-    kill_detail: str | None = None     # ... and why, in words
-    restart_reason: str | None = None  # told to the next incarnation, recorded in lifecycle/start
-    backoff_attempt: int = 0
-    on_ready_next: Callable[[], None] | None = None   # continues an ordered (re)start
-    worker_report: Exit | None = None  # what the worker said before exiting
-    stats: dict[str, int] = field(default_factory=dict)
-    resume_mode: str = "init"          # how the next incarnation starts: init | resume
-    limits: Limits = field(default_factory=Limits)   # the server's defaults under what the manifest says
-    group: Any = None                  # this incarnation's cgroup (or rlimit settings), see limits.py
-    ident: bytes | None = None         # its worker's control socket identity (from its hello)
+    parent: str | None                 # None: a child of the root supervisor
+    limits: Limits                     # the server's defaults under what the manifest says
 
     @property
     def name(self) -> str:
         return self.manifest.name
 
+
+@dataclass
+class Incarnation:
+    """One worker process running the actor: made fresh at each launch."""
+
+    number: int
+    reason: str | None = None          # why it was started (a restart's cause), told to it and recorded
+    mode: str = "init"                 # how it starts: init | resume (from the last committed state)
+    launched: float = 0.0              # monotonic, when the launch was asked for
+    ready: float | None = None         # monotonic, when its init was done
+    last_seen: float = 0.0             # monotonic, its last message
+    pid: int | None = None
+    endpoint: str | None = None
+    ident: bytes | None = None         # its worker's control socket identity (from its hello)
+    group: Any = None                  # its cgroup (or rlimit settings), see limits.py
+    stop_reason: str | None = None     # why the server asked it to stop
+    stop_by_parent: bool = False       # ... and whether its own supervisor asked
+    kill_reason: str | None = None     # the server killed it (hang, escalation): an abnormal exit
+    kill_detail: str | None = None     # ... and why, in words
+    report: Exit | None = None         # what the worker said before exiting
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    spec: ChildSpec
+    status: Status = Status.STARTING
+    children: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)    # wall clock, for people
+    ready_at: float | None = None                           # wall clock, for people
+    restarts: int = 0
+    child_restarts: list[float] = field(default_factory=list)   # its children's, against its intensity
+    own_restarts: list[float] = field(default_factory=list)     # a top-level actor's, against the root's
+    last_error: str | None = None
+    last_exit: Exit | None = None
+    backoff_attempt: int = 0
+    next_mode: str = "init"            # how the next incarnation starts: init | resume
+    on_ready_next: Callable[[], None] | None = None   # continues an ordered (re)start
+    run: Incarnation = field(default_factory=lambda: Incarnation(0))
+
+    @property
+    def actor_id(self) -> str:
+        return self.spec.actor_id
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.spec.manifest
+
+    @property
+    def parent(self) -> str | None:
+        return self.spec.parent
+
+    @property
+    def pid(self) -> int | None:
+        return self.run.pid
+
     @property
     def alive(self) -> bool:
-        return self.pid is not None
+        return self.run.pid is not None
 
     @property
     def restart_mode(self) -> str:
         """How an incarnation after the first starts: from the last committed state, or init."""
         return "resume" if self.manifest.restart.state == "last" else "init"
 
-    def prepare_restart(self) -> None:
-        self.restarts += 1
-        self.resume_mode = self.restart_mode
-
     def summary(self) -> dict[str, Any]:
-        return {"id": self.actor_id, "name": self.name, "status": self.status, "pid": self.pid,
+        return {"id": self.actor_id, "name": self.name, "status": str(self.status), "pid": self.pid,
                 "restarts": self.restarts, "last_error": self.last_error, "parent": self.parent}
 
     def detail(self) -> dict[str, Any]:
-        m = self.manifest
+        m, lim = self.manifest, self.spec.limits
         return {
             **self.summary(),
-            "version": m.version, "description": m.description, "manifest": m.source, "component": self.component,
-            "incarnation": self.incarnation, "endpoint": self.endpoint, "children": list(self.children),
+            "version": m.version, "description": m.description, "manifest": m.source, "component": self.spec.component,
+            "incarnation": self.run.number, "endpoint": self.run.endpoint, "children": list(self.children),
             "started_at": self.started_at, "ready_at": self.ready_at,
             "last_exit": self.last_exit.to_dict() if self.last_exit else None,
             "handlers": [h.type for h in m.handlers],
             "restart": {"type": m.restart.type, "strategy": m.restart.strategy, "intensity": m.restart.intensity,
                         "period": m.restart.period, "shutdown": m.restart.shutdown, "state": m.restart.state},
-            "limits": {k: getattr(self.limits, k) for k in self.limits.__dataclass_fields__},
-            "stats": dict(self.stats),
+            "limits": {k: getattr(lim, k) for k in lim.__dataclass_fields__},
+            "stats": dict(self.run.stats),
         }
 
 
@@ -123,21 +174,30 @@ class Registry:
 
     def add(self, rec: ActorRecord) -> None:
         self.actors[rec.actor_id] = rec
-        siblings = self.siblings(rec.parent)
-        siblings.append(rec.actor_id)
+        self.siblings(rec.parent).append(rec.actor_id)
 
     def remove(self, rec: ActorRecord) -> None:
         self.actors.pop(rec.actor_id, None)
         siblings = self.siblings(rec.parent)
         if rec.actor_id in siblings:
             siblings.remove(rec.actor_id)
-        _reindex(self.by_pid, rec.pid, None, rec)
+        _reindex(self.by_pid, rec.run.pid, None, rec)
         self.bind(rec, None)
+
+    def launch(self, rec: ActorRecord, run: Incarnation) -> None:
+        """A new incarnation replaces the last one (which has no process any more)."""
+        self.set_pid(rec, None)
+        self.bind(rec, None)
+        rec.run = run
 
     def bind(self, rec: ActorRecord, ident: bytes | None) -> None:
         """Which control connection is this actor's current worker (None: it has none)."""
-        _reindex(self.by_ident, rec.ident, ident, rec)
-        rec.ident = ident
+        _reindex(self.by_ident, rec.run.ident, ident, rec)
+        rec.run.ident = ident
+
+    def set_pid(self, rec: ActorRecord, pid: int | None) -> None:
+        _reindex(self.by_pid, rec.run.pid, pid, rec)
+        rec.run.pid = pid
 
     def siblings(self, parent: str | None) -> list[str]:
         """The children list of ``parent`` (the root's when None), in start order."""
@@ -145,10 +205,6 @@ class Registry:
             return self.roots
         p = self.actors.get(parent)
         return p.children if p is not None else []
-
-    def set_pid(self, rec: ActorRecord, pid: int | None) -> None:
-        _reindex(self.by_pid, rec.pid, pid, rec)
-        rec.pid = pid
 
     def get(self, actor_id: str) -> ActorRecord | None:
         return self.actors.get(actor_id)

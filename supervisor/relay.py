@@ -9,13 +9,11 @@ catches up from the store by sequence number, so none is lost to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import orjson
 import zmq
 
-if TYPE_CHECKING:
-    from .server import Server
+from .outbox import Outbox
 
 
 @dataclass
@@ -26,13 +24,13 @@ class Subscription:
 
 
 class Relay:
-    def __init__(self, server: Server, sub: zmq.Socket) -> None:
-        self.server = server
+    def __init__(self, outbox: Outbox, sub: zmq.Socket) -> None:
+        self.outbox = outbox
         self.sock = sub
         self.subs: dict[str, Subscription] = {}
 
     def subscribe(self, client: bytes, actor_id: str) -> str:
-        sub_id = self.server.new_id()
+        sub_id = self.outbox.new_id()
         self.subs[sub_id] = Subscription(client, actor_id)
         self.sock.setsockopt(zmq.SUBSCRIBE, f"actor.{actor_id}".encode())
         return sub_id
@@ -52,9 +50,9 @@ class Relay:
             header = header or {"k": "event", "actor": actor_id, "meta": orjson.loads(meta)}
             try:
                 if sub.missed:
-                    self.server.send_client(sub.client, {"k": "missed", "sub": sub_id, "count": sub.missed})
+                    self.outbox.send_client(sub.client, {"k": "missed", "sub": sub_id, "count": sub.missed})
                     sub.missed = 0
-                self.server.send_client(sub.client, {**header, "sub": sub_id}, data)
+                self.outbox.send_client(sub.client, {**header, "sub": sub_id}, data)
             except zmq.Again:
                 sub.missed += 1
             except zmq.ZMQError:

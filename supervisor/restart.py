@@ -8,16 +8,43 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 
-NORMAL, SHUTDOWN, ABNORMAL = "normal", "shutdown", "abnormal"
+from theater.manifest import Restart
+
+from .registry import ExitKind
 
 
-def should_restart(restart_type: str, exit_kind: str) -> bool:
+class Action(StrEnum):
+    """What follows an exit."""
+
+    STOPPED = "stopped"            # someone asked it to stop: done
+    START_FAILED = "start_failed"  # its first start failed: the starter hears why
+    EXITED = "exited"              # not to be restarted (its restart type, or the server is stopping)
+    RESTART = "restart"            # by the plan of its supervisor's strategy
+    GIVE_UP = "give_up"            # a top-level actor over its budget: left failed
+    ESCALATE = "escalate"          # a child over its parent's budget: the parent fails
+
+
+@dataclass(frozen=True)
+class Flags:
+    """A supervisor's own settings (OTP's sup_flags): how it restarts its children."""
+
+    strategy: str = "one_for_one"
+    intensity: int = 3
+    period: float = 5.0
+
+    @classmethod
+    def of(cls, r: Restart) -> Flags:
+        return cls(r.strategy, r.intensity, r.period)
+
+
+def should_restart(restart_type: str, exit_kind: ExitKind) -> bool:
     """permanent: always; transient: only after an abnormal exit; temporary: never."""
     if restart_type == "permanent":
         return True
     if restart_type == "transient":
-        return exit_kind == ABNORMAL
+        return exit_kind == ExitKind.ABNORMAL
     return False
 
 

@@ -14,14 +14,11 @@ behind a timer, never waited for in place.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -29,52 +26,27 @@ import zmq
 
 from theater import keys, protocol
 from theater import manifest as manifests
-from theater.errors import ProtocolError, Refused, TheaterError, Timeout, from_wire
-from theater.ids import new_request_id
+from theater.errors import ProtocolError, Refused, TheaterError
 from theater.paths import Home
 
 from . import api, children
 from . import limits as limits_
 from .directory import Directory
 from .launch import Child, ForkServer, OutputRelay, unlink_socket
+from .outbox import Outbox
 from .persist import SavedActors
-from .registry import RESTARTING, STARTING, Registry
+from .registry import Registry, Status
 from .relay import Relay
 from .security import secure_listener
+from .services import Services
 from .supervision import Supervision
 
 log = logging.getLogger("theater.server")
 
-# A forwarded request with no answer after this long is failed back to its client; the
-# worker's own call timeout normally answers first.
-PENDING_TIMEOUT = 300.0
 # The chain process is restarted after dying, at most this often.
 CHAIN_RESTART_DELAY = 0.2
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
-
-
-@dataclass
-class Pending:
-    """A request forwarded to a worker or the chain, waiting for its answer."""
-
-    client: bytes | None                       # management identity to answer, if any
-    client_id: str
-    actor: str | None = None                   # the worker asked, to fail it if the worker dies
-    then: Callable[[dict[str, Any], list[bytes]], None] | None = None
-    deadline: float = field(default_factory=lambda: time.monotonic() + PENDING_TIMEOUT)
-    retry: list[bytes] | None = None           # a chain record, sent again if the chain restarts
-
-
-@dataclass(order=True)
-class Timer:
-    when: float
-    seq: int
-    fn: Callable[[], None] = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Server:
@@ -91,40 +63,15 @@ class Server:
         self.log_file = log_file
         self.ctx = zmq.Context()
         self.registry = Registry()
-        self.directory = Directory(self)
-        self.supervision = Supervision(self)
-        self.pending: dict[str, Pending] = {}
-        self.channels: dict[str, tuple[bytes, str]] = {}      # channel id -> (client, actor id)
-        self._timers: list[Timer] = []
-        self._seq = itertools.count()
-        self._ids = itertools.count()
+        self.outbox = Outbox(self.registry)
         self.stopping = False
         self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
         self.output = OutputRelay(log_file)
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
-        self.public_key = ""
         self.saved = SavedActors(home.actors)
-
-    # ---- timers and ids ---------------------------------------------------------------------
-
-    def later(self, delay: float, fn: Callable[[], None]) -> Timer:
-        t = Timer(time.monotonic() + delay, next(self._seq), fn)
-        heapq.heappush(self._timers, t)
-        return t
-
-    def _run_timers(self) -> float:
-        """Runs due timers; returns seconds until the next one."""
-        while self._timers:
-            t = self._timers[0]
-            if t.cancelled:
-                heapq.heappop(self._timers)
-                continue
-            delay = t.when - time.monotonic()
-            if delay > 0:
-                return delay
-            heapq.heappop(self._timers)
-            self._guarded(t.fn)
-        return 1.0
+        self.directory = Directory(self.registry, self.outbox)
+        self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
+                                       self.directory, self.config, user=user)
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -133,9 +80,6 @@ class Server:
             fn(*args)
         except Exception:
             log.exception("theater-server: internal error (continuing)")
-
-    def new_id(self) -> str:
-        return f"s{next(self._ids)}"
 
     # ---- start and stop ---------------------------------------------------------------------
 
@@ -154,7 +98,7 @@ class Server:
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)
         self.events.connect(self.home.events_endpoint)
-        self.relay = Relay(self, self.events)
+        self.relay = Relay(self.outbox, self.events)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -170,6 +114,9 @@ class Server:
         self.mgmt.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.mgmt.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.mgmt.setsockopt(zmq.SNDHWM, 100_000)
+        self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
+        self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
+                                 self.listen, self.public_key)
         secure_listener(self.mgmt, self.home, self.listen)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
@@ -241,11 +188,11 @@ class Server:
         self._out_fd = self.forkserver.output_fd()
         poller.register(self._out_fd, zmq.POLLIN)
         poller.register(sig_r, zmq.POLLIN)
-        self.later(1.0, self._tick)
+        self.outbox.later(1.0, self._tick)
         log.info("theater-server ready: %s (home %s); limits: %s", self.listen, self.home.root,
                  self.limits.describe())
         while not (self.stopping and self.supervision.idle()):
-            timeout = self._run_timers()
+            timeout = self.outbox.run_timers(self._guarded)
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):
                 if sock == sig_r:
                     self._signals(sig_r)
@@ -279,11 +226,8 @@ class Server:
         status = self.chain_proc.poll()
         if status is not None and not self.stopping:
             log.error("chain process exited (status %s); restarting it", status)
-            self.later(CHAIN_RESTART_DELAY, self._restart_chain)
-            for rid, p in list(self.pending.items()):
-                if p.actor is None and p.retry is None:     # a query: the new chain process never saw it
-                    del self.pending[rid]
-                    self._give_up(p, TheaterError("the chain process restarted; try again"))
+            self.outbox.later(CHAIN_RESTART_DELAY, self._restart_chain)
+            self.outbox.chain_lost()
         if self.forkserver.poll() is not None and not self.stopping:
             self._restart_forkserver()
 
@@ -307,17 +251,8 @@ class Server:
         self.chain_proc.start()
         for rec in self.registry:
             if rec.alive:
-                self.to_worker(rec.actor_id, {"k": "chain_restarted"})
-        for p in self.pending.values():
-            if p.retry is not None:
-                p.deadline = time.monotonic() + PENDING_TIMEOUT
-                self.chain.send_multipart(p.retry)
-
-    def remove_group(self, group: limits_.Group, tries: int = 20) -> None:
-        """Removes an ended incarnation's cgroup; the kernel may need a moment after the exit."""
-        group.remove(timeout=0)
-        if group.path is not None and group.path.exists() and tries > 0:
-            self.later(0.05, lambda: self.remove_group(group, tries - 1))
+                self.outbox.to_worker(rec.actor_id, {"k": "chain_restarted"})
+        self.outbox.chain_back()
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
@@ -330,14 +265,10 @@ class Server:
         log.info("theater-server stopped")
 
     def _tick(self) -> None:
-        now = time.monotonic()
-        for rid, p in list(self.pending.items()):
-            if now > p.deadline:
-                del self.pending[rid]
-                self._give_up(p, Timeout("no answer in time"))
-        self.supervision.check_hangs(now)
+        self.outbox.expire()
+        self.supervision.check_hangs()
         self._check_helpers()
-        self.later(1.0, self._tick)
+        self.outbox.later(1.0, self._tick)
 
     # ---- messages in --------------------------------------------------------------------------
 
@@ -361,13 +292,13 @@ class Server:
         try:
             header, data = protocol.decode(body)
         except ProtocolError as e:
-            self.fail(client, _request_id(body), e)
+            self.outbox.fail(client, _request_id(body), e)
             return
         handler = api.HANDLERS.get(header["k"])
         if handler is None:
-            self.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
+            self.outbox.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
             return
-        req = api.Request(self, client, header.get("id", ""), header, data)
+        req = api.Request(self.services, client, header.get("id", ""), header, data)
         try:
             handler(req)
         except TheaterError as e:
@@ -386,26 +317,26 @@ class Server:
         rec = self.registry.by_ident.get(ident)
         if rec is None and header["k"] == "hello":
             rec = self.registry.get(header["actor"])
-            if rec is None or rec.ident is not None or rec.status not in (STARTING, RESTARTING):
+            if rec is None or rec.run.ident is not None or rec.status not in (Status.STARTING, Status.RESTARTING):
                 log.warning("hello from %r for actor %s refused", ident, header["actor"])
                 return
             self.registry.bind(rec, ident)
         if rec is None:
             log.debug("message from unknown worker %r dropped", ident)
             return
-        rec.last_seen = time.monotonic()
+        rec.run.last_seen = time.monotonic()
         kind = header["k"]
         if kind in ("ok", "error", "reply"):
-            self._answer(header.get("re") or header.get("rid", ""), header, data)
+            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data)
         elif kind == "msg":
             self._worker_msg(rec.actor_id, header, data)
         elif kind == "resolve":
             self.directory.resolve(rec, header)
         elif kind in children.KINDS:
             if rec.manifest.has_handler("supervisor"):
-                children.handle(self, rec, header, data)
+                children.handle(self.services, rec, header, data)
             else:
-                self.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
+                self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
                     "this actor's manifest grants no supervisor handler")))
         else:
             self.supervision.on_worker(rec, header, data)
@@ -413,15 +344,15 @@ class Server:
     def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:
         """A worker writing on a channel whose other end is a client."""
         ch = header.get("ch", "")
-        entry = self.channels.get(ch)
+        entry = self.outbox.channels.get(ch)
         if entry is None:
             return
         client, _ = entry
         if header["what"] == "chan_msg":
-            self.push(client, {"k": "channel_message", "channel": ch}, *data[:1])
+            self.outbox.push(client, {"k": "channel_message", "channel": ch}, *data[:1])
         elif header["what"] == "chan_close":
-            del self.channels[ch]
-            self.push(client, {"k": "channel_closed", "channel": ch})
+            del self.outbox.channels[ch]
+            self.outbox.push(client, {"k": "channel_closed", "channel": ch})
 
     def _from_chain(self, frames: list[bytes]) -> None:
         try:
@@ -430,86 +361,7 @@ class Server:
             log.warning("malformed message from the chain: %s", e)
             return
         if header["k"] in ("ok", "error"):
-            self._answer(header["re"], header, data)
-
-    def _answer(self, rid: str, header: dict[str, Any], data: list[bytes]) -> None:
-        p = self.pending.pop(rid, None)
-        if p is None:
-            return
-        if p.then is not None:
-            p.then(header, data)
-            return
-        if p.client is None:
-            return
-        if header["k"] == "error":
-            self.fail(p.client, p.client_id, from_wire(header["code"], header["error"]))
-        elif header["k"] == "reply" and not header.get("ok"):
-            self.fail(p.client, p.client_id, from_wire(header.get("code", "actor_failed"),
-                                                       str(header.get("error", "failed"))))
-        else:
-            fields = {k: v for k, v in header.items() if k not in ("k", "re", "rid", "ok")}
-            self.reply(p.client, p.client_id, fields, *data)
-
-    # ---- messages out -------------------------------------------------------------------------
-
-    def reply(self, client: bytes, request_id: str, fields: dict[str, Any], *frames: bytes) -> None:
-        self.push(client, protocol.ok(request_id, **fields), *frames)
-
-    def fail(self, client: bytes, request_id: str, exc: TheaterError) -> None:
-        self.push(client, protocol.error(request_id, exc))
-
-    def push(self, client: bytes, header: dict[str, Any], *frames: bytes) -> bool:
-        """Sends to a client without blocking; False if it is gone or not reading."""
-        try:
-            self.send_client(client, header, *frames)
-            return True
-        except zmq.ZMQError:
-            return False
-
-    def send_client(self, client: bytes, header: dict[str, Any], *frames: bytes) -> None:
-        self.mgmt.send_multipart([client, *protocol.encode(header, *frames)], zmq.NOBLOCK)
-
-    def to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> bool:
-        rec = self.registry.get(actor_id)
-        if rec is None or rec.ident is None:
-            return False
-        try:
-            self.control.send_multipart([rec.ident, *protocol.encode(header, *frames)], zmq.NOBLOCK)
-            return True
-        except zmq.ZMQError as e:
-            log.debug("message to worker %s dropped: %s", actor_id, e)
-            return False
-
-    def ask_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes, client: bytes | None = None,
-                   client_id: str = "", then: Callable[[dict[str, Any], list[bytes]], None] | None = None) -> None:
-        """Sends a request to a worker; its answer goes to ``client`` (or ``then``)."""
-        rid = new_request_id()     # the actor sees it as the request id: unique, not a counter
-        header = {**header, "rid" if header["k"] == "msg" else "id": rid}
-        self.pending[rid] = Pending(client, client_id, actor_id, then)
-        if not self.to_worker(actor_id, header, *frames):
-            self._give_up(self.pending.pop(rid), TheaterError(f"actor {actor_id} is not reachable"))
-
-    def ask_chain(self, header: dict[str, Any], *frames: bytes, client: bytes | None = None, client_id: str = "",
-                  then: Callable[[dict[str, Any], list[bytes]], None] | None = None) -> None:
-        """A query or record for the chain. Records survive a chain restart (sent again: at
-        least once); queries fail back to their client, who may ask again."""
-        rid = self.new_id()
-        msg = protocol.encode({**header, "id": rid}, *frames)
-        self.pending[rid] = Pending(client, client_id, None, then, retry=msg if header["k"] == "record" else None)
-        self.chain.send_multipart(msg)
-
-    def fail_pending_for(self, actor_id: str, reason: str) -> None:
-        for rid, p in list(self.pending.items()):
-            if p.actor == actor_id:
-                del self.pending[rid]
-                self._give_up(p, TheaterError(reason))
-
-    def _give_up(self, p: Pending, err: TheaterError) -> None:
-        """No answer will come for ``p``: its continuation or its client hears why."""
-        if p.then is not None:
-            p.then({"k": "error", **err.to_wire()}, [])
-        elif p.client is not None:
-            self.fail(p.client, p.client_id, err)
+            self.outbox.answered(header["re"], header, data)
 
 
 def _request_id(body: list[bytes]) -> str:

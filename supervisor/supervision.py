@@ -1,13 +1,16 @@
 """Actor lifecycles and the supervision tree: start, stop, exit, restart (Erlang/OTP semantics).
 
 The decisions are the pure functions of ``restart``; this module carries them out. Every
-incarnation ends in ``_exited`` (the fork server reports the process's exit status):
-the exit is classified (normal, shutdown or abnormal, with a reason), recorded in the
-actor's chain as ``lifecycle/exit``, and then either finishes a stop someone asked for,
-or goes to the supervisor's policy: the parent actor's callbacks, then restart by type,
-strategy and intensity, escalating to the grandparent when intensity is exceeded. At the
-root (the server) an actor whose restarts exceed the intensity is marked failed and left
-stopped.
+incarnation ends in ``_exited`` (the fork server reports the process's exit status): the
+exit is classified (``exits``), recorded in the actor's chain as ``lifecycle/exit``, and then
+either finishes a stop someone asked for, or goes to the supervisor's policy: the parent
+actor's callbacks, then restart by type, strategy and intensity, escalating to the
+grandparent when intensity is exceeded. Each top-level actor has its own restart budget
+under the server's ``[root]`` flags (as systemd units do); the children of one actor share
+theirs, as in OTP. A top-level actor over its budget is marked failed and left stopped.
+
+Time comes from the injected ``clock`` (monotonic) and ``wall`` (for people): tests drive
+both, with fake collaborators, without processes.
 """
 
 from __future__ import annotations
@@ -17,21 +20,23 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict
+from typing import Any
 
 from theater import protocol
-from theater.errors import ActorFailed, ComponentError, ManifestError, NotFound, Refused, TheaterError
+from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
 from theater.ids import new_actor_id
-from theater.manifest import Manifest
+from theater.manifest import Backoff, Manifest, ServerConfig
 
-from . import restart
-from .launch import describe_status, signal_name
-from .registry import EXITED, FAILED, RESTARTING, RUNNING, STARTING, STOPPING, ActorRecord, Exit, Registry
-
-if TYPE_CHECKING:
-    from .server import Server
+from . import exits, restart
+from .directory import Directory
+from .launch import ForkServer
+from .limits import Controller, Group
+from .outbox import Outbox
+from .persist import SavedActors
+from .registry import ActorRecord, ChildSpec, Exit, ExitKind, Incarnation, Registry, Status
+from .restart import Action
 
 log = logging.getLogger("theater.server")
 
@@ -47,107 +52,95 @@ WORKER_PIDS = 256
 # Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
 # component's mapping, the store.
 WORKER_NOFILE = 1024
-
-
-@dataclass
-class Flags:
-    """A supervisor's own settings (OTP's sup_flags): how it restarts its children."""
-
-    strategy: str = "one_for_one"
-    intensity: int = 3
-    period: float = 5.0
-
-
-
-
-def _start_error(rec: ActorRecord, exit_: Exit) -> TheaterError:
-    """Why a first start failed, as the kind of error it is (a bad component is bad input)."""
-    kind = exit_.reason.removeprefix("start:")
-    if kind == "component":
-        return ComponentError(f"{rec.manifest.source}: component {rec.manifest.component!r}: {exit_.error}")
-    if kind == "manifest":
-        return ManifestError(f"{exit_.error}")
-    return ActorFailed(f"actor {rec.name} failed to start: {exit_.error or exit_.reason}")
+# Restarts without a [restart] backoff: the first at once, then this curve (an actor that
+# keeps failing does not spin; one crash still comes back in milliseconds).
+DEFAULT_BACKOFF = Backoff(min=0.1, max=10.0, jitter=0.2)
 
 Done = Callable[[], None]
+Ready = Callable[[TheaterError | None], None]
 
 
 class Supervision:
-    def __init__(self, server: Server, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
-        self.server = server
+    def __init__(self, registry: Registry, outbox: Outbox, launcher: ForkServer, limits: Controller,
+                 saved: SavedActors, directory: Directory, config: ServerConfig,
+                 user: tuple[int, int] | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self.outbox = outbox
+        self.launcher = launcher
+        self.limits = limits
+        self.saved = saved
+        self.directory = directory
+        self.config = config
+        self.user = list(user) if user else None
         self.clock = clock
+        self.wall = wall
         self.rng = rng or random.Random()
-        self.root_history: list[float] = []
-        self.start_waiters: dict[str, list[Callable[[TheaterError | None], None]]] = {}
+        self.stopping = False
+        self.start_waiters: dict[str, list[Ready]] = {}
         self.stop_waiters: dict[str, list[Done]] = {}
-
-    @property
-    def registry(self) -> Registry:
-        return self.server.registry
 
     # ---- starting ------------------------------------------------------------------------
 
     def start(self, manifest: Manifest, text: str, base: str, component: str, init_state: bytes | None,
-              parent: str | None = None, on_ready: Callable[[TheaterError | None], None] | None = None,
-              actor_id: str | None = None) -> ActorRecord:
+              parent: str | None = None, on_ready: Ready | None = None, actor_id: str | None = None) -> ActorRecord:
         """Starts a new actor (or, given ``actor_id``, brings back a saved one, resuming its state)."""
-        rec = ActorRecord(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent=parent,
-                          limits=manifest.effective_limits(self.server.config.limits))
+        spec = ChildSpec(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent,
+                         manifest.effective_limits(self.config.limits))
+        rec = ActorRecord(spec, started_at=self.wall())
         self.registry.add(rec)
         if on_ready is not None:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
         if actor_id is not None:            # restored after a server restart: not counted as a restart
-            rec.resume_mode = rec.restart_mode
+            rec.next_mode = rec.restart_mode
         if parent is None:
-            self.server.saved.save(rec)
+            self.saved.save(rec)
         self._launch(rec, "server restart" if actor_id else None)
         return rec
 
     def _launch(self, rec: ActorRecord, reason: str | None = None) -> None:
-        rec.incarnation += 1
-        rec.status = STARTING if rec.incarnation == 1 else RESTARTING
-        rec.stop_reason = None
-        rec.kill_reason = rec.kill_detail = None
-        rec.worker_report = None
-        rec.restart_history = []         # a restarted supervisor counts its children's restarts afresh
-        rec.restart_reason = reason
-        rec.last_seen = time.monotonic()
-        confine = {"user": self.server.user, "nofile": WORKER_NOFILE,
-                   "data_limit": rec.limits.process_memory if self.server.limits.kind == "rlimit" else 0}
-        self.server.forkserver.spawn(rec.actor_id, rec.name, rec.component, rec.limits.fuel > 0, confine)
+        now = self.clock()
+        self.registry.launch(rec, Incarnation(rec.run.number + 1, reason, rec.next_mode, launched=now, last_seen=now))
+        rec.status = Status.STARTING if rec.run.number == 1 else Status.RESTARTING
+        rec.child_restarts = []          # a restarted supervisor counts its children's restarts afresh
+        spec = rec.spec
+        confine = {"user": self.user, "nofile": WORKER_NOFILE,
+                   "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
+        self.launcher.spawn(rec.actor_id, rec.name, spec.component, spec.limits.fuel > 0, confine)
 
     def _limit(self, rec: ActorRecord, pid: int) -> None:
         """The worker's pid is known (from the fork server or the worker's hello, whichever comes
         first): its cgroup, which it made and joined as a spare, gets this actor's limits."""
-        if rec.pid == pid and rec.group is not None:
+        run = rec.run
+        if run.pid == pid and run.group is not None:
             return
         self.registry.set_pid(rec, pid)
-        lim = rec.limits
+        lim = rec.spec.limits
         try:
-            rec.group = self.server.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
+            run.group = self.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
         except OSError as e:      # the host's cgroups refused: run it anyway, and say so
             log.error("actor %s: cannot set its cgroup's limits (%s); running it without", rec.actor_id, e)
-            rec.group = None
+            run.group = None
 
     def _ready(self, rec: ActorRecord) -> None:
-        rec.status = RUNNING
-        rec.ready_at = time.time()
-        self.server.directory.up(rec)
+        rec.status = Status.RUNNING
+        rec.run.ready = self.clock()
+        rec.ready_at = self.wall()
+        self.directory.up(rec)
         for cb in self.start_waiters.pop(rec.actor_id, []):
             cb(None)
-        cont = rec.on_ready_next
-        rec.on_ready_next = None
+        cont, rec.on_ready_next = rec.on_ready_next, None
         if cont is not None:
             cont()
 
-    def config(self, rec: ActorRecord) -> tuple[dict[str, Any], list[bytes]]:
+    def config_for(self, rec: ActorRecord) -> tuple[dict[str, Any], list[bytes]]:
         """What a new worker needs to become this actor (the answer to its hello)."""
-        has_init = rec.init_state is not None
-        fields = {"manifest": rec.manifest_text, "source": rec.manifest.source, "base": rec.base,
-                  "component": rec.component, "mode": rec.resume_mode, "incarnation": rec.incarnation,
-                  "has_init": has_init, "reason": rec.restart_reason, "limits": asdict(rec.limits)}
-        return fields, [rec.init_state] if has_init and rec.init_state is not None else []
+        spec, run = rec.spec, rec.run
+        has_init = spec.init_state is not None
+        fields = {"manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
+                  "component": spec.component, "mode": run.mode, "incarnation": run.number,
+                  "has_init": has_init, "reason": run.reason, "limits": asdict(spec.limits)}
+        return fields, [spec.init_state] if spec.init_state is not None else []
 
     # ---- messages from workers and the fork server -------------------------------------------
 
@@ -157,7 +150,7 @@ class Supervision:
             rec = self.registry.get(report["actor"])
             if rec is not None:
                 self._limit(rec, report["pid"])
-                rec.stats["pid_started"] = report["pid"]
+                rec.run.stats["pid_started"] = report["pid"]
         elif op == "exited":
             rec = self.registry.by_pid.get(report["pid"])
             if rec is not None:
@@ -166,92 +159,74 @@ class Supervision:
             log.error("the worker fork server died; its workers go with it")
             for rec in list(self.registry):
                 if rec.alive:
-                    rec.kill_reason = rec.kill_reason or "fork server died"
+                    rec.run.kill_reason = rec.run.kill_reason or "fork server died"
                     self._exited(rec, -signal.SIGKILL)
 
     def on_worker(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
         kind = header["k"]
         if kind == "hello":
             self._limit(rec, header["pid"])
-            fields, frames = self.config(rec)
-            rec.endpoint = header["endpoint"]
-            self.server.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)
+            fields, frames = self.config_for(rec)
+            rec.run.endpoint = header["endpoint"]
+            self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)
         elif kind == "ready":
             self._ready(rec)
-        elif kind == "failed":
-            rec.worker_report = Exit("abnormal", header["reason"], header["error"])
-            self._acknowledge(rec, header)
-        elif kind == "exiting":
-            reason = header["reason"]
-            data_ = data[0] if header.get("has_data") and data else None
-            rec.worker_report = Exit("normal" if reason == "shutdown" else "shutdown", reason, None, data_)
-            self._acknowledge(rec, header)
+        elif kind in ("failed", "exiting"):
+            rec.run.report = exits.reported(header["reason"], header.get("error") if kind == "failed" else None)
+            if kind == "exiting" and header.get("has_data") and data:
+                rec.run.report.data = data[0]
+            if "id" in header:
+                self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"]))
         elif kind == "heartbeat":
-            rec.stats.update({k: v for k, v in header.items() if isinstance(v, int)})
+            rec.run.stats.update({k: v for k, v in header.items() if isinstance(v, int)})
 
-    def _acknowledge(self, rec: ActorRecord, header: dict[str, Any]) -> None:
-        if "id" in header:
-            self.server.to_worker(rec.actor_id, protocol.ok(header["id"]))
-
-    def check_hangs(self, now: float) -> None:
+    def check_hangs(self) -> None:
+        now = self.clock()
         for rec in list(self.registry):
-            if not rec.alive or rec.kill_reason:
+            run = rec.run
+            if not rec.alive or run.kill_reason:
                 continue
-            limit = STARTUP_TIMEOUT if rec.status in (STARTING, RESTARTING) else rec.limits.call_timeout + HANG_GRACE
-            if now - rec.last_seen > limit:
+            starting = rec.status in (Status.STARTING, Status.RESTARTING)
+            limit = STARTUP_TIMEOUT if starting else rec.spec.limits.call_timeout + HANG_GRACE
+            if now - run.last_seen > limit:
                 log.error("actor %s (%s) is not responding; killing it", rec.actor_id, rec.name)
-                rec.kill_reason = "hang" if rec.status not in (STARTING, RESTARTING) else "start timeout"
+                run.kill_reason = "start timeout" if starting else "hang"
                 self._signal(rec, signal.SIGKILL)
 
     def _signal(self, rec: ActorRecord, sig: int) -> None:
         if rec.pid is not None:
-            self.server.forkserver.signal(rec.pid, sig)
+            self.launcher.signal(rec.pid, sig)
 
     # ---- exits -----------------------------------------------------------------------------
 
-    def _classify(self, rec: ActorRecord, status: int) -> Exit:
-        how, value = describe_status(status) if status >= 0 else ("signal", -status)
-        code = value if how == "exit" else -value
-        report = rec.worker_report
-        if rec.kill_reason:
-            return Exit("abnormal", rec.kill_reason, rec.kill_detail or f"the server killed it ({rec.kill_reason})",
-                        status=code)
-        if report is not None:
-            if rec.stop_reason and report.kind == "shutdown":
-                return Exit("shutdown", rec.stop_reason, None, status=code, by_parent=rec.stop_by_parent)
-            return Exit(report.kind, report.reason, report.error, report.data, code)
-        if rec.stop_reason:
-            what = f"killed by {signal_name(value)} after its shutdown timeout" if how == "signal" else None
-            return Exit("shutdown", rec.stop_reason, what, status=code, by_parent=rec.stop_by_parent)
-        if how == "signal" and value == signal.SIGKILL and rec.group is not None and rec.group.oom_killed():
-            return Exit("abnormal", "oom", f"killed by the kernel: over its process memory limit "
-                        f"({rec.limits.process_memory} bytes)", status=code)
-        if how == "signal":
-            reason = "killed" if value == signal.SIGKILL else "signal"
-            return Exit("abnormal", reason, f"the worker process died of {signal_name(value)}", status=code)
-        return Exit("abnormal", "crash", f"the worker process exited with status {value}", status=code)
-
     def _exited(self, rec: ActorRecord, status: int) -> None:
         """One incarnation ended: classify, decide, record the decision durably, carry it out."""
-        exit_ = self._classify(rec, status)
-        was_starting = rec.status in (STARTING, RESTARTING)
+        exit_ = exits.classify(rec, status)
+        was_starting = rec.status in (Status.STARTING, Status.RESTARTING)
+        run = rec.run
         self.registry.set_pid(rec, None)
         self.registry.bind(rec, None)
-        if rec.group is not None:
-            self.server.remove_group(rec.group)
-            rec.group = None
-        rec.endpoint = None
+        if run.group is not None:
+            self._remove_group(run.group)
+            run.group = None
+        run.endpoint = None
         rec.last_exit = exit_
-        if exit_.kind == "abnormal":
+        if exit_.kind == ExitKind.ABNORMAL:
             rec.last_error = f"{exit_.reason}: {exit_.error}" if exit_.error else exit_.reason
-        self.server.directory.down(rec)
-        self.server.fail_pending_for(rec.actor_id, f"actor {rec.actor_id} stopped ({exit_.reason})")
+        self.directory.down(rec)
+        self.outbox.fail_pending_for(rec.actor_id, f"actor {rec.actor_id} stopped ({exit_.reason})")
         action, detail = self._decide(rec, exit_, was_starting)
         log.info("actor %s (%s) exited: %s %s%s -> %s", rec.actor_id, rec.name, exit_.kind, exit_.reason,
                  f" ({exit_.error})" if exit_.error else "", action)
-        self._record(rec, "lifecycle/exit", {**exit_.to_dict(), "incarnation": rec.incarnation,
-                                             "data": exit_.data, "action": action},
+        self._record(rec, "lifecycle/exit", {**exit_.to_dict(), "incarnation": run.number,
+                                             "data": exit_.data, "action": str(action)},
                      then=lambda: self._carry_out(rec, exit_, action, detail))
+
+    def _remove_group(self, group: Group, tries: int = 20) -> None:
+        """Removes an ended incarnation's cgroup; the kernel may need a moment after the exit."""
+        group.remove(timeout=0)
+        if group.path is not None and group.path.exists() and tries > 0:
+            self.outbox.later(0.05, lambda: self._remove_group(group, tries - 1))
 
     def _record(self, rec: ActorRecord, event_type: str, value: dict[str, Any], then: Done) -> None:
         """Appends a server-side event to the actor's chain, then continues (once it is durable)."""
@@ -259,54 +234,60 @@ class Supervision:
             if header["k"] == "error":
                 log.error("could not record %s for %s: %s", event_type, rec.actor_id, header.get("error"))
             then()
-        self.server.ask_chain({"k": "record", "actor": rec.actor_id, "type": event_type}, encode_data(value),
+        self.outbox.ask_chain({"k": "record", "actor": rec.actor_id, "type": event_type}, encode_data(value),
                               then=done)
 
-    def _decide(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> tuple[str, Any]:
-        """What happens next (counting the restart against the supervisor's intensity):
-        stopped | start_failed | exited | restart | give_up | escalate."""
-        if rec.stop_reason is not None:
-            return "stopped", None
-        if was_starting and rec.incarnation == 1:
-            return "start_failed", None
-        if self.server.stopping or not restart.should_restart(rec.manifest.restart.type, exit_.kind):
-            return "exited", None
+    def _decide(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> tuple[Action, Any]:
+        """What happens next, counting the restart against the supervisor's intensity."""
+        if rec.run.stop_reason is not None:
+            return Action.STOPPED, None
+        if was_starting and rec.run.number == 1:
+            return Action.START_FAILED, None
+        if self.stopping or not restart.should_restart(rec.manifest.restart.type, exit_.kind):
+            return Action.EXITED, None
         parent = self.registry.get(rec.parent) if rec.parent else None
-        flags, history = self._flags(parent)
-        history[:], exceeded = restart.add_restart(history, self.clock(), flags.period, flags.intensity)
+        c = self.config
+        if parent is None:       # the root gives each top-level actor a budget of its own
+            flags = restart.Flags(c.strategy, c.intensity, c.period)
+            rec.own_restarts, exceeded = restart.add_restart(rec.own_restarts, self.clock(), flags.period,
+                                                             flags.intensity)
+        else:                    # the children of one actor share its budget (OTP)
+            flags = restart.Flags.of(parent.manifest.restart)
+            parent.child_restarts, exceeded = restart.add_restart(parent.child_restarts, self.clock(),
+                                                                  flags.period, flags.intensity)
         if exceeded:
             why = f"restart intensity exceeded ({flags.intensity} restarts within {flags.period:g}s)"
-            return ("give_up" if parent is None else "escalate"), why
+            return (Action.GIVE_UP if parent is None else Action.ESCALATE), why
         siblings = self.registry.siblings(rec.parent)
         types = {c: self.registry.actors[c].manifest.restart.type for c in siblings if c in self.registry.actors}
-        return "restart", restart.plan(flags.strategy, siblings, rec.actor_id, types)
+        return Action.RESTART, restart.plan(flags.strategy, siblings, rec.actor_id, types)
 
-    def _carry_out(self, rec: ActorRecord, exit_: Exit, action: str, detail: Any) -> None:
+    def _carry_out(self, rec: ActorRecord, exit_: Exit, action: Action, detail: Any) -> None:
         self._forget_children(rec)
         self._notify_parent(rec, exit_)
-        if action == "stopped":
+        if action == Action.STOPPED:
             self._finish_stop(rec)
-        elif action == "start_failed":
-            rec.status = FAILED
-            err = _start_error(rec, exit_)
+        elif action == Action.START_FAILED:
+            rec.status = Status.FAILED
+            err = exits.start_error(rec, exit_)
             for cb in self.start_waiters.pop(rec.actor_id, []):
                 cb(err)
-            self.server.directory.gone(rec, err)
-        elif action == "exited":
-            rec.status = FAILED if exit_.kind == "abnormal" else EXITED
-            self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
-        elif action == "give_up":
-            rec.status = FAILED
+            self.directory.gone(rec, err)
+        elif action == Action.EXITED:
+            rec.status = Status.FAILED if exit_.kind == ExitKind.ABNORMAL else Status.EXITED
+            self.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
+        elif action == Action.GIVE_UP:
+            rec.status = Status.FAILED
             rec.last_error = f"{rec.last_error or exit_.reason}; {detail}: left stopped"
-            self.server.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
+            self.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
             log.error("actor %s (%s): %s; left stopped", rec.actor_id, rec.name, detail)
-        elif action == "escalate":
+        elif action == Action.ESCALATE:
             parent = self.registry.actors[rec.parent] if rec.parent else None
-            rec.status = FAILED
+            rec.status = Status.FAILED
             if parent is not None:
                 log.error("supervisor actor %s (%s): %s; it fails", parent.actor_id, parent.name, detail)
                 self._escalate(parent, detail)
-        elif action == "restart":
+        elif action == Action.RESTART:
             self._restart(rec, exit_, detail)
 
     def _forget_children(self, rec: ActorRecord) -> None:
@@ -328,71 +309,63 @@ class Supervision:
         parent = self.registry.get(rec.parent) if rec.parent else None
         if parent is None or not parent.alive or exit_.by_parent:
             return
-        if exit_.kind == "abnormal":
-            what = "child_error"
-        elif exit_.reason == "shutdown":
-            what = "child_exit"
-        else:
-            what = "child_external_stop"
-        header = {"k": "msg", "what": what, "child": rec.actor_id, "reason": exit_.reason,
+        header = {"k": "msg", "what": exits.parent_news(exit_), "child": rec.actor_id, "reason": exit_.reason,
                   "error": exit_.error or "", "has_data": exit_.data is not None}
-        self.server.to_worker(parent.actor_id, header, *([exit_.data] if exit_.data is not None else []))
+        self.outbox.to_worker(parent.actor_id, header, *([exit_.data] if exit_.data is not None else []))
 
     # ---- the policy --------------------------------------------------------------------------
-
-    def _flags(self, parent: ActorRecord | None) -> tuple[Flags, list[float]]:
-        if parent is None:
-            c = self.server.config
-            return Flags(c.strategy, c.intensity, c.period), self.root_history
-        r = parent.manifest.restart
-        return Flags(r.strategy, r.intensity, r.period), parent.restart_history
 
     def _restart(self, rec: ActorRecord, exit_: Exit, p: restart.Plan) -> None:
         """Stops the plan's siblings (reverse start order), waits the backoff, starts in order."""
         delay = self._backoff(rec)
-        rec.status = RESTARTING
+        rec.status = Status.RESTARTING
         reason = f"{exit_.kind}: {exit_.reason}"
 
         def restart_all() -> None:
             for cid in p.drop:
                 dropped = self.registry.get(cid)
                 if dropped is not None:
-                    dropped.status = EXITED
+                    dropped.status = Status.EXITED
             self._start_in_order([self.registry.actors[c] for c in p.start if c in self.registry.actors], reason)
 
         def after_stop() -> None:
             if delay > 0:
-                self.server.later(delay, restart_all)
+                self.outbox.later(delay, restart_all)
             else:
                 restart_all()
         self._stop_many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
                         f"restart (after {rec.name} ended)", after_stop, by_parent=True)
 
     def _backoff(self, rec: ActorRecord) -> float:
+        """The delay before restarting ``rec``: grows with each restart in a row, and starts over
+        once an incarnation ran (from ready to exit) longer than the curve's maximum."""
         b = rec.manifest.restart.backoff
-        if b is None:
-            return 0.0
-        ran = time.time() - (rec.ready_at or time.time())
-        if ran > b.max:
+        run = rec.run
+        ran = self.clock() - run.ready if run.ready is not None else 0.0
+        curve = b or DEFAULT_BACKOFF
+        if ran > curve.max:
             rec.backoff_attempt = 0          # it ran well for a while: start the curve over
-        delay = restart.backoff_delay(rec.backoff_attempt, b.min, b.max, b.jitter, self.rng)
+        attempt = rec.backoff_attempt
         rec.backoff_attempt += 1
-        return delay
+        if b is None:                        # the default curve: the first restart at once
+            return 0.0 if attempt == 0 else restart.backoff_delay(attempt - 1, curve.min, curve.max,
+                                                                  curve.jitter, self.rng)
+        return restart.backoff_delay(attempt, b.min, b.max, b.jitter, self.rng)
 
     def _start_in_order(self, recs: list[ActorRecord], reason: str) -> None:
         """Starts each after the previous is ready (OTP start order); state per the manifest."""
         if not recs:
             return
         first, rest = recs[0], recs[1:]
-        first.prepare_restart()
+        _count_restart(first)
         first.on_ready_next = (lambda: self._start_in_order(rest, reason)) if rest else None
         self._launch(first, reason)
 
     def _escalate(self, sup: ActorRecord, why: str) -> None:
         """A supervising actor fails: its children stop, then it does, abnormally."""
         def kill_it() -> None:
-            sup.kill_reason = "escalation"
-            sup.kill_detail = why
+            sup.run.kill_reason = "escalation"
+            sup.run.kill_detail = why
             if sup.alive:
                 self._signal(sup, signal.SIGKILL)
         self._stop_many(self.registry.descendants(sup), "supervisor failed", kill_it, by_parent=True,
@@ -423,42 +396,42 @@ class Supervision:
             self.stop(first, reason, next_one, by_parent)
 
     def _stop_one(self, rec: ActorRecord, reason: str, then: Done, by_parent: bool) -> None:
+        run = rec.run
         if not rec.alive:
-            if rec.status in (STARTING, RESTARTING, RUNNING):
-                rec.status = EXITED
+            if rec.status in (Status.STARTING, Status.RESTARTING, Status.RUNNING):
+                rec.status = Status.EXITED
             then()
             return
         self.stop_waiters.setdefault(rec.actor_id, []).append(then)
-        if rec.stop_reason is not None:
+        if run.stop_reason is not None:
             return                          # already stopping; we just wait for it too
-        rec.stop_reason = reason
-        rec.stop_by_parent = by_parent
-        rec.status = STOPPING
+        run.stop_reason = reason
+        run.stop_by_parent = by_parent
+        rec.status = Status.STOPPING
         timeout = rec.manifest.restart.shutdown
         if timeout is None:                 # brutal_kill
             self._signal(rec, signal.SIGKILL)
             return
         self._signal(rec, signal.SIGTERM)
-        incarnation = rec.incarnation
 
         def too_slow() -> None:
-            if rec.alive and rec.incarnation == incarnation:
+            if rec.alive and rec.run is run:
                 log.warning("actor %s (%s) did not stop within %gs; killing it", rec.actor_id, rec.name, timeout)
                 self._signal(rec, signal.SIGKILL)
-        self.server.later(timeout, too_slow)
+        self.outbox.later(timeout, too_slow)
 
     def _finish_stop(self, rec: ActorRecord) -> None:
-        if rec.status == STOPPING:
-            rec.status = EXITED
+        if rec.status == Status.STOPPING:
+            rec.status = Status.EXITED
         for cb in self.stop_waiters.pop(rec.actor_id, []):
             cb()
         for cb in self.start_waiters.pop(rec.actor_id, []):
             cb(ActorFailed(f"actor {rec.name} was stopped before it was ready"))
 
-    def restart_now(self, rec: ActorRecord, reason: str, on_ready: Callable[[TheaterError | None], None]) -> None:
+    def restart_now(self, rec: ActorRecord, reason: str, on_ready: Ready) -> None:
         """Stops an actor (and its children) and starts its next incarnation, by request."""
         def relaunch() -> None:
-            rec.prepare_restart()
+            _count_restart(rec)
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
             self._launch(rec, reason)
         self.stop(rec, reason, relaunch, by_parent=True)
@@ -468,11 +441,12 @@ class Supervision:
         for child in self.registry.descendants(rec):
             self.registry.remove(child)
         self.registry.remove(rec)
-        self.server.saved.remove(rec.actor_id)
-        self.server.directory.gone(rec, NotFound(f"actor {rec.actor_id} was stopped"))
+        self.saved.remove(rec.actor_id)
+        self.directory.gone(rec, NotFound(f"actor {rec.actor_id} was stopped"))
 
     def stop_all(self) -> None:
         """Server shutdown: every top-level actor in reverse start order, each after its children."""
+        self.stopping = True
         roots = [self.registry.actors[r] for r in reversed(self.registry.roots) if r in self.registry.actors]
         self._stop_many(roots, "server stopping", lambda: None, by_parent=True)
 
@@ -481,8 +455,12 @@ class Supervision:
 
     def lookup_running(self, key: str) -> ActorRecord:
         rec = self.registry.lookup(key)
-        if rec.status != RUNNING:
+        if rec.status != Status.RUNNING:
             raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status}"
-                          + (f": {rec.last_error}" if rec.last_error and rec.status == FAILED else ""))
+                          + (f": {rec.last_error}" if rec.last_error and rec.status == Status.FAILED else ""))
         return rec
 
+
+def _count_restart(rec: ActorRecord) -> None:
+    rec.restarts += 1
+    rec.next_mode = rec.restart_mode

@@ -42,3 +42,89 @@ def test_public_surface_is_deliberate():
     ]
     for name in theater.__all__:
         assert hasattr(theater, name), name
+
+
+# ---- inside each package: no import circles, no module too long to read in one sitting ----------
+
+MAX_LINES = 400
+
+
+def _module_name(path, root) -> str:
+    rel = path.relative_to(root).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def module_graph(packages=PACKAGES, root=ROOT) -> dict[str, set[str]]:
+    """Each module of ``packages`` -> the modules of the same packages it imports: every import
+    statement, relative or absolute, including those under ``if TYPE_CHECKING``. ``from . import x``
+    is an import of submodule ``x`` when there is one, else of the package itself."""
+    files = {_module_name(p, root): p for pkg in packages for p in (root / pkg).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        is_pkg = path.name == "__init__.py"
+        here = name.split(".") if is_pkg else name.split(".")[:-1]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                edges |= {a.name for a in node.names if a.name in files}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[: len(here) - (node.level - 1)] if node.level > 1 else here
+                    target = ".".join([*base, *([node.module] if node.module else [])])
+                else:
+                    target = node.module or ""
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    if sub in files:
+                        edges.add(sub)
+                    elif target in files:
+                        edges.add(target)
+        graph[name] = edges - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return [*path[path.index(m):], m]
+            if m not in state and (found := visit(m)):
+                return found
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    cycle = find_cycle(module_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_check_sees_type_checking_imports(tmp_path):
+    """The check itself: a circle closed only under TYPE_CHECKING is still a circle."""
+    pkg = tmp_path / "p"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import B\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import A\n")
+    assert find_cycle(module_graph(("p",), tmp_path)) == ["p.a", "p.b", "p.a"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_is_too_long_to_read_in_one_sitting(package):
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / package).rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"

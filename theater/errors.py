@@ -8,6 +8,8 @@
     ├── NotFound                 an unknown actor, channel or request id
     ├── Refused                  the target exists but will not take this now (not running, mailbox full, throttled)
     ├── ActorFailed              the actor trapped, returned ``Err`` or hit a limit while doing what was asked
+    │   └── Failure              ... inside its worker, with the reason classified (trap, error, timeout, fuel, ...)
+    ├── Rejected                 the chain refused an event that does not extend its actor's head (gap, conflict)
     ├── Timeout                  no answer in time (the peer may still be alive)
     ├── Unreachable              no server at the given home or address (client side only)
     └── VerifyError              a chain that does not verify; carries the first bad sequence number
@@ -56,6 +58,27 @@ class Refused(TheaterError):
 
 class ActorFailed(TheaterError):
     code = "actor_failed"
+
+
+class Failure(ActorFailed):
+    """The actor failed during a call, as its worker saw it; ``reason`` classifies it (trap, error,
+    timeout, fuel, memory, host, stopped), and the server's exit classification keeps it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class Rejected(TheaterError):
+    """An event the chain will not store: ``kind`` is "gap" (something before it is missing:
+    send again from ``head``) or "conflict" (it contradicts the stored chain: fatal)."""
+
+    code = "rejected"
+
+    def __init__(self, kind: str, message: str, head: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.head = head
 
 
 class Timeout(TheaterError):

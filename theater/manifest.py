@@ -17,17 +17,9 @@ from typing import Any
 
 import orjson
 
+from . import grants
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
-
-# Handler type -> the interface it grants (imports) and the config keys it accepts beside
-# `type`. (The exports that go with each, message-server-client and supervisor-handlers, are
-# the actor's to offer: the host calls those it finds.)
-HANDLERS: dict[str, dict[str, Any]] = {
-    "runtime": {"imports": ("theater:simple/runtime",), "keys": ()},
-    "message-server": {"imports": ("theater:simple/message-server-host",), "keys": ()},
-    "supervisor": {"imports": ("theater:simple/supervisor",), "keys": ()},
-}
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -91,7 +83,7 @@ class Manifest:
 
     @property
     def granted_imports(self) -> frozenset[str]:
-        return frozenset(i for h in self.handlers for i in HANDLERS[h.type]["imports"])
+        return frozenset(i for h in self.handlers for i in grants.SPECS[h.type].imports)
 
     def has_handler(self, type_: str) -> bool:
         return any(h.type == type_ for h in self.handlers)
@@ -228,15 +220,22 @@ class _Checker:
         for i, h in enumerate(raw):
             where = f"[[handler]] #{i + 1}"
             type_ = self.string(h, "type", where, required=True)
-            if type_ not in HANDLERS:
+            spec = grants.SPECS.get(type_ or "")
+            if spec is None:
                 raise self.fail(f"{where} type = {type_!r}",
-                                f"unknown handler type (allowed: {', '.join(HANDLERS)})")
+                                f"unknown handler type (allowed: {', '.join(grants.SPECS)})")
             if type_ in seen:
                 raise self.fail(f"{where} type = {type_!r}", "granted twice")
-            seen.add(type_)
-            config = {k: v for k, v in h.items() if k != "type"}
-            self.unknown(config, ("type", *HANDLERS[type_]["keys"]), f"{where} ({type_})")
-            out.append(Handler(type_, config))
+            seen.add(spec.type)
+            self.unknown(h, ("type", *spec.keys), f"{where} ({type_})")
+            config = {}
+            for key, check in spec.keys.items():
+                if key in h:
+                    try:
+                        config[key] = check(h[key])
+                    except ValueError as e:
+                        raise self.fail(f"{where} ({type_}) {key} = {h[key]!r}", str(e)) from None
+            out.append(Handler(spec.type, config))
         return tuple(out)
 
     def restart(self, raw: Any) -> Restart:

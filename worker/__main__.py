@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from theater import _linux
+from theater import _linux, grants
 from theater.chaindb import ChainReader
 from theater.errors import TheaterError
 from theater.events import Event, read_export
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--file", help="an export (JSON Lines) instead of the store")
     rep.add_argument("--component", help="the component file (default: the home's copy, by SHA-256)")
     args = p.parse_args(argv)
+    grants.load_plugins()
     home = Home.resolve(args.home)
     if args.command == "serve":
         logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,

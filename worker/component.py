@@ -16,8 +16,9 @@ import orjson
 import wasmtime
 from wasmtime import component as wc
 
+from theater import grants
 from theater.errors import ComponentError
-from theater.manifest import HANDLERS, Manifest
+from theater.manifest import Manifest
 from theater.paths import write_atomically
 
 from .wit import PACKAGE, render_func, signatures
@@ -54,8 +55,9 @@ class Shape:
         """Refuses an import the manifest does not grant, naming the interface and the fix."""
         for base, name in self.imports.items():
             if base != TYPES_INTERFACE and base not in manifest.granted_imports:
+                spec = grants.for_interface(base)
                 raise ComponentError(f"component imports {name}, which the manifest does not grant "
-                                     f"(add [[handler]] type = \"{_handler_for(base)}\" to {manifest.source})")
+                                     f"(add [[handler]] type = \"{spec.type if spec else '?'}\" to {manifest.source})")
 
 
 def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
@@ -99,13 +101,6 @@ def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sh
     return component, True
 
 
-def _handler_for(interface: str) -> str | None:
-    for name, spec in HANDLERS.items():
-        if interface in spec["imports"]:
-            return name
-    return None
-
-
 def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str, str]:
     sigs = signatures()
     found: dict[str, str] = {}
@@ -114,9 +109,8 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str
         if base == TYPES_INTERFACE:
             found[base] = name
             continue
-        handler = _handler_for(base)
-        if handler is None:
-            provided = sorted(i for h in HANDLERS.values() for i in h["imports"])
+        if grants.for_interface(base) is None:
+            provided = sorted(i for spec in grants.SPECS.values() for i in spec.imports)
             raise ComponentError(f"component imports {name}, which Theater does not provide "
                                  f"(it provides {', '.join(provided)})")
         _check_funcs(engine, name, ext, sigs[base], "imports")

@@ -9,7 +9,8 @@ message goes to the new address.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -17,9 +18,7 @@ from theater import protocol
 from theater.errors import NotFound, Refused
 
 from . import wire
-
-if TYPE_CHECKING:
-    from .actor import Actor
+from .loop import Loop
 
 # Messages queued towards one peer before `send` refuses: the peer's mailbox limit is
 # the real bound; this only stops a sender from buffering without end in its own memory.
@@ -29,8 +28,12 @@ REFUSED_FOR = 0.05
 
 
 class Peers:
-    def __init__(self, actor: Actor) -> None:
-        self.actor = actor
+    def __init__(self, loop: Loop, actor_id: str, local: Callable[[str, dict[str, Any], bytes], None],
+                 record: Callable[[str, Any], None]) -> None:
+        self.loop = loop
+        self.actor_id = actor_id
+        self.local = local                       # a message to this actor itself
+        self.record = record
         self.sockets: dict[str, zmq.Socket] = {}
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
@@ -41,33 +44,34 @@ class Peers:
         sock = self.sockets.get(canonical)
         if sock is not None:
             return canonical, sock
-        header, _ = self.actor.control_request({"k": "resolve", "actor": target})
+        header, _ = self.loop.control_request({"k": "resolve", "actor": target})
         canonical = header["actor"]
-        if canonical == self.actor.actor_id:
+        if canonical == self.actor_id:
             raise Refused(f"actor {canonical} is this actor itself; it cannot wait on its own reply")
         self.aliases[target] = canonical
-        sock = self.actor.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.actor.actor_id.encode())
+        sock = self.loop.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.actor_id.encode())
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(header["endpoint"])
-        self.actor.poller.register(sock, zmq.POLLIN)
+        self.loop.poller.register(sock, zmq.POLLIN)
         self.sockets[canonical] = sock
         self.down.discard(canonical)
         return canonical, sock
 
     def send(self, target: str, header: dict[str, Any], *frames: bytes) -> None:
-        if self.actor.is_self(target):
-            self.actor.enqueue_local(header["what"], header, *frames)
+        if target == self.actor_id:
+            self.local(header["what"], header, frames[0] if frames else b"")
             return
         canonical, sock = self._socket(target)
         if wire.readable(sock):       # a refusal may be waiting (we may be deep in one wasm call)
-            self.actor.drain(sock)
+            self.loop.drain(sock)
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
             raise Refused(why)
         # leaves with the batch holding this send's event, in order with every other effect
-        self.actor.send_after_events(sock, protocol.encode(header, *frames), lambda: self.refused(
+        assert self.loop.chain is not None
+        self.loop.chain.send_after(sock, protocol.encode(header, *frames), lambda: self.refused(
             sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)"))
 
     def refused(self, sock: zmq.Socket, why: str) -> None:
@@ -77,34 +81,35 @@ class Peers:
             return
         now = time.monotonic()
         if self.full.get(peer, (0.0, ""))[0] < now:       # a new episode: record it
-            self.actor.record("limit/refused", {"to": peer, "error": why})
+            self.record("limit/refused", {"to": peer, "error": why})
         self.full[peer] = (now + REFUSED_FOR, why)
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""
-        if self.actor.is_self(target):
+        if target == self.actor_id:
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
-        self.actor.ship_events()
+        assert self.loop.chain is not None
+        self.loop.chain.flush()
         msg = protocol.encode(header, *frames)
         while True:
             try:
                 wire.send(sock, msg)
                 break
             except zmq.Again:       # the caller waits for the reply anyway: wait for room first
-                deadline = self.actor.call_deadline
+                deadline = self.loop.call_deadline()
                 if deadline is None or time.monotonic() >= deadline:
                     raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
                 sock.poll(1, zmq.POLLOUT)
-                self.actor.pump(0)
+                self.loop.pump(0)
                 self.check(canonical)
-        return self.actor.wait_reply(header["rid"], peer=canonical, sock=sock)
+        return self.loop.wait_reply(header["rid"], check=lambda: self.check(canonical), sock=sock, peer=canonical)
 
     def moved(self, actor_id: str) -> None:
         """The server says this actor stopped or restarted: drop the connection."""
         sock = self.sockets.pop(actor_id, None)
         if sock is not None:
-            self.actor.poller.unregister(sock)
+            self.loop.poller.unregister(sock)
             sock.close(linger=0)
             self.down.add(actor_id)
         for alias in [a for a, c in self.aliases.items() if c == actor_id]:
@@ -113,3 +118,7 @@ class Peers:
     def check(self, actor_id: str) -> None:
         if actor_id in self.down:
             raise NotFound(f"actor {actor_id} stopped before it answered")
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()

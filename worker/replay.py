@@ -23,10 +23,11 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
+from theater import grants
 from theater.events import Event, decode_data, encode_data, event_hash
 
-from . import component, records
-from .codec import Export, add_host_func
+from . import component, handlers, records
+from .codec import Export
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory")
@@ -107,16 +108,9 @@ class Replayer:
         info = decode_data(self.events[start].data)
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
-        comp, _ = component.compile_cached(engine, self.cache, path, key, False)
-        imports = comp.type.imports(engine)
+        comp, shape, _ = component.load(engine, self.cache, path, key, False)
         linker = wc.Linker(engine)
-        with linker.root() as root:
-            for name, ext in imports.items():
-                with root.add_instance(name) as inst:
-                    base = component.unversioned(name)
-                    for fn, fext in ext.ty.exports(engine).items():
-                        if isinstance(fext.ty, wc.FuncType):
-                            add_host_func(inst, fn, fext.ty, self._feeder(f"{base}/{fn}"))
+        handlers.link(linker, engine, comp, shape.imports, self._feeder)
         store = wasmtime.Store(engine)
         store.set_epoch_deadline(1)
         instance = linker.instantiate(store, comp)
@@ -216,8 +210,13 @@ class Replayer:
                                     f"{rec.type} {_short(decode_data(rec.data))}")
         self.cursor = i + 1
 
-    def _feeder(self, event_type: str) -> Callable[..., Any]:
-        """A host function answering with what the record says it answered."""
+    def _feeder(self, interface: str, fn: str) -> Callable[..., Any]:
+        """A host function answering with what the record says it answered (rebuilt by the
+        handler's ``replayed`` where its events record a shorter form)."""
+        event_type = f"{interface}/{fn}"
+        spec = grants.for_interface(interface)
+        handler = handlers.load().get(spec.type) if spec is not None else None
+
         def feed(*args: Any) -> Any:
             i = self._next_actor_event()
             rec = self.events[i]
@@ -225,9 +224,8 @@ class Replayer:
                 raise Diverged(rec.seq, f"the actor called {event_type}, the record has {rec.type}")
             body = decode_data(rec.data)
             self._produce(i, event_type, records.host_event(args, body["output"]))
-            if event_type.endswith("runtime/get-chain"):     # recorded by length and head
-                return records.chain_value(self.events[: body["output"]["length"]])
-            return _output(body["output"])
+            output = _output(body["output"])
+            return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
 
 

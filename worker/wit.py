@@ -15,9 +15,12 @@ from importlib import resources
 
 from wasmtime import component as wc
 
+from theater import grants
+
 PACKAGE = "theater:simple"
 
 _COMMENT = re.compile(r"//[^\n]*")
+_PACKAGE = re.compile(r"^\s*package\s+([\w:-]+)(?:@[\w.-]+)?\s*;", re.M)
 _INTERFACE = re.compile(r"interface\s+([\w-]+)\s*\{(.*?)\n\}", re.S)
 _USE = re.compile(r"use\s+([\w-]+)\.\{([^}]*)\}\s*;")
 _ALIAS = re.compile(r"type\s+([\w-]+)\s*=\s*([^;]+);")
@@ -46,11 +49,21 @@ def _split_top(text: str) -> list[str]:
 
 @cache
 def signatures() -> dict[str, dict[str, str]]:
-    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded."""
-    text = "\n".join(
-        _COMMENT.sub("", f.read_text()) for f in resources.files("theater").joinpath("wit").iterdir()
-        if f.name.endswith(".wit")
-    )
+    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded:
+    the WIT files in ``theater/wit`` and the WIT of handlers registered from plug-ins."""
+    texts = [f.read_text() for f in resources.files("theater").joinpath("wit").iterdir() if f.name.endswith(".wit")]
+    texts += [spec.wit for spec in grants.SPECS.values() if spec.wit]
+    packages: dict[str, list[str]] = {}
+    for text in texts:
+        m = _PACKAGE.search(text)
+        packages.setdefault(m.group(1) if m else PACKAGE, []).append(_COMMENT.sub("", text))
+    out: dict[str, dict[str, str]] = {}
+    for package, parts in packages.items():
+        out.update(_package_signatures(package, "\n".join(parts)))
+    return out
+
+
+def _package_signatures(package: str, text: str) -> dict[str, dict[str, str]]:
     bodies = {m.group(1): m.group(2) for m in _INTERFACE.finditer(text)}
     named: dict[str, dict[str, str]] = {}
     for iface, body in bodies.items():
@@ -89,7 +102,7 @@ def signatures() -> dict[str, dict[str, str]]:
             params = [expand(p.split(":", 1)[1], scope) for p in _split_top(m.group(2))]
             result = f" -> {expand(m.group(3), scope)}" if m.group(3) else ""
             funcs[m.group(1)] = f"func({', '.join(params)}){result}"
-        out[f"{PACKAGE}/{iface}"] = funcs
+        out[f"{package}/{iface}"] = funcs
     return out
 
 

@@ -44,6 +44,7 @@ from theater import _linux
 from theater.paths import Home
 
 from . import actor, wit
+from .loop import Sockets
 
 log = logging.getLogger("theater.zygote")
 
@@ -178,7 +179,7 @@ def _spare(home: Home, assignment_fd: int, zygote: int, cgroups: list[str]) -> i
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     ctx = zmq.Context()
-    sockets = actor.Sockets.open(ctx, home)
+    sockets = Sockets.open(ctx, home)
     data = b""
     while chunk := os.read(assignment_fd, 1 << 16):
         data += chunk

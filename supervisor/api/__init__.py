@@ -9,33 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from theater.errors import TheaterError
 
-if TYPE_CHECKING:
-    from ..server import Server
+from ..services import Services
 
 
 @dataclass
 class Request:
-    server: Server
+    services: Services
     client: bytes
     id: str
     header: dict[str, Any]
     frames: list[bytes]
 
     def ok(self, *frames: bytes, **fields: Any) -> None:
-        self.server.reply(self.client, self.id, fields, *frames)
+        self.services.outbox.reply(self.client, self.id, fields, *frames)
 
     def fail(self, exc: TheaterError) -> None:
-        self.server.fail(self.client, self.id, exc)
+        self.services.outbox.fail(self.client, self.id, exc)
 
     def forward_to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> None:
-        self.server.ask_worker(actor_id, header, *frames, client=self.client, client_id=self.id)
+        self.services.outbox.ask_worker(actor_id, header, *frames, client=self.client, client_id=self.id)
 
     def forward_to_chain(self, header: dict[str, Any], *frames: bytes) -> None:
-        self.server.ask_chain(header, *frames, client=self.client, client_id=self.id)
+        self.services.outbox.ask_chain(header, *frames, client=self.client, client_id=self.id)
 
 
 Handler = Callable[[Request], None]

@@ -7,21 +7,21 @@ import time
 
 import psutil
 
+from theater import __version__
 from theater import manifest as manifests
 from theater.errors import TheaterError
 
 from .. import components
 from . import Request
 
-_VERSION = "0.1.0"
 # The previous `top` sample of each running actor (pid, events, CPU seconds, time): rates
 # are the change since then. (psutil's own cpu_percent needs the same Process object twice.)
 _samples: dict[str, tuple[int, int, float, float]] = {}
 
 
 def ping(req: Request) -> None:
-    s = req.server
-    req.ok(version=_VERSION, pid=os.getpid(), home=str(s.home.root), listen=s.listen,
+    s = req.services
+    req.ok(version=__version__, pid=os.getpid(), home=str(s.home.root), listen=s.listen,
            actors=len(s.registry), public_key=s.public_key, limits=s.limits.describe())
 
 
@@ -29,7 +29,7 @@ def start(req: Request) -> None:
     """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid}"""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
-    sha = components.store(req.server.home, req.frames[0], f"{h['source']}: component {m.component!r}")
+    sha = components.store(req.services.home, req.frames[0], f"{h['source']}: component {m.component!r}")
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:
@@ -37,13 +37,13 @@ def start(req: Request) -> None:
             req.fail(err)
         else:
             req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid)
-    rec = req.server.supervision.start(m, h["manifest"], h["base"], sha, init, on_ready=ready)
+    rec = req.services.supervision.start(m, h["manifest"], h["base"], sha, init, on_ready=ready)
 
 
 def stop(req: Request) -> None:
     """{actor} -> {id}, once its process (and its children's) are gone; the actor is forgotten."""
-    sup = req.server.supervision
-    rec = req.server.registry.lookup(req.header["actor"])
+    sup = req.services.supervision
+    rec = req.services.registry.lookup(req.header["actor"])
 
     def done() -> None:
         sup.remove(rec)
@@ -52,16 +52,16 @@ def stop(req: Request) -> None:
 
 
 def list_actors(req: Request) -> None:
-    req.ok(actors=[r.summary() for r in req.server.registry])
+    req.ok(actors=[r.summary() for r in req.services.registry])
 
 
 def inspect(req: Request) -> None:
-    rec = req.server.registry.lookup(req.header["actor"])
-    req.ok(actor={**rec.detail(), "enforced": req.server.limits.describe()})
+    rec = req.services.registry.lookup(req.header["actor"])
+    req.ok(actor={**rec.detail(), "enforced": req.services.limits.describe()})
 
 
 def tree(req: Request) -> None:
-    req.ok(tree=req.server.registry.tree())
+    req.ok(tree=req.services.registry.tree())
 
 
 def top(req: Request) -> None:
@@ -69,10 +69,11 @@ def top(req: Request) -> None:
     rows = []
     samples = {}
     now = time.monotonic()
-    for rec in req.server.registry:
-        row = {"id": rec.actor_id, "name": rec.name, "status": rec.status, "pid": rec.pid,
-               "restarts": rec.restarts, "events": rec.stats.get("events", 0), "calls": rec.stats.get("calls", 0),
-               "mailbox": rec.stats.get("mailbox", 0)}
+    for rec in req.services.registry:
+        stats = rec.run.stats
+        row = {"id": rec.actor_id, "name": rec.name, "status": str(rec.status), "pid": rec.pid,
+               "restarts": rec.restarts, "events": stats.get("events", 0), "calls": stats.get("calls", 0),
+               "mailbox": stats.get("mailbox", 0)}
         if rec.pid is not None:
             try:
                 p = psutil.Process(rec.pid)

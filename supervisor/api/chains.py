@@ -6,7 +6,7 @@ from typing import Any
 
 from theater.errors import NotFound
 
-from ..registry import RUNNING
+from ..registry import Status
 from . import Request
 
 
@@ -14,7 +14,7 @@ def _actor_id(req: Request) -> str:
     """A live actor's id, or the key as given (the chain may know a stopped actor by it)."""
     key = req.header["actor"]
     try:
-        return req.server.registry.lookup(key).actor_id
+        return req.services.registry.lookup(key).actor_id
     except NotFound:
         return key
 
@@ -22,14 +22,11 @@ def _actor_id(req: Request) -> str:
 def state(req: Request) -> None:
     """{actor} -> {has_state} [state]: from the running worker, else the last committed state."""
     try:
-        rec = req.server.registry.lookup(req.header["actor"])
+        rec = req.services.registry.lookup(req.header["actor"])
     except NotFound:
         rec = None
-    if rec is not None and rec.status == RUNNING:
-        req.forward_to_worker(rec.actor_id, {"k": "get_state"})
-    else:
-        req.forward_to_chain({"k": "query", "what": "state",
-                              "actor": rec.actor_id if rec is not None else req.header["actor"]})
+    req.services.ask_state(rec.actor_id if rec is not None else req.header["actor"],
+                           rec is not None and rec.status == Status.RUNNING, client=req.client, client_id=req.id)
 
 
 def events(req: Request) -> None:
@@ -42,11 +39,11 @@ def events(req: Request) -> None:
 def subscribe(req: Request) -> None:
     """{actor} -> {sub}; then pushes {"k": "event", sub, actor, meta} [data] as events are stored."""
     actor_id = _actor_id(req)
-    req.ok(sub=req.server.relay.subscribe(req.client, actor_id), actor=actor_id)
+    req.ok(sub=req.services.relay.subscribe(req.client, actor_id), actor=actor_id)
 
 
 def unsubscribe(req: Request) -> None:
-    req.server.relay.unsubscribe(req.header["sub"])
+    req.services.relay.unsubscribe(req.header["sub"])
     req.ok()
 
 
@@ -63,7 +60,7 @@ def head(req: Request) -> None:
 
 
 def key(req: Request) -> None:
-    req.ok(public_key=req.server.public_key)
+    req.ok(public_key=req.services.public_key)
 
 
 def list_chains(req: Request) -> None:

@@ -14,8 +14,8 @@ from . import Request
 
 def send(req: Request) -> None:
     """{actor} [message] -> {} once the message is handed to the actor's worker."""
-    rec = req.server.supervision.lookup_running(req.header["actor"])
-    if req.server.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
+    rec = req.services.supervision.lookup_running(req.header["actor"])
+    if req.services.outbox.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
         req.ok(id=rec.actor_id)
     else:
         req.fail(NotFound(f"actor {rec.actor_id} is not reachable"))
@@ -23,13 +23,13 @@ def send(req: Request) -> None:
 
 def request(req: Request) -> None:
     """{actor} [message] -> {} [reply], when the actor answers (handle-request or respond-to-request)."""
-    rec = req.server.supervision.lookup_running(req.header["actor"])
+    rec = req.services.supervision.lookup_running(req.header["actor"])
     req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "request"}, req.frames[0])
 
 
 def channel_open(req: Request) -> None:
     """{actor} [first message] -> {channel, accepted} [the actor's first message?]"""
-    rec = req.server.supervision.lookup_running(req.header["actor"])
+    rec = req.services.supervision.lookup_running(req.header["actor"])
     ch = new_channel_id()
 
     def answered(header: dict, frames: list[bytes]) -> None:
@@ -38,14 +38,15 @@ def channel_open(req: Request) -> None:
             return
         accepted = bool(header.get("accepted"))
         if accepted:
-            req.server.channels[ch] = (req.client, rec.actor_id)
+            req.services.outbox.channels[ch] = (req.client, rec.actor_id)
         req.ok(*frames, channel=ch, accepted=accepted, actor=rec.actor_id)
-    req.server.ask_worker(rec.actor_id, {"k": "msg", "what": "chan_open", "ch": ch}, req.frames[0], then=answered)
+    req.services.outbox.ask_worker(rec.actor_id, {"k": "msg", "what": "chan_open", "ch": ch}, req.frames[0],
+                                   then=answered)
 
 
 def _channel(req: Request) -> tuple[str, str]:
     ch = req.header["channel"]
-    entry = req.server.channels.get(ch)
+    entry = req.services.outbox.channels.get(ch)
     if entry is None or entry[0] != req.client:
         raise NotFound(f"no open channel {ch}")
     return ch, entry[1]
@@ -53,12 +54,12 @@ def _channel(req: Request) -> tuple[str, str]:
 
 def channel_send(req: Request) -> None:
     ch, actor_id = _channel(req)
-    req.server.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0])
+    req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0])
     req.ok(channel=ch)
 
 
 def channel_close(req: Request) -> None:
     ch, actor_id = _channel(req)
-    del req.server.channels[ch]
-    req.server.to_worker(actor_id, {"k": "msg", "what": "chan_close", "ch": ch})
+    del req.services.outbox.channels[ch]
+    req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_close", "ch": ch})
     req.ok(channel=ch)

@@ -20,7 +20,10 @@ import random
 
 import pytest
 
-from supervisor.restart import ABNORMAL, NORMAL, SHUTDOWN, Plan, add_restart, backoff_delay, plan, should_restart
+from supervisor.registry import ExitKind
+from supervisor.restart import Plan, add_restart, backoff_delay, plan, should_restart
+
+NORMAL, SHUTDOWN, ABNORMAL = ExitKind.NORMAL, ExitKind.SHUTDOWN, ExitKind.ABNORMAL
 
 # ---- should_restart: restart type x exit kind ----------------------------------------------------
 

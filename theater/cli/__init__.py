@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import grants
 from ..client import DEFAULT_TIMEOUT, Client
 from ..errors import TheaterError
 from ..paths import Home
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    ctx = Context(Home.resolve(args.home), args.json, args.server, args.timeout)
     try:
+        grants.load_plugins()
+        ctx = Context(Home.resolve(args.home), args.json, args.server, args.timeout)
         return func(args, ctx)
     except TheaterError as e:
         _output.error(e.message)

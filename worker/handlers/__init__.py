@@ -1,50 +1,66 @@
-"""Host handlers: one module per granted interface, each with ``register(host)``.
+"""Host handlers: found by their module's presence here (or a plug-in's spec), linked per component.
 
-``Host`` adds one function to the linker and records every call to it as an event
-``<interface>/<function>`` carrying its inputs and outputs. A handler returns ``Ok``/``Err``
-for WIT results, or ``Recorded(value, data)`` when the value handed to wasm should be
-recorded in a shorter form (``get-chain`` records the chain's length and head, not the
-whole chain, which replay can rebuild from the record).
+Every module of this package registers its handler class (``base.register``); plug-ins name
+their worker module in their grant spec (``theater.grants``). ``link`` defines each function
+a component imports, from whatever ``provide`` gives for it: the live actor's handlers,
+each call recorded as ``<interface>/<function>`` with its inputs and outputs, or the
+replayer's recorded answers.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wasmtime
 from wasmtime import component as wc
 
+from theater import grants
+from theater.errors import ComponentError
+
 from ..codec import add_host_func
 from ..records import host_event
 from ..values import Recorded, lower, to_data
-from . import message_server, runtime, supervisor
+from .base import REGISTRY, Handler
 
-if TYPE_CHECKING:
-    from ..actor import Actor
-
-MODULES = {
-    "theater:simple/runtime": runtime,
-    "theater:simple/message-server-host": message_server,
-    "theater:simple/supervisor": supervisor,
-}
+Provide = Callable[[str, str], Callable[..., Any]]    # (interface, function) -> implementation
 
 
-class Host:
-    def __init__(self, instance: wc.LinkerInstance, interface: str, actor: Actor,
-                 types: dict[str, wc.FuncType]) -> None:
-        self.instance = instance
-        self.interface = interface
-        self.actor = actor
-        self.types = types                  # the component's own view of each imported function
+def load() -> dict[str, type[Handler]]:
+    """Every handler class: this package's modules and the plug-ins' (imported once)."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+    for spec in grants.SPECS.values():
+        if spec.worker:
+            importlib.import_module(spec.worker)
+    return REGISTRY
 
-    def func(self, name: str, impl: Callable[..., Any]) -> None:
-        """Defines ``name`` if the component imports it, recording every call."""
-        fty = self.types.get(name)
-        if fty is None:
-            return
-        event_type = f"{self.interface}/{name}"
-        record = self.actor.record
+
+def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, imports: dict[str, str],
+         provide: Provide) -> None:
+    """Defines every function of every interface the component imports (``imports``: base name ->
+    the exact name it uses; interfaces that hold only types have no functions)."""
+    types = component.type.imports(engine)
+    with linker.root() as root:
+        for base, exact in imports.items():
+            with root.add_instance(exact) as instance:
+                for fn, ext in types[exact].ty.exports(engine).items():
+                    if isinstance(ext.ty, wc.FuncType):
+                        add_host_func(instance, fn, ext.ty, provide(base, fn))
+
+
+def live(handlers: list[Handler], record: Callable[[str, Any], None]) -> Provide:
+    """The granted handlers' functions, each call recorded."""
+    table = {(iface, fn): impl for h in handlers for iface, fns in h.functions().items() for fn, impl in fns.items()}
+
+    def provide(interface: str, fn: str) -> Callable[..., Any]:
+        impl = table.get((interface, fn))
+        if impl is None:
+            raise ComponentError(f"component imports {interface}.{fn}, which its handler does not implement")
+        event_type = f"{interface}/{fn}"
 
         def call(*args: Any) -> Any:
             out = impl(*args)
@@ -53,18 +69,5 @@ class Host:
                 return lower(out.value)
             record(event_type, host_event(args, to_data(out)))
             return lower(out)
-
-        add_host_func(self.instance, name, fty, call)
-
-
-def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, actor: Actor,
-         imports: dict[str, str]) -> None:
-    """Defines every interface the component imports (all already checked as granted)."""
-    types = component.type.imports(engine)
-    with linker.root() as root:
-        for base, exact in imports.items():
-            with root.add_instance(exact) as instance:
-                module = MODULES.get(base)
-                if module is not None:            # theater:simple/types holds only types
-                    funcs = {n: e.ty for n, e in types[exact].ty.exports(engine).items()}
-                    module.register(Host(instance, base, actor, funcs))
+        return call
+    return provide

@@ -11,16 +11,15 @@ with the same ``rid``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from theater.ids import new_channel_id, new_request_id
 
+from ..mailbox import Incoming, Route
 from ..values import Err, Ok, errors_as_err
+from .base import Functions, Handler, register
 
-if TYPE_CHECKING:
-    from ..actor import Actor, Incoming, Route
-    from . import Host
-
+INTERFACE = "theater:simple/message-server-host"
 CLIENT = "theater:simple/message-server-client"
 
 
@@ -30,40 +29,44 @@ class Channel:
     route: Route | None       # how to reach an outside client (through the server)
 
 
-class MessageServer:
+@register
+class MessageServer(Handler):
     """Messaging for one actor: its host functions and the exports that receive messages."""
 
-    def __init__(self, actor: Actor) -> None:
-        self.actor = actor
+    type = "message-server"
+    kinds = dict.fromkeys(("send", "request", "chan_open", "chan_msg", "chan_close"), True)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.peers = self.host.peers
         self.outstanding: dict[str, Route] = {}     # requests answered later with respond-to-request
         self.channels: dict[str, Channel] = {}
 
     # ---- host functions -----------------------------------------------------------------
 
-    def register(self, host: Host) -> None:
-        host.func("send", errors_as_err(self.send))
-        host.func("request", errors_as_err(self.request))
-        host.func("open-channel", errors_as_err(self.open_channel))
-        host.func("send-on-channel", errors_as_err(self.send_on_channel))
-        host.func("close-channel", errors_as_err(self.close_channel))
-        host.func("list-outstanding-requests", lambda: list(self.outstanding))
-        host.func("respond-to-request", self.respond)
-        host.func("cancel-request", self.cancel)
+    def functions(self) -> Functions:
+        return {INTERFACE: {
+            "send": errors_as_err(self.send), "request": errors_as_err(self.request),
+            "open-channel": errors_as_err(self.open_channel), "send-on-channel": errors_as_err(self.send_on_channel),
+            "close-channel": errors_as_err(self.close_channel),
+            "list-outstanding-requests": lambda: list(self.outstanding),
+            "respond-to-request": self.respond, "cancel-request": self.cancel,
+        }}
 
     def send(self, target: str, msg: bytes) -> Ok:
-        self.actor.peers.send(target, {"k": "msg", "what": "send"}, msg)
+        self.peers.send(target, {"k": "msg", "what": "send"}, msg)
         return Ok()
 
     def request(self, target: str, msg: bytes) -> Ok | Err:
         rid = new_request_id()
-        header, frames = self.actor.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
+        header, frames = self.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
         if not header["ok"]:
             return Err(str(header.get("error", "request failed")))
         return Ok(frames[0] if frames else b"")
 
     def open_channel(self, target: str, msg: bytes) -> Ok | Err:
         ch, rid = new_channel_id(), new_request_id()
-        header, frames = self.actor.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
+        header, frames = self.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
         if not header["ok"]:
             return Err(str(header.get("error", "channel refused")))
         if not header.get("accepted"):
@@ -71,7 +74,7 @@ class MessageServer:
         peer = header.get("actor", target)
         self.channels[ch] = Channel(peer, None)
         if frames:     # the accept carried a first message: it arrives like any other
-            self.actor.enqueue_local("chan_msg", {"ch": ch}, frames[0])
+            self.host.to_self("chan_msg", {"ch": ch}, frames[0])
         return Ok(ch)
 
     def send_on_channel(self, ch: str, msg: bytes) -> Ok | Err:
@@ -88,24 +91,24 @@ class MessageServer:
 
     def _to_channel(self, chan: Channel, header: dict[str, Any], *frames: bytes) -> Ok:
         if chan.peer is not None:
-            self.actor.peers.send(chan.peer, header, *frames)
+            self.peers.send(chan.peer, header, *frames)
         else:
             assert chan.route is not None
-            self.actor.reply(chan.route, header, *frames)
+            self.host.reply(chan.route, header, *frames)
         return Ok()
 
     def respond(self, rid: str, response: bytes) -> Ok | Err:
         route = self.outstanding.pop(rid, None)
         if route is None:
             return Err(f"no outstanding request {rid}")
-        self.actor.reply(route, {"k": "reply", "rid": rid, "ok": True}, response)
+        self.host.reply(route, {"k": "reply", "rid": rid, "ok": True}, response)
         return Ok()
 
     def cancel(self, rid: str) -> Ok | Err:
         route = self.outstanding.pop(rid, None)
         if route is None:
             return Err(f"no outstanding request {rid}")
-        self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": "request cancelled"})
+        self.host.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": "request cancelled"})
         return Ok()
 
     # ---- receiving ----------------------------------------------------------------------
@@ -123,7 +126,7 @@ class MessageServer:
             if reply is None:
                 self.outstanding[h["rid"]] = item.route
             else:
-                self.actor.reply(item.route, {"k": "reply", "rid": h["rid"], "ok": True}, reply)
+                self.host.reply(item.route, {"k": "reply", "rid": h["rid"], "ok": True}, reply)
         elif what == "chan_open":
             out = self._call("handle-channel-open", (h["ch"], payload), item)
             if out is None:
@@ -134,8 +137,8 @@ class MessageServer:
             if accepted:
                 peer = item.sender
                 self.channels[h["ch"]] = Channel(peer, None if peer else item.route)
-            reply = {"k": "reply", "rid": h["rid"], "ok": True, "accepted": accepted, "actor": self.actor.actor_id}
-            self.actor.reply(item.route, reply, *([message] if message is not None else []))
+            reply = {"k": "reply", "rid": h["rid"], "ok": True, "accepted": accepted, "actor": self.host.actor_id}
+            self.host.reply(item.route, reply, *([message] if message is not None else []))
         elif what == "chan_msg":
             if h["ch"] in self.channels:
                 self._call("handle-channel-message", (h["ch"], payload), item)
@@ -143,17 +146,13 @@ class MessageServer:
             self._call("handle-channel-close", (h["ch"],), item)
 
     def _call(self, fn: str, params: tuple[Any, ...], item: Incoming) -> tuple[Any, ...] | None:
-        if not self.actor.exports(CLIENT, fn):
-            self.actor.refuse(item, f"actor {self.actor.actor_id} does not export {CLIENT}.{fn}")
+        if not self.host.exports(CLIENT, fn):
+            self.host.refuse(item, f"actor {self.host.actor_id} does not export {CLIENT}.{fn}")
             return None
-        return self.actor.call(CLIENT, fn, params)
+        return self.host.call(CLIENT, fn, params)
 
-    def fail_all(self, reason: str) -> None:
+    def close(self, reason: str) -> None:
         """Tells everyone still waiting on this actor that it is gone."""
         for rid, route in self.outstanding.items():
-            self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
+            self.host.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
         self.outstanding.clear()
-
-
-def register(host: Host) -> None:
-    host.actor.messages.register(host)

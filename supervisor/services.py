@@ -1,0 +1,39 @@
+"""What the management API and the children requests work with: the server's parts, not the server.
+
+Handlers of client requests (``api``) and of a supervising actor's requests (``children``)
+get this bundle of collaborators; none of them sees the server's loop or sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from theater.paths import Home
+
+from .limits import Controller
+from .outbox import Outbox, Then
+from .registry import Registry
+from .relay import Relay
+from .supervision import Supervision
+
+
+@dataclass
+class Services:
+    home: Home
+    registry: Registry
+    supervision: Supervision
+    outbox: Outbox
+    relay: Relay
+    limits: Controller
+    listen: str
+    public_key: str = ""
+
+    def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
+                  then: Then | None = None) -> None:
+        """The actor's state: from its worker while it runs, else the last one its chain committed."""
+        answer: dict[str, Any] = {"client": client, "client_id": client_id, "then": then}
+        if running:
+            self.outbox.ask_worker(actor_id, {"k": "get_state"}, **answer)
+        else:
+            self.outbox.ask_chain({"k": "query", "what": "state", "actor": actor_id}, **answer)

@@ -1,0 +1,353 @@
+"""supervisor.supervision, in-process: the real decisions carried out against fakes.
+
+A fake clock, a fake outbox (messages to workers and chain records are noted, records are
+acknowledged at once, timers run when the clock is advanced), and a fake fork server whose
+"workers" come up, fail or stop as each test says: the restart matrix, each top-level
+actor's own budget, escalation, backoff, shutdown and every [restart] option, without
+processes and in milliseconds.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from typing import Any
+
+import pytest
+
+from supervisor.directory import Directory
+from supervisor.limits import RlimitController
+from supervisor.outbox import Outbox
+from supervisor.persist import SavedActors
+from supervisor.registry import ActorRecord, Registry, Status
+from supervisor.supervision import DEFAULT_BACKOFF, HANG_GRACE, Supervision
+from theater import manifest as manifests
+
+EXIT_FAILED = 70 << 8          # a wait status: exited with 70
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeOutbox(Outbox):
+    def __init__(self, registry: Registry, clock: Clock) -> None:
+        super().__init__(registry, clock)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.records: list[tuple[str, str, bytes]] = []
+
+    def to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> bool:
+        self.sent.append((actor_id, header))
+        return True
+
+    def ask_chain(self, header: dict[str, Any], *frames: bytes, client=None, client_id="", then=None) -> None:
+        self.records.append((header.get("actor", ""), header.get("type", ""), frames[0] if frames else b""))
+        if then is not None:
+            then({"k": "ok", "re": "x"}, [])
+
+
+class FakeForkServer:
+    """Workers that do what the test says: come up (default) or fail at init; they end at SIGTERM
+    (unless "stubborn") and at SIGKILL."""
+
+    def __init__(self) -> None:
+        self.next_pid = 100
+        self.spawned: list[tuple[str, int]] = []        # (actor id, pid) in order
+        self.signals: list[tuple[int, int]] = []
+        self.behaviour: dict[str, str] = {}             # actor name -> "up" | "fail" | "stubborn"
+        self.queue: list[tuple[str, int]] = []
+        self.delivered: list[tuple[int, int]] = []      # signals not yet acted on
+
+    def spawn(self, actor_id: str, name: str, component: str, fuel: bool, confine: dict[str, Any]) -> None:
+        self.next_pid += 1
+        self.spawned.append((actor_id, self.next_pid))
+        self.queue.append((actor_id, self.next_pid))
+
+    def signal(self, pid: int, sig: int) -> bool:
+        self.signals.append((pid, sig))
+        self.delivered.append((pid, sig))
+        return True
+
+
+class World:
+    def __init__(self, tmp_path, root: dict[str, Any] | None = None, seed: int = 1) -> None:
+        self.clock = Clock()
+        self.registry = Registry()
+        self.outbox = FakeOutbox(self.registry, self.clock)
+        self.forks = FakeForkServer()
+        config = manifests.ServerConfig(**(root or {}))
+        self.sup = Supervision(self.registry, self.outbox, self.forks, RlimitController(reason="test"),
+                               SavedActors(tmp_path / "actors"), Directory(self.registry, self.outbox), config,
+                               clock=self.clock, wall=self.clock, rng=random.Random(seed))
+
+    # the workers' side ------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Brings every spawned worker as far as its behaviour says (hello, ready, or a failure),
+        and lets signalled workers end."""
+        while self.forks.queue or self.forks.delivered:
+            if self.forks.delivered:
+                self._signalled(*self.forks.delivered.pop(0))
+                continue
+            actor_id, pid = self.forks.queue.pop(0)
+            rec = self.registry.get(actor_id)
+            if rec is None:
+                continue
+            self.sup.on_fork_report({"op": "spawned", "actor": actor_id, "pid": pid})
+            self.sup.on_worker(rec, {"k": "hello", "id": "h", "pid": pid, "endpoint": f"ipc://{pid}"}, [])
+            how = self.forks.behaviour.get(rec.name, "up")
+            if how == "up":
+                self.sup.on_worker(rec, {"k": "ready"}, [])
+            elif how == "fail":
+                self.crash(rec, "trap", "init trapped")
+
+    def _signalled(self, pid: int, sig: int) -> None:
+        rec = self.registry.by_pid.get(pid)
+        if rec is None:
+            return
+        if sig == signal.SIGKILL:
+            self.sup.on_fork_report({"op": "exited", "pid": pid, "status": signal.SIGKILL})
+        elif self.forks.behaviour.get(rec.name) != "stubborn":
+            self.sup.on_worker(rec, {"k": "exiting", "reason": "stopped"}, [])
+            self.sup.on_fork_report({"op": "exited", "pid": pid, "status": 0})
+
+    def crash(self, rec: ActorRecord, reason: str = "trap", error: str = "boom") -> None:
+        pid = rec.pid
+        assert pid is not None
+        self.sup.on_worker(rec, {"k": "failed", "reason": reason, "error": error}, [])
+        self.sup.on_fork_report({"op": "exited", "pid": pid, "status": EXIT_FAILED})
+
+    def exit_normally(self, rec: ActorRecord) -> None:
+        pid = rec.pid
+        assert pid is not None
+        self.sup.on_worker(rec, {"k": "exiting", "reason": "shutdown"}, [])
+        self.sup.on_fork_report({"op": "exited", "pid": pid, "status": 0})
+
+    def killed(self, rec: ActorRecord, sig: int = signal.SIGKILL) -> None:
+        pid = rec.pid
+        assert pid is not None
+        self.sup.on_fork_report({"op": "exited", "pid": pid, "status": sig})
+
+    def advance(self, seconds: float) -> None:
+        self.clock.now += seconds
+        self.outbox.run_timers(lambda fn: fn())
+        self.settle()
+
+    # starting actors --------------------------------------------------------------------
+
+    def start(self, name: str, restart: str = "", parent: ActorRecord | None = None,
+              handlers: str = "") -> ActorRecord:
+        text = f'name = "{name}"\nversion = "1"\ncomponent = "x.wat"\n{handlers}\n[restart]\n{restart}\n'
+        m = manifests.parse(text, f"{name}.toml")
+        rec = self.sup.start(m, text, "/tmp", "0" * 64, None, parent=parent.actor_id if parent else None)
+        self.settle()
+        return rec
+
+    def parent_with(self, strategy: str, n: int, child_restart: str = "", parent_restart: str = "",
+                    ) -> tuple[ActorRecord, list[ActorRecord]]:
+        parent = self.start("parent", f'strategy = "{strategy}"\n{parent_restart}',
+                            handlers='[[handler]]\ntype = "supervisor"')
+        kids = [self.start(f"c{i}", child_restart, parent=parent) for i in range(n)]
+        return parent, kids
+
+    def incarnations(self, rec: ActorRecord) -> int:
+        return sum(1 for a, _ in self.forks.spawned if a == rec.actor_id)
+
+
+# ---- the restart matrix: type x how it ended -------------------------------------------------------
+
+@pytest.mark.parametrize(("rtype", "ending", "restarted"), [
+    ("permanent", "crash", True), ("permanent", "normal", True),
+    ("transient", "crash", True), ("transient", "normal", False),
+    ("temporary", "crash", False), ("temporary", "normal", False),
+])
+def test_restart_type_decides_after_each_kind_of_exit(tmp_path, rtype, ending, restarted):
+    w = World(tmp_path)
+    rec = w.start("a", f'type = "{rtype}"')
+    (w.crash if ending == "crash" else w.exit_normally)(rec)
+    w.advance(0)
+    assert w.incarnations(rec) == (2 if restarted else 1)
+    if restarted:
+        assert rec.status == Status.RUNNING and rec.restarts == 1
+    else:
+        assert rec.status == (Status.FAILED if ending == "crash" else Status.EXITED)
+    exit_record = [r for r in w.outbox.records if r[1] == "lifecycle/exit"]
+    assert len(exit_record) == 1
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    ("one_for_one", {"c1"}),
+    ("one_for_all", {"c0", "c1", "c2"}),
+    ("rest_for_one", {"c1", "c2"}),
+])
+def test_strategies_restart_the_right_siblings_in_start_order(tmp_path, strategy, expected):
+    w = World(tmp_path)
+    _, kids = w.parent_with(strategy, 3)
+    before = list(w.forks.spawned)
+    w.crash(kids[1])
+    w.advance(0)
+    names = {w.registry.actors[a].name for a, _ in w.forks.spawned[len(before):]}
+    assert names == expected
+    order = [w.registry.actors[a].name for a, _ in w.forks.spawned[len(before):]]
+    assert order == sorted(order)
+    assert all(k.status == Status.RUNNING for k in kids)
+
+
+# ---- intensity: each top-level actor has its own budget; children share their parent's ----------
+
+def test_a_flapping_top_level_actor_does_not_use_up_a_healthy_ones_budget(tmp_path):
+    w = World(tmp_path, root={"intensity": 3, "period": 5.0})
+    flappy, healthy = w.start("flappy"), w.start("healthy")
+    for _ in range(3):
+        w.crash(flappy)
+        w.advance(0.5)
+    w.crash(healthy)
+    w.advance(0.5)
+    assert healthy.status == Status.RUNNING and healthy.restarts == 1
+    w.crash(flappy)                     # its fourth within the period: over its own budget
+    w.advance(0.5)
+    assert flappy.status == Status.FAILED and "restart intensity exceeded" in (flappy.last_error or "")
+    assert healthy.status == Status.RUNNING
+
+
+def test_restarts_outside_the_period_do_not_count(tmp_path):
+    w = World(tmp_path, root={"intensity": 1, "period": 5.0})
+    rec = w.start("a")
+    for _ in range(5):
+        w.crash(rec)
+        w.advance(6.0)
+        assert rec.status == Status.RUNNING
+    assert rec.restarts == 5
+
+
+def test_children_over_their_parents_intensity_escalate(tmp_path):
+    w = World(tmp_path)
+    parent, kids = w.parent_with("one_for_one", 2, parent_restart="intensity = 1\nperiod = \"10s\"")
+    w.crash(kids[0])
+    w.advance(0.1)
+    assert kids[0].status == Status.RUNNING
+    parent_pid = parent.pid
+    w.crash(kids[1])                   # the second restart of its children within 10 s: too many
+    w.advance(0.1)
+    assert (parent_pid, signal.SIGKILL) in w.forks.signals
+    assert parent.last_exit is not None and parent.last_exit.reason == "escalation"
+    assert parent.restarts == 1 and parent.status == Status.RUNNING    # restarted by the root
+
+
+# ---- backoff ---------------------------------------------------------------------------------
+
+def _next_launch(w: World, rec: ActorRecord, before: int) -> None:
+    """Advances the clock timer by timer until ``rec`` has been launched again."""
+    while w.incarnations(rec) == before:
+        due = w.outbox.next_timer()
+        assert due is not None, "no restart is coming"
+        w.advance(due - w.clock.now)
+    w.settle()
+
+
+def _delays(w: World, rec: ActorRecord, n: int) -> list[float]:
+    """Crashes ``rec`` n times, each time right after it comes back; the delay before each restart."""
+    out = []
+    for _ in range(n):
+        before, start = w.incarnations(rec), w.clock.now
+        w.crash(rec)
+        _next_launch(w, rec, before)
+        out.append(round(w.clock.now - start, 3))
+    return out
+
+
+MANY = {"intensity": 100}           # root flags that allow every restart these tests make
+
+
+def test_backoff_from_the_manifest_doubles_and_caps(tmp_path):
+    w = World(tmp_path, root=MANY)
+    rec = w.start("a", 'backoff = { min = "100ms", max = "1s", jitter = 0 }')
+    assert _delays(w, rec, 6) == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_backoff_keeps_growing_while_incarnations_never_become_ready(tmp_path):
+    """The curve starts over only after an incarnation *ran* longer than max, never because the
+    last ready one is long ago (which once reset it to min for ever)."""
+    w = World(tmp_path, root=MANY)
+    rec = w.start("a", 'backoff = { min = "100ms", max = "400ms", jitter = 0 }')
+    w.forks.behaviour["a"] = "fail"          # from now on init traps: never ready again
+    w.clock.now += 10                        # long after its last ready incarnation
+    gaps, last = [], w.clock.now
+    w.crash(rec)
+    while len(gaps) < 7:
+        _next_launch(w, rec, w.incarnations(rec))
+        gaps.append(round(w.clock.now - last, 3))
+        last = w.clock.now
+    assert gaps == [0.1, 0.2, 0.4, 0.4, 0.4, 0.4, 0.4]
+
+
+def test_backoff_starts_over_after_an_incarnation_ran_longer_than_max(tmp_path):
+    w = World(tmp_path, root=MANY)
+    rec = w.start("a", 'backoff = { min = "100ms", max = "400ms", jitter = 0 }')
+    assert _delays(w, rec, 3) == [0.1, 0.2, 0.4]
+    w.advance(1.0)                     # it runs well for longer than max
+    assert _delays(w, rec, 2) == [0.1, 0.2]
+
+
+def test_without_a_backoff_the_first_restart_is_immediate_then_the_default_curve(tmp_path):
+    w = World(tmp_path, root=MANY)
+    rec = w.start("a")
+    delays = _delays(w, rec, 4)
+    assert delays[0] == 0.0
+    lo = DEFAULT_BACKOFF.min
+    for got, base in zip(delays[1:], (lo, 2 * lo, 4 * lo), strict=True):
+        assert base <= got <= base * (1 + DEFAULT_BACKOFF.jitter)
+
+
+# ---- the other [restart] options take effect ------------------------------------------------------
+
+@pytest.mark.parametrize(("state", "mode"), [("last", "resume"), ("initial", "init")])
+def test_state_option_decides_how_a_restart_starts(tmp_path, state, mode):
+    w = World(tmp_path)
+    rec = w.start("a", f'state = "{state}"')
+    assert rec.run.mode == "init"
+    w.crash(rec)
+    w.advance(0)
+    assert rec.run.number == 2 and rec.run.mode == mode
+    assert w.sup.config_for(rec)[0]["mode"] == mode
+
+
+def test_shutdown_timeout_sends_sigterm_then_sigkill_when_it_passes(tmp_path):
+    w = World(tmp_path)
+    rec = w.start("a", 'shutdown = "2s"')
+    w.forks.behaviour["a"] = "stubborn"
+    pid = rec.pid
+    w.sup.stop(rec, "test", lambda: None)
+    assert w.forks.signals == [(pid, signal.SIGTERM)]
+    w.advance(1.9)
+    assert w.forks.signals == [(pid, signal.SIGTERM)]
+    w.advance(0.2)
+    assert w.forks.signals == [(pid, signal.SIGTERM), (pid, signal.SIGKILL)]
+
+
+def test_brutal_kill_sends_sigkill_at_once(tmp_path):
+    w = World(tmp_path)
+    rec = w.start("a", 'shutdown = "brutal_kill"')
+    pid = rec.pid
+    stopped = []
+    w.sup.stop(rec, "test", lambda: stopped.append(1))
+    assert w.forks.signals == [(pid, signal.SIGKILL)]
+    w.settle()
+    assert stopped and rec.status == Status.EXITED
+
+
+def test_a_silent_worker_is_killed_as_hung_after_its_call_timeout_and_the_grace(tmp_path):
+    w = World(tmp_path)
+    text = 'name = "a"\nversion = "1"\ncomponent = "x.wat"\n[limits]\ncall_timeout = "3s"\n'
+    rec = w.sup.start(manifests.parse(text, "a.toml"), text, "/tmp", "0" * 64, None)
+    w.settle()
+    w.clock.now += 3 + HANG_GRACE - 0.5
+    w.sup.check_hangs()
+    assert not w.forks.signals
+    w.clock.now += 1
+    w.sup.check_hangs()
+    assert w.forks.signals == [(rec.pid, signal.SIGKILL)] and rec.run.kill_reason == "hang"

@@ -1,0 +1,64 @@
+"""theater.manifest, in-process: every table refuses keys it does not know, and every key it knows
+is read into the setting it names (a typo in either direction must not pass silently)."""
+
+from __future__ import annotations
+
+import pytest
+
+from theater import manifest as manifests
+from theater.errors import ManifestError
+
+HEAD = 'name = "a"\nversion = "1"\ncomponent = "a.wat"\n'
+
+
+def parse(extra: str) -> manifests.Manifest:
+    return manifests.parse(HEAD + extra, "m.toml")
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ('colour = "blue"\n', "colour"),
+    ('[restart]\nintensty = 3\n', "[restart] intensty"),
+    ('[restart]\nbackoff = { min = "1s", maks = "2s" }\n', "[restart] backoff maks"),
+    ('[limits]\nmemroy = "64MiB"\n', "[limits] memroy"),
+    ('[[handler]]\ntype = "runtime"\npath = "/"\n', "(runtime) path"),
+])
+def test_every_table_refuses_unknown_keys(text, where):
+    with pytest.raises(ManifestError) as e:
+        parse(text)
+    assert e.value.message.startswith("m.toml: ") and where in e.value.message and "allowed" in e.value.message
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("colour = 1\n", "colour"),
+    ("[root]\nintensty = 3\n", "[root] intensty"),
+    ('[limits]\nmemroy = "64MiB"\n', "[limits] memroy"),
+])
+def test_server_config_refuses_unknown_keys(tmp_path, text, where):
+    path = tmp_path / "server.toml"
+    path.write_text(text)
+    with pytest.raises(ManifestError) as e:
+        manifests.load_server_config(path)
+    assert str(path) in e.value.message and where in e.value.message
+
+
+def test_every_restart_option_is_read():
+    r = parse('[restart]\ntype = "transient"\nstrategy = "rest_for_one"\nintensity = 7\nperiod = "9s"\n'
+              'shutdown = "250ms"\nstate = "initial"\nbackoff = { min = "20ms", max = "3s", jitter = 0.5 }\n').restart
+    assert r == manifests.Restart(type="transient", strategy="rest_for_one", intensity=7, period=9.0, shutdown=0.25,
+                                  backoff=manifests.Backoff(0.02, 3.0, 0.5), state="initial")
+    assert parse('[restart]\nshutdown = "brutal_kill"\n').restart.shutdown is None
+    assert parse("").restart == manifests.Restart()
+
+
+def test_every_limit_is_read():
+    lim = parse('[limits]\nmemory = "1MiB"\nprocess_memory = "100MiB"\ncall_timeout = "2s"\nfuel = 5\ncpu = 0.25\n'
+                'mailbox = 9\nevents_per_second = 11\nevent_bytes_per_second = "1MiB"\n').limits
+    assert lim == manifests.Limits(memory=1 << 20, process_memory=100 << 20, call_timeout=2.0, fuel=5, cpu=0.25,
+                                   mailbox=9, events_per_second=11, event_bytes_per_second=1 << 20)
+
+
+def test_server_config_root_flags_are_read(tmp_path):
+    path = tmp_path / "server.toml"
+    path.write_text('[root]\nstrategy = "one_for_all"\nintensity = 9\nperiod = "30s"\n[limits]\nmailbox = 5\n')
+    c = manifests.load_server_config(path)
+    assert (c.strategy, c.intensity, c.period, c.limits.mailbox) == ("one_for_all", 9, 30.0, 5)

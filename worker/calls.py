@@ -1,0 +1,103 @@
+"""Calls into the actor: one export at a time, the state threaded through, every call recorded.
+
+Host-owned state goes in as the first parameter of every export and comes back first in its
+result. Each call is recorded before it runs (``wasm`` call event, which leaves within a
+watchdog tick: a worker the kernel kills mid-call still leaves a record of what it was
+doing) and after (its result, with the new state when it changed). A trap, an ``Err``, or a
+limit (time, fuel, memory) is recorded and raised as a ``Failure``: the instance is dead
+after a trap, so the actor ends and its supervisor decides what comes next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from theater.errors import Failure, TheaterError
+from theater.manifest import Limits
+
+from . import records
+from .codec import Export
+from .watchdog import Watchdog
+
+Record = Callable[..., None]         # (event type, value, state_changed=False) -> None
+
+
+class Calls:
+    def __init__(self, store: wasmtime.Store, instance: wc.Instance, watchdog: Watchdog, limits: Limits,
+                 record: Record, export_names: dict[str, str], exports: dict[str, list[str]],
+                 state: bytes | None) -> None:
+        self.store = store
+        self.instance = instance
+        self.watchdog = watchdog
+        self.limits = limits
+        self.record = record
+        self.state = state
+        self.count = 0
+        self.deadline: float | None = None       # of the running call
+        self._names = export_names               # interface base name -> exact export name
+        self._present = {base: set(exports[name]) for base, name in export_names.items()}
+        self._funcs: dict[tuple[str, str], Export] = {}
+
+    def exports(self, interface: str, fn: str) -> bool:
+        return fn in self._present.get(interface, ())
+
+    def _func(self, interface: str, fn: str) -> Export:
+        f = self._funcs.get((interface, fn))
+        if f is None:
+            idx = self.instance.get_export_index(self.store, self._names[interface])
+            func = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
+            assert func is not None
+            f = self._funcs[(interface, fn)] = Export(func, self.store)
+        return f
+
+    def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Runs one export with the current state; returns what it returned after the state."""
+        name = f"{interface}.{fn}"
+        self.record("wasm", records.call_event(name, params))
+        limits = self.limits
+        if limits.fuel:
+            self.store.set_fuel(limits.fuel)
+        self.store.set_epoch_deadline(1)
+        self.deadline = time.monotonic() + limits.call_timeout
+        self.watchdog.arm(limits.call_timeout)
+        self.count += 1
+        try:
+            result = self._func(interface, fn)(self.state, params)
+        except wasmtime.WasmtimeError as e:
+            raise self._failed(name, *self._classify(e)) from None
+        except TheaterError as e:            # a host function gave up (e.g. stopping)
+            raise self._failed(name, "host", e.message) from None
+        except MemoryError:                  # the worker process is over its memory rlimit
+            raise self._failed(name, "memory", "the worker ran out of process memory") from None
+        except Exception as e:               # a host function broke: the actor traps
+            raise self._failed(name, "host", f"{type(e).__name__}: {e}") from None
+        finally:
+            self.watchdog.disarm()
+            self.deadline = None
+        tag, payload = result
+        if tag == "err":
+            raise self._failed(name, "error", payload)
+        new_state, returns = records.split_result(payload)
+        event, changed = records.result_event(name, returns, self.state, new_state)
+        self.record("wasm", event, state_changed=changed)
+        self.state = new_state
+        return returns
+
+    def _classify(self, e: wasmtime.WasmtimeError) -> tuple[str, str]:
+        reason = self.watchdog.reason
+        if reason == "timeout":
+            return "timeout", f"call exceeded its time limit ({self.limits.call_timeout:g}s)"
+        if reason is not None:
+            return "stopped", "interrupted: the actor was asked to stop"
+        if "all fuel consumed" in str(e):
+            return "fuel", f"call used up its fuel ({self.limits.fuel})"
+        return "trap", records.trap_message(e)
+
+    def _failed(self, function: str, reason: str, message: str) -> Failure:
+        self.record("wasm", records.error_event(function, reason, message))
+        return Failure(reason, message)

@@ -1,0 +1,75 @@
+"""What a host handler may do with its actor: the worker's parts, narrowed to what handlers need.
+
+Handlers get this, never the worker's internals: record events, call the actor's exports,
+answer messages, ask the server, reach other actors (``peers``), end the actor. The export
+calls become possible once the component is instantiated (``calls`` is set then); the host
+functions are linked before that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from theater import events
+from theater.manifest import Manifest
+
+from .calls import Calls
+from .loop import Answer, Loop
+from .mailbox import Incoming, Mailbox, Route
+from .peers import Peers
+from .recorder import Recorder
+
+log = logging.getLogger("theater.worker")
+
+# How long get-chain waits for the chain to hold every event so far.
+SETTLE_TIMEOUT = 10.0
+
+
+class Host:
+    def __init__(self, actor_id: str, name: str, manifest: Manifest, loop: Loop, mailbox: Mailbox,
+                 peers: Peers, recorder: Recorder, shutdown: Callable[[bytes | None], None]) -> None:
+        self.actor_id = actor_id
+        self.name = name
+        self.manifest = manifest
+        self.peers = peers
+        self.log = log
+        self.calls: Calls | None = None
+        self._loop = loop
+        self._mailbox = mailbox
+        self._recorder = recorder
+        self._shutdown = shutdown
+
+    def record(self, event_type: str, value: Any) -> None:
+        self._recorder.record(event_type, value)
+
+    def exports(self, interface: str, fn: str) -> bool:
+        return self.calls is not None and self.calls.exports(interface, fn)
+
+    def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Runs one of the actor's exports (the actor fails if it traps or returns Err)."""
+        assert self.calls is not None
+        return self.calls.call(interface, fn, params)
+
+    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
+        self._loop.reply(route, header, *frames, quiet=quiet)
+
+    def refuse(self, item: Incoming, error: str) -> None:
+        self._mailbox.refuse(item, error)
+
+    def to_self(self, what: str, header: dict[str, Any], payload: bytes = b"") -> None:
+        self._mailbox.put_local(what, header, payload)
+
+    def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
+        return self._loop.control_request(header, *frames)
+
+    def own_events(self) -> list[events.Event]:
+        """This actor's chain as stored so far, including events still on their way."""
+        self._recorder.settle(SETTLE_TIMEOUT)
+        header, frames = self._loop.chain_request({"k": "query", "what": "events", "actor": self.actor_id})
+        return [events.from_wire(self.actor_id, m, d) for m, d in zip(header["events"], frames, strict=True)]
+
+    def shutdown(self, data: bytes | None) -> None:
+        """Ends the actor normally once the running call returns."""
+        self._shutdown(data)
