@@ -36,13 +36,12 @@ only says the limit was hit: together with a SIGKILL exit it means the OOM kille
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import re
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import cgroupfs
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
@@ -53,54 +52,9 @@ V2_CONTROLLERS = ("memory", "cpu", "pids")
 SERVER_LEAF = "server"
 
 
-def _write(path: Path, value: str | int) -> None:
-    """One write() per value: cgroupfs parses each write separately (one pid per write)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, str(value).encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text()
-    except (OSError, ValueError):
-        return None
-
-
-def _keyed(text: str | None, key: str) -> int | None:
-    """Value of ``key N`` in a flat-keyed cgroup file (memory.events, memory.oom_control)."""
-    for line in (text or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0] == key and parts[1].isdigit():
-            return int(parts[1])
-    return None
-
-
-def _int(text: str | None) -> int | None:
-    text = (text or "").strip()
-    return int(text) if text.isdigit() else None
-
-
 def _quota(cpu: float) -> int | None:
     """CFS quota in µs per 100 ms period for a share of one core; None = unlimited."""
     return max(MIN_QUOTA_US, int(cpu * CPU_PERIOD_US)) if cpu > 0 else None
-
-
-def _rmdir(path: Path, timeout: float) -> bool:
-    """rmdir, retrying on EBUSY: the kernel releases a cgroup a moment after its last task exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            path.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                return False
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- groups
@@ -140,19 +94,19 @@ class CgroupGroup(Group):
     def oom_killed(self) -> bool:
         mem = self.dirs[0]
         if self.version == 2:
-            return (_keyed(_read(mem / "memory.events"), "oom_kill") or 0) > 0
-        kills = _keyed(_read(mem / "memory.oom_control"), "oom_kill")
+            return (cgroupfs.keyed(cgroupfs.read(mem / "memory.events"), "oom_kill") or 0) > 0
+        kills = cgroupfs.keyed(cgroupfs.read(mem / "memory.oom_control"), "oom_kill")
         if kills is not None:
             return kills > 0
-        return (_int(_read(mem / "memory.failcnt")) or 0) > 0  # hint only, see module docstring
+        return (cgroupfs.integer(cgroupfs.read(mem / "memory.failcnt")) or 0) > 0  # hint only, see module docstring
 
     def memory_peak(self) -> int | None:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return _int(_read(self.dirs[0] / name))
+        return cgroupfs.integer(cgroupfs.read(self.dirs[0] / name))
 
     def remove(self, timeout: float = 1.0) -> None:
         for d in self.dirs:
-            _rmdir(d, timeout)
+            cgroupfs.rmdir(d, timeout)
 
 
 @dataclass
@@ -199,14 +153,6 @@ def _check_name(actor_id: str) -> str:
     return actor_id
 
 
-def _remove_tree(parent: Path) -> None:
-    with contextlib.suppress(OSError):
-        for child in parent.iterdir():
-            if child.is_dir():
-                _rmdir(child, 0.2)
-    _rmdir(parent, 0.5)
-
-
 @dataclass
 class Cgroup2Controller(Controller):
     parent: Path  # X/<base>-<pid>, controllers enabled in its subtree_control
@@ -221,23 +167,23 @@ class Cgroup2Controller(Controller):
         leaf.mkdir(exist_ok=True)
         try:
             if "memory" in self.controllers:
-                _write(leaf / "memory.max", memory if memory > 0 else "max")
+                cgroupfs.write(leaf / "memory.max", memory if memory > 0 else "max")
                 if (leaf / "memory.swap.max").exists():
-                    _write(leaf / "memory.swap.max", 0)
+                    cgroupfs.write(leaf / "memory.swap.max", 0)
                 with contextlib.suppress(OSError):  # Linux >= 4.19: kill the whole worker, not one thread's victim
-                    _write(leaf / "memory.oom.group", 1)
+                    cgroupfs.write(leaf / "memory.oom.group", 1)
             if "cpu" in self.controllers:
                 quota = _quota(cpu)
-                _write(leaf / "cpu.max", f"{quota if quota else 'max'} {CPU_PERIOD_US}")
+                cgroupfs.write(leaf / "cpu.max", f"{quota if quota else 'max'} {CPU_PERIOD_US}")
             if "pids" in self.controllers:
-                _write(leaf / "pids.max", pids if pids > 0 else "max")
+                cgroupfs.write(leaf / "pids.max", pids if pids > 0 else "max")
         except OSError:
-            _rmdir(leaf, 0.2)
+            cgroupfs.rmdir(leaf, 0.2)
             raise
         return CgroupGroup(2, (leaf,))
 
     def close(self) -> None:
-        _remove_tree(self.parent)
+        cgroupfs.remove_tree(self.parent)
 
     def worker_parents(self) -> list[str]:
         return [str(self.parent)]
@@ -263,13 +209,13 @@ class Cgroup1Controller(Controller):
                     self._memory(leaf, memory)
                 elif h == "cpu":
                     quota = _quota(cpu)
-                    _write(leaf / "cpu.cfs_period_us", CPU_PERIOD_US)
-                    _write(leaf / "cpu.cfs_quota_us", quota if quota else -1)
+                    cgroupfs.write(leaf / "cpu.cfs_period_us", CPU_PERIOD_US)
+                    cgroupfs.write(leaf / "cpu.cfs_quota_us", quota if quota else -1)
                 elif h == "pids":
-                    _write(leaf / "pids.max", pids if pids > 0 else "max")
+                    cgroupfs.write(leaf / "pids.max", pids if pids > 0 else "max")
         except OSError:
             for d in dirs:
-                _rmdir(d, 0.2)
+                cgroupfs.rmdir(d, 0.2)
             raise
         return CgroupGroup(1, tuple(dirs))
 
@@ -277,17 +223,17 @@ class Cgroup1Controller(Controller):
     def _memory(leaf: Path, memory: int) -> None:
         if memory <= 0:
             return
-        _write(leaf / "memory.limit_in_bytes", memory)
+        cgroupfs.write(leaf / "memory.limit_in_bytes", memory)
         # memsw (memory + swap) must be >= the memory limit, so it is set second; absent
         # without swap accounting. swappiness=0 keeps the actor out of swap where it exists.
         for name, value in (("memory.memsw.limit_in_bytes", memory), ("memory.swappiness", 0)):
             if (leaf / name).exists():
                 with contextlib.suppress(OSError):
-                    _write(leaf / name, value)
+                    cgroupfs.write(leaf / name, value)
 
     def close(self) -> None:
         for parent in self.parents.values():
-            _remove_tree(parent)
+            cgroupfs.remove_tree(parent)
 
     def worker_parents(self) -> list[str]:
         return [str(p) for p in self.parents.values()]
@@ -319,23 +265,18 @@ def _enforced(available: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------- detection
 
 
-def _unescape(field_: str) -> str:
-    """/proc/mounts escapes space, tab, newline and backslash as octal."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
 def _is_cgroup2_mount(root: Path, proc: Path) -> bool:
-    text = _read(proc / "mounts") or ""
+    text = cgroupfs.read(proc / "mounts") or ""
     target = os.path.realpath(root)
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[2] == "cgroup2" and os.path.realpath(_unescape(parts[1])) == target:
+        if len(parts) >= 3 and parts[2] == "cgroup2" and os.path.realpath(cgroupfs.unescape(parts[1])) == target:
             return True
     return False
 
 
 def _own_cgroup2(proc: Path) -> str | None:
-    for line in (_read(proc / "self" / "cgroup") or "").splitlines():
+    for line in (cgroupfs.read(proc / "self" / "cgroup") or "").splitlines():
         if line.startswith("0::"):
             return line[3:].strip()
     return None
@@ -351,7 +292,7 @@ def _try_cgroup2(base_name: str, root: Path, proc: Path) -> Cgroup2Controller | 
     x = root / own.lstrip("/")
     if x.name == SERVER_LEAF and x != root:  # detect() already ran in this process
         x = x.parent
-    available = set((_read(x / "cgroup.controllers") or "").split())
+    available = set((cgroupfs.read(x / "cgroup.controllers") or "").split())
     if "memory" not in available:
         return f"memory controller not delegated to {x}"
     if not (os.access(x, os.W_OK) and os.access(x / "cgroup.subtree_control", os.W_OK)):
@@ -363,15 +304,15 @@ def _try_cgroup2(base_name: str, root: Path, proc: Path) -> Cgroup2Controller | 
         server.mkdir(exist_ok=True)
         # X is our delegated cgroup, so everything in it is ours. At "/" (the host root, exempt
         # from the rule, or a cgroup namespace's root) other processes are not ours to move.
-        for pid in (_read(x / "cgroup.procs") or "").split() if x != root else ():
+        for pid in (cgroupfs.read(x / "cgroup.procs") or "").split() if x != root else ():
             with contextlib.suppress(ProcessLookupError):  # exited meanwhile
-                _write(server / "cgroup.procs", pid)
-        _write(server / "cgroup.procs", os.getpid())  # in case the listing was stale
-        _write(x / "cgroup.subtree_control", enable)
+                cgroupfs.write(server / "cgroup.procs", pid)
+        cgroupfs.write(server / "cgroup.procs", os.getpid())  # in case the listing was stale
+        cgroupfs.write(x / "cgroup.subtree_control", enable)
         _sweep(x, base_name)
         parent = x / f"{base_name}-{os.getpid()}"
         parent.mkdir(exist_ok=True)
-        _write(parent / "cgroup.subtree_control", enable)
+        cgroupfs.write(parent / "cgroup.subtree_control", enable)
     except OSError as e:
         return f"cgroup2 setup in {x} failed: {e}"
     return Cgroup2Controller(parent, ctrls)
@@ -398,7 +339,7 @@ def _try_cgroup1(base_name: str, root: Path) -> Cgroup1Controller | str:
                 break
     if reason:
         for p in parents.values():
-            _rmdir(p, 0.2)
+            cgroupfs.rmdir(p, 0.2)
         return reason
     return Cgroup1Controller(parents)
 
@@ -409,7 +350,7 @@ def _sweep(where: Path, base_name: str) -> None:
         for d in where.glob(f"{base_name}-*"):
             pid = d.name.removeprefix(f"{base_name}-")
             if pid.isdigit() and not (PROC / pid).exists():
-                _remove_tree(d)
+                cgroupfs.remove_tree(d)
 
 
 def detect(base_name: str = "theater", root: Path = CGROUP_ROOT, proc: Path = PROC) -> Controller:

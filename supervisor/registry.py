@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -138,6 +138,14 @@ class ActorRecord:
     def restart_mode(self) -> str:
         """How an incarnation after the first starts: from the last committed state, or init."""
         return "resume" if self.manifest.restart.state == "last" else "init"
+
+    def hello_answer(self) -> tuple[dict[str, Any], list[bytes]]:
+        """What a new worker needs to become this actor's current incarnation."""
+        spec, run = self.spec, self.run
+        fields = {"manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
+                  "component": spec.component, "mode": run.mode, "incarnation": run.number,
+                  "has_init": spec.init_state is not None, "reason": run.reason, "limits": asdict(spec.limits)}
+        return fields, [spec.init_state] if spec.init_state is not None else []
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.actor_id, "name": self.name, "status": str(self.status), "pid": self.pid,

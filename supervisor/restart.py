@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from theater.manifest import Restart
+from theater.manifest import Backoff, Restart
 
 from .registry import ExitKind
 
@@ -78,6 +78,26 @@ def add_restart(history: list[float], now: float, period: float, intensity: int)
     kept = [t for t in history if t >= now - period]
     kept.append(now)
     return kept, len(kept) > intensity
+
+
+# Restarts without a [restart] backoff: the first at once, then this curve (an actor that
+# keeps failing does not spin; one crash still comes back in milliseconds).
+DEFAULT_BACKOFF = Backoff(min=0.1, max=10.0, jitter=0.2)
+
+
+def next_backoff(configured: Backoff | None, attempt: int, ran: float,
+                 rng: random.Random | None = None) -> tuple[float, int]:
+    """The delay before a restart and the attempt count after it. ``attempt`` counts restarts in
+    a row; it starts over once the incarnation that ended had run (from ready to exit) for
+    longer than the curve's maximum. Without a configured curve the first restart is at once."""
+    curve = configured or DEFAULT_BACKOFF
+    if ran > curve.max:
+        attempt = 0
+    if configured is None:
+        delay = 0.0 if attempt == 0 else backoff_delay(attempt - 1, curve.min, curve.max, curve.jitter, rng)
+    else:
+        delay = backoff_delay(attempt, curve.min, curve.max, curve.jitter, rng)
+    return delay, attempt + 1
 
 
 def backoff_delay(attempt: int, low: float, high: float, jitter: float, rng: random.Random | None = None) -> float:

@@ -20,14 +20,13 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from theater import protocol
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
 from theater.ids import new_actor_id
-from theater.manifest import Backoff, Manifest, ServerConfig
+from theater.manifest import Manifest, ServerConfig
 
 from . import exits, restart
 from .directory import Directory
@@ -37,6 +36,7 @@ from .outbox import Outbox
 from .persist import SavedActors
 from .registry import ActorRecord, ChildSpec, Exit, ExitKind, Incarnation, Registry, Status
 from .restart import Action
+from .stopping import Stopper
 
 log = logging.getLogger("theater.server")
 
@@ -52,9 +52,6 @@ WORKER_PIDS = 256
 # Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
 # component's mapping, the store.
 WORKER_NOFILE = 1024
-# Restarts without a [restart] backoff: the first at once, then this curve (an actor that
-# keeps failing does not spin; one crash still comes back in milliseconds).
-DEFAULT_BACKOFF = Backoff(min=0.1, max=10.0, jitter=0.2)
 
 Done = Callable[[], None]
 Ready = Callable[[TheaterError | None], None]
@@ -78,7 +75,7 @@ class Supervision:
         self.rng = rng or random.Random()
         self.stopping = False
         self.start_waiters: dict[str, list[Ready]] = {}
-        self.stop_waiters: dict[str, list[Done]] = {}
+        self.stops = Stopper(registry, self._signal, outbox.later)
 
     # ---- starting ------------------------------------------------------------------------
 
@@ -133,15 +130,6 @@ class Supervision:
         if cont is not None:
             cont()
 
-    def config_for(self, rec: ActorRecord) -> tuple[dict[str, Any], list[bytes]]:
-        """What a new worker needs to become this actor (the answer to its hello)."""
-        spec, run = rec.spec, rec.run
-        has_init = spec.init_state is not None
-        fields = {"manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
-                  "component": spec.component, "mode": run.mode, "incarnation": run.number,
-                  "has_init": has_init, "reason": run.reason, "limits": asdict(spec.limits)}
-        return fields, [spec.init_state] if spec.init_state is not None else []
-
     # ---- messages from workers and the fork server -------------------------------------------
 
     def on_fork_report(self, report: dict[str, Any]) -> None:
@@ -166,7 +154,7 @@ class Supervision:
         kind = header["k"]
         if kind == "hello":
             self._limit(rec, header["pid"])
-            fields, frames = self.config_for(rec)
+            fields, frames = rec.hello_answer()
             rec.run.endpoint = header["endpoint"]
             self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)
         elif kind == "ready":
@@ -301,7 +289,7 @@ class Supervision:
                 if not k.alive:
                     self.registry.remove(k)
             rec.children[:] = [c for c in rec.children if c in self.registry.actors]
-        self._stop_many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
+        self.stops.many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
                         flat=True)
 
     def _notify_parent(self, rec: ActorRecord, exit_: Exit) -> None:
@@ -333,24 +321,15 @@ class Supervision:
                 self.outbox.later(delay, restart_all)
             else:
                 restart_all()
-        self._stop_many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
+        self.stops.many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
                         f"restart (after {rec.name} ended)", after_stop, by_parent=True)
 
     def _backoff(self, rec: ActorRecord) -> float:
-        """The delay before restarting ``rec``: grows with each restart in a row, and starts over
-        once an incarnation ran (from ready to exit) longer than the curve's maximum."""
-        b = rec.manifest.restart.backoff
         run = rec.run
-        ran = self.clock() - run.ready if run.ready is not None else 0.0
-        curve = b or DEFAULT_BACKOFF
-        if ran > curve.max:
-            rec.backoff_attempt = 0          # it ran well for a while: start the curve over
-        attempt = rec.backoff_attempt
-        rec.backoff_attempt += 1
-        if b is None:                        # the default curve: the first restart at once
-            return 0.0 if attempt == 0 else restart.backoff_delay(attempt - 1, curve.min, curve.max,
-                                                                  curve.jitter, self.rng)
-        return restart.backoff_delay(attempt, b.min, b.max, b.jitter, self.rng)
+        delay, rec.backoff_attempt = restart.next_backoff(
+            rec.manifest.restart.backoff, rec.backoff_attempt,
+            self.clock() - run.ready if run.ready is not None else 0.0, self.rng)
+        return delay
 
     def _start_in_order(self, recs: list[ActorRecord], reason: str) -> None:
         """Starts each after the previous is ready (OTP start order); state per the manifest."""
@@ -368,63 +347,17 @@ class Supervision:
             sup.run.kill_detail = why
             if sup.alive:
                 self._signal(sup, signal.SIGKILL)
-        self._stop_many(self.registry.descendants(sup), "supervisor failed", kill_it, by_parent=True,
+        self.stops.many(self.registry.descendants(sup), "supervisor failed", kill_it, by_parent=True,
                         flat=True)
 
     # ---- stopping ----------------------------------------------------------------------------
 
     def stop(self, rec: ActorRecord, reason: str, then: Done, by_parent: bool = False) -> None:
         """Stops an actor and its children (children first, in reverse start order)."""
-        def stop_self() -> None:
-            self._stop_one(rec, reason, then, by_parent)
-        kids = [self.registry.actors[c] for c in reversed(rec.children) if c in self.registry.actors]
-        self._stop_many(kids, f"parent {rec.name} stopping", stop_self, by_parent=True)
-
-    def _stop_many(self, recs: list[ActorRecord], reason: str, then: Done, by_parent: bool,
-                   flat: bool = False) -> None:
-        """Stops ``recs`` one after another in the given order, then calls ``then``."""
-        if not recs:
-            then()
-            return
-        first, rest = recs[0], recs[1:]
-
-        def next_one() -> None:
-            self._stop_many(rest, reason, then, by_parent, flat)
-        if flat:
-            self._stop_one(first, reason, next_one, by_parent)
-        else:
-            self.stop(first, reason, next_one, by_parent)
-
-    def _stop_one(self, rec: ActorRecord, reason: str, then: Done, by_parent: bool) -> None:
-        run = rec.run
-        if not rec.alive:
-            if rec.status in (Status.STARTING, Status.RESTARTING, Status.RUNNING):
-                rec.status = Status.EXITED
-            then()
-            return
-        self.stop_waiters.setdefault(rec.actor_id, []).append(then)
-        if run.stop_reason is not None:
-            return                          # already stopping; we just wait for it too
-        run.stop_reason = reason
-        run.stop_by_parent = by_parent
-        rec.status = Status.STOPPING
-        timeout = rec.manifest.restart.shutdown
-        if timeout is None:                 # brutal_kill
-            self._signal(rec, signal.SIGKILL)
-            return
-        self._signal(rec, signal.SIGTERM)
-
-        def too_slow() -> None:
-            if rec.alive and rec.run is run:
-                log.warning("actor %s (%s) did not stop within %gs; killing it", rec.actor_id, rec.name, timeout)
-                self._signal(rec, signal.SIGKILL)
-        self.outbox.later(timeout, too_slow)
+        self.stops.stop(rec, reason, then, by_parent)
 
     def _finish_stop(self, rec: ActorRecord) -> None:
-        if rec.status == Status.STOPPING:
-            rec.status = Status.EXITED
-        for cb in self.stop_waiters.pop(rec.actor_id, []):
-            cb()
+        self.stops.finished(rec)
         for cb in self.start_waiters.pop(rec.actor_id, []):
             cb(ActorFailed(f"actor {rec.name} was stopped before it was ready"))
 
@@ -448,7 +381,7 @@ class Supervision:
         """Server shutdown: every top-level actor in reverse start order, each after its children."""
         self.stopping = True
         roots = [self.registry.actors[r] for r in reversed(self.registry.roots) if r in self.registry.actors]
-        self._stop_many(roots, "server stopping", lambda: None, by_parent=True)
+        self.stops.many(roots, "server stopping", lambda: None, by_parent=True)
 
     def idle(self) -> bool:
         return not any(r.alive for r in self.registry)

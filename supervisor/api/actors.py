@@ -12,7 +12,7 @@ from theater import manifest as manifests
 from theater.errors import TheaterError
 
 from .. import components
-from . import Request
+from .request import Request
 
 # The previous `top` sample of each running actor (pid, events, CPU seconds, time): rates
 # are the change since then. (psutil's own cpu_percent needs the same Process object twice.)

@@ -7,7 +7,7 @@ from typing import Any
 from theater.errors import NotFound
 
 from ..registry import Status
-from . import Request
+from .request import Request
 
 
 def _actor_id(req: Request) -> str:

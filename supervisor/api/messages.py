@@ -9,7 +9,7 @@ from __future__ import annotations
 from theater.errors import NotFound
 from theater.ids import new_channel_id
 
-from . import Request
+from .request import Request
 
 
 def send(req: Request) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import limits
+from supervisor import cgroupfs
 from supervisor.limits import (
     Cgroup1Controller,
     Cgroup2Controller,
@@ -345,13 +345,13 @@ def test_cgroup2_detect_is_idempotent_from_server_leaf(tmp_path: Path) -> None:
 
 def _record_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Path, str]]:
     writes: list[tuple[Path, str]] = []
-    real = limits._write
+    real = cgroupfs.write
 
     def spy(path: Path, value: str | int) -> None:
         writes.append((path, str(value)))
         real(path, value)
 
-    monkeypatch.setattr(limits, "_write", spy)
+    monkeypatch.setattr(cgroupfs, "write", spy)
     return writes
 
 

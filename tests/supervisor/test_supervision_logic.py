@@ -20,7 +20,8 @@ from supervisor.limits import RlimitController
 from supervisor.outbox import Outbox
 from supervisor.persist import SavedActors
 from supervisor.registry import ActorRecord, Registry, Status
-from supervisor.supervision import DEFAULT_BACKOFF, HANG_GRACE, Supervision
+from supervisor.restart import DEFAULT_BACKOFF
+from supervisor.supervision import HANG_GRACE, Supervision
 from theater import manifest as manifests
 
 EXIT_FAILED = 70 << 8          # a wait status: exited with 70
@@ -313,7 +314,7 @@ def test_state_option_decides_how_a_restart_starts(tmp_path, state, mode):
     w.crash(rec)
     w.advance(0)
     assert rec.run.number == 2 and rec.run.mode == mode
-    assert w.sup.config_for(rec)[0]["mode"] == mode
+    assert rec.hello_answer()[0]["mode"] == mode
 
 
 def test_shutdown_timeout_sends_sigterm_then_sigkill_when_it_passes(tmp_path):

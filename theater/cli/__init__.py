@@ -8,14 +8,13 @@ route: a TheaterError becomes one line on stderr and the exit status from ``_out
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from .. import grants
-from ..client import DEFAULT_TIMEOUT, Client
+from ..client import DEFAULT_TIMEOUT
 from ..errors import TheaterError
 from ..paths import Home
-from . import _output
+from . import _output, actors, chains, messages, replay, run
+from ._context import Command, Context
 
 EPILOG = """\
 exit status: 0 ok, 1 the actor failed or another error, 2 bad input (usage, manifest, component),
@@ -29,38 +28,7 @@ getting started:
 """
 
 
-@dataclass
-class Context:
-    home: Home
-    json: bool
-    server: str | None
-    timeout: float
-    _client: Client | None = field(default=None, repr=False)
-
-    @property
-    def client(self) -> Client:
-        if self._client is None:
-            self._client = Client(self.home, self.server, self.timeout)
-        return self._client
-
-    def close(self) -> None:
-        """Closes the connection; the next use of ``client`` opens a fresh one."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-
-Command = Callable[[argparse.Namespace, Context], int]
-
-
-def actor_arg(p: argparse.ArgumentParser) -> None:
-    """The positional ACTOR most commands take."""
-    p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
-
-
 def _parser() -> argparse.ArgumentParser:
-    from . import actors, chains, messages, replay, run
-
     p = argparse.ArgumentParser(
         prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage WebAssembly actors on a theater-server: start them, message them, "

@@ -9,7 +9,8 @@ from typing import Any
 
 from .._units import format_size
 from ..events import readable
-from . import Context, _output, actor_arg
+from . import _output
+from ._context import Context, actor_arg
 
 
 def start(args: argparse.Namespace, ctx: Context) -> int:

@@ -20,7 +20,8 @@ from .. import keys
 from ..chaindb import ChainReader
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
-from . import Context, _output, actor_arg
+from . import _output
+from ._context import Context, actor_arg
 
 
 def summary(ev: Event) -> str:

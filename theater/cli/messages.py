@@ -9,7 +9,8 @@ import time
 
 from ..errors import UsageError
 from ..events import readable
-from . import Context, _output, actor_arg
+from . import _output
+from ._context import Context, actor_arg
 
 # After the end of input, the channel stays open until the actor has been quiet this long.
 LINGER = 0.5

@@ -9,7 +9,8 @@ import sys
 import orjson
 
 from ..errors import TheaterError, Timeout, VerifyError
-from . import Context, _output
+from . import _output
+from ._context import Context
 
 
 def replay(args: argparse.Namespace, ctx: Context) -> int:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..errors import TheaterError, Unreachable
 from ..events import decode_data, readable
-from . import Context, _output
+from . import _output
+from ._context import Context
 from .chains import follow, summary
 
 LOG = "theater:simple/runtime/log"
