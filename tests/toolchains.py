@@ -113,6 +113,9 @@ def _prune(cache: Path, name: str, keep: Path) -> None:
         if old != keep and time.time() - old.stat().st_mtime > STALE_AFTER:
             old.unlink(missing_ok=True)
             old.with_suffix(".lock").unlink(missing_ok=True)
+    for tmp in cache.glob(f".{name}-*"):              # left by a build that was killed
+        if time.time() - tmp.stat().st_mtime > STALE_AFTER:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _version(dist: str, install: str) -> str:
@@ -140,12 +143,12 @@ def wasm_tools() -> list[str]:
 @pytest.fixture(scope="session")
 def wasi_adapter() -> Path:
     """``wasi_snapshot_preview1.reactor.wasm`` from jco's npm package, checked by SHA-256."""
-    npm = shutil.which("npm")
-    if npm is None:
-        missing("npm (apt-get install npm), to fetch the WASI adapter from " + ADAPTER_NPM)
 
     def fetch(tmp: Path) -> Path:
-        tgz = run([str(npm), "pack", ADAPTER_NPM, "--silent", "--pack-destination", str(tmp)], cwd=tmp).split()[-1]
+        npm = shutil.which("npm")
+        if npm is None:
+            missing("npm (apt-get install npm), to fetch the WASI adapter from " + ADAPTER_NPM)
+        tgz = run([npm, "pack", ADAPTER_NPM, "--silent", "--pack-destination", str(tmp)], cwd=tmp).split()[-1]
         with tarfile.open(tmp / tgz) as tar:
             member = tar.extractfile(ADAPTER_MEMBER)
             assert member is not None, f"{ADAPTER_NPM} has no {ADAPTER_MEMBER}"
