@@ -27,6 +27,9 @@ from theater.client import Client
 from theater.errors import Unreachable
 from theater.paths import Home
 
+# Session fixtures that build real components with real toolchains (cached across sessions).
+pytest_plugins = ("tests.toolchains",)
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 ACTORS = Path(__file__).resolve().parent / "actors"

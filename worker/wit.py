@@ -1,10 +1,11 @@
 """The function signatures of the ``theater:simple`` WIT package, read from ``theater/wit``.
 
 The WIT files are the one source of truth: this module parses the small subset they use
-(interfaces, ``use``, type aliases, records, enums, functions) and renders both the
-expected signatures and a component's actual types in the same text form, so a
+(interfaces, ``use``, type aliases, records, enums, variants, functions) and renders both
+the expected signatures and a component's actual types in the same text form, so a
 mismatch reads like ``handle-send: expected func(option<list<u8>>, tuple<list<u8>>) -> ...,
-found func(...)``.
+found func(...)``. Named types are written out in full (a record as ``record { a: u8 }``),
+since a component's types carry no names.
 """
 
 from __future__ import annotations
@@ -24,18 +25,19 @@ _PACKAGE = re.compile(r"^\s*package\s+([\w:-]+)(?:@[\w.-]+)?\s*;", re.M)
 _INTERFACE = re.compile(r"interface\s+([\w-]+)\s*\{(.*?)\n\}", re.S)
 _USE = re.compile(r"use\s+([\w-]+)\.\{([^}]*)\}\s*;")
 _ALIAS = re.compile(r"type\s+([\w-]+)\s*=\s*([^;]+);")
-_RECORD = re.compile(r"record\s+([\w-]+)\s*\{([^}]*)\}")
-_ENUM = re.compile(r"enum\s+([\w-]+)\s*\{([^}]*)\}")
+# record, enum and variant bodies hold no braces, so the first "}" closes them
+_COMPOUND = re.compile(r"(record|enum|variant)\s+([\w-]+)\s*\{([^}]*)\}")
 _FUNC = re.compile(r"([\w-]+)\s*:\s*func\s*\((.*?)\)\s*(?:->\s*([^;]+))?;", re.S)
+_CASE = re.compile(r"([\w-]+)\s*(?:\((.*)\))?", re.S)
 
 
 def _split_top(text: str) -> list[str]:
-    """Splits on commas that are not inside <...> or {...}."""
+    """Splits on commas that are not inside <...>, {...} or (...)."""
     parts, depth, cur = [], 0, []
     for ch in text:
-        if ch in "<{":
+        if ch in "<{(":
             depth += 1
-        elif ch in ">}":
+        elif ch in ">})":
             depth -= 1
         if ch == "," and depth == 0:
             parts.append("".join(cur).strip())
@@ -47,10 +49,56 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+def _fields(body: str) -> list[tuple[str, str]]:
+    return [(n.strip(), t.strip()) for n, t in (f.split(":", 1) for f in _split_top(body))]
+
+
+def _cases(body: str) -> list[tuple[str, str | None]]:
+    out = []
+    for case in _split_top(body):
+        m = _CASE.fullmatch(case)
+        if m is None:
+            raise ValueError(f"unreadable variant case in theater/wit: {case!r}")
+        out.append((m.group(1), m.group(2)))
+    return out
+
+
+def _expand(ty: str, scope: dict[str, str]) -> str:
+    """``ty`` with every name in ``scope`` replaced by its definition, recursively."""
+    ty = ty.strip()
+    if ty in scope:
+        return _expand(scope[ty], scope)
+    m = re.fullmatch(r"([\w-]+)<(.*)>", ty, re.S)
+    if m:
+        return f"{m.group(1)}<{', '.join(_expand(a, scope) for a in _split_top(m.group(2)))}>"
+    m = re.fullmatch(r"(record|variant) \{ (.*) \}", ty, re.S)
+    if m and m.group(1) == "record":
+        return "record { " + ", ".join(f"{n}: {_expand(t, scope)}" for n, t in _fields(m.group(2))) + " }"
+    if m:
+        return "variant { " + ", ".join(n if t is None else f"{n}({_expand(t, scope)})"
+                                        for n, t in _cases(m.group(2))) + " }"
+    return ty
+
+
+def _definitions(body: str) -> dict[str, str]:
+    """The named types an interface body defines, unexpanded: ``{"content-ref": "record { hash: string }"}``."""
+    types = {m.group(1): m.group(2).strip() for m in _ALIAS.finditer(body)}
+    for m in _COMPOUND.finditer(body):
+        kind, name, inner = m.groups()
+        if kind == "record":
+            types[name] = "record { " + ", ".join(f"{n}: {t}" for n, t in _fields(inner)) + " }"
+        elif kind == "enum":
+            types[name] = "enum { " + ", ".join(_split_top(inner)) + " }"
+        else:
+            types[name] = "variant { " + ", ".join(n if t is None else f"{n}({t})" for n, t in _cases(inner)) + " }"
+    return types
+
+
 @cache
 def signatures() -> dict[str, dict[str, str]]:
     """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded:
-    the WIT files in ``theater/wit`` and the WIT of handlers registered from plug-ins."""
+    the WIT files in ``theater/wit`` and the WIT of handlers registered from plug-ins. Interfaces
+    that define only types (``types``, ``http-types``) map to ``{}``."""
     texts = [f.read_text() for f in resources.files("theater").joinpath("wit").iterdir() if f.name.endswith(".wit")]
     texts += [spec.wit for spec in grants.SPECS.values() if spec.wit]
     packages: dict[str, list[str]] = {}
@@ -65,42 +113,18 @@ def signatures() -> dict[str, dict[str, str]]:
 
 def _package_signatures(package: str, text: str) -> dict[str, dict[str, str]]:
     bodies = {m.group(1): m.group(2) for m in _INTERFACE.finditer(text)}
-    named: dict[str, dict[str, str]] = {}
-    for iface, body in bodies.items():
-        types: dict[str, str] = {}
-        for m in _ALIAS.finditer(body):
-            types[m.group(1)] = m.group(2).strip()
-        for m in _RECORD.finditer(body):
-            fields = [f.split(":", 1) for f in _split_top(m.group(2))]
-            types[m.group(1)] = "record { " + ", ".join(f"{n.strip()}: {t.strip()}" for n, t in fields) + " }"
-        for m in _ENUM.finditer(body):
-            types[m.group(1)] = "enum { " + ", ".join(_split_top(m.group(2))) + " }"
-        named[iface] = types
-
-    def expand(ty: str, scope: dict[str, str]) -> str:
-        ty = ty.strip()
-        if ty in scope:
-            return expand(scope[ty], scope)
-        m = re.fullmatch(r"([\w-]+)<(.*)>", ty, re.S)
-        if m:
-            return f"{m.group(1)}<{', '.join(expand(a, scope) for a in _split_top(m.group(2)))}>"
-        m = re.fullmatch(r"record \{ (.*) \}", ty, re.S)
-        if m:
-            fields = [f.split(":", 1) for f in _split_top(m.group(1))]
-            return "record { " + ", ".join(f"{n.strip()}: {expand(t, scope)}" for n, t in fields) + " }"
-        return ty
-
+    named = {iface: _definitions(body) for iface, body in bodies.items()}
     out: dict[str, dict[str, str]] = {}
     for iface, body in bodies.items():
         scope = dict(named[iface])
         for m in _USE.finditer(body):
             for name in _split_top(m.group(2)):
                 source = named[m.group(1)]
-                scope[name] = expand(source[name], source)
+                scope[name] = _expand(source[name], source)
         funcs = {}
         for m in _FUNC.finditer(body):
-            params = [expand(p.split(":", 1)[1], scope) for p in _split_top(m.group(2))]
-            result = f" -> {expand(m.group(3), scope)}" if m.group(3) else ""
+            params = [_expand(p.split(":", 1)[1], scope) for p in _split_top(m.group(2))]
+            result = f" -> {_expand(m.group(3), scope)}" if m.group(3) else ""
             funcs[m.group(1)] = f"func({', '.join(params)}){result}"
         out[f"{package}/{iface}"] = funcs
     return out
@@ -138,4 +162,6 @@ def render(t: wc.ValType) -> str:
         return "record { " + ", ".join(f"{n}: {render(v)}" for n, v in t.fields) + " }"
     if isinstance(t, wc.EnumType):
         return "enum { " + ", ".join(t.names) + " }"
+    if isinstance(t, wc.VariantType):
+        return "variant { " + ", ".join(n if p is None else f"{n}({render(p)})" for n, p in t.cases) + " }"
     return type(t).__name__
