@@ -61,6 +61,11 @@ class Host:
     def to_self(self, what: str, header: dict[str, Any], payload: bytes = b"") -> None:
         self._mailbox.put_local(what, header, payload)
 
+    def before_effect(self) -> None:
+        """Call before anything leaves the worker because of what the actor did (a request to the
+        outside world): the events that led to it must not be lost once the effect is seen."""
+        self._loop.before_effect()
+
     def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
         return self._loop.control_request(header, *frames)
 

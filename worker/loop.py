@@ -103,11 +103,15 @@ class Loop:
 
     # ---- out ------------------------------------------------------------------------------
 
+    def before_effect(self) -> None:
+        """The events recorded so far leave for the chain before any effect of them leaves."""
+        if self.chain is not None:
+            self.chain.flush()
+
     def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
         """Answers (or writes on a channel to) whoever a message came from; the events that led to
         it leave for the chain first, so nobody sees an effect the chain could lose."""
-        if self.chain is not None:
-            self.chain.flush()
+        self.before_effect()
         kind, ident = route
         msg = protocol.encode(header, *frames)
         try:
