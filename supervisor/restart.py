@@ -80,9 +80,10 @@ def add_restart(history: list[float], now: float, period: float, intensity: int)
     return kept, len(kept) > intensity
 
 
-# Restarts without a [restart] backoff: the first at once, then this curve (an actor that
-# keeps failing does not spin; one crash still comes back in milliseconds).
-DEFAULT_BACKOFF = Backoff(min=0.1, max=10.0, jitter=0.2)
+# Restarts without a [restart] backoff: the first at once, then this curve, starting over once an
+# incarnation ran for a second. An actor that keeps failing (say, in init) does not spin; an actor
+# that crashes now and then still comes back in milliseconds.
+DEFAULT_BACKOFF = Backoff(min=0.1, max=1.0, jitter=0.2)
 
 
 def next_backoff(configured: Backoff | None, attempt: int, ran: float,
