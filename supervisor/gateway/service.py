@@ -147,6 +147,7 @@ class Gateway:
         elif kind == "revoke":
             self.grants.pop(header["pid"], None)
             self.waiting.pop(header["pid"], None)
+            self.inflight.pop(header["pid"], None)
         elif kind == "shutdown":
             self.running = False
 
