@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pwd
 import struct
 import subprocess
 import sys
@@ -152,3 +153,19 @@ def test_a_process_the_server_did_not_grant_is_refused(server):
         ctx.term()
     assert header["re"] == "r1" and "runs no actor known to the server" in header["err"]
     assert list(server.home.store.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--user needs a server running as root")
+def test_a_worker_running_as_another_user_reaches_the_gateway(home, tmp_path):
+    """Under --user the gateway's socket is opened to the workers' group, and only to it."""
+    server = Server(home, "--user", "nobody").start()
+    try:
+        with server.client() as c:
+            a = c.start(agent.manifest(tmp_path))["id"]
+            sid = agent.ok(c, a, "n").decode()
+            assert agent.ok(c, a, "g", sid, agent.ok(c, a, "s", sid, b"x")) == b"x"
+        sock = home.run / "gateway.sock"
+        st = sock.stat()
+        assert (st.st_mode & 0o777, st.st_gid) == (0o660, pwd.getpwnam("nobody").pw_gid)
+    finally:
+        server.stop()

@@ -91,7 +91,7 @@ class Gateway:
         self.router.bind(self.home.gateway_endpoint)
         os.chmod(path, 0o600 if group is None else 0o660)
         if group is not None:               # --user: workers of that group connect too
-            os.chown(path, 0, group)
+            os.chown(path, -1, group)
 
     def serve(self) -> None:
         poller = zmq.Poller()
