@@ -66,6 +66,7 @@ def _spawn(ask: Ask) -> None:
     services, parent, header, data = ask.services, ask.parent, ask.header, ask.data
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
+    services.check_manifest(m)
     comp_path = Path(base) / m.component
     try:
         comp = comp_path.read_bytes()

@@ -173,6 +173,8 @@ class Registry:
         self.roots: list[str] = []          # the root supervisor's children, in start order
         self.by_pid: dict[int, ActorRecord] = {}
         self.by_ident: dict[bytes, ActorRecord] = {}
+        # told (record, old pid, new pid) whenever an incarnation's pid is learnt or ends
+        self.pid_watchers: list[Callable[[ActorRecord, int | None, int | None], None]] = []
 
     def __iter__(self) -> Iterator[ActorRecord]:
         return iter(self.actors.values())
@@ -204,8 +206,12 @@ class Registry:
         rec.run.ident = ident
 
     def set_pid(self, rec: ActorRecord, pid: int | None) -> None:
-        _reindex(self.by_pid, rec.run.pid, pid, rec)
+        old = rec.run.pid
+        _reindex(self.by_pid, old, pid, rec)
         rec.run.pid = pid
+        if old != pid:
+            for watch in self.pid_watchers:
+                watch(rec, old, pid)
 
     def siblings(self, parent: str | None) -> list[str]:
         """The children list of ``parent`` (the root's when None), in start order."""

@@ -4,6 +4,7 @@ Sockets:
   management  ROUTER  clients (the CLI)                      run/theater.sock, or --listen tcp://... + CURVE
   control     ROUTER  workers (identity = actor id)          run/control.sock, ROUTER_MANDATORY
   chain       DEALER  the chain process (queries, records)   run/chain.sock
+  gateway     DEALER  the gateway process (grants)           run/gateway.sock (supervisor/gateway)
   events      SUB     the chain's published events, relayed to `events --follow` clients
 
 Everything happens in this one thread: a message, a process exit (the fork server's
@@ -32,6 +33,7 @@ from theater.paths import Home
 from . import api, children
 from . import limits as limits_
 from .directory import Directory
+from .gateway.link import GatewayLink
 from .launch import Child, ForkServer, OutputRelay, unlink_socket
 from .outbox import Outbox
 from .persist import SavedActors
@@ -68,6 +70,9 @@ class Server:
         self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
         self.output = OutputRelay(log_file)
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
+        self.gateway = GatewayLink(home, self.ctx, log_level, log_file, self.config, self.outbox.later,
+                                   worker_group=user[1] if user else None)
+        self.registry.pid_watchers.append(self.gateway.pid_changed)
         self.saved = SavedActors(home.actors)
         self.directory = Directory(self.registry, self.outbox)
         self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
@@ -94,6 +99,7 @@ class Server:
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()
+        self.gateway.start()
         self.chain = self._dealer(self.home.chain_endpoint, b"supervisor")
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)
@@ -116,7 +122,7 @@ class Server:
         self.mgmt.setsockopt(zmq.SNDHWM, 100_000)
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
-                                 self.listen, self.public_key)
+                                 self.listen, self.public_key, self.gateway)
         secure_listener(self.mgmt, self.home, self.listen)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
@@ -230,6 +236,7 @@ class Server:
             self.outbox.chain_lost()
         if self.forkserver.poll() is not None and not self.stopping:
             self._restart_forkserver()
+        self.gateway.check(self.stopping)
 
     def _restart_forkserver(self) -> None:
         self.poller.unregister(self._fork_fd)
@@ -259,6 +266,7 @@ class Server:
         self.limits.close()             # after the spares, which sit in their own groups, are gone
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)
+        self.gateway.stop(HELPER_STOP_TIMEOUT)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
         self.ctx.destroy(linger=0)

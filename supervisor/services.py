@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from theater.manifest import Manifest
 from theater.paths import Home
 
+from .gateway.link import GatewayLink
 from .limits import Controller
 from .outbox import Outbox, Then
 from .registry import Registry
@@ -28,6 +30,12 @@ class Services:
     limits: Controller
     listen: str
     public_key: str = ""
+    gateway: GatewayLink | None = None
+
+    def check_manifest(self, m: Manifest) -> None:
+        """What only this server can check of a manifest before its actor starts (its secrets)."""
+        if self.gateway is not None:
+            self.gateway.check_manifest(m)
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
                   then: Then | None = None) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import egress, secrets
+from ._units import parse_duration, parse_size
 from .errors import UsageError
 
 # A key's check: the value as written -> the value as used; ValueError says what is allowed.
@@ -36,6 +38,7 @@ class Spec:
     keys: Mapping[str, Check] = field(default_factory=dict)   # config keys beside `type`
     wit: str | None = None                       # WIT text of interfaces outside theater/wit (plug-ins)
     worker: str | None = None                    # module implementing it in the worker (plug-ins)
+    required: tuple[str, ...] = ()               # keys a grant must give
 
 
 SPECS: dict[str, Spec] = {}
@@ -65,3 +68,43 @@ register(Spec("message-server", imports=("theater:simple/message-server-host",),
               exports=("theater:simple/message-server-client",)))
 register(Spec("supervisor", imports=("theater:simple/supervisor",),
               exports=("theater:simple/supervisor-handlers",)))
+
+
+# ---- the gateway's handlers: the requests run in the gateway process (supervisor/gateway) ----------
+
+# http-client: a response body is recorded whole in the chain (a replay needs nothing else), so
+# its size is bounded here: 1 MiB unless the manifest says more, never more than 16 MiB.
+HTTP_DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+HTTP_DEFAULT_TIMEOUT = 30.0
+HTTP_DEFAULT_MAX_RESPONSE = 1 << 20
+HTTP_MAX_RESPONSE = 16 << 20
+# store: the most a store may hold after a write by an actor granted this (64 MiB by default).
+STORE_DEFAULT_MAX_BYTES = 64 << 20
+
+
+def _bounded(parse: Callable[[Any], float], lo: float, hi: float, what: str) -> Check:
+    def check(value: Any) -> Any:
+        n = parse(value)
+        if not lo < n <= hi:
+            raise ValueError(f"expected {what}")
+        return n
+    return check
+
+
+def _headers(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and egress.is_header_name(k) for k in value):
+        raise ValueError("expected a table of header names to values, e.g. "
+                         "{ authorization = \"Bearer ${secret:API_KEY}\" }")
+    return {k.lower(): secrets.check_template(v) for k, v in value.items()}
+
+
+register(Spec("http-client", imports=("theater:simple/http-client",), keys={
+    "allowed_hosts": egress.check_patterns,
+    "allowed_methods": egress.check_methods,
+    "timeout": _bounded(parse_duration, 0, 600, "a duration above 0 and at most \"10m\""),
+    "max_response_bytes": _bounded(parse_size, 0, HTTP_MAX_RESPONSE, "a size above 0 and at most \"16MiB\""),
+    "headers": _headers,
+}, required=("allowed_hosts",)))
+register(Spec("store", imports=("theater:simple/store",), keys={
+    "max_bytes": _bounded(parse_size, 0, 1 << 50, "a size such as \"64MiB\""),
+}))

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from . import grants
+from . import secrets as _secrets
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
 
@@ -132,12 +133,16 @@ def resolve_init_state(manifest: Manifest, base_dir: str | Path) -> bytes | None
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """``$THEATER_HOME/server.toml``: defaults for actors, and the root supervisor's flags."""
+    """``$THEATER_HOME/server.toml``: defaults for actors, the root supervisor's flags, the secrets
+    manifests may place in outgoing requests (``theater.secrets``), and the content store's cap."""
 
     limits: Limits = Limits()
     strategy: str = "one_for_one"
     intensity: int = 3
     period: float = 5.0
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    store_max_bytes: int = 1 << 30     # the whole of $THEATER_HOME/store
+    source: Path | None = None         # the file read, if any (the gateway reads it again)
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -149,18 +154,30 @@ def load_server_config(path: Path) -> ServerConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ManifestError(f"{path}: cannot read server config: {e}") from None
     c = _Checker(str(path))
-    c.unknown(doc, {"limits", "root"}, "")
-    root = doc.get("root", {})
-    if not isinstance(root, dict):
-        raise c.fail("root", "expected a [root] table")
+    c.unknown(doc, {"limits", "root", "secrets", "store"}, "")
+    root, store, secrets = doc.get("root", {}), doc.get("store", {}), doc.get("secrets", {})
+    for name, table in (("root", root), ("store", store), ("secrets", secrets)):
+        if not isinstance(table, dict):
+            raise c.fail(name, f"expected a [{name}] table")
     c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
+    c.unknown(store, {"max_bytes"}, "[store]")
+    for name, value in secrets.items():
+        if not _secrets.NAME.match(name) or not isinstance(value, str):
+            raise c.fail(f"[secrets] {name}", "expected NAME = \"value\" (letters, digits and _; the value a string)")
+    if secrets and path.stat().st_mode & 0o077:
+        raise c.fail("[secrets]", "this file holds secrets: it must be readable by its owner only (chmod 600)")
     d = ServerConfig()
     strategy = root.get("strategy", d.strategy)
     if strategy not in STRATEGIES:
         raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
+    try:
+        store_max = parse_size(store.get("max_bytes", d.store_max_bytes))
+    except ValueError as e:
+        raise c.fail(f"[store] max_bytes = {store.get('max_bytes')!r}", str(e)) from None
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
-                        period=c.duration(root, "period", "[root]", d.period, positive=True))
+                        period=c.duration(root, "period", "[root]", d.period, positive=True),
+                        secrets=dict(secrets), store_max_bytes=store_max, source=path)
 
 
 class _Checker:
@@ -228,6 +245,9 @@ class _Checker:
                 raise self.fail(f"{where} type = {type_!r}", "granted twice")
             seen.add(spec.type)
             self.unknown(h, ("type", *spec.keys), f"{where} ({type_})")
+            for key in spec.required:
+                if key not in h:
+                    raise self.fail(f"{where} ({type_}) {key}", "missing (this handler requires it)")
             config = {}
             for key, check in spec.keys.items():
                 if key in h:

@@ -1,12 +1,14 @@
 """Where things live under ``$THEATER_HOME``, and the sockets every process agrees on.
 
     keys/           host.key (Ed25519, 0600), host.pub, curve/ (server CURVE keys), authorized/
-    run/            theater.sock (management), control.sock, chain.sock, events.sock, w/<pid>.sock
+    keys/secrets/   named secrets for outgoing requests (one file each, 0600; see theater.secrets)
+    run/            theater.sock (management), control.sock, chain.sock, events.sock, gateway.sock,
+                    w/<pid>.sock
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
     cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
-    store/          the content store handler's data
+    store/          the content store handler's data (written by the gateway process only)
     logs/           server log when not logging to stdout
 """
 
@@ -122,6 +124,14 @@ class Home:
     @property
     def events_endpoint(self) -> str:
         return self.ipc("events.sock")
+
+    @property
+    def gateway_endpoint(self) -> str:
+        return self.ipc("gateway.sock")
+
+    @property
+    def secrets(self) -> Path:
+        return self.keys / "secrets"
 
     def worker_socket(self, pid: int) -> Path:
         """A worker's inbox; named by pid so each incarnation gets its own address."""

@@ -12,6 +12,7 @@ Planes (who talks to whom):
   control     worker DEALER -> server ROUTER     (run/control.sock; identity = actor id)
   data        worker DEALER -> worker ROUTER     (run/w/<pid>.sock; identity = sender actor id)
   chain       worker/server DEALER -> chain ROUTER (run/chain.sock); chain PUB (run/events.sock)
+  gateway     worker/server DEALER -> gateway ROUTER (run/gateway.sock; senders known by their pid)
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from .errors import ProtocolError, TheaterError
 MAX_HEADER = 4 << 20            # one header, JSON
 MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a client
 
-S, N, B, L = str, int, bool, list
+S, N, B, L, D = str, int, bool, list, dict
 
 # Optional fields of requests: checked wherever they appear (None allowed; replies carry
 # whatever they answer). A wrong type is refused here, so no handler ever sees one.
 OPTIONAL: dict[str, Any] = {
     "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
-    "actor": S, "name": S, "rid": S, "ch": S, "what": S,
+    "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B,
 }
 
 # kind -> (required fields and their types, minimum number of frames)
@@ -94,7 +95,13 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "resume": ({"id": S, "actor": S}, 0),
     "record": ({"id": S, "actor": S, "type": S}, 1),  # the server appends a lifecycle event at the head
     "query": ({"id": S, "what": S}, 0),
-    "shutdown": ({}, 0),                       # the server tells the chain to finish and exit
+    "shutdown": ({}, 0),                       # the server tells the chain (or the gateway) to finish and exit
+    # gateway plane: server -> gateway (accepted from the server's pid only)
+    "grant": ({"actor": S, "pid": N, "config": D}, 0),    # config: handler type -> its grant
+    "revoke": ({"pid": N}, 0),
+    # gateway plane: worker -> gateway (the sender's pid says which actor, and so which grant)
+    "http": ({"id": S, "method": S, "uri": S, "headers": L}, 0),     # frame: the body, if has_body
+    "store_call": ({"id": S, "op": S, "args": L}, 0),              # frame: content, for ops that take it
 }
 
 

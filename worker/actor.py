@@ -32,6 +32,7 @@ from theater.paths import Home
 from . import component, handlers
 from .calls import Calls
 from .chainlink import ChainLink
+from .gateway import Gateway
 from .handlers.base import Handler
 from .host import Host
 from .loop import HEARTBEAT_INTERVAL, Loop, Sockets, answer
@@ -74,6 +75,7 @@ class Actor:
         self.calls: Calls | None = None
         self.mailbox: Mailbox | None = None
         self.peers: Peers | None = None
+        self.gateway: Gateway | None = None
         self.handlers: list[Handler] = []
         self.by_kind: dict[str, tuple[Handler, bool]] = {}      # mailbox kind -> (its handler, counted?)
         loop.on.update(msg=self._accept, get_state=self._get_state, stop_actor=self._stop_actor)
@@ -120,7 +122,8 @@ class Actor:
         loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused"))),
                        peer=lambda h, *_: peers.moved(h["actor"]))
         self.peers = peers
-        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown)
+        self.gateway = Gateway(loop, self.home.gateway_endpoint)
+        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown, self.gateway)
         self._grant(m, host)
 
         linker = wc.Linker(engine)
@@ -271,6 +274,8 @@ class Actor:
         self.loop.close()
         if self.peers is not None:
             self.peers.close()
+        if self.gateway is not None:
+            self.gateway.close()
 
 
 def _first_line(e: BaseException) -> str:

@@ -1,7 +1,8 @@
 """What a host handler may do with its actor: the worker's parts, narrowed to what handlers need.
 
 Handlers get this, never the worker's internals: record events, call the actor's exports,
-answer messages, ask the server, reach other actors (``peers``), end the actor. The export
+answer messages, ask the server, reach other actors (``peers``), ask the gateway (outside
+requests and the content store), end the actor. The export
 calls become possible once the component is instantiated (``calls`` is set then); the host
 functions are linked before that.
 """
@@ -9,13 +10,16 @@ functions are linked before that.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from theater import events
+from theater.errors import Refused
 from theater.manifest import Manifest
 
 from .calls import Calls
+from .gateway import Gateway
 from .loop import Answer, Loop
 from .mailbox import Incoming, Mailbox, Route
 from .peers import Peers
@@ -29,7 +33,8 @@ SETTLE_TIMEOUT = 10.0
 
 class Host:
     def __init__(self, actor_id: str, name: str, manifest: Manifest, loop: Loop, mailbox: Mailbox,
-                 peers: Peers, recorder: Recorder, shutdown: Callable[[bytes | None], None]) -> None:
+                 peers: Peers, recorder: Recorder, shutdown: Callable[[bytes | None], None],
+                 gateway: Gateway | None = None) -> None:
         self.actor_id = actor_id
         self.name = name
         self.manifest = manifest
@@ -40,6 +45,7 @@ class Host:
         self._mailbox = mailbox
         self._recorder = recorder
         self._shutdown = shutdown
+        self._gateway = gateway
 
     def record(self, event_type: str, value: Any) -> None:
         self._recorder.record(event_type, value)
@@ -68,6 +74,19 @@ class Host:
 
     def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
         return self._loop.control_request(header, *frames)
+
+    def ask_gateway(self, header: dict[str, Any], *frames: bytes, spin: bool = True) -> Answer:
+        """Asks the gateway process (outside requests, the content store) and waits for its answer
+        within the running call's deadline; call ``before_effect`` first if the request has one.
+        ``spin=False`` for requests that take milliseconds (see ``Gateway.request``)."""
+        if self._gateway is None:
+            raise Refused("this worker has no gateway")
+        return self._gateway.request(header, *frames, spin=spin)
+
+    def call_time_left(self) -> float | None:
+        """Seconds until the running call's deadline, if a call is running."""
+        deadline = self._loop.call_deadline()
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def own_events(self) -> list[events.Event]:
         """This actor's chain as stored so far, including events still on their way."""

@@ -193,8 +193,9 @@ class Replayer:
         return 0.0, False
 
     def _next_actor_event(self) -> int:
-        """Skips what the actor does not produce (lifecycle, limits); the index of the next event."""
-        while self.cursor < len(self.events) and self.events[self.cursor].type.startswith(("lifecycle/", "limit/")):
+        """Skips what the actor does not produce (lifecycle, limits, a handler's refusals, which its
+        host call's recorded ``Err`` repeats); the index of the next event."""
+        while self.cursor < len(self.events) and _not_produced(self.events[self.cursor].type):
             self.cursor += 1
         if self.cursor >= len(self.events):
             raise Diverged(self.events[-1].seq + 1, "the replay goes on after the record ends")
@@ -227,6 +228,10 @@ class Replayer:
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
+
+
+def _not_produced(event_type: str) -> bool:
+    return event_type.startswith(("lifecycle/", "limit/")) or event_type.endswith("/permission-denied")
 
 
 def _short(value: Any, limit: int = 200) -> str:

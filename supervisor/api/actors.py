@@ -29,6 +29,7 @@ def start(req: Request) -> None:
     """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid}"""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
+    req.services.check_manifest(m)
     sha = components.store(req.services.home, req.frames[0], f"{h['source']}: component {m.component!r}")
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 

@@ -1,0 +1,108 @@
+"""The server's side of the gateway: start it, restart it when it dies, tell it who may ask what.
+
+The gateway (``python -m supervisor.gateway``) is started like the chain process, stopped
+last, and dies with the server. When it dies it is restarted with a backoff (0.2 s doubling
+to 10 s; it starts over once a gateway ran longer than that), and told every grant again.
+A grant is sent as soon as the server learns an incarnation's pid (``pid_changed``, from
+the registry: the fork server's report or the hello, whichever comes first) and revoked
+when the incarnation ends; only actors granted ``http-client`` or ``store`` get one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+import zmq
+
+from theater import protocol
+from theater.errors import ManifestError
+from theater.manifest import Backoff, Manifest, ServerConfig
+from theater.paths import Home
+from theater.secrets import Secrets
+
+from ..launch import Child
+from ..registry import ActorRecord
+from ..restart import next_backoff
+
+log = logging.getLogger("theater.server")
+
+# The handlers the gateway serves: an actor granted one of these gets a grant there.
+TYPES = ("http-client", "store")
+BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
+
+Later = Callable[[float, Callable[[], None]], Any]
+
+
+class GatewayLink:
+    def __init__(self, home: Home, ctx: zmq.Context, log_level: str, log_file: IO[Any] | None,
+                 config: ServerConfig, later: Later, worker_group: int | None = None) -> None:
+        args = ["--parent", str(os.getpid()), "--log-level", log_level]
+        if config.source is not None and config.source.exists():
+            args += ["--config", str(config.source)]
+        if worker_group is not None:
+            args += ["--worker-group", str(worker_group)]
+        self.child = Child("supervisor.gateway", home, args, log_file)
+        self.secrets = Secrets(config.secrets, home.secrets)
+        self.later = later
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(home.gateway_endpoint)
+        self.grants: dict[int, dict[str, Any]] = {}     # pid -> the grant message
+        self.attempt = 0
+        self.started = 0.0
+        self.restarting = False
+
+    def start(self) -> None:
+        self.child.start()
+        self.started = time.monotonic()
+        for grant in self.grants.values():
+            self._send(grant)
+
+    def check_manifest(self, m: Manifest) -> None:
+        """Refuses a manifest whose http-client headers name a secret this server does not have."""
+        for i, h in enumerate(m.handlers):
+            for name, template in h.config.get("headers", {}).items() if h.type == "http-client" else ():
+                missing = self.secrets.missing(template)
+                if missing:
+                    raise ManifestError(f"{m.source}: [[handler]] #{i + 1} (http-client) headers {name}: secret "
+                                        f"{missing[0]!r} is not defined (server.toml [secrets], or a file "
+                                        f"keys/secrets/{missing[0]})")
+
+    def pid_changed(self, rec: ActorRecord, old: int | None, new: int | None) -> None:
+        if old is not None and self.grants.pop(old, None) is not None:
+            self._send({"k": "revoke", "pid": old})
+        config = {h.type: h.config for h in rec.manifest.handlers if h.type in TYPES}
+        if new is not None and config:
+            self.grants[new] = grant = {"k": "grant", "actor": rec.actor_id, "name": rec.name, "pid": new,
+                                        "config": config}
+            self._send(grant)
+
+    def check(self, stopping: bool) -> None:
+        """Restarts the gateway (after its backoff) if it has died."""
+        if stopping or self.restarting:
+            return
+        status = self.child.poll()
+        if status is None:
+            return
+        delay, self.attempt = next_backoff(BACKOFF, self.attempt, time.monotonic() - self.started)
+        log.error("gateway process exited (status %s); restarting it in %.1fs", status, delay)
+        self.restarting = True
+        self.later(delay, self._restart)
+
+    def _restart(self) -> None:
+        self.restarting = False
+        self.start()
+
+    def stop(self, timeout: float) -> None:
+        self._send({"k": "shutdown"})
+        self.child.wait(timeout)
+
+    def _send(self, header: dict[str, Any]) -> None:
+        try:
+            self.sock.send_multipart(protocol.encode(header), zmq.NOBLOCK)
+        except zmq.Again:
+            log.error("the gateway is not taking messages; %s dropped", header["k"])
