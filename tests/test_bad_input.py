@@ -151,6 +151,34 @@ def test_bad_manifests(server, tmp_path):
     server_works(server)
 
 
+def test_deeply_nested_or_unreadable_manifest_files(server, tmp_path):
+    """Issue 16, findings 13 and 1: a manifest or init_state nested thousands deep is one line and
+    exit 2 (not a RecursionError's traceback); a FIFO or device named as manifest, component or
+    init_state is refused without blocking (the operator may name any path, but only files)."""
+    comp = tmp_path / "counter.wat"
+    comp.write_bytes((EXAMPLES / "counter" / "counter.wat").read_bytes())
+    good = GOOD_MANIFEST.format(component="counter.wat")
+    for i, deep in enumerate(("[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000)):
+        m = write_manifest(tmp_path, good + f"\ndeep = {deep}\n", f"deep{i}.toml")
+        one_line(server.cli("start", str(m)), f"deep{i}.toml", "TOML", "deep", code=2)
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    m = write_manifest(tmp_path, 'init_state = "deep.json"\n' + good, "deep_state.toml")
+    one_line(server.cli("start", str(m)), "deep_state.toml", "init_state", "deep", code=2)
+    m = write_manifest(tmp_path, "init_state = " + "{a = " * 300 + "1" + "}" * 300 + "\n" + good, "deep_inline.toml")
+    one_line(server.cli("start", str(m)), "deep_inline.toml", "init_state", "deep", code=2)
+
+    os.mkfifo(tmp_path / "fifo")
+    one_line(server.cli("start", str(tmp_path / "fifo"), timeout=30), "fifo", "FIFO", code=2)
+    m = write_manifest(tmp_path, good.replace("counter.wat", "fifo"), "fifo_component.toml")
+    one_line(server.cli("start", str(m), timeout=30), "component", "FIFO", code=2)
+    m = write_manifest(tmp_path, 'init_state = "fifo"\n' + good, "fifo_state.toml")
+    one_line(server.cli("start", str(m), timeout=30), "init_state", "FIFO", code=2)
+    m = write_manifest(tmp_path, good.replace("counter.wat", "/dev/zero"), "device.toml")
+    one_line(server.cli("start", str(m), timeout=30), "component", "character device", code=2)
+    assert "Traceback" not in (server.home.logs / "server.log").read_text()
+    server_works(server)
+
+
 # ---- components (5-8) --------------------------------------------------------------------------
 
 

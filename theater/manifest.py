@@ -19,6 +19,13 @@ import orjson
 
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
+from .paths import read_regular, within
+from .protocol import MAX_MESSAGE
+
+# Largest manifest file read; and largest component or init_state file, which must fit one
+# message to the server and from the server to the worker.
+MAX_MANIFEST_FILE = 1 << 20
+MAX_FILE = MAX_MESSAGE
 
 # Handler type -> the interface it grants (imports) and the config keys it accepts beside
 # `type`. (The exports that go with each, message-server-client and supervisor-handlers, are
@@ -103,39 +110,69 @@ class Manifest:
 def load(path: str | Path) -> Manifest:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular(p, MAX_MANIFEST_FILE).decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{p}: no such manifest file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{p}: cannot read manifest: {e}") from None
+        raise ManifestError(f"{p}: cannot read manifest: {_reason(e)}") from None
     return parse(text, str(p))
 
 
 def parse(text: str, source: str = "manifest.toml") -> Manifest:
+    return _Checker(source).manifest(_toml(text, source))
+
+
+def _toml(text: str, source: str) -> dict[str, Any]:
+    """The parsed document; any failure to parse is a ManifestError of one line naming ``source``.
+    tomllib recurses once per nesting level, so a deep enough document raises RecursionError
+    (issue 16, finding 13); anything else it raises is bad input too, not a bug of ours."""
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ManifestError(f"{source}: not valid TOML: {e}") from None
-    return _Checker(source).manifest(doc)
+        raise ManifestError(f"{source}: not valid TOML: {_reason(e)}") from None
+    except RecursionError:
+        raise ManifestError(f"{source}: not valid TOML: nested too deeply") from None
+    except Exception as e:
+        raise ManifestError(f"{source}: not valid TOML: {type(e).__name__}: {_reason(e)}") from None
 
 
-def resolve_init_state(manifest: Manifest, base_dir: str | Path) -> bytes | None:
-    """The initial state as JSON bytes: an inline table, or a JSON file relative to the manifest."""
+def _reason(e: BaseException) -> str:
+    """The first line of what went wrong (an OSError's strerror without its errno)."""
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def component_bytes(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes:
+    """The component file's bytes. With ``root`` (the manifest came from an actor), its path must
+    stay inside ``root``: see ``theater.paths.within``."""
+    return _read(manifest, "component", manifest.component, base_dir, root)
+
+
+def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes | None:
+    """The initial state as JSON bytes: an inline table, or a JSON file relative to the manifest
+    (inside ``root`` if given, as for the component)."""
     init = manifest.init_state
     if init is None:
         return None
-    if isinstance(init, dict):
+    if isinstance(init, str):
+        raw = _read(manifest, "init_state", init, base_dir, root)
+        try:
+            init = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise ManifestError(f"{manifest.source}: init_state = {manifest.init_state!r}: not JSON: "
+                                f"{_reason(e)}") from None
+    try:
         return orjson.dumps(init)
-    path = Path(base_dir) / init
+    except orjson.JSONEncodeError as e:      # nested deeper than orjson writes (255 levels)
+        raise ManifestError(f"{manifest.source}: init_state: {_reason(e)} (nested too deeply)") from None
+
+
+def _read(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> bytes:
     try:
-        raw = path.read_bytes()
+        path = within(root, given, base_dir) if root is not None else Path(base_dir) / given
+        return read_regular(path, MAX_FILE)
     except OSError as e:
-        raise ManifestError(f"{manifest.source}: init_state = {init!r}: cannot read {path}: "
-                            f"{e.strerror or e}") from None
-    try:
-        return orjson.dumps(orjson.loads(raw))
-    except orjson.JSONDecodeError as e:
-        raise ManifestError(f"{manifest.source}: init_state = {init!r}: {path} is not JSON: {e}") from None
+        raise ManifestError(f"{manifest.source}: {key} = {given!r}: cannot read it: {_reason(e)}") from None
 
 
 @dataclass(frozen=True)
@@ -153,9 +190,10 @@ def load_server_config(path: Path) -> ServerConfig:
     if not path.exists():
         return ServerConfig()
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read server config: {e}") from None
+        text = read_regular(path, MAX_MANIFEST_FILE).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: cannot read server config: {_reason(e)}") from None
+    doc = _toml(text, str(path))
     c = _Checker(str(path))
     c.unknown(doc, {"limits", "root"}, "")
     root = doc.get("root", {})

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,3 +147,53 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them. Anything else is refused with an
+    OSError whose strerror says why, before it is opened where possible and in any case
+    without blocking: a FIFO's open() waits for a writer, and a device may do anything on
+    open() or read() (issue 16, finding 1)."""
+    st = os.stat(path)
+    _check_regular(st, limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _check_regular(os.fstat(fd), limit)        # what was opened, if it changed since the stat
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"larger than the {limit}-byte limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _check_regular(st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"not a regular file (a {_kind(st.st_mode)})")
+    if st.st_size > limit:
+        raise OSError(errno.EFBIG, f"{st.st_size} bytes, over the {limit}-byte limit")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def within(root: str | Path, given: str, base: str | Path | None = None) -> Path:
+    """``given`` (relative to ``base``, default ``root``) as a real path inside ``root``; an OSError
+    says why not. For paths an actor names (its children's manifests, components, initial states):
+    absolute paths are refused, and symlinks and ``..`` are resolved before the check, so neither
+    leads out of ``root``."""
+    if not given or Path(given).is_absolute():
+        raise OSError(errno.EACCES, "an actor may only name relative paths")
+    top = Path(root).resolve()
+    real = (Path(base if base is not None else root) / given).resolve()
+    if not real.is_relative_to(top):
+        raise OSError(errno.EACCES, f"outside {top}, the directory the actor may read")
+    return real
