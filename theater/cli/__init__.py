@@ -8,12 +8,16 @@ route: a TheaterError becomes one line on stderr and the exit status from ``_out
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from ..client import DEFAULT_TIMEOUT, Client
 from ..errors import TheaterError
 from ..paths import Home
+from ..protocol import MAX_INT
 from . import _output
 
 EPILOG = """\
@@ -52,6 +56,39 @@ class Context:
 Command = Callable[[argparse.Namespace, Context], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (bad input gets one line, like every error)."""
+
+    def error(self, message: str) -> NoReturn:
+        _output.error(f"{message} (see `{self.prog} --help`)")
+        sys.exit(_output.EXIT["usage"])
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``minimum`` to 2^63-1, what the chain can store and the
+    wire carries (issue 16: a larger --since killed the chain process)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text, 10)
+        except ValueError:
+            n = None
+        if n is None or not minimum <= n <= MAX_INT:
+            raise argparse.ArgumentTypeError(f"expected an integer from {minimum} to {MAX_INT}, got {text!r}")
+        return n
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (at most a year)."""
+    try:
+        s = float(text)
+    except ValueError:
+        s = math.nan
+    if not 0 < s <= 365 * 86400:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 (at most a year), got {text!r}")
+    return s
+
+
 def actor_arg(p: argparse.ArgumentParser) -> None:
     """The positional ACTOR most commands take."""
     p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
@@ -60,11 +97,11 @@ def actor_arg(p: argparse.ArgumentParser) -> None:
 def _parser() -> argparse.ArgumentParser:
     from . import actors, chains, messages, replay, run
 
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage WebAssembly actors on a theater-server: start them, message them, "
                     "read and verify their signed event chains.")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     for parser, default in ((p, None), (common, argparse.SUPPRESS)):
         # accepted before or after the command; given after, they win
         parser.add_argument("--home", default=default,
@@ -72,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", default=default or False, help="machine-readable output")
         parser.add_argument("--server", metavar="ADDRESS", default=default,
                             help="server address (default: $THEATER_SERVER, else the home's unix socket)")
-        parser.add_argument("--timeout", type=float, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
+        parser.add_argument("--timeout", type=seconds, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}

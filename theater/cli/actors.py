@@ -9,7 +9,7 @@ from typing import Any
 
 from .._units import format_size
 from ..events import readable
-from . import Context, _output, actor_arg
+from . import Context, _output, actor_arg, seconds
 
 
 def start(args: argparse.Namespace, ctx: Context) -> int:
@@ -142,7 +142,7 @@ def _start_args(p: argparse.ArgumentParser) -> None:
 
 def _top_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.add_argument("--interval", type=seconds, default=2.0, help="seconds between refreshes (default 2)")
 
 
 COMMANDS = {

@@ -20,7 +20,7 @@ from .. import keys
 from ..chaindb import ChainReader
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
-from . import Context, _output, actor_arg
+from . import Context, _output, actor_arg, count
 
 
 def summary(ev: Event) -> str:
@@ -266,8 +266,8 @@ def _events_args(p: argparse.ArgumentParser) -> None:
     actor_arg(p)
     p.add_argument("--type", action="append", metavar="TYPE",
                    help="only events of this type (repeatable; a trailing * matches a prefix)")
-    p.add_argument("--limit", type=int, help="at most this many events")
-    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="start at this sequence number")
+    p.add_argument("--limit", type=count(1), help="at most this many events")
+    p.add_argument("--since", type=count(0), default=0, metavar="SEQ", help="start at this sequence number")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as they are stored")
 
 
