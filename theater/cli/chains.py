@@ -63,7 +63,7 @@ def _print_event(ev: Event, as_json: bool) -> None:
     if as_json:
         _output.emit_json_line(ev.to_json())
     else:
-        print(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}", flush=True)
+        _output.line(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}")
 
 
 def events(args: argparse.Namespace, ctx: Context) -> int:
@@ -173,7 +173,7 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
         if out is not sys.stdout.buffer:
             out.close()
     if args.output not in (None, "-"):
-        print(f"exported {n} events of {actor_id} to {args.output}", file=sys.stderr)
+        _output.line(f"exported {n} events of {actor_id} to {args.output}", sys.stderr)
     return 0
 
 
@@ -218,11 +218,11 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     else:
         for r in results:
             if r["ok"]:
-                print(f"ok      {r['actor']}  {r['events']} events, {r['signatures']} signatures")
+                _output.line(f"ok      {r['actor']}  {r['events']} events, {r['signatures']} signatures")
             else:
-                print(f"FAILED  {r['actor']}  {r['error']}")
+                _output.line(f"FAILED  {r['actor']}  {r['error']}")
         if not results:
-            print("no chains")
+            _output.line("no chains")
     return 5 if failed else 0
 
 
@@ -235,7 +235,7 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json({"public_key": public})
     else:
-        print(public)
+        _output.line(public)
     return 0
 
 
