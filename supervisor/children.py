@@ -65,7 +65,7 @@ def _spawn(ask: Ask) -> None:
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
     comp = manifests.component_bytes(m, base, root=parent.base)
-    sha = components.store(server.home, comp, f"{source}: component {m.component!r}")
+    sha = components.store(server.home, comp, f"{source}: component {m.component!r}", for_group=server.user is not None)
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=parent.base)
 
     def ready(err: TheaterError | None) -> None:

@@ -86,16 +86,28 @@ class Home:
         return self.run / "theater.sock"
 
     def ensure(self) -> None:
-        """Creates what is missing of the layout; run/ and keys/ are created private (0700).
-        Existing folders keep their modes (the server sets run/'s: see supervisor.server)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for private in (self.keys, self.run, self.run / "w"):
-            if not private.exists():
-                private.mkdir(mode=0o700)
-                os.chmod(private, 0o700)          # whatever the umask
-        for d in (self.components, self.cache, self.store, self.logs):
-            d.mkdir(exist_ok=True)
+        """Creates what is missing of the layout, private to its owner (0700: what a home holds,
+        every event and state, is nobody else's to read). Existing folders keep their modes
+        (see ``make_private``, and supervisor.server for what --user opens to workers)."""
+        if not self.root.exists():
+            self.root.mkdir(mode=0o700, parents=True)
+            os.chmod(self.root, 0o700)           # whatever the umask
+        for d in (self.keys, self.run, self.run / "w", self.components, self.cache, self.store, self.logs):
+            if not d.exists():
+                d.mkdir(mode=0o700)
+                os.chmod(d, 0o700)
         self.check_socket_paths()
+
+    def make_private(self) -> None:
+        """Takes group and other access away from everything in the home: folders 0700 at most,
+        files 0600 at most (a server before issue 16 left chains.db and its log 0644 in a 0755
+        home). Symlinks are left alone (their targets are not the home's)."""
+        for top, dirs, files in os.walk(self.root):
+            for name in (top, *(os.path.join(top, n) for n in dirs + files)):
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.lstat(name)
+                    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o7077:
+                        os.chmod(name, stat.S_IMODE(st.st_mode) & 0o700)
 
     def check_socket_paths(self) -> None:
         longest = self.run / "w" / "4194304.sock"

@@ -29,7 +29,8 @@ def start(req: Request) -> None:
     """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid}"""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
-    sha = components.store(req.server.home, req.frames[0], f"{h['source']}: component {m.component!r}")
+    sha = components.store(req.server.home, req.frames[0], f"{h['source']}: component {m.component!r}",
+                           for_group=req.server.user is not None)
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:
