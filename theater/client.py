@@ -68,6 +68,9 @@ class Client:
     def call(self, kind: str, *frames: bytes, timeout: float | None = None,
              **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Sends one request and returns the ok answer's (header, frames); raises what the server reported."""
+        size = sum(len(f) for f in frames)
+        if size > protocol.MAX_PAYLOAD:     # ZeroMQ would drop it, and us, without a word
+            raise ProtocolError(f"{kind}: {size} bytes is over the {protocol.MAX_PAYLOAD}-byte limit of one message")
         rid = f"c{next(self._ids)}"
         self.sock.send_multipart(protocol.encode({"k": kind, "id": rid, **fields}, *frames))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)

@@ -20,12 +20,12 @@ import orjson
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
 from .paths import read_regular, within
-from .protocol import MAX_MESSAGE
+from .protocol import MAX_PAYLOAD
 
 # Largest manifest file read; and largest component or init_state file, which must fit one
 # message to the server and from the server to the worker.
 MAX_MANIFEST_FILE = 1 << 20
-MAX_FILE = MAX_MESSAGE
+MAX_FILE = MAX_PAYLOAD
 
 # Handler type -> the interface it grants (imports) and the config keys it accepts beside
 # `type`. (The exports that go with each, message-server-client and supervisor-handlers, are
@@ -77,6 +77,21 @@ class Limits:
     mailbox: int = 1000               # queued messages before senders are refused
     events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
     event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
+
+    @property
+    def max_message(self) -> int:
+        """The largest message (send, request, channel) the actor takes: a quarter of its linear
+        memory (the message is copied into it, through the byte adapter's memory, which may hold
+        two bytes a byte while it converts; and the actor needs room to answer), never more than
+        one wire message carries."""
+        return min(self.memory // 4, MAX_PAYLOAD)
+
+    def too_large(self, actor_id: str, size: int) -> str | None:
+        """Why a message of ``size`` bytes is refused before it reaches the actor, if it is."""
+        if size <= self.max_message:
+            return None
+        return (f"a message of {size} bytes is over actor {actor_id}'s limit of {self.max_message} bytes "
+                f"(a quarter of its [limits] memory, and at most {MAX_PAYLOAD})")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ from .errors import ProtocolError, TheaterError
 MAX_HEADER = 4 << 20            # one header, JSON
 MAX_INT = (1 << 63) - 1         # integers on the wire fit a signed 64-bit (SQLite's INTEGER)
 MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a client
+# The most bytes one message carries beside its header. Past MAX_MESSAGE, ZeroMQ drops the
+# connection without a word, so senders check this first and say so (issue 16, finding 5).
+MAX_PAYLOAD = MAX_MESSAGE - MAX_HEADER
 
 S, N, B, L = str, int, bool, list
 

@@ -161,6 +161,7 @@ class Actor:
         self._exports: dict[str, set[str]] = {}
         self._fuel, self._call_timeout, self._takes_messages = 0, 0.0, False
         self._export_names: dict[str, str] = {}
+        self._shape = component.Shape({}, {}, {})
         self._funcs: dict[tuple[str, str], Export] = {}
 
     # ---- start ------------------------------------------------------------------------------
@@ -200,8 +201,9 @@ class Actor:
         self._takes_messages = m.has_handler("message-server")
         self._exports = {base: set(shape.exports[name]) for base, name in shape.export_names.items()}
         self._export_names = shape.export_names
+        self._shape = shape
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, comp, self, shape.imports)
+        handlers.link(linker, engine, comp, self, shape)
         self.store = wasmtime.Store(engine)
         self.store.set_limits(memory_size=m.limits.memory)
         self.store.set_epoch_deadline(1)
@@ -245,7 +247,7 @@ class Actor:
             idx = self.instance.get_export_index(self.store, self._export_names[interface])
             func = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
             assert func is not None
-            f = self._funcs[(interface, fn)] = Export(func, self.store)
+            f = self._funcs[(interface, fn)] = Export(func, self.store, self._shape.signature(interface, fn))
         return f
 
     def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -513,6 +515,8 @@ class Actor:
                               f"(its manifest grants no message-server handler)")
         elif self.stop_reason or (self.watchdog and self.watchdog.stop_requested):
             self.refuse(item, f"actor {self.actor_id} is stopping")
+        elif too_large := self.manifest.limits.too_large(self.actor_id, len(item.payload)):
+            self.refuse(item, too_large)
         elif len(self.mailbox) >= self.manifest.limits.mailbox:
             if not self.refused:          # an episode starts: recorded, and again when it ends
                 self.record("limit/mailbox", {"event": "full", "mailbox": self.manifest.limits.mailbox})

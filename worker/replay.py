@@ -107,7 +107,7 @@ class Replayer:
         info = decode_data(self.events[start].data)
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
-        comp, _ = component.compile_cached(engine, self.cache, path, key, False)
+        comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
         imports = comp.type.imports(engine)
         linker = wc.Linker(engine)
         with linker.root() as root:
@@ -116,7 +116,8 @@ class Replayer:
                     base = component.unversioned(name)
                     for fn, fext in ext.ty.exports(engine).items():
                         if isinstance(fext.ty, wc.FuncType):
-                            add_host_func(inst, fn, fext.ty, self._feeder(f"{base}/{fn}"))
+                            add_host_func(inst, fn, fext.ty, self._feeder(f"{base}/{fn}"),
+                                          self.shape.signature(base, fn))
         store = wasmtime.Store(engine)
         store.set_epoch_deadline(1)
         instance = linker.instantiate(store, comp)
@@ -158,7 +159,8 @@ class Replayer:
         export = self.exports.get(function)
         if export is None:
             export = self.exports[function] = Export(instance.get_func(store, instance.get_export_index(
-                store, fn, instance.get_export_index(store, interface))), store)
+                store, fn, instance.get_export_index(store, interface))), store,
+                self.shape.signature(component.unversioned(interface), fn))
         store.set_epoch_deadline(1)
         seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()

@@ -10,8 +10,10 @@ found func(...)``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from wasmtime import component as wc
 
@@ -44,9 +46,24 @@ def _split_top(text: str) -> list[str]:
     return parts
 
 
+@dataclass(frozen=True)
+class Func:
+    params: tuple[tuple[str, str], ...]      # (name, type with every named type expanded)
+    result: str | None
+
+    def signature(self) -> str:
+        return f"func({', '.join(t for _, t in self.params)})" + (f" -> {self.result}" if self.result else "")
+
+
+@dataclass(frozen=True)
+class Interface:
+    funcs: dict[str, Func]
+    types: dict[str, str]                   # every type name usable in it (its own and used), expanded
+
+
 @cache
-def signatures() -> dict[str, dict[str, str]]:
-    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded."""
+def package() -> dict[str, Interface]:
+    """``{"theater:simple/runtime": Interface(...), ...}``, parsed from theater/wit."""
     text = "\n".join(
         _COMMENT.sub("", f.read_text()) for f in resources.files("theater").joinpath("wit").iterdir()
         if f.name.endswith(".wit")
@@ -77,7 +94,7 @@ def signatures() -> dict[str, dict[str, str]]:
             return "record { " + ", ".join(f"{n.strip()}: {expand(t, scope)}" for n, t in fields) + " }"
         return ty
 
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, Interface] = {}
     for iface, body in bodies.items():
         scope = dict(named[iface])
         for m in _USE.finditer(body):
@@ -86,11 +103,47 @@ def signatures() -> dict[str, dict[str, str]]:
                 scope[name] = expand(source[name], source)
         funcs = {}
         for m in _FUNC.finditer(body):
-            params = [expand(p.split(":", 1)[1], scope) for p in _split_top(m.group(2))]
-            result = f" -> {expand(m.group(3), scope)}" if m.group(3) else ""
-            funcs[m.group(1)] = f"func({', '.join(params)}){result}"
-        out[f"{PACKAGE}/{iface}"] = funcs
+            params = tuple((n.strip(), expand(t, scope)) for n, t in (p.split(":", 1) for p in _split_top(m.group(2))))
+            funcs[m.group(1)] = Func(params, expand(m.group(3), scope) if m.group(3) else None)
+        out[f"{PACKAGE}/{iface}"] = Interface(funcs, {n: expand(t, scope) for n, t in scope.items()})
     return out
+
+
+@cache
+def signatures() -> dict[str, dict[str, str]]:
+    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded."""
+    return {name: {fn: f.signature() for fn, f in iface.funcs.items()} for name, iface in package().items()}
+
+
+# A type as data: ("u8",), ("string",), ("list", T), ("option", T), ("result", T | None, E | None),
+# ("tuple", (T, ...)), ("record", ((name, T), ...)), ("enum", (name, ...)).
+Desc = tuple[Any, ...]
+
+
+@cache
+def parse(text: str) -> Desc:
+    """An expanded type (as ``package()`` and ``render`` write them) as data."""
+    text = text.strip()
+    m = re.fullmatch(r"([\w-]+)<(.*)>", text, re.S)
+    if m:
+        kind, args = m.group(1), [None if a == "_" else parse(a) for a in _split_top(m.group(2))]
+        if kind in ("list", "option"):
+            return (kind, args[0])
+        if kind == "tuple":
+            return ("tuple", tuple(args))
+        if kind == "result":
+            return ("result", args[0], args[1] if len(args) > 1 else None)
+        raise ValueError(f"unknown type {text!r}")
+    m = re.fullmatch(r"record \{ (.*) \}", text, re.S)
+    if m:
+        fields = [f.split(":", 1) for f in _split_top(m.group(1))]
+        return ("record", tuple((n.strip(), parse(t)) for n, t in fields))
+    m = re.fullmatch(r"enum \{ (.*) \}", text, re.S)
+    if m:
+        return ("enum", tuple(_split_top(m.group(1))))
+    if text == "result":
+        return ("result", None, None)
+    return (text,)
 
 
 def render_func(fty: wc.FuncType) -> str:

@@ -22,6 +22,7 @@ from . import message_server, runtime, supervisor
 
 if TYPE_CHECKING:
     from ..actor import Actor
+    from ..component import Shape
 
 MODULES = {
     "theater:simple/runtime": runtime,
@@ -32,11 +33,12 @@ MODULES = {
 
 class Host:
     def __init__(self, instance: wc.LinkerInstance, interface: str, actor: Actor,
-                 types: dict[str, wc.FuncType]) -> None:
+                 types: dict[str, wc.FuncType], shape: Shape) -> None:
         self.instance = instance
         self.interface = interface
         self.actor = actor
         self.types = types                  # the component's own view of each imported function
+        self.shape = shape
 
     def func(self, name: str, impl: Callable[..., Any]) -> None:
         """Defines ``name`` if the component imports it, recording every call."""
@@ -54,17 +56,18 @@ class Host:
             record(event_type, host_event(args, to_data(out)))
             return lower(out)
 
-        add_host_func(self.instance, name, fty, call)
+        add_host_func(self.instance, name, fty, call, self.shape.signature(self.interface, name))
 
 
-def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, actor: Actor,
-         imports: dict[str, str]) -> None:
+def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, actor: Actor, shape: Shape) -> None:
     """Defines every interface the component imports (all already checked as granted)."""
     types = component.type.imports(engine)
     with linker.root() as root:
-        for base, exact in imports.items():
+        for base, exact in shape.imports.items():
+            if exact not in types:               # (theater:simple/types: the adapter provides it)
+                continue
             with root.add_instance(exact) as instance:
                 module = MODULES.get(base)
                 if module is not None:            # theater:simple/types holds only types
                     funcs = {n: e.ty for n, e in types[exact].ty.exports(engine).items()}
-                    module.register(Host(instance, base, actor, funcs))
+                    module.register(Host(instance, base, actor, funcs, shape))
