@@ -5,7 +5,7 @@
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
-    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
+    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.a<adapter>.cwasm
     store/          the content store handler's data
     logs/           server log when not logging to stdout
 """
