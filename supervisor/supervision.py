@@ -310,16 +310,18 @@ class Supervision:
             self._restart(rec, exit_, detail)
 
     def _forget_children(self, rec: ActorRecord) -> None:
-        """An incarnation's children end with it (its next one spawns its own); their chains stay."""
+        """An incarnation's children end with it (its next one spawns its own); their chains stay.
+        They are detached at once, so a next incarnation that is ready before they have stopped
+        never counts them as its own; they leave the registry once stopped."""
         kids = self.registry.descendants(rec)
         if not kids:
             return
+        rec.children.clear()
 
         def forget() -> None:
             for k in kids:
                 if not k.alive:
                     self.registry.remove(k)
-            rec.children[:] = [c for c in rec.children if c in self.registry.actors]
         self._stop_many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
                         flat=True)
 
