@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import time
 from typing import Any
 
@@ -265,7 +266,7 @@ class ChainService:
         except TheaterError as e:
             self._send(peer, protocol.error(rid, e))
             return
-        except (KeyError, TypeError, ValueError) as e:      # never trust a query's fields
+        except (KeyError, TypeError, ValueError, OverflowError, sqlite3.Error) as e:   # never trust a query's fields
             self._send(peer, protocol.error(rid, ProtocolError(f"bad {header.get('what', 'query')} query: {e}")))
             return
         self._send(peer, protocol.ok(rid, **reply), *frames)

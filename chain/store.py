@@ -19,6 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from theater.chaindb import SCHEMA
 from theater.events import checkpoint_message, decode_data, event_hash, next_stamp
+from theater.protocol import MAX_INT
+
+
+def _int64(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
 
 
 class Rejected(Exception):
@@ -102,7 +107,9 @@ class ChainStore:
     def stage(self, actor_id: str, meta: dict[str, Any], data: bytes) -> bool:
         """Checks one event from a worker and stages it; False if it is a duplicate we hold."""
         h = self.head(actor_id)
-        seq = meta["s"]
+        seq, time_ns = meta["s"], meta["t"]
+        if not (_int64(seq) and _int64(time_ns)):       # they reach SQLite and fixed-width encodings
+            raise ValueError(f"seq and time_ns must be integers from 0 to {MAX_INT}")
         claimed = bytes.fromhex(meta["h"])
         if seq <= h.seq:
             if self.known_hash(h, seq) == claimed:
@@ -115,7 +122,7 @@ class ChainStore:
         if actual != claimed:
             raise Rejected("conflict", f"event {seq} does not extend the head (its hash differs: other parent "
                            f"or other contents)", h.seq)
-        self._push(h, seq, type_, data, actual, meta["t"])
+        self._push(h, seq, type_, data, actual, time_ns)
         if meta.get("st"):
             h.state = decode_data(data).get("state")
             h.has_state = True

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from theater import _linux, grants
+from theater.config import load_server_config
 from theater.errors import TheaterError, UsageError
-from theater.manifest import load_server_config
 from theater.paths import Home
 
 from . import limits
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
     p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
     args = p.parse_args(argv)
+    # Everything the server and its children create (chains.db and its WAL, the log, sockets,
+    # saved actors, components, caches) is its owner's alone; --user opens what workers need.
+    os.umask(0o077)
     _linux.raise_nofile()
     try:
         grants.load_plugins()
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
+    home.make_private()         # (once no other server uses this home: see Server._share_with_workers)
     try:
         config = load_server_config(Path(args.config) if args.config else home.root / "server.toml")
         user = _user(args.user)

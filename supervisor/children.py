@@ -3,20 +3,20 @@
 Requests arrive on the control socket from the parent's worker: spawn, children,
 stop_child, restart_child, child_state, child_events. An actor may act only on its own
 children. A manifest given to ``spawn`` is a path relative to the parent's manifest
-directory (read here, on the server's host), or TOML text.
+directory (read here, on the server's host), or TOML text; either way, the files it names
+must be inside that directory (see ``_spawn``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from theater import manifest as manifests
 from theater import protocol
 from theater.errors import ManifestError, NotFound, TheaterError, from_wire
+from theater.paths import read_regular, within
 
-from . import components
 from .registry import ActorRecord, Status
 from .services import Services
 
@@ -63,18 +63,17 @@ def handle(services: Services, parent: ActorRecord, header: dict[str, Any], data
 
 
 def _spawn(ask: Ask) -> None:
+    """Every file a spawn names (the manifest, its component, its init_state) must be inside the
+    parent's own manifest directory, and a regular file: an actor reads nothing else of the
+    server's host through its children, and cannot make the server block in open() (issue 16)."""
     services, parent, header, data = ask.services, ask.parent, ask.header, ask.data
+    root = parent.spec.base
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
     services.check_manifest(m)
-    comp_path = Path(base) / m.component
-    try:
-        comp = comp_path.read_bytes()
-    except OSError as e:
-        raise ManifestError(f"{source}: component = {m.component!r}: cannot read {comp_path}: "
-                            f"{e.strerror or e}") from None
-    sha = components.store(services.home, comp, f"{source}: component {m.component!r}")
-    init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base)
+    comp = manifests.component_bytes(m, base, root=root)
+    sha = services.store_component(comp, f"{source}: component {m.component!r}")
+    init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:
@@ -88,11 +87,13 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
     """(text, source for messages, base directory) of a manifest given as TOML or a path."""
     if "\n" in given or given.lstrip().startswith(("name", "[")):
         return given, f"manifest from {parent.name}", parent.spec.base
-    path = Path(parent.spec.base) / given
     try:
-        return path.read_text(), str(path), str(path.parent)
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read manifest: {e.strerror or e}") from None
+        path = within(parent.spec.base, given)
+        text = read_regular(path, manifests.MAX_MANIFEST_FILE).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        raise ManifestError(f"manifest {given!r}: cannot read it: {reason}") from None
+    return text, str(path), str(path.parent)
 
 
 def _children(ask: Ask) -> None:

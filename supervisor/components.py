@@ -43,11 +43,13 @@ def to_wasm(data: bytes, what: str) -> bytes:
     return wasm
 
 
-def store(home: Home, data: bytes, what: str) -> str:
-    """Stores a component (binary or WAT) and returns the SHA-256 of its wasm."""
+def store(home: Home, data: bytes, what: str, for_group: bool = False) -> str:
+    """Stores a component (binary or WAT) and returns the SHA-256 of its wasm. The file is the
+    server's alone, or readable by its group too when workers run as another user (--user:
+    the folder's group is theirs, and files made in it inherit that group)."""
     wasm = to_wasm(data, what)
     sha = hashlib.sha256(wasm).hexdigest()
     path = home.components / f"{sha}.wasm"
     if not path.exists():
-        write_atomically(path, wasm, mode=0o644)     # workers may run as another user (--user)
+        write_atomically(path, wasm, mode=0o640 if for_group else 0o600)
     return sha

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +79,13 @@ class Group(ABC):
 
     def remove(self, timeout: float = 1.0) -> None:  # noqa: B027 - nothing to remove for rlimits
         """Delete the group after its processes are gone. Never raises."""
+
+    def remove_soon(self, later: Callable[[float, Callable[[], None]], object], tries: int = 20) -> None:
+        """Removes the group of an ended incarnation without waiting in place: the kernel may need
+        a moment after the exit, so it tries again (``later``) while the directory is there."""
+        self.remove(timeout=0)
+        if self.path is not None and self.path.exists() and tries > 0:
+            later(0.05, lambda: self.remove_soon(later, tries - 1))
 
 
 @dataclass

@@ -27,6 +27,7 @@ import zmq
 
 from theater import keys, protocol
 from theater import manifest as manifests
+from theater.config import ServerConfig
 from theater.errors import ProtocolError, Refused, TheaterError
 from theater.paths import Home
 
@@ -53,11 +54,11 @@ HELPER_STOP_TIMEOUT = 5.0
 
 class Server:
     def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None,
-                 restore: bool = True, config: manifests.ServerConfig | None = None,
+                 restore: bool = True, config: ServerConfig | None = None,
                  limits: limits_.Controller | None = None, user: tuple[int, int] | None = None) -> None:
         self.home = home
         self.restore = restore
-        self.config = config or manifests.ServerConfig()
+        self.config = config or ServerConfig()
         self.limits = limits or limits_.RlimitController(reason="not configured")
         self.user = list(user) if user else None
         self.listen = listen or home.management_endpoint
@@ -145,19 +146,21 @@ class Server:
                                    actor_id=doc["id"])
 
     def _share_with_workers(self) -> None:
-        """--user: workers run as another user. They may traverse run/ (not list it), own run/w
-        (their inboxes) and cache/ (compiled components), and read components/."""
+        """--user: workers run as another user. Through its group only (never other users) they
+        may traverse the home and run/ (not list them) and read components/ (setgid: new files
+        get the group); they own run/w (their inboxes) and cache/ (compiled components)."""
         assert self.user is not None
         uid, gid = self.user
-        os.chmod(self.home.root, 0o711)
-        os.chmod(self.home.run, 0o711)
+        for d, mode in ((self.home.root, 0o710), (self.home.run, 0o710), (self.home.components, 0o2750)):
+            os.chown(d, -1, gid)
+            os.chmod(d, mode)
+        for p in self.home.components.iterdir():
+            os.chown(p, -1, gid)
+            os.chmod(p, 0o640)
         for d in (self.home.run / "w", self.home.cache):
             os.chown(d, uid, gid)
             for p in d.rglob("*"):
                 os.chown(p, uid, gid)
-        os.chmod(self.home.components, 0o755)
-        for p in self.home.components.iterdir():
-            os.chmod(p, 0o644)
 
     def _socket_for_workers(self, path: Any) -> None:
         assert self.user is not None

@@ -12,6 +12,7 @@ from typing import Any
 from theater.manifest import Manifest
 from theater.paths import Home
 
+from . import components
 from .gateway.link import GatewayLink
 from .limits import Controller
 from .outbox import Outbox, Then
@@ -36,6 +37,10 @@ class Services:
         """What only this server can check of a manifest before its actor starts (its secrets)."""
         if self.gateway is not None:
             self.gateway.check_manifest(m)
+
+    def store_component(self, data: bytes, what: str) -> str:
+        """Stores a component for workers to load (readable by their group under --user)."""
+        return components.store(self.home, data, what, for_group=self.supervision.user is not None)
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
                   then: Then | None = None) -> None:

@@ -9,8 +9,7 @@ grandparent when intensity is exceeded. Each top-level actor has its own restart
 under the server's ``[root]`` flags (as systemd units do); the children of one actor share
 theirs, as in OTP. A top-level actor over its budget is marked failed and left stopped.
 
-Time comes from the injected ``clock`` (monotonic) and ``wall`` (for people): tests drive
-both, with fake collaborators, without processes.
+Time comes from the injected ``clock`` (monotonic) and ``wall`` (for people): tests drive both.
 """
 
 from __future__ import annotations
@@ -23,15 +22,16 @@ from collections.abc import Callable
 from typing import Any
 
 from theater import protocol
+from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
 from theater.ids import new_actor_id
-from theater.manifest import Manifest, ServerConfig
+from theater.manifest import Manifest
 
 from . import exits, restart
 from .directory import Directory
 from .launch import ForkServer
-from .limits import Controller, Group
+from .limits import Controller
 from .outbox import Outbox
 from .persist import SavedActors
 from .registry import ActorRecord, ChildSpec, Exit, ExitKind, Incarnation, Registry, Status
@@ -195,7 +195,7 @@ class Supervision:
         self.registry.set_pid(rec, None)
         self.registry.bind(rec, None)
         if run.group is not None:
-            self._remove_group(run.group)
+            run.group.remove_soon(self.outbox.later)
             run.group = None
         run.endpoint = None
         rec.last_exit = exit_
@@ -209,12 +209,6 @@ class Supervision:
         self._record(rec, "lifecycle/exit", {**exit_.to_dict(), "incarnation": run.number,
                                              "data": exit_.data, "action": str(action)},
                      then=lambda: self._carry_out(rec, exit_, action, detail))
-
-    def _remove_group(self, group: Group, tries: int = 20) -> None:
-        """Removes an ended incarnation's cgroup; the kernel may need a moment after the exit."""
-        group.remove(timeout=0)
-        if group.path is not None and group.path.exists() and tries > 0:
-            self.outbox.later(0.05, lambda: self._remove_group(group, tries - 1))
 
     def _record(self, rec: ActorRecord, event_type: str, value: dict[str, Any], then: Done) -> None:
         """Appends a server-side event to the actor's chain, then continues (once it is durable)."""
@@ -279,16 +273,18 @@ class Supervision:
             self._restart(rec, exit_, detail)
 
     def _forget_children(self, rec: ActorRecord) -> None:
-        """An incarnation's children end with it (its next one spawns its own); their chains stay."""
+        """An incarnation's children end with it (its next one spawns its own); their chains stay.
+        They are detached at once, so a next incarnation that is ready before they have stopped
+        never counts them as its own; they leave the registry once stopped."""
         kids = self.registry.descendants(rec)
         if not kids:
             return
+        rec.children.clear()
 
         def forget() -> None:
             for k in kids:
                 if not k.alive:
                     self.registry.remove(k)
-            rec.children[:] = [c for c in rec.children if c in self.registry.actors]
         self.stops.many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
                         flat=True)
 

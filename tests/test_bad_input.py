@@ -20,6 +20,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from theater import protocol
+from theater.events import event_hash
 
 from .conftest import ACTORS, EXAMPLES, CLIResult, Server, run_cli
 
@@ -151,6 +152,34 @@ def test_bad_manifests(server, tmp_path):
     server_works(server)
 
 
+def test_deeply_nested_or_unreadable_manifest_files(server, tmp_path):
+    """Issue 16, findings 13 and 1: a manifest or init_state nested thousands deep is one line and
+    exit 2 (not a RecursionError's traceback); a FIFO or device named as manifest, component or
+    init_state is refused without blocking (the operator may name any path, but only files)."""
+    comp = tmp_path / "counter.wat"
+    comp.write_bytes((EXAMPLES / "counter" / "counter.wat").read_bytes())
+    good = GOOD_MANIFEST.format(component="counter.wat")
+    for i, deep in enumerate(("[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000)):
+        m = write_manifest(tmp_path, good + f"\ndeep = {deep}\n", f"deep{i}.toml")
+        one_line(server.cli("start", str(m)), f"deep{i}.toml", "TOML", "deep", code=2)
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    m = write_manifest(tmp_path, 'init_state = "deep.json"\n' + good, "deep_state.toml")
+    one_line(server.cli("start", str(m)), "deep_state.toml", "init_state", "deep", code=2)
+    m = write_manifest(tmp_path, "init_state = " + "{a = " * 300 + "1" + "}" * 300 + "\n" + good, "deep_inline.toml")
+    one_line(server.cli("start", str(m)), "deep_inline.toml", "init_state", "deep", code=2)
+
+    os.mkfifo(tmp_path / "fifo")
+    one_line(server.cli("start", str(tmp_path / "fifo"), timeout=30), "fifo", "FIFO", code=2)
+    m = write_manifest(tmp_path, good.replace("counter.wat", "fifo"), "fifo_component.toml")
+    one_line(server.cli("start", str(m), timeout=30), "component", "FIFO", code=2)
+    m = write_manifest(tmp_path, 'init_state = "fifo"\n' + good, "fifo_state.toml")
+    one_line(server.cli("start", str(m), timeout=30), "init_state", "FIFO", code=2)
+    m = write_manifest(tmp_path, good.replace("counter.wat", "/dev/zero"), "device.toml")
+    one_line(server.cli("start", str(m), timeout=30), "component", "character device", code=2)
+    assert "Traceback" not in (server.home.logs / "server.log").read_text()
+    server_works(server)
+
+
 # ---- components (5-8) --------------------------------------------------------------------------
 
 
@@ -262,7 +291,8 @@ def test_no_server_after_a_crash(server):
 class Raw:
     """A bare DEALER on the management socket."""
 
-    def __init__(self, server: Server, identity: bytes | None = None, monitor: bool = False) -> None:
+    def __init__(self, server: Server, identity: bytes | None = None, monitor: bool = False,
+                 endpoint: str | None = None) -> None:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -270,7 +300,7 @@ class Raw:
             self.sock.setsockopt(zmq.IDENTITY, identity)
         # watched from before the connect, so that no connection event is missed
         self.monitor = self.sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED) if monitor else None
-        self.sock.connect(server.home.management_endpoint)
+        self.sock.connect(endpoint or server.home.management_endpoint)
 
     def send(self, *frames: bytes) -> None:
         self.sock.send_multipart(list(frames))
@@ -402,6 +432,61 @@ def test_events_with_wrongly_typed_fields(server):
     finally:
         raw.close()
     assert server.cli("message", actor, "x", "--request").out == b"2"
+    assert server.cli("verify", actor).code == 0
+    server_works(server)
+
+
+def test_integers_out_of_range(server):
+    """Issue 16, finding 6: every integer from outside is range-checked. `--since 2^63` killed the
+    chain process (OverflowError in SQLite); above 2^64 the CLI printed a traceback. Now the CLI,
+    the protocol and the chain each refuse what does not fit a signed 64-bit integer."""
+    r = server.cli("start", str(COUNTER), "--json")
+    assert r.code == 0, r.err
+    actor = orjson.loads(r.out)["id"]
+    assert server.cli("message", actor, "x", "--request").out == b"1"
+    chain = chain_pids(server)
+    for since in (str(1 << 63), str(1 << 64), "9" * 40, "-1", "1.5", "0x10"):
+        one_line(server.cli("events", actor, "--since", since), "--since", "integer", code=2)
+    one_line(server.cli("events", actor, "--limit", "0"), "--limit", code=2)
+    one_line(server.cli("events", actor, "--limit", str(1 << 64)), "--limit", code=2)
+    for timeout in ("1e300", "nan", "inf", "-1", "0"):
+        one_line(server.cli("list", "--timeout", timeout), "--timeout", code=2)
+    one_line(server.cli("top", "--interval", "1e300"), "--interval", code=2)
+    assert chain_pids(server) == chain
+
+    raw = Raw(server)
+    try:
+        for i, extra in enumerate(({"since": 1 << 63}, {"since": (1 << 64) - 1}, {"limit": 1 << 63})):
+            field = next(iter(extra))
+            msg = raw.error(orjson.dumps({"k": "events", "id": f"i{i}", "actor": actor, **extra}), re=f"i{i}")
+            assert field in msg and str(protocol.MAX_INT) in msg, msg
+        assert "pid" in raw.error(orjson.dumps({"k": "hello", "id": "h", "actor": actor, "pid": 1 << 63,
+                                                "endpoint": "e"}), re="h")
+    finally:
+        raw.close()
+
+    # straight to the chain process, as a worker would: a query, and events of a new chain whose
+    # seq and hash are right but whose time does not fit
+    raw = Raw(server, endpoint=server.home.chain_endpoint)
+    try:
+        raw.send(orjson.dumps({"k": "query", "id": "q", "what": "events", "actor": actor, "since": 1 << 63}))
+        got = raw.recv()
+        assert got is not None and got[0]["k"] == "error", got
+        for t in (-1, (1 << 64) - 1, 1 << 63):
+            stranger = str(uuid.uuid4())
+            data = b"\xa0"
+            meta = {"s": 0, "h": event_hash(stranger, 0, None, "x/y", data).hex(), "y": "x/y", "t": t}
+            raw.send(orjson.dumps({"k": "append", "actor": stranger, "events": [meta], "sizes": [1], "sync": True}),
+                     data)
+            while (got := raw.recv()) is not None and got[0]["k"] == "ack":
+                pass            # (an acknowledgement of nothing: the append asked for one)
+            assert got is not None and got[0]["k"] == "nack" and "time_ns" in got[0]["error"], got
+    finally:
+        raw.close()
+    assert chain_pids(server) == chain, "bad integers killed the chain process"
+    assert server.cli("message", actor, "x", "--request").out == b"2"
+    r = server.cli("events", actor, "--since", "1", "--json")
+    assert r.code == 0 and orjson.loads(r.out)[0]["seq"] == 1, r.err
     assert server.cli("verify", actor).code == 0
     server_works(server)
 

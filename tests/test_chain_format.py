@@ -195,3 +195,50 @@ def test_reads_from_any_point_give_the_events_a_full_read_gives(tmp_path):
         assert list(reader.events("a", since, limit=3)) == full[since:since + 3]
     assert list(reader.events("a", 10, types=("odd",))) == [e for e in full[10:] if e.type == "odd"]
     assert list(reader.events("b", 20)) == list(ChainReader(tmp_path / "chains.db").events("b"))[20:]
+
+
+def failed_verify(r, *needles: str, code: int = 5) -> str:
+    """`theater verify` failed as a verification (or usage) failure: one line, no traceback."""
+    detail = f"exit {r.code}, stderr {r.err!r}, stdout {r.out!r}"
+    assert r.code == code and "Traceback" not in r.err, detail
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("theater: "), detail
+    for needle in needles:
+        assert needle in lines[0], (needle, detail)
+    return lines[0]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("time_ns", -1), ("time_ns", 2**64), ("time_ns", 2**63), ("time_ns", 1e300), ("time_ns", "7"), ("time_ns", True),
+    ("seq", -1), ("seq", 2**64), ("seq", 1e300), ("seq", None),
+])
+def test_an_export_with_a_malformed_number_fails_verification(home, tmp_path, field, value):
+    """Issue 16, finding 11: -1, 2^64 or 1e300 as a time or seq died with an OverflowError traceback
+    and exit 1. Now: a verification failure (exit 5) naming the file, the line and the field."""
+    lines, _ = load_vectors()
+    lines[2][field] = value
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = run_cli(home, "verify", "--file", str(bad), "--pubkey", str(VECTORS / "chain-v1.pub"))
+    failed_verify(r, "bad.jsonl:3", field)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "\n  \n"])
+def test_an_empty_export_fails_verification(home, tmp_path, text):
+    """An export with no events verified as "ok 0 events", exit 0: a chain cut down to nothing
+    passed. It proves nothing, so it is a verification failure (exit 5)."""
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(text)
+    r = run_cli(home, "verify", "--file", str(empty), "--pubkey", str(VECTORS / "chain-v1.pub"))
+    failed_verify(r, "empty.jsonl", "no events")
+
+
+@pytest.mark.parametrize("seq", [-1, 2**64, 1e300])
+def test_a_checkpoint_with_a_malformed_seq_is_refused(home, tmp_path, seq):
+    doc = json.loads((VECTORS / "chain-v1.checkpoint.json").read_text())
+    doc["seq"] = seq
+    cp = tmp_path / "cp.json"
+    cp.write_text(json.dumps(doc))
+    r = run_cli(home, "verify", "--file", str(VECTORS / "chain-v1.jsonl"), "--pubkey", str(VECTORS / "chain-v1.pub"),
+                "--checkpoint", str(cp))
+    failed_verify(r, "checkpoint", "seq", code=2)

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from theater import egress
+from theater.config import load_server_config
 from theater.errors import ManifestError
-from theater.manifest import load_server_config
 from theater.secrets import Secrets
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from theater import manifest as manifests
+from theater.config import load_server_config
 from theater.errors import ManifestError
 
 HEAD = 'name = "a"\nversion = "1"\ncomponent = "a.wat"\n'
@@ -37,7 +38,7 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     path = tmp_path / "server.toml"
     path.write_text(text)
     with pytest.raises(ManifestError) as e:
-        manifests.load_server_config(path)
+        load_server_config(path)
     assert str(path) in e.value.message and where in e.value.message
 
 
@@ -60,5 +61,5 @@ def test_every_limit_is_read():
 def test_server_config_root_flags_are_read(tmp_path):
     path = tmp_path / "server.toml"
     path.write_text('[root]\nstrategy = "one_for_all"\nintensity = 9\nperiod = "30s"\n[limits]\nmailbox = 5\n')
-    c = manifests.load_server_config(path)
+    c = load_server_config(path)
     assert (c.strategy, c.intensity, c.period, c.limits.mailbox) == ("one_for_all", 9, 30.0, 5)

@@ -14,6 +14,7 @@ Top-level actors are supervised by the root: one_for_one, intensity 3 within 5 s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -44,9 +45,18 @@ def restart_table(**keys: Any) -> str:
     return "\n[restart]\n" + "\n".join(lines) + "\n"
 
 
+def beside(tmp_path: Path, component: Path) -> str:
+    """A copy of ``component`` in tmp_path, named as a manifest there refers to it: a spawn may
+    only name files in its parent's directory."""
+    if not (tmp_path / component.name).exists():
+        shutil.copy(component, tmp_path / component.name)
+    return component.name
+
+
 def write_parent(tmp_path: Path, name: str = "parent", **restart: Any) -> Path:
-    text = (ACTORS / "parent.toml").read_text().replace('component = "parent.wat"', f'component = "{PARENT}"')
-    assert str(PARENT) in text
+    text = (ACTORS / "parent.toml").read_text()
+    assert 'component = "parent.wat"' in text
+    beside(tmp_path, PARENT)
     text = text.replace('name = "parent"', f'name = "{name}"')
     path = tmp_path / f"{name}.toml"
     path.write_text(text + restart_table(**restart))
@@ -55,7 +65,7 @@ def write_parent(tmp_path: Path, name: str = "parent", **restart: Any) -> Path:
 
 def write_probe(tmp_path: Path, name: str, extra: str = "", **restart: Any) -> Path:
     """A probe manifest in tmp_path (next to parent.toml, so the parent spawns it as ``S<name>.toml``)."""
-    text = (f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{PROBE}"\n{extra}\n'
+    text = (f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{beside(tmp_path, PROBE)}"\n{extra}\n'
             '[[handler]]\ntype = "runtime"\n\n[[handler]]\ntype = "message-server"\n')
     path = tmp_path / f"{name}.toml"
     path.write_text(text + restart_table(**restart))

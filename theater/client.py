@@ -23,7 +23,7 @@ import zmq
 from . import manifest as manifests
 from . import protocol
 from .endpoints import is_loopback, tcp_host
-from .errors import ManifestError, ProtocolError, Timeout, Unreachable, from_wire
+from .errors import ProtocolError, Timeout, Unreachable, from_wire
 from .events import Event
 from .events import from_wire as event_from_wire
 from .paths import Home
@@ -68,6 +68,9 @@ class Client:
     def call(self, kind: str, *frames: bytes, timeout: float | None = None,
              **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Sends one request and returns the ok answer's (header, frames); raises what the server reported."""
+        size = sum(len(f) for f in frames)
+        if size > protocol.MAX_PAYLOAD:     # ZeroMQ would drop it, and us, without a word
+            raise ProtocolError(f"{kind}: {size} bytes is over the {protocol.MAX_PAYLOAD}-byte limit of one message")
         rid = f"c{next(self._ids)}"
         self.sock.send_multipart(protocol.encode({"k": kind, "id": rid, **fields}, *frames))
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -106,12 +109,7 @@ class Client:
         """Validates a manifest here, then sends it with its component and initial state."""
         path = Path(manifest_path).absolute()
         m = manifests.load(path)
-        comp = path.parent / m.component
-        try:
-            component = comp.read_bytes()
-        except OSError as e:
-            raise ManifestError(f"{path}: component = {m.component!r}: cannot read {comp}: "
-                                f"{e.strerror or e}") from None
+        component = manifests.component_bytes(m, path.parent)
         init = state if state is not None else manifests.resolve_init_state(m, path.parent)
         frames = [component] + ([init] if init is not None else [])
         header, _ = self.call("start", *frames, manifest=path.read_text(), source=str(path),

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import UsageError, VerifyError
+from .protocol import MAX_INT
 
 EVENT_DOMAIN = b"theater-event/v1\x00"
 STAMP_DOMAIN = b"theater-stamp/v1\x00"
@@ -126,14 +127,24 @@ class Event:
     def from_json(cls, d: dict[str, Any]) -> Event:
         try:
             return cls(
-                actor_id=str(d["actor"]), seq=int(d["seq"]), type=str(d["type"]),
+                actor_id=str(d["actor"]), seq=_count(d["seq"], "seq"), type=str(d["type"]),
                 parent=bytes.fromhex(d["parent"]) if d.get("parent") else None,
                 data=base64.b64decode(d["data"], validate=True), hash=bytes.fromhex(d["hash"]),
-                time_ns=int(d.get("time_ns", 0)), stamp=bytes.fromhex(d.get("stamp") or ""),
+                time_ns=_count(d.get("time_ns", 0), "time_ns"), stamp=bytes.fromhex(d.get("stamp") or ""),
                 signature=bytes.fromhex(d["signature"]) if d.get("signature") else None,
             )
         except (KeyError, ValueError, TypeError) as e:
             raise VerifyError(f"malformed event record: {e}") from None
+
+
+def _count(value: Any, key: str) -> int:
+    """A sequence number or time from a file: an integer the hash's u64 and the store can hold
+    (a -1, 2^64 or 1e300 raised OverflowError deep in the verifier: issue 16, finding 11)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise VerifyError(f"{key} is a {type(value).__name__}, not an integer")
+    if not 0 <= value <= MAX_INT:
+        raise VerifyError(f"{key} is out of range (0 to {MAX_INT})")
+    return value
 
 
 def to_wire(ev: Event) -> dict[str, Any]:
@@ -156,7 +167,9 @@ def type_matches(event_type: str, patterns: Sequence[str] | None) -> bool:
 
 
 def read_export(path: str | Path) -> list[Event]:
-    """The events of a `theater export` file (JSON Lines); a bad line is named by number."""
+    """The events of a `theater export` file (JSON Lines); a bad line is named by number. A file
+    with no events is refused too: it proves nothing, and a chain cut down to nothing must not
+    verify as "ok"."""
     try:
         lines = Path(path).read_bytes().splitlines()
     except OSError as e:
@@ -169,6 +182,8 @@ def read_export(path: str | Path) -> list[Event]:
             out.append(Event.from_json(orjson.loads(line)))
         except (orjson.JSONDecodeError, VerifyError) as e:
             raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
+    if not out:
+        raise VerifyError(f"{path}: no events (an empty export verifies nothing)", 0)
     return out
 
 
@@ -203,7 +218,7 @@ class Checkpoint:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Checkpoint:
         try:
-            return cls(str(d["actor"]), int(d["seq"]), bytes.fromhex(d["head"]),
+            return cls(str(d["actor"]), _count(d["seq"], "seq"), bytes.fromhex(d["head"]),
                        bytes.fromhex(d["stamp"]), bytes.fromhex(d["signature"]))
         except (KeyError, ValueError, TypeError) as e:
             raise VerifyError(f"malformed checkpoint: {e}") from None

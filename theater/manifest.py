@@ -18,9 +18,15 @@ from typing import Any
 import orjson
 
 from . import grants
-from . import secrets as _secrets
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
+from .paths import read_regular, within
+from .protocol import MAX_PAYLOAD
+
+# Largest manifest file read; and largest component or init_state file, which must fit one
+# message to the server and from the server to the worker.
+MAX_MANIFEST_FILE = 1 << 20
+MAX_FILE = MAX_PAYLOAD
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -64,6 +70,21 @@ class Limits:
     events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
     event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
 
+    @property
+    def max_message(self) -> int:
+        """The largest message (send, request, channel) the actor takes: a quarter of its linear
+        memory (the message is copied into it, through the byte adapter's memory, which may hold
+        two bytes a byte while it converts; and the actor needs room to answer), never more than
+        one wire message carries."""
+        return min(self.memory // 4, MAX_PAYLOAD)
+
+    def too_large(self, actor_id: str, size: int) -> str | None:
+        """Why a message of ``size`` bytes is refused before it reaches the actor, if it is."""
+        if size <= self.max_message:
+            return None
+        return (f"a message of {size} bytes is over actor {actor_id}'s limit of {self.max_message} bytes "
+                f"(a quarter of its [limits] memory, and at most {MAX_PAYLOAD})")
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -96,91 +117,72 @@ class Manifest:
 def load(path: str | Path) -> Manifest:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular(p, MAX_MANIFEST_FILE).decode("utf-8")
     except FileNotFoundError:
         raise ManifestError(f"{p}: no such manifest file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{p}: cannot read manifest: {e}") from None
+        raise ManifestError(f"{p}: cannot read manifest: {reason(e)}") from None
     return parse(text, str(p))
 
 
 def parse(text: str, source: str = "manifest.toml") -> Manifest:
+    return Checker(source).manifest(read_toml(text, source))
+
+
+def read_toml(text: str, source: str) -> dict[str, Any]:
+    """The parsed document; any failure to parse is a ManifestError of one line naming ``source``.
+    tomllib recurses once per nesting level, so a deep enough document raises RecursionError
+    (issue 16, finding 13); anything else it raises is bad input too, not a bug of ours."""
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ManifestError(f"{source}: not valid TOML: {e}") from None
-    return _Checker(source).manifest(doc)
+        raise ManifestError(f"{source}: not valid TOML: {reason(e)}") from None
+    except RecursionError:
+        raise ManifestError(f"{source}: not valid TOML: nested too deeply") from None
+    except Exception as e:
+        raise ManifestError(f"{source}: not valid TOML: {type(e).__name__}: {reason(e)}") from None
 
 
-def resolve_init_state(manifest: Manifest, base_dir: str | Path) -> bytes | None:
-    """The initial state as JSON bytes: an inline table, or a JSON file relative to the manifest."""
+def reason(e: BaseException) -> str:
+    """The first line of what went wrong (an OSError's strerror without its errno)."""
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def component_bytes(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes:
+    """The component file's bytes. With ``root`` (the manifest came from an actor), its path must
+    stay inside ``root``: see ``theater.paths.within``."""
+    return _read(manifest, "component", manifest.component, base_dir, root)
+
+
+def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes | None:
+    """The initial state as JSON bytes: an inline table, or a JSON file relative to the manifest
+    (inside ``root`` if given, as for the component)."""
     init = manifest.init_state
     if init is None:
         return None
-    if isinstance(init, dict):
+    if isinstance(init, str):
+        raw = _read(manifest, "init_state", init, base_dir, root)
+        try:
+            init = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise ManifestError(f"{manifest.source}: init_state = {manifest.init_state!r}: not JSON: "
+                                f"{reason(e)}") from None
+    try:
         return orjson.dumps(init)
-    path = Path(base_dir) / init
+    except orjson.JSONEncodeError as e:      # nested deeper than orjson writes (255 levels)
+        raise ManifestError(f"{manifest.source}: init_state: {reason(e)} (nested too deeply)") from None
+
+
+def _read(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> bytes:
     try:
-        raw = path.read_bytes()
+        path = within(root, given, base_dir) if root is not None else Path(base_dir) / given
+        return read_regular(path, MAX_FILE)
     except OSError as e:
-        raise ManifestError(f"{manifest.source}: init_state = {init!r}: cannot read {path}: "
-                            f"{e.strerror or e}") from None
-    try:
-        return orjson.dumps(orjson.loads(raw))
-    except orjson.JSONDecodeError as e:
-        raise ManifestError(f"{manifest.source}: init_state = {init!r}: {path} is not JSON: {e}") from None
+        raise ManifestError(f"{manifest.source}: {key} = {given!r}: cannot read it: {reason(e)}") from None
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    """``$THEATER_HOME/server.toml``: defaults for actors, the root supervisor's flags, the secrets
-    manifests may place in outgoing requests (``theater.secrets``), and the content store's cap."""
-
-    limits: Limits = Limits()
-    strategy: str = "one_for_one"
-    intensity: int = 3
-    period: float = 5.0
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
-    store_max_bytes: int = 1 << 30     # the whole of $THEATER_HOME/store
-    source: Path | None = None         # the file read, if any (the gateway reads it again)
-
-
-def load_server_config(path: Path) -> ServerConfig:
-    """Reads server.toml if it exists (every key optional); ManifestError names file and key."""
-    if not path.exists():
-        return ServerConfig()
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ManifestError(f"{path}: cannot read server config: {e}") from None
-    c = _Checker(str(path))
-    c.unknown(doc, {"limits", "root", "secrets", "store"}, "")
-    root, store, secrets = doc.get("root", {}), doc.get("store", {}), doc.get("secrets", {})
-    for name, table in (("root", root), ("store", store), ("secrets", secrets)):
-        if not isinstance(table, dict):
-            raise c.fail(name, f"expected a [{name}] table")
-    c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
-    c.unknown(store, {"max_bytes"}, "[store]")
-    for name, value in secrets.items():
-        if not _secrets.NAME.match(name) or not isinstance(value, str):
-            raise c.fail(f"[secrets] {name}", "expected NAME = \"value\" (letters, digits and _; the value a string)")
-    if secrets and path.stat().st_mode & 0o077:
-        raise c.fail("[secrets]", "this file holds secrets: it must be readable by its owner only (chmod 600)")
-    d = ServerConfig()
-    strategy = root.get("strategy", d.strategy)
-    if strategy not in STRATEGIES:
-        raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
-    try:
-        store_max = parse_size(store.get("max_bytes", d.store_max_bytes))
-    except ValueError as e:
-        raise c.fail(f"[store] max_bytes = {store.get('max_bytes')!r}", str(e)) from None
-    return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
-                        intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
-                        period=c.duration(root, "period", "[root]", d.period, positive=True),
-                        secrets=dict(secrets), store_max_bytes=store_max, source=path)
-
-
-class _Checker:
+class Checker:
     """Validates one parsed TOML document; every message starts with the source file."""
 
     TOP = {"name", "version", "component", "description", "init_state", "handler", "restart", "limits"}

@@ -7,7 +7,7 @@
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
-    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
+    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.a<adapter>.cwasm
     store/          the content store handler's data (written by the gateway process only)
     logs/           server log when not logging to stdout
 """
@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,16 +88,28 @@ class Home:
         return self.run / "theater.sock"
 
     def ensure(self) -> None:
-        """Creates what is missing of the layout; run/ and keys/ are created private (0700).
-        Existing folders keep their modes (the server sets run/'s: see supervisor.server)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for private in (self.keys, self.run, self.run / "w"):
-            if not private.exists():
-                private.mkdir(mode=0o700)
-                os.chmod(private, 0o700)          # whatever the umask
-        for d in (self.components, self.cache, self.store, self.logs):
-            d.mkdir(exist_ok=True)
+        """Creates what is missing of the layout, private to its owner (0700: what a home holds,
+        every event and state, is nobody else's to read). Existing folders keep their modes
+        (see ``make_private``, and supervisor.server for what --user opens to workers)."""
+        if not self.root.exists():
+            self.root.mkdir(mode=0o700, parents=True)
+            os.chmod(self.root, 0o700)           # whatever the umask
+        for d in (self.keys, self.run, self.run / "w", self.components, self.cache, self.store, self.logs):
+            if not d.exists():
+                d.mkdir(mode=0o700)
+                os.chmod(d, 0o700)
         self.check_socket_paths()
+
+    def make_private(self) -> None:
+        """Takes group and other access away from everything in the home: folders 0700 at most,
+        files 0600 at most (a server before issue 16 left chains.db and its log 0644 in a 0755
+        home). Symlinks are left alone (their targets are not the home's)."""
+        for top, dirs, files in os.walk(self.root):
+            for name in (top, *(os.path.join(top, n) for n in dirs + files)):
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.lstat(name)
+                    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o7077:
+                        os.chmod(name, stat.S_IMODE(st.st_mode) & 0o700)
 
     def check_socket_paths(self) -> None:
         longest = self.run / "w" / "4194304.sock"
@@ -155,3 +169,53 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit`` of them. Anything else is refused with an
+    OSError whose strerror says why, before it is opened where possible and in any case
+    without blocking: a FIFO's open() waits for a writer, and a device may do anything on
+    open() or read() (issue 16, finding 1)."""
+    st = os.stat(path)
+    _check_regular(st, limit)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _check_regular(os.fstat(fd), limit)        # what was opened, if it changed since the stat
+        chunks, size = [], 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"larger than the {limit}-byte limit")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _check_regular(st: os.stat_result, limit: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, f"not a regular file (a {_kind(st.st_mode)})")
+    if st.st_size > limit:
+        raise OSError(errno.EFBIG, f"{st.st_size} bytes, over the {limit}-byte limit")
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def within(root: str | Path, given: str, base: str | Path | None = None) -> Path:
+    """``given`` (relative to ``base``, default ``root``) as a real path inside ``root``; an OSError
+    says why not. For paths an actor names (its children's manifests, components, initial states):
+    absolute paths are refused, and symlinks and ``..`` are resolved before the check, so neither
+    leads out of ``root``."""
+    if not given or Path(given).is_absolute():
+        raise OSError(errno.EACCES, "an actor may only name relative paths")
+    top = Path(root).resolve()
+    real = (Path(base if base is not None else root) / given).resolve()
+    if not real.is_relative_to(top):
+        raise OSError(errno.EACCES, f"outside {top}, the directory the actor may read")
+    return real

@@ -24,7 +24,11 @@ import orjson
 from .errors import ProtocolError, TheaterError
 
 MAX_HEADER = 4 << 20            # one header, JSON
+MAX_INT = (1 << 63) - 1         # integers on the wire fit a signed 64-bit (SQLite's INTEGER)
 MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a client
+# The most bytes one message carries beside its header. Past MAX_MESSAGE, ZeroMQ drops the
+# connection without a word, so senders check this first and say so (issue 16, finding 5).
+MAX_PAYLOAD = MAX_MESSAGE - MAX_HEADER
 
 S, N, B, L, D = str, int, bool, list, dict
 
@@ -129,13 +133,12 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     fields, min_frames = spec
     for name, typ in fields.items():
         value = header.get(name)
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ProtocolError(f"{kind}: field {name!r} missing or not a {typ.__name__}")
+        if not isinstance(value, typ) or (typ is int and not _integer(value, -MAX_INT - 1)):
+            raise ProtocolError(f"{kind}: field {name!r} missing or not a {_NAMES[typ]}")
     for name in (header.keys() & OPTIONAL.keys()) - fields.keys() if kind not in ("ok", "error") else ():
         typ, value = OPTIONAL[name], header[name]
-        if value is not None and (
-                not isinstance(value, typ) or (typ is int and (isinstance(value, bool) or value < 0))):
-            wanted = "a non-negative integer" if typ is int else f"a {typ.__name__}"
+        if value is not None and (not isinstance(value, typ) or (typ is int and not _integer(value, 0))):
+            wanted = f"an integer from 0 to {MAX_INT}" if typ is int else f"a {typ.__name__}"
             raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")
     types = header.get("types")
     if types is not None and not all(isinstance(t, str) for t in types):
@@ -144,6 +147,15 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     if len(body) < min_frames:
         raise ProtocolError(f"{kind}: expected at least {min_frames} binary frame(s), got {len(body)}")
     return header, body
+
+
+_NAMES = {S: "string", N: "64-bit integer", B: "bool", L: "list"}
+
+
+def _integer(value: Any, minimum: int) -> bool:
+    """An int (not a bool) from ``minimum`` to MAX_INT: every integer from outside is range-checked,
+    so none reaches SQLite or a fixed-width encoding out of range (issue 16, finding 6)."""
+    return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_INT
 
 
 def ok(request_id: str, **fields: Any) -> dict[str, Any]:

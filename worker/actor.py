@@ -75,6 +75,7 @@ class Actor:
         self.calls: Calls | None = None
         self.mailbox: Mailbox | None = None
         self.peers: Peers | None = None
+        self.limits = manifests.Limits()
         self.gateway: Gateway | None = None
         self.handlers: list[Handler] = []
         self.by_kind: dict[str, tuple[Handler, bool]] = {}      # mailbox kind -> (its handler, counted?)
@@ -106,6 +107,7 @@ class Actor:
         if config.get("limits"):        # the server's defaults under what the manifest says
             m = replace(m, limits=manifests.Limits(**config["limits"]))
         shape.granted(m)
+        self.limits = m.limits
         init_state = frames[0] if config.get("has_init") and frames else None
 
         resume, rframes = answer(loop.wait_reply(resume_id, timeout=STARTUP_TIMEOUT))
@@ -127,7 +129,7 @@ class Actor:
         self._grant(m, host)
 
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, comp, shape.imports, handlers.live(self.handlers, recorder.record))
+        handlers.link(linker, engine, comp, shape, handlers.live(self.handlers, recorder.record))
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=m.limits.memory)
         store.set_epoch_deadline(1)
@@ -151,8 +153,7 @@ class Actor:
 
         resuming = config["mode"] == "resume" and resume.get("has_state")
         state = (rframes[0] if rframes else None) if resuming else init_state
-        self.calls = calls = Calls(store, instance, watchdog, m.limits, recorder.record, shape.export_names,
-                                   shape.exports, state)
+        self.calls = calls = Calls(store, instance, watchdog, m.limits, recorder.record, shape, state)
         host.calls = calls
         loop.call_deadline = lambda: calls.deadline
         recorder.record("lifecycle/start", {
@@ -185,6 +186,8 @@ class Actor:
             mailbox.refuse(item, self._nobody_takes(item.what))
         elif taker[1] and (self.stop_reason or (self.watchdog and self.watchdog.stop_requested)):
             mailbox.refuse(item, f"actor {self.actor_id} is stopping")
+        elif taker[1] and (too_large := self.limits.too_large(self.actor_id, len(item.payload))):
+            mailbox.refuse(item, too_large)
         else:
             mailbox.admit(item, taker[1])
 

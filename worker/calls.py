@@ -22,6 +22,7 @@ from theater.manifest import Limits
 
 from . import records
 from .codec import Export
+from .component import Shape
 from .watchdog import Watchdog
 
 Record = Callable[..., None]         # (event type, value, state_changed=False) -> None
@@ -29,8 +30,7 @@ Record = Callable[..., None]         # (event type, value, state_changed=False) 
 
 class Calls:
     def __init__(self, store: wasmtime.Store, instance: wc.Instance, watchdog: Watchdog, limits: Limits,
-                 record: Record, export_names: dict[str, str], exports: dict[str, list[str]],
-                 state: bytes | None) -> None:
+                 record: Record, shape: Shape, state: bytes | None) -> None:
         self.store = store
         self.instance = instance
         self.watchdog = watchdog
@@ -39,8 +39,9 @@ class Calls:
         self.state = state
         self.count = 0
         self.deadline: float | None = None       # of the running call
-        self._names = export_names               # interface base name -> exact export name
-        self._present = {base: set(exports[name]) for base, name in export_names.items()}
+        self._shape = shape
+        self._names = shape.export_names         # interface base name -> exact export name
+        self._present = {base: set(shape.exports[name]) for base, name in shape.export_names.items()}
         self._funcs: dict[tuple[str, str], Export] = {}
 
     def exports(self, interface: str, fn: str) -> bool:
@@ -52,7 +53,7 @@ class Calls:
             idx = self.instance.get_export_index(self.store, self._names[interface])
             func = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
             assert func is not None
-            f = self._funcs[(interface, fn)] = Export(func, self.store)
+            f = self._funcs[(interface, fn)] = Export(func, self.store, self._shape.signature(interface, fn))
         return f
 
     def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -3,8 +3,11 @@
 wasmtime-py converts every argument and result by walking the function's type through
 ctypes on every call, and lowers a ``list<u8>`` one byte at a time: ~180 µs for a call
 that does nothing. A ``Codec`` walks the type once and keeps a pair of closures per
-value type; byte lists are copied in bulk. Calls into the actor and host calls out of it
-both go through here (``call_export``, ``add_host_func``).
+value type. Calls into the actor and host calls out of it both go through here
+(``Export``, ``add_host_func``). Given the function's WIT signature (``sig``), a codec
+speaks to the adapter around the actor (``worker.adapter``) instead: a ``list<u8>`` crosses
+as a latin-1 string, in bulk, records as tuples and enums as integers; else byte lists are
+C values of one byte each (32 bytes of memory a byte, however they are filled).
 
 It writes wasmtime's C values (``wasmtime_component_val_t``) through wasmtime-py's
 private ctypes layer, so it is tied to the pinned wasmtime version. Ownership: lifting
@@ -28,6 +31,8 @@ import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as wc
 from wasmtime.component import _enter
+
+from . import wit
 
 Val = ffi.wasmtime_component_val_t
 VAL_SIZE = ctypes.sizeof(Val)
@@ -133,6 +138,93 @@ def _bytes() -> Codec:
     return Codec(lower, lift)
 
 
+_WIT_PRIMS = {"bool": ("BOOL", "boolean"), "s8": ("S8", "s8"), "u8": ("U8", "u8"), "s16": ("S16", "s16"),
+              "u16": ("U16", "u16"), "s32": ("S32", "s32"), "u32": ("U32", "u32"), "s64": ("S64", "s64"),
+              "u64": ("U64", "u64"), "f32": ("F32", "f32"), "f64": ("F64", "f64")}
+
+
+def adapted(d: wit.Desc) -> Codec:
+    """A value of WIT type ``d`` (``wit.parse``) as the adapter shows it to the host."""
+    kind = d[0]
+    if kind in _WIT_PRIMS:
+        name, field = _WIT_PRIMS[kind]
+        return _prim(_K[name], field)
+    if kind == "string":
+        return _text("STRING", "string")
+    if kind == "list":
+        return _latin1() if d[1] == ("u8",) else _list(adapted(d[1]))
+    if kind == "option":
+        return _option(adapted(d[1]))
+    if kind == "result":
+        return _result(adapted(d[1]) if d[1] is not None else None, adapted(d[2]) if d[2] is not None else None)
+    if kind == "tuple":
+        return _tuple([adapted(e) for e in d[1]])
+    if kind == "record":
+        return _record_as_tuple([(name, adapted(t)) for name, t in d[1]])
+    if kind == "enum":
+        return _enum_as_int(d[1])
+    raise TypeError(f"no adapted conversion for WIT type {kind}")
+
+
+def _latin1() -> Codec:
+    """list<u8> as the adapter's latin-1 string: one character a byte, UTF-8 in the C value.
+    ASCII is already its own UTF-8; other bytes are converted in C (decode, encode)."""
+    k = _K["STRING"]
+
+    def lower(value: Any, v: Val) -> None:
+        if not isinstance(value, bytes | bytearray):
+            raise TypeError(f"expected bytes, got {type(value).__name__}")
+        data = bytes(value) if value.isascii() else value.decode("latin-1").encode()
+        vec = ffi.wasm_byte_vec_t()
+        ffi.wasm_byte_vec_new_uninitialized(byref(vec), len(data))
+        if data:
+            ctypes.memmove(vec.data, data, len(data))
+        v.kind = k
+        v.of.string = vec
+
+    def lift(v: Val) -> Any:
+        vec = v.of.string
+        data = ctypes.string_at(vec.data, vec.size)
+        return data if data.isascii() else data.decode().encode("latin-1")
+    return Codec(lower, lift)
+
+
+def _record_as_tuple(fields: list[tuple[str, Codec]]) -> Codec:
+    """A record (dict by field name) as the adapter's tuple of its fields, in order."""
+    names = [name for name, _ in fields]
+    inner = _tuple([c for _, c in fields])
+
+    def lower(value: Any, v: Val) -> None:
+        inner.lower(tuple(value[n] for n in names), v)
+
+    def lift(v: Val) -> Any:
+        return dict(zip(names, inner.lift(v), strict=True))
+    return Codec(lower, lift)
+
+
+def _enum_as_int(names: tuple[str, ...]) -> Codec:
+    """An enum case (by name) as the adapter's integer: its index, as wide as its discriminant."""
+    kind, field = ("U8", "u8") if len(names) <= 256 else ("U16", "u16") if len(names) <= 65536 else ("U32", "u32")
+    k, index = _K[kind], {n: i for i, n in enumerate(names)}
+
+    def lower(value: Any, v: Val) -> None:
+        v.kind = k
+        setattr(v.of, field, index[value])
+
+    def lift(v: Val) -> Any:
+        return names[getattr(v.of, field)]
+    return Codec(lower, lift)
+
+
+def _codecs(fty: wc.FuncType, sig: wit.Func | None) -> tuple[list[Codec], Codec | None]:
+    """A function's parameter and result codecs: from its WIT signature when it goes through the
+    adapter, else from its component type."""
+    if sig is not None:
+        return ([adapted(wit.parse(t)) for _, t in sig.params],
+                adapted(wit.parse(sig.result)) if sig.result is not None else None)
+    return [codec(t) for _, t in fty.params], codec(fty.result) if fty.result is not None else None
+
+
 def _list(elem: Codec) -> Codec:
     def lower(value: Any, v: Val) -> None:
         raw = ffi.wasmtime_component_vallist_t()
@@ -225,11 +317,10 @@ class Export:
     are allocated once.
     """
 
-    def __init__(self, func: wc.Func, store: wasmtime.Store) -> None:
-        fty = func.type(store)
-        self.params = [codec(t) for _, t in fty.params]
-        self.result = codec(fty.result) if fty.result is not None else None
+    def __init__(self, func: wc.Func, store: wasmtime.Store, sig: wit.Func | None = None) -> None:
+        self.params, self.result = _codecs(func.type(store), sig)
         self._func = byref(func._func)
+        self._store = store                # the context below is only valid while the store lives
         self._ctx = store._context()
         self._args = (Val * len(self.params))()
         self._out = Val()
@@ -282,10 +373,11 @@ def _host_finalize(idx):  # type: ignore[no-untyped-def]
     _HOST_FUNCS.pop(idx or 0, None)
 
 
-def add_host_func(instance: wc.LinkerInstance, name: str, fty: wc.FuncType, impl: Callable[..., Any]) -> None:
-    """Defines ``name`` with the import's type compiled once; ``impl`` gets and returns fast-codec shapes."""
-    params = [codec(t) for _, t in fty.params]     # lifting only reads: wasmtime frees the arguments
-    result = codec(fty.result) if fty.result is not None else None
+def add_host_func(instance: wc.LinkerInstance, name: str, fty: wc.FuncType, impl: Callable[..., Any],
+                  sig: wit.Func | None = None) -> None:
+    """Defines ``name`` with the import's type compiled once (through the adapter given ``sig``);
+    ``impl`` gets and returns fast-codec shapes."""
+    params, result = _codecs(fty, sig)     # lifting only reads: wasmtime frees the arguments
 
     def call(args: Any, nargs: int, results: Any) -> None:
         out = impl(*[c.lift(args[i]) for i, c in enumerate(params)])

@@ -1,13 +1,14 @@
 """Loading an actor's component: compile once, cache, check it against what its manifest grants.
 
-Compiled artifacts live in ``$THEATER_HOME/cache/<wasmtime version>/<flavour>/<sha256>.cwasm``
-(a serialized component only loads into an engine with the same settings, so fuel on/off
-is part of the key). Loading from the cache is an mmap (``deserialize_file``), about 1 ms
-instead of several ms to seconds of compiling.
+Compiled artifacts live in ``$THEATER_HOME/cache/<wasmtime version>/<flavour>/<sha256>.a<N>.cwasm``
+(a serialized component only loads into an engine with the same settings, so fuel on/off is
+part of the key; N is the byte adapter's version, ``ADAPTER``). Loading from the cache is an
+mmap (``deserialize_file``), about 1 ms instead of several ms to seconds of compiling.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -21,9 +22,13 @@ from theater.errors import ComponentError
 from theater.manifest import Manifest
 from theater.paths import write_atomically
 
+from . import adapter, wit
 from .wit import PACKAGE, render_func, signatures
 
 WASMTIME_VERSION = metadata.version("wasmtime")
+# Part of every cache key: what is cached is the adapter's output, and its shape says so.
+ADAPTER = 1
+log = logging.getLogger("theater.worker")
 TYPES_INTERFACE = f"{PACKAGE}/types"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
 
@@ -50,6 +55,12 @@ class Shape:
     imports: dict[str, str]            # interface base name -> the exact name the component uses
     exports: dict[str, list[str]]      # exact export name -> functions present
     export_names: dict[str, str]       # interface base name -> exact export name
+    adapted: bool = False              # it runs inside the byte adapter (worker.adapter)
+
+    def signature(self, interface: str, fn: str) -> wit.Func | None:
+        """What the codec for an export or import of it needs: its WIT signature if it runs in
+        the adapter, else nothing (the component's own types say it all)."""
+        return wit.package()[interface].funcs[fn] if self.adapted else None
 
     def granted(self, manifest: Manifest) -> None:
         """Refuses an import the manifest does not grant, naming the interface and the fix."""
@@ -62,43 +73,66 @@ class Shape:
 
 def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
          fuel: bool) -> tuple[wc.Component, Shape, bool]:
-    """The compiled component, its checked shape, and whether this load compiled it."""
-    component, compiled = compile_cached(engine, cache_dir, wasm_path, sha256, fuel)
-    shape_file = cache_dir / WASMTIME_VERSION / f"{sha256}.shape.json"
-    try:
-        shape = Shape(**orjson.loads(shape_file.read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError):
-        shape = Shape(_check_imports(engine, component), *_check_exports(engine, component))
-        write_atomically(shape_file, orjson.dumps(asdict(shape)))
-    return component, shape, compiled
-
-
-def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
-                   fuel: bool) -> tuple[wc.Component, bool]:
-    """The component at ``wasm_path`` (binary, or WAT text), from the cache when it is there."""
-    flavour = "fuel" if fuel else "epoch"
-    cached = cache_dir / WASMTIME_VERSION / flavour / f"{sha256}.cwasm"
-    if cached.exists():
+    """The component to run, its checked shape, and whether this load compiled it. What runs is
+    the actor inside its adapter (``worker.adapter``: bytes cross in bulk; ``shape.adapted``),
+    or, if the adapter cannot wrap it, the actor as it is."""
+    version = cache_dir / WASMTIME_VERSION
+    shape_file = version / f"{sha256}.shape{ADAPTER}.json"
+    cached = version / ("fuel" if fuel else "epoch") / f"{sha256}.a{ADAPTER}.cwasm"
+    shape = _read_shape(shape_file)
+    if shape is not None and cached.exists():
         try:
-            return wc.Component.deserialize_file(engine, str(cached)), False
+            return wc.Component.deserialize_file(engine, str(cached)), shape, False
         except wasmtime.WasmtimeError:
             cached.unlink(missing_ok=True)     # stale or damaged: compile again
+    wasm = _read_wasm(wasm_path, sha256)
+    plain = None
+    if shape is None:
+        plain = _compile(engine, wasm)
+        shape = Shape(_check_imports(engine, plain), *_check_exports(engine, plain))
+        shape.adapted = True
+    component = None
+    if shape.adapted:
+        try:
+            component = _compile(engine, adapter.wrap(wasm, shape.imports, shape.exports))
+        except (adapter.Unsupported, ComponentError) as e:
+            log.warning("component %s runs without the byte adapter (%s): byte lists cross one C value "
+                        "per byte", sha256[:12], e)
+            shape.adapted = False
+    if component is None:
+        component = plain or _compile(engine, wasm)
+    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    write_atomically(cached, component.serialize())
+    return component, shape, True
+
+
+def _read_shape(path: Path) -> Shape | None:
     try:
-        wasm = wasm_path.read_bytes()
+        return Shape(**orjson.loads(path.read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TypeError):
+        return None
+
+
+def _read_wasm(path: Path, sha256: str) -> bytes:
+    """The component's binary (WAT text is assembled)."""
+    try:
+        wasm = path.read_bytes()
     except OSError as e:
-        raise ComponentError(f"component {sha256[:12]} is missing from {wasm_path.parent}: {e.strerror}") from None
+        raise ComponentError(f"component {sha256[:12]} is missing from {path.parent}: {e.strerror}") from None
     if not wasm.startswith(b"\x00asm"):
         try:
-            wasm = wasmtime.wat2wasm(wasm.decode())
+            wasm = bytes(wasmtime.wat2wasm(wasm.decode()))
         except (UnicodeDecodeError, wasmtime.WasmtimeError) as e:
-            raise ComponentError(f"{wasm_path} is neither a WebAssembly component nor WAT: {e}") from None
+            raise ComponentError(f"{path} is neither a WebAssembly component nor WAT: {e}") from None
+    return wasm
+
+
+def _compile(engine: wasmtime.Engine, wasm: bytes) -> wc.Component:
     try:
-        component = wc.Component(engine, wasm)
+        return wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
         raise ComponentError(f"not a valid WebAssembly component: {first}") from None
-    write_atomically(cached, component.serialize())
-    return component, True
 
 
 def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str, str]:

@@ -108,9 +108,9 @@ class Replayer:
         info = decode_data(self.events[start].data)
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
-        comp, shape, _ = component.load(engine, self.cache, path, key, False)
+        comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, comp, shape.imports, self._feeder)
+        handlers.link(linker, engine, comp, self.shape, self._feeder)
         store = wasmtime.Store(engine)
         store.set_epoch_deadline(1)
         instance = linker.instantiate(store, comp)
@@ -152,7 +152,8 @@ class Replayer:
         export = self.exports.get(function)
         if export is None:
             export = self.exports[function] = Export(instance.get_func(store, instance.get_export_index(
-                store, fn, instance.get_export_index(store, interface))), store)
+                store, fn, instance.get_export_index(store, interface))), store,
+                self.shape.signature(component.unversioned(interface), fn))
         store.set_epoch_deadline(1)
         seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()

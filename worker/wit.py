@@ -11,8 +11,10 @@ since a component's types carry no names.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any
 
 from wasmtime import component as wc
 
@@ -94,27 +96,48 @@ def _definitions(body: str) -> dict[str, str]:
     return types
 
 
+@dataclass(frozen=True)
+class Func:
+    params: tuple[tuple[str, str], ...]      # (name, type with every named type expanded)
+    result: str | None
+
+    def signature(self) -> str:
+        return f"func({', '.join(t for _, t in self.params)})" + (f" -> {self.result}" if self.result else "")
+
+
+@dataclass(frozen=True)
+class Interface:
+    funcs: dict[str, Func]
+    types: dict[str, str]                   # every type name usable in it (its own and used), expanded
+
+
 @cache
-def signatures() -> dict[str, dict[str, str]]:
-    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded:
-    the WIT files in ``theater/wit`` and the WIT of handlers registered from plug-ins. Interfaces
-    that define only types (``types``, ``http-types``) map to ``{}``."""
+def package() -> dict[str, Interface]:
+    """``{"theater:simple/runtime": Interface(...), ...}``: the WIT files in ``theater/wit`` and the
+    WIT of handlers registered from plug-ins. Interfaces that define only types (``types``,
+    ``http-types``) have no functions."""
     texts = [f.read_text() for f in resources.files("theater").joinpath("wit").iterdir() if f.name.endswith(".wit")]
     texts += [spec.wit for spec in grants.SPECS.values() if spec.wit]
     packages: dict[str, list[str]] = {}
     for text in texts:
         m = _PACKAGE.search(text)
         packages.setdefault(m.group(1) if m else PACKAGE, []).append(_COMMENT.sub("", text))
-    out: dict[str, dict[str, str]] = {}
-    for package, parts in packages.items():
-        out.update(_package_signatures(package, "\n".join(parts)))
+    out: dict[str, Interface] = {}
+    for name, parts in packages.items():
+        out.update(_package(name, "\n".join(parts)))
     return out
 
 
-def _package_signatures(package: str, text: str) -> dict[str, dict[str, str]]:
+@cache
+def signatures() -> dict[str, dict[str, str]]:
+    """``{"theater:simple/runtime": {"log": "func(string)", ...}, ...}`` with every type expanded."""
+    return {name: {fn: f.signature() for fn, f in iface.funcs.items()} for name, iface in package().items()}
+
+
+def _package(package: str, text: str) -> dict[str, Interface]:
     bodies = {m.group(1): m.group(2) for m in _INTERFACE.finditer(text)}
     named = {iface: _definitions(body) for iface, body in bodies.items()}
-    out: dict[str, dict[str, str]] = {}
+    out: dict[str, Interface] = {}
     for iface, body in bodies.items():
         scope = dict(named[iface])
         for m in _USE.finditer(body):
@@ -123,11 +146,41 @@ def _package_signatures(package: str, text: str) -> dict[str, dict[str, str]]:
                 scope[name] = _expand(source[name], source)
         funcs = {}
         for m in _FUNC.finditer(body):
-            params = [_expand(p.split(":", 1)[1], scope) for p in _split_top(m.group(2))]
-            result = f" -> {_expand(m.group(3), scope)}" if m.group(3) else ""
-            funcs[m.group(1)] = f"func({', '.join(params)}){result}"
-        out[f"{package}/{iface}"] = funcs
+            params = tuple((n, _expand(t, scope)) for n, t in _fields(m.group(2))) if m.group(2).strip() else ()
+            funcs[m.group(1)] = Func(params, _expand(m.group(3), scope) if m.group(3) else None)
+        out[f"{package}/{iface}"] = Interface(funcs, {n: _expand(t, scope) for n, t in scope.items()})
     return out
+
+
+# A type as data: ("u8",), ("string",), ("list", T), ("option", T), ("result", T | None, E | None),
+# ("tuple", (T, ...)), ("record", ((name, T), ...)), ("enum", (name, ...)), ("variant", ((name, T | None), ...)).
+Desc = tuple[Any, ...]
+
+
+@cache
+def parse(text: str) -> Desc:
+    """An expanded type (as ``package()`` and ``render`` write them) as data."""
+    text = text.strip()
+    m = re.fullmatch(r"([\w-]+)<(.*)>", text, re.S)
+    if m:
+        kind, args = m.group(1), [None if a == "_" else parse(a) for a in _split_top(m.group(2))]
+        if kind in ("list", "option"):
+            return (kind, args[0])
+        if kind == "tuple":
+            return ("tuple", tuple(args))
+        if kind == "result":
+            return ("result", args[0], args[1] if len(args) > 1 else None)
+        raise ValueError(f"unknown type {text!r}")
+    m = re.fullmatch(r"(record|enum|variant) \{ (.*) \}", text, re.S)
+    if m and m.group(1) == "record":
+        return ("record", tuple((n, parse(t)) for n, t in _fields(m.group(2))))
+    if m and m.group(1) == "enum":
+        return ("enum", tuple(_split_top(m.group(2))))
+    if m:
+        return ("variant", tuple((n, None if t is None else parse(t)) for n, t in _cases(m.group(2))))
+    if text == "result":
+        return ("result", None, None)
+    return (text,)
 
 
 def render_func(fty: wc.FuncType) -> str:

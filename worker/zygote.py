@@ -13,8 +13,8 @@ in while it waits: moving a process costs an RCU grace period, which would other
 paid during the spawn. The server writes the actor's limits into that group when it learns
 the pid, before it answers the worker's hello, so no actor code runs unlimited.
 
-The zygote is the workers' parent: it reaps them and reports each exit status to the
-server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
+The zygote is the workers' parent: it reaps them, removes each one's inbox socket, and reports
+each exit status to the server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
 
 Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "component", "fuel", "confine"}``
@@ -76,6 +76,9 @@ class Zygote:
         # get SIGTERM at once, and the server still needs us to report its workers' exits.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
+        # inboxes of workers gone with a previous fork server (they die with it)
+        for stale in (self.home.run / "w").glob("*.sock"):
+            stale.unlink(missing_ok=True)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()
@@ -141,6 +144,9 @@ class Zygote:
                 return
             if pid == 0:
                 return
+            # its inbox: nobody else removes it (a worker killed or trapped does not unbind), and
+            # restart storms left thousands (issue 16, finding 12)
+            self.home.worker_socket(pid).unlink(missing_ok=True)
             spare = next((sp for sp in self.spares if sp[0] == pid), None)
             if spare is not None:
                 os.close(spare[1])

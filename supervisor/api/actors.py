@@ -11,7 +11,6 @@ from theater import __version__
 from theater import manifest as manifests
 from theater.errors import TheaterError
 
-from .. import components
 from .request import Request
 
 # The previous `top` sample of each running actor (pid, events, CPU seconds, time): rates
@@ -30,7 +29,7 @@ def start(req: Request) -> None:
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
-    sha = components.store(req.services.home, req.frames[0], f"{h['source']}: component {m.component!r}")
+    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}")
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:

@@ -6,15 +6,24 @@ plane uses, and relays the worker's ``reply`` back to the client.
 
 from __future__ import annotations
 
-from theater.errors import NotFound
+from theater.errors import NotFound, ProtocolError
 from theater.ids import new_channel_id
 
+from ..registry import ActorRecord
 from .request import Request
+
+
+def _fits(rec: ActorRecord, message: bytes) -> None:
+    """A message over the actor's limit is refused here, where its client can still be told."""
+    why = rec.spec.limits.too_large(rec.actor_id, len(message))
+    if why is not None:
+        raise ProtocolError(why)
 
 
 def send(req: Request) -> None:
     """{actor} [message] -> {} once the message is handed to the actor's worker."""
     rec = req.services.supervision.lookup_running(req.header["actor"])
+    _fits(rec, req.frames[0])
     if req.services.outbox.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
         req.ok(id=rec.actor_id)
     else:
@@ -24,12 +33,14 @@ def send(req: Request) -> None:
 def request(req: Request) -> None:
     """{actor} [message] -> {} [reply], when the actor answers (handle-request or respond-to-request)."""
     rec = req.services.supervision.lookup_running(req.header["actor"])
+    _fits(rec, req.frames[0])
     req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "request"}, req.frames[0])
 
 
 def channel_open(req: Request) -> None:
     """{actor} [first message] -> {channel, accepted} [the actor's first message?]"""
     rec = req.services.supervision.lookup_running(req.header["actor"])
+    _fits(rec, req.frames[0])
     ch = new_channel_id()
 
     def answered(header: dict, frames: list[bytes]) -> None:
@@ -54,6 +65,9 @@ def _channel(req: Request) -> tuple[str, str]:
 
 def channel_send(req: Request) -> None:
     ch, actor_id = _channel(req)
+    rec = req.services.registry.get(actor_id)
+    if rec is not None:
+        _fits(rec, req.frames[0])
     req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0])
     req.ok(channel=ch)
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from theater import _linux
+from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError
-from theater.manifest import ServerConfig, load_server_config
 from theater.paths import Home
 from theater.secrets import Secrets
 

@@ -19,8 +19,9 @@ from typing import IO, Any
 import zmq
 
 from theater import protocol
+from theater.config import ServerConfig
 from theater.errors import ManifestError
-from theater.manifest import Backoff, Manifest, ServerConfig
+from theater.manifest import Backoff, Manifest
 from theater.paths import Home
 from theater.secrets import Secrets
 

@@ -13,6 +13,7 @@
 ;;   t  trap (unreachable)               x  return err(rest)
 ;;   l  loop forever                     g  memory.grow(1) until it fails, reply "grow-failed"
 ;;   n  log("spam") rest-as-decimal times, reply "logged"
+;;   o  log(rest) once (rest must be UTF-8), reply "logged"
 ;;   q  request(rest, "ep"), reply its reply or "error: <err>"
 ;;   d  reply none (request stays outstanding)
 ;;   r  respond-to-request(id, "late") for every outstanding request, reply the count
@@ -322,6 +323,12 @@
               (call $log (i32.const 112) (i32.const 4))
               (local.set $i (i64.add (local.get $i) (i64.const 1)))
               (br $next)))
+          (call $reply (i32.const 120) (i32.const 6))
+          (return (global.get $RET))))
+      ;; 'o' log(rest)
+      (if (i32.eq (local.get $op) (i32.const 0x6f))
+        (then
+          (call $log (local.get $ap) (local.get $al))
           (call $reply (i32.const 120) (i32.const 6))
           (return (global.get $RET))))
       ;; 'q' request(rest, "ep")

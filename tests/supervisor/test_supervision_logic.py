@@ -23,6 +23,7 @@ from supervisor.registry import ActorRecord, Registry, Status
 from supervisor.restart import DEFAULT_BACKOFF
 from supervisor.supervision import HANG_GRACE, Supervision
 from theater import manifest as manifests
+from theater.config import ServerConfig
 
 EXIT_FAILED = 70 << 8          # a wait status: exited with 70
 
@@ -80,7 +81,7 @@ class World:
         self.registry = Registry()
         self.outbox = FakeOutbox(self.registry, self.clock)
         self.forks = FakeForkServer()
-        config = manifests.ServerConfig(**(root or {}))
+        config = ServerConfig(**(root or {}))
         self.sup = Supervision(self.registry, self.outbox, self.forks, RlimitController(reason="test"),
                                SavedActors(tmp_path / "actors"), Directory(self.registry, self.outbox), config,
                                clock=self.clock, wall=self.clock, rng=random.Random(seed))

@@ -8,13 +8,15 @@ route: a TheaterError becomes one line on stderr and the exit status from ``_out
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import NoReturn
 
 from .. import grants
 from ..client import DEFAULT_TIMEOUT
 from ..errors import TheaterError
 from ..paths import Home
 from . import _output, actors, chains, messages, replay, run
-from ._context import Command, Context
+from ._context import Command, Context, seconds
 
 EPILOG = """\
 exit status: 0 ok, 1 the actor failed or another error, 2 bad input (usage, manifest, component),
@@ -28,12 +30,20 @@ getting started:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (bad input gets one line, like every error)."""
+
+    def error(self, message: str) -> NoReturn:
+        _output.error(f"{message} (see `{self.prog} --help`)")
+        sys.exit(_output.EXIT["usage"])
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage WebAssembly actors on a theater-server: start them, message them, "
                     "read and verify their signed event chains.")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     for parser, default in ((p, None), (common, argparse.SUPPRESS)):
         # accepted before or after the command; given after, they win
         parser.add_argument("--home", default=default,
@@ -41,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", default=default or False, help="machine-readable output")
         parser.add_argument("--server", metavar="ADDRESS", default=default,
                             help="server address (default: $THEATER_SERVER, else the home's unix socket)")
-        parser.add_argument("--timeout", type=float, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
+        parser.add_argument("--timeout", type=seconds, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -69,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    ctx: Context | None = None
     try:
         grants.load_plugins()
         ctx = Context(Home.resolve(args.home), args.json, args.server, args.timeout)
@@ -81,4 +92,5 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
-        ctx.close()
+        if ctx is not None:
+            ctx.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..client import Client
 from ..paths import Home
+from ..protocol import MAX_INT
 
 
 @dataclass
@@ -37,3 +39,28 @@ Command = Callable[[argparse.Namespace, Context], int]
 def actor_arg(p: argparse.ArgumentParser) -> None:
     """The positional ACTOR most commands take."""
     p.add_argument("actor", help="actor id (or a unique prefix of it, or its name)")
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``minimum`` to 2^63-1, what the chain can store and the
+    wire carries (a larger --since once killed the chain process)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text, 10)
+        except ValueError:
+            n = None
+        if n is None or not minimum <= n <= MAX_INT:
+            raise argparse.ArgumentTypeError(f"expected an integer from {minimum} to {MAX_INT}, got {text!r}")
+        return n
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (at most a year)."""
+    try:
+        s = float(text)
+    except ValueError:
+        s = math.nan
+    if not 0 < s <= 365 * 86400:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 (at most a year), got {text!r}")
+    return s

@@ -1,9 +1,17 @@
-"""How the CLI talks back: one line on stderr for an error, an exit status per kind of failure."""
+"""How the CLI talks back: one line on stderr for an error, an exit status per kind of failure.
+
+Everything printed for a human goes through ``line`` (or ``table``, ``error``, ``emit_bytes``
+on a terminal), which shows control characters as escapes: actor-controlled text (log lines,
+errors, names, event types) must not drive the operator's terminal (issue 16, finding 8:
+``\x1b]0;pwned\x07\x1b[2J`` retitled and cleared it). JSON output stays exact (JSON escapes
+C0 itself); ``emit_bytes`` into a pipe stays exact.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -22,12 +30,35 @@ EXIT = {
 }
 
 
+# C0 controls, DEL, C1 controls (a terminal may take U+009B as CSI), and the bidirectional
+# overrides that reorder what is shown. Newline and tab only where they are the structure.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_IN_LINE = re.compile(f"[{_CONTROLS}\n\t]")
+_IN_TEXT = re.compile(f"[{_CONTROLS}]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def safe(text: Any, multiline: bool = False) -> str:
+    """``text`` fit for a terminal: every control character shown as an escape (``\\x1b``),
+    newlines and tabs too unless ``multiline``."""
+    return (_IN_TEXT if multiline else _IN_LINE).sub(_escape, str(text))
+
+
+def line(text: Any, file: IO[str] | None = None) -> None:
+    """One line for a human, on stdout (or ``file``)."""
+    print(safe(text), file=file or sys.stdout, flush=True)
+
+
 def exit_status(exc: TheaterError) -> int:
     return EXIT.get(exc.code, 1)
 
 
 def error(message: str) -> None:
-    print(f"theater: {message}", file=sys.stderr, flush=True)
+    line(f"theater: {message}", sys.stderr)
 
 
 note = error       # something the user should know that is not an error: said the same way
@@ -44,14 +75,23 @@ def emit_json_line(value: Any) -> None:
 
 
 def emit_bytes(data: bytes) -> None:
-    """Raw bytes to stdout; a newline is added only for a terminal, so pipes get the bytes as they are."""
+    """Bytes to stdout: exactly as they are into a pipe or file; on a terminal as text with its
+    control characters escaped, and ending in a newline."""
+    if sys.stdout.isatty():
+        text = safe(data.decode("utf-8", errors="backslashreplace"), multiline=True)
+        print(text, end="" if text.endswith("\n") else "\n", flush=True)
+        return
     sys.stdout.buffer.write(data)
-    if sys.stdout.isatty() and not data.endswith(b"\n"):
-        sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 
 
-def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+def table(rows: list[list[Any]], header: list[str]) -> None:
+    cells = [[safe(c) for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), flush=True)
+
+
+def clear_screen() -> None:
+    """The one escape sequence the CLI writes on purpose (`top --watch`)."""
+    print("\x1b[2J\x1b[H", end="", flush=True)

@@ -10,7 +10,7 @@ from typing import Any
 from .._units import format_size
 from ..events import readable
 from . import _output
-from ._context import Context, actor_arg
+from ._context import Context, actor_arg, seconds
 
 
 def start(args: argparse.Namespace, ctx: Context) -> int:
@@ -25,7 +25,7 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
     else:
-        print(info["id"])
+        _output.line(info["id"])
     return 0
 
 
@@ -38,7 +38,7 @@ def stop(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json(info)
     else:
-        print(f"stopped {info['id']}")
+        _output.line(f"stopped {info['id']}")
     return 0
 
 
@@ -49,7 +49,7 @@ def list_actors(args: argparse.Namespace, ctx: Context) -> int:
         _output.emit_json(actors)
         return 0
     if not actors:
-        print("no actors")
+        _output.line("no actors")
         return 0
     rows = [[a["id"], a["name"], a["status"], str(a["pid"] or "-"), str(a["restarts"]), a["last_error"] or ""]
             for a in actors]
@@ -65,16 +65,16 @@ def inspect(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     for key in ("id", "name", "version", "status", "pid", "incarnation", "restarts", "last_error", "parent",
                 "manifest", "component", "endpoint"):
-        print(f"{key + ':':13} {info.get(key) if info.get(key) is not None else '-'}")
-    print(f"{'handlers:':13} {', '.join(info['handlers']) or '-'}")
-    print(f"{'children:':13} {', '.join(info['children']) or '-'}")
+        _output.line(f"{key + ':':13} {info.get(key) if info.get(key) is not None else '-'}")
+    _output.line(f"{'handlers:':13} {', '.join(info['handlers']) or '-'}")
+    _output.line(f"{'children:':13} {', '.join(info['children']) or '-'}")
     r = info["restart"]
     shutdown = "brutal_kill" if r["shutdown"] is None else f"{r['shutdown']:g}s"
-    print(f"{'restart:':13} {r['type']}, children {r['strategy']} "
+    _output.line(f"{'restart:':13} {r['type']}, children {r['strategy']} "
           f"(at most {r['intensity']} in {r['period']:g}s), shutdown {shutdown}, state {r['state']}")
     if info.get("last_exit"):
         e = info["last_exit"]
-        print(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
+        _output.line(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
     return 0
 
 
@@ -84,13 +84,13 @@ def tree(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json(nodes)
         return 0
-    print("theater-server (root, one_for_one)")
+    _output.line("theater-server (root, one_for_one)")
 
     def show(node: dict[str, Any], prefix: str, last: bool) -> None:
         branch = "└── " if last else "├── "
         extra = f" restarts={node['restarts']}" if node["restarts"] else ""
         err = f" last error: {node['last_error']}" if node["last_error"] else ""
-        print(f"{prefix}{branch}{node['name']} {node['id'][:8]} [{node['status']}] {node['restart']}"
+        _output.line(f"{prefix}{branch}{node['name']} {node['id'][:8]} [{node['status']}] {node['restart']}"
               f"{extra}{err}")
         kids = node["children"]
         for i, k in enumerate(kids):
@@ -108,7 +108,7 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
             _output.emit_json_line(info) if args.watch else _output.emit_json(info)
         else:
             if args.watch:
-                print("\x1b[2J\x1b[H", end="")
+                _output.clear_screen()
             # CPU % and events/s are rates since the previous `top`: the first shows "-"
             rows = [[a["id"][:8], a["name"], a["status"], str(a["pid"] or "-"),
                      format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
@@ -116,7 +116,7 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
                      str(a.get("events_per_second", "-")), str(a["restarts"])]
                     for a in info["actors"]]
             _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S", "RESTARTS"])
-            print(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
+            _output.line(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
         if not args.watch:
             return 0
         time.sleep(args.interval)
@@ -143,7 +143,7 @@ def _start_args(p: argparse.ArgumentParser) -> None:
 
 def _top_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.add_argument("--interval", type=seconds, default=2.0, help="seconds between refreshes (default 2)")
 
 
 COMMANDS = {

@@ -21,7 +21,7 @@ from ..chaindb import ChainReader
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
 from . import _output
-from ._context import Context, actor_arg
+from ._context import Context, actor_arg, count
 
 
 def summary(ev: Event) -> str:
@@ -64,7 +64,7 @@ def _print_event(ev: Event, as_json: bool) -> None:
     if as_json:
         _output.emit_json_line(ev.to_json())
     else:
-        print(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}", flush=True)
+        _output.line(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}")
 
 
 def events(args: argparse.Namespace, ctx: Context) -> int:
@@ -174,7 +174,7 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
         if out is not sys.stdout.buffer:
             out.close()
     if args.output not in (None, "-"):
-        print(f"exported {n} events of {actor_id} to {args.output}", file=sys.stderr)
+        _output.line(f"exported {n} events of {actor_id} to {args.output}", sys.stderr)
     return 0
 
 
@@ -219,11 +219,11 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     else:
         for r in results:
             if r["ok"]:
-                print(f"ok      {r['actor']}  {r['events']} events, {r['signatures']} signatures")
+                _output.line(f"ok      {r['actor']}  {r['events']} events, {r['signatures']} signatures")
             else:
-                print(f"FAILED  {r['actor']}  {r['error']}")
+                _output.line(f"FAILED  {r['actor']}  {r['error']}")
         if not results:
-            print("no chains")
+            _output.line("no chains")
     return 5 if failed else 0
 
 
@@ -236,7 +236,7 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json({"public_key": public})
     else:
-        print(public)
+        _output.line(public)
     return 0
 
 
@@ -267,8 +267,8 @@ def _events_args(p: argparse.ArgumentParser) -> None:
     actor_arg(p)
     p.add_argument("--type", action="append", metavar="TYPE",
                    help="only events of this type (repeatable; a trailing * matches a prefix)")
-    p.add_argument("--limit", type=int, help="at most this many events")
-    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="start at this sequence number")
+    p.add_argument("--limit", type=count(1), help="at most this many events")
+    p.add_argument("--since", type=count(0), default=0, metavar="SEQ", help="start at this sequence number")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as they are stored")
 
 

@@ -62,7 +62,7 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
         elif data is not None:
             _output.emit_bytes(data if data.endswith(b"\n") else data + b"\n")
         else:
-            print(f"channel {ch} {kind}", file=sys.stderr)
+            _output.line(f"channel {ch} {kind}", sys.stderr)
     show("opened", frames[0] if frames else None)
     quiet_since: float | None = None      # stdin ended: answers still on their way are shown first
     while True:

@@ -47,10 +47,10 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     elif report["ok"]:
         extra = (f"; not reproducible from event {report['not_reproducible_from']} (cut short by time)"
                  if "not_reproducible_from" in report else "")
-        print(f"ok      {report['actor']}  {report['calls']} calls in {report['incarnations']} incarnation(s), "
+        _output.line(f"ok      {report['actor']}  {report['calls']} calls in {report['incarnations']} incarnation(s), "
               f"{report['events']} events reproduced{extra}")
     else:
-        print(f"DIVERGED  {report['actor']}  event {report['seq']}: {report['error']}")
+        _output.line(f"DIVERGED  {report['actor']}  event {report['seq']}: {report['error']}")
     return 0 if report["ok"] else 5
 
 

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         info = ctx.client.start(args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
-            print(f"[theater] started {name} {actor}", file=sys.stderr, flush=True)
+            _output.line(f"[theater] started {name} {actor}", sys.stderr)
         return _watch(args, ctx, actor, name)
     except KeyboardInterrupt:
         return 130
@@ -60,12 +60,12 @@ def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int
             if ctx.json:
                 _output.emit_json_line({"log": line, "actor": actor})
             else:
-                print(f"[{name}] {line}", file=sys.stderr, flush=True)
+                _output.line(f"[{name}] {line}", sys.stderr)
         elif args.events:
             if ctx.json:
                 _output.emit_json_line({"event": ev.to_json()})
             else:
-                print(f"[{name}] {ev.seq:4d} {ev.type} {summary(ev)}", file=sys.stderr, flush=True)
+                _output.line(f"[{name}] {ev.seq:4d} {ev.type} {summary(ev)}", sys.stderr)
         if ev.type != "lifecycle/exit" or body.get("action") == "restart":
             continue        # (a failure its restart policy answers with a restart: keep watching)
         data = body.get("data")

@@ -21,6 +21,7 @@ from theater import grants
 from theater.errors import ComponentError
 
 from ..codec import add_host_func
+from ..component import Shape
 from ..records import host_event
 from ..values import Recorded, lower, to_data
 from .base import REGISTRY, Handler
@@ -39,17 +40,20 @@ def load() -> dict[str, type[Handler]]:
     return REGISTRY
 
 
-def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, imports: dict[str, str],
+def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, shape: Shape,
          provide: Provide) -> None:
-    """Defines every function of every interface the component imports (``imports``: base name ->
-    the exact name it uses; interfaces that hold only types have no functions)."""
+    """Defines every function of every interface the component imports (``shape.imports``: base
+    name -> the exact name it uses; interfaces that hold only types have no functions, and the
+    byte adapter around the actor provides them itself)."""
     types = component.type.imports(engine)
     with linker.root() as root:
-        for base, exact in imports.items():
+        for base, exact in shape.imports.items():
+            if exact not in types:
+                continue
             with root.add_instance(exact) as instance:
                 for fn, ext in types[exact].ty.exports(engine).items():
                     if isinstance(ext.ty, wc.FuncType):
-                        add_host_func(instance, fn, ext.ty, provide(base, fn))
+                        add_host_func(instance, fn, ext.ty, provide(base, fn), shape.signature(base, fn))
 
 
 def live(handlers: list[Handler], record: Callable[[str, Any], None]) -> Provide:

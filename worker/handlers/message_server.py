@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from theater.errors import Refused
 from theater.ids import new_channel_id, new_request_id
+from theater.protocol import MAX_PAYLOAD
 
 from ..mailbox import Incoming, Route
 from ..values import Err, Ok, errors_as_err
@@ -54,10 +56,12 @@ class MessageServer(Handler):
         }}
 
     def send(self, target: str, msg: bytes) -> Ok:
+        _fits(msg)
         self.peers.send(target, {"k": "msg", "what": "send"}, msg)
         return Ok()
 
     def request(self, target: str, msg: bytes) -> Ok | Err:
+        _fits(msg)
         rid = new_request_id()
         header, frames = self.peers.call(target, {"k": "msg", "what": "request", "rid": rid}, msg)
         if not header["ok"]:
@@ -65,6 +69,7 @@ class MessageServer(Handler):
         return Ok(frames[0] if frames else b"")
 
     def open_channel(self, target: str, msg: bytes) -> Ok | Err:
+        _fits(msg)
         ch, rid = new_channel_id(), new_request_id()
         header, frames = self.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
         if not header["ok"]:
@@ -78,6 +83,7 @@ class MessageServer(Handler):
         return Ok(ch)
 
     def send_on_channel(self, ch: str, msg: bytes) -> Ok | Err:
+        _fits(msg)
         chan = self.channels.get(ch)
         if chan is None:
             return Err(f"no open channel {ch}")
@@ -98,6 +104,8 @@ class MessageServer(Handler):
         return Ok()
 
     def respond(self, rid: str, response: bytes) -> Ok | Err:
+        if len(response) > MAX_PAYLOAD:
+            return Err(f"a reply of {len(response)} bytes is over the {MAX_PAYLOAD}-byte limit of one message")
         route = self.outstanding.pop(rid, None)
         if route is None:
             return Err(f"no outstanding request {rid}")
@@ -125,6 +133,9 @@ class MessageServer(Handler):
             (reply,) = out
             if reply is None:
                 self.outstanding[h["rid"]] = item.route
+            elif len(reply) > MAX_PAYLOAD:
+                self.host.refuse(item, f"actor {self.host.actor_id}'s reply of {len(reply)} bytes is over "
+                                        f"the {MAX_PAYLOAD}-byte limit of one message")
             else:
                 self.host.reply(item.route, {"k": "reply", "rid": h["rid"], "ok": True}, reply)
         elif what == "chan_open":
@@ -156,3 +167,10 @@ class MessageServer(Handler):
         for rid, route in self.outstanding.items():
             self.host.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
         self.outstanding.clear()
+
+
+def _fits(msg: bytes) -> None:
+    """What one wire message cannot carry is the sender's Err at once (its peer's inbox would
+    drop it, and the connection, without a word); the receiver checks its own, lower, limit."""
+    if len(msg) > MAX_PAYLOAD:
+        raise Refused(f"a message of {len(msg)} bytes is over the {MAX_PAYLOAD}-byte limit of one message")

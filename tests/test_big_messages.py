@@ -1,0 +1,106 @@
+"""Big messages (issue 16, finding 5): bytes cross into wasm as bytes, and what is too big is
+refused with one clear line before it reaches the actor.
+
+A 4 MiB message OOM-killed an actor under the default limits (each byte became a 32-byte C
+value); a 100 MB one was dropped without a word by ZeroMQ and the CLI waited 60 s. Now a
+message may be up to a quarter of the actor's linear memory ([limits] memory), and up to
+what one wire message carries: the CLI refuses more before sending, the server refuses
+more than the actor's limit, and so does a receiving worker for a message from a peer.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import orjson
+
+from theater.manifest import Limits
+from theater.protocol import MAX_PAYLOAD
+
+from .conftest import ACTORS, Server
+
+MiB = 1 << 20
+
+
+def probe(tmp_path: Path, name: str, limits: str = "") -> Path:
+    if not (tmp_path / "probe.wat").exists():
+        shutil.copy(ACTORS / "probe.wat", tmp_path / "probe.wat")
+    path = tmp_path / f"{name}.toml"
+    path.write_text((ACTORS / "probe.toml").read_text().replace('name = "probe"', f'name = "{name}"')
+                    + (f"\n[limits]\n{limits}\n" if limits else ""))
+    return path
+
+
+def start(server: Server, manifest: Path) -> str:
+    r = server.cli("start", str(manifest), "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)["id"]
+
+
+def one_line(r, *needles: str, code: int) -> str:
+    detail = f"exit {r.code}, stderr {r.err[:500]!r}"
+    assert r.code == code and "Traceback" not in r.err, detail
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("theater: "), detail
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_a_4mib_message_round_trips_under_the_default_limits(server, tmp_path):
+    actor = start(server, probe(tmp_path, "echo"))
+    message = bytes(range(256)) * (4 * MiB // 256)
+    (tmp_path / "m").write_bytes(b"e" + message)
+    for _ in range(3):
+        r = server.cli("message", actor, "--file", str(tmp_path / "m"), "--request", timeout=120)
+        assert r.code == 0, r.err + server.log_tail()
+        assert r.out == message
+    info = orjson.loads(server.cli("inspect", actor, "--json").out)
+    assert (info["status"], info["restarts"], info["last_error"]) == ("running", 0, None), info
+    assert server.cli("verify", actor).code == 0
+
+
+def test_too_big_a_message_is_refused_at_once_with_one_line(server, tmp_path):
+    actor = start(server, probe(tmp_path, "echo"))
+    default = Limits().max_message
+    assert default == 16 * MiB
+    # over what one message carries: the CLI refuses before sending (ZeroMQ would drop it silently)
+    (tmp_path / "huge").write_bytes(b"e" + bytes(100_000_000))
+    for args in (("--request",), ()):
+        r = server.cli("message", actor, "--file", str(tmp_path / "huge"), *args, "--timeout", "30", timeout=120)
+        one_line(r, str(MAX_PAYLOAD), code=2)
+    # over the actor's own limit (a quarter of its linear memory): the server refuses it
+    (tmp_path / "big").write_bytes(b"e" + bytes(default))
+    for args in (("--request",), ()):
+        r = server.cli("message", actor, "--file", str(tmp_path / "big"), *args, "--timeout", "30", timeout=120)
+        one_line(r, actor, str(default), "memory", code=2)
+    small = start(server, probe(tmp_path, "small", 'memory = "8MiB"'))
+    (tmp_path / "3m").write_bytes(b"e" + bytes(3 * MiB))
+    one_line(server.cli("message", small, "--file", str(tmp_path / "3m"), "--request"), str(2 * MiB), code=2)
+    # nobody was hurt: the actors never saw them, the server goes on
+    for a in (actor, small):
+        info = orjson.loads(server.cli("inspect", a, "--json").out)
+        assert (info["status"], info["restarts"]) == ("running", 0), info
+        assert server.cli("message", a, "eok", "--request").out == b"ok"
+    assert server.cli("list").code == 0
+
+
+def test_a_peer_message_over_the_receivers_limit_is_refused_by_the_receiver(server, tmp_path):
+    """Actor to actor, worker to worker: the receiving worker refuses what is over its limit and
+    the sender gets the reason as an Err; under it, 4 MiB crosses both ways."""
+    for name in ("parent.wat", "parent.toml"):
+        shutil.copy(ACTORS / name, tmp_path / name)
+    sender = start(server, tmp_path / "parent.toml")
+    roomy = start(server, probe(tmp_path, "roomy"))
+    small = start(server, probe(tmp_path, "small", 'memory = "8MiB"'))
+    message = b"e" + bytes(range(256)) * (4 * MiB // 256)
+    (tmp_path / "to-roomy").write_bytes(b"Q" + roomy.encode() + b" " + message)
+    r = server.cli("message", sender, "--file", str(tmp_path / "to-roomy"), "--request", timeout=120)
+    assert r.code == 0 and r.out == message[1:], r.err
+    (tmp_path / "to-small").write_bytes(b"Q" + small.encode() + b" " + message)
+    r = server.cli("message", sender, "--file", str(tmp_path / "to-small"), "--request", timeout=120)
+    assert r.code == 0, r.err
+    assert r.out.startswith(b"error: a message of") and str(2 * MiB).encode() in r.out, r.out[:300]
+    for a in (sender, roomy, small):
+        assert orjson.loads(server.cli("inspect", a, "--json").out)["restarts"] == 0

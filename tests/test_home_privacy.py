@@ -1,0 +1,117 @@
+"""Everything in $THEATER_HOME is private to its owner (issue 16, finding 4).
+
+chains.db, its WAL and the server log were 0644 in a 0755 home: any local user read every
+event and state. Folders are 0700 and files 0600 now (the server's umask is 077, the layout is
+made 0700, and a home an older server left open is closed at start). Under --user, workers
+get what they need through their group only: never anything for other users.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from theater.paths import Home
+
+from .conftest import ACTORS, EXAMPLES, Server, run_cli
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+
+
+def entries(home: Home) -> Iterator[tuple[Path, os.stat_result]]:
+    for top, dirs, files in os.walk(home.root):
+        for name in (top, *(os.path.join(top, n) for n in dirs + files)):
+            yield Path(name), os.lstat(name)
+
+
+def busy_home(server: Server, tmp_path: Path) -> None:
+    """A home with an actor running, one stopped, events stored and logged."""
+    for manifest in (COUNTER, ACTORS / "probe.toml"):
+        r = server.cli("start", str(manifest), "--json")
+        assert r.code == 0, r.err
+        actor = orjson.loads(r.out)["id"]
+        assert server.cli("message", actor, "e1", "--request").code == 0
+    assert server.cli("stop", actor).code == 0
+    must = [server.home.chains_db, Path(f"{server.home.chains_db}-wal"), Path(f"{server.home.chains_db}-shm"),
+            server.home.logs / "server.log", server.home.host_key, server.home.run / "server.lock",
+            server.home.management_socket]
+    for path in must:
+        assert path.exists(), path
+    assert list(server.home.actors.glob("*.json")) and list(server.home.components.glob("*.wasm"))
+    assert any(p.suffix == ".cwasm" for p in server.home.cache.rglob("*"))
+
+
+def private(home: Home) -> list[str]:
+    """What in the home its owner's group or other users could use (should be nothing)."""
+    return [f"{oct(stat.S_IMODE(st.st_mode))} {p}" for p, st in entries(home)
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o077]
+
+
+def test_everything_in_the_home_is_private(server, tmp_path):
+    busy_home(server, tmp_path)
+    assert private(server.home) == []
+
+
+def test_a_home_left_open_is_made_private_at_start(home, tmp_path):
+    s = Server(home).start()
+    try:
+        busy_home(s, tmp_path)
+    finally:
+        s.stop()
+    for p, st in entries(home):             # as a server before issue 16 left it (and worse)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(p, stat.S_IMODE(st.st_mode) | (0o755 if stat.S_ISDIR(st.st_mode) else 0o644))
+    assert private(home)
+    s = Server(home).start()
+    try:
+        assert private(home) == []
+        assert s.cli("list").code == 0
+    finally:
+        s.stop()
+
+
+def test_a_cli_started_home_is_private(home, tmp_path):
+    """`theater run` makes the home itself (then its embedded server runs in it)."""
+    manifest = tmp_path / "hello.toml"
+    manifest.write_text((EXAMPLES / "hello" / "manifest.toml").read_text().replace(
+        'component = "hello.wat"', f'component = "{EXAMPLES / "hello" / "hello.wat"}"'))
+    root = home.root
+    os.rmdir(root)
+    r = run_cli(home, "run", str(manifest), timeout=120)
+    assert r.code == 0, r.err
+    assert private(home) == [], (r.err, private(home))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--user needs a server running as root")
+def test_under_user_workers_get_access_through_their_group_only(home, tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    s = Server(home, "--user", "nobody").start()
+    try:
+        busy_home(s, tmp_path)
+        group = grp.getgrgid(nobody.pw_gid).gr_name
+        opened = {}
+        for p, st in entries(home):
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            assert not st.st_mode & 0o007, f"{oct(st.st_mode)} {p}: open to every user"
+            if st.st_mode & 0o070:
+                assert st.st_gid == nobody.pw_gid, f"{p}: group {st.st_gid}, not the workers' ({group})"
+                opened[p.relative_to(home.root).as_posix()] = stat.S_IMODE(st.st_mode) & 0o070
+        # traverse (not list) the home and run/, read components; the three sockets workers use
+        assert opened.pop(".") == 0o010 and opened.pop("run") == 0o010, opened
+        assert opened.pop("components") == 0o050, opened
+        for name in [n for n in opened if n.startswith("components/")]:
+            assert opened.pop(name) == 0o040, name
+        assert set(opened) <= {"run/control.sock", "run/chain.sock", "run/gateway.sock"}, opened
+        # what workers write (their inboxes, the compiled components) they own, privately
+        for d in (home.run / "w", home.cache):
+            assert (d.stat().st_uid, stat.S_IMODE(d.stat().st_mode)) == (nobody.pw_uid, 0o700), d
+    finally:
+        s.stop()

@@ -1,0 +1,109 @@
+"""What a spawn may read (issue 16, findings 1 and 13).
+
+An actor granted ``supervisor`` hands the server a manifest (a path or TOML text), and that
+manifest names a component and maybe an init_state file. The server reads those files, so
+each must be inside the parent's own manifest directory (no absolute paths, no ``..`` or
+symlink out of it) and a regular file (a FIFO must not block the server in open()). A
+manifest or init_state file that fails to parse, however deeply nested, is one clear line
+back to the actor, never a traceback in the server's log. Driven through tests/actors/parent.wat:
+``S<manifest>`` spawns and replies the child id or "error: <reason>".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import ACTORS, Server
+
+SECRET = b'{"password": "hunter2"}'
+
+
+def child_toml(component: str = "probe.wat", extra: str = "") -> str:
+    return (f'name = "kid"\nversion = "0.1.0"\ncomponent = "{component}"\n{extra}\n'
+            '[[handler]]\ntype = "runtime"\n\n[[handler]]\ntype = "message-server"\n')
+
+
+@pytest.fixture
+def family(server: Server, tmp_path: Path):
+    """A running parent whose manifest directory is tmp_path/a/b; a secret two levels up, in tmp_path/x."""
+    secret = tmp_path / "x" / "creds.json"
+    secret.parent.mkdir()
+    secret.write_bytes(SECRET)
+    (secret.parent / "m.toml").write_text(child_toml(str(ACTORS / "probe.wat")))
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    for name in ("parent.wat", "probe.wat"):
+        shutil.copy(ACTORS / name, folder / name)
+    shutil.copy(ACTORS / "parent.toml", folder / "parent.toml")
+    with server.client(timeout=30) as c:
+        parent = c.start(folder / "parent.toml")["id"]
+        yield c, parent, folder, secret
+
+
+def refused(c, parent: str, manifest: str, *needles: str) -> str:
+    reply = c.request(parent, b"S" + manifest.encode()).decode()
+    assert reply.startswith("error: "), reply
+    assert "\n" not in reply and "hunter2" not in reply, reply
+    for needle in needles:
+        assert needle in reply, (needle, reply)
+    return reply
+
+
+def answers_promptly(server: Server) -> None:
+    """`theater list` answers (the server is not stuck in an open() or a parse)."""
+    r = server.cli("list", "--timeout", "15", timeout=30)
+    assert r.code == 0, r.err + server.log_tail()
+
+
+def test_a_spawn_reads_only_regular_files_inside_the_parents_directory(server, family):
+    c, parent, folder, secret = family
+    os.symlink(secret, folder / "link.json")
+    os.symlink(secret.parent, folder / "up")
+    os.mkfifo(folder / "fifo.wasm")
+    os.mkfifo(folder / "fifo.json")
+    (folder / "ok.json").write_text('{"v": 1}')
+
+    refused(c, parent, child_toml(extra='init_state = "../../x/creds.json"'), "init_state", "outside")
+    refused(c, parent, child_toml(extra=f'init_state = "{secret}"'), "init_state", "relative")
+    refused(c, parent, child_toml(extra='init_state = "link.json"'), "init_state", "outside")
+    refused(c, parent, child_toml(extra='init_state = "up/creds.json"'), "init_state", "outside")
+    refused(c, parent, child_toml(extra='init_state = "fifo.json"'), "init_state", "FIFO")
+    answers_promptly(server)
+    refused(c, parent, child_toml(component="fifo.wasm"), "component", "FIFO")
+    answers_promptly(server)
+    refused(c, parent, child_toml(component=str(ACTORS / "probe.wat")), "component", "relative")
+    refused(c, parent, child_toml(component="../../../probe.wat"), "component")
+    refused(c, parent, child_toml(component="/dev/zero"), "component")
+    refused(c, parent, child_toml(component="."), "component", "directory")
+    # the manifest itself, given as a path
+    refused(c, parent, "../../x/m.toml", "outside")
+    refused(c, parent, str(secret.parent / "m.toml"), "relative")
+    refused(c, parent, "up/m.toml", "outside")
+    answers_promptly(server)
+
+    # inside the directory (even by way of ..) a spawn works, and its init_state arrives
+    kid = c.request(parent, b"S" + child_toml(extra='init_state = "../b/ok.json"').encode()).decode()
+    assert not kid.startswith("error"), kid
+    assert c.request(parent, b"G" + kid.encode()) == b'{"v":1}'
+    assert "Traceback" not in (server.home.logs / "server.log").read_text()
+
+
+def test_a_manifest_or_init_state_that_fails_to_parse_is_an_err(server, family):
+    """Finding 13: nested 5,000 deep, a manifest is an Err of one line, not an internal error."""
+    c, parent, folder, _ = family
+    refused(c, parent, child_toml() + "deep = " + "[" * 5000 + "]" * 5000 + "\n", "TOML", "deep")
+    refused(c, parent, child_toml() + "deep = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "TOML", "deep")
+    (folder / "deep.toml").write_text(child_toml() + "deep = " + "[" * 5000 + "]" * 5000 + "\n")
+    refused(c, parent, "deep.toml", "deep.toml", "TOML", "deep")
+    (folder / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    refused(c, parent, child_toml(extra='init_state = "deep.json"'), "init_state", "deep")
+    refused(c, parent, child_toml(extra="init_state = " + "{a = " * 300 + "1" + "}" * 300), "init_state", "deep")
+    (folder / "bad.json").write_bytes(b"\xff{")
+    refused(c, parent, child_toml(extra='init_state = "bad.json"'), "init_state", "JSON")
+    answers_promptly(server)
+    log = (server.home.logs / "server.log").read_text()
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]
