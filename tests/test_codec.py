@@ -22,7 +22,7 @@ CLIENT = "theater:simple/message-server-client"
 @pytest.fixture
 def counter(tmp_path: Path) -> tuple[wc.Instance, wasmtime.Store]:
     engine = component.make_engine(False)
-    comp, _ = component.compile_cached(engine, tmp_path, EXAMPLES / "counter" / "counter.wat", "counter", False)
+    comp, _, _ = component.load(engine, tmp_path, EXAMPLES / "counter" / "counter.wat", "counter", False)
     linker = wc.Linker(engine)
     with linker.root() as root:
         for name, ext in comp.type.imports(engine).items():

@@ -131,28 +131,41 @@ def resolve_init_state(manifest: Manifest, base_dir: str | Path) -> bytes | None
 
 
 @dataclass(frozen=True)
+class Compile:
+    """``[compile]`` in server.toml: what the process that compiles a component may use. It is not
+    charged to any actor; Cranelift needs ~400 MiB for an 18 MB componentize-py component."""
+
+    memory: int = 1 << 30              # its memory ceiling (cgroup, else RLIMIT_DATA)
+    timeout: float = 300.0             # its wall time
+
+
+@dataclass(frozen=True)
 class ServerConfig:
-    """``$THEATER_HOME/server.toml``: defaults for actors, and the root supervisor's flags."""
+    """``$THEATER_HOME/server.toml``: defaults for actors, the root supervisor's flags, compiling."""
 
     limits: Limits = Limits()
     strategy: str = "one_for_one"
     intensity: int = 3
     period: float = 5.0
+    compile: Compile = Compile()
+    source: str = "server.toml"        # where these come from (or would), for messages that point there
 
 
 def load_server_config(path: Path) -> ServerConfig:
     """Reads server.toml if it exists (every key optional); ManifestError names file and key."""
     if not path.exists():
-        return ServerConfig()
+        return ServerConfig(source=str(path))
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ManifestError(f"{path}: cannot read server config: {e}") from None
     c = _Checker(str(path))
-    c.unknown(doc, {"limits", "root"}, "")
-    root = doc.get("root", {})
-    if not isinstance(root, dict):
-        raise c.fail("root", "expected a [root] table")
+    c.unknown(doc, {"limits", "root", "compile"}, "")
+    root, comp = doc.get("root", {}), doc.get("compile", {})
+    for name, table in (("root", root), ("compile", comp)):
+        if not isinstance(table, dict):
+            raise c.fail(name, f"expected a [{name}] table")
+    c.unknown(comp, {"memory", "timeout"}, "[compile]")
     c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
     d = ServerConfig()
     strategy = root.get("strategy", d.strategy)
@@ -160,7 +173,10 @@ def load_server_config(path: Path) -> ServerConfig:
         raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
-                        period=c.duration(root, "period", "[root]", d.period, positive=True))
+                        period=c.duration(root, "period", "[root]", d.period, positive=True),
+                        compile=Compile(c.size(comp, "memory", d.compile.memory, "[compile]"),
+                                        c.duration(comp, "timeout", "[compile]", d.compile.timeout, positive=True)),
+                        source=str(path))
 
 
 class _Checker:
@@ -304,14 +320,14 @@ class _Checker:
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second),
         )
 
-    def size(self, raw: dict[str, Any], key: str, default: int) -> int:
+    def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]") -> int:
         value = raw.get(key, default)
         try:
             n = parse_size(value)
         except ValueError as e:
-            raise self.fail(f"[limits] {key} = {value!r}", str(e)) from None
+            raise self.fail(f"{where} {key} = {value!r}", str(e)) from None
         if n < 64 << 10:
-            raise self.fail(f"[limits] {key} = {value!r}", "must be at least 64KiB (one wasm page)")
+            raise self.fail(f"{where} {key} = {value!r}", "must be at least 64KiB (one wasm page)")
         return n
 
     def duration(self, raw: dict[str, Any], key: str, where: str, default: float, positive: bool = False) -> float:

@@ -5,7 +5,8 @@
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
-    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm
+    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.cwasm, and each
+                    component's checked shape: <wasmtime version>/<sha256>.shape.json
     store/          the content store handler's data
     logs/           server log when not logging to stdout
 """
@@ -13,15 +14,24 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from .errors import UsageError
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _IPC_PATH_MAX = 107
+
+
+@functools.cache
+def wasmtime_version() -> str:
+    """A compiled component only loads into the wasmtime that made it: part of every cache key.
+    Read from the package metadata, so the server and the CLI need not import wasmtime."""
+    return metadata.version("wasmtime")
 
 
 def default_home() -> Path:
@@ -62,6 +72,12 @@ class Home:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    def compiled(self, sha256: str, fuel: bool) -> Path:
+        return compiled_path(self.cache, sha256, fuel)
+
+    def shape(self, sha256: str) -> Path:
+        return shape_path(self.cache, sha256)
 
     @property
     def store(self) -> Path:
@@ -129,6 +145,17 @@ class Home:
 
     def worker_endpoint(self, pid: int) -> str:
         return f"ipc://{self.worker_socket(pid)}"
+
+
+def compiled_path(cache: Path, sha256: str, fuel: bool) -> Path:
+    """A component compiled for the worker's engine (fuel on or off: each loads only into its own
+    kind of engine). ``python -m worker compile`` writes it; workers only load it."""
+    return cache / wasmtime_version() / ("fuel" if fuel else "epoch") / f"{sha256}.cwasm"
+
+
+def shape_path(cache: Path, sha256: str) -> Path:
+    """What a component imports and exports, checked once, beside its compiled forms."""
+    return cache / wasmtime_version() / f"{sha256}.shape.json"
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -1,15 +1,16 @@
-"""Loading an actor's component: compile once, cache, check it against what its manifest grants.
+"""An actor's component: compiled once, cached, checked against what its manifest grants.
 
 Compiled artifacts live in ``$THEATER_HOME/cache/<wasmtime version>/<flavour>/<sha256>.cwasm``
 (a serialized component only loads into an engine with the same settings, so fuel on/off
-is part of the key). Loading from the cache is an mmap (``deserialize_file``), about 1 ms
-instead of several ms to seconds of compiling.
+is part of the key), its checked shape beside them. Compiling (``compile_into``) is done by
+``python -m worker compile``, a process of its own that the server starts and no actor is
+charged for (Cranelift needs ~400 MiB for an 18 MB component); a worker only loads
+(``load_compiled``: an mmap, about 1 ms).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import orjson
@@ -17,13 +18,12 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
-from theater.errors import ComponentError
+from theater.errors import ComponentError, TheaterError
 from theater.manifest import Manifest
-from theater.paths import write_atomically
+from theater.paths import compiled_path, shape_path, write_atomically
 
 from .wit import PACKAGE, render_func, signatures
 
-WASMTIME_VERSION = metadata.version("wasmtime")
 TYPES_INTERFACE = f"{PACKAGE}/types"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
 
@@ -62,43 +62,68 @@ class Shape:
 
 def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
          fuel: bool) -> tuple[wc.Component, Shape, bool]:
-    """The compiled component, its checked shape, and whether this load compiled it."""
-    component, compiled = compile_cached(engine, cache_dir, wasm_path, sha256, fuel)
-    shape_file = cache_dir / WASMTIME_VERSION / f"{sha256}.shape.json"
+    """The compiled component, its checked shape, and whether this load compiled it. For replay
+    and tests, which compile in their own process; a worker only ever ``load_compiled``."""
+    cwasm, shape_file = compiled_path(cache_dir, sha256, fuel), shape_path(cache_dir, sha256)
+    if cwasm.exists():
+        try:
+            return (*load_compiled(engine, cwasm, shape_file), False)
+        except TheaterError:
+            pass                               # damaged, and removed: compile again
+    return (*compile_into(engine, wasm_path, cwasm, shape_file), True)
+
+
+def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
+                 shape_file: Path) -> tuple[wc.Component, Shape]:
+    """Compiles the component at ``wasm_path`` (binary, or WAT text), checks its shape, and writes
+    both (each whole or not at all); nothing is written for a component that does not check."""
+    component = _compile(engine, wasm_path)
+    shape = Shape(_check_imports(engine, component), *_check_exports(engine, component))
+    write_atomically(cwasm, component.serialize())
+    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    return component, shape
+
+
+def load_compiled(engine: wasmtime.Engine, cwasm: Path, shape_file: Path) -> tuple[wc.Component, Shape]:
+    """What a worker does: deserialize (an mmap, ~1 ms) and read the shape. Compiling is the
+    server's job, done before it forks the worker, so a missing compiled form is a bug."""
+    if not cwasm.exists():
+        raise TheaterError(f"internal error: no compiled form of the component at {cwasm} (the server "
+                           f"compiles every component before it starts a worker for it)")
+    try:
+        component = wc.Component.deserialize_file(engine, str(cwasm))
+    except wasmtime.WasmtimeError as e:
+        cwasm.unlink(missing_ok=True)          # stale or damaged: the next start compiles it again
+        raise TheaterError(f"the compiled component at {cwasm} does not load ({_first_line(e)}); it was "
+                           f"removed and is compiled again at the next start") from None
     try:
         shape = Shape(**orjson.loads(shape_file.read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError):
+    except (OSError, orjson.JSONDecodeError, TypeError):       # from before shapes were kept
         shape = Shape(_check_imports(engine, component), *_check_exports(engine, component))
         write_atomically(shape_file, orjson.dumps(asdict(shape)))
-    return component, shape, compiled
+    return component, shape
 
 
-def compile_cached(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
-                   fuel: bool) -> tuple[wc.Component, bool]:
-    """The component at ``wasm_path`` (binary, or WAT text), from the cache when it is there."""
-    flavour = "fuel" if fuel else "epoch"
-    cached = cache_dir / WASMTIME_VERSION / flavour / f"{sha256}.cwasm"
-    if cached.exists():
-        try:
-            return wc.Component.deserialize_file(engine, str(cached)), False
-        except wasmtime.WasmtimeError:
-            cached.unlink(missing_ok=True)     # stale or damaged: compile again
+def _compile(engine: wasmtime.Engine, wasm_path: Path) -> wc.Component:
     try:
         wasm = wasm_path.read_bytes()
     except OSError as e:
-        raise ComponentError(f"component {sha256[:12]} is missing from {wasm_path.parent}: {e.strerror}") from None
+        raise ComponentError(f"component {wasm_path.stem[:12]} is missing from {wasm_path.parent}: "
+                             f"{e.strerror}") from None
     if not wasm.startswith(b"\x00asm"):
         try:
             wasm = wasmtime.wat2wasm(wasm.decode())
         except (UnicodeDecodeError, wasmtime.WasmtimeError) as e:
             raise ComponentError(f"{wasm_path} is neither a WebAssembly component nor WAT: {e}") from None
     try:
-        component = wc.Component(engine, wasm)
+        return wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
-        raise ComponentError(f"not a valid WebAssembly component: {first}") from None
-    write_atomically(cached, component.serialize())
-    return component, True
+        raise ComponentError(f"not a valid WebAssembly component: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else "invalid"
 
 
 def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str, str]:

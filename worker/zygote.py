@@ -41,7 +41,7 @@ import setproctitle
 import zmq
 
 from theater import _linux
-from theater.paths import Home
+from theater.paths import Home, wasmtime_version
 
 from . import actor, wit
 from .loop import Sockets
@@ -76,6 +76,7 @@ class Zygote:
         # get SIGTERM at once, and the server still needs us to report its workers' exits.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
+        wasmtime_version()   # and read the package metadata (a child may run as a user who cannot)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import PurePosixPath
 
 import psutil
 
@@ -26,7 +27,8 @@ def ping(req: Request) -> None:
 
 
 def start(req: Request) -> None:
-    """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid}"""
+    """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid};
+    while its component compiles, {"k": "compiling", request, component, bytes, seconds} every second."""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     sha = components.store(req.services.home, req.frames[0], f"{h['source']}: component {m.component!r}")
@@ -38,6 +40,13 @@ def start(req: Request) -> None:
         else:
             req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid)
     rec = req.services.supervision.start(m, h["manifest"], h["base"], sha, init, on_ready=ready)
+
+    name = PurePosixPath(m.component).name
+
+    def compiling(seconds: float, size: int) -> None:     # the first start of a component: it compiles
+        req.services.outbox.push(req.client, {"k": "compiling", "request": req.id, "component": name,
+                                              "bytes": size, "seconds": round(seconds, 1)})
+    req.services.supervision.compiles.watch(sha, rec.spec.limits.fuel > 0, compiling)
 
 
 def stop(req: Request) -> None:

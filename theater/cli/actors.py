@@ -17,16 +17,27 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     """Start an actor from its manifest; prints its id once its init is done.
 
     The manifest, its component (.wasm or .wat) and its initial state are read here and sent
-    to the server, so the server needs no access to your files.
+    to the server, so the server needs no access to your files. The first start of a component
+    compiles it (seconds for a large one); a terminal shows how long it has taken so far.
     --json prints {"id": ..., "name": ..., "pid": ...}.
     """
     state = Path(args.state).read_bytes() if args.state else None
-    info = ctx.client.start(args.manifest, state)
+    info = start_with_progress(ctx, args.manifest, state)
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
     else:
         print(info["id"])
     return 0
+
+
+def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
+    """The start request; a first start that compiles its component shows how long, on a terminal."""
+    progress = _output.Progress()
+    ctx.client.on_progress = progress
+    try:
+        return ctx.client.start(manifest, state)
+    finally:
+        progress.done()
 
 
 def stop(args: argparse.Namespace, ctx: Context) -> int:
