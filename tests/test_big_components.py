@@ -1,4 +1,5 @@
-"""Big components under the default limits (issue 11): compiled outside every worker.
+"""Big components under the default limits (issue 11): compiled outside every worker, and a
+death at the linear-memory limit named as such.
 
 The first start of a component waits for ``python -m worker compile``, a process of its own
 under the server's ``[compile]`` ceiling (a cgroup here, or RLIMIT_DATA with --no-cgroups);
@@ -36,6 +37,9 @@ from .test_containment import (
     probe,
     request,
     start,
+    wait_exit,
+    wait_status,
+    wasm_errors,
 )
 
 MiB = 1 << 20
@@ -211,3 +215,43 @@ def test_an_unknown_compile_key_in_server_toml_stops_the_server_with_one_line(ho
     err = p.stderr.decode().strip()
     assert p.returncode != 0 and len(err.splitlines()) == 1, err
     assert "[compile] memroy: unknown key (allowed: memory, timeout)" in err, err
+
+
+# --------------------------------------------------------------------------- deaths named by their limit
+
+
+def test_a_trap_with_linear_memory_full_is_a_memory_limit_stop_and_other_traps_are_not(server, tmp_path):
+    hog = start(server, probe(tmp_path, "hog"))            # the default 64 MiB of linear memory
+    plain = start(server, probe(tmp_path, "plain"))
+    with pytest.raises(TheaterError) as e:
+        request(server, hog, b"a16")                       # 1 MiB at a time until refused, then a trap
+    assert "(memory)" in e.value.message, e.value.message
+    with pytest.raises(TheaterError):
+        request(server, plain, b"t")
+
+    for actor, reason in ((hog, "memory"), (plain, "trap")):
+        info = wait_status(server, actor, "failed")
+        assert info["last_exit"]["reason"] == reason, info["last_exit"]
+        evs = wait_exit(server, actor)
+        (error,) = wasm_errors(evs)
+        assert error["reason"] == reason
+        assert bodies(evs, "lifecycle/exit")[-1]["reason"] == reason
+    (error,) = wasm_errors(events(server, hog))
+    assert f"of its {64 * MiB} bytes, the memory limit" in error["error"] and "unreachable" in error["error"]
+    rows = {r["id"]: r for r in server.client().call("top")[0]["actors"]}
+    assert (rows[hog]["last_exit"], rows[plain]["last_exit"]) == ("memory", "trap")
+    top = server.cli("top")
+    assert top.code == 0 and "LAST EXIT" in top.text and "memory" in top.text, top.text
+
+
+@pytest.mark.timeout(900)       # builds the guest the first time; the server compiles 18 MB
+def test_a_python_actor_that_allocates_without_end_is_a_memory_limit_stop(server, hog_py, tmp_path):
+    hog = start(server, py_manifest(tmp_path, hog_py, "hog-py", 'memory = "32MiB"'))
+    assert request(server, hog, b"count") == b"0"
+    with pytest.raises(TheaterError) as e:
+        request(server, hog, b"alloc", timeout=120)
+    assert "(memory)" in e.value.message, e.value.message
+    info = wait_status(server, hog, "failed")
+    assert info["last_exit"]["reason"] == "memory", info["last_exit"]
+    (error,) = wasm_errors(wait_exit(server, hog))
+    assert error["reason"] == "memory" and f"of its {32 * MiB} bytes" in error["error"], error

@@ -81,7 +81,8 @@ def top(req: Request) -> None:
     for rec in req.services.registry:
         stats = rec.run.stats
         row = {"id": rec.actor_id, "name": rec.name, "status": str(rec.status), "pid": rec.pid,
-               "restarts": rec.restarts, "events": stats.get("events", 0), "calls": stats.get("calls", 0),
+               "last_exit": rec.last_exit.reason if rec.last_exit else None, "restarts": rec.restarts,
+               "events": stats.get("events", 0), "calls": stats.get("calls", 0),
                "mailbox": stats.get("mailbox", 0)}
         if rec.pid is not None:
             try:

@@ -112,7 +112,8 @@ def tree(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def top(args: argparse.Namespace, ctx: Context) -> int:
-    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts."""
+    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts, and why its
+    last incarnation ended (memory, oom, timeout, fuel, trap, ...)."""
     while True:
         info = ctx.client.call("top")[0]
         if ctx.json:
@@ -121,12 +122,13 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
             if args.watch:
                 print("\x1b[2J\x1b[H", end="")
             # CPU % and events/s are rates since the previous `top`: the first shows "-"
-            rows = [[a["id"][:8], a["name"], a["status"], str(a["pid"] or "-"),
+            rows = [[a["id"][:8], a["name"], a["status"], a.get("last_exit") or "-", str(a["pid"] or "-"),
                      format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
                      f"{a['cpu_percent']:.0f}%" if "cpu_percent" in a else "-",
                      str(a.get("events_per_second", "-")), str(a["restarts"])]
                     for a in info["actors"]]
-            _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S", "RESTARTS"])
+            _output.table(rows, ["ID", "NAME", "STATUS", "LAST EXIT", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S",
+                                 "RESTARTS"])
             print(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
         if not args.watch:
             return 0
