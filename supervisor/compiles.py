@@ -122,8 +122,8 @@ class Compiles:
             job = self.jobs[(sha, fuel)] = Job(sha, fuel, wasm.stat().st_size if wasm.exists() else 0, self.clock())
             self.queue.append(job)
             self.later(PROGRESS_INTERVAL, lambda: self._progress(job))
-            self._next()
         job.waiters.append(then)
+        self._next()
 
     def watch(self, sha: str, fuel: bool, tell: Callable[[float, int], None]) -> None:
         """``tell(seconds so far, component bytes)`` every second while this component compiles."""
@@ -159,8 +159,12 @@ class Compiles:
                *(["--data-limit", str(ceiling)] if isinstance(job.group, RlimitGroup) else []),
                *(["--user", f"{self.user[0]}:{self.user[1]}"] if self.user else [])]
         job.output = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed when the process ends
-        job.proc = subprocess.Popen(cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.PIPE,
-                                    stdout=job.output, stderr=job.output)
+        try:
+            job.proc = subprocess.Popen(cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.PIPE,
+                                        stdout=job.output, stderr=job.output)
+        except OSError as e:
+            job.output.close()
+            return self._done(job, Outcome(reason="compile", error=f"the compile process did not start ({e})"))
         assert job.proc.stdin is not None
         try:
             job.group.admit(job.proc.pid)
@@ -191,14 +195,19 @@ class Compiles:
         out = job.output.read()[-65536:]
         job.output.close()
         outcome = self._outcome(job, status, out)
-        job.group.remove_soon(self.later)
-        del self.jobs[(job.sha, job.fuel)]
         if outcome.error is None:
             log.info("compiled component %s in %.1fs, peak %.0f MiB", job.sha[:12], self.clock() - job.asked,
                      (outcome.compiled or {}).get("peak", 0) / 2**20)
         else:
             log.error("compile of %s failed: %s%s", job.sha[:12], outcome.error,
                       f"\n{out.decode(errors='replace')[-2000:]}" if outcome.reason == "compile" else "")
+        self._done(job, outcome)
+
+    def _done(self, job: Job, outcome: Outcome) -> None:
+        """The job is over: its group goes, and every start that waited for it goes on."""
+        if job.group is not None:
+            job.group.remove_soon(self.later)
+        del self.jobs[(job.sha, job.fuel)]
         for then in job.waiters:
             try:
                 then(outcome)
