@@ -5,6 +5,8 @@
     python scripts/bench.py --only spawn,actor_rtt --out results.json
     python scripts/bench.py --only http     # HTTP through the gateway vs direct (bench_http.py)
     python scripts/bench.py --actors 500    # also hold 500 concurrent actors
+    python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
+                                            # compile (time, peak memory), spawn vs fork + instantiate
 
 Each figure is a median over samples (p95 where it is a latency), measured on a real
 server in a temporary home. The raw primitives (ZeroMQ round trips, fork + instantiate,
@@ -16,6 +18,7 @@ machines are noisy; compare medians and ratios.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import os
 import platform
@@ -38,7 +41,7 @@ import psutil
 from theater.chaindb import ChainReader
 from theater.client import Client
 from theater.errors import TheaterError, Unreachable
-from theater.events import verify_chain
+from theater.events import decode_data, verify_chain
 from theater.keys import read_public
 from theater.paths import Home
 
@@ -110,28 +113,36 @@ def raw_zmq(tmp: Path, n: int) -> dict[str, float]:
 _FORK = textwrap.dedent("""
     import os, sys, time, statistics, wasmtime
     from wasmtime import component as C
-    path = sys.argv[1]
-    e = wasmtime.Engine(); open(path + ".cwasm", "wb").write(C.Component(e, open(path, "rb").read()).serialize())
+    from worker.component import make_engine
+    path, other = sys.argv[1], len(sys.argv) > 3      # other: the rest of its imports trap
+    if not path.endswith(".cwasm"):
+        e = wasmtime.Engine(); open(path + ".cwasm", "wb").write(C.Component(e, open(path, "rb").read()).serialize())
+        path += ".cwasm"
     samples = []
     for _ in range(int(sys.argv[2])):
         r, w = os.pipe(); t = time.perf_counter(); pid = os.fork()
         if pid == 0:
-            eng = wasmtime.Engine(); comp = C.Component.deserialize_file(eng, path + ".cwasm")
+            eng = make_engine(False) if other else wasmtime.Engine(); comp = C.Component.deserialize_file(eng, path)
             linker = C.Linker(eng)
             with linker.root() as root:
                 with root.add_instance("theater:simple/runtime") as i: i.add_func("log", lambda s, m: None)
-            linker.instantiate(wasmtime.Store(eng), comp); os.write(w, b"x"); os._exit(0)
+            if other: linker.define_unknown_imports_as_traps(comp)
+            store = wasmtime.Store(eng); store.set_epoch_deadline(1 << 40)
+            linker.instantiate(store, comp); os.write(w, b"x"); os._exit(0)
         os.read(r, 1); samples.append((time.perf_counter() - t) * 1e3); os.waitpid(pid, 0)
     print(statistics.median(samples))
 """)
 
 
-def raw_fork(tmp: Path, n: int) -> float:
-    """fork of a process that imported wasmtime + deserialize + instantiate (the counter)."""
+def raw_fork(tmp: Path, n: int, compiled: Path | None = None) -> float:
+    """fork of a process that imported wasmtime + deserialize + instantiate: the counter, or the
+    component compiled at ``compiled`` (by the server, for the worker's engine)."""
     import wasmtime
-    wasm = tmp / "counter.wasm"
-    wasm.write_bytes(wasmtime.wat2wasm(COUNTER.read_text()))
-    out = subprocess.run([sys.executable, "-c", _FORK, str(wasm), str(n)], capture_output=True, text=True, check=True)
+    if compiled is None:
+        wasm = tmp / "counter.wasm"
+        wasm.write_bytes(wasmtime.wat2wasm(COUNTER.read_text()))
+    args = [str(wasm), str(n)] if compiled is None else [str(compiled), str(n), "other imports trap"]
+    out = subprocess.run([sys.executable, "-c", _FORK, *args], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip())
 
 
@@ -151,8 +162,9 @@ def raw_sign(seconds: float = 1.0) -> float:
 
 
 class Bench:
-    def __init__(self, quick: bool) -> None:
+    def __init__(self, quick: bool, py_component: Path | None = None) -> None:
         self.quick = quick
+        self.py_component = py_component
         self.tmp = Path(tempfile.mkdtemp(prefix="thb-", dir="/tmp"))
         self.home = Home(self.tmp / "h")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -357,6 +369,38 @@ class Bench:
         self.results.update(idle_uss_mib=statistics.median(uss), idle_uss_max_mib=max(uss),
                             server_rss_with_actors_mib=server_rss, memory_actors=k)
 
+    def python(self) -> None:
+        """The componentize-py counter (18 MB, CPython inside): its first start on this home, which
+        waits for the server to compile it (time, and the compile process's peak memory), then
+        spawn p50 from the cache against fork + deserialize + instantiate of the same component."""
+        wasm = self.py_component or _python_counter()
+        if wasm is None:
+            print("  skipped: no componentize-py counter (pip install -e '.[test]', or give --py-component)")
+            return
+        manifest = self.tmp / "counter-py.toml"
+        manifest.write_text(f'name = "counter-py"\nversion = "0.1.0"\ncomponent = "{wasm}"\n'
+                            '[[handler]]\ntype = "runtime"\n[[handler]]\ntype = "message-server"\n')
+        n = 10 if self.quick else 30
+        with self.client(timeout=900) as c:
+            t = time.perf_counter()
+            first = c.start(manifest)["id"]
+            first_start = time.perf_counter() - t
+            compiled = next(e for e in c.events(first, types=["lifecycle/start"]))
+            info = decode_data(compiled.data)["compiled"] or {}
+            c.stop(first)
+            lat = []
+            for i in range(n + 3):          # the first 3 warm the fork server's spares
+                t = time.perf_counter()
+                actor = c.start(manifest)["id"]
+                if i >= 3:
+                    lat.append((time.perf_counter() - t) * 1e3)
+                c.stop(actor)
+        cwasm = self.home.compiled(hashlib.sha256(wasm.read_bytes()).hexdigest(), False)
+        self.results.update(py_first_start_s=first_start, py_compile_s=info.get("seconds", 0.0),
+                            py_compile_peak_mib=info.get("peak", 0) / 2**20, py_spawn_p50_ms=statistics.median(lat),
+                            py_spawn_p95_ms=pct(lat, 95),
+                            py_fork_instantiate_ms=raw_fork(self.tmp, 10 if self.quick else 30, cwasm))
+
     def restart(self) -> None:
         n = 5 if self.quick else 15
         lat = []
@@ -403,6 +447,19 @@ class Bench:
                             available_memory_gib=psutil.virtual_memory().available / 2**30)
 
 
+def _python_counter() -> Path | None:
+    """The componentize-py counter the tests build (tests/toolchains.py, cached), if it can be built here."""
+    import pytest  # toolchains skips through pytest when a tool is missing
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests import toolchains
+        return toolchains._componentize(stub_wasi=True)
+    except (Exception, pytest.skip.Exception) as e:
+        print(f"  no componentize-py counter: {e}", flush=True)
+        return None
+
+
 def _db_size(db: Path) -> int:
     """Bytes the database holds, WAL included (page count x page size, as a reader sees it)."""
     import sqlite3
@@ -416,15 +473,18 @@ def _db_size(db: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples")
-    ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,memory,restart,http")
+    ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,memory,restart,http,"
+                                   "python")
+    ap.add_argument("--py-component", type=Path, metavar="WASM",
+                    help="the componentize-py counter to measure (default: build it as the tests do)")
     ap.add_argument("--actors", type=int, default=0, help="also start this many actors at once (e.g. 500)")
     ap.add_argument("--out", default="bench-results.json", help="where to write the JSON (default %(default)s)")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    b = Bench(args.quick)
+    b = Bench(args.quick, args.py_component)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("spawn", b.spawn), ("cli_rtt", b.cli_rtt), ("actor_rtt", b.actor_rtt), ("oneway", b.oneway),
-        ("chain", b.chain), ("memory", b.memory), ("restart", b.restart), ("http", b.http)]
+        ("chain", b.chain), ("memory", b.memory), ("restart", b.restart), ("http", b.http), ("python", b.python)]
     try:
         if only is None or "raw" in only:
             print("raw primitives ...", flush=True)
@@ -449,6 +509,8 @@ def report(r: dict[str, Any], out: str) -> None:
     ratios = {}
     if "spawn_p50_ms" in r and "fork_instantiate_ms" in r:
         ratios["spawn / (fork + instantiate)"] = r["spawn_p50_ms"] / r["fork_instantiate_ms"]
+    if "py_spawn_p50_ms" in r and "py_fork_instantiate_ms" in r:
+        ratios["python spawn / (fork + instantiate)"] = r["py_spawn_p50_ms"] / r["py_fork_instantiate_ms"]
     if "actor_rtt_p50_us" in r and "zmq_rtt_us" in r:
         ratios["actor rtt / one-hop zmq rtt"] = r["actor_rtt_p50_us"] / r["zmq_rtt_us"]
     if "http_gateway_p50_us" in r:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 
-from theater.errors import ActorFailed, ComponentError, ManifestError, TheaterError
+from theater.errors import ActorFailed, ComponentError, ManifestError, Refused, TheaterError
 
 from .launch import describe_status, signal_name
 from .registry import ActorRecord, Exit, ExitKind
@@ -52,6 +52,8 @@ def start_error(rec: ActorRecord, exit_: Exit) -> TheaterError:
     kind = exit_.reason.removeprefix("start:")
     if kind == "component":
         return ComponentError(f"{rec.manifest.source}: component {rec.manifest.component!r}: {exit_.error}")
+    if kind == "compile":       # too big or too slow to compile under the server's [compile] ceiling
+        return Refused(f"{rec.manifest.source}: component {rec.manifest.component!r}: {exit_.error}")
     if kind == "manifest":
         return ManifestError(f"{exit_.error}")
     return ActorFailed(f"actor {rec.name} failed to start: {exit_.error or exit_.reason}")

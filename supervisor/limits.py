@@ -77,12 +77,15 @@ class Group(ABC):
         """Highest memory use of the group in bytes, when the kernel tracks it."""
         return None
 
+    def admit(self, pid: int) -> None:  # noqa: B027 - nothing to join for rlimits
+        """Moves a process the server started (a compile) into this group; OSError if it cannot."""
+
     def remove(self, timeout: float = 1.0) -> None:  # noqa: B027 - nothing to remove for rlimits
         """Delete the group after its processes are gone. Never raises."""
 
     def remove_soon(self, later: Callable[[float, Callable[[], None]], object], tries: int = 20) -> None:
-        """Removes the group of an ended incarnation without waiting in place: the kernel may need
-        a moment after the exit, so it tries again (``later``) while the directory is there."""
+        """``remove`` without blocking the server's loop: the kernel may need a moment after the
+        last exit, so it tries again every 50 ms (``later`` schedules on the loop)."""
         self.remove(timeout=0)
         if self.path is not None and self.path.exists() and tries > 0:
             later(0.05, lambda: self.remove_soon(later, tries - 1))
@@ -111,6 +114,10 @@ class CgroupGroup(Group):
     def memory_peak(self) -> int | None:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         return cgroupfs.integer(cgroupfs.read(self.dirs[0] / name))
+
+    def admit(self, pid: int) -> None:
+        for d in self.dirs:
+            cgroupfs.write(d / "cgroup.procs", pid)
 
     def remove(self, timeout: float = 1.0) -> None:
         for d in self.dirs:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from theater.errors import NotFound
+from theater.errors import NotFound, Refused
 from theater.manifest import Limits, Manifest
 
 
@@ -90,6 +90,7 @@ class Incarnation:
     kill_reason: str | None = None     # the server killed it (hang, escalation): an abnormal exit
     kill_detail: str | None = None     # ... and why, in words
     report: Exit | None = None         # what the worker said before exiting
+    compiled: dict[str, Any] | None = None   # the compile this start waited for (seconds, peak, bytes)
     stats: dict[str, int] = field(default_factory=dict)
 
 
@@ -144,7 +145,8 @@ class ActorRecord:
         spec, run = self.spec, self.run
         fields = {"manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
                   "component": spec.component, "mode": run.mode, "incarnation": run.number,
-                  "has_init": spec.init_state is not None, "reason": run.reason, "limits": asdict(spec.limits)}
+                  "has_init": spec.init_state is not None, "reason": run.reason, "limits": asdict(spec.limits),
+                  "compiled": run.compiled}
         return fields, [spec.init_state] if spec.init_state is not None else []
 
     def summary(self) -> dict[str, Any]:
@@ -236,6 +238,14 @@ class Registry:
         if not matches:
             raise NotFound(f"no actor {key!r} (see `theater list`)")
         raise NotFound(f"{key!r} matches {len(matches)} actors; give more of the id")
+
+    def running(self, key: str) -> ActorRecord:
+        """Like ``lookup``, for what only a running actor can take: Refused says what it is instead."""
+        rec = self.lookup(key)
+        if rec.status != Status.RUNNING:
+            raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status}"
+                          + (f": {rec.last_error}" if rec.last_error and rec.status == Status.FAILED else ""))
+        return rec
 
     def descendants(self, rec: ActorRecord) -> list[ActorRecord]:
         """Children first in reverse start order, depth first: the order to stop them in."""

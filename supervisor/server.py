@@ -33,6 +33,7 @@ from theater.paths import Home
 
 from . import api, children
 from . import limits as limits_
+from .compiles import Compiles
 from .directory import Directory
 from .gateway.link import GatewayLink
 from .launch import Child, ForkServer, OutputRelay, unlink_socket
@@ -76,8 +77,10 @@ class Server:
         self.registry.pid_watchers.append(self.gateway.pid_changed)
         self.saved = SavedActors(home.actors)
         self.directory = Directory(self.registry, self.outbox)
+        self.compiles = Compiles(home, self.config.compile, str(self.config.source), self.limits, self.outbox.later,
+                                 time.monotonic, user)
         self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
-                                       self.directory, self.config, user=user)
+                                       self.directory, self.config, self.compiles, user=user)
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -232,6 +235,7 @@ class Server:
             self._check_helpers()
 
     def _check_helpers(self) -> None:
+        self.compiles.reap()
         status = self.chain_proc.poll()
         if status is not None and not self.stopping:
             log.error("chain process exited (status %s); restarting it", status)
@@ -266,6 +270,7 @@ class Server:
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
+        self.compiles.close()
         self.limits.close()             # after the spares, which sit in their own groups, are gone
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)

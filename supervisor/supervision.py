@@ -29,6 +29,7 @@ from theater.ids import new_actor_id
 from theater.manifest import Manifest
 
 from . import exits, restart
+from .compiles import Compiles, Outcome
 from .directory import Directory
 from .launch import ForkServer
 from .limits import Controller
@@ -40,14 +41,14 @@ from .stopping import Stopper
 
 log = logging.getLogger("theater.server")
 
-# A worker must say hello and finish init within this long (compiling a large component
-# the first time takes seconds; the cache makes later starts milliseconds).
+# A worker must say hello and finish init within this long, counted from its fork (its
+# component is compiled before: loading it takes milliseconds).
 STARTUP_TIMEOUT = 60.0
 # A worker silent for its call timeout plus this long is called hung and killed; it sends
 # a heartbeat every 2 s when idle, so this is several missed beats.
 HANG_GRACE = 10.0
-# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and
-# wasmtime's compile threads on a cache miss. A cap, not a budget.
+# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and any a
+# handler starts. A cap, not a budget.
 WORKER_PIDS = 256
 # Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
 # component's mapping, the store.
@@ -59,7 +60,7 @@ Ready = Callable[[TheaterError | None], None]
 
 class Supervision:
     def __init__(self, registry: Registry, outbox: Outbox, launcher: ForkServer, limits: Controller,
-                 saved: SavedActors, directory: Directory, config: ServerConfig,
+                 saved: SavedActors, directory: Directory, config: ServerConfig, compiles: Compiles,
                  user: tuple[int, int] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.registry = registry
@@ -69,6 +70,7 @@ class Supervision:
         self.saved = saved
         self.directory = directory
         self.config = config
+        self.compiles = compiles
         self.user = list(user) if user else None
         self.clock = clock
         self.wall = wall
@@ -103,7 +105,14 @@ class Supervision:
         spec = rec.spec
         confine = {"user": self.user, "nofile": WORKER_NOFILE,
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
-        self.launcher.spawn(rec.actor_id, rec.name, spec.component, spec.limits.fuel > 0, confine)
+        self.compiles.then_spawn(rec, self.launcher, confine, self._not_compiled)
+
+    def _not_compiled(self, rec: ActorRecord, outcome: Outcome) -> None:
+        """Stopped while its component compiled, or its component cannot be compiled (see compiles)."""
+        if outcome.error is None:
+            return self._finish_stop(rec)
+        rec.run.report = exits.reported(f"start:{outcome.reason}", outcome.error)
+        self._exited(rec, 0)
 
     def _limit(self, rec: ActorRecord, pid: int) -> None:
         """The worker's pid is known (from the fork server or the worker's hello, whichever comes
@@ -381,13 +390,6 @@ class Supervision:
 
     def idle(self) -> bool:
         return not any(r.alive for r in self.registry)
-
-    def lookup_running(self, key: str) -> ActorRecord:
-        rec = self.registry.lookup(key)
-        if rec.status != Status.RUNNING:
-            raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status}"
-                          + (f": {rec.last_error}" if rec.last_error and rec.status == Status.FAILED else ""))
-        return rec
 
 
 def _count_restart(rec: ActorRecord) -> None:

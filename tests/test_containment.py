@@ -583,7 +583,7 @@ def test_workers_run_as_the_given_user(flag_server, home, tmp_path):
     second = start(server, COUNTER)
     assert_answers(server, second, b"1")
     starts = [bodies(events(server, a), "lifecycle/start")[0] for a in (first, second)]
-    assert [s["compiled"] for s in starts] == [True, False], starts
+    assert [bool(s["compiled"]) for s in starts] == [True, False], starts     # the first waited for a compile
     # the two talk through their inbox sockets
     sender = start(server, probe(tmp_path, "sender"))
     assert request(server, sender, f"q{first}".encode()) == b"3"

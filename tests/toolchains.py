@@ -164,9 +164,9 @@ def wasi_adapter() -> Path:
         missing(f"could not fetch the WASI adapter with npm: {str(e).splitlines()[-1]}")
 
 
-def _componentize(stub_wasi: bool) -> Path:
+def _componentize(stub_wasi: bool, name: str = "counter-py") -> Path:
     version = _version("componentize-py", "pip install -e '.[test]'")
-    guest = GUESTS / "counter-py"
+    guest = GUESTS / name
     flags = ["-d", str(WIT), "-w", "message-actor", "componentize", *(["--stub-wasi"] if stub_wasi else []),
              "-p", str(guest), "app"]
 
@@ -174,8 +174,8 @@ def _componentize(stub_wasi: bool) -> Path:
         run([_script("componentize-py"), *flags, "-o", str(tmp / "out.wasm")], cwd=tmp)
         return tmp / "out.wasm"
 
-    name = "counter-py-stub" if stub_wasi else "counter-py-wasi"
-    return cached(name, [guest, WIT, "componentize-py", version, "message-actor", str(stub_wasi)], build)
+    return cached(f"{name}-{'stub' if stub_wasi else 'wasi'}",
+                  [guest, WIT, "componentize-py", version, "message-actor", str(stub_wasi)], build)
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +188,12 @@ def counter_py_stub() -> Path:
 def counter_py_wasi() -> Path:
     """The same counter built without ``--stub-wasi``: imports all of WASI 0.2."""
     return _componentize(stub_wasi=False)
+
+
+@pytest.fixture(scope="session")
+def hog_py() -> Path:
+    """tests/guests/hog-py (``--stub-wasi``): a request "alloc" allocates until CPython gets no more memory."""
+    return _componentize(stub_wasi=True, name="hog-py")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class Client:
         self.sock.connect(self.endpoint)
         self._ids = itertools.count(1)
         self.pushes: deque[tuple[dict[str, Any], list[bytes]]] = deque()
+        # called with each "compiling" push a start gets while its component compiles (see start)
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -85,7 +88,12 @@ class Client:
                 if header["k"] == "error":
                     raise from_wire(header["code"], header["error"])
                 return header, data
-            if "re" not in header:
+            if header.get("k") == "compiling":
+                # a start waits for its component to compile, however long the server lets that take
+                if self.on_progress is not None:
+                    self.on_progress(header)
+                deadline = max(deadline, time.monotonic() + (self.timeout if timeout is None else timeout))
+            elif "re" not in header:
                 self.pushes.append((header, data))
                 # the server is alive and our answer is behind these pushes: keep waiting
                 deadline = max(deadline, time.monotonic() + PING_TIMEOUT)
@@ -106,7 +114,9 @@ class Client:
         return self.call("ping", timeout=PING_TIMEOUT)[0]
 
     def start(self, manifest_path: str | Path, state: bytes | None = None) -> dict[str, Any]:
-        """Validates a manifest here, then sends it with its component and initial state."""
+        """Validates a manifest here, then sends it with its component and initial state. While the
+        server compiles the component (the first start of it), it says so every second
+        (``on_progress``), and the wait goes on."""
         path = Path(manifest_path).absolute()
         m = manifests.load(path)
         component = manifests.component_bytes(m, path.parent)

@@ -17,9 +17,19 @@ from .paths import read_regular
 
 
 @dataclass(frozen=True)
+class Compile:
+    """``[compile]``: what the process that compiles a component may use. It is not charged to
+    any actor; Cranelift needs ~400 MiB for an 18 MB componentize-py component."""
+
+    memory: int = 1 << 30              # its memory ceiling (cgroup, else RLIMIT_DATA)
+    timeout: float = 300.0             # its wall time
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """``$THEATER_HOME/server.toml``: defaults for actors, the root supervisor's flags, the secrets
-    manifests may place in outgoing requests (``theater.secrets``), and the content store's cap."""
+    manifests may place in outgoing requests (``theater.secrets``), the content store's cap, and
+    what compiling a component may use."""
 
     limits: Limits = field(default_factory=Limits)
     strategy: str = "one_for_one"
@@ -27,26 +37,30 @@ class ServerConfig:
     period: float = 5.0
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     store_max_bytes: int = 1 << 30     # the whole of $THEATER_HOME/store
-    source: Path | None = None         # the file read, if any (the gateway reads it again)
+    compile: Compile = field(default_factory=Compile)
+    source: Path = Path("server.toml")  # the file read (or that would be): the gateway reads it again,
+                                       # and messages say where to change a setting
 
 
 def load_server_config(path: Path) -> ServerConfig:
     """Reads server.toml if it exists (every key optional); ManifestError names file and key."""
     if not path.exists():
-        return ServerConfig()
+        return ServerConfig(source=path)
     try:
         text = read_regular(path, MAX_MANIFEST_FILE).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: cannot read server config: {reason(e)}") from None
     doc = read_toml(text, str(path))
     c = Checker(str(path))
-    c.unknown(doc, {"limits", "root", "secrets", "store"}, "")
+    c.unknown(doc, {"limits", "root", "secrets", "store", "compile"}, "")
     root, store, secrets = doc.get("root", {}), doc.get("store", {}), doc.get("secrets", {})
-    for name, table in (("root", root), ("store", store), ("secrets", secrets)):
+    comp = doc.get("compile", {})
+    for name, table in (("root", root), ("store", store), ("secrets", secrets), ("compile", comp)):
         if not isinstance(table, dict):
             raise c.fail(name, f"expected a [{name}] table")
     c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
     c.unknown(store, {"max_bytes"}, "[store]")
+    c.unknown(comp, {"memory", "timeout"}, "[compile]")
     for name, value in secrets.items():
         if not _secrets.NAME.match(name) or not isinstance(value, str):
             raise c.fail(f"[secrets] {name}", "expected NAME = \"value\" (letters, digits and _; the value a string)")
@@ -63,4 +77,6 @@ def load_server_config(path: Path) -> ServerConfig:
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
                         period=c.duration(root, "period", "[root]", d.period, positive=True),
-                        secrets=dict(secrets), store_max_bytes=store_max, source=path)
+                        secrets=dict(secrets), store_max_bytes=store_max, source=path,
+                        compile=Compile(c.size(comp, "memory", d.compile.memory, "[compile]"),
+                                        c.duration(comp, "timeout", "[compile]", d.compile.timeout, positive=True)))

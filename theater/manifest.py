@@ -326,14 +326,14 @@ class Checker:
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second),
         )
 
-    def size(self, raw: dict[str, Any], key: str, default: int) -> int:
+    def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]") -> int:
         value = raw.get(key, default)
         try:
             n = parse_size(value)
         except ValueError as e:
-            raise self.fail(f"[limits] {key} = {value!r}", str(e)) from None
+            raise self.fail(f"{where} {key} = {value!r}", str(e)) from None
         if n < 64 << 10:
-            raise self.fail(f"[limits] {key} = {value!r}", "must be at least 64KiB (one wasm page)")
+            raise self.fail(f"{where} {key} = {value!r}", "must be at least 64KiB (one wasm page)")
         return n
 
     def duration(self, raw: dict[str, Any], key: str, where: str, default: float, positive: bool = False) -> float:

@@ -7,7 +7,8 @@
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
-    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.a<adapter>.cwasm
+    cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.a<adapter>.cwasm, and
+                    each component's checked shape: <wasmtime version>/<sha256>.shape<adapter>.json
     store/          the content store handler's data (written by the gateway process only)
     logs/           server log when not logging to stdout
 """
@@ -16,16 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import stat
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from .errors import UsageError
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 _IPC_PATH_MAX = 107
+
+
+@functools.cache
+def wasmtime_version() -> str:
+    """A compiled component only loads into the wasmtime that made it: part of every cache key.
+    Read from the package metadata, so the server and the CLI need not import wasmtime."""
+    return metadata.version("wasmtime")
 
 
 def default_home() -> Path:
@@ -66,6 +76,12 @@ class Home:
     @property
     def cache(self) -> Path:
         return self.root / "cache"
+
+    def compiled(self, sha256: str, fuel: bool) -> Path:
+        return compiled_path(self.cache, sha256, fuel)
+
+    def shape(self, sha256: str) -> Path:
+        return shape_path(self.cache, sha256)
 
     @property
     def store(self) -> Path:
@@ -153,6 +169,22 @@ class Home:
 
     def worker_endpoint(self, pid: int) -> str:
         return f"ipc://{self.worker_socket(pid)}"
+
+
+# What is compiled is the actor inside the byte adapter the worker generates around it
+# (worker/adapter.py): a new adapter means new compiled forms, so its version is in their names.
+ADAPTER_VERSION = 1
+
+
+def compiled_path(cache: Path, sha256: str, fuel: bool) -> Path:
+    """A component compiled for the worker's engine (fuel on or off: each loads only into its own
+    kind of engine). ``python -m worker compile`` writes it; workers only load it."""
+    return cache / wasmtime_version() / ("fuel" if fuel else "epoch") / f"{sha256}.a{ADAPTER_VERSION}.cwasm"
+
+
+def shape_path(cache: Path, sha256: str) -> Path:
+    """What a component imports and exports, checked once, beside its compiled forms."""
+    return cache / wasmtime_version() / f"{sha256}.shape{ADAPTER_VERSION}.json"
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:

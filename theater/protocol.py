@@ -70,6 +70,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "missed": ({"sub": S, "count": N}, 0),
     "channel_message": ({"channel": S}, 1),
     "channel_closed": ({"channel": S}, 0),
+    "compiling": ({"request": S, "component": S, "bytes": N}, 0),   # a start waits; "seconds" so far
     # control: worker -> server
     "hello": ({"actor": S, "pid": N, "endpoint": S}, 0),
     "ready": ({"actor": S}, 0),

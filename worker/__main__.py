@@ -1,6 +1,8 @@
-"""``python -m worker``: the fork server each actor's process comes from, and the replayer.
+"""``python -m worker``: the fork server each actor's process comes from, the compile step, and
+the replayer.
 
     python -m worker serve --home H --fd N        (started by theater-server)
+    python -m worker compile --home H SHA256      (started by theater-server, see worker/compiler.py)
     python -m worker replay --home H ACTOR        (run by `theater replay`)
 
 Each worker process renames itself ``python -m worker --actor ID --name NAME`` so ``ps``
@@ -24,9 +26,6 @@ from theater.errors import TheaterError
 from theater.events import Event, read_export
 from theater.paths import Home
 
-from .replay import replay
-from .zygote import Zygote
-
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worker", description=(
@@ -39,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--cgroup", action="append", default=[], metavar="DIR",
                        help="a parent cgroup each worker makes its own group in (repeat per v1 hierarchy)")
+    comp = sub.add_parser("compile", help="compile one stored component into the cache (theater-server runs it)")
+    comp.add_argument("--home", required=True, help="THEATER_HOME (components/, cache/)")
+    comp.add_argument("sha256", help="the component, as stored in components/<sha256>.wasm")
+    comp.add_argument("--fuel", action="store_true", help="for an engine that counts fuel (else: epochs only)")
+    comp.add_argument("--data-limit", type=int, default=0, metavar="BYTES",
+                      help="lower RLIMIT_DATA to this first (when the server has no cgroup for it)")
+    comp.add_argument("--user", metavar="UID:GID", help="drop to this user before compiling")
     rep = sub.add_parser("replay", help="replay one actor's chain; prints a JSON report")
     rep.add_argument("--home", required=True, help="THEATER_HOME (chains.db, components/, cache/)")
     rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
@@ -47,11 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     grants.load_plugins()
     home = Home.resolve(args.home)
+    # each command imports only what it needs: the compile step starts before every first start
     if args.command == "serve":
+        from .zygote import Zygote
+
         logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         Zygote(home, socket.socket(fileno=args.fd), args.cgroup).serve()
         return 0
+    if args.command == "compile":
+        from .compiler import run
+
+        uid, _, gid = (args.user or "").partition(":")
+        return run(home, args.sha256, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None)
+    from .replay import replay
+
     _linux.die_with_parent(signal.SIGKILL)      # the CLI that asked may give up (or be killed)
     try:
         events = _load(home, args.actor, args.file)

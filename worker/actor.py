@@ -89,7 +89,7 @@ class Actor:
 
         While the server's and the chain's answers to hello and resume are on their way, the
         worker confines itself (cgroup, rlimits, user: before any actor code exists in it) and
-        loads its component (the spawn named it) and checks its shape.
+        loads its component (the spawn named it; the server compiled it before the fork).
         """
         loop = self.loop
         hello = loop.ask(loop.control, {"k": "hello", "actor": self.actor_id, "pid": os.getpid(),
@@ -100,8 +100,8 @@ class Actor:
         self.watchdog = watchdog = Watchdog(engine)
         loop.watchdog = watchdog
         loop.poller.register(watchdog.wake_fd, zmq.POLLIN)
-        comp, shape, compiled = component.load(engine, self.home.cache, self.home.components / f"{component_sha}.wasm",
-                                               component_sha, fuel)
+        comp, shape = component.load_compiled(engine, self.home.compiled(component_sha, fuel),
+                                               self.home.shape(component_sha))
         config, frames = answer(loop.wait_reply(hello, timeout=STARTUP_TIMEOUT))
         m = manifests.parse(config["manifest"], config["source"])
         if config.get("limits"):        # the server's defaults under what the manifest says
@@ -159,7 +159,7 @@ class Actor:
         recorder.record("lifecycle/start", {
             "incarnation": config.get("incarnation", 0), "component": config["component"],
             "manifest": {"name": m.name, "version": m.version}, "mode": "resume" if resuming else "init",
-            "state": state, "reason": config.get("reason"), "compiled": compiled,
+            "state": state, "reason": config.get("reason"), "compiled": config.get("compiled"),
         })
         calls.call(ACTOR, "init", (self.actor_id,))
         chain.flush()

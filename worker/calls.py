@@ -4,8 +4,9 @@ Host-owned state goes in as the first parameter of every export and comes back f
 result. Each call is recorded before it runs (``wasm`` call event, which leaves within a
 watchdog tick: a worker the kernel kills mid-call still leaves a record of what it was
 doing) and after (its result, with the new state when it changed). A trap, an ``Err``, or a
-limit (time, fuel, memory) is recorded and raised as a ``Failure``: the instance is dead
-after a trap, so the actor ends and its supervisor decides what comes next.
+limit (``timeout``, ``fuel``, ``memory`` for linear memory, ``oom`` for the process) is
+recorded and raised as a ``Failure``: the instance is dead after a trap, so the actor ends
+and its supervisor decides what comes next.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from wasmtime import component as wc
 from theater.errors import Failure, TheaterError
 from theater.manifest import Limits
 
-from . import records
+from . import memories, records
 from .codec import Export
 from .component import Shape
 from .watchdog import Watchdog
@@ -74,7 +75,8 @@ class Calls:
         except TheaterError as e:            # a host function gave up (e.g. stopping)
             raise self._failed(name, "host", e.message) from None
         except MemoryError:                  # the worker process is over its memory rlimit
-            raise self._failed(name, "memory", "the worker ran out of process memory") from None
+            raise self._failed(name, "oom", f"the worker ran out of process memory (its process_memory limit "
+                                            f"is {self.limits.process_memory} bytes)") from None
         except Exception as e:               # a host function broke: the actor traps
             raise self._failed(name, "host", f"{type(e).__name__}: {e}") from None
         finally:
@@ -97,6 +99,10 @@ class Calls:
             return "stopped", "interrupted: the actor was asked to stop"
         if "all fuel consumed" in str(e):
             return "fuel", f"call used up its fuel ({self.limits.fuel})"
+        full = memories.full(self.limits.memory)
+        if full is not None:                 # an allocator giving up after a refused memory.grow
+            return "memory", (f"trapped with its linear memory full ({full} of its {self.limits.memory} bytes, "
+                              f"the memory limit): {records.trap_message(e)}")
         return "trap", records.trap_message(e)
 
     def _failed(self, function: str, reason: str, message: str) -> Failure:

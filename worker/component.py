@@ -1,16 +1,19 @@
-"""Loading an actor's component: compile once, cache, check it against what its manifest grants.
+"""An actor's component: compiled once, cached, checked against what its manifest grants.
 
 Compiled artifacts live in ``$THEATER_HOME/cache/<wasmtime version>/<flavour>/<sha256>.a<N>.cwasm``
 (a serialized component only loads into an engine with the same settings, so fuel on/off is
-part of the key; N is the byte adapter's version, ``ADAPTER``). Loading from the cache is an
-mmap (``deserialize_file``), about 1 ms instead of several ms to seconds of compiling.
+part of the key; N is the byte adapter's version), its checked shape beside them. What is
+compiled is the actor inside the byte adapter (``worker.adapter``: bytes cross in bulk), or the
+actor as it is when the adapter cannot wrap it (``Shape.adapted`` says which). Compiling
+(``compile_into``) is done by ``python -m worker compile``, a process of its own that the server
+starts and no actor is charged for (Cranelift needs ~400 MiB for an 18 MB component); a worker
+only loads (``load_compiled``: an mmap, about 1 ms).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import orjson
@@ -18,19 +21,17 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
-from theater.errors import ComponentError
+from theater.errors import ComponentError, TheaterError
 from theater.manifest import Manifest
-from theater.paths import write_atomically
+from theater.paths import compiled_path, shape_path, write_atomically
 
 from . import adapter, wit
 from .wit import PACKAGE, render_func, signatures
 
-WASMTIME_VERSION = metadata.version("wasmtime")
-# Part of every cache key: what is cached is the adapter's output, and its shape says so.
-ADAPTER = 1
-log = logging.getLogger("theater.worker")
 TYPES_INTERFACE = f"{PACKAGE}/types"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
+
+log = logging.getLogger("theater.worker")
 
 
 def make_engine(fuel: bool) -> wasmtime.Engine:
@@ -73,52 +74,59 @@ class Shape:
 
 def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
          fuel: bool) -> tuple[wc.Component, Shape, bool]:
-    """The component to run, its checked shape, and whether this load compiled it. What runs is
-    the actor inside its adapter (``worker.adapter``: bytes cross in bulk; ``shape.adapted``),
-    or, if the adapter cannot wrap it, the actor as it is."""
-    version = cache_dir / WASMTIME_VERSION
-    shape_file = version / f"{sha256}.shape{ADAPTER}.json"
-    cached = version / ("fuel" if fuel else "epoch") / f"{sha256}.a{ADAPTER}.cwasm"
-    shape = _read_shape(shape_file)
-    if shape is not None and cached.exists():
+    """The compiled component, its checked shape, and whether this load compiled it. For replay
+    and tests, which compile in their own process; a worker only ever ``load_compiled``."""
+    cwasm, shape_file = compiled_path(cache_dir, sha256, fuel), shape_path(cache_dir, sha256)
+    if cwasm.exists():
         try:
-            return wc.Component.deserialize_file(engine, str(cached)), shape, False
-        except wasmtime.WasmtimeError:
-            cached.unlink(missing_ok=True)     # stale or damaged: compile again
-    wasm = _read_wasm(wasm_path, sha256)
-    plain = None
-    if shape is None:
-        plain = _compile(engine, wasm)
-        shape = Shape(_check_imports(engine, plain), *_check_exports(engine, plain))
-        shape.adapted = True
-    component = None
-    if shape.adapted:
-        try:
-            component = _compile(engine, adapter.wrap(wasm, shape.imports, shape.exports))
-        except (adapter.Unsupported, ComponentError) as e:
-            log.warning("component %s runs without the byte adapter (%s): byte lists cross one C value "
-                        "per byte", sha256[:12], e)
-            shape.adapted = False
-    if component is None:
-        component = plain or _compile(engine, wasm)
-    write_atomically(shape_file, orjson.dumps(asdict(shape)))
-    write_atomically(cached, component.serialize())
-    return component, shape, True
+            return (*load_compiled(engine, cwasm, shape_file), False)
+        except TheaterError:
+            pass                               # damaged, and removed: compile again
+    return (*compile_into(engine, wasm_path, cwasm, shape_file), True)
 
 
-def _read_shape(path: Path) -> Shape | None:
+def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
+                 shape_file: Path) -> tuple[wc.Component, Shape]:
+    """Compiles the component at ``wasm_path`` (binary, or WAT text) inside its byte adapter when
+    it can be wrapped, checks its shape, and writes both (each whole or not at all); nothing is
+    written for a component that does not check."""
+    wasm = _read_wasm(wasm_path)
+    plain = _compile(engine, wasm)
+    shape = Shape(_check_imports(engine, plain), *_check_exports(engine, plain), adapted=True)
     try:
-        return Shape(**orjson.loads(path.read_bytes()))
-    except (OSError, orjson.JSONDecodeError, TypeError):
-        return None
+        component = _compile(engine, adapter.wrap(wasm, shape.imports, shape.exports))
+    except (adapter.Unsupported, ComponentError) as e:
+        log.warning("component %s runs without the byte adapter (%s): byte lists cross one C value per byte",
+                    wasm_path.stem[:12], e)
+        shape.adapted = False
+        component = plain
+    write_atomically(cwasm, component.serialize())
+    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    return component, shape
 
 
-def _read_wasm(path: Path, sha256: str) -> bytes:
+def load_compiled(engine: wasmtime.Engine, cwasm: Path, shape_file: Path) -> tuple[wc.Component, Shape]:
+    """What a worker does: deserialize (an mmap, ~1 ms) and read the shape. Compiling is the
+    server's job, done before it forks the worker, so a missing compiled form is a bug."""
+    if not cwasm.exists():
+        raise TheaterError(f"internal error: no compiled form of the component at {cwasm} (the server "
+                           f"compiles every component before it starts a worker for it)")
+    try:
+        component = wc.Component.deserialize_file(engine, str(cwasm))
+        shape = Shape(**orjson.loads(shape_file.read_bytes()))
+    except (wasmtime.WasmtimeError, OSError, orjson.JSONDecodeError, TypeError) as e:
+        cwasm.unlink(missing_ok=True)          # stale or damaged: the next start compiles it again
+        raise TheaterError(f"the compiled component at {cwasm} does not load ({_first_line(e)}); it was "
+                           f"removed and is compiled again at the next start") from None
+    return component, shape
+
+
+def _read_wasm(path: Path) -> bytes:
     """The component's binary (WAT text is assembled)."""
     try:
         wasm = path.read_bytes()
     except OSError as e:
-        raise ComponentError(f"component {sha256[:12]} is missing from {path.parent}: {e.strerror}") from None
+        raise ComponentError(f"component {path.stem[:12]} is missing from {path.parent}: {e.strerror}") from None
     if not wasm.startswith(b"\x00asm"):
         try:
             wasm = bytes(wasmtime.wat2wasm(wasm.decode()))
@@ -131,8 +139,12 @@ def _compile(engine: wasmtime.Engine, wasm: bytes) -> wc.Component:
     try:
         return wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
-        raise ComponentError(f"not a valid WebAssembly component: {first}") from None
+        raise ComponentError(f"not a valid WebAssembly component: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str, str]:

@@ -30,7 +30,7 @@ from . import component, handlers, records
 from .codec import Export
 
 # Recorded exits that depended on wall-clock time or outside intervention.
-NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory")
+NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
 # A replayed call is stopped (the record had it finish, so it diverged) once it has run this
 # many times as long as it took when recorded, and at least CALL_LIMIT_MIN seconds.
 CALL_LIMIT_FACTOR = 20

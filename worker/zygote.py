@@ -41,7 +41,7 @@ import setproctitle
 import zmq
 
 from theater import _linux
-from theater.paths import Home
+from theater.paths import Home, wasmtime_version
 
 from . import actor, wit
 from .loop import Sockets
@@ -79,6 +79,7 @@ class Zygote:
         # inboxes of workers gone with a previous fork server (they die with it)
         for stale in (self.home.run / "w").glob("*.sock"):
             stale.unlink(missing_ok=True)
+        wasmtime_version()   # and read the package metadata (a child may run as a user who cannot)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import PurePosixPath
 
 import psutil
 
@@ -25,7 +26,8 @@ def ping(req: Request) -> None:
 
 
 def start(req: Request) -> None:
-    """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid}"""
+    """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid};
+    while its component compiles, {"k": "compiling", request, component, bytes, seconds} every second."""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
@@ -38,6 +40,13 @@ def start(req: Request) -> None:
         else:
             req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid)
     rec = req.services.supervision.start(m, h["manifest"], h["base"], sha, init, on_ready=ready)
+
+    name = PurePosixPath(m.component).name
+
+    def compiling(seconds: float, size: int) -> None:     # the first start of a component: it compiles
+        req.services.outbox.push(req.client, {"k": "compiling", "request": req.id, "component": name,
+                                              "bytes": size, "seconds": round(seconds, 1)})
+    req.services.supervision.compiles.watch(sha, rec.spec.limits.fuel > 0, compiling)
 
 
 def stop(req: Request) -> None:
@@ -72,7 +81,8 @@ def top(req: Request) -> None:
     for rec in req.services.registry:
         stats = rec.run.stats
         row = {"id": rec.actor_id, "name": rec.name, "status": str(rec.status), "pid": rec.pid,
-               "restarts": rec.restarts, "events": stats.get("events", 0), "calls": stats.get("calls", 0),
+               "last_exit": rec.last_exit.reason if rec.last_exit else None, "restarts": rec.restarts,
+               "events": stats.get("events", 0), "calls": stats.get("calls", 0),
                "mailbox": stats.get("mailbox", 0)}
         if rec.pid is not None:
             try:

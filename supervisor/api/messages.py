@@ -22,7 +22,7 @@ def _fits(rec: ActorRecord, message: bytes) -> None:
 
 def send(req: Request) -> None:
     """{actor} [message] -> {} once the message is handed to the actor's worker."""
-    rec = req.services.supervision.lookup_running(req.header["actor"])
+    rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
     if req.services.outbox.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
         req.ok(id=rec.actor_id)
@@ -32,14 +32,14 @@ def send(req: Request) -> None:
 
 def request(req: Request) -> None:
     """{actor} [message] -> {} [reply], when the actor answers (handle-request or respond-to-request)."""
-    rec = req.services.supervision.lookup_running(req.header["actor"])
+    rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
     req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "request"}, req.frames[0])
 
 
 def channel_open(req: Request) -> None:
     """{actor} [first message] -> {channel, accepted} [the actor's first message?]"""
-    rec = req.services.supervision.lookup_running(req.header["actor"])
+    rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
     ch = new_channel_id()
 

@@ -42,7 +42,7 @@ class GatewayLink:
     def __init__(self, home: Home, ctx: zmq.Context, log_level: str, log_file: IO[Any] | None,
                  config: ServerConfig, later: Later, worker_group: int | None = None) -> None:
         args = ["--parent", str(os.getpid()), "--log-level", log_level]
-        if config.source is not None and config.source.exists():
+        if config.source.exists():
             args += ["--config", str(config.source)]
         if worker_group is not None:
             args += ["--worker-group", str(worker_group)]

@@ -23,6 +23,8 @@
 ;;   m  "m<N> <actor>": request(actor, "x") N times, reply the last reply (benchmarks)
 ;;   M  "M<N> <actor>": send(actor, "x") N times, then request(actor, "x") once and reply its reply
 ;;   h  get-chain(), reply the number of events it holds
+;;   a  memory.grow(rest-as-decimal pages, 1 if none) until it fails, then trap (unreachable),
+;;      as an allocator does when it cannot get more memory
 ;;   other (or empty msg): reply "unknown"
 ;; handle-send runs the same dispatch; the reply is simply not part of its result.
 ;;
@@ -313,6 +315,14 @@
                 (br $grow))))
           (call $reply (i32.const 96) (i32.const 11))
           (return (global.get $RET))))
+      ;; 'a' grow memory N pages at a time until refused, then trap like an allocator giving up
+      (if (i32.eq (local.get $op) (i32.const 0x61))
+        (then
+          (local.set $n (call $atoi (local.get $ap) (local.get $al)))
+          (if (i64.eqz (local.get $n)) (then (local.set $n (i64.const 1))))
+          (loop $more
+            (br_if $more (i32.ne (memory.grow (i32.wrap_i64 (local.get $n))) (i32.const -1))))
+          unreachable))
       ;; 'n' log "spam" N times
       (if (i32.eq (local.get $op) (i32.const 0x6e))
         (then

@@ -15,15 +15,18 @@ from typing import Any
 
 import pytest
 
+from supervisor.compiles import Compiles, Outcome
 from supervisor.directory import Directory
 from supervisor.limits import RlimitController
 from supervisor.outbox import Outbox
 from supervisor.persist import SavedActors
 from supervisor.registry import ActorRecord, Registry, Status
 from supervisor.restart import DEFAULT_BACKOFF
-from supervisor.supervision import HANG_GRACE, Supervision
+from supervisor.supervision import HANG_GRACE, STARTUP_TIMEOUT, Supervision
 from theater import manifest as manifests
-from theater.config import ServerConfig
+from theater.config import Compile, ServerConfig
+from theater.errors import Refused, TheaterError
+from theater.paths import Home
 
 EXIT_FAILED = 70 << 8          # a wait status: exited with 70
 
@@ -75,6 +78,27 @@ class FakeForkServer:
         return True
 
 
+class FakeCompiles(Compiles):
+    """Every component is compiled already, unless a test holds its compiles (then ``finish``)."""
+
+    def __init__(self, tmp_path, clock: Clock, outbox: FakeOutbox) -> None:
+        super().__init__(Home(tmp_path / "home"), Compile(), "server.toml", RlimitController(reason="test"),
+                         outbox.later, clock)
+        self.hold = False
+        self.waiting: list = []
+
+    def ensure(self, sha: str, fuel: bool, then) -> None:
+        if self.hold:
+            self.waiting.append(then)
+        else:
+            then(Outcome())
+
+    def finish(self, outcome: Outcome) -> None:
+        waiting, self.waiting = self.waiting, []
+        for then in waiting:
+            then(outcome)
+
+
 class World:
     def __init__(self, tmp_path, root: dict[str, Any] | None = None, seed: int = 1) -> None:
         self.clock = Clock()
@@ -82,9 +106,10 @@ class World:
         self.outbox = FakeOutbox(self.registry, self.clock)
         self.forks = FakeForkServer()
         config = ServerConfig(**(root or {}))
+        self.compiles = FakeCompiles(tmp_path, self.clock, self.outbox)
         self.sup = Supervision(self.registry, self.outbox, self.forks, RlimitController(reason="test"),
                                SavedActors(tmp_path / "actors"), Directory(self.registry, self.outbox), config,
-                               clock=self.clock, wall=self.clock, rng=random.Random(seed))
+                               self.compiles, clock=self.clock, wall=self.clock, rng=random.Random(seed))
 
     # the workers' side ------------------------------------------------------------------
 
@@ -353,3 +378,57 @@ def test_a_silent_worker_is_killed_as_hung_after_its_call_timeout_and_the_grace(
     w.clock.now += 1
     w.sup.check_hangs()
     assert w.forks.signals == [(rec.pid, signal.SIGKILL)] and rec.run.kill_reason == "hang"
+
+
+# ---- compiling before the fork --------------------------------------------------------------------
+
+def start_compiling(w: World, name: str = "big") -> tuple[ActorRecord, list[TheaterError | None]]:
+    """An actor whose component is still compiling; the list gets what its start waiter hears."""
+    w.compiles.hold = True
+    heard: list[TheaterError | None] = []
+    text = f'name = "{name}"\nversion = "1"\ncomponent = "big.wasm"\n'
+    rec = w.sup.start(manifests.parse(text, f"{name}.toml"), text, "/tmp", "0" * 64, None, on_ready=heard.append)
+    w.settle()
+    assert not w.forks.spawned and rec.status == Status.STARTING
+    return rec, heard
+
+
+def test_the_start_timeout_counts_from_the_fork_not_from_the_compile(tmp_path):
+    w = World(tmp_path)
+    rec, heard = start_compiling(w)
+    w.clock.now += STARTUP_TIMEOUT + 30           # a long compile
+    w.sup.check_hangs()
+    w.compiles.finish(Outcome(compiled={"seconds": 90.0}))
+    assert [a for a, _ in w.forks.spawned] == [rec.actor_id]
+    w.sup.on_fork_report({"op": "spawned", "actor": rec.actor_id, "pid": w.forks.spawned[0][1]})
+    w.clock.now += 1
+    w.sup.check_hangs()                           # the worker has had one second, not ninety
+    assert not w.forks.signals and rec.run.kill_reason is None
+    w.settle()
+    assert rec.status == Status.RUNNING and heard == [None]
+    assert rec.run.compiled == {"seconds": 90.0}          # told to the worker, which records it
+    assert rec.hello_answer()[0]["compiled"] == {"seconds": 90.0}
+
+
+def test_an_actor_stopped_while_its_component_compiles_is_never_forked(tmp_path):
+    w = World(tmp_path)
+    rec, heard = start_compiling(w)
+    stopped: list[int] = []
+    w.sup.stop(rec, "test", lambda: stopped.append(1))
+    assert stopped
+    w.compiles.finish(Outcome(compiled={"seconds": 3.0}))
+    assert not w.forks.spawned
+    assert len(heard) == 1 and "stopped before it was ready" in str(heard[0])
+
+
+def test_a_component_that_cannot_be_compiled_fails_the_start_with_the_compile_error(tmp_path):
+    w = World(tmp_path)
+    rec, heard = start_compiling(w)
+    w.compiles.finish(Outcome(reason="compile", error="too big to compile (18.4 MB) within the compile memory "
+                                                       "ceiling (64MiB); raise `memory` under [compile] in x"))
+    assert not w.forks.spawned
+    assert rec.status == Status.FAILED
+    (err,) = heard
+    assert isinstance(err, Refused) and "big.toml: component 'big.wasm': too big to compile" in err.message
+    exits = [r for r in w.outbox.records if r[1] == "lifecycle/exit"]
+    assert len(exits) == 1 and b"start:compile" in exits[0][2]

@@ -64,6 +64,24 @@ def error(message: str) -> None:
 note = error       # something the user should know that is not an error: said the same way
 
 
+class Progress:
+    """What a start waits for, on one stderr line rewritten in place ("compiling counter.wasm
+    (18.4 MB)... 12s"): for a terminal only, so scripts and pipes see nothing of it."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, push: dict[str, Any]) -> None:
+        if sys.stderr.isatty():
+            print(f"\rtheater: compiling {push.get('component')} ({push.get('bytes', 0) / 1e6:.1f} MB)... "
+                  f"{push.get('seconds', 0):.0f}s", end="", file=sys.stderr, flush=True)
+            self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            print(file=sys.stderr, flush=True)
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()

@@ -17,16 +17,27 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     """Start an actor from its manifest; prints its id once its init is done.
 
     The manifest, its component (.wasm or .wat) and its initial state are read here and sent
-    to the server, so the server needs no access to your files.
+    to the server, so the server needs no access to your files. The first start of a component
+    compiles it (seconds for a large one); a terminal shows how long it has taken so far.
     --json prints {"id": ..., "name": ..., "pid": ...}.
     """
     state = Path(args.state).read_bytes() if args.state else None
-    info = ctx.client.start(args.manifest, state)
+    info = start_with_progress(ctx, args.manifest, state)
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
     else:
         _output.line(info["id"])
     return 0
+
+
+def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
+    """The start request; a first start that compiles its component shows how long, on a terminal."""
+    progress = _output.Progress()
+    ctx.client.on_progress = progress
+    try:
+        return ctx.client.start(manifest, state)
+    finally:
+        progress.done()
 
 
 def stop(args: argparse.Namespace, ctx: Context) -> int:
@@ -101,7 +112,8 @@ def tree(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def top(args: argparse.Namespace, ctx: Context) -> int:
-    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts."""
+    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts, and why its
+    last incarnation ended (memory, oom, timeout, fuel, trap, ...)."""
     while True:
         info = ctx.client.call("top")[0]
         if ctx.json:
@@ -110,12 +122,13 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
             if args.watch:
                 _output.clear_screen()
             # CPU % and events/s are rates since the previous `top`: the first shows "-"
-            rows = [[a["id"][:8], a["name"], a["status"], str(a["pid"] or "-"),
+            rows = [[a["id"][:8], a["name"], a["status"], a.get("last_exit") or "-", str(a["pid"] or "-"),
                      format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
                      f"{a['cpu_percent']:.0f}%" if "cpu_percent" in a else "-",
                      str(a.get("events_per_second", "-")), str(a["restarts"])]
                     for a in info["actors"]]
-            _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S", "RESTARTS"])
+            _output.table(rows, ["ID", "NAME", "STATUS", "LAST EXIT", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S",
+                                 "RESTARTS"])
             _output.line(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
         if not args.watch:
             return 0

@@ -13,6 +13,7 @@ from ..errors import TheaterError, Unreachable
 from ..events import decode_data, readable
 from . import _output
 from ._context import Context
+from .actors import start_with_progress
 from .chains import follow, summary
 
 LOG = "theater:simple/runtime/log"
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     actor = None
     try:
         state = Path(args.state).read_bytes() if args.state else None
-        info = ctx.client.start(args.manifest, state)
+        info = start_with_progress(ctx, args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
             _output.line(f"[theater] started {name} {actor}", sys.stderr)

@@ -1,0 +1,71 @@
+"""``python -m worker compile``: one component compiled into the cache, in a process of its own.
+
+The server starts this for a component that has no compiled form yet, before it forks the
+worker that will load it. So compiling is charged to no actor (Cranelift needs ~400 MiB and
+~20 s of CPU for an 18 MB componentize-py component, where an actor's default process memory
+is 256 MiB), and it never happens in the fork server (a fork after compiling deadlocks
+wasmtime's thread pool) or in the server. Its ceiling is ``[compile] memory``: the server puts
+it in a cgroup of its own with that limit before it writes "go" on its stdin; without cgroups
+this process lowers its own RLIMIT_DATA (``--data-limit``). The server kills it after
+``[compile] timeout``. Under ``--user`` it drops to the workers' user before it reads the
+component.
+
+It prints one JSON line: ``{"ok": true, "seconds", "peak", "bytes"}`` (exit 0) or
+``{"ok": false, "error"}`` for a component that is not valid or does not check (exit 2). Out of
+memory it exits 3 (Python's MemoryError), or Rust's allocator aborts it (SIGABRT, saying
+"memory allocation of N bytes failed"), or the kernel kills it (cgroup).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import sys
+import time
+
+import orjson
+
+from theater import _linux
+from theater.errors import ComponentError
+from theater.paths import Home
+
+from .component import compile_into, make_engine
+from .wit import signatures
+
+EXIT_INVALID = 2
+EXIT_MEMORY = 3
+
+
+def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, int] | None) -> int:
+    _linux.die_with_parent(signal.SIGKILL)       # a compile nobody waits for is not worth finishing
+    if data_limit:
+        _linux.lower_limit(resource.RLIMIT_DATA, data_limit)
+    _linux.harden(nofile=256)                     # it reads untrusted input: no core dumps, no privileges
+    # everything that may import or read this Python's files is done first (as the zygote does):
+    # the workers' user may not be able to read them
+    wasm, cwasm, shape, engine = home.components / f"{sha256}.wasm", home.compiled(sha256, fuel), \
+        home.shape(sha256), make_engine(fuel)
+    signatures()
+    if not sys.stdin.readline():                  # "go": we are in our cgroup (or the server is gone)
+        return 1
+    if user is not None:                          # the workers' user (--user), as the workers drop to it
+        _linux.become(*user)
+        _linux.die_with_parent(signal.SIGKILL)   # a change of user clears the parent-death signal
+    started = time.monotonic()
+    try:
+        compile_into(engine, wasm, cwasm, shape)
+    except ComponentError as e:
+        _say({"ok": False, "error": e.message})
+        return EXIT_INVALID
+    except MemoryError:
+        os.write(2, b"compile: out of memory (MemoryError)\n")
+        return EXIT_MEMORY
+    _say({"ok": True, "seconds": round(time.monotonic() - started, 3), "bytes": wasm.stat().st_size,
+          "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    return 0
+
+
+def _say(result: dict[str, object]) -> None:
+    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    sys.stdout.flush()
