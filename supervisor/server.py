@@ -7,9 +7,11 @@ Sockets:
   events      SUB     the chain's published events, relayed to `events --follow` clients
 
 Everything happens in this one thread: a message, a process exit (the fork server's
-report), a signal or a timer is handled to completion before the next. Work that must
-wait (a worker's answer, a chain query, a process to exit) is parked in ``pending`` or
-behind a timer, never waited for in place.
+report), a helper's output, a signal (SIGHUP: reopen the log) or a timer is handled to
+completion before the next. Work that must wait (a worker's answer, a chain query, a process
+to exit) is parked in ``pending`` or behind a timer, never waited for in place. What the
+outside hears (systemd, metrics) is in ``health``; the other threads (``security``,
+``exporter``) never touch this loop's state.
 """
 
 from __future__ import annotations
@@ -19,24 +21,28 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import orjson
 import zmq
 
 from theater import keys, protocol
 from theater import manifest as manifests
-from theater.errors import ProtocolError, Refused, TheaterError
+from theater.errors import ProtocolError, Refused, TheaterError, UsageError
 from theater.paths import Home
 
 from . import api, children
 from . import limits as limits_
 from .directory import Directory
-from .launch import Child, ForkServer, OutputRelay, unlink_socket
+from .health import Health
+from .launch import Child, ForkServer, Outputs, unlink_socket
+from .logs import LogSink
+from .metrics import Metrics
 from .outbox import Outbox
 from .persist import SavedActors
 from .registry import Registry, Status
 from .relay import Relay
+from .sdnotify import Notifier
 from .security import secure_listener
 from .services import Services
 from .supervision import Supervision
@@ -50,28 +56,31 @@ HELPER_STOP_TIMEOUT = 5.0
 
 
 class Server:
-    def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None,
+    def __init__(self, home: Home, listen: str | None, log_level: str, log: LogSink,
                  restore: bool = True, config: manifests.ServerConfig | None = None,
-                 limits: limits_.Controller | None = None, user: tuple[int, int] | None = None) -> None:
+                 limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
+                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False) -> None:
         self.home = home
         self.restore = restore
         self.config = config or manifests.ServerConfig()
         self.limits = limits or limits_.RlimitController(reason="not configured")
         self.user = list(user) if user else None
         self.listen = listen or home.management_endpoint
-        self.log_level = log_level
-        self.log_file = log_file
+        self.curve = curve
+        self.log = log
         self.ctx = zmq.Context()
         self.registry = Registry()
         self.outbox = Outbox(self.registry)
         self.stopping = False
-        self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
-        self.output = OutputRelay(log_file)
-        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
+        log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
+        self.forkserver = ForkServer(home, log_args, self.limits.worker_parents())
+        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args])
         self.saved = SavedActors(home.actors)
         self.directory = Directory(self.registry, self.outbox)
         self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
                                        self.directory, self.config, user=user)
+        self.metrics = Metrics(self.registry, self.directory, self.outbox) if metrics else None
+        self.health = Health(home, self.registry, self.outbox, notifier or Notifier(), self.metrics)
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -110,6 +119,7 @@ class Server:
         if self.user:
             self._socket_for_workers(self.home.run / "chain.sock")
         self.forkserver.start()
+        self.forkserver.ping()
         self.mgmt = self.ctx.socket(zmq.ROUTER)
         self.mgmt.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.mgmt.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
@@ -117,14 +127,20 @@ class Server:
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
                                  self.listen, self.public_key)
-        secure_listener(self.mgmt, self.home, self.listen)
+        self.gate = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
-        self.mgmt.bind(self.listen)
+        try:
+            self.mgmt.bind(self.listen)
+        except zmq.ZMQError as e:
+            raise UsageError(f"--listen {self.listen}: cannot listen there: {e.strerror}") from None
         if self.listen.startswith("ipc://"):
             os.chmod(self.listen.removeprefix("ipc://"), 0o600)
+        else:                          # the port actually bound (PORT 0 or * picks a free one)
+            self.listen = self.services.listen = self.mgmt.getsockopt(zmq.LAST_ENDPOINT).decode()
         if self.restore:
             self._restore()
+        self.health.opened(self.listen)
 
     def _restore(self) -> None:
         """Brings back the top-level actors a previous server on this home was running."""
@@ -178,30 +194,31 @@ class Server:
         os.set_blocking(sig_r, False)
         os.set_blocking(sig_w, False)
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(s, lambda *_: None)
         self.poller = poller = zmq.Poller()
         for sock in (self.mgmt, self.control, self.chain, self.events):
             poller.register(sock, zmq.POLLIN)
         self._fork_fd = self.forkserver.fileno()
         poller.register(self._fork_fd, zmq.POLLIN)
-        self._out_fd = self.forkserver.output_fd()
-        poller.register(self._out_fd, zmq.POLLIN)
+        self.outputs = Outputs(poller, self.log.relay)
+        self._out_fd = self.outputs.watch(self.forkserver.output_fd())
+        self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
-        log.info("theater-server ready: %s (home %s); limits: %s", self.listen, self.home.root,
+        log.info("theater-server serving: %s (home %s); limits: %s", self.listen, self.home.root,
                  self.limits.describe())
         while not (self.stopping and self.supervision.idle()):
             timeout = self.outbox.run_timers(self._guarded)
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):
                 if sock == sig_r:
                     self._signals(sig_r)
-                elif sock == self._out_fd:
-                    if not self.output.read(self._out_fd):
-                        self.poller.unregister(self._out_fd)      # the fork server is gone: see its report
-                        self._out_fd = -1
+                elif sock in self.outputs:
+                    self.outputs.read(sock)
                 elif sock == self._fork_fd:
                     for report in self.forkserver.reports():
+                        if report["op"] == "pong":
+                            self.health.forkserver_answered()
                         self._guarded(self.supervision.on_fork_report, report)
                         if report["op"] == "gone":
                             self._restart_forkserver()
@@ -218,9 +235,12 @@ class Server:
         if (signal.SIGTERM in got or signal.SIGINT in got) and not self.stopping:
             log.info("theater-server: stopping (%d actors)", len(self.registry))
             self.stopping = True
+            self.health.stop()
             self.supervision.stop_all()
         if signal.SIGCHLD in got:
             self._check_helpers()
+        if signal.SIGHUP in got:
+            self.log.reopen()
 
     def _check_helpers(self) -> None:
         status = self.chain_proc.poll()
@@ -233,22 +253,22 @@ class Server:
 
     def _restart_forkserver(self) -> None:
         self.poller.unregister(self._fork_fd)
-        if self._out_fd >= 0:
-            self.poller.unregister(self._out_fd)
+        self.outputs.unwatch(self._out_fd)
         self.forkserver.stop(0)
         if self.stopping:
             return
         log.error("worker fork server exited; restarting it")
         self.forkserver.start()
         self._fork_fd = self.forkserver.fileno()
-        self._out_fd = self.forkserver.output_fd()
         self.poller.register(self._fork_fd, zmq.POLLIN)
-        self.poller.register(self._out_fd, zmq.POLLIN)
+        self._out_fd = self.outputs.watch(self.forkserver.output_fd())
 
     def _restart_chain(self) -> None:
         if self.chain_proc.poll() is None:
             return
+        self.outputs.unwatch(self._chain_out, drain=True)
         self.chain_proc.start()
+        self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
         for rec in self.registry:
             if rec.alive:
                 self.outbox.to_worker(rec.actor_id, {"k": "chain_restarted"})
@@ -256,11 +276,16 @@ class Server:
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
+        self.outputs.unwatch(self._out_fd, drain=True)
         self.limits.close()             # after the spares, which sit in their own groups, are gone
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)
+        self.outputs.unwatch(self._chain_out, drain=True)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
+        if self.gate is not None:
+            self.gate.close()
+        self.health.closed()
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 
@@ -298,6 +323,7 @@ class Server:
         if handler is None:
             self.outbox.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
             return
+        self.outbox.received(client, header.get("id", ""), header["k"])
         req = api.Request(self.services, client, header.get("id", ""), header, data)
         try:
             handler(req)

@@ -1,7 +1,7 @@
 """Where things live under ``$THEATER_HOME``, and the sockets every process agrees on.
 
-    keys/           host.key (Ed25519, 0600), host.pub, curve/ (server CURVE keys), authorized/
-    run/            theater.sock (management), control.sock, chain.sock, events.sock, w/<pid>.sock
+    keys/           host.key (Ed25519, 0600), host.pub; CURVE: curve/, authorized/, servers/ (theater.keys)
+    run/            theater.sock (management), control.sock, chain.sock, events.sock, w/<pid>.sock, server.json
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
