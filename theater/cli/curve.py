@@ -10,6 +10,7 @@ puts in ``keys/authorized/NAME.key`` on the server. Files: see ``theater.keys``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import keys
@@ -24,7 +25,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--client", action="store_true",
                    help="with --curve: this client's CURVE public key (made if missing), to authorize on a server")
     p.add_argument("--server-key", metavar="KEY",
-                   help="with --curve --client and --server tcp://HOST:PORT: trust KEY as that server's public key")
+                   help="with --curve --client and --server tcp://HOST:PORT (or $THEATER_SERVER): trust KEY as "
+                        "that server's public key")
 
 
 def key(args: argparse.Namespace, ctx: Context) -> int:
@@ -37,13 +39,13 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
     role = "client" if args.client else "server"
     trusted = None
     if args.server_key is not None:
-        if not (ctx.server or "").startswith("tcp://"):
+        server = ctx.server or os.environ.get("THEATER_SERVER", "")
+        if not server.startswith("tcp://"):
             raise UsageError("--server-key needs the server's address: --server tcp://HOST:PORT")
         try:
-            trusted = keys.trust_server_key(ctx.home, ctx.server or "", args.server_key)
+            trusted = keys.trust_server_key(ctx.home, server, args.server_key)
         except OSError as e:
-            raise UsageError(f"cannot write {keys.server_key_file(ctx.home, ctx.server or '')}: "
-                             f"{e.strerror or e}") from None
+            raise UsageError(f"cannot write {keys.server_key_file(ctx.home, server)}: {e.strerror or e}") from None
     try:
         pair = keys.curve_pair(ctx.home, role, create=True)
         if role == "server":
