@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
-from theater import _linux
+from theater import _linux, _logging
 from theater.errors import TheaterError
 from theater.paths import Home
 
@@ -21,10 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         "by hand only to debug."))
     p.add_argument("--home", help="THEATER_HOME (default: $THEATER_HOME or ~/.theater)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
     p.add_argument("--parent", type=int, help="exit when this process (the server) exits")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging.setup(args.log_level, args.log_journal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
     if args.parent:
         _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
     _linux.raise_nofile()

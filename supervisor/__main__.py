@@ -1,49 +1,65 @@
 """``theater-server`` (also ``python -m supervisor``): run the Theater daemon in the foreground.
 
 Stop it with SIGTERM or Ctrl-C: every actor is stopped (children first), their events
-reach the chain, then the chain process and the worker fork server stop.
+reach the chain, then the chain process and the worker fork server stop. SIGHUP reopens the
+log file. ``theater-server unit`` prints a systemd unit for this installation (``unit``).
+
+Every option is checked before anything starts: bad input is one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import fcntl
-import logging
 import os
 import pwd
 import sys
 from pathlib import Path
-from typing import IO, Any
 
-from theater import _linux, grants
-from theater.config import load_server_config
+from theater import __version__, _linux, grants
+from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError, UsageError
 from theater.paths import Home
 
-from . import limits
+from . import limits, logs, unit
+from .exporter import Exporter, parse_address
+from .sdnotify import Notifier
+from .security import needs_curve
 from .server import Server
 
 EPILOG = """\
 examples:
   theater-server --log-stdout                 run in the foreground, logging to the terminal
   theater-server --home /var/lib/theater      the home the systemd unit uses
-  theater-server --listen tcp://0.0.0.0:9000  remote clients (CURVE keys required, see keys/authorized/)
+  theater-server --listen tcp://0.0.0.0:9000  remote clients (CURVE keys required: theater key --curve)
+  theater-server --metrics 127.0.0.1:9464     Prometheus metrics at http://127.0.0.1:9464/metrics
+  theater-server unit --user theater-actors   print a systemd unit for this installation
 
 Then, in another terminal: theater start examples/counter/manifest.toml
+Operating it (systemd, server.toml, logs, metrics, remote access): docs/operations.md
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="theater-server", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the Theater server: WebAssembly actors, each in its own process, supervised, "
                     "with every action in a signed event chain.")
+    p.add_argument("--version", action="version", version=f"theater-server {__version__}")
     p.add_argument("--home", help="state directory (default: $THEATER_HOME, else ~/.theater)")
     p.add_argument("--listen", metavar="ADDRESS",
                    help="management address (default: ipc://$THEATER_HOME/run/theater.sock); "
-                        "tcp://HOST:PORT on a non-loopback host requires CURVE client keys")
+                        "tcp://HOST:PORT off loopback requires CURVE (see `theater key --curve`)")
+    p.add_argument("--curve", action="store_true", help="require CURVE on a loopback tcp:// address too")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics over HTTP there (needs: pip install 'theater[metrics]')")
+    p.add_argument("--metrics-remote", action="store_true",
+                   help="allow --metrics on an address other hosts reach (the metrics have no authentication)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-stdout", action="store_true", help="log to stdout instead of $THEATER_HOME/logs/server.log")
+    p.add_argument("--log-stdout", action="store_true",
+                   help="log to stdout instead of $THEATER_HOME/logs/server.log (for the journal when "
+                        "$JOURNAL_STREAM says stdout is it: <N> priorities, no timestamps)")
     p.add_argument("--no-restore", action="store_true",
                    help="do not bring back the actors a previous server on this home was running")
     p.add_argument("--config", metavar="FILE",
@@ -53,26 +69,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cgroups", action="store_true",
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
     p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["unit"]:
+        return unit.main(argv[1:])
+    args = _parser().parse_args(argv)
     # Everything the server and its children create (chains.db and its WAL, the log, sockets,
     # saved actors, components, caches) is its owner's alone; --user opens what workers need.
     os.umask(0o077)
     _linux.raise_nofile()
+    home = Home.resolve(args.home)
     try:
         grants.load_plugins()
-        home = Home.resolve(args.home)
-        home.ensure()
-    except (TheaterError, OSError) as e:
-        print(f"theater-server: {getattr(e, 'message', e)}", file=sys.stderr)
+        try:
+            home.ensure()
+            sink = logs.LogSink(None if args.log_stdout else home.logs / "server.log")
+        except OSError as e:
+            raise UsageError(_home_problem(home, e)) from None
+        config, user = _config(home, args.config), _user(args.user)
+        curve = needs_curve(home, args.listen or home.management_endpoint, args.curve)
+        if args.metrics_remote and not args.metrics:
+            raise UsageError("--metrics-remote goes with --metrics HOST:PORT")
+        metrics_at = parse_address(args.metrics, args.metrics_remote) if args.metrics else None
+    except TheaterError as e:
+        print(f"theater-server: {e.message}", file=sys.stderr)
         return 2
-    log_file: IO[Any] | None = None
-    if args.log_stdout:
-        logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    else:
-        log_file = open(home.logs / "server.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the server
-        logging.basicConfig(level=args.log_level.upper(), stream=log_file,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(sink, args.log_level)
     lock = open(home.run / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,23 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     lock.write(str(os.getpid()))
     lock.flush()
     home.make_private()         # (once no other server uses this home: see Server._share_with_workers)
-    try:
-        config = load_server_config(Path(args.config) if args.config else home.root / "server.toml")
-        user = _user(args.user)
-    except TheaterError as e:
-        print(f"theater-server: {e.message}", file=sys.stderr)
-        return 2
     if args.no_cgroups:
         controller: limits.Controller = limits.RlimitController(reason="disabled by --no-cgroups")
     else:
         controller = limits.detect(root=Path(args.cgroup_root))
-    server = Server(home, args.listen, args.log_level, log_file, restore=not args.no_restore, config=config,
-                    limits=controller, user=user)
+    server = Server(home, args.listen, args.log_level, sink, restore=not args.no_restore, config=config,
+                    limits=controller, user=user, notifier=Notifier(), metrics=metrics_at is not None, curve=curve)
+    exporter = Exporter(server.metrics, home.chain_endpoint) if server.metrics is not None else None
     try:
+        if exporter is not None and metrics_at is not None:
+            server.health.metrics_url = exporter.start(*metrics_at)
         server.open()
         if not args.log_stdout:
-            print(f"theater-server: listening on {server.listen} (home {home.root}, log {home.logs / 'server.log'})\n"
-                  f"theater-server: limits: {controller.describe()}", flush=True)
+            print(f"theater-server: listening on {server.listen} (home {home.root}, log {sink.describe()})\n"
+                  f"theater-server: limits: {controller.describe()}"
+                  + (f"\ntheater-server: metrics at {server.health.metrics_url}" if exporter else ""), flush=True)
         server.serve()
     except TheaterError as e:
         print(f"theater-server: {e.message}", file=sys.stderr)
@@ -110,10 +133,33 @@ def main(argv: list[str] | None = None) -> int:
         if server.chain_proc.proc is not None:
             server.chain_proc.proc.kill()
         controller.close()
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if exporter is not None:
+            exporter.close()
     return 0
+
+
+def _home_problem(home: Home, e: OSError) -> str:
+    """Why the home cannot be used, in words (not ``[Errno 17] File exists``)."""
+    where = e.filename or home.root
+    if e.errno == errno.EEXIST:
+        what = f"{'it' if str(where) == str(home.root) else where} is a file, not a directory"
+    elif e.errno == errno.ENOTDIR:
+        what = f"{where}: part of this path is a file, not a directory"
+    else:
+        what = f"{where}: {e.strerror or e}"
+    return f"--home {home.root}: cannot use it as the server's home: {what}"
+
+
+def _config(home: Home, given: str | None) -> ServerConfig:
+    """--config FILE, which must exist; else $THEATER_HOME/server.toml if it does."""
+    if given is not None and not Path(given).is_file():
+        raise UsageError(f"--config {given}: no such file (leave --config out to use "
+                         f"{home.root / 'server.toml'}, or the defaults)")
+    return load_server_config(Path(given) if given else home.root / "server.toml")
 
 
 def _user(name: str | None) -> tuple[int, int] | None:

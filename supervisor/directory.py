@@ -4,10 +4,16 @@ Workers resolve a peer once (``resolve``) and then talk to it directly. When the
 stops or restarts, everyone who resolved it gets ``peer`` and resolves again on their
 next message: the new incarnation listens at a new address. A resolve for an actor that
 is starting or restarting is answered when it is ready.
+
+Others may listen too (``listeners``): each is told ``("up", rec)`` when an incarnation is
+ready and ``("down", rec)`` when its process has ended (``rec.last_exit`` says how). The
+metrics count spawns, exits and restarts this way.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from theater import protocol
@@ -16,6 +22,8 @@ from theater.errors import NotFound, Refused, TheaterError
 from .outbox import Outbox
 from .registry import ActorRecord, Registry, Status
 
+log = logging.getLogger("theater.server")
+
 
 class Directory:
     def __init__(self, registry: Registry, outbox: Outbox) -> None:
@@ -23,6 +31,7 @@ class Directory:
         self.outbox = outbox
         self.watchers: dict[str, set[str]] = {}
         self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
+        self.listeners: list[Callable[[str, ActorRecord], None]] = []
 
     def resolve(self, asker: ActorRecord, header: dict[str, Any]) -> None:
         rid = header["id"]
@@ -45,10 +54,20 @@ class Directory:
     def up(self, rec: ActorRecord) -> None:
         for asker, rid in self.waiting.pop(rec.actor_id, []):
             self._answer(rec, asker, rid)
+        self._tell("up", rec)
 
     def down(self, rec: ActorRecord) -> None:
         for watcher in self.watchers.pop(rec.actor_id, ()):
             self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
+        self._tell("down", rec)
+
+    def _tell(self, what: str, rec: ActorRecord) -> None:
+        """Listeners are observers: a bug in one is logged, and supervision goes on."""
+        for listener in self.listeners:
+            try:
+                listener(what, rec)
+            except Exception:
+                log.exception("a listener of the directory failed on %s %s", what, rec.actor_id)
 
     def gone(self, rec: ActorRecord, why: TheaterError) -> None:
         """The actor will not come back: answer everyone still waiting for it."""

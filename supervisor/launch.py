@@ -4,6 +4,10 @@ Two kinds: plain children started with a clean environment (the chain process, t
 worker fork server), and actor workers, which the fork server forks and reaps and whose
 pids and exit statuses it reports here. Supervision never calls subprocess or os.kill
 itself: it goes through these classes, so tests can put fakes in their place.
+
+What the helpers print goes into pipes the server reads (``OutputRelay``) and writes to its
+log: no helper holds the log file, so it can be reopened (SIGHUP) and fail (disk full) in
+one place.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -37,30 +42,31 @@ def clean_env(home: Home) -> dict[str, str]:
 
 
 class Child:
-    """One helper process started by the server (``python -m <module>``)."""
+    """One helper process started by the server (``python -m <module>``); its stdout and stderr
+    are a pipe the server reads (``output_fd``)."""
 
-    def __init__(self, module: str, home: Home, args: list[str], log_file: IO[Any] | None,
-                 pass_fds: tuple[int, ...] = (), command: str | None = None, piped: bool = False) -> None:
+    def __init__(self, module: str, home: Home, args: list[str], pass_fds: tuple[int, ...] = (),
+                 command: str | None = None) -> None:
         self.module = module
         self.command = command
-        self.piped = piped          # stdout/stderr into a pipe the server reads (untrusted children)
         self.home = home
         self.args = args
-        self.log_file = log_file
         self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", self.module, *([self.command] if self.command else []),
                "--home", str(self.home.root), *self.args]
-        out: Any = subprocess.PIPE if self.piped else (self.log_file or None)
         self.proc = subprocess.Popen(
             cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT if self.piped else out, pass_fds=self.pass_fds,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=self.pass_fds,
         )
-        if self.piped:
-            assert self.proc.stdout is not None
-            os.set_blocking(self.proc.stdout.fileno(), False)
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+
+    def output_fd(self) -> int:
+        assert self.proc is not None and self.proc.stdout is not None
+        return self.proc.stdout.fileno()
 
     @property
     def pid(self) -> int | None:
@@ -85,10 +91,9 @@ class Child:
 class ForkServer:
     """The worker fork server (``python -m worker``) and the actor processes it forks."""
 
-    def __init__(self, home: Home, log_level: str, log_file: IO[Any] | None, cgroups: list[str]) -> None:
+    def __init__(self, home: Home, log_args: list[str], cgroups: list[str]) -> None:
         self.home = home
-        self.log_level = log_level
-        self.log_file = log_file
+        self.log_args = log_args        # --log-level L [--log-journal]
         self.cgroups = cgroups          # parents each worker makes its own cgroup in
         self.sock: socket.socket | None = None
         self.child: Child | None = None
@@ -97,11 +102,10 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # workers inherit the fork server's output: a pipe the server reads, never the log file
         # itself (a worker, maybe running as another user, must not hold the server's files)
-        args = ["--fd", str(theirs.fileno()), "--log-level", self.log_level]
+        args = ["--fd", str(theirs.fileno()), *self.log_args]
         for parent in self.cgroups:
             args += ["--cgroup", parent]
-        self.child = Child("worker", self.home, args, self.log_file, pass_fds=(theirs.fileno(),),
-                           command="serve", piped=True)
+        self.child = Child("worker", self.home, args, pass_fds=(theirs.fileno(),), command="serve")
         self.child.start()
         theirs.close()
         ours.setblocking(False)
@@ -116,6 +120,11 @@ class ForkServer:
         assert self.sock is not None
         self.sock.send(orjson.dumps({"op": "spawn", "actor": actor_id, "name": name, "component": component,
                                      "fuel": fuel, "confine": confine}))
+
+    def ping(self) -> None:
+        """Asks the fork server to say it is serving (``{"op": "pong"}`` among the reports)."""
+        assert self.sock is not None
+        self.sock.send(orjson.dumps({"op": "ping"}))
 
     def reports(self) -> list[dict[str, Any]]:
         """Everything the fork server has told us since the last call; [{"op": "gone"}] if it died."""
@@ -137,8 +146,8 @@ class ForkServer:
         return self.child.poll() if self.child else 0
 
     def output_fd(self) -> int:
-        assert self.child is not None and self.child.proc is not None and self.child.proc.stdout is not None
-        return self.child.proc.stdout.fileno()
+        assert self.child is not None
+        return self.child.output_fd()
 
     def stop(self, timeout: float) -> None:
         """Closing our end of the socket tells the fork server to exit."""
@@ -159,13 +168,13 @@ class ForkServer:
 
 
 class OutputRelay:
-    """Copies what workers write (their log lines) into the server's log, at most
-    ``MAX_LINES`` a second: a worker that floods its output cannot flood the log."""
+    """Copies what a helper and its workers write (their log lines) into the server's log, at
+    most ``MAX_LINES`` a second: a worker that floods its output cannot flood the log."""
 
     MAX_LINES = 200
 
-    def __init__(self, sink: IO[Any] | None) -> None:
-        self.sink = sink
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
         self.partial = b""
         self.window = 0.0
         self.lines = 0
@@ -186,20 +195,51 @@ class OutputRelay:
         now = time.monotonic()
         if now - self.window >= 1.0:
             if self.dropped:
-                self._write(f"theater-server: {self.dropped} worker log lines dropped (over {self.MAX_LINES}/s)")
+                self.write(f"theater-server: {self.dropped} worker log lines dropped (over {self.MAX_LINES}/s)")
             self.window, self.lines, self.dropped = now, 0, 0
         for line in lines:
             if self.lines < self.MAX_LINES:
                 self.lines += 1
-                self._write(line[:4096].decode(errors="replace"))
+                self.write(line[:4096].decode(errors="replace"))
             else:
                 self.dropped += 1
         return True
 
-    def _write(self, text: str) -> None:
-        out = self.sink or sys.stdout
-        out.write(text + "\n")
-        out.flush()
+    def drain(self, fd: int) -> None:
+        """Copies what is left once the writer has exited (up to its end of file)."""
+        for _ in range(64):
+            if not self.read(fd):
+                return
+
+
+class Outputs:
+    """The helpers' output pipes the loop watches (``poller``), each with its own relay."""
+
+    def __init__(self, poller: Any, write: Callable[[str], None]) -> None:
+        self.poller = poller
+        self.write = write
+        self.relays: dict[int, OutputRelay] = {}
+
+    def __contains__(self, fd: object) -> bool:
+        return fd in self.relays
+
+    def watch(self, fd: int) -> int:
+        self.relays[fd] = OutputRelay(self.write)
+        self.poller.register(fd, 1)         # POLLIN
+        return fd
+
+    def read(self, fd: int) -> None:
+        """Copies what ``fd`` holds; stops watching it at its end (its writers are gone)."""
+        if not self.relays[fd].read(fd):
+            self.unwatch(fd)
+
+    def unwatch(self, fd: int, drain: bool = False) -> None:
+        """Stops watching ``fd`` (after copying what is left, if ``drain``: its writer has exited)."""
+        relay = self.relays.pop(fd, None)
+        if relay is not None:
+            self.poller.unregister(fd)
+            if drain:
+                relay.drain(fd)
 
 
 def unlink_socket(path: Path) -> None:

@@ -6,6 +6,9 @@ is parked in ``pending`` with what to do with its answer (forward it to a client
 continuation), and is given up on when the worker dies, the chain restarts (queries), or
 ``PENDING_TIMEOUT`` passes: its continuation or client always hears back. Timers run
 functions later on the server's one thread. Nothing here blocks.
+
+Every client request is answered through ``reply`` or ``fail``; when someone listens
+(``on_answered``: the metrics), the time from its arrival (``received``) to its answer is told.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Outbox:
         self._timers: list[Timer] = []
         self._seq = itertools.count()
         self._ids = itertools.count()
+        self.on_answered: Callable[[str, float], None] | None = None     # (request kind, seconds)
+        self._arrivals: dict[tuple[bytes, str], tuple[str, float]] = {}
 
     def new_id(self) -> str:
         return f"s{next(self._ids)}"
@@ -102,11 +107,22 @@ class Outbox:
 
     # ---- to clients ------------------------------------------------------------------------
 
+    def received(self, client: bytes, request_id: str, kind: str) -> None:
+        """A client request arrived: timed until its answer, when someone listens."""
+        if self.on_answered is not None:
+            self._arrivals[(client, request_id)] = (kind, self.clock())
+
     def reply(self, client: bytes, request_id: str, fields: dict[str, Any], *frames: bytes) -> None:
+        self._answered(client, request_id)
         self.push(client, protocol.ok(request_id, **fields), *frames)
 
     def fail(self, client: bytes, request_id: str, exc: TheaterError) -> None:
+        self._answered(client, request_id)
         self.push(client, protocol.error(request_id, exc))
+
+    def _answered(self, client: bytes, request_id: str) -> None:
+        if self.on_answered is not None and (arrived := self._arrivals.pop((client, request_id), None)):
+            self.on_answered(arrived[0], self.clock() - arrived[1])
 
     def push(self, client: bytes, header: dict[str, Any], *frames: bytes) -> bool:
         """Sends to a client without blocking; False if it is gone or not reading."""
@@ -183,8 +199,10 @@ class Outbox:
                 self.give_up(p, TheaterError(reason))
 
     def expire(self) -> None:
-        """Gives up on requests past their deadline."""
+        """Gives up on requests past their deadline (and stops timing requests never answered)."""
         now = self.clock()
+        if self._arrivals:
+            self._arrivals = {k: v for k, v in self._arrivals.items() if now - v[1] < PENDING_TIMEOUT}
         for rid, p in list(self.pending.items()):
             if now > p.deadline:
                 del self.pending[rid]

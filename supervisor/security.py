@@ -1,57 +1,166 @@
 """Who may talk to the management socket.
 
 The default socket is a unix socket in ``$THEATER_HOME/run`` (directory 0700, socket
-0600): only the owner reaches it. A TCP address on loopback is open to local users. Any
-other TCP address requires CURVE: the server's key pair lives in ``keys/curve/`` (created
-on first use) and only clients whose public keys are in ``keys/authorized/`` get in
-(ZeroMQ's ZAP handler, run by pyzmq's authenticator thread).
+0600): only the owner reaches it. A TCP address on loopback is open to local users, unless
+``--curve`` asks for keys there too. Any other TCP address requires CURVE (ZeroMQ's
+authenticated encryption, RFC 26): the server's key pair must exist (``theater key --curve``
+makes it; the server never makes one behind the operator's back), and only clients whose
+public keys are in ``keys/authorized/`` get in.
+
+The ``Gatekeeper`` thread answers ZeroMQ's authentication requests (ZAP, RFC 27) for the
+management socket: it reads ``keys/authorized/`` at each new connection (adding or removing a
+client needs no restart), logs who was let in and who was refused with their address and
+key, and, from the socket's monitor, logs the connections refused before any key was shown
+(a client without CURVE, or holding the wrong server key). Refusals are logged at most
+``REFUSALS_LOGGED`` a minute, so a scanner cannot flood the log.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import threading
+import time
 
 import zmq
-import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
+from theater import keys
 from theater.endpoints import is_loopback, tcp_host
 from theater.errors import UsageError
 from theater.paths import Home
 
 log = logging.getLogger("theater.server")
 
-_authenticator: ThreadAuthenticator | None = None
+ZAP_ENDPOINT = "inproc://zeromq.zap.01"
+MONITOR_ENDPOINT = "inproc://theater.management.monitor"
+REFUSALS_LOGGED = 10
+# How often the gatekeeper thread looks up from its sockets to see whether it should stop.
+POLL_INTERVAL = 0.25
+
+_WHY = {
+    zmq.Event.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "it does not use CURVE",
+    zmq.Event.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "its CURVE handshake failed (the wrong server key?)",
+}
 
 
-def server_keys(home: Home) -> tuple[Path, Path]:
-    """(public, secret) certificate files, created on first use; and the authorized-clients folder."""
-    curve = home.keys / "curve"
-    curve.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (home.keys / "authorized").mkdir(mode=0o700, exist_ok=True)
-    public, secret = curve / "server.key", curve / "server.key_secret"
-    if not secret.exists():
-        zmq.auth.create_certificates(curve, "server")
-    return public, secret
-
-
-def secure_listener(sock: zmq.Socket, home: Home, listen: str) -> None:
-    """Configures ``sock`` for ``listen`` before it binds: nothing for ipc and loopback, CURVE otherwise."""
-    global _authenticator
+def needs_curve(home: Home, listen: str, curve: bool) -> bool:
+    """Whether ``listen`` takes CURVE; UsageError (one line, saying how) if it cannot be served."""
     if listen.startswith("ipc://"):
-        return
+        if curve:
+            raise UsageError("--curve: CURVE applies to tcp:// addresses (a unix socket is guarded by its mode)")
+        return False
     if not listen.startswith("tcp://"):
         raise UsageError(f"--listen {listen}: expected ipc://PATH or tcp://HOST:PORT")
-    if is_loopback(tcp_host(listen)):
-        return
-    _, secret = server_keys(home)
-    public_key, secret_key = zmq.auth.load_certificate(secret)
-    _authenticator = ThreadAuthenticator(sock.context)
-    _authenticator.start()
-    authorized = home.keys / "authorized"
-    _authenticator.configure_curve(domain="*", location=str(authorized))
-    sock.curve_secretkey = secret_key
-    sock.curve_publickey = public_key
+    host = tcp_host(listen)
+    if not (curve or not is_loopback(host)):
+        return False
+    if keys.curve_pair(home, "server") is None:
+        why = "--curve was given" if curve else f"{host} is reachable from other hosts"
+        raise UsageError(f"--listen {listen}: {why}, so clients must authenticate with CURVE, and {home.root} "
+                         f"has no CURVE key yet: run `theater key --curve --home {home.root}`, then authorize "
+                         f"each client's public key in {home.keys / 'authorized'}/NAME.key (docs/operations.md)")
+    return True
+
+
+def secure_listener(sock: zmq.Socket, home: Home, listen: str, curve: bool = False) -> Gatekeeper | None:
+    """Configures ``sock`` for ``listen`` before it binds: nothing for ipc and plain loopback, CURVE
+    (and a running gatekeeper, returned) otherwise."""
+    if not needs_curve(home, listen, curve):
+        return None
+    pair = keys.curve_pair(home, "server")
+    assert pair is not None
+    gate = Gatekeeper(sock.context, home, listen)
+    gate.start()
+    sock.monitor(MONITOR_ENDPOINT, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    sock.curve_secretkey = pair[1].encode()
+    sock.curve_publickey = pair[0].encode()
     sock.curve_server = True
-    log.info("management socket %s requires CURVE; authorized client keys: %s", listen, authorized)
+    sock.zap_domain = b"theater"
+    clients, bad = keys.authorized_clients(home)
+    for path in bad:
+        log.warning("%s holds no CURVE public key; ignored", path)
+    log.info("the management socket requires CURVE (server key %s); %d authorized client key(s) in %s",
+             pair[0], len(clients), home.keys / "authorized")
+    return gate
+
+
+class Gatekeeper:
+    """The ZAP handler and handshake monitor of the management socket, in a thread of its own."""
+
+    def __init__(self, ctx: zmq.Context, home: Home, listen: str) -> None:
+        self.ctx = ctx
+        self.home = home
+        self.listen = listen
+        self.stopping = threading.Event()
+        self.bound = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="zap", daemon=True)
+        self.window = 0.0
+        self.refusals = 0
+        self.unlogged = 0
+
+    def start(self) -> None:
+        self.thread.start()
+        self.bound.wait(5)          # the handler must be there before the socket accepts anyone
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(2 * POLL_INTERVAL + 1)
+
+    def _run(self) -> None:
+        zap = self.ctx.socket(zmq.REP)
+        zap.linger = 0
+        zap.bind(ZAP_ENDPOINT)
+        monitor = self.ctx.socket(zmq.PAIR)
+        monitor.linger = 0
+        monitor.connect(MONITOR_ENDPOINT)
+        self.bound.set()
+        poller = zmq.Poller()
+        poller.register(zap, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        try:
+            while not self.stopping.is_set():
+                for sock, _ in poller.poll(POLL_INTERVAL * 1000):
+                    if sock is zap:
+                        zap.send_multipart(self._answer(zap.recv_multipart()))
+                    else:
+                        self._handshake_failed(recv_monitor_message(monitor))
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            zap.close()
+            monitor.close()
+
+    def _answer(self, request: list[bytes]) -> list[bytes]:
+        """One ZAP request (RFC 27): [version, id, domain, address, identity, mechanism, key]."""
+        version, rid, _domain, address, _identity, mechanism, *credentials = [*request, b"", b"", b"", b""][:7]
+        peer = address.decode(errors="replace")
+        if mechanism != b"CURVE" or len(credentials) != 1 or len(credentials[0]) != 32:
+            self._refused(f"refused a client from {peer}: mechanism {mechanism.decode(errors='replace')!r}")
+            return [version, rid, b"400", b"CURVE required", b"", b""]
+        key = z85.encode(credentials[0]).decode()
+        clients, _ = keys.authorized_clients(self.home)
+        name = clients.get(key)
+        if name is None:
+            self._refused(f"refused a CURVE client from {peer}: key {key} is not in {self.home.keys / 'authorized'}")
+            return [version, rid, b"400", b"unknown key", b"", b""]
+        log.info("management: CURVE client %r (key %s) connected from %s", name, key, peer)
+        return [version, rid, b"200", b"OK", name.encode(), b""]
+
+    def _handshake_failed(self, event: dict) -> None:
+        why = _WHY.get(event.get("value"), f"handshake error {event.get('value')}")
+        where = event.get("endpoint", b"").decode(errors="replace") or self.listen
+        self._refused(f"refused a connection on {where}: {why}")
+
+    def _refused(self, line: str) -> None:
+        """Logs a refusal, at most REFUSALS_LOGGED a minute (then how many were not logged)."""
+        now = time.monotonic()
+        if now - self.window >= 60:
+            if self.unlogged:
+                log.warning("management: %d more refused connections were not logged", self.unlogged)
+            self.window, self.refusals, self.unlogged = now, 0, 0
+        if self.refusals >= REFUSALS_LOGGED:
+            self.unlogged += 1
+            return
+        self.refusals += 1
+        log.warning("management: %s", line)

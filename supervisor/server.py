@@ -4,13 +4,15 @@ Sockets:
   management  ROUTER  clients (the CLI)                      run/theater.sock, or --listen tcp://... + CURVE
   control     ROUTER  workers (identity = actor id)          run/control.sock, ROUTER_MANDATORY
   chain       DEALER  the chain process (queries, records)   run/chain.sock
-  gateway     DEALER  the gateway process (grants)           run/gateway.sock (supervisor/gateway)
   events      SUB     the chain's published events, relayed to `events --follow` clients
+  gateway     DEALER  the gateway process (grants)           run/gateway.sock (supervisor/gateway)
 
 Everything happens in this one thread: a message, a process exit (the fork server's
-report), a signal or a timer is handled to completion before the next. Work that must
-wait (a worker's answer, a chain query, a process to exit) is parked in ``pending`` or
-behind a timer, never waited for in place.
+report), a helper's output, a signal (SIGHUP: reopen the log) or a timer is handled to
+completion before the next. Work that must wait (a worker's answer, a chain query, a process
+to exit) is parked in ``pending`` or behind a timer, never waited for in place. What the
+outside hears (systemd, metrics) is in ``health``; the other threads (``security``,
+``exporter``) never touch this loop's state.
 """
 
 from __future__ import annotations
@@ -20,27 +22,30 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
-import orjson
 import zmq
 
 from theater import keys, protocol
 from theater import manifest as manifests
 from theater.config import ServerConfig
-from theater.errors import ProtocolError, Refused, TheaterError
+from theater.errors import TheaterError, UsageError
 from theater.paths import Home
 
-from . import api, children
 from . import limits as limits_
 from .compiles import Compiles
 from .directory import Directory
 from .gateway.link import GatewayLink
-from .launch import Child, ForkServer, OutputRelay, unlink_socket
+from .health import Health
+from .inbox import Inbox
+from .launch import Child, ForkServer, Outputs, unlink_socket
+from .logs import LogSink
+from .metrics import Metrics
 from .outbox import Outbox
 from .persist import SavedActors
-from .registry import Registry, Status
+from .registry import Registry
 from .relay import Relay
+from .sdnotify import Notifier
 from .security import secure_listener
 from .services import Services
 from .supervision import Supervision
@@ -54,25 +59,26 @@ HELPER_STOP_TIMEOUT = 5.0
 
 
 class Server:
-    def __init__(self, home: Home, listen: str | None, log_level: str, log_file: IO[Any] | None,
+    def __init__(self, home: Home, listen: str | None, log_level: str, log: LogSink,
                  restore: bool = True, config: ServerConfig | None = None,
-                 limits: limits_.Controller | None = None, user: tuple[int, int] | None = None) -> None:
+                 limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
+                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False) -> None:
         self.home = home
         self.restore = restore
         self.config = config or ServerConfig()
         self.limits = limits or limits_.RlimitController(reason="not configured")
         self.user = list(user) if user else None
         self.listen = listen or home.management_endpoint
-        self.log_level = log_level
-        self.log_file = log_file
+        self.curve = curve
+        self.log = log
         self.ctx = zmq.Context()
         self.registry = Registry()
         self.outbox = Outbox(self.registry)
         self.stopping = False
-        self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
-        self.output = OutputRelay(log_file)
-        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
-        self.gateway = GatewayLink(home, self.ctx, log_level, log_file, self.config, self.outbox.later,
+        log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
+        self.forkserver = ForkServer(home, log_args, self.limits.worker_parents())
+        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args])
+        self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
         self.registry.pid_watchers.append(self.gateway.pid_changed)
         self.saved = SavedActors(home.actors)
@@ -81,6 +87,8 @@ class Server:
                                  time.monotonic, user)
         self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
                                        self.directory, self.config, self.compiles, user=user)
+        self.metrics = Metrics(self.registry, self.directory, self.outbox) if metrics else None
+        self.health = Health(home, self.registry, self.outbox, notifier or Notifier(), self.metrics)
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -120,6 +128,7 @@ class Server:
         if self.user:
             self._socket_for_workers(self.home.run / "chain.sock")
         self.forkserver.start()
+        self.forkserver.ping()
         self.mgmt = self.ctx.socket(zmq.ROUTER)
         self.mgmt.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.mgmt.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
@@ -127,14 +136,21 @@ class Server:
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
                                  self.listen, self.public_key, self.gateway)
-        secure_listener(self.mgmt, self.home, self.listen)
+        self.inbox = Inbox(self.services, self.directory)
+        self.gate = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
-        self.mgmt.bind(self.listen)
+        try:
+            self.mgmt.bind(self.listen)
+        except zmq.ZMQError as e:
+            raise UsageError(f"--listen {self.listen}: cannot listen there: {e.strerror}") from None
         if self.listen.startswith("ipc://"):
             os.chmod(self.listen.removeprefix("ipc://"), 0o600)
+        else:                          # the port actually bound (PORT 0 or * picks a free one)
+            self.listen = self.services.listen = self.mgmt.getsockopt(zmq.LAST_ENDPOINT).decode()
         if self.restore:
             self._restore()
+        self.health.opened(self.listen)
 
     def _restore(self) -> None:
         """Brings back the top-level actors a previous server on this home was running."""
@@ -190,30 +206,33 @@ class Server:
         os.set_blocking(sig_r, False)
         os.set_blocking(sig_w, False)
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(s, lambda *_: None)
         self.poller = poller = zmq.Poller()
         for sock in (self.mgmt, self.control, self.chain, self.events):
             poller.register(sock, zmq.POLLIN)
         self._fork_fd = self.forkserver.fileno()
         poller.register(self._fork_fd, zmq.POLLIN)
-        self._out_fd = self.forkserver.output_fd()
-        poller.register(self._out_fd, zmq.POLLIN)
+        self.outputs = Outputs(poller, self.log.relay)
+        self._out_fd = self.outputs.watch(self.forkserver.output_fd())
+        self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
+        self.gateway.outputs = self.outputs
+        self.gateway.watch_output()
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
-        log.info("theater-server ready: %s (home %s); limits: %s", self.listen, self.home.root,
+        log.info("theater-server serving: %s (home %s); limits: %s", self.listen, self.home.root,
                  self.limits.describe())
         while not (self.stopping and self.supervision.idle()):
             timeout = self.outbox.run_timers(self._guarded)
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):
                 if sock == sig_r:
                     self._signals(sig_r)
-                elif sock == self._out_fd:
-                    if not self.output.read(self._out_fd):
-                        self.poller.unregister(self._out_fd)      # the fork server is gone: see its report
-                        self._out_fd = -1
+                elif sock in self.outputs:
+                    self.outputs.read(sock)
                 elif sock == self._fork_fd:
                     for report in self.forkserver.reports():
+                        if report["op"] == "pong":
+                            self.health.forkserver_answered()
                         self._guarded(self.supervision.on_fork_report, report)
                         if report["op"] == "gone":
                             self._restart_forkserver()
@@ -230,12 +249,15 @@ class Server:
         if (signal.SIGTERM in got or signal.SIGINT in got) and not self.stopping:
             log.info("theater-server: stopping (%d actors)", len(self.registry))
             self.stopping = True
+            self.health.stop()
             self.supervision.stop_all()
         if signal.SIGCHLD in got:
+            self.compiles.reap()
             self._check_helpers()
+        if signal.SIGHUP in got:
+            self.log.reopen()
 
     def _check_helpers(self) -> None:
-        self.compiles.reap()
         status = self.chain_proc.poll()
         if status is not None and not self.stopping:
             log.error("chain process exited (status %s); restarting it", status)
@@ -247,22 +269,22 @@ class Server:
 
     def _restart_forkserver(self) -> None:
         self.poller.unregister(self._fork_fd)
-        if self._out_fd >= 0:
-            self.poller.unregister(self._out_fd)
+        self.outputs.unwatch(self._out_fd)
         self.forkserver.stop(0)
         if self.stopping:
             return
         log.error("worker fork server exited; restarting it")
         self.forkserver.start()
         self._fork_fd = self.forkserver.fileno()
-        self._out_fd = self.forkserver.output_fd()
         self.poller.register(self._fork_fd, zmq.POLLIN)
-        self.poller.register(self._out_fd, zmq.POLLIN)
+        self._out_fd = self.outputs.watch(self.forkserver.output_fd())
 
     def _restart_chain(self) -> None:
         if self.chain_proc.poll() is None:
             return
+        self.outputs.unwatch(self._chain_out, drain=True)
         self.chain_proc.start()
+        self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
         for rec in self.registry:
             if rec.alive:
                 self.outbox.to_worker(rec.actor_id, {"k": "chain_restarted"})
@@ -270,13 +292,18 @@ class Server:
 
     def _close(self) -> None:
         self.forkserver.stop(HELPER_STOP_TIMEOUT)
+        self.outputs.unwatch(self._out_fd, drain=True)
         self.compiles.close()
         self.limits.close()             # after the spares, which sit in their own groups, are gone
         self.chain.send_multipart(protocol.encode({"k": "shutdown"}))
         self.chain_proc.wait(HELPER_STOP_TIMEOUT)
+        self.outputs.unwatch(self._chain_out, drain=True)
         self.gateway.stop(HELPER_STOP_TIMEOUT)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
+        if self.gate is not None:
+            self.gate.close()
+        self.health.closed()
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 
@@ -295,95 +322,10 @@ class Server:
             except zmq.Again:
                 return
             if sock is self.mgmt:
-                self._guarded(self._from_client, frames)
+                self._guarded(self.inbox.from_client, frames)
             elif sock is self.control:
-                self._guarded(self._from_worker, frames)
+                self._guarded(self.inbox.from_worker, frames)
             elif sock is self.chain:
-                self._guarded(self._from_chain, frames)
+                self._guarded(self.inbox.from_chain, frames)
             else:
                 self._guarded(self.relay.published, frames)
-
-    def _from_client(self, frames: list[bytes]) -> None:
-        client, body = frames[0], frames[1:]
-        try:
-            header, data = protocol.decode(body)
-        except ProtocolError as e:
-            self.outbox.fail(client, _request_id(body), e)
-            return
-        handler = api.HANDLERS.get(header["k"])
-        if handler is None:
-            self.outbox.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
-            return
-        req = api.Request(self.services, client, header.get("id", ""), header, data)
-        try:
-            handler(req)
-        except TheaterError as e:
-            req.fail(e)
-        except Exception as e:                  # a bug: logged, and the client still gets an answer
-            log.exception("theater-server: internal error handling %s", header["k"])
-            req.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
-
-    def _from_worker(self, frames: list[bytes]) -> None:
-        ident, body = frames[0], frames[1:]
-        try:
-            header, data = protocol.decode(body)
-        except ProtocolError as e:
-            log.warning("malformed message from worker %r: %s", ident, e)
-            return
-        rec = self.registry.by_ident.get(ident)
-        if rec is None and header["k"] == "hello":
-            rec = self.registry.get(header["actor"])
-            if rec is None or rec.run.ident is not None or rec.status not in (Status.STARTING, Status.RESTARTING):
-                log.warning("hello from %r for actor %s refused", ident, header["actor"])
-                return
-            self.registry.bind(rec, ident)
-        if rec is None:
-            log.debug("message from unknown worker %r dropped", ident)
-            return
-        rec.run.last_seen = time.monotonic()
-        kind = header["k"]
-        if kind in ("ok", "error", "reply"):
-            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data)
-        elif kind == "msg":
-            self._worker_msg(rec.actor_id, header, data)
-        elif kind == "resolve":
-            self.directory.resolve(rec, header)
-        elif kind in children.KINDS:
-            if rec.manifest.has_handler("supervisor"):
-                children.handle(self.services, rec, header, data)
-            else:
-                self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
-                    "this actor's manifest grants no supervisor handler")))
-        else:
-            self.supervision.on_worker(rec, header, data)
-
-    def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:
-        """A worker writing on a channel whose other end is a client."""
-        ch = header.get("ch", "")
-        entry = self.outbox.channels.get(ch)
-        if entry is None:
-            return
-        client, _ = entry
-        if header["what"] == "chan_msg":
-            self.outbox.push(client, {"k": "channel_message", "channel": ch}, *data[:1])
-        elif header["what"] == "chan_close":
-            del self.outbox.channels[ch]
-            self.outbox.push(client, {"k": "channel_closed", "channel": ch})
-
-    def _from_chain(self, frames: list[bytes]) -> None:
-        try:
-            header, data = protocol.decode(frames)
-        except ProtocolError as e:
-            log.warning("malformed message from the chain: %s", e)
-            return
-        if header["k"] in ("ok", "error"):
-            self.outbox.answered(header["re"], header, data)
-
-
-def _request_id(body: list[bytes]) -> str:
-    """The id of a request we could not decode, if it can be found at all."""
-    try:
-        value = orjson.loads(body[0]).get("id", "")
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
-        return ""
-    return value if isinstance(value, str) else ""

@@ -191,3 +191,69 @@ def cli_events(server: Server, actor: str) -> list[dict[str, Any]]:
     r = server.cli("events", actor, "--json")
     assert r.code == 0, r.err
     return orjson.loads(r.out)
+
+
+class OpsServer(Server):
+    """A theater-server as an operator runs it: its own environment and flags, stdout and stderr
+    kept in files, ready once ``run/server.json`` says where it listens (so a TCP ``--listen``,
+    with no unix socket to ping, works too)."""
+
+    def __init__(self, home: Home, *flags: str, env: dict[str, str] | None = None,
+                 log_level: str = "debug") -> None:
+        super().__init__(home, *flags)
+        self.env = {**os.environ, **(env or {})}
+        self.log_level = log_level
+        self.out = Path(tempfile.mkdtemp(prefix="th-out-", dir="/tmp"))
+        self._kept: dict[str, str] = {}
+
+    def start(self) -> OpsServer:
+        with open(self.out / "stdout", "wb") as out, open(self.out / "stderr", "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", self.log_level,
+                 *self.flags], stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=ROOT, env=self.env)
+        wait_for(lambda: self.proc is not None and (self.proc.poll() is not None or self.info()), timeout=30,
+                 what="run/server.json")
+        assert self.proc.poll() is None, f"server exited: {self.stderr}"
+        self.remember()
+        return self
+
+    def info(self) -> dict[str, Any] | None:
+        """What the server says in run/server.json (pid, listen, metrics), once it listens."""
+        try:
+            return orjson.loads((self.home.run / "server.json").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+
+    @property
+    def stdout(self) -> str:
+        return self._kept.get("stdout") or (self.out / "stdout").read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self._kept.get("stderr") or (self.out / "stderr").read_text(errors="replace")
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stops it (as Server does); what it printed stays readable."""
+        super().stop(timeout)
+        if self.out.exists():
+            self._kept = {"stdout": self.stdout, "stderr": self.stderr}
+            shutil.rmtree(self.out, ignore_errors=True)
+
+
+def run_server(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> CLIResult:
+    """`theater-server ARGS` run to its end (for options that make it exit)."""
+    p = subprocess.run([sys.executable, "-m", "supervisor", *args], capture_output=True, timeout=timeout,
+                       env={**os.environ, **(env or {})}, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return CLIResult(p.returncode, p.stdout, p.stderr.decode())
+
+
+def one_line_error(r: CLIResult, prefix: str, *needles: str, code: int = 2) -> str:
+    """Exactly one clear line on stderr starting with ``prefix``, naming every needle; exit ``code``."""
+    detail = f"exit {r.code}, stderr {r.err!r}, stdout {r.out!r}"
+    assert r.code == code, detail
+    assert "Traceback" not in r.err and "[Errno" not in r.err, detail
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(prefix), detail
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]

@@ -6,6 +6,11 @@
 
 Requests block until their answer (or ``timeout``); pushes the server sends meanwhile
 (events of a subscription, channel messages) are kept for ``next_push``.
+
+Over TCP the client speaks CURVE when this home trusts a key for the server's address
+(``keys/servers/HOST:PORT.key``, see ``theater key --curve --client``), and must off
+loopback. A refused handshake (a key the server does not know, or CURVE on one side only)
+is reported at once, from the socket's monitor, rather than waited out as a timeout.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
+from . import keys, protocol
 from . import manifest as manifests
-from . import protocol
 from .endpoints import is_loopback, tcp_host
-from .errors import ProtocolError, Timeout, Unreachable, from_wire
+from .errors import ProtocolError, Refused, Timeout, Unreachable, UsageError, from_wire
 from .events import Event
 from .events import from_wire as event_from_wire
 from .paths import Home
@@ -49,8 +55,12 @@ class Client:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        self.curve_key: str | None = None           # this client's public key, when it speaks CURVE
+        self.monitor: zmq.Socket | None = None
         if self.endpoint.startswith("tcp://"):
-            _curve_client(self.sock, home, self.endpoint)
+            self.curve_key = _curve_client(self.sock, home, self.endpoint)
+            self.monitor = self.sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self.sock.connect(self.endpoint)
         self._ids = itertools.count(1)
         self.pushes: deque[tuple[dict[str, Any], list[bytes]]] = deque()
@@ -64,7 +74,42 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
         self.sock.close(linger=0)
+
+    def _poll(self, timeout_ms: float | None) -> bool:
+        """Whether an answer is there within ``timeout_ms``; a refused handshake raises at once."""
+        if self.monitor is None:
+            return bool(self.sock.poll(timeout_ms))
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+            ready = dict(poller.poll(left))
+            if self.sock in ready:
+                return True
+            if self.monitor in ready:
+                self._handshake_failed(recv_monitor_message(self.monitor))
+            elif deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _handshake_failed(self, event: dict[str, Any]) -> None:
+        where = f"the server at {self.endpoint}"
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            raise Refused(f"{where} refused this client's CURVE key {self.curve_key}: its operator must put it "
+                          f"in keys/authorized/NAME.key on the server")
+        if event["value"] != zmq.Event.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            raise Refused(f"{where} failed the CURVE handshake (is {keys.server_key_file(self.home, self.endpoint)} "
+                          f"that server's public key?)")
+        if self.curve_key is not None:
+            raise Refused(f"{where} does not use CURVE, but this client has a key for it "
+                          f"({keys.server_key_file(self.home, self.endpoint)}): remove it, or start the server "
+                          f"with --curve")
+        raise Refused(f"{where} requires CURVE: {_curve_how(self.endpoint)}")
 
     # ---- the wire ----------------------------------------------------------------------------
 
@@ -79,7 +124,7 @@ class Client:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.sock.poll(remaining * 1000):
+            if remaining <= 0 or not self._poll(remaining * 1000):
                 if kind == "ping":
                     raise Unreachable(f"the theater server at {self.endpoint} is not responding")
                 raise Timeout(f"no answer from the server within {self.timeout if timeout is None else timeout:g}s")
@@ -101,7 +146,7 @@ class Client:
     def next_push(self, timeout: float | None) -> tuple[dict[str, Any], list[bytes]] | None:
         if self.pushes:
             return self.pushes.popleft()
-        if not self.sock.poll(None if timeout is None else timeout * 1000):
+        if not self._poll(None if timeout is None else timeout * 1000):
             return None
         try:
             return protocol.decode(self.sock.recv_multipart())
@@ -167,17 +212,24 @@ def _listening(path: Path) -> bool:
             return False
 
 
-def _curve_client(sock: zmq.Socket, home: Home, endpoint: str) -> None:
-    """CURVE keys for a remote server: ours in keys/curve/client.key_secret, its in keys/curve/server.key."""
-    import zmq.auth
+def _curve_client(sock: zmq.Socket, home: Home, endpoint: str) -> str | None:
+    """Sets up CURVE when this home trusts a key for ``endpoint`` (required off loopback); this
+    client's public key, or None for a plain connection."""
+    server_key = keys.known_server_key(home, endpoint)
+    if server_key is None:
+        if is_loopback(tcp_host(endpoint)):
+            return None
+        raise UsageError(f"{endpoint} is not on loopback, so the server requires CURVE: {_curve_how(endpoint)}")
+    pair = keys.curve_pair(home, "client")
+    if pair is None:
+        raise UsageError(f"{endpoint}: this home has no CURVE client key yet: run `theater key --curve --client` "
+                         f"and have the server's operator authorize the key it prints")
+    sock.curve_publickey, sock.curve_secretkey = pair[0].encode(), pair[1].encode()
+    sock.curve_serverkey = server_key.encode()
+    return pair[0]
 
-    if is_loopback(tcp_host(endpoint)):
-        return
-    curve = home.keys / "curve"
-    secret, server = curve / "client.key_secret", curve / "server.key"
-    if not secret.exists() or not server.exists():
-        raise Unreachable(f"{endpoint} requires CURVE keys: put this client's key pair in {secret} "
-                          f"(create it with `theater key --curve`) and the server's public key in {server}")
-    public_key, secret_key = zmq.auth.load_certificate(secret)
-    server_key, _ = zmq.auth.load_certificate(server)
-    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public_key, secret_key, server_key
+
+def _curve_how(endpoint: str) -> str:
+    return (f"run `theater key --curve --client --server {endpoint} --server-key KEY` here, with the KEY "
+            f"`theater key --curve` prints on the server, and have the server's operator authorize the key it "
+            f"prints (docs/operations.md, Remote access)")

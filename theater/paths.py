@@ -1,9 +1,9 @@
 """Where things live under ``$THEATER_HOME``, and the sockets every process agrees on.
 
-    keys/           host.key (Ed25519, 0600), host.pub, curve/ (server CURVE keys), authorized/
+    keys/           host.key (Ed25519, 0600), host.pub; CURVE: curve/, authorized/, servers/ (theater.keys)
     keys/secrets/   named secrets for outgoing requests (one file each, 0600; see theater.secrets)
     run/            theater.sock (management), control.sock, chain.sock, events.sock, gateway.sock,
-                    w/<pid>.sock
+                    w/<pid>.sock, server.json
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)

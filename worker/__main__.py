@@ -12,7 +12,6 @@ shows which actor it runs.
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import socket
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from theater import _linux, grants
+from theater import _linux, _logging, grants
 from theater.chaindb import ChainReader
 from theater.errors import TheaterError
 from theater.events import Event, read_export
@@ -36,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--home", required=True, help="THEATER_HOME")
     serve.add_argument("--fd", type=int, required=True, help="the server's end of the socket pair")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
     serve.add_argument("--cgroup", action="append", default=[], metavar="DIR",
                        help="a parent cgroup each worker makes its own group in (repeat per v1 hierarchy)")
     comp = sub.add_parser("compile", help="compile one stored component into the cache (theater-server runs it)")
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from .zygote import Zygote
 
-        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _logging.setup(args.log_level, args.log_journal)
         Zygote(home, socket.socket(fileno=args.fd), args.cgroup).serve()
         return 0
     if args.command == "compile":

@@ -267,9 +267,10 @@ class Actor:
 
     def last_words(self, header: dict[str, Any], *frames: bytes) -> None:
         """Why this worker ends, told to the server before it exits: acknowledged, so the process's
-        exit (which the server learns from the fork server) can never arrive ahead of its reason."""
+        exit (which the server learns from the fork server) can never arrive ahead of its reason.
+        A stop request (SIGTERM) is usually why we are here: it must not cut this wait short."""
         try:
-            self.loop.control_request(header, *frames, timeout=LAST_WORDS_TIMEOUT)
+            self.loop.control_request(header, *frames, timeout=LAST_WORDS_TIMEOUT, stoppable=False)
         except TheaterError:
             log.warning("%s: the server did not acknowledge why this worker ends", self.name)
 

@@ -137,17 +137,19 @@ class Loop:
             self.last_control = time.monotonic()
         return rid
 
-    def control_request(self, header: dict[str, Any], *frames: bytes, timeout: float | None = None) -> Answer:
-        """Asks the server and waits for its answer; its error is raised as what it was."""
-        return answer(self.wait_reply(self.ask(self.control, header, *frames), timeout=timeout))
+    def control_request(self, header: dict[str, Any], *frames: bytes, timeout: float | None = None,
+                        stoppable: bool = True) -> Answer:
+        """Asks the server and waits for its answer; its error is raised as what it was.
+        ``stoppable=False``: a stop request does not cut the wait short (what a stopping worker says)."""
+        return answer(self.wait_reply(self.ask(self.control, header, *frames), timeout=timeout, stoppable=stoppable))
 
     def chain_request(self, header: dict[str, Any], timeout: float = DEFAULT_TIMEOUT) -> Answer:
         return answer(self.wait_reply(self.ask(self.chain_sock, header), timeout=timeout))
 
     def wait_reply(self, rid: str, timeout: float | None = None, check: Callable[[], None] | None = None,
-                   sock: zmq.Socket | None = None, peer: str | None = None) -> Answer:
+                   sock: zmq.Socket | None = None, peer: str | None = None, stoppable: bool = True) -> Answer:
         """Pumps every socket until the reply to ``rid`` arrives, the running call's deadline
-        passes, ``check`` raises (the peer is gone), or a stop is asked for. The reply is expected
+        passes, ``check`` raises (the peer is gone), or (if ``stoppable``) a stop is asked for. The reply is expected
         on ``sock`` (a peer's connection), which is watched without sleeping for REPLY_SPIN first."""
         if timeout is not None:
             deadline = time.monotonic() + timeout
@@ -156,7 +158,7 @@ class Loop:
         while rid not in self.replies:
             if check is not None:
                 check()
-            if self.watchdog is not None and self.watchdog.stop_requested:
+            if stoppable and self.watchdog is not None and self.watchdog.stop_requested:
                 raise Refused("the actor is stopping")
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -19,8 +19,9 @@ server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their eve
 
 Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "component", "fuel", "confine"}``
 (``confine``: see below; ``component`` and ``fuel`` let the worker load its component while it
-asks the server and the chain for the rest).
-Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status"}``.
+asks the server and the chain for the rest), ``{"op": "ping"}`` (is it serving yet?).
+Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status"}``,
+``{"op": "pong"}``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Zygote:
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log (workers inherit this)
         parent = os.getppid()
         # SIGTERM counts only once the server is gone (our death signal): a process group may
         # get SIGTERM at once, and the server still needs us to report its workers' exits.
@@ -98,6 +100,9 @@ class Zygote:
                 self._handle(orjson.loads(data))
 
     def _handle(self, msg: dict) -> None:
+        if msg.get("op") == "ping":
+            self._report({"op": "pong"})
+            return
         if msg.get("op") != "spawn":
             log.warning("zygote: unknown request %r", msg)
             return

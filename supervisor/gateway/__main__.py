@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from theater import _linux
+from theater import _linux, _logging
 from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError
 from theater.paths import Home
@@ -23,12 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         "and keeps the content store. theater-server starts it; run it by hand only to debug."))
     p.add_argument("--home", help="THEATER_HOME (default: $THEATER_HOME or ~/.theater)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
     p.add_argument("--parent", type=int, help="the server: grants are taken from it alone; exit when it exits")
     p.add_argument("--config", help="the server's config file ([secrets], [store])")
     p.add_argument("--worker-group", type=int, help="the group workers run as (--user): they may connect")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging.setup(args.log_level, args.log_journal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
     for quiet in ("httpx", "httpcore"):     # their lines name every request: the gateway logs what matters
         logging.getLogger(quiet).setLevel(logging.WARNING)
     if args.parent:

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import zmq
 
@@ -25,7 +25,7 @@ from theater.manifest import Backoff, Manifest
 from theater.paths import Home
 from theater.secrets import Secrets
 
-from ..launch import Child
+from ..launch import Child, Outputs
 from ..registry import ActorRecord
 from ..restart import next_backoff
 
@@ -39,14 +39,16 @@ Later = Callable[[float, Callable[[], None]], Any]
 
 
 class GatewayLink:
-    def __init__(self, home: Home, ctx: zmq.Context, log_level: str, log_file: IO[Any] | None,
-                 config: ServerConfig, later: Later, worker_group: int | None = None) -> None:
-        args = ["--parent", str(os.getpid()), "--log-level", log_level]
+    def __init__(self, home: Home, ctx: zmq.Context, log_args: list[str], config: ServerConfig, later: Later,
+                 worker_group: int | None = None) -> None:
+        args = ["--parent", str(os.getpid()), *log_args]
         if config.source.exists():
             args += ["--config", str(config.source)]
         if worker_group is not None:
             args += ["--worker-group", str(worker_group)]
-        self.child = Child("supervisor.gateway", home, args, log_file)
+        self.child = Child("supervisor.gateway", home, args)
+        self.outputs: Outputs | None = None       # the server's, once its loop runs: our output goes there
+        self._out: int | None = None
         self.secrets = Secrets(config.secrets, home.secrets)
         self.later = later
         self.sock = ctx.socket(zmq.DEALER)
@@ -60,8 +62,17 @@ class GatewayLink:
     def start(self) -> None:
         self.child.start()
         self.started = time.monotonic()
+        self.watch_output()
         for grant in self.grants.values():
             self._send(grant)
+
+    def watch_output(self) -> None:
+        """Relays the running gateway's output into the server's log (once the loop runs)."""
+        if self.outputs is None:
+            return
+        if self._out is not None:
+            self.outputs.unwatch(self._out, drain=True)
+        self._out = self.outputs.watch(self.child.output_fd())
 
     def check_manifest(self, m: Manifest) -> None:
         """Refuses a manifest whose http-client headers name a secret this server does not have."""
@@ -101,6 +112,8 @@ class GatewayLink:
     def stop(self, timeout: float) -> None:
         self._send({"k": "shutdown"})
         self.child.wait(timeout)
+        if self.outputs is not None and self._out is not None:
+            self.outputs.unwatch(self._out, drain=True)
 
     def _send(self, header: dict[str, Any]) -> None:
         try:

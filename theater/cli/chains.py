@@ -20,7 +20,7 @@ from .. import keys
 from ..chaindb import ChainReader
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
-from . import _output
+from . import _output, curve
 from ._context import Context, actor_arg, count
 
 
@@ -228,7 +228,12 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def key(args: argparse.Namespace, ctx: Context) -> int:
-    """Print the host's Ed25519 public key (hex): what `verify --pubkey` needs elsewhere."""
+    """Print the host's Ed25519 public key (hex): what `verify --pubkey` needs elsewhere.
+
+    With --curve: the CURVE public key for remote management (the server's, or with --client
+    this client's), made first if there is none (docs/operations.md, "Remote access")."""
+    if args.curve or args.client or args.server_key is not None:
+        return curve.key(args, ctx)
     try:
         public = keys.public_hex(keys.read_public(ctx.home))
     except UsageError:
@@ -289,7 +294,7 @@ COMMANDS = {
     "events": (events, "show an actor's events", _events_args),
     "export": (export, "write an actor's chain as JSON Lines", _export_args),
     "verify": (verify, "verify chains offline (hashes, links, signatures)", _verify_args),
-    "key": (key, "print the host's public key", lambda p: None),
+    "key": (key, "print the host's public key (--curve: the keys for remote access)", curve.add_args),
     "chains": (chains, "list the chains stored in this home", lambda p: None),
     "chain head": (head, "print a signed checkpoint of an actor's chain", actor_arg),
 }

@@ -1,0 +1,121 @@
+"""What arrives at the server, decoded and handed to the part it is for.
+
+From clients (the management socket): a request for the API. From workers (the control socket):
+answers to what the server asked, a worker's own lifecycle news, its requests about peers
+(``resolve``) and children, and what it writes on channels whose other end is a client. From
+the chain: answers. A message that does not decode is logged (or, from a client, answered with
+the reason) and dropped; a worker is known by the connection its hello came on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from theater import protocol
+from theater.errors import ProtocolError, Refused, TheaterError
+
+from . import api, children
+from .directory import Directory
+from .registry import Status
+from .services import Services
+
+log = logging.getLogger("theater.server")
+
+
+class Inbox:
+    def __init__(self, services: Services, directory: Directory) -> None:
+        self.services = services
+        self.outbox = services.outbox
+        self.registry = services.registry
+        self.supervision = services.supervision
+        self.directory = directory
+
+    def from_client(self, frames: list[bytes]) -> None:
+        client, body = frames[0], frames[1:]
+        try:
+            header, data = protocol.decode(body)
+        except ProtocolError as e:
+            self.outbox.fail(client, _request_id(body), e)
+            return
+        handler = api.HANDLERS.get(header["k"])
+        if handler is None:
+            self.outbox.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
+            return
+        self.outbox.received(client, header.get("id", ""), header["k"])
+        req = api.Request(self.services, client, header.get("id", ""), header, data)
+        try:
+            handler(req)
+        except TheaterError as e:
+            req.fail(e)
+        except Exception as e:                  # a bug: logged, and the client still gets an answer
+            log.exception("theater-server: internal error handling %s", header["k"])
+            req.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
+
+    def from_worker(self, frames: list[bytes]) -> None:
+        ident, body = frames[0], frames[1:]
+        try:
+            header, data = protocol.decode(body)
+        except ProtocolError as e:
+            log.warning("malformed message from worker %r: %s", ident, e)
+            return
+        rec = self.registry.by_ident.get(ident)
+        if rec is None and header["k"] == "hello":
+            rec = self.registry.get(header["actor"])
+            if rec is None or rec.run.ident is not None or rec.status not in (Status.STARTING, Status.RESTARTING):
+                log.warning("hello from %r for actor %s refused", ident, header["actor"])
+                return
+            self.registry.bind(rec, ident)
+        if rec is None:
+            log.debug("message from unknown worker %r dropped", ident)
+            return
+        rec.run.last_seen = time.monotonic()
+        kind = header["k"]
+        if kind in ("ok", "error", "reply"):
+            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data)
+        elif kind == "msg":
+            self._worker_msg(rec.actor_id, header, data)
+        elif kind == "resolve":
+            self.directory.resolve(rec, header)
+        elif kind in children.KINDS:
+            if rec.manifest.has_handler("supervisor"):
+                children.handle(self.services, rec, header, data)
+            else:
+                self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
+                    "this actor's manifest grants no supervisor handler")))
+        else:
+            self.supervision.on_worker(rec, header, data)
+
+    def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:
+        """A worker writing on a channel whose other end is a client."""
+        ch = header.get("ch", "")
+        entry = self.outbox.channels.get(ch)
+        if entry is None:
+            return
+        client, _ = entry
+        if header["what"] == "chan_msg":
+            self.outbox.push(client, {"k": "channel_message", "channel": ch}, *data[:1])
+        elif header["what"] == "chan_close":
+            del self.outbox.channels[ch]
+            self.outbox.push(client, {"k": "channel_closed", "channel": ch})
+
+    def from_chain(self, frames: list[bytes]) -> None:
+        try:
+            header, data = protocol.decode(frames)
+        except ProtocolError as e:
+            log.warning("malformed message from the chain: %s", e)
+            return
+        if header["k"] in ("ok", "error"):
+            self.outbox.answered(header["re"], header, data)
+
+
+def _request_id(body: list[bytes]) -> str:
+    """The id of a request we could not decode, if it can be found at all."""
+    try:
+        value = orjson.loads(body[0]).get("id", "")
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return ""
+    return value if isinstance(value, str) else ""

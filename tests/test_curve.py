@@ -1,0 +1,120 @@
+"""Remote management with CURVE, over TCP on loopback (port 0, the bound port read back): an
+authorized client works, an unknown key and a plain client are refused, on both sides in words
+and in the server's log; a server off loopback without keys refuses to start, saying how."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from theater.paths import Home
+
+from .conftest import EXAMPLES, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+
+
+@pytest.fixture
+def other_homes() -> Iterator[Callable[[], Home]]:
+    made: list[Path] = []
+
+    def make() -> Home:
+        made.append(Path(tempfile.mkdtemp(prefix="th-op-", dir="/tmp")))
+        return Home(made[-1])
+    yield make
+    for d in made:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def key(home: Home, *args: str) -> str:
+    r = run_cli(home, "key", "--curve", *args)
+    assert r.code == 0, r.err
+    return r.text.strip()
+
+
+def test_authorized_clients_work_and_others_are_refused(home, other_homes):
+    server_key = key(home)                                    # on the server's host, before it starts
+    assert len(server_key) == 40
+    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
+    try:
+        endpoint = server.info()["listen"]
+        assert endpoint.startswith("tcp://127.0.0.1:") and not endpoint.endswith(":0"), endpoint
+        assert endpoint in server.stdout
+
+        alice = other_homes()                                 # an operator's home on another host
+        alice_key = key(alice, "--client", "--server", endpoint, "--server-key", server_key)
+        (home.keys / "authorized" / "alice.key").write_text(alice_key + "\n")   # no restart needed
+        r = run_cli(alice, "--server", endpoint, "start", str(COUNTER), "--json")
+        assert r.code == 0, r.err
+        actor = orjson.loads(r.out)["id"]
+        r = run_cli(alice, "--server", endpoint, "message", actor, "+1", "--request")
+        assert (r.code, r.out) == (0, b"1"), r.err
+
+        mallory = other_homes()                               # a key the server does not know
+        mallory_key = key(mallory, "--client", "--server", endpoint, "--server-key", server_key)
+        one_line_error(run_cli(mallory, "--server", endpoint, "list"), "theater: ", "refused this client's CURVE key",
+                       mallory_key, code=7)
+        plain = other_homes()                                 # no keys at all
+        one_line_error(run_cli(plain, "--server", endpoint, "list"), "theater: ", "requires CURVE",
+                       "theater key --curve --client", code=7)
+
+        log = home.logs / "server.log"
+        wait_for(lambda: "does not use CURVE" in log.read_text(), what="the plain client's refusal logged")
+        text = log.read_text()
+        assert f"CURVE client 'alice' (key {alice_key}) connected from 127.0.0.1" in text
+        assert f"refused a CURVE client from 127.0.0.1: key {mallory_key}" in text
+        assert f"refused a connection on {endpoint}: it does not use CURVE" in text
+    finally:
+        server.stop()
+
+
+def test_a_remote_address_without_keys_is_refused_before_anything_starts(home):
+    r = run_server("--home", str(home.root), "--listen", "tcp://0.0.0.0:0")
+    one_line_error(r, "theater-server: ", "CURVE", "theater key --curve", "keys/authorized")
+    assert not (home.run / "server.json").exists() and not (home.keys / "host.key").exists()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--curve",), "tcp://"),                                      # the unix socket
+    (("--listen", "tcp://127.0.0.1:0", "--curve"), "theater key --curve"),
+    (("--listen", "tcp://127.0.0.1"), "expected tcp://HOST:PORT"),
+    (("--listen", "udp://127.0.0.1:9"), "expected ipc://PATH or tcp://HOST:PORT"),
+])
+def test_bad_listen_options(home, args, needle):
+    one_line_error(run_server("--home", str(home.root), *args), "theater-server: ", needle)
+
+
+def test_the_remote_hint_names_commands_that_exist(home):
+    """The bug: the client recommended `theater key --curve`, which did not exist."""
+    remote = "tcp://192.0.2.1:9000"              # TEST-NET-1: never reached, the client stops first
+    line = one_line_error(run_cli(home, "--server", remote, "list"), "theater: ", "requires CURVE")
+    assert "theater key --curve --client" in line and "docs/operations.md" in line
+    assert "## Remote access" in (ROOT / "docs" / "operations.md").read_text()
+    server_key = key(home)
+    key(home, "--client", "--server", remote, "--server-key", server_key)
+    assert (home.keys / "servers" / "192.0.2.1:9000.key").read_text().strip() == server_key
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--client",), "go with --curve"),
+    (("--curve", "--server-key", "x" * 40), "is for a client"),
+    (("--curve", "--client", "--server-key", "x" * 40), "--server tcp://HOST:PORT"),
+    (("--server", "tcp://h:1", "--curve", "--client", "--server-key", "short"), "not a CURVE key"),
+    (("--server", "tcp://nope", "--curve", "--client", "--server-key", "x" * 40), "tcp://HOST:PORT"),
+])
+def test_bad_key_options(home, args, needle):
+    one_line_error(run_cli(home, "key", *args), "theater: ", needle)
+
+
+def test_key_curve_is_made_once_and_kept_private(home):
+    first = key(home)
+    assert key(home) == first
+    assert (home.keys / "curve" / "server.key_secret").stat().st_mode & 0o077 == 0
+    assert (home.keys / "authorized").is_dir()
+    out = orjson.loads(run_cli(home, "key", "--curve", "--json").out)
+    assert out["curve_public_key"] == first and out["role"] == "server"

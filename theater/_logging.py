@@ -1,0 +1,58 @@
+"""How the three processes format their log lines: plain, or for the journal.
+
+Plain lines carry a timestamp and a level name. Journal lines (sd-daemon(3)) start with the
+record's syslog priority as ``<N>`` and carry no timestamp: journald adds its own, and reads
+the priority from the prefix. A message that spans lines (a traceback, or text an actor
+logged) gets the prefix on every line, so nothing after a newline can claim a priority of its
+own. The server decides which form (``$JOURNAL_STREAM``) and tells the chain process and the
+worker fork server with ``--log-journal``: their output reaches stdout through the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import IO, Any
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+# syslog priorities (sd-daemon(3)): err 3, warning 4, info 6, debug 7.
+_PRIORITY = ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+
+def priority(levelno: int) -> int:
+    for level, prio in _PRIORITY:
+        if levelno >= level:
+            return prio
+    return 7
+
+
+class JournalFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in super().format(record).splitlines() or [""])
+
+
+def is_journal(fd: int, env: dict[str, str] | None = None) -> bool:
+    """Whether ``fd`` is the stream systemd connected to the journal: ``$JOURNAL_STREAM`` holds
+    its "device:inode" (systemd.exec(5)); a redirected stdout no longer matches."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def setup(level: str, journal: bool, stream: IO[Any] = sys.stderr) -> None:
+    """Logging for a helper process (the chain, the worker fork server and its workers)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
