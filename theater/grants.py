@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._units import parse_duration, parse_size
 from .errors import UsageError
 
 # A key's check: the value as written -> the value as used; ValueError says what is allowed.
@@ -34,6 +35,7 @@ class Spec:
     imports: tuple[str, ...]                     # interfaces (no version) a granted actor may import
     exports: tuple[str, ...] = ()                # the actor's interfaces the host calls for this handler
     keys: Mapping[str, Check] = field(default_factory=dict)   # config keys beside `type`
+    required: tuple[str, ...] = ()               # keys a grant must give (fail-closed handlers)
     wit: str | None = None                       # WIT text of interfaces outside theater/wit (plug-ins)
     worker: str | None = None                    # module implementing it in the worker (plug-ins)
 
@@ -65,3 +67,80 @@ register(Spec("message-server", imports=("theater:simple/message-server-host",),
               exports=("theater:simple/message-server-client",)))
 register(Spec("supervisor", imports=("theater:simple/supervisor",),
               exports=("theater:simple/supervisor-handlers",)))
+
+
+# ---- timing, random, environment, filesystem (issue 10) ----------------------------------------
+
+def _millis(value: Any) -> float:
+    """Seconds, from whole milliseconds (as v0.2 manifests write them) or a duration string."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value / 1000
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected whole milliseconds (e.g. 3600000) or a duration such as \"1h\"")
+
+
+def _size(value: Any) -> int:
+    n = parse_size(value)
+    if n <= 0:
+        raise ValueError("expected a size above zero, such as \"1MiB\"")
+    return n
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _u64(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ValueError("expected an integer from 0 to 2^64 - 1")
+    return value
+
+
+def _strings(what: str, valid: Callable[[str], bool]) -> Check:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and valid(v) for v in value):
+            raise ValueError(f"expected a list of {what}")
+        return tuple(value)
+    return check
+
+
+def _var_name(name: str) -> bool:
+    return bool(name) and "=" not in name and "\0" not in name
+
+
+def _program(name: str) -> bool:
+    """A bare program name (found on a fixed PATH) or an absolute path, nothing a shell would read."""
+    return bool(name) and "\0" not in name and (name.startswith("/") or "/" not in name)
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("expected the path of a directory (relative to the manifest, or absolute)")
+    return value
+
+
+def granted_environment(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` an ``environment`` grant lets its actor see: those named in
+    ``allowed_vars`` or starting with one of ``allowed_prefixes``, and not in ``denied_vars``.
+    Nothing else ever reaches the actor's worker."""
+    allowed = set(config.get("allowed_vars", ()))
+    prefixes = tuple(config.get("allowed_prefixes", ()))
+    denied = set(config.get("denied_vars", ()))
+    return {k: v for k, v in sorted(environ.items())
+            if k not in denied and (k in allowed or (prefixes and k.startswith(prefixes)))}
+
+
+register(Spec("timing", imports=("theater:simple/timing",),
+              keys={"max_sleep_duration": _millis, "min_sleep_duration": _millis}))
+register(Spec("random", imports=("theater:simple/random",), keys={"seed": _u64, "max_bytes": _size}))
+register(Spec("environment", imports=("theater:simple/environment",), keys={
+    "allowed_vars": _strings("variable names", _var_name),
+    "allowed_prefixes": _strings("non-empty prefixes of variable names", _var_name),
+    "denied_vars": _strings("variable names", _var_name),
+    "allow_list_all": _flag}))
+register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
+    "path": _path, "new_dir": _flag, "max_file_size": _size,
+    "allowed_commands": _strings("program names or absolute paths", _program)}))
