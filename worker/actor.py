@@ -29,7 +29,7 @@ from theater import manifest as manifests
 from theater.errors import ActorFailed, Failure, TheaterError
 from theater.paths import Home
 
-from . import component, handlers
+from . import component, handlers, wasi
 from .calls import Calls
 from .chainlink import ChainLink
 from .handlers.base import Handler
@@ -120,12 +120,19 @@ class Actor:
         loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused"))),
                        peer=lambda h, *_: peers.moved(h["actor"]))
         self.peers = peers
-        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown)
+        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown,
+                    base=config["base"], environ=config.get("environ"))
         self._grant(m, host)
 
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, comp, shape.imports, handlers.live(self.handlers, recorder.record))
+        parts = [*self.handlers, wasi.Wasi(host, {})] if wasi.imported(shape.imports) else self.handlers
+        provide = handlers.live(parts, recorder.record)
+        handlers.link(linker, engine, comp, shape.imports, provide)
+        output = wasi.link(linker, engine, comp, shape.imports, provide)
         store = wasmtime.Store(engine)
+        if output is not None:
+            output.attach(store)
+            recorder.before = lambda: output.drain(recorder.record)
         store.set_limits(memory_size=m.limits.memory)
         store.set_epoch_deadline(1)
         watchdog.watch(store, chain.flush)

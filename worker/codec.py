@@ -37,7 +37,7 @@ Lift = Callable[[Val], Any]
 
 _K = {name: getattr(ffi, f"WASMTIME_COMPONENT_{name}").value for name in (
     "BOOL", "S8", "U8", "S16", "U16", "S32", "U32", "S64", "U64", "F32", "F64", "CHAR", "STRING", "LIST",
-    "RECORD", "TUPLE", "ENUM", "OPTION", "RESULT")}
+    "RECORD", "TUPLE", "ENUM", "OPTION", "RESULT", "VARIANT")}
 _PRIMS: dict[type, tuple[str, str]] = {
     wc.Bool: ("BOOL", "boolean"), wc.S8: ("S8", "s8"), wc.U8: ("U8", "u8"), wc.S16: ("S16", "s16"),
     wc.U16: ("U16", "u16"), wc.S32: ("S32", "s32"), wc.U32: ("U32", "u32"), wc.S64: ("S64", "s64"),
@@ -79,6 +79,10 @@ def codec(t: wc.ValType) -> Codec:
         return _record([(name, codec(ft)) for name, ft in t.fields])
     if isinstance(t, wc.EnumType):
         return _text("ENUM", "enumeration")
+    if isinstance(t, wc.VariantType):
+        return _variant({name: codec(p) if p is not None else None for name, p in t.cases})
+    if isinstance(t, wc.OwnType | wc.BorrowType):
+        return _no_resource()
     raise TypeError(f"no fast conversion for component type {type(t).__name__}")
 
 
@@ -216,6 +220,33 @@ def _result(ok: Codec | None, err: Codec | None) -> Codec:
         tag, c, box = ("ok", ok, result.val) if result.is_ok else ("err", err, result.val)
         return tag, (c.lift(box.contents) if c is not None and box else None)
     return Codec(lower, lift)
+
+
+def _variant(cases: dict[str, Codec | None]) -> Codec:
+    """A variant as ``(case, payload)``, like a result (payload None for a case without one)."""
+    k = _K["VARIANT"]
+
+    def lower(value: Any, v: Val) -> None:
+        case, payload = value
+        v.kind = k
+        v.of.variant.discriminant = ffi.str_to_capi(case)
+        v.of.variant.val = _boxed(cases[case], payload)
+
+    def lift(v: Val) -> Any:
+        var = v.of.variant
+        case = ctypes.string_at(var.discriminant.data, var.discriminant.size).decode("utf-8")
+        c, box = cases[case], var.val
+        return case, (c.lift(box.contents) if c is not None and box else None)
+    return Codec(lower, lift)
+
+
+def _no_resource() -> Codec:
+    """Resources are wasmtime's own (WASI's streams, sockets): a host function here never takes
+    one in (a borrow it did not give back would fail the call) and never hands one out (it
+    answers with the other case of a result)."""
+    def refuse(*_: Any) -> Any:
+        raise TypeError("Theater's host functions pass no resources")
+    return Codec(refuse, refuse)
 
 
 class Export:

@@ -42,10 +42,13 @@ def load() -> dict[str, type[Handler]]:
 def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, imports: dict[str, str],
          provide: Provide) -> None:
     """Defines every function of every interface the component imports (``imports``: base name ->
-    the exact name it uses; interfaces that hold only types have no functions)."""
+    the exact name it uses; interfaces that hold only types have no functions). WASI is
+    linked by ``worker.wasi``."""
     types = component.type.imports(engine)
     with linker.root() as root:
         for base, exact in imports.items():
+            if base.startswith("wasi:"):
+                continue
             with root.add_instance(exact) as instance:
                 for fn, ext in types[exact].ty.exports(engine).items():
                     if isinstance(ext.ty, wc.FuncType):
