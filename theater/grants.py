@@ -80,6 +80,13 @@ def _millis(value: Any) -> float:
     raise ValueError("expected whole milliseconds (e.g. 3600000) or a duration such as \"1h\"")
 
 
+def _seconds(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("expected a duration above zero, such as \"10s\"")
+    return seconds
+
+
 def _size(value: Any) -> int:
     n = parse_size(value)
     if n <= 0:
@@ -142,5 +149,5 @@ register(Spec("environment", imports=("theater:simple/environment",), keys={
     "denied_vars": _strings("variable names", _var_name),
     "allow_list_all": _flag}))
 register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
-    "path": _path, "new_dir": _flag, "max_file_size": _size,
+    "path": _path, "new_dir": _flag, "max_file_size": _size, "command_timeout": _seconds,
     "allowed_commands": _strings("program names or absolute paths", _program)}))
