@@ -105,6 +105,25 @@ def test_a_wasi_component_sees_exactly_the_granted_variables_and_replays_across_
 
 
 
+
+def test_incarnations_after_one_a_timeout_cut_short_replay_too(server, wasi_c, tmp_path):
+    """Each incarnation of the C actor reads its environment while being instantiated. After
+    an incarnation whose call the timeout interrupted (not reproducible: its replay stops
+    there), the next one's replay must start at that instantiation, not where the cut one left."""
+    path = _c_manifest(tmp_path, wasi_c, '\n[limits]\ncall_timeout = "1s"\n')
+    with open(path, "a") as f:
+        f.write('\n[restart]\nintensity = 2\nperiod = "1m"\n')
+    c = server.client()
+    actor = c.start(path, b'{"then": "loop-next"}')["id"]
+    assert c.state(actor) == b"loop"
+    os.kill(c.inspect(actor)["pid"], signal.SIGKILL)     # restarts resume from "loop": init spins
+    wait_for(lambda: c.inspect(actor)["status"] == "failed", timeout=60, what="the restarts to give up")
+    starts = [e.type for e in c.events(actor)].count("lifecycle/start")
+    assert starts >= 3                                   # the first, then at least two that time out
+    report = _replays(server, actor)
+    assert report["incarnations"] == starts and "not_reproducible_from" in report
+
+
 def test_a_component_cannot_reach_the_network_through_wasi_sockets(server, tmp_path):
     """sockets.wat asks for a TCP socket (and would connect to a listener of this test with it),
     a UDP socket and a name lookup: each is refused, recorded, and nothing reaches the listener."""

@@ -291,6 +291,12 @@ class Export:
                 _neutralize(params[i])
 
 
+def raise_host_exception() -> None:
+    """Raises what a host function raised during the last entry into wasm, if it raised (a
+    call through wasmtime-py's own API, such as instantiating, reports only that it failed)."""
+    _enter.maybe_raise_last_exn()
+
+
 _HOST_FUNCS: dict[int, Callable[..., Any]] = {}
 
 

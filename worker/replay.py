@@ -28,7 +28,7 @@ from theater import grants
 from theater.events import Event, decode_data, encode_data, event_hash
 
 from . import component, handlers, records, wasi
-from .codec import Export
+from .codec import Export, raise_host_exception
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory")
@@ -127,7 +127,11 @@ class Replayer:
         # host calls made while instantiating (WASI's set-up reads the environment) are
         # recorded just before lifecycle/start
         self.cursor = self._instantiated_from(start)
-        instance = linker.instantiate(store, comp)
+        try:
+            instance = linker.instantiate(store, comp)
+        except wasmtime.WasmtimeError:
+            raise_host_exception()          # a divergence found by a feeder while instantiating
+            raise
         linker.close()
         self._drain_output()                # written while instantiating, if anything was
         if self.cursor < start:

@@ -4,6 +4,9 @@
  * reads the wall and monotonic clocks, draws 8 random bytes, reads its environment (every
  * variable, listed as NAME=VALUE; in a row), prints one line to stdout and
  * one to stderr, logs "wasi-c started" and returns the stdout line as its state.
+ * For the replay tests, a state that holds "loop-next" is answered with the state "loop",
+ * and an init given the state "loop" (a restart resumes from it) spins until its call
+ * timeout stops it.
  * The canonical-ABI glue is written by hand (no wit-bindgen here); the layouts are noted
  * beside each function. Built by tests/toolchains.py.
  */
@@ -36,6 +39,14 @@ void *cabi_realloc(void *old, size_t old_size, size_t align, size_t new_size) {
  */
 static uint32_t ret_area[4];
 
+static int contains(const uint8_t *buf, size_t len, const char *needle) {
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(buf + i, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
 __attribute__((export_name("theater:simple/actor#init")))
 uint32_t *actor_init(int32_t has_state, uint8_t *state, size_t state_len, char *id, size_t id_len) {
     struct timespec wall, mono;
@@ -43,7 +54,12 @@ uint32_t *actor_init(int32_t has_state, uint8_t *state, size_t state_len, char *
     char line[1024], vars[512] = "";
     int n_env = 0;
 
-    (void)state_len;
+    if (has_state && state_len == 4 && memcmp(state, "loop", 4) == 0) {
+        volatile int spin = 1;
+        while (spin) {
+        }
+    }
+    int loop_next = has_state && contains(state, state_len, "loop-next");
     if (has_state)
         free(state);            /* arguments are ours to free */
     clock_gettime(CLOCK_REALTIME, &wall);
@@ -71,6 +87,8 @@ uint32_t *actor_init(int32_t has_state, uint8_t *state, size_t state_len, char *
     fputs("wasi-c says hello on stderr\n", stderr);
     runtime_log("wasi-c started", strlen("wasi-c started"));
 
+    if (loop_next)
+        len = snprintf(line, sizeof line, "loop");
     char *out = malloc(len);
     memcpy(out, line, len);
     ret_area[0] = 0;
