@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from theater.events import decode_data
+from worker import wasi
 
 from .conftest import ACTORS, Server, run_cli, wait_for
 
@@ -175,3 +176,21 @@ process_memory = "1GiB"
     r = server.cli("replay", actor, "--json", timeout=600)
     assert r.code == 0, r.err + r.text
     assert orjson.loads(r.out)["ok"] is True
+
+
+def test_output_beyond_the_pending_limit_is_dropped_and_counted():
+    """What a component writes between two events waits in memory (written on wasmtime's
+    thread, recorded on the worker's); past MAX_PENDING it is dropped, and the drop recorded."""
+    out = wasi.Output()
+    chunk = b"x" * (1 << 20)
+    for _ in range(wasi.MAX_PENDING // len(chunk) + 2):
+        out._write("stdout", chunk)
+    out._write("stderr", b"late")
+    events: list[tuple[str, object]] = []
+    out.drain(lambda kind, value: (events.append((kind, value)), out.drain(events.append)))
+    kinds = [k for k, _ in events]
+    assert kinds == ["wasi:cli/stdout/write"] * (wasi.MAX_PENDING // len(chunk)) + ["limit/output"] * 2
+    assert [v for k, v in events if k == "limit/output"] == [
+        {"stream": "stdout", "dropped_bytes": 2 * len(chunk), "limit": wasi.MAX_PENDING},
+        {"stream": "stderr", "dropped_bytes": 4, "limit": wasi.MAX_PENDING}]
+    assert out.take() is None and out.queued == 0

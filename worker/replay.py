@@ -232,8 +232,8 @@ class Replayer:
 
     def _drain_output(self) -> None:
         output = self.output
-        while output is not None and output.pending:
-            stream, data = output.pending.popleft()
+        while output is not None and (write := output.take()) is not None:
+            stream, data = write
             self._skip()
             self._produce(self.cursor, f"wasi:cli/{stream}/write", wasi.output_event(data))
 

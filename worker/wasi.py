@@ -187,11 +187,17 @@ class Output:
         finally:
             self._draining = False
 
+    def take(self) -> tuple[str, bytes] | None:
+        """The oldest write not yet recorded: (stream, bytes)."""
+        if not self.pending:
+            return None
+        stream, data = self.pending.popleft()
+        self.queued -= len(data)
+        return stream, data
+
     def _drain(self, record: Callable[[str, Any], None]) -> None:
-        while self.pending:
-            stream, data = self.pending.popleft()
-            self.queued -= len(data)
-            record(f"wasi:cli/{stream}/write", output_event(data))
+        while (write := self.take()) is not None:
+            record(f"wasi:cli/{write[0]}/write", output_event(write[1]))
         for stream, n in self.dropped.items():
             if n:
                 self.dropped[stream] = 0
