@@ -129,15 +129,18 @@ def _path(value: Any) -> str:
     return value
 
 
+def variable_granted(config: Mapping[str, Any], name: str) -> bool:
+    """Whether an ``environment`` grant lets its actor see the variable ``name``: named in
+    ``allowed_vars`` or starting with one of ``allowed_prefixes``, and not in ``denied_vars``."""
+    if name in config.get("denied_vars", ()):
+        return False
+    return name in config.get("allowed_vars", ()) or name.startswith(tuple(config.get("allowed_prefixes", ())))
+
+
 def granted_environment(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables of ``environ`` an ``environment`` grant lets its actor see: those named in
-    ``allowed_vars`` or starting with one of ``allowed_prefixes``, and not in ``denied_vars``.
-    Nothing else ever reaches the actor's worker."""
-    allowed = set(config.get("allowed_vars", ()))
-    prefixes = tuple(config.get("allowed_prefixes", ()))
-    denied = set(config.get("denied_vars", ()))
-    return {k: v for k, v in sorted(environ.items())
-            if k not in denied and (k in allowed or (prefixes and k.startswith(prefixes)))}
+    """The variables of ``environ`` an ``environment`` grant lets its actor see; nothing else
+    ever reaches the actor's worker."""
+    return {k: v for k, v in sorted(environ.items()) if variable_granted(config, k)}
 
 
 register(Spec("timing", imports=("theater:simple/timing",),

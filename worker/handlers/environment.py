@@ -1,14 +1,17 @@
 """``theater:simple/environment``: the server's environment variables the grant names, no others.
 
 The worker itself runs with a clean environment; the server hands it the granted values
-(``theater.grants.granted_environment``: ``allowed_vars``, ``allowed_prefixes``, minus
-``denied_vars``) with its start-up answer, so a variable outside the grant never reaches
-the worker's memory. To the actor, a variable outside the grant looks like a missing one;
-the chain records the refusal (``environment/permission-denied``). ``list-vars`` answers
-only when the grant sets ``allow_list_all`` (else empty, and recorded as refused).
+with its start-up answer (``theater.grants.granted_environment``: ``allowed_vars``,
+``allowed_prefixes``, minus ``denied_vars``), so a variable outside the grant never reaches
+the worker's memory. Names are checked here by the same rule: to the actor, a variable
+outside the grant looks like a missing one; the chain records the refusal
+(``environment/permission-denied``). ``list-vars`` answers only when the grant sets
+``allow_list_all`` (else empty, and recorded as refused).
 """
 
 from __future__ import annotations
+
+from theater import grants
 
 from .base import Functions, Handler, register
 
@@ -21,12 +24,9 @@ class Environment(Handler):
 
     def functions(self) -> Functions:
         granted = self.host.environ
-        allowed = set(self.config.get("allowed_vars", ()))
-        prefixes = tuple(self.config.get("allowed_prefixes", ()))
-        denied = set(self.config.get("denied_vars", ()))
 
         def permitted(function: str, name: str) -> bool:
-            if name not in denied and (name in allowed or (prefixes and name.startswith(prefixes))):
+            if grants.variable_granted(self.config, name):
                 return True
             self.host.record("environment/permission-denied", {"function": function, "name": name,
                                                                "reason": "not granted"})
