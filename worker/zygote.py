@@ -43,7 +43,7 @@ import zmq
 from theater import _linux
 from theater.paths import Home
 
-from . import actor, wit
+from . import actor, handlers, wit
 from .loop import Sockets
 
 log = logging.getLogger("theater.zygote")
@@ -76,6 +76,9 @@ class Zygote:
         # get SIGTERM at once, and the server still needs us to report its workers' exits.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
+        # every handler module (and what it imports) now: a worker running as --user may not
+        # be able to read the interpreter's files, and it would import them after the drop
+        handlers.load()
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()
