@@ -48,6 +48,7 @@ from theater.paths import Home
 ROOT = Path(__file__).resolve().parent.parent
 
 PROBE = ROOT / "tests" / "actors" / "probe.wat"
+HANDLERS = ROOT / "tests" / "actors" / "handlers.wat"
 COUNTER = ROOT / "examples" / "counter" / "counter.wat"
 
 BARS = {
@@ -192,6 +193,13 @@ class Bench:
             path = self.tmp / f"{name}.toml"
             path.write_text(text)
             out[name] = path
+        (self.tmp / "files").mkdir()
+        (self.tmp / "files" / "f").write_bytes(b"x" * 100)
+        grants = {"timing": "", "random": "", "environment": 'allowed_vars = ["HOME"]',
+                  "filesystem": f'path = "{self.tmp / "files"}"'}
+        out["handlers"] = self.tmp / "handlers.toml"
+        out["handlers"].write_text(out["probe"].read_text().replace('"probe"', '"handlers"').replace(
+            str(PROBE), str(HANDLERS)) + "".join(f'[[handler]]\ntype = "{t}"\n{k}\n' for t, k in grants.items()))
         return out
 
     def start_server(self) -> None:
@@ -352,6 +360,32 @@ class Bench:
         self.results.update(chain_events_per_s=events / elapsed, chain_bytes_per_event=size / events,
                             chain_verify_events_per_s=verified / vt, chain_events_per_signature=verified / sigs)
 
+    # Handler calls timed against a host call that does nothing (runtime.log("")): each is a
+    # request to tests/actors/handlers.wat that repeats one call N times inside one export call.
+    HOST_CALLS = {"noop": b"o", "timing_now": b"N", "random_bytes_16": b"B" + (16).to_bytes(4, "little"),
+                  "random_uuid": b"U", "environment_get_var": b"gHOME", "filesystem_read_100b": b"rf",
+                  "filesystem_path_exists": b"pf"}
+
+    def host_calls(self) -> None:
+        n = 500 if self.quick else 2000
+        with self.client() as c:
+            actor = self.start(c, "handlers")
+            per_call = {}
+            for name, req in self.HOST_CALLS.items():
+                message = b"*" + n.to_bytes(4, "little") + req
+                c.request(actor, b"*" + (50).to_bytes(4, "little") + req)      # warm up
+                runs = []
+                for _ in range(3):
+                    t = time.perf_counter()
+                    c.request(actor, message)
+                    runs.append((time.perf_counter() - t) * 1e6 / n)
+                per_call[name] = statistics.median(runs)
+            c.stop(actor)
+        for name, us in per_call.items():
+            self.results[f"hostcall_{name}_us"] = us
+            if name != "noop":
+                self.results[f"hostcall_{name}_over_noop_us"] = us - per_call["noop"]
+
     def memory(self) -> None:
         k = 20 if self.quick else 50
         with self.client() as c:
@@ -473,8 +507,8 @@ def _db_size(db: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples")
-    ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,memory,restart,http,"
-                                   "python")
+    ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,host_calls,memory,"
+                                   "restart,http,python")
     ap.add_argument("--py-component", type=Path, metavar="WASM",
                     help="the componentize-py counter to measure (default: build it as the tests do)")
     ap.add_argument("--actors", type=int, default=0, help="also start this many actors at once (e.g. 500)")
@@ -484,7 +518,8 @@ def main() -> None:
     b = Bench(args.quick, args.py_component)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("spawn", b.spawn), ("cli_rtt", b.cli_rtt), ("actor_rtt", b.actor_rtt), ("oneway", b.oneway),
-        ("chain", b.chain), ("memory", b.memory), ("restart", b.restart), ("http", b.http), ("python", b.python)]
+        ("chain", b.chain), ("host_calls", b.host_calls), ("memory", b.memory), ("restart", b.restart),
+        ("http", b.http), ("python", b.python)]
     try:
         if only is None or "raw" in only:
             print("raw primitives ...", flush=True)

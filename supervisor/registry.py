@@ -10,12 +10,14 @@ heartbeat and how it was asked to end. Top-level actors are children of the root
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from theater import grants
 from theater.errors import NotFound, Refused
 from theater.manifest import Limits, Manifest
 
@@ -147,6 +149,9 @@ class ActorRecord:
                   "component": spec.component, "mode": run.mode, "incarnation": run.number,
                   "has_init": spec.init_state is not None, "reason": run.reason, "limits": asdict(spec.limits),
                   "compiled": run.compiled}
+        env = next((h.config for h in spec.manifest.handlers if h.type == "environment"), None)
+        if env is not None:         # the worker has a clean environment: it gets the granted values only
+            fields["environ"] = grants.granted_environment(env, os.environ)
         return fields, [spec.init_state] if spec.init_state is not None else []
 
     def summary(self) -> dict[str, Any]:

@@ -115,8 +115,8 @@ def test_bad_manifests(server, tmp_path):
     line = one_line(server.cli("start", str(m)), "unknown_limit.toml", "memroy", "allowed", code=2)
     assert "memory" in line.split("allowed", 1)[1], line
 
-    m = write_manifest(tmp_path, good + "\n[[handler]]\ntype = \"filesystem\"\n", "unknown_handler.toml")
-    line = one_line(server.cli("start", str(m)), "unknown_handler.toml", "filesystem", "allowed", code=2)
+    m = write_manifest(tmp_path, good + "\n[[handler]]\ntype = \"teleport\"\n", "unknown_handler.toml")
+    line = one_line(server.cli("start", str(m)), "unknown_handler.toml", "teleport", "allowed", code=2)
     assert "message-server" in line, line
 
     # 3. a wrong type: names the key and what is allowed

@@ -21,7 +21,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from worker import adapter, codec, component, wit
-from worker.codec import Export, add_host_func
+from worker.crossing import Export, add_host_func
 
 from .conftest import ACTORS, EXAMPLES
 

@@ -136,7 +136,7 @@ def _init(engine: wasmtime.Engine, component: wc.Component, stdout: Path,
     return result, logs
 
 
-LINE = re.compile(rb"init actor-1: wall=(\d+) mono=\d+ random=([0-9a-f]{16}) env=1 greeting=hej\n")
+LINE = re.compile(rb"init actor-1: wall=(\d+) mono=\d+ random=([0-9a-f]{16}) env=1 vars=GREETING=hej; greeting=hej\n")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ class Spec:
     imports: tuple[str, ...]                     # interfaces (no version) a granted actor may import
     exports: tuple[str, ...] = ()                # the actor's interfaces the host calls for this handler
     keys: Mapping[str, Check] = field(default_factory=dict)   # config keys beside `type`
+    required: tuple[str, ...] = ()               # keys a grant must give (fail-closed handlers)
     wit: str | None = None                       # WIT text of interfaces outside theater/wit (plug-ins)
     worker: str | None = None                    # module implementing it in the worker (plug-ins)
     required: tuple[str, ...] = ()               # keys a grant must give
@@ -108,3 +109,88 @@ register(Spec("http-client", imports=("theater:simple/http-client",), keys={
 register(Spec("store", imports=("theater:simple/store",), keys={
     "max_bytes": _bounded(parse_size, 0, 1 << 50, "a size such as \"64MiB\""),
 }))
+# ---- timing, random, environment, filesystem (issue 10) ----------------------------------------
+
+def _millis(value: Any) -> float:
+    """Seconds, from whole milliseconds (as v0.2 manifests write them) or a duration string."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value / 1000
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("expected whole milliseconds (e.g. 3600000) or a duration such as \"1h\"")
+
+
+def _seconds(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("expected a duration above zero, such as \"10s\"")
+    return seconds
+
+
+def _size(value: Any) -> int:
+    n = parse_size(value)
+    if n <= 0:
+        raise ValueError("expected a size above zero, such as \"1MiB\"")
+    return n
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _u64(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise ValueError("expected an integer from 0 to 2^64 - 1")
+    return value
+
+
+def _strings(what: str, valid: Callable[[str], bool]) -> Check:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and valid(v) for v in value):
+            raise ValueError(f"expected a list of {what}")
+        return tuple(value)
+    return check
+
+
+def _var_name(name: str) -> bool:
+    return bool(name) and "=" not in name and "\0" not in name
+
+
+def _program(name: str) -> bool:
+    """A bare program name (found on a fixed PATH) or an absolute path, nothing a shell would read."""
+    return bool(name) and "\0" not in name and (name.startswith("/") or "/" not in name)
+
+
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ValueError("expected the path of a directory (relative to the manifest, or absolute)")
+    return value
+
+
+def variable_granted(config: Mapping[str, Any], name: str) -> bool:
+    """Whether an ``environment`` grant lets its actor see the variable ``name``: named in
+    ``allowed_vars`` or starting with one of ``allowed_prefixes``, and not in ``denied_vars``."""
+    if name in config.get("denied_vars", ()):
+        return False
+    return name in config.get("allowed_vars", ()) or name.startswith(tuple(config.get("allowed_prefixes", ())))
+
+
+def granted_environment(config: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` an ``environment`` grant lets its actor see; nothing else
+    ever reaches the actor's worker."""
+    return {k: v for k, v in sorted(environ.items()) if variable_granted(config, k)}
+
+
+register(Spec("timing", imports=("theater:simple/timing",),
+              keys={"max_sleep_duration": _millis, "min_sleep_duration": _millis}))
+register(Spec("random", imports=("theater:simple/random",), keys={"seed": _u64, "max_bytes": _size}))
+register(Spec("environment", imports=("theater:simple/environment",), keys={
+    "allowed_vars": _strings("variable names", _var_name),
+    "allowed_prefixes": _strings("non-empty prefixes of variable names", _var_name),
+    "denied_vars": _strings("variable names", _var_name),
+    "allow_list_all": _flag}))
+register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
+    "path": _path, "new_dir": _flag, "max_file_size": _size, "command_timeout": _seconds,
+    "allowed_commands": _strings("program names or absolute paths", _program)}))

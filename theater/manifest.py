@@ -257,6 +257,9 @@ class Checker:
                         config[key] = check(h[key])
                     except ValueError as e:
                         raise self.fail(f"{where} ({type_}) {key} = {h[key]!r}", str(e)) from None
+            for key in spec.required:
+                if key not in h:
+                    raise self.fail(f"{where} ({type_}) {key}", "missing (this handler needs it)")
             out.append(Handler(spec.type, config))
         return tuple(out)
 

@@ -29,7 +29,7 @@ from theater import manifest as manifests
 from theater.errors import ActorFailed, Failure, TheaterError
 from theater.paths import Home
 
-from . import component, handlers
+from . import component, handlers, wasi, wit
 from .calls import Calls
 from .chainlink import ChainLink
 from .gateway import Gateway
@@ -125,12 +125,19 @@ class Actor:
                        peer=lambda h, *_: peers.moved(h["actor"]))
         self.peers = peers
         self.gateway = Gateway(loop, self.home.gateway_endpoint)
-        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown, self.gateway)
+        host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown, self.gateway,
+                    base=config["base"], environ=config.get("environ"))
         self._grant(m, host)
 
         linker = wc.Linker(engine)
-        handlers.link(linker, engine, comp, shape, handlers.live(self.handlers, recorder.record))
+        parts = [*self.handlers, wasi.Wasi(host, {})] if wit.imports_wasi(shape.imports) else self.handlers
+        provide = handlers.live(parts, recorder.record)
+        handlers.link(linker, engine, comp, shape, provide)
+        output = wasi.link(linker, engine, comp, shape.imports, provide)
         store = wasmtime.Store(engine)
+        if output is not None:
+            output.attach(store)
+            recorder.before = lambda: output.drain(recorder.record)
         store.set_limits(memory_size=m.limits.memory)
         store.set_epoch_deadline(1)
         watchdog.watch(store, chain.flush)

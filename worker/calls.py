@@ -22,8 +22,8 @@ from theater.errors import Failure, TheaterError
 from theater.manifest import Limits
 
 from . import memories, records
-from .codec import Export
 from .component import Shape
+from .crossing import Export
 from .watchdog import Watchdog
 
 Record = Callable[..., None]         # (event type, value, state_changed=False) -> None

@@ -3,8 +3,8 @@
 wasmtime-py converts every argument and result by walking the function's type through
 ctypes on every call, and lowers a ``list<u8>`` one byte at a time: ~180 µs for a call
 that does nothing. A ``Codec`` walks the type once and keeps a pair of closures per
-value type. Calls into the actor and host calls out of it both go through here
-(``Export``, ``add_host_func``). Given the function's WIT signature (``sig``), a codec
+value type; calls into the actor and host calls out of it use them (``worker.crossing``).
+Given the function's WIT signature (``sig``), a codec
 speaks to the adapter around the actor (``worker.adapter``) instead: a ``list<u8>`` crosses
 as a latin-1 string, in bulk, records as tuples and enums as integers; else byte lists are
 C values of one byte each (32 bytes of memory a byte, however they are filled).
@@ -27,10 +27,8 @@ from collections.abc import Callable
 from ctypes import byref
 from typing import Any
 
-import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as wc
-from wasmtime.component import _enter
 
 from . import wit
 
@@ -42,7 +40,7 @@ Lift = Callable[[Val], Any]
 
 _K = {name: getattr(ffi, f"WASMTIME_COMPONENT_{name}").value for name in (
     "BOOL", "S8", "U8", "S16", "U16", "S32", "U32", "S64", "U64", "F32", "F64", "CHAR", "STRING", "LIST",
-    "RECORD", "TUPLE", "ENUM", "OPTION", "RESULT")}
+    "RECORD", "TUPLE", "ENUM", "OPTION", "RESULT", "VARIANT")}
 _PRIMS: dict[type, tuple[str, str]] = {
     wc.Bool: ("BOOL", "boolean"), wc.S8: ("S8", "s8"), wc.U8: ("U8", "u8"), wc.S16: ("S16", "s16"),
     wc.U16: ("U16", "u16"), wc.S32: ("S32", "s32"), wc.U32: ("U32", "u32"), wc.S64: ("S64", "s64"),
@@ -84,6 +82,10 @@ def codec(t: wc.ValType) -> Codec:
         return _record([(name, codec(ft)) for name, ft in t.fields])
     if isinstance(t, wc.EnumType):
         return _text("ENUM", "enumeration")
+    if isinstance(t, wc.VariantType):
+        return _variant({name: codec(p) if p is not None else None for name, p in t.cases})
+    if isinstance(t, wc.OwnType | wc.BorrowType):
+        return _no_resource()
     raise TypeError(f"no fast conversion for component type {type(t).__name__}")
 
 
@@ -216,15 +218,6 @@ def _enum_as_int(names: tuple[str, ...]) -> Codec:
     return Codec(lower, lift)
 
 
-def _codecs(fty: wc.FuncType, sig: wit.Func | None) -> tuple[list[Codec], Codec | None]:
-    """A function's parameter and result codecs: from its WIT signature when it goes through the
-    adapter, else from its component type."""
-    if sig is not None:
-        return ([adapted(wit.parse(t)) for _, t in sig.params],
-                adapted(wit.parse(sig.result)) if sig.result is not None else None)
-    return [codec(t) for _, t in fty.params], codec(fty.result) if fty.result is not None else None
-
-
 def _list(elem: Codec) -> Codec:
     def lower(value: Any, v: Val) -> None:
         raw = ffi.wasmtime_component_vallist_t()
@@ -310,85 +303,28 @@ def _result(ok: Codec | None, err: Codec | None) -> Codec:
     return Codec(lower, lift)
 
 
-class Export:
-    """One export of an instance, callable with little overhead: its types are compiled once.
+def _variant(cases: dict[str, Codec | None]) -> Codec:
+    """A variant as ``(case, payload)``, like a result (payload None for a case without one)."""
+    k = _K["VARIANT"]
 
-    Not reentrant (an actor runs one call at a time), so its argument and result slots
-    are allocated once.
-    """
+    def lower(value: Any, v: Val) -> None:
+        case, payload = value
+        v.kind = k
+        v.of.variant.discriminant = ffi.str_to_capi(case)
+        v.of.variant.val = _boxed(cases[case], payload)
 
-    def __init__(self, func: wc.Func, store: wasmtime.Store, sig: wit.Func | None = None) -> None:
-        self.params, self.result = _codecs(func.type(store), sig)
-        self._func = byref(func._func)
-        self._store = store                # the context below is only valid while the store lives
-        self._ctx = store._context()
-        self._args = (Val * len(self.params))()
-        self._out = Val()
-        self._out_ref = byref(self._out) if self.result is not None else None
-
-    def __call__(self, *args: Any) -> Any:
-        params = self._args
-        lowered = 0
-        try:
-            for c, arg in zip(self.params, args, strict=True):
-                c.lower(arg, params[lowered])
-                lowered += 1
-            err = ffi.wasmtime_component_func_call(self._func, self._ctx, params, lowered, self._out_ref,
-                                                   1 if self._out_ref is not None else 0)
-            if err:
-                error = wasmtime.WasmtimeError._from_ptr(err)
-                _enter.maybe_raise_last_exn()      # a host function's own exception, re-raised here
-                raise error
-            if self.result is None:
-                return None
-            out = self.result.lift(self._out)
-            ffi.wasmtime_component_val_delete(self._out_ref)   # the whole result tree, boxes included
-            _neutralize(self._out)          # wasmtime drops the slot's old value when it writes the next
-            return out
-        finally:
-            for i in range(lowered):
-                ffi.wasmtime_component_val_delete(byref(params[i]))
-                _neutralize(params[i])
+    def lift(v: Val) -> Any:
+        var = v.of.variant
+        case = ctypes.string_at(var.discriminant.data, var.discriminant.size).decode("utf-8")
+        c, box = cases[case], var.val
+        return case, (c.lift(box.contents) if c is not None and box else None)
+    return Codec(lower, lift)
 
 
-_HOST_FUNCS: dict[int, Callable[..., Any]] = {}
-
-
-@ffi.wasmtime_component_func_callback_t
-def _host_trampoline(idx, _context, _ty, args, nargs, results, nresults):  # type: ignore[no-untyped-def]
-    """Runs a host function; an exception becomes a trap and is re-raised where the export was called."""
-    try:
-        _HOST_FUNCS[idx or 0](args, nargs, results)
-        return 0
-    except wasmtime.WasmtimeError as e:
-        error = e
-    except Exception as e:
-        _enter.LAST_EXCEPTION = e
-        error = wasmtime.WasmtimeError("python exception")
-    return ctypes.cast(error._consume(), ctypes.c_void_p).value
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-def _host_finalize(idx):  # type: ignore[no-untyped-def]
-    _HOST_FUNCS.pop(idx or 0, None)
-
-
-def add_host_func(instance: wc.LinkerInstance, name: str, fty: wc.FuncType, impl: Callable[..., Any],
-                  sig: wit.Func | None = None) -> None:
-    """Defines ``name`` with the import's type compiled once (through the adapter given ``sig``);
-    ``impl`` gets and returns fast-codec shapes."""
-    params, result = _codecs(fty, sig)     # lifting only reads: wasmtime frees the arguments
-
-    def call(args: Any, nargs: int, results: Any) -> None:
-        out = impl(*[c.lift(args[i]) for i, c in enumerate(params)])
-        if result is not None:
-            result.lower(out, results[0])
-
-    key = id(call)
-    _HOST_FUNCS[key] = call
-    name_bytes = name.encode()
-    err = ffi.wasmtime_component_linker_instance_add_func(
-        instance.ptr(), ctypes.create_string_buffer(name_bytes), len(name_bytes), _host_trampoline, key,
-        _host_finalize)
-    if err:
-        raise wasmtime.WasmtimeError._from_ptr(err)
+def _no_resource() -> Codec:
+    """Resources are wasmtime's own (WASI's streams, sockets): a host function here never takes
+    one in (a borrow it did not give back would fail the call) and never hands one out (it
+    answers with the other case of a result)."""
+    def refuse(*_: Any) -> Any:
+        raise TypeError("Theater's host functions pass no resources")
+    return Codec(refuse, refuse)

@@ -26,9 +26,8 @@ from theater.manifest import Manifest
 from theater.paths import compiled_path, shape_path, write_atomically
 
 from . import adapter, wit
-from .wit import PACKAGE, render_func, signatures
+from .wit import PACKAGE, is_wasi, render_func, signatures, wasi_unprovided
 
-TYPES_INTERFACE = f"{PACKAGE}/types"
 ACTOR_INTERFACE = f"{PACKAGE}/actor"
 
 log = logging.getLogger("theater.worker")
@@ -66,7 +65,7 @@ class Shape:
     def granted(self, manifest: Manifest) -> None:
         """Refuses an import the manifest does not grant, naming the interface and the fix."""
         for base, name in self.imports.items():
-            if base != TYPES_INTERFACE and base not in manifest.granted_imports:
+            if _needs_grant(base) and base not in manifest.granted_imports:
                 spec = grants.for_interface(base)
                 raise ComponentError(f"component imports {name}, which the manifest does not grant "
                                      f"(add [[handler]] type = \"{spec.type if spec else '?'}\" to {manifest.source})")
@@ -152,7 +151,14 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str
     found: dict[str, str] = {}
     for name, ext in component.type.imports(engine).items():
         base = unversioned(name)
-        if base == TYPES_INTERFACE:
+        if is_wasi(base):
+            why = wasi_unprovided(name)
+            if why is not None:
+                raise ComponentError(f"component imports {name}, which Theater does not provide ({why})")
+            found[base] = name
+            continue
+        if sigs.get(base) == {}:              # an interface of types only (types, http-types)
+            _check_funcs(engine, name, ext, {}, "imports")
             found[base] = name
             continue
         if grants.for_interface(base) is None:
@@ -162,6 +168,11 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str
         _check_funcs(engine, name, ext, sigs[base], "imports")
         found[base] = name
     return found
+
+
+def _needs_grant(base: str) -> bool:
+    """WASI needs no grant (what it reaches is what the handlers grant), nor do interfaces of types."""
+    return not is_wasi(base) and signatures().get(base) != {}
 
 
 def _check_exports(engine: wasmtime.Engine, component: wc.Component) -> tuple[dict[str, list[str]], dict[str, str]]:

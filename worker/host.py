@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from theater import events
@@ -20,7 +20,7 @@ from theater.manifest import Manifest
 
 from .calls import Calls
 from .gateway import Gateway
-from .loop import Answer, Loop
+from .loop import HEARTBEAT_INTERVAL, Answer, Loop
 from .mailbox import Incoming, Mailbox, Route
 from .peers import Peers
 from .recorder import Recorder
@@ -34,10 +34,12 @@ SETTLE_TIMEOUT = 10.0
 class Host:
     def __init__(self, actor_id: str, name: str, manifest: Manifest, loop: Loop, mailbox: Mailbox,
                  peers: Peers, recorder: Recorder, shutdown: Callable[[bytes | None], None],
-                 gateway: Gateway | None = None) -> None:
+                 gateway: Gateway | None = None, base: str = ".", environ: Mapping[str, str] | None = None) -> None:
         self.actor_id = actor_id
         self.name = name
         self.manifest = manifest
+        self.base = base                       # the manifest's directory: relative paths in grants start here
+        self.environ = dict(environ or {})     # the server's variables the environment grant lets through
         self.peers = peers
         self.log = log
         self.calls: Calls | None = None
@@ -71,6 +73,24 @@ class Host:
         """Call before anything leaves the worker because of what the actor did (a request to the
         outside world): the events that led to it must not be lost once the effect is seen."""
         self._loop.before_effect()
+
+    def call_deadline(self) -> float | None:
+        """When the running export call must end (``time.monotonic()``), if one is running."""
+        return self._loop.call_deadline()
+
+    def wait(self, seconds: float) -> None:
+        """Lets ``seconds`` pass while serving the sockets (control traffic, acknowledgements,
+        heartbeats go on; ``wait(0)`` serves them once); raises Refused as soon as the actor
+        is asked to stop."""
+        deadline = time.monotonic() + seconds
+        watchdog = self._loop.watchdog
+        while True:
+            if watchdog is not None and watchdog.stop_requested:
+                raise Refused("the actor is stopping")
+            left = deadline - time.monotonic()
+            self._loop.pump(min(max(left, 0.0), HEARTBEAT_INTERVAL))
+            if left <= 0:
+                return
 
     def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
         return self._loop.control_request(header, *frames)

@@ -26,9 +26,14 @@ class Recorder:
         self.chain = chain
         self.throttle = throttle
         self._pump = pump
+        # Runs before every event: records what happened since the last one without a call of
+        # its own (a WASI component's output, see worker.wasi.Output).
+        self.before: Callable[[], None] | None = None
 
     def record(self, event_type: str, value: Any, state_changed: bool = False) -> None:
         """Adds an event to this actor's chain, waiting first if the actor is over its event rate."""
+        if self.before is not None:
+            self.before()
         delay = self.throttle.wait(time.monotonic())
         if delay > 0:
             self._slow_down(delay)

@@ -13,6 +13,7 @@ incarnation's replay there: that is not reproducible, and not a divergence.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 from collections.abc import Callable
@@ -26,8 +27,8 @@ from wasmtime import component as wc
 from theater import grants
 from theater.events import Event, decode_data, encode_data, event_hash
 
-from . import component, handlers, records
-from .codec import Export
+from . import component, handlers, records, wasi
+from .crossing import Export, raise_host_exception
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
@@ -84,6 +85,8 @@ class Replayer:
         self.cursor = 0
         self.calls = 0
         self.incarnations = 0
+        self.output: wasi.Output | None = None
+        self.exports: dict[str, Export] = {}
 
     def run(self) -> Report:
         report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
@@ -98,6 +101,11 @@ class Replayer:
                     i += 1
         except Diverged as d:
             report.divergence = d
+        finally:
+            # a store with WASI output callbacks must go before the interpreter exits (wasmtime
+            # panics otherwise): drop the last incarnation's store and exports now
+            self.exports = {}
+            gc.collect()
         report.calls, report.incarnations = self.calls, self.incarnations
         return report
 
@@ -111,12 +119,27 @@ class Replayer:
         comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
         linker = wc.Linker(engine)
         handlers.link(linker, engine, comp, self.shape, self._feeder)
+        self.output = wasi.link(linker, engine, comp, self.shape.imports, self._feeder)
         store = wasmtime.Store(engine)
+        if self.output is not None:
+            self.output.attach(store)
         store.set_epoch_deadline(1)
-        instance = linker.instantiate(store, comp)
+        # host calls made while instantiating (WASI's set-up reads the environment) are
+        # recorded just before lifecycle/start
+        self.cursor = self._instantiated_from(start)
+        try:
+            instance = linker.instantiate(store, comp)
+        except wasmtime.WasmtimeError:
+            raise_host_exception()          # a divergence found by a feeder while instantiating
+            raise
         linker.close()
+        self._drain_output()                # written while instantiating, if anything was
+        if self.cursor < start:
+            ev = self.events[self.cursor]
+            raise Diverged(ev.seq, f"the record has {ev.type} while the component was instantiated; "
+                                   f"the replay's instantiation did not make it")
         self.engine = engine
-        self.exports: dict[str, Export] = {}
+        self.exports = {}
         state: bytes | None = info.get("state")
         i = start + 1
         while i < len(self.events) and self.events[i].type != "lifecycle/start":
@@ -132,6 +155,14 @@ class Replayer:
                 return self._next_start(i), ev.seq
             i, state = outcome
         return i, None
+
+    def _instantiated_from(self, start: int) -> int:
+        """Where the events of the instantiation before the lifecycle/start at ``start`` begin:
+        after the previous incarnation's last call (or lifecycle) event."""
+        i = start
+        while i > 0 and self.events[i - 1].type != "wasm" and not self.events[i - 1].type.startswith("lifecycle/"):
+            i -= 1
+        return i
 
     def _next_start(self, i: int) -> int:
         while i < len(self.events) and self.events[i].type != "lifecycle/start":
@@ -194,13 +225,28 @@ class Replayer:
         return 0.0, False
 
     def _next_actor_event(self) -> int:
-        """Skips what the actor does not produce (lifecycle, limits, a handler's refusals, which its
-        host call's recorded ``Err`` repeats); the index of the next event."""
-        while self.cursor < len(self.events) and _not_produced(self.events[self.cursor].type):
-            self.cursor += 1
-        if self.cursor >= len(self.events):
-            raise Diverged(self.events[-1].seq + 1, "the replay goes on after the record ends")
+        """The index of the next event the actor produces, after what it wrote to stdout/stderr
+        since the last one (each checked against the record as it goes)."""
+        self._drain_output()
+        self._skip()
         return self.cursor
+
+    def _drain_output(self) -> None:
+        output = self.output
+        while output is not None and (write := output.take()) is not None:
+            stream, data = write
+            self._skip()
+            self._produce(self.cursor, f"wasi:cli/{stream}/write", wasi.output_event(data))
+
+    def _skip(self) -> None:
+        """Skips what the actor does not produce: lifecycle and limit events, and the refusals
+        its handlers recorded (the call they refused comes next, and is checked)."""
+        events = self.events
+        while self.cursor < len(events) and (events[self.cursor].type.startswith(("lifecycle/", "limit/"))
+                                             or events[self.cursor].type.endswith("/permission-denied")):
+            self.cursor += 1
+        if self.cursor >= len(events):
+            raise Diverged(events[-1].seq + 1, "the replay goes on after the record ends")
 
     def _produce(self, i: int, event_type: str, value: Any) -> None:
         """The event the replay just produced must hash like the recorded one at ``i``."""
@@ -229,10 +275,6 @@ class Replayer:
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
-
-
-def _not_produced(event_type: str) -> bool:
-    return event_type.startswith(("lifecycle/", "limit/")) or event_type.endswith("/permission-denied")
 
 
 def _short(value: Any, limit: int = 200) -> str:

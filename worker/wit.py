@@ -183,6 +183,28 @@ def parse(text: str) -> Desc:
     return (text,)
 
 
+# The WASI 0.2 interfaces wasmtime serves (worker/wasi.py shadows what carries outside values).
+WASI_PROVIDED = ("wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/")
+
+
+def is_wasi(interface: str) -> bool:
+    return interface.startswith("wasi:")
+
+
+def imports_wasi(imports: dict[str, str]) -> bool:
+    return any(is_wasi(base) for base in imports)
+
+
+def wasi_unprovided(name: str) -> str | None:
+    """Why a ``wasi:`` import cannot be served (None if it can)."""
+    version = name.partition("@")[2]
+    if not name.startswith(WASI_PROVIDED):
+        return "Theater provides WASI cli, clocks, filesystem, io, random and sockets only"
+    if not version.startswith("0.2."):
+        return "Theater provides WASI 0.2.x only"
+    return None
+
+
 def render_func(fty: wc.FuncType) -> str:
     params = ", ".join(render(t) for _, t in fty.params)
     result = fty.result

@@ -44,7 +44,7 @@ import zmq
 from theater import _linux
 from theater.paths import Home, wasmtime_version
 
-from . import actor, wit
+from . import actor, handlers, wit
 from .loop import Sockets
 
 log = logging.getLogger("theater.zygote")
@@ -82,6 +82,9 @@ class Zygote:
         for stale in (self.home.run / "w").glob("*.sock"):
             stale.unlink(missing_ok=True)
         wasmtime_version()   # and read the package metadata (a child may run as a user who cannot)
+        # every handler module (and what it imports) now: a worker running as --user may not
+        # be able to read the interpreter's files, and it would import them after the drop
+        handlers.load()
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()

@@ -17,6 +17,8 @@ from .actors import start_with_progress
 from .chains import follow, summary
 
 LOG = "theater:simple/runtime/log"
+# What a WASI component writes to stdout and stderr: shown as log lines too.
+OUTPUT = ("wasi:cli/stdout/write", "wasi:cli/stderr/write")
 # How long an embedded server may take to come up (imports, chain process, fork server).
 EMBEDDED_START = 20.0
 
@@ -56,8 +58,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int:
     for ev in follow(ctx, actor, 0, []):
         body = decode_data(ev.data)
-        if ev.type == LOG:
+        if ev.type == LOG or ev.type in OUTPUT:
             line = body["input"][0]
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", "replace").rstrip("\n")
             if ctx.json:
                 _output.emit_json_line({"log": line, "actor": actor})
             else:

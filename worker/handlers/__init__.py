@@ -20,8 +20,8 @@ from wasmtime import component as wc
 from theater import grants
 from theater.errors import ComponentError
 
-from ..codec import add_host_func
 from ..component import Shape
+from ..crossing import add_host_func
 from ..records import host_event
 from ..values import Recorded, lower, to_data
 from .base import REGISTRY, Handler
@@ -44,11 +44,11 @@ def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, sh
          provide: Provide) -> None:
     """Defines every function of every interface the component imports (``shape.imports``: base
     name -> the exact name it uses; interfaces that hold only types have no functions, and the
-    byte adapter around the actor provides them itself)."""
+    byte adapter around the actor provides them itself). WASI is linked by ``worker.wasi``."""
     types = component.type.imports(engine)
     with linker.root() as root:
         for base, exact in shape.imports.items():
-            if exact not in types:
+            if exact not in types or base.startswith("wasi:"):
                 continue
             with root.add_instance(exact) as instance:
                 for fn, ext in types[exact].ty.exports(engine).items():
