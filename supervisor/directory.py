@@ -4,11 +4,18 @@ Workers resolve a peer once (``resolve``) and then talk to it directly. When the
 stops or restarts, everyone who resolved it gets ``peer`` and resolves again on their
 next message: the new incarnation listens at a new address. A resolve for an actor that
 is starting or restarting is answered when it is ready.
+
+Management clients may watch the same comings and goings (``watch``): each is pushed
+``actors_changed {sub, actor, status}`` when an actor is ready, loses its process or is gone
+for good (``theater mcp`` lists actors' tools again then). A watcher that has gone away is
+forgotten at the next push.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import zmq
 
 from theater import protocol
 from theater.errors import NotFound, Refused, TheaterError
@@ -23,6 +30,25 @@ class Directory:
         self.outbox = outbox
         self.watchers: dict[str, set[str]] = {}
         self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
+        self.observers: dict[str, bytes] = {}                    # watch subscription -> client
+
+    def watch(self, client: bytes) -> str:
+        sub = self.outbox.new_id()
+        self.observers[sub] = client
+        return sub
+
+    def unwatch(self, sub: str) -> None:
+        self.observers.pop(sub, None)
+
+    def _changed(self, rec: ActorRecord) -> None:
+        for sub, client in list(self.observers.items()):
+            try:
+                self.outbox.send_client(client, {"k": "actors_changed", "sub": sub, "actor": rec.actor_id,
+                                                 "status": str(rec.status)})
+            except zmq.Again:
+                pass                     # not reading: it lists again on its next nudge or check
+            except zmq.ZMQError:
+                del self.observers[sub]  # gone
 
     def resolve(self, asker: ActorRecord, header: dict[str, Any]) -> None:
         rid = header["id"]
@@ -45,13 +71,16 @@ class Directory:
     def up(self, rec: ActorRecord) -> None:
         for asker, rid in self.waiting.pop(rec.actor_id, []):
             self._answer(rec, asker, rid)
+        self._changed(rec)
 
     def down(self, rec: ActorRecord) -> None:
         for watcher in self.watchers.pop(rec.actor_id, ()):
             self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
+        self._changed(rec)
 
     def gone(self, rec: ActorRecord, why: TheaterError) -> None:
         """The actor will not come back: answer everyone still waiting for it."""
         for asker, rid in self.waiting.pop(rec.actor_id, []):
             self.outbox.to_worker(asker, protocol.error(rid, why))
         self.watchers.pop(rec.actor_id, None)
+        self._changed(rec)

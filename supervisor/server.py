@@ -122,7 +122,7 @@ class Server:
         self.mgmt.setsockopt(zmq.SNDHWM, 100_000)
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
-                                 self.listen, self.public_key, self.gateway)
+                                 self.listen, self.public_key, self.gateway, self.directory)
         secure_listener(self.mgmt, self.home, self.listen)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)

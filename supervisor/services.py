@@ -12,6 +12,7 @@ from typing import Any
 from theater.manifest import Manifest
 from theater.paths import Home
 
+from .directory import Directory
 from .gateway.link import GatewayLink
 from .limits import Controller
 from .outbox import Outbox, Then
@@ -31,6 +32,7 @@ class Services:
     listen: str
     public_key: str = ""
     gateway: GatewayLink | None = None
+    directory: Directory | None = None
 
     def check_manifest(self, m: Manifest) -> None:
         """What only this server can check of a manifest before its actor starts (its secrets)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from . import grants
+from . import grants, mcptools
 from . import secrets as _secrets
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
@@ -77,6 +77,7 @@ class Manifest:
     restart: Restart = Restart()
     limits: Limits = Limits()
     limits_given: frozenset[str] = frozenset()     # the [limits] keys the manifest set itself
+    tools: tuple[mcptools.Tool, ...] = ()          # [[mcp.tool]]: what it offers MCP clients
 
     def effective_limits(self, defaults: Limits) -> Limits:
         """The server's defaults, overridden by what this manifest says."""
@@ -183,7 +184,7 @@ def load_server_config(path: Path) -> ServerConfig:
 class _Checker:
     """Validates one parsed TOML document; every message starts with the source file."""
 
-    TOP = {"name", "version", "component", "description", "init_state", "handler", "restart", "limits"}
+    TOP = {"name", "version", "component", "description", "init_state", "handler", "restart", "limits", "mcp"}
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -227,7 +228,15 @@ class _Checker:
             restart=self.restart(doc.get("restart", {})),
             limits=self.limits(doc.get("limits", {})),
             limits_given=frozenset(doc.get("limits", {})) if isinstance(doc.get("limits"), dict) else frozenset(),
+            tools=self.tools(doc.get("mcp", {})),
         )
+
+    def tools(self, raw: Any) -> tuple[mcptools.Tool, ...]:
+        try:
+            return mcptools.check(raw)
+        except ValueError as e:
+            where, _, msg = str(e).partition(": ")
+            raise self.fail(where, msg) from None
 
     def handlers(self, raw: Any) -> tuple[Handler, ...]:
         if not isinstance(raw, list) or not all(isinstance(h, dict) for h in raw):

@@ -61,11 +61,15 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "chains": ({"id": S}, 0),
     "tree": ({"id": S}, 0),
     "top": ({"id": S}, 0),
+    "tools": ({"id": S}, 0),                   # running actors' [[mcp.tool]] tables
+    "watch": ({"id": S}, 0),                   # then actors_changed pushes
+    "unwatch": ({"id": S, "sub": S}, 0),
     # pushes from server to a client (no reply expected)
     "event": ({"sub": S}, 1),
     "missed": ({"sub": S, "count": N}, 0),
     "channel_message": ({"channel": S}, 1),
     "channel_closed": ({"channel": S}, 0),
+    "actors_changed": ({"sub": S, "actor": S, "status": S}, 0),
     # control: worker -> server
     "hello": ({"actor": S, "pid": N, "endpoint": S}, 0),
     "ready": ({"actor": S}, 0),
