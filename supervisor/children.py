@@ -67,6 +67,7 @@ def _spawn(ask: Ask) -> None:
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
     services.check_manifest(m)
+    services.check_child(parent, m, base)
     comp_path = Path(base) / m.component
     try:
         comp = comp_path.read_bytes()

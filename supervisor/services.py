@@ -16,7 +16,7 @@ from .directory import Directory
 from .gateway.link import GatewayLink
 from .limits import Controller
 from .outbox import Outbox, Then
-from .registry import Registry
+from .registry import ActorRecord, Registry
 from .relay import Relay
 from .supervision import Supervision
 
@@ -38,6 +38,11 @@ class Services:
         """What only this server can check of a manifest before its actor starts (its secrets)."""
         if self.gateway is not None:
             self.gateway.check_manifest(m)
+
+    def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
+        """What an actor may not hand its children: more than its own mcp-client grant."""
+        if self.gateway is not None:
+            self.gateway.check_child(parent, m, base)
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
                   then: Then | None = None) -> None:

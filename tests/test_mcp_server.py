@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 
 import anyio
@@ -64,6 +65,7 @@ class HttpMcp:
                 self.url = line.split("listening on ", 1)[1].strip()
                 break
         assert self.url, "theater mcp --http did not say where it listens"
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()    # the rest: drained, not kept
 
     def stop(self) -> None:
         kill_all({self.proc.pid})

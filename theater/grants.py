@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import egress, secrets
+from . import egress, mcpgrant, secrets
 from ._units import parse_duration, parse_size
 from .errors import UsageError
 
@@ -108,3 +108,8 @@ register(Spec("http-client", imports=("theater:simple/http-client",), keys={
 register(Spec("store", imports=("theater:simple/store",), keys={
     "max_bytes": _bounded(parse_size, 0, 1 << 50, "a size such as \"64MiB\""),
 }))
+
+
+# ---- mcp-client: the sessions run in the gateway too (theater.mcpgrant, docs/mcp.md) -------------
+register(Spec("mcp-client", imports=("theater:simple/mcp-client",), keys={"servers": mcpgrant.check_servers},
+              required=("servers",)))

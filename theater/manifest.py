@@ -262,8 +262,9 @@ class _Checker:
                 if key in h:
                     try:
                         config[key] = check(h[key])
-                    except ValueError as e:
-                        raise self.fail(f"{where} ({type_}) {key} = {h[key]!r}", str(e)) from None
+                    except ValueError as e:      # a table's message names the part of it that is wrong
+                        shown = "" if isinstance(h[key], dict) else f" = {h[key]!r}"
+                        raise self.fail(f"{where} ({type_}) {key}{shown}", str(e)) from None
             out.append(Handler(spec.type, config))
         return tuple(out)
 

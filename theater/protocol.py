@@ -32,7 +32,7 @@ S, N, B, L, D = str, int, bool, list, dict
 # whatever they answer). A wrong type is refused here, so no handler ever sees one.
 OPTIONAL: dict[str, Any] = {
     "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
-    "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B,
+    "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B, "tool": S,
 }
 
 # kind -> (required fields and their types, minimum number of frames)
@@ -106,6 +106,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # gateway plane: worker -> gateway (the sender's pid says which actor, and so which grant)
     "http": ({"id": S, "method": S, "uri": S, "headers": L}, 0),     # frame: the body, if has_body
     "store_call": ({"id": S, "op": S, "args": L}, 0),              # frame: content, for ops that take it
+    "mcp": ({"id": S, "op": S, "server": S}, 0),                   # op list | call (tool; frame: arguments)
 }
 
 
