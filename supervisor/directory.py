@@ -6,8 +6,8 @@ next message: the new incarnation listens at a new address. A resolve for an act
 is starting or restarting is answered when it is ready.
 
 Management clients may watch the same comings and goings (``watch``): each is pushed
-``actors_changed {sub, actor, status}`` when an actor is ready, loses its process or is gone
-for good (``theater mcp`` lists actors' tools again then). A watcher that has gone away is
+``actors_changed {sub, actor, status}`` when an actor is ready or is gone for good
+(``theater mcp`` lists actors' tools again then; one that is restarting keeps them). A watcher that has gone away is
 forgotten at the next push.
 """
 
@@ -76,7 +76,6 @@ class Directory:
     def down(self, rec: ActorRecord) -> None:
         for watcher in self.watchers.pop(rec.actor_id, ()):
             self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
-        self._changed(rec)
 
     def gone(self, rec: ActorRecord, why: TheaterError) -> None:
         """The actor will not come back: answer everyone still waiting for it."""
