@@ -136,21 +136,22 @@ class Sessions:
 
     def revoke(self, pid: int) -> None:
         if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self._close([k for k in self.sessions if k[0] == pid]), self.loop)
+            asyncio.run_coroutine_threadsafe(self._close(lambda key: key[0] == pid), self.loop)
 
     def close(self) -> None:
         """Ends every session (stdio servers stop), within CLOSE_TIMEOUT, and the loop."""
         if self.loop is None:
             return
-        done = asyncio.run_coroutine_threadsafe(self._close(list(self.sessions)), self.loop)
+        done = asyncio.run_coroutine_threadsafe(self._close(lambda key: True), self.loop)
         with contextlib.suppress(Exception):
             done.result(CLOSE_TIMEOUT + 1)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
     # ---- on the sessions' loop ----------------------------------------------------------------
 
-    async def _close(self, keys: list[tuple[int, str]]) -> None:
-        sessions = [s for s in (self.sessions.pop(k, None) for k in keys) if s is not None]
+    async def _close(self, which: Callable[[tuple[int, str]], bool]) -> None:
+        """Ends the sessions ``which`` picks (on this loop: the sessions are this loop's alone)."""
+        sessions = [self.sessions.pop(k) for k in list(self.sessions) if which(k)]
         for s in sessions:
             s.stop.set()
         tasks = [s.task for s in sessions if s.task is not None]
@@ -163,7 +164,7 @@ class Sessions:
         key = (pid, name)
         s = self.sessions.get(key)
         if s is not None and s.ready.is_set() and s.client is None:
-            await self._close([key])          # it broke: start it again
+            await self._close(lambda k: k == key)      # it broke: start it again
             s = None
         if s is None:
             transport, used = self._transport(grant, spec)
