@@ -79,7 +79,9 @@ class HttpWeather:
             if "listening on " in line:
                 self.url = line.split("listening on ", 1)[1].strip()
                 break
-        assert self.url, "weather.py --http did not say where it listens"
+        if not self.url:                 # it died, or said something else: leave nothing behind
+            self.stop()
+            raise AssertionError("weather.py --http did not say where it listens")
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()    # its log: drained, not kept
 
     def stop(self) -> None:

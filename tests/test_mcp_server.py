@@ -64,7 +64,9 @@ class HttpMcp:
             if "listening on " in line:
                 self.url = line.split("listening on ", 1)[1].strip()
                 break
-        assert self.url, "theater mcp --http did not say where it listens"
+        if not self.url:                 # it died, or said something else: leave nothing behind
+            self.stop()
+            raise AssertionError("theater mcp --http did not say where it listens")
         threading.Thread(target=self.proc.stderr.read, daemon=True).start()    # the rest: drained, not kept
 
     def stop(self) -> None:
