@@ -4,6 +4,7 @@
     python scripts/bench.py --quick         # fewer samples
     python scripts/bench.py --only spawn,actor_rtt --out results.json
     python scripts/bench.py --only http     # HTTP through the gateway vs direct (bench_http.py)
+    python scripts/bench.py --only mcp      # an MCP tool call into an actor vs a plain request (bench_mcp.py)
     python scripts/bench.py --actors 500    # also hold 500 concurrent actors
     python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
                                             # compile (time, peak memory), spawn vs fork + instantiate
@@ -463,6 +464,11 @@ class Bench:
         with self.client() as c:
             self.results.update(http_overhead(c, self.tmp, 200 if self.quick else 1000))
 
+    def mcp(self) -> None:
+        from bench_mcp import mcp_overhead
+        with self.client() as c:
+            self.results.update(mcp_overhead(c, self.home.root, 200 if self.quick else 1000))
+
     def concurrent(self, count: int) -> None:
         with self.client(timeout=600) as c:
             t = time.perf_counter()
@@ -508,7 +514,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples")
     ap.add_argument("--only", help="comma-separated: raw,spawn,cli_rtt,actor_rtt,oneway,chain,host_calls,memory,"
-                                   "restart,http,python")
+                                   "restart,http,python,mcp")
     ap.add_argument("--py-component", type=Path, metavar="WASM",
                     help="the componentize-py counter to measure (default: build it as the tests do)")
     ap.add_argument("--actors", type=int, default=0, help="also start this many actors at once (e.g. 500)")
@@ -519,7 +525,7 @@ def main() -> None:
     steps: list[tuple[str, Callable[[], None]]] = [
         ("spawn", b.spawn), ("cli_rtt", b.cli_rtt), ("actor_rtt", b.actor_rtt), ("oneway", b.oneway),
         ("chain", b.chain), ("host_calls", b.host_calls), ("memory", b.memory), ("restart", b.restart),
-        ("http", b.http), ("python", b.python)]
+        ("http", b.http), ("python", b.python), ("mcp", b.mcp)]
     try:
         if only is None or "raw" in only:
             print("raw primitives ...", flush=True)
@@ -550,6 +556,9 @@ def report(r: dict[str, Any], out: str) -> None:
         ratios["actor rtt / one-hop zmq rtt"] = r["actor_rtt_p50_us"] / r["zmq_rtt_us"]
     if "http_gateway_p50_us" in r:
         ratios["http through the gateway / direct"] = r["http_gateway_p50_us"] / r["http_direct_p50_us"]
+    if "mcp_stdio_p50_us" in r:
+        ratios["mcp tool call (stdio) / plain request"] = r["mcp_stdio_p50_us"] / r["mcp_request_p50_us"]
+        ratios["mcp tool call (http) / plain request"] = r["mcp_http_p50_us"] / r["mcp_request_p50_us"]
     if "chain_events_per_s" in r and "ed25519_signs_per_s" in r:
         ratios["chain events / raw signs"] = r["chain_events_per_s"] / r["ed25519_signs_per_s"]
     print()

@@ -71,6 +71,7 @@ def _spawn(ask: Ask) -> None:
     text, source, base = _read_manifest(parent, str(header.get("manifest", "")))
     m = manifests.parse(text, source)
     services.check_manifest(m)
+    services.check_child(parent, m, base)
     comp = manifests.component_bytes(m, base, root=root)
     sha = services.store_component(comp, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)

@@ -6,8 +6,12 @@ next message: the new incarnation listens at a new address. A resolve for an act
 is starting or restarting is answered when it is ready.
 
 Others may listen too (``listeners``): each is told ``("up", rec)`` when an incarnation is
-ready and ``("down", rec)`` when its process has ended (``rec.last_exit`` says how). The
-metrics count spawns, exits and restarts this way.
+ready, ``("down", rec)`` when its process has ended (``rec.last_exit`` says how) and
+``("gone", rec)`` when the actor will not come back. The metrics count spawns, exits and
+restarts this way. Management clients may watch the same comings and goings (``watch``):
+each is pushed ``actors_changed {sub, actor, status}`` when an actor is ready or is gone for
+good (``theater mcp`` lists actors' tools again then; one that is restarting keeps them). A
+watcher that has gone away is forgotten at the next push.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+
+import zmq
 
 from theater import protocol
 from theater.errors import NotFound, Refused, TheaterError
@@ -31,7 +37,28 @@ class Directory:
         self.outbox = outbox
         self.watchers: dict[str, set[str]] = {}
         self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
-        self.listeners: list[Callable[[str, ActorRecord], None]] = []
+        self.listeners: list[Callable[[str, ActorRecord], None]] = [self._push_to_watchers]
+        self.observers: dict[str, bytes] = {}                    # watch subscription -> client
+
+    def watch(self, client: bytes) -> str:
+        sub = self.outbox.new_id()
+        self.observers[sub] = client
+        return sub
+
+    def unwatch(self, sub: str) -> None:
+        self.observers.pop(sub, None)
+
+    def _push_to_watchers(self, what: str, rec: ActorRecord) -> None:
+        if what == "down":
+            return                       # a restart: its tools stay listed
+        for sub, client in list(self.observers.items()):
+            try:
+                self.outbox.send_client(client, {"k": "actors_changed", "sub": sub, "actor": rec.actor_id,
+                                                 "status": str(rec.status)})
+            except zmq.Again:
+                pass                     # not reading: it lists again on its next nudge or check
+            except zmq.ZMQError:
+                del self.observers[sub]  # gone
 
     def resolve(self, asker: ActorRecord, header: dict[str, Any]) -> None:
         rid = header["id"]
@@ -74,3 +101,4 @@ class Directory:
         for asker, rid in self.waiting.pop(rec.actor_id, []):
             self.outbox.to_worker(asker, protocol.error(rid, why))
         self.watchers.pop(rec.actor_id, None)
+        self._tell("gone", rec)

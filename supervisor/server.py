@@ -135,7 +135,7 @@ class Server:
         self.mgmt.setsockopt(zmq.SNDHWM, 100_000)
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
-                                 self.listen, self.public_key, self.gateway)
+                                 self.listen, self.public_key, self.gateway, self.directory)
         self.inbox = Inbox(self.services, self.directory)
         self.gate = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):

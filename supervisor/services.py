@@ -13,10 +13,11 @@ from theater.manifest import Manifest
 from theater.paths import Home
 
 from . import components
+from .directory import Directory
 from .gateway.link import GatewayLink
 from .limits import Controller
 from .outbox import Outbox, Then
-from .registry import Registry
+from .registry import ActorRecord, Registry
 from .relay import Relay
 from .supervision import Supervision
 
@@ -32,6 +33,7 @@ class Services:
     listen: str
     public_key: str = ""
     gateway: GatewayLink | None = None
+    directory: Directory | None = None
 
     def check_manifest(self, m: Manifest) -> None:
         """What only this server can check of a manifest before its actor starts (its secrets)."""
@@ -41,6 +43,11 @@ class Services:
     def store_component(self, data: bytes, what: str) -> str:
         """Stores a component for workers to load (readable by their group under --user)."""
         return components.store(self.home, data, what, for_group=self.supervision.user is not None)
+
+    def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
+        """What an actor may not hand its children: more than its own mcp-client grant."""
+        if self.gateway is not None:
+            self.gateway.check_child(parent, m, base)
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
                   then: Then | None = None) -> None:

@@ -63,3 +63,38 @@ def test_server_config_root_flags_are_read(tmp_path):
     path.write_text('[root]\nstrategy = "one_for_all"\nintensity = 9\nperiod = "30s"\n[limits]\nmailbox = 5\n')
     c = load_server_config(path)
     assert (c.strategy, c.intensity, c.period, c.limits.mailbox) == ("one_for_all", 9, 30.0, 5)
+
+
+# ---- [[mcp.tool]]: the tools an actor offers MCP clients ----------------------------------------
+
+def test_mcp_tools_are_read():
+    m = parse('[[mcp.tool]]\nname = "forecast"\ndescription = "The weather"\n'
+              'input_schema = { type = "object", properties = { city = { type = "string" } }, required = ["city"] }\n'
+              '[[mcp.tool]]\nname = "now"\ndescription = "The time"\n')
+    assert [t.to_dict() for t in m.tools] == [
+        {"name": "forecast", "description": "The weather",
+         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+        {"name": "now", "description": "The time", "input_schema": {"type": "object"}}]
+    assert parse("").tools == ()
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ('[mcp]\ntools = []\n', "[mcp] tools: unknown key (allowed: tool)"),
+    ('mcp = 3\n', "mcp: expected an [mcp] table"),
+    ('[[mcp.tool]]\nname = "a.b"\ndescription = "x"\n', "[[mcp.tool]] #1 name = 'a.b': expected 1 to 64 letters"),
+    ('[[mcp.tool]]\ndescription = "x"\n', "[[mcp.tool]] #1 name = None"),
+    ('[[mcp.tool]]\nname = "a"\n', "[[mcp.tool]] #1 (a) description: missing"),
+    ('[[mcp.tool]]\nname = "a"\ndescription = "x"\n[[mcp.tool]]\nname = "a"\ndescription = "y"\n',
+     "[[mcp.tool]] #2 name = 'a': declared twice"),
+    ('[[mcp.tool]]\nname = "a"\ndescription = "x"\nschema = {}\n', "[[mcp.tool]] #1 schema: unknown key"),
+    ('[[mcp.tool]]\nname = "a"\ndescription = "x"\ninput_schema = { type = "string" }\n',
+     "(a) input_schema: expected a JSON Schema table with type = \"object\""),
+    ('[[mcp.tool]]\nname = "a"\ndescription = "x"\ninput_schema = { type = "object", default = 1979-05-27 }\n',
+     "'1979-05-27' is not a JSON value"),
+    ('[[mcp.tool]]\nname = "a"\ndescription = "x"\ninput_schema = { type = "object", required = "b" }\n',
+     "(a) input_schema required: expected a list"),
+])
+def test_bad_mcp_tools_get_one_line_naming_the_table_and_key(text, says):
+    with pytest.raises(ManifestError) as e:
+        parse(text)
+    assert e.value.message.startswith("m.toml: ") and says in e.value.message, e.value.message

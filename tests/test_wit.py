@@ -91,7 +91,7 @@ def test_every_interface_reads_as_a_real_component_types_it(wasm_tools, tmp_path
     package; the parser must agree with it on every function's type."""
     wit = tmp_path / "wit"
     shutil.copytree(WIT, wit / "deps" / "theater-simple")
-    handlers = ("store", "http-client", "timing", "random", "environment", "filesystem")
+    handlers = ("store", "http-client", "timing", "random", "environment", "filesystem", "mcp-client")
     (wit / "world.wit").write_text(
         "package test:everything;\n\nworld everything {\n    include theater:simple/supervisor-actor;\n"
         + "".join(f"    import theater:simple/{h};\n" for h in handlers) + "}\n")

@@ -201,6 +201,14 @@ class Client:
     def stop(self, actor: str) -> dict[str, Any]:
         return self.call("stop", actor=actor)[0]
 
+    def tools(self) -> list[dict[str, Any]]:
+        """Running actors that offer MCP tools: [{id, name, status, tools: [...]}]."""
+        return self.call("tools")[0]["actors"]
+
+    def watch(self) -> str:
+        """Subscribes to actors coming and going; ``actors_changed`` pushes follow (``next_push``)."""
+        return self.call("watch")[0]["sub"]
+
 
 def _listening(path: Path) -> bool:
     """Whether something accepts connections on a unix socket (a killed server leaves the file)."""

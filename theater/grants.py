@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import egress, secrets
+from . import egress, mcpgrant, secrets
 from ._units import parse_duration, parse_size
 from .errors import UsageError
 
@@ -194,3 +194,8 @@ register(Spec("environment", imports=("theater:simple/environment",), keys={
 register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
     "path": _path, "new_dir": _flag, "max_file_size": _size, "command_timeout": _seconds,
     "allowed_commands": _strings("program names or absolute paths", _program)}))
+
+
+# ---- mcp-client: the sessions run in the gateway too (theater.mcpgrant, docs/mcp.md) -------------
+register(Spec("mcp-client", imports=("theater:simple/mcp-client",), keys={"servers": mcpgrant.check_servers},
+              required=("servers",)))

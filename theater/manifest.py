@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from . import grants
+from . import grants, mcptools
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
 from .paths import read_regular, within
@@ -98,6 +98,7 @@ class Manifest:
     restart: Restart = Restart()
     limits: Limits = Limits()
     limits_given: frozenset[str] = frozenset()     # the [limits] keys the manifest set itself
+    tools: tuple[mcptools.Tool, ...] = ()          # [[mcp.tool]]: what it offers MCP clients
 
     def effective_limits(self, defaults: Limits) -> Limits:
         """The server's defaults, overridden by what this manifest says."""
@@ -185,7 +186,7 @@ def _read(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: 
 class Checker:
     """Validates one parsed TOML document; every message starts with the source file."""
 
-    TOP = {"name", "version", "component", "description", "init_state", "handler", "restart", "limits"}
+    TOP = {"name", "version", "component", "description", "init_state", "handler", "restart", "limits", "mcp"}
 
     def __init__(self, source: str) -> None:
         self.source = source
@@ -229,7 +230,15 @@ class Checker:
             restart=self.restart(doc.get("restart", {})),
             limits=self.limits(doc.get("limits", {})),
             limits_given=frozenset(doc.get("limits", {})) if isinstance(doc.get("limits"), dict) else frozenset(),
+            tools=self.tools(doc.get("mcp", {})),
         )
+
+    def tools(self, raw: Any) -> tuple[mcptools.Tool, ...]:
+        try:
+            return mcptools.check(raw)
+        except ValueError as e:
+            where, _, msg = str(e).partition(": ")
+            raise self.fail(where, msg) from None
 
     def handlers(self, raw: Any) -> tuple[Handler, ...]:
         if not isinstance(raw, list) or not all(isinstance(h, dict) for h in raw):
@@ -255,8 +264,9 @@ class Checker:
                 if key in h:
                     try:
                         config[key] = check(h[key])
-                    except ValueError as e:
-                        raise self.fail(f"{where} ({type_}) {key} = {h[key]!r}", str(e)) from None
+                    except ValueError as e:      # a table's message names the part of it that is wrong
+                        shown = "" if isinstance(h[key], dict) else f" = {h[key]!r}"
+                        raise self.fail(f"{where} ({type_}) {key}{shown}", str(e)) from None
             for key in spec.required:
                 if key not in h:
                     raise self.fail(f"{where} ({type_}) {key}", "missing (this handler needs it)")

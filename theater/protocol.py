@@ -36,7 +36,7 @@ S, N, B, L, D = str, int, bool, list, dict
 # whatever they answer). A wrong type is refused here, so no handler ever sees one.
 OPTIONAL: dict[str, Any] = {
     "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
-    "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B,
+    "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B, "tool": S,
 }
 
 # kind -> (required fields and their types, minimum number of frames)
@@ -65,12 +65,16 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "chains": ({"id": S}, 0),
     "tree": ({"id": S}, 0),
     "top": ({"id": S}, 0),
+    "tools": ({"id": S}, 0),                   # running actors' [[mcp.tool]] tables
+    "watch": ({"id": S}, 0),                   # then actors_changed pushes
+    "unwatch": ({"id": S, "sub": S}, 0),
     # pushes from server to a client (no reply expected)
     "event": ({"sub": S}, 1),
     "missed": ({"sub": S, "count": N}, 0),
     "channel_message": ({"channel": S}, 1),
     "channel_closed": ({"channel": S}, 0),
     "compiling": ({"request": S, "component": S, "bytes": N}, 0),   # a start waits; "seconds" so far
+    "actors_changed": ({"sub": S, "actor": S, "status": S}, 0),
     # control: worker -> server
     "hello": ({"actor": S, "pid": N, "endpoint": S}, 0),
     "ready": ({"actor": S}, 0),
@@ -107,6 +111,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # gateway plane: worker -> gateway (the sender's pid says which actor, and so which grant)
     "http": ({"id": S, "method": S, "uri": S, "headers": L}, 0),     # frame: the body, if has_body
     "store_call": ({"id": S, "op": S, "args": L}, 0),              # frame: content, for ops that take it
+    "mcp": ({"id": S, "op": S, "server": S}, 0),                   # op list | call (tool; frame: arguments)
 }
 
 

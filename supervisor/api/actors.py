@@ -1,4 +1,4 @@
-"""Actor lifecycle requests: ping, start, stop, list, inspect, tree, top."""
+"""Actor lifecycle requests: ping, start, stop, list, inspect, tree, top, tools, watch, unwatch."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from theater import __version__
 from theater import manifest as manifests
 from theater.errors import TheaterError
 
+from ..registry import Status
 from .request import Request
 
 # The previous `top` sample of each running actor (pid, events, CPU seconds, time): rates
@@ -67,6 +68,31 @@ def list_actors(req: Request) -> None:
 def inspect(req: Request) -> None:
     rec = req.services.registry.lookup(req.header["actor"])
     req.ok(actor={**rec.detail(), "enforced": req.services.limits.describe()})
+
+
+# Whose tools an MCP client sees: a restarting actor keeps its tools (its calls wait or fail
+# while it is away), so a restart does not make the list flap.
+TOOL_STATUSES = (Status.RUNNING, Status.RESTARTING)
+
+
+def tools(req: Request) -> None:
+    """{} -> {actors: [{id, name, status, tools: [{name, description, input_schema}]}]}: the running
+    actors whose manifests declare [[mcp.tool]] tables."""
+    req.ok(actors=[{"id": r.actor_id, "name": r.name, "status": str(r.status),
+                    "tools": [t.to_dict() for t in r.manifest.tools]}
+                   for r in req.services.registry if r.manifest.tools and r.status in TOOL_STATUSES])
+
+
+def watch(req: Request) -> None:
+    """{} -> {sub}; then pushes {"k": "actors_changed", sub, actor, status} as actors come and go."""
+    assert req.services.directory is not None
+    req.ok(sub=req.services.directory.watch(req.client))
+
+
+def unwatch(req: Request) -> None:
+    assert req.services.directory is not None
+    req.services.directory.unwatch(req.header["sub"])
+    req.ok()
 
 
 def tree(req: Request) -> None:

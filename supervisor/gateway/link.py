@@ -10,6 +10,7 @@ when the incarnation ends; only actors granted ``http-client`` or ``store`` get 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from theater import protocol
+from theater import mcpgrant, protocol
 from theater.config import ServerConfig
 from theater.errors import ManifestError
 from theater.manifest import Backoff, Manifest
@@ -32,7 +33,7 @@ from ..restart import next_backoff
 log = logging.getLogger("theater.server")
 
 # The handlers the gateway serves: an actor granted one of these gets a grant there.
-TYPES = ("http-client", "store")
+TYPES = ("http-client", "store", "mcp-client")
 BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
 
 Later = Callable[[float, Callable[[], None]], Any]
@@ -75,19 +76,36 @@ class GatewayLink:
         self._out = self.outputs.watch(self.child.output_fd())
 
     def check_manifest(self, m: Manifest) -> None:
-        """Refuses a manifest whose http-client headers name a secret this server does not have."""
+        """Refuses a manifest whose http-client headers (or mcp-client servers' headers and env) name
+        a secret this server does not have, or that grants mcp-client where the SDK is missing."""
         for i, h in enumerate(m.handlers):
-            for name, template in h.config.get("headers", {}).items() if h.type == "http-client" else ():
+            where = f"{m.source}: [[handler]] #{i + 1} ({h.type})"
+            if h.type == "mcp-client" and importlib.util.find_spec("mcp") is None:
+                raise ManifestError(f"{where}: this server has no MCP SDK (pip install 'theater[mcp]')")
+            for key, template in _templates(h.type, h.config):
                 missing = self.secrets.missing(template)
                 if missing:
-                    raise ManifestError(f"{m.source}: [[handler]] #{i + 1} (http-client) headers {name}: secret "
-                                        f"{missing[0]!r} is not defined (server.toml [secrets], or a file "
-                                        f"keys/secrets/{missing[0]})")
+                    raise ManifestError(f"{where} {key}: secret {missing[0]!r} is not defined (server.toml "
+                                        f"[secrets], or a file keys/secrets/{missing[0]})")
+
+    @staticmethod
+    def check_child(parent: ActorRecord, child: Manifest, child_base: str) -> None:
+        """Refuses a child whose mcp-client grant is more than its parent's: a stdio server is a
+        program on this host, so an actor must not hand out servers it was not given itself."""
+        mine = next((h.config for h in child.handlers if h.type == "mcp-client"), None)
+        if mine is None:
+            return
+        theirs = next((h.config for h in parent.manifest.handlers if h.type == "mcp-client"), None)
+        why = mcpgrant.within(mine, child_base, theirs, parent.spec.base)
+        if why is not None:
+            raise ManifestError(f"{child.source}: [[handler]] (mcp-client) {why}")
 
     def pid_changed(self, rec: ActorRecord, old: int | None, new: int | None) -> None:
         if old is not None and self.grants.pop(old, None) is not None:
             self._send({"k": "revoke", "pid": old})
         config = {h.type: h.config for h in rec.manifest.handlers if h.type in TYPES}
+        if "mcp-client" in config:      # relative commands and working folders start from the manifest's
+            config["mcp-client"] = {**config["mcp-client"], "base": rec.spec.base}
         if new is not None and config:
             self.grants[new] = grant = {"k": "grant", "actor": rec.actor_id, "name": rec.name, "pid": new,
                                         "config": config}
@@ -120,3 +138,13 @@ class GatewayLink:
             self.sock.send_multipart(protocol.encode(header), zmq.NOBLOCK)
         except zmq.Again:
             log.error("the gateway is not taking messages; %s dropped", header["k"])
+
+
+def _templates(type_: str, config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, template) of every value of a grant that may name a secret."""
+    if type_ == "http-client":
+        return [(f"headers {k}", v) for k, v in config.get("headers", {}).items()]
+    if type_ == "mcp-client":
+        return [(f"servers.{name} {key} {k}", v) for name, spec in config.get("servers", {}).items()
+                for key in ("headers", "env") for k, v in spec.get(key, {}).items()]
+    return []

@@ -6,8 +6,9 @@ pid runs which actor with which grants (``grant``) and when it exits (``revoke``
 request is served under the grant of its pid; a request from a pid with no grant waits
 ``GRANT_WAIT`` for one (the server's grant and the worker's first request travel on
 different connections), then is refused. HTTP requests run on a thread pool (they wait on
-the network; the answers come back through an inproc socket); store calls run here, one at
-a time, so the store needs no locks.
+the network; the answers come back through an inproc socket); MCP calls on the sessions'
+own asyncio loop (``mcp``), answering the same way; store calls run here, one at a time, so
+the store needs no locks.
 
 Answers: ``ok {value}`` (+ a frame for bytes), ``ok {denied}`` (outside the grant: the
 worker records ``<handler>/permission-denied``), ``ok {err}`` (the call failed).
@@ -32,6 +33,7 @@ from theater.paths import Home
 from theater.secrets import Secrets
 
 from .egress import Denied, Egress, Failed, HttpGrant
+from .mcp import McpGrant, Sessions
 from .store import ContentStore, QuotaExceeded, StoreError
 
 log = logging.getLogger("theater.gateway")
@@ -53,15 +55,18 @@ class Grant:
     name: str
     http: HttpGrant | None
     store_max: int | None          # the store grant's max_bytes; None: no store grant
+    mcp: McpGrant | None = None
 
     @classmethod
     def of(cls, header: dict[str, Any]) -> Grant:
         config = header["config"]
         http = config.get("http-client")
         store = config.get("store")
+        mcp = config.get("mcp-client")
         return cls(header["actor"], header.get("name") or header["actor"],
                    HttpGrant.of(http) if isinstance(http, dict) else None,
-                   int(store.get("max_bytes", grants.STORE_DEFAULT_MAX_BYTES)) if isinstance(store, dict) else None)
+                   int(store.get("max_bytes", grants.STORE_DEFAULT_MAX_BYTES)) if isinstance(store, dict) else None,
+                   McpGrant.of(mcp) if isinstance(mcp, dict) else None)
 
 
 Reply = list[bytes]
@@ -79,6 +84,7 @@ class Gateway:
         self.egress = Egress(secrets)
         self.store = ContentStore(home.store, store_cap)
         self.pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http")
+        self.mcp = Sessions(secrets, self._deliver)
         self.local = threading.local()
         self.grants: dict[int, Grant] = {}
         self.waiting: dict[int, list[tuple[float, bytes, dict[str, Any], list[bytes]]]] = {}
@@ -106,6 +112,7 @@ class Gateway:
                     self._forward_results()
             self._expire_waiting(time.monotonic())
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.mcp.close()
         self.egress.close()
         self.ctx.destroy(linger=0)
 
@@ -127,7 +134,7 @@ class Gateway:
             try:
                 if pid is not None and pid == self.parent:
                     self._from_server(header)
-                elif pid is not None and header["k"] in ("http", "store_call"):
+                elif pid is not None and header["k"] in ("http", "store_call", "mcp"):
                     self._request(pid, ident, header, data)
                 else:
                     log.warning("gateway: %s from pid %s refused", header["k"], pid)
@@ -145,6 +152,7 @@ class Gateway:
             for _until, ident, h, data in self.waiting.pop(pid, []):
                 self._request(pid, ident, h, data)
         elif kind == "revoke":
+            self.mcp.revoke(header["pid"])
             self.grants.pop(header["pid"], None)
             self.waiting.pop(header["pid"], None)
             self.inflight.pop(header["pid"], None)
@@ -158,6 +166,8 @@ class Gateway:
             return
         if header["k"] == "http":
             self._http(pid, grant, ident, header, data)
+        elif header["k"] == "mcp":
+            self._mcp(pid, grant, ident, header, data)
         else:
             self._send([ident, *self._store_call(grant, header, data)])
 
@@ -214,6 +224,10 @@ class Gateway:
         except Exception:
             log.exception("gateway: internal error in an HTTP request")
             reply = protocol.encode(protocol.ok(rid, err="internal error in the gateway (see the server log)"))
+        self._deliver(pid, ident, reply)
+
+    def _deliver(self, pid: int, ident: bytes, reply: Reply) -> None:
+        """An answer made on another thread, handed to this loop (which alone uses the ROUTER)."""
         push = getattr(self.local, "push", None)
         if push is None:
             push = self.local.push = self.ctx.socket(zmq.PUSH)
@@ -232,6 +246,24 @@ class Gateway:
             else:
                 self.inflight.pop(int(pid), None)
             self._send(reply)
+
+    # ---- mcp-client ----------------------------------------------------------------------------
+
+    def _mcp(self, pid: int, grant: Grant, ident: bytes, header: dict[str, Any], data: list[bytes]) -> None:
+        rid = header["id"]
+        if grant.mcp is None:
+            self._send([ident, *_denied(rid, "this actor's manifest grants no mcp-client handler")])
+            return
+        if self.inflight.get(pid, 0) >= PER_WORKER:
+            self._send([ident, *protocol.encode(protocol.ok(rid, err="too many requests in flight"))])
+            return
+        timeout = header.get("timeout")
+        now = self.mcp.request(pid, ident, grant.mcp, header, data,
+                               float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None)
+        if now is not None:
+            self._send([ident, *now])
+        else:
+            self.inflight[pid] = self.inflight.get(pid, 0) + 1
 
     # ---- store -------------------------------------------------------------------------------
 
