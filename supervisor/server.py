@@ -2,7 +2,7 @@
 
 Sockets:
   management  ROUTER  clients (the CLI)                      run/theater.sock, or --listen tcp://... + CURVE
-  control     ROUTER  workers (identity = actor id)          run/control.sock, ROUTER_MANDATORY
+  control     ROUTER  workers (attributed by pid: gate.py)    run/control.sock, ROUTER_MANDATORY
   chain       DEALER  the chain process (queries, records)   run/chain.sock
   events      SUB     the chain's published events, relayed to `events --follow` clients
 
@@ -36,9 +36,10 @@ from theater.paths import Home
 from . import api, children
 from . import limits as limits_
 from .directory import Directory
+from .gate import Gate
 from .launch import Child, ForkServer, OutputRelay, unlink_socket
 from .persist import SavedActors
-from .registry import RESTARTING, STARTING, Registry
+from .registry import ActorRecord, Registry
 from .relay import Relay
 from .security import secure_listener
 from .supervision import Supervision
@@ -48,8 +49,11 @@ log = logging.getLogger("theater.server")
 # A forwarded request with no answer after this long is failed back to its client; the
 # worker's own call timeout normally answers first.
 PENDING_TIMEOUT = 300.0
-# The chain process is restarted after dying, at most this often.
+# The chain process is restarted after dying: at once the first time, then after a delay
+# that doubles with each death that follows a short run (a crash loop), up to the maximum.
 CHAIN_RESTART_DELAY = 0.2
+CHAIN_RESTART_MAX = 30.0
+CHAIN_STABLE = 60.0         # a chain that ran this long starts the curve over
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
 
@@ -101,7 +105,12 @@ class Server:
         self.stopping = False
         self.forkserver = ForkServer(home, log_level, log_file, self.limits.worker_parents())
         self.output = OutputRelay(log_file)
-        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level], log_file)
+        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), "--log-level", log_level,
+                                                "--durability", self.config.durability], log_file)
+        self.gate = Gate(self)
+        self.chain_error: str | None = None      # why the chain refuses new events, while it does
+        self._chain_deaths = 0
+        self._chain_started = time.monotonic()
         self.public_key = ""
         self.saved = SavedActors(home.actors)
 
@@ -150,14 +159,13 @@ class Server:
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()
-        self.chain = self._dealer(self.home.chain_endpoint, b"supervisor")
+        self.chain = self._dealer(self.home.chain_endpoint, b"s" + os.urandom(15))
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)
         self.events.connect(self.home.events_endpoint)
         self.relay = Relay(self, self.events)
         self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)      # no ROUTER_HANDOVER: ids cannot be taken over
         self.control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.control.bind(self.home.control_endpoint)
         if self.user:
@@ -278,8 +286,11 @@ class Server:
     def _check_helpers(self) -> None:
         status = self.chain_proc.poll()
         if status is not None and not self.stopping:
-            log.error("chain process exited (status %s); restarting it", status)
-            self.later(CHAIN_RESTART_DELAY, self._restart_chain)
+            quick = time.monotonic() - self._chain_started < CHAIN_STABLE
+            self._chain_deaths = self._chain_deaths + 1 if quick else 1
+            delay = min(CHAIN_RESTART_MAX, CHAIN_RESTART_DELAY * 2 ** (self._chain_deaths - 1))
+            log.error("chain process exited (status %s); restarting it in %.1fs", status, delay)
+            self.later(delay, self._restart_chain)
             for rid, p in list(self.pending.items()):
                 if p.actor is None and p.retry is None:     # a query: the new chain process never saw it
                     del self.pending[rid]
@@ -305,6 +316,8 @@ class Server:
         if self.chain_proc.poll() is None:
             return
         self.chain_proc.start()
+        self._chain_started = time.monotonic()
+        self.gate.rebind_all()
         for rec in self.registry:
             if rec.alive:
                 self.to_worker(rec.actor_id, {"k": "chain_restarted"})
@@ -343,8 +356,8 @@ class Server:
 
     def _drain(self, sock: zmq.Socket) -> None:
         for _ in range(1000):          # then let the other sockets have a turn
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+            try:           # a worker's messages as Frames: they carry its credentials (gate.py)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock is not self.control)
             except zmq.Again:
                 return
             if sock is self.mgmt:
@@ -376,23 +389,13 @@ class Server:
             log.exception("theater-server: internal error handling %s", header["k"])
             req.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
 
-    def _from_worker(self, frames: list[bytes]) -> None:
-        ident, body = frames[0], frames[1:]
-        try:
-            header, data = protocol.decode(body)
-        except ProtocolError as e:
-            log.warning("malformed message from worker %r: %s", ident, e)
-            return
-        rec = self.registry.by_ident.get(ident)
-        if rec is None and header["k"] == "hello":
-            rec = self.registry.get(header["actor"])
-            if rec is None or rec.ident is not None or rec.status not in (STARTING, RESTARTING):
-                log.warning("hello from %r for actor %s refused", ident, header["actor"])
-                return
-            self.registry.bind(rec, ident)
-        if rec is None:
-            log.debug("message from unknown worker %r dropped", ident)
-            return
+    def _from_worker(self, frames: list[Any]) -> None:
+        admitted = self.gate.admit(frames)
+        if admitted is not None:
+            self.worker_message(*admitted)
+
+    def worker_message(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
+        """A message from ``rec``'s worker (attributed by the gate)."""
         rec.last_seen = time.monotonic()
         kind = header["k"]
         if kind in ("ok", "error", "reply"):
@@ -431,6 +434,14 @@ class Server:
             return
         if header["k"] in ("ok", "error"):
             self._answer(header["re"], header, data)
+        elif header["k"] == "chain_status":
+            error = header.get("error")
+            if error != self.chain_error:
+                if error:
+                    log.error("the chain refuses new events: %s; actors wait until it can write", error)
+                else:
+                    log.warning("the chain stores events again")
+                self.chain_error = error if isinstance(error, str) else None
 
     def _answer(self, rid: str, header: dict[str, Any], data: list[bytes]) -> None:
         p = self.pending.pop(rid, None)
@@ -497,6 +508,13 @@ class Server:
         msg = protocol.encode({**header, "id": rid}, *frames)
         self.pending[rid] = Pending(client, client_id, None, then, retry=msg if header["k"] == "record" else None)
         self.chain.send_multipart(msg)
+
+    def tell_chain(self, header: dict[str, Any]) -> None:
+        """A notice for the chain (no answer): bind and unbind."""
+        try:
+            self.chain.send_multipart(protocol.encode(header), zmq.NOBLOCK)
+        except zmq.Again:
+            log.error("chain socket full: %s for %s dropped", header["k"], header.get("actor"))
 
     def fail_pending_for(self, actor_id: str, reason: str) -> None:
         for rid, p in list(self.pending.items()):

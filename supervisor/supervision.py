@@ -118,8 +118,8 @@ class Supervision:
         self.server.forkserver.spawn(rec.actor_id, rec.name, rec.component, rec.limits.fuel > 0, confine)
 
     def _limit(self, rec: ActorRecord, pid: int) -> None:
-        """The worker's pid is known (from the fork server or the worker's hello, whichever comes
-        first): its cgroup, which it made and joined as a spare, gets this actor's limits."""
+        """The fork server reported the worker's pid: its cgroup, which it made and joined as a
+        spare, gets this actor's limits (before the worker's hello is answered)."""
         if rec.pid == pid and rec.group is not None:
             return
         self.registry.set_pid(rec, pid)
@@ -158,6 +158,9 @@ class Supervision:
             if rec is not None:
                 self._limit(rec, report["pid"])
                 rec.stats["pid_started"] = report["pid"]
+                early_hello = self.server.gate.spawned(rec)
+                if early_hello is not None:
+                    self.server.worker_message(*early_hello)
         elif op == "exited":
             rec = self.registry.by_pid.get(report["pid"])
             if rec is not None:
@@ -237,6 +240,7 @@ class Supervision:
         was_starting = rec.status in (STARTING, RESTARTING)
         self.registry.set_pid(rec, None)
         self.registry.bind(rec, None)
+        self.server.gate.exited(rec)
         if rec.group is not None:
             self.server.remove_group(rec.group)
             rec.group = None

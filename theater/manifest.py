@@ -31,6 +31,7 @@ HANDLERS: dict[str, dict[str, Any]] = {
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+DURABILITY = ("process", "machine")     # server.toml [chain] durability
 STATE_MODES = ("last", "initial")
 
 
@@ -146,6 +147,7 @@ class ServerConfig:
     strategy: str = "one_for_one"
     intensity: int = 3
     period: float = 5.0
+    durability: str = "process"      # [chain]: when an acknowledged event is safe (docs/chain-format.md)
 
 
 def load_server_config(path: Path) -> ServerConfig:
@@ -157,18 +159,25 @@ def load_server_config(path: Path) -> ServerConfig:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise ManifestError(f"{path}: cannot read server config: {e}") from None
     c = _Checker(str(path))
-    c.unknown(doc, {"limits", "root"}, "")
-    root = doc.get("root", {})
+    c.unknown(doc, {"limits", "root", "chain"}, "")
+    root, chain = doc.get("root", {}), doc.get("chain", {})
     if not isinstance(root, dict):
         raise c.fail("root", "expected a [root] table")
+    if not isinstance(chain, dict):
+        raise c.fail("chain", "expected a [chain] table")
     c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
+    c.unknown(chain, {"durability"}, "[chain]")
     d = ServerConfig()
     strategy = root.get("strategy", d.strategy)
     if strategy not in STRATEGIES:
         raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
+    durability = chain.get("durability", d.durability)
+    if durability not in DURABILITY:
+        raise c.fail(f"[chain] durability = {durability!r}", f"expected one of {', '.join(DURABILITY)} "
+                     f"(acknowledged once written, surviving any process; or once fsynced, surviving the machine)")
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
-                        period=c.duration(root, "period", "[root]", d.period, positive=True))
+                        period=c.duration(root, "period", "[root]", d.period, positive=True), durability=durability)
 
 
 class _Checker:

@@ -95,6 +95,9 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "record": ({"id": S, "actor": S, "type": S}, 1),  # the server appends a lifecycle event at the head
     "query": ({"id": S, "what": S}, 0),
     "shutdown": ({}, 0),                       # the server tells the chain to finish and exit
+    "bind": ({"actor": S, "pid": N}, 0),        # the server: this process is the actor's worker now
+    "unbind": ({"actor": S}, 0),               # ... and now none is
+    "chain_status": ({}, 0),                   # the chain to the server: why it refuses events (error), or not
 }
 
 

@@ -112,7 +112,9 @@ class Sockets:
 
     @classmethod
     def open(cls, ctx: zmq.Context, home: Home) -> Sockets:
-        identity = f"w-{os.getpid()}".encode()
+        # unguessable: the server and the chain attribute messages by pid, and a routing id
+        # nobody can predict cannot be claimed by another process after this one exits
+        identity = b"w" + os.urandom(15)
 
         def dealer(endpoint: str, hwm: int) -> zmq.Socket:
             sock = ctx.socket(zmq.DEALER)
@@ -280,6 +282,7 @@ class Actor:
         new_state, returns = records.split_result(payload)
         event, changed = records.result_event(name, returns, self.state, new_state)
         self.record("wasm", event, state_changed=changed)
+        self.chain.seal()                   # what the call sent leaves once its result is durable
         self.state = new_state
         return returns
 
@@ -296,6 +299,8 @@ class Actor:
 
     def _failed(self, function: str, reason: str, message: str) -> Failure:
         self.record("wasm", records.error_event(function, reason, message))
+        assert self.chain is not None
+        self.chain.seal()
         return Failure(reason, message)
 
     # ---- events --------------------------------------------------------------------------
@@ -329,13 +334,43 @@ class Actor:
     # ---- messaging plumbing --------------------------------------------------------------
 
     def ship_events(self) -> None:
-        """Sends pending events now: before any effect leaves this actor."""
+        """Sends pending events now (the watchdog does, every tick of a long call)."""
         if self.chain is not None:
             self.chain.flush()
 
-    def send_after_events(self, sock: zmq.Socket, frames: list[bytes], refused: Callable[[], None]) -> None:
+    def send_after_events(self, sock: zmq.Socket, frames: list[bytes],
+                          failed: Callable[[zmq.ZMQError], None]) -> None:
+        """Sends a message once the call that sends it has ended and its events are durable."""
         assert self.chain is not None
-        self.chain.send_after(sock, frames, refused)
+        self.chain.hold(sock, frames, failed)
+
+    def take_acks(self) -> None:
+        """Handles the chain's waiting answers, if any (cheap: one flag read when there are none)."""
+        if wire.readable(self.chain_sock):
+            self.drain(self.chain_sock)
+
+    def wait_durable(self) -> None:
+        """Waits (serving the sockets) until the chain holds every event emitted so far: before
+        an effect the current call waits on (a request, a channel open, a spawn), which must not
+        leave ahead of the events that led to it, nor ahead of the messages sent before it."""
+        chain = self.chain
+        assert chain is not None
+        chain.seal()
+        if chain.durable:
+            return
+        chain.sync()
+        deadline = self.call_deadline if self.call_deadline is not None else time.monotonic() + STARTUP_TIMEOUT
+        while not chain.durable:
+            if self.watchdog is not None and self.watchdog.stop_requested:
+                raise Refused("the actor is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = f" ({chain.refusal})" if chain.refusal else ""
+                raise Timeout(f"the chain did not store this call's events within its time limit{why}")
+            if _spin_until_readable(self.chain_sock, REPLY_SPIN):
+                self.drain(self.chain_sock)     # the acknowledgement, most likely
+                continue
+            self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
     def is_self(self, target: str) -> bool:
         return target == self.actor_id
@@ -343,35 +378,44 @@ class Actor:
     def enqueue_local(self, what: str, header: dict[str, Any], *frames: bytes) -> None:
         self.mailbox.append(Incoming(what, header, frames[0] if frames else b"", ("peer", self.actor_id.encode())))
 
-    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
-        """Answers (or writes on a channel to) whoever a message came from; the events that led to
-        it leave for the chain first, so nobody sees an effect the chain could lose."""
-        self.ship_events()
+    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False,
+              held: bool = True) -> None:
+        """Answers (or writes on a channel to) whoever a message came from, once the chain holds
+        the events that led to it: nobody sees an effect the chain could lose. A refusal, which
+        carries nothing of the actor's, goes at once (``held=False``)."""
         kind, ident = route
+        if kind != "control" and ident == self.actor_id.encode():
+            return                              # our own message: nobody waits on it
         msg = protocol.encode(header, *frames)
-        try:
-            if kind == "control":
-                self.control.send_multipart(msg)
-            elif ident == self.actor_id.encode():
-                return                          # our own message: nobody waits on it
-            else:
-                wire.send(self.inbox, [ident, *msg])
-        except zmq.ZMQError as e:
+        sock, frames_out = (self.control, msg) if kind == "control" else (self.inbox, [ident, *msg])
+
+        def failed(e: zmq.ZMQError) -> None:
             if not quiet:
                 log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
+        if held and self.chain is not None:
+            self.chain.hold(sock, frames_out, failed, block=kind == "control")
+            self.chain.seal()
+            return
+        try:
+            if kind == "control":
+                sock.send_multipart(frames_out)     # the server reads its control socket promptly
+            else:
+                wire.send(sock, frames_out)
+        except zmq.ZMQError as e:
+            failed(e)
 
     def refuse(self, item: Incoming, error: str) -> None:
         """Turns a message away: a request gets an error reply; the sender of a one-way message
         is told (at most every REFUSAL_NOTICE per sender), so its next sends fail at once."""
         rid = item.header.get("rid")
         if rid is not None:
-            self.reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True)
+            self.reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True, held=False)
             return
         kind, ident = item.route
         now = time.monotonic()
         if kind == "peer" and ident is not None and now - self._notified.get(ident, 0.0) > REFUSAL_NOTICE:
             self._notified[ident] = now
-            self.reply(item.route, {"k": "refused", "error": error}, quiet=True)
+            self.reply(item.route, {"k": "refused", "error": error}, quiet=True, held=False)
 
     def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
         self.control.send_multipart(protocol.encode(header, *frames))
@@ -432,6 +476,10 @@ class Actor:
         """Waits up to ``timeout`` seconds for traffic and handles all that is there; ships
         pending events once they are due (see chainlink.FLUSH_INTERVAL)."""
         if self.chain is not None:
+            if self.chain.sync_wanted:          # effects wait: their events go now, acknowledged at once
+                self.chain.sync()
+                if timeout > 0 and _spin_until_readable(self.chain_sock, REPLY_SPIN):
+                    self.drain(self.chain_sock)
             due = self.chain.flush_in(time.monotonic())
             if due is not None:
                 if due <= 0:
@@ -500,7 +548,7 @@ class Actor:
             self.peers.moved(header["actor"])
         elif kind == "chain_restarted":
             assert self.chain is not None
-            self.chain.resend()
+            self.chain.restarted()
         elif kind == "stop_actor":
             self.stop_reason = self.stop_reason or header["reason"]
 
@@ -550,6 +598,7 @@ class Actor:
                         supervision.deliver(self, item)
                     else:
                         self.messages.deliver(item)
+                    self.take_acks()        # what earlier calls of this burst answered may go now
         except Failure as f:
             return self._end_failed(f.reason, f.message)
         return self._end_normally()

@@ -63,12 +63,15 @@ class Peers:
         canonical, sock = self._socket(target)
         if wire.readable(sock):       # a refusal may be waiting (we may be deep in one wasm call)
             self.actor.drain(sock)
+        self.actor.take_acks()        # ... and acknowledgements that let earlier sends go
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
             raise Refused(why)
-        # leaves with the batch holding this send's event, in order with every other effect
-        self.actor.send_after_events(sock, protocol.encode(header, *frames), lambda: self.refused(
-            sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)"))
+        def failed(e: zmq.ZMQError) -> None:       # else the peer restarted meanwhile: lost like any in flight
+            if isinstance(e, zmq.Again):
+                self.refused(sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)")
+        # leaves once this call's events are durable, in order with every other effect
+        self.actor.send_after_events(sock, protocol.encode(header, *frames), failed)
 
     def refused(self, sock: zmq.Socket, why: str) -> None:
         """The peer on ``sock`` turned a message away: fail sends to it for a moment, and record it."""
@@ -85,7 +88,7 @@ class Peers:
         if self.actor.is_self(target):
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
-        self.actor.ship_events()
+        self.actor.wait_durable()       # nothing leaves ahead of the events that led to it
         msg = protocol.encode(header, *frames)
         while True:
             try:

@@ -151,7 +151,7 @@ class MessageServer:
     def fail_all(self, reason: str) -> None:
         """Tells everyone still waiting on this actor that it is gone."""
         for rid, route in self.outstanding.items():
-            self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
+            self.actor.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True, held=False)
         self.outstanding.clear()
 
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 HANDLERS = "theater:simple/supervisor-handlers"
 EXPORTS = {"child_error": "handle-child-error", "child_exit": "handle-child-exit",
            "child_external_stop": "handle-child-external-stop"}
+# Requests that change something outside this actor (the rest only read).
+EFFECTS = {"spawn", "stop_child", "restart_child"}
 # How the server's exit reasons map onto the WIT's error-type enum.
 ERROR_TYPES = {"timeout": "operation-timeout", "hang": "operation-timeout"}
 
@@ -31,6 +33,8 @@ def register(host: Host) -> None:
     actor = host.actor
 
     def ask(kind: str, *frames: bytes, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
+        if kind in EFFECTS:
+            actor.wait_durable()    # a child started or stopped is an effect: after the events that led to it
         return actor.control_request({"k": kind, **fields}, *frames)
 
     def spawn(manifest: str, init: bytes | None) -> Ok:
