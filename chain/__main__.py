@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 
-from theater import _linux
+from theater import _linux, logsink
 from theater.errors import TheaterError
 from theater.manifest import DURABILITY
 from theater.paths import Home
@@ -27,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durability", default="process", choices=DURABILITY,
                    help="when an acknowledged event is safe: once written (process), or fsynced (machine)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsink.setup(args.log_level, sys.stderr.fileno())       # the server's log: a full disk drops lines
     if args.parent:
         _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
     _linux.raise_nofile()

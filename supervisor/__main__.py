@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from theater import _linux
+from theater import _linux, logsink
 from theater.errors import TheaterError, UsageError
 from theater.manifest import load_server_config
 from theater.paths import Home
@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     else:
         log_file = open(home.logs / "server.log", "a", buffering=1)  # noqa: SIM115 - lives as long as the server
-        logging.basicConfig(level=args.log_level.upper(), stream=log_file,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logsink.setup(args.log_level, log_file.fileno())     # a full disk drops lines, never the server
     lock = open(home.run / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import orjson
 
+from theater.logsink import LogSink
 from theater.paths import Home
 
 log = logging.getLogger("theater.server")
@@ -164,6 +165,7 @@ class OutputRelay:
 
     def __init__(self, sink: IO[Any] | None) -> None:
         self.sink = sink
+        self.out: LogSink | None = None
         self.partial = b""
         self.window = 0.0
         self.lines = 0
@@ -195,9 +197,9 @@ class OutputRelay:
         return True
 
     def _write(self, text: str) -> None:
-        out = self.sink or sys.stdout
-        out.write(text + "\n")
-        out.flush()
+        if self.out is None:            # a line that cannot be written (a full disk) is dropped, and counted
+            self.out = LogSink((self.sink or sys.stdout).fileno())
+        self.out.write_line(text)
 
 
 def unlink_socket(path: Path) -> None:

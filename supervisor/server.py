@@ -110,6 +110,7 @@ class Server:
         self.gate = Gate(self)
         self.chain_error: str | None = None      # why the chain refuses new events, while it does
         self._chain_deaths = 0
+        self._chain_restart_due = False
         self._chain_started = time.monotonic()
         self.public_key = ""
         self.saved = SavedActors(home.actors)
@@ -285,7 +286,8 @@ class Server:
 
     def _check_helpers(self) -> None:
         status = self.chain_proc.poll()
-        if status is not None and not self.stopping:
+        if status is not None and not self.stopping and not self._chain_restart_due:
+            self._chain_restart_due = True          # poll() keeps answering until the restart
             quick = time.monotonic() - self._chain_started < CHAIN_STABLE
             self._chain_deaths = self._chain_deaths + 1 if quick else 1
             delay = min(CHAIN_RESTART_MAX, CHAIN_RESTART_DELAY * 2 ** (self._chain_deaths - 1))
@@ -313,10 +315,12 @@ class Server:
         self.poller.register(self._out_fd, zmq.POLLIN)
 
     def _restart_chain(self) -> None:
+        self._chain_restart_due = False
         if self.chain_proc.poll() is None:
             return
         self.chain_proc.start()
         self._chain_started = time.monotonic()
+        self.chain_error = None             # the new process says so if it cannot write either
         self.gate.rebind_all()
         for rec in self.registry:
             if rec.alive:

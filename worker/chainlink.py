@@ -8,8 +8,8 @@ sends events in batches to the chain process, and keeps every one until the chai
 acknowledges its sequence number as durable. After a chain restart it sends them all
 again; the chain ignores what it already has. Unacknowledged events are bounded: past
 ``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it does while
-the chain refuses events (``unavailable``: its disk is full), sending them again every
-``RETRY_UNAVAILABLE``.
+the chain refuses events (``unavailable``: its disk is full), offering their first batch
+again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
 
 Effects: nothing leaves this worker (a reply, a one-way message, a channel message)
 before the chain holds every event emitted before it. An effect is *held*, then *sealed*
@@ -27,6 +27,7 @@ state, and nothing was seen of what came after.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -191,10 +192,11 @@ class ChainLink:
             send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
 
     def on_ack(self, seq: int) -> None:
-        if self.refusal is not None:
+        self._acked(seq)
+        if self.refusal is not None:        # it took our probe: the rest follows at once
             log.warning("actor %s: the chain takes its events again", self.actor_id)
             self.refusal = None
-        self._acked(seq)
+            self.resend()
 
     def _acked(self, seq: int) -> None:
         if seq <= self.acked:
@@ -239,9 +241,14 @@ class ChainLink:
         self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
-        if self.unacked and now >= self.resend_at:
-            log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id, len(self.unacked))
-            self.resend()
+        if not self.unacked or now < self.resend_at:
+            return
+        if self.refusal is not None:        # one batch asks whether the chain takes events again
+            self._send([(m, d) for _, m, d in itertools.islice(self.unacked, BATCH)], sync=True)
+            self.resend_at = now + RETRY_UNAVAILABLE
+            return
+        log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id, len(self.unacked))
+        self.resend()
 
     @property
     def backlog(self) -> int:

@@ -52,12 +52,15 @@ def stop(req: Request) -> None:
 
 
 def list_actors(req: Request) -> None:
-    req.ok(actors=[r.summary() for r in req.server.registry])
+    """Each actor's summary; while the chain refuses new events (a full disk), each says why
+    (``chain_error``): no actor makes progress until it can store them."""
+    error = req.server.chain_error
+    req.ok(actors=[{**r.summary(), **({"chain_error": error} if error else {})} for r in req.server.registry])
 
 
 def inspect(req: Request) -> None:
     rec = req.server.registry.lookup(req.header["actor"])
-    req.ok(actor={**rec.detail(), "enforced": req.server.limits.describe()})
+    req.ok(actor={**rec.detail(), "enforced": req.server.limits.describe(), "chain_error": req.server.chain_error})
 
 
 def tree(req: Request) -> None:

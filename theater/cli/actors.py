@@ -53,6 +53,8 @@ def list_actors(args: argparse.Namespace, ctx: Context) -> int:
     rows = [[a["id"], a["name"], a["status"], str(a["pid"] or "-"), str(a["restarts"]), a["last_error"] or ""]
             for a in actors]
     _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RESTARTS", "LAST ERROR"])
+    if actors[0].get("chain_error"):
+        print(f"chain: refusing new events ({actors[0]['chain_error']}); actors wait until it can store them")
     return 0
 
 
@@ -74,6 +76,8 @@ def inspect(args: argparse.Namespace, ctx: Context) -> int:
     if info.get("last_exit"):
         e = info["last_exit"]
         print(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
+    if info.get("chain_error"):
+        print(f"{'chain:':13} refusing new events ({info['chain_error']}); the actor waits until it can store them")
     return 0
 
 
