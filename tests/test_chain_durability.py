@@ -786,12 +786,6 @@ def test_a_stopped_follower_blocks_neither_the_actor_nor_the_chain(server, tmp_p
     seqs = [e["seq"] for e in got]
     assert seqs == list(range(len(seqs))), _gaps(seqs, 0)
     assert sum(1 for e in got if e["body"].get("input") == ["spam"]) == 50_000 * calls
-    if calls > 1:
-        # the actor went quiet while the follower was stopped: the relay told it of its loss
-        # anyway, once its queue had room (not only at a next live event, which never came)
-        f.kill()
-        assert f.proc.stderr is not None
-        assert "missed" in f.proc.stderr.read().decode(), "the follower was never told it missed events"
 
 
 # ---- 7. checkpoints ---------------------------------------------------------------------------------
