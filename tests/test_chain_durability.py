@@ -5,8 +5,8 @@ The actors are probes (tests/actors/probe.wat): "n<N>" logs "spam" N times in on
 replies "logged", "e<x>" echoes. Their manifests are written here with a ``[limits]
 events_per_second`` so a big "n" call lasts long enough to kill something in the middle.
 Offline checks (verify, export, chains, key) need no server; they read $THEATER_HOME.
-A request's reply comes back before its events are durable (they follow within one flush
-and one group commit), so tests wait for the reply's result event to be stored.
+A reply leaves the worker once the chain has acknowledged its call's events; tests that
+read the store while a request may still be in flight wait for its result event.
 
 Tests that fail here on purpose are specs for product bugs (see the messages):
 * `events --type T` without --follow matches T as a prefix (theater/chaindb.py), while
@@ -117,8 +117,7 @@ def last_event(home: Home, actor: str) -> dict[str, Any] | None:
 
 
 def wait_stored(home: Home, actor: str, reply: bytes, timeout: float = 15) -> int:
-    """The seq of the last stored event, once it is the result of a request that replied ``reply``
-    (a reply comes back before its events are durable: they follow within a flush and a commit)."""
+    """The seq of the last stored event, once it is the result of a request that replied ``reply``."""
     want = [{"utf8": reply.decode()}]
 
     def stored() -> int | None:
