@@ -112,11 +112,9 @@ class ChainService:
                     self._subscriptions()
                 else:
                     self._drain()
-            if self.staged:
-                wait = self.staged_since + COMMIT_DELAY - time.monotonic()
-                if wait > 0:        # the group fills without a wake-up per message
-                    time.sleep(wait)
-                    self._drain()
+            # the group commits when due; meanwhile the poll above stays awake for a worker that
+            # waits on it (a sync commits at once: sleeping here held it up to COMMIT_DELAY)
+            if self.staged and time.monotonic() >= self.staged_since + COMMIT_DELAY:
                 self._commit()
             self._acknowledge()
             for p in self.access.expired(time.monotonic()):
