@@ -248,8 +248,9 @@ class ChainService:
             d, at = blob[at:at + size], at + size
             try:
                 n += self.store.stage(actor_id, meta, d)
-            except Rejected as r:
-                log.warning("chain: refused an event of %s: %s", actor_id, r)
+            except Rejected as r:       # a gap is routine after a restart: the worker mends it
+                log.log(logging.DEBUG if r.kind == "gap" else logging.WARNING,
+                        "chain: refused an event of %s: %s", actor_id, r)
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": r.head, "error": f"{r.kind}: {r}"})
                 refused = True
                 break

@@ -94,6 +94,7 @@ class ChainStore:
         self.heads: dict[str, Head] = {}
         self.types: dict[str, int] = dict(self.db.execute("SELECT type, tid FROM types").fetchall())
         self.staged: list[Staged] = []      # appended, not yet committed
+        self._staged_hashes: dict[tuple[str, int], bytes] = {}
         self._before: dict[str, tuple[Head, tuple[Any, ...]]] = {}    # heads as stored, for a rollback
         self.flusher = WalFlusher(Path(f"{path}-wal")) if durability == "process" else None
 
@@ -118,9 +119,8 @@ class ChainStore:
         return h
 
     def known_hash(self, head: Head, seq: int) -> bytes | None:
-        for row in self.staged:
-            if row.head is head and row.seq == seq:
-                return row.hash
+        if seq > head.durable:          # staged in this group (a resend brings thousands: no scan)
+            return self._staged_hashes.get((head.actor_id, seq))
         if head.aid is None:
             return None
         r = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (head.aid, seq)).fetchone()
@@ -165,6 +165,7 @@ class ChainStore:
             self._before[h.actor_id] = (h, h.snapshot())
         stamp = next_stamp(h.stamp, hash_, time_ns)
         self.staged.append(Staged(h, seq, type_, data, hash_, time_ns, stamp))
+        self._staged_hashes[(h.actor_id, seq)] = hash_
         h.seq, h.hash, h.stamp = seq, hash_, stamp
 
     def commit(self) -> list[Staged]:
@@ -172,6 +173,7 @@ class ChainStore:
         Raises Unwritable (the batch rolled back, the heads as stored) if the database refuses."""
         rows, self.staged = self.staged, []
         before, self._before = self._before, {}
+        self._staged_hashes.clear()
         if not rows:
             return []
         last: dict[str, Staged] = {}

@@ -79,6 +79,8 @@ class ChainLink:
         self.held: deque[list[Any]] = deque()
         self.sync_wanted = False            # something sealed waits: ask the chain to acknowledge now
         self.refusal: str | None = None     # why the chain refuses our events, while it does
+        self.mending: int | None = None     # a resend in flight: the last event it sent again
+        self.sent = head_seq                # the last event sent to the chain
         self._releasing = False
 
     def emit(self, event_type: str, value: Any, state_changed: bool = False) -> None:
@@ -172,7 +174,9 @@ class ChainLink:
             self._mark()
             sync = True
             self.sync_wanted = False
-        if self.refusal is None:        # while the chain refuses, they wait for the next retry
+        # while the chain refuses, they wait for the next retry; while a resend mends a gap,
+        # they follow it once it is acknowledged (sent now, they would only meet the gap)
+        if self.refusal is None and self.mending is None:
             self._send(batch, sync or self.backlog >= MAX_UNACKED // 2)
             self.resend_at = time.monotonic() + RESEND_AFTER
 
@@ -188,6 +192,8 @@ class ChainLink:
                                   "sizes": [len(d) for _, d in batch]}
         if sync:
             header["sync"] = True
+        if batch:
+            self.sent = max(self.sent, batch[-1][0]["s"])
         with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
             send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
 
@@ -204,6 +210,11 @@ class ChainLink:
         self.acked = seq
         while self.unacked and self.unacked[0][0] <= seq:
             self.unacked.popleft()
+        if self.mending is not None and seq >= self.mending:
+            self.mending = None             # mended: what was flushed meanwhile goes now
+            unsent = [(m, d) for s, m, d in self.unacked if s > self.sent]
+            for i in range(0, len(unsent), BATCH):
+                self._send(unsent[i:i + BATCH], sync=i + BATCH >= len(unsent))
         if self.held:
             self._release()
 
@@ -213,8 +224,11 @@ class ChainLink:
         events are kept and offered again later; anything else is fatal (False)."""
         kind = error.split(":", 1)[0]
         if kind == "gap":
+            # every batch in flight when the chain lost its tail is refused: mend once (a resend
+            # per refusal made thousands of duplicates), and hold new batches until it is done
             self.on_ack(head)
-            self.resend()
+            if self.mending is None:
+                self.resend()
             return True
         if kind == "unavailable":
             self._acked(head)
@@ -234,10 +248,12 @@ class ChainLink:
             self.resend()
 
     def resend(self) -> None:
-        """Sends every unacknowledged event again, oldest first."""
+        """Sends every unacknowledged event again, oldest first; new batches wait until the chain
+        acknowledges the last of them (``mending``)."""
         items = list(self.unacked)
         for i in range(0, len(items), BATCH):
             self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
+        self.mending = items[-1][0] if items else None
         self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
