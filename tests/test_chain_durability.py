@@ -53,8 +53,10 @@ GONE_WITHIN = 5.0
 
 # ---- helpers -----------------------------------------------------------------------------------------
 
-def probe_manifest(folder: Path, name: str, events_per_second: int | None = None) -> Path:
-    limits = f"\n[limits]\nevents_per_second = {events_per_second}\n" if events_per_second else "\n"
+def probe_manifest(folder: Path, name: str, events_per_second: int | None = None, call_timeout: str = "") -> Path:
+    lines = [f"events_per_second = {events_per_second}"] * bool(events_per_second)
+    lines += [f'call_timeout = "{call_timeout}"'] * bool(call_timeout)
+    limits = "\n[limits]\n" + "\n".join(lines) + "\n" if lines else "\n"
     text = (f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{PROBE}"\n{limits}\n'
             '[[handler]]\ntype = "runtime"\n\n[[handler]]\ntype = "message-server"\n')
     path = folder / f"{name}.toml"
@@ -755,7 +757,8 @@ def test_follow_resume_since_type_and_limit(server, tmp_path, followers):
 # not, so the follower must notice the loss and catch up from the store.
 @pytest.mark.parametrize("calls", [1, 3], ids=["queued-50k", "dropped-150k"])
 def test_a_stopped_follower_blocks_neither_the_actor_nor_the_chain(server, tmp_path, followers, calls):
-    actor = start(server, probe_manifest(tmp_path, "firehose", events_per_second=1_000_000))
+    # a call of 50,000 events takes ~2 s of CPU; on a loaded machine, far longer than that
+    actor = start(server, probe_manifest(tmp_path, "firehose", events_per_second=1_000_000, call_timeout="150s"))
     home = server.home
     # no timed assertions: a follower that blocked the actor or the chain would leave these
     # requests unanswered (their bound is the client's timeout, generous for a loaded machine)
