@@ -7,6 +7,7 @@ import signal
 import sys
 
 from theater import _linux, _logging
+from theater.config import DURABILITY
 from theater.errors import TheaterError
 from theater.paths import Home
 
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", help="THEATER_HOME (default: $THEATER_HOME or ~/.theater)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
-    p.add_argument("--parent", type=int, help="exit when this process (the server) exits")
+    p.add_argument("--parent", type=int, help="the server: exit when it exits, and take the server's part "
+                                              "(records, queries, binds) only from this process")
+    p.add_argument("--durability", default="process", choices=DURABILITY,
+                   help="when an acknowledged event is safe: once written (process), or fsynced (machine)")
     args = p.parse_args(argv)
     _logging.setup(args.log_level, args.log_journal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         home = Home.resolve(args.home)
         home.ensure()
-        ChainService(home, args.parent).serve()
+        ChainService(home, args.parent, args.durability).serve()
     except TheaterError as e:
         print(f"chain: {e.message}", file=sys.stderr)
         return 1

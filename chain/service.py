@@ -1,18 +1,24 @@
 """The chain process's loop: take events, commit them in groups, acknowledge, publish, answer.
 
-One ROUTER (``run/chain.sock``) takes ``append`` from workers, ``record`` from the server
-and queries from both; one XPUB (``run/events.sock``) publishes each stored event under
-the topic ``actor.<id>`` to whoever subscribed (observers only: PUB drops what a slow
-subscriber cannot take, and subscribers catch up from the store by sequence number).
+One ROUTER (``run/chain.sock``) takes ``append`` and ``resume`` from workers, ``record``,
+``bind`` and queries from the server; each message is attributed by its sender's pid as
+the kernel reports it, and checked against what that process may do (``access``). One
+XPUB (``run/events.sock``) publishes each stored event under the topic ``actor.<id>`` to
+whoever subscribed (observers only: PUB drops what a slow subscriber cannot take, and
+subscribers catch up from the store by sequence number).
 
-Events are staged as they arrive and committed in groups (one transaction, signed, the
-WAL fsynced), and only then acknowledged: the group commit that makes durable, signed
-events cheap. A group is committed ``COMMIT_DELAY`` after its first event, at once when
-someone waits on it (a query, a server record, a worker's ``sync``), or when it reaches
-``MAX_BATCH`` events. Nobody's progress waits on an acknowledgement (a worker needs it
-only to let go of its copies, and keeps them until then), so acknowledgements are lazy
-too: sent on ``sync``, when ``ACK_EVERY`` events wait for one, or ``ACK_DELAY`` after the
-commit. On a busy request path that saves a commit, a signature and a wake-up per call.
+Events are staged as they arrive and committed in groups (one transaction, signed), and
+only then acknowledged: the group commit that makes durable, signed events cheap. A group
+is committed ``COMMIT_DELAY`` after its first event, at once when someone waits on it (a
+query, a server record, a worker's ``sync``: a worker holds back a reply or a message
+until the events that led to it are acknowledged), or when it reaches ``MAX_BATCH``
+events. Acknowledgements nobody waits on are lazy: sent when ``ACK_EVERY`` events wait for
+one, or ``ACK_DELAY`` after the commit.
+
+When the database refuses a commit (a full disk), the group is rolled back and refused
+(``nack`` "unavailable: <why>"; workers keep their events and send them again), the server
+is told why (``chain_status``), and new events are refused at once, but for one attempt
+every ``RETRY_WRITE``; the first commit that succeeds ends it. The process stays up.
 """
 
 from __future__ import annotations
@@ -29,14 +35,15 @@ from typing import Any
 import orjson
 import zmq
 
-from theater import events as ev
-from theater import keys, protocol
+from theater import keys, peercred, protocol
 from theater._histogram import Histogram
 from theater.chaindb import ChainReader
-from theater.errors import NotFound, ProtocolError, TheaterError, VerifyError
+from theater.errors import ProtocolError, Refused, TheaterError
 from theater.paths import Home
 
-from .store import ChainStore, Rejected, Staged
+from .access import Access
+from .queries import Queries
+from .store import ChainStore, Rejected, Staged, Unwritable
 
 log = logging.getLogger("theater.chain")
 
@@ -48,24 +55,26 @@ COMMIT_DELAY = 0.005
 # at the same time are still flushing), but never longer than STOP_MAX.
 STOP_IDLE = 0.3
 STOP_MAX = 3.0
-# One query returns at most this many events (their metadata, ~330 bytes each, must fit a
-# header); the client asks again from the next seq.
-QUERY_LIMIT = 2_000
 # Lazy acknowledgements: at most this long after the commit, or this many events behind.
 ACK_DELAY = 0.05
 ACK_EVERY = 1_000
 # Seconds one group commit takes (link, sign, write, fsync), counted for the `stats` query
 # (the server's metrics): a millisecond or so here, more on a slow or busy disk.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# While the database refuses writes, one commit is tried at most this often.
+RETRY_WRITE = 1.0
+
+Cred = tuple[int, int, int] | None
 
 
 class ChainService:
-    def __init__(self, home: Home, parent: int | None = None) -> None:
+    def __init__(self, home: Home, parent: int | None = None, durability: str = "process") -> None:
         self.home = home
         self.parent = parent
         self.key = keys.load_or_create(home)
-        self.store = ChainStore(home.chains_db, self.key)
-        self.reader = ChainReader(home.chains_db)
+        self.store = ChainStore(home.chains_db, self.key, durability)
+        self.queries = Queries(self.store, ChainReader(home.chains_db), self.key, self._stats)
+        self.access = Access(parent)
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
@@ -87,6 +96,11 @@ class ChainService:
         self.last_input = time.monotonic()
         self.committed = 0                  # events made durable since this process started
         self.commit_seconds = Histogram(COMMIT_BUCKETS)
+        self.server_peer: bytes | None = None     # the server's routing id, for chain_status
+        self.unwritable: str | None = None        # why the database refuses writes, while it does
+        self.unwritable_since = 0.0
+        self.retry_at = 0.0
+        self.writable = True                      # this turn may write
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -105,13 +119,13 @@ class ChainService:
                     self._subscriptions()
                 else:
                     self._drain()
-            if self.staged:
-                wait = self.staged_since + COMMIT_DELAY - time.monotonic()
-                if wait > 0:        # the group fills without a wake-up per message
-                    time.sleep(wait)
-                    self._drain()
+            # the group commits when due; meanwhile the poll above stays awake for a worker that
+            # waits on it (a sync commits at once: sleeping here held it up to COMMIT_DELAY)
+            if self.staged and time.monotonic() >= self.staged_since + COMMIT_DELAY:
                 self._commit()
             self._acknowledge()
+            for p in self.access.expired(time.monotonic()):
+                self._refuse(p.peer, orjson.loads(p.frames[0]), "its process is no actor's worker")
         self._commit()
         self._acknowledge(everything=True)
         self.store.close()
@@ -119,12 +133,15 @@ class ChainService:
         log.info("chain: stopped")
 
     def _timeout(self) -> int:
-        """Milliseconds until the next commit or acknowledgement is due."""
+        """Milliseconds until the next commit, acknowledgement or parked message is due."""
         due = [time.monotonic() + (0.1 if self.stopping_since is not None else 1.0)]
         if self.staged:
             due.append(self.staged_since + COMMIT_DELAY)
         if self.unacked:
             due.append(min(since for _, _, since in self.unacked.values()) + ACK_DELAY)
+        expiry = self.access.next_expiry()
+        if expiry is not None:
+            due.append(expiry)
         return max(0, math.ceil((min(due) - time.monotonic()) * 1000))
 
     def _on_term(self, *_: Any) -> None:
@@ -154,70 +171,102 @@ class ChainService:
 
     def _drain(self) -> None:
         """Stages everything waiting; commits if anyone waits on it, then answers."""
-        queries: list[tuple[bytes, dict[str, Any], list[bytes]]] = []
+        later: list[tuple[bytes, dict[str, Any], list[bytes]]] = []       # records and queries
+        self.writable = self._writable()        # one try per turn while the database refuses
         while self.staged < MAX_BATCH:
             try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             self.last_input = time.monotonic()
-            peer, body = frames[0], frames[1:]
-            try:
-                header, data = protocol.decode(body)
-            except ProtocolError as e:
-                self._send(peer, {"k": "error", "re": "", **e.to_wire()})
-                continue
-            kind = header["k"]
-            if kind == "shutdown":
-                self.stop()
-            elif kind == "append":
-                self._stage(self._append(peer, header, data))
-            elif kind == "record":
-                queries.append((peer, header, data))
-                self._stage(1)
-            else:
-                queries.append((peer, header, data))
+            cred = peercred.credentials(frames[0])
+            self._handle(frames[0].bytes, cred, [f.bytes for f in frames[1:]], later)
         # records (lifecycle events from the server) are linked at the head, after the workers' events
-        recorded = {}
-        for _peer, header, data in queries:
-            if header["k"] == "record":
+        recorded: dict[str, int] = {}
+        for _peer, header, data in later:
+            if header["k"] == "record" and self.writable:
                 recorded[header["id"]] = self.store.append(header["actor"], header["type"], data[0], time.time_ns())
-        if queries or self.sync or self.staged >= MAX_BATCH:
+                self._stage(1)
+        if later or self.sync or self.staged >= MAX_BATCH:
             self._commit()
-        for peer, header, _data in queries:
-            if header["k"] == "record":
+        for peer, header, _data in later:
+            if header["k"] != "record":
+                self._answer(peer, header)
+            elif self.unwritable is None and header["id"] in recorded:
                 self._send(peer, protocol.ok(header["id"], seq=recorded[header["id"]]))
             else:
-                self._answer(peer, header)
+                self._send(peer, protocol.error(header["id"], Refused(f"unavailable: {self.unwritable}")))
+
+    def _handle(self, peer: bytes, cred: Cred, body: list[bytes],
+                later: list[tuple[bytes, dict[str, Any], list[bytes]]]) -> None:
+        try:
+            header, data = protocol.decode(body)
+        except ProtocolError as e:
+            self._send(peer, {"k": "error", "re": "", **e.to_wire()})
+            return
+        why = self.access.check(cred, header)
+        if why == "park" and cred is not None and self.access.park(cred, peer, body):
+            return
+        if why is not None:
+            self.access.refused(cred, header["k"], why)
+            self._refuse(peer, header, why)
+            return
+        kind = header["k"]
+        if self.access.is_server(cred):
+            self.server_peer = peer
+        if kind == "append":
+            self._stage(self._append(peer, header, data))
+        elif kind == "bind":
+            for p in self.access.bind(header["actor"], header["pid"]):
+                self._handle(p.peer, p.cred, p.frames, later)
+        elif kind == "unbind":
+            self.access.unbind(header["actor"])
+        elif kind == "shutdown":
+            self.stop()
+        else:
+            later.append((peer, header, data))
+
+    def _refuse(self, peer: bytes, header: dict[str, Any], why: str) -> None:
+        kind = header.get("k")
+        if kind == "append":
+            self._send(peer, {"k": "nack", "actor": str(header.get("actor")), "seq": -1, "error": f"refused: {why}"})
+        elif isinstance(header.get("id"), str):
+            self._send(peer, protocol.error(header["id"], Refused(f"the chain refuses this {kind}: {why}")))
 
     def _append(self, peer: bytes, header: dict[str, Any], data: list[bytes]) -> int:
         actor_id = header["actor"]
         metas = header["events"]
         sizes = header.get("sizes")
-        if not isinstance(sizes, list) or len(sizes) != len(metas) or len(data) != 1 or sum(sizes) != len(data[0]):
+        key = (peer, actor_id)
+        if header.get("sync"):
+            self.sync.add(key)
+        if not self.writable:
+            self._send(peer, {"k": "nack", "actor": actor_id, "seq": self.store.head(actor_id).durable,
+                              "error": f"unavailable: {self.unwritable}"})
+            self.sync.discard(key)
+            return 0
+        if (not isinstance(sizes, list) or len(sizes) != len(metas) or len(data) != 1
+                or not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != len(data[0])):
             self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1,
                               "error": "malformed append: one frame holding every event's data, and its sizes"})
             return 0
-        blob, offsets, at = data[0], [], 0
-        for size in sizes:
-            offsets.append((at, at + size))
-            at += size
-        data = [blob[a:b] for a, b in offsets]
-        n = 0
-        for meta, d in zip(metas, data, strict=True):
+        blob, at, n, refused = data[0], 0, 0, False
+        for meta, size in zip(metas, sizes, strict=True):
+            d, at = blob[at:at + size], at + size
             try:
                 n += self.store.stage(actor_id, meta, d)
-            except Rejected as r:
-                log.warning("chain: refused an event of %s: %s", actor_id, r)
+            except Rejected as r:       # a gap is routine after a restart: the worker mends it
+                log.log(logging.DEBUG if r.kind == "gap" else logging.WARNING,
+                        "chain: refused an event of %s: %s", actor_id, r)
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": r.head, "error": f"{r.kind}: {r}"})
+                refused = True
                 break
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": -1, "error": f"malformed event: {e}"})
+                refused = True
                 break
-        key = (peer, actor_id)
-        self.acks[key] = (self.store.head(actor_id).seq, self.acks.get(key, (0, 0))[1] + n)
-        if header.get("sync"):
-            self.sync.add(key)
+        if n or not refused:        # what it did take is acknowledged once durable
+            self.acks[key] = (self.store.head(actor_id).seq, self.acks.get(key, (0, 0))[1] + n)
         return n
 
     def _stage(self, n: int) -> None:
@@ -225,13 +274,32 @@ class ChainService:
             self.staged_since = time.monotonic()
         self.staged += n
 
+    def _writable(self) -> bool:
+        """False while the database refuses writes, but for one try every RETRY_WRITE."""
+        if self.unwritable is None:
+            return True
+        now = time.monotonic()
+        if now < self.retry_at:
+            return False
+        self.retry_at = now + RETRY_WRITE
+        return True
+
     def _commit(self) -> None:
+        self.staged = 0
         started = time.perf_counter()
-        rows = self.store.commit()
+        try:
+            rows = self.store.commit()
+        except Unwritable as e:
+            self._refuse_group(str(e))
+            return
         if rows:
             self.commit_seconds.observe(time.perf_counter() - started)
             self.committed += len(rows)
-        self.staged = 0
+        if rows and self.unwritable is not None:
+            log.warning("chain: writes resumed after %.1fs refused (%s)",
+                        time.monotonic() - self.unwritable_since, self.unwritable)
+            self.unwritable = None
+            self._status()
         now = time.monotonic()
         for key, (seq, n) in self.acks.items():
             _, count, since = self.unacked.get(key, (0, 0, now))
@@ -239,6 +307,25 @@ class ChainService:
         self.acks.clear()
         if rows and self.topics:
             self._publish(rows)
+
+    def _refuse_group(self, error: str) -> None:
+        """The database refused the group's commit: everyone in it hears why, and keeps its events."""
+        if self.unwritable is None:
+            log.error("chain: cannot write %s: %s; refusing new events until it can (one try every %gs)",
+                      self.home.chains_db, error, RETRY_WRITE)
+            self.unwritable_since = time.monotonic()
+        self.unwritable = f"the chain cannot write {self.home.chains_db.name}: {error}"
+        self.retry_at = time.monotonic() + RETRY_WRITE
+        self._status()
+        for (peer, actor_id), _ in self.acks.items():
+            self._send(peer, {"k": "nack", "actor": actor_id, "seq": self.store.head(actor_id).durable,
+                              "error": f"unavailable: {self.unwritable}"})
+            self.sync.discard((peer, actor_id))
+        self.acks.clear()
+
+    def _status(self) -> None:
+        if self.server_peer is not None:
+            self._send(self.server_peer, {"k": "chain_status", "error": self.unwritable})
 
     def _acknowledge(self, everything: bool = False) -> None:
         """Sends the acknowledgements that are due (see ACK_DELAY)."""
@@ -267,12 +354,15 @@ class ChainService:
         except zmq.ZMQError as e:        # the peer went away (EHOSTUNREACH) or is not reading
             log.debug("chain: reply to %r dropped: %s", peer, e)
 
-    # ---- queries --------------------------------------------------------------------------
+    def _stats(self) -> dict[str, Any]:
+        """For the server's metrics: events made durable since this process started, and how
+        long group commits take."""
+        return {"events": self.committed, "commit_seconds": self.commit_seconds.to_wire()}
 
     def _answer(self, peer: bytes, header: dict[str, Any]) -> None:
         rid = header.get("id", "")
         try:
-            reply, frames = self._query(header)
+            reply, frames = self.queries.answer(header)
         except TheaterError as e:
             self._send(peer, protocol.error(rid, e))
             return
@@ -280,60 +370,6 @@ class ChainService:
             self._send(peer, protocol.error(rid, ProtocolError(f"bad {header.get('what', 'query')} query: {e}")))
             return
         self._send(peer, protocol.ok(rid, **reply), *frames)
-
-    def _query(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
-        kind = header["k"]
-        if kind == "resume":
-            h = self.store.head(header["actor"], header.get("name", ""))
-            return ({"seq": h.seq, "hash": h.hash.hex() if h.hash else None, "has_state": h.has_state},
-                    [h.state or b""] if h.has_state else [])
-        if kind != "query":
-            raise ProtocolError(f"the chain does not answer {kind!r}")
-        what = header["what"]
-        if what == "events":
-            actor_id = self.reader.resolve(header["actor"])
-            limit = min(int(header.get("limit") or QUERY_LIMIT), QUERY_LIMIT)
-            types = tuple(header.get("types") or ())
-            found = list(self.reader.events(actor_id, int(header.get("since") or 0), limit + 1, types))
-            more = len(found) > limit
-            found = found[:limit]
-            return ({"actor": actor_id, "events": [ev.to_wire(e) for e in found], "more": more},
-                    [e.data for e in found])
-        if what == "state":
-            h = self.store.head(self.reader.resolve(header["actor"]))
-            return {"has_state": h.has_state}, [h.state or b""] if h.has_state else []
-        if what == "head":
-            return {"checkpoint": self._checkpoint(self.reader.resolve(header["actor"]))}, []
-        if what == "chains":
-            return {"chains": [{"actor": c.actor_id, "name": c.name, "length": c.length,
-                                "head": c.head.hex() if c.head else None} for c in self.reader.chains()]}, []
-        if what == "verify":
-            return {"reports": self._verify(header.get("actor"))}, []
-        if what == "key":
-            return {"public_key": keys.public_hex(self.key.public_key())}, []
-        if what == "stats":
-            return {"events": self.committed, "commit_seconds": self.commit_seconds.to_wire()}, []
-        raise ProtocolError(f"unknown chain query {what!r}")
-
-    def _checkpoint(self, actor_id: str) -> dict[str, Any]:
-        """A checkpoint over the whole stored chain, signed now."""
-        h = self.store.head(actor_id)
-        if h.hash is None or h.stamp is None:
-            raise NotFound(f"actor {actor_id} has no events yet")
-        sig = self.key.sign(ev.checkpoint_message(actor_id, h.seq, h.hash, h.stamp))
-        return ev.Checkpoint(actor_id, h.seq, h.hash, h.stamp, sig).to_json()
-
-    def _verify(self, actor: str | None) -> list[dict[str, Any]]:
-        public = self.key.public_key()
-        ids = [self.reader.resolve(actor)] if actor else [c.actor_id for c in self.reader.chains()]
-        reports = []
-        for actor_id in ids:
-            try:
-                r = ev.verify_chain(self.reader.events(actor_id), public)
-                reports.append({"actor": actor_id, "ok": True, "events": r.events, "signatures": r.signatures})
-            except VerifyError as e:
-                reports.append({"actor": actor_id, "ok": False, "error": e.message, "seq": e.seq})
-        return reports
 
 
 def _bind(sock: zmq.Socket, endpoint: str) -> None:

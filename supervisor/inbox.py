@@ -20,19 +20,21 @@ from theater.errors import ProtocolError, Refused, TheaterError
 
 from . import api, children
 from .directory import Directory
-from .registry import Status
+from .gate import Gate
+from .registry import ActorRecord
 from .services import Services
 
 log = logging.getLogger("theater.server")
 
 
 class Inbox:
-    def __init__(self, services: Services, directory: Directory) -> None:
+    def __init__(self, services: Services, directory: Directory, gate: Gate) -> None:
         self.services = services
         self.outbox = services.outbox
         self.registry = services.registry
         self.supervision = services.supervision
         self.directory = directory
+        self.gate = gate
 
     def from_client(self, frames: list[bytes]) -> None:
         client, body = frames[0], frames[1:]
@@ -55,23 +57,14 @@ class Inbox:
             log.exception("theater-server: internal error handling %s", header["k"])
             req.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
 
-    def from_worker(self, frames: list[bytes]) -> None:
-        ident, body = frames[0], frames[1:]
-        try:
-            header, data = protocol.decode(body)
-        except ProtocolError as e:
-            log.warning("malformed message from worker %r: %s", ident, e)
-            return
-        rec = self.registry.by_ident.get(ident)
-        if rec is None and header["k"] == "hello":
-            rec = self.registry.get(header["actor"])
-            if rec is None or rec.run.ident is not None or rec.status not in (Status.STARTING, Status.RESTARTING):
-                log.warning("hello from %r for actor %s refused", ident, header["actor"])
-                return
-            self.registry.bind(rec, ident)
-        if rec is None:
-            log.debug("message from unknown worker %r dropped", ident)
-            return
+    def from_worker(self, frames: list[Any]) -> None:
+        """A message from a worker (as Frames: the gate attributes it by the sender's pid)."""
+        admitted = self.gate.admit(frames)
+        if admitted is not None:
+            self.worker_message(*admitted)
+
+    def worker_message(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
+        """A message from ``rec``'s worker."""
         rec.run.last_seen = time.monotonic()
         kind = header["k"]
         if kind in ("ok", "error", "reply"):
@@ -110,6 +103,14 @@ class Inbox:
             return
         if header["k"] in ("ok", "error"):
             self.outbox.answered(header["re"], header, data)
+        elif header["k"] == "chain_status":
+            error = header.get("error")
+            if error != self.services.chain_error:
+                if error:
+                    log.error("the chain refuses new events: %s; actors wait until it can write", error)
+                else:
+                    log.warning("the chain stores events again")
+                self.services.chain_error = error if isinstance(error, str) else None
 
 
 def _request_id(body: list[bytes]) -> str:

@@ -171,6 +171,14 @@ class Outbox:
                                     retry=msg if header["k"] == "record" else None)
         self.chain.send_multipart(msg)
 
+    def tell_chain(self, header: dict[str, Any]) -> None:
+        """A notice for the chain (no answer): bind and unbind."""
+        assert self.chain is not None
+        try:
+            self.chain.send_multipart(protocol.encode(header), zmq.NOBLOCK)
+        except zmq.Again:
+            log.error("chain socket full: %s for %s dropped", header["k"], header.get("actor"))
+
     # ---- answers -----------------------------------------------------------------------------
 
     def answered(self, rid: str, header: dict[str, Any], data: list[bytes]) -> None:

@@ -2,7 +2,7 @@
 
 Sockets:
   management  ROUTER  clients (the CLI)                      run/theater.sock, or --listen tcp://... + CURVE
-  control     ROUTER  workers (identity = actor id)          run/control.sock, ROUTER_MANDATORY
+  control     ROUTER  workers (attributed by pid: gate.py)    run/control.sock, ROUTER_MANDATORY
   chain       DEALER  the chain process (queries, records)   run/chain.sock
   events      SUB     the chain's published events, relayed to `events --follow` clients
   gateway     DEALER  the gateway process (grants)           run/gateway.sock (supervisor/gateway)
@@ -30,11 +30,13 @@ from theater import keys, protocol
 from theater import manifest as manifests
 from theater.config import ServerConfig
 from theater.errors import TheaterError, UsageError
+from theater.manifest import Backoff
 from theater.paths import Home
 
 from . import limits as limits_
 from .compiles import Compiles
 from .directory import Directory
+from .gate import Gate
 from .gateway.link import GatewayLink
 from .health import Health
 from .inbox import Inbox
@@ -45,6 +47,7 @@ from .outbox import Outbox
 from .persist import SavedActors
 from .registry import Registry
 from .relay import Relay
+from .restart import next_backoff
 from .sdnotify import Notifier
 from .security import secure_listener
 from .services import Services
@@ -52,8 +55,9 @@ from .supervision import Supervision
 
 log = logging.getLogger("theater.server")
 
-# The chain process is restarted after dying, at most this often.
-CHAIN_RESTART_DELAY = 0.2
+# The chain process is restarted after dying: after 0.2 s, doubling with each death that
+# follows a short run (a crash loop, say on a full disk), up to 30 s.
+CHAIN_BACKOFF = Backoff(min=0.2, max=30.0, jitter=0.0)
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
 
@@ -77,7 +81,10 @@ class Server:
         self.stopping = False
         log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
         self.forkserver = ForkServer(home, log_args, self.limits.worker_parents())
-        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args])
+        self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
+                                                "--durability", self.config.durability])
+        self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False
+        self.gate = Gate(self.registry, self.outbox.tell_chain)
         self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
         self.registry.pid_watchers.append(self.gateway.pid_changed)
@@ -112,14 +119,13 @@ class Server:
             self._share_with_workers()
         self.chain_proc.start()
         self.gateway.start()
-        self.chain = self._dealer(self.home.chain_endpoint, b"supervisor")
+        self.chain = self._dealer(self.home.chain_endpoint, b"s" + os.urandom(15))
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)
         self.events.connect(self.home.events_endpoint)
         self.relay = Relay(self.outbox, self.events)
         self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)      # no ROUTER_HANDOVER: ids cannot be taken over
         self.control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.control.bind(self.home.control_endpoint)
         if self.user:
@@ -136,8 +142,9 @@ class Server:
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
                                  self.listen, self.public_key, self.gateway, self.directory)
-        self.inbox = Inbox(self.services, self.directory)
-        self.gate = secure_listener(self.mgmt, self.home, self.listen, self.curve)
+        self.inbox = Inbox(self.services, self.directory, self.gate)
+        self.gate.deliver = self.inbox.worker_message
+        self.zap = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
         try:
@@ -259,9 +266,12 @@ class Server:
 
     def _check_helpers(self) -> None:
         status = self.chain_proc.poll()
-        if status is not None and not self.stopping:
-            log.error("chain process exited (status %s); restarting it", status)
-            self.outbox.later(CHAIN_RESTART_DELAY, self._restart_chain)
+        if status is not None and not self.stopping and not self._chain_restart_due:
+            self._chain_restart_due = True          # poll() keeps answering until the restart
+            delay, self._chain_attempt = next_backoff(CHAIN_BACKOFF, self._chain_attempt,
+                                                      time.monotonic() - self._chain_started)
+            log.error("chain process exited (status %s); restarting it in %.1fs", status, delay)
+            self.outbox.later(delay, self._restart_chain)
             self.outbox.chain_lost()
         if self.forkserver.poll() is not None and not self.stopping:
             self._restart_forkserver()
@@ -280,11 +290,15 @@ class Server:
         self._out_fd = self.outputs.watch(self.forkserver.output_fd())
 
     def _restart_chain(self) -> None:
+        self._chain_restart_due = False
         if self.chain_proc.poll() is None:
             return
         self.outputs.unwatch(self._chain_out, drain=True)
         self.chain_proc.start()
+        self._chain_started = time.monotonic()
         self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
+        self.services.chain_error = None    # the new process says so if it cannot write either
+        self.gate.rebind_all()
         for rec in self.registry:
             if rec.alive:
                 self.outbox.to_worker(rec.actor_id, {"k": "chain_restarted"})
@@ -301,8 +315,8 @@ class Server:
         self.gateway.stop(HELPER_STOP_TIMEOUT)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
-        if self.gate is not None:
-            self.gate.close()
+        if self.zap is not None:
+            self.zap.close()
         self.health.closed()
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
@@ -317,8 +331,8 @@ class Server:
 
     def _drain(self, sock: zmq.Socket) -> None:
         for _ in range(1000):          # then let the other sockets have a turn
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+            try:           # a worker's messages as Frames: they carry its credentials (gate.py)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock is not self.control)
             except zmq.Again:
                 return
             if sock is self.mgmt:

@@ -34,6 +34,7 @@ class Services:
     public_key: str = ""
     gateway: GatewayLink | None = None
     directory: Directory | None = None
+    chain_error: str | None = None     # why the chain refuses new events, while it does (a full disk)
 
     def check_manifest(self, m: Manifest) -> None:
         """What only this server can check of a manifest before its actor starts (its secrets)."""

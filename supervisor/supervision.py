@@ -115,18 +115,19 @@ class Supervision:
         self._exited(rec, 0)
 
     def _limit(self, rec: ActorRecord, pid: int) -> None:
-        """The worker's pid is known (from the fork server or the worker's hello, whichever comes
-        first): its cgroup, which it made and joined as a spare, gets this actor's limits."""
+        """The fork server reported the worker's pid: its cgroup, which it made and joined as a
+        spare, gets this actor's limits, before the pid is known to anyone else (the gate lets
+        the worker's hello in then, and the hello's answer lets actor code run)."""
         run = rec.run
         if run.pid == pid and run.group is not None:
             return
-        self.registry.set_pid(rec, pid)
         lim = rec.spec.limits
         try:
             run.group = self.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
         except OSError as e:      # the host's cgroups refused: run it anyway, and say so
             log.error("actor %s: cannot set its cgroup's limits (%s); running it without", rec.actor_id, e)
             run.group = None
+        self.registry.set_pid(rec, pid)
 
     def _ready(self, rec: ActorRecord) -> None:
         rec.status = Status.RUNNING

@@ -59,9 +59,11 @@ class ChainReader:
         if not path.exists():
             raise NotFound(f"no chains database at {path}")
         self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        # Where each chain's last read stopped: (next seq, its parent, the stamp before it).
-        # Stamps are not stored, so a read from the middle would recompute them from event 0;
-        # paging and following read on from where they stopped and start from here.
+        # Where each chain's last read stopped: (the last event read, its parent, the stamp
+        # before it). Stamps are not stored, so a read from the middle would recompute them from
+        # event 0; paging and following read on from here. The last event read, not the next
+        # one: a page reads one event past what it returns (to learn whether there is more),
+        # and the next page starts at that event.
         self._resume: dict[int, tuple[int, bytes | None, bytes | None]] = {}
 
     def close(self) -> None:
@@ -88,11 +90,12 @@ class ChainReader:
         parent, stamp = self._before(aid, since)
         sql = ("SELECT e.seq, t.type, e.data, e.hash, e.time_ns, e.sig FROM events e "
                "JOIN types t ON t.tid = e.tid WHERE e.aid = ? AND e.seq >= ? ORDER BY e.seq")
-        n, at = 0, since
+        n, last = 0, None
         try:
             for seq, type_, data, hash_, time_ns, sig in self.db.execute(sql, (aid, since)):
+                last = (seq, parent, stamp)
                 stamp, prev = next_stamp(stamp, hash_, time_ns), parent
-                parent, at = hash_, seq + 1
+                parent = hash_
                 if not type_matches(type_, types):
                     continue
                 yield Event(actor_id, seq, prev, type_, data, hash_, time_ns, stamp, sig)
@@ -100,8 +103,8 @@ class ChainReader:
                 if limit is not None and n >= limit:
                     return
         finally:
-            if at > 0:
-                self._resume[aid] = (at, parent, stamp)
+            if last is not None:
+                self._resume[aid] = last
 
     def _aid(self, actor_id: str) -> int:
         row = self.db.execute("SELECT aid FROM actors WHERE actor = ?", (actor_id,)).fetchone()

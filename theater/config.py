@@ -15,6 +15,8 @@ from .errors import ManifestError
 from .manifest import MAX_MANIFEST_FILE, STRATEGIES, Checker, Limits, read_toml, reason
 from .paths import read_regular
 
+DURABILITY = ("process", "machine")     # [chain] durability: docs/chain-format.md
+
 
 @dataclass(frozen=True)
 class Compile:
@@ -38,6 +40,7 @@ class ServerConfig:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     store_max_bytes: int = 1 << 30     # the whole of $THEATER_HOME/store
     compile: Compile = field(default_factory=Compile)
+    durability: str = "process"        # [chain]: when an acknowledged event is safe (docs/chain-format.md)
     source: Path = Path("server.toml")  # the file read (or that would be): the gateway reads it again,
                                        # and messages say where to change a setting
 
@@ -52,15 +55,17 @@ def load_server_config(path: Path) -> ServerConfig:
         raise ManifestError(f"{path}: cannot read server config: {reason(e)}") from None
     doc = read_toml(text, str(path))
     c = Checker(str(path))
-    c.unknown(doc, {"limits", "root", "secrets", "store", "compile"}, "")
+    c.unknown(doc, {"limits", "root", "secrets", "store", "compile", "chain"}, "")
     root, store, secrets = doc.get("root", {}), doc.get("store", {}), doc.get("secrets", {})
-    comp = doc.get("compile", {})
-    for name, table in (("root", root), ("store", store), ("secrets", secrets), ("compile", comp)):
+    comp, chain = doc.get("compile", {}), doc.get("chain", {})
+    for name, table in (("root", root), ("store", store), ("secrets", secrets), ("compile", comp),
+                        ("chain", chain)):
         if not isinstance(table, dict):
             raise c.fail(name, f"expected a [{name}] table")
     c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
     c.unknown(store, {"max_bytes"}, "[store]")
     c.unknown(comp, {"memory", "timeout"}, "[compile]")
+    c.unknown(chain, {"durability"}, "[chain]")
     for name, value in secrets.items():
         if not _secrets.NAME.match(name) or not isinstance(value, str):
             raise c.fail(f"[secrets] {name}", "expected NAME = \"value\" (letters, digits and _; the value a string)")
@@ -70,6 +75,10 @@ def load_server_config(path: Path) -> ServerConfig:
     strategy = root.get("strategy", d.strategy)
     if strategy not in STRATEGIES:
         raise c.fail(f"[root] strategy = {strategy!r}", f"expected one of {', '.join(STRATEGIES)}")
+    durability = chain.get("durability", d.durability)
+    if durability not in DURABILITY:
+        raise c.fail(f"[chain] durability = {durability!r}", f"expected one of {', '.join(DURABILITY)} "
+                     f"(acknowledged once written, surviving any process; or once fsynced, surviving the machine)")
     try:
         store_max = parse_size(store.get("max_bytes", d.store_max_bytes))
     except ValueError as e:
@@ -77,6 +86,6 @@ def load_server_config(path: Path) -> ServerConfig:
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
                         period=c.duration(root, "period", "[root]", d.period, positive=True),
-                        secrets=dict(secrets), store_max_bytes=store_max, source=path,
+                        secrets=dict(secrets), store_max_bytes=store_max, source=path, durability=durability,
                         compile=Compile(c.size(comp, "memory", d.compile.memory, "[compile]"),
                                         c.duration(comp, "timeout", "[compile]", d.compile.timeout, positive=True)))

@@ -105,6 +105,9 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "record": ({"id": S, "actor": S, "type": S}, 1),  # the server appends a lifecycle event at the head
     "query": ({"id": S, "what": S}, 0),
     "shutdown": ({}, 0),                       # the server tells the chain (or the gateway) to finish and exit
+    "bind": ({"actor": S, "pid": N}, 0),        # the server: this process is the actor's worker now
+    "unbind": ({"actor": S}, 0),               # ... and now none is
+    "chain_status": ({}, 0),                   # the chain to the server: why it refuses events (error), or not
     # gateway plane: server -> gateway (accepted from the server's pid only)
     "grant": ({"actor": S, "pid": N, "config": D}, 0),    # config: handler type -> its grant
     "revoke": ({"pid": N}, 0),

@@ -117,7 +117,7 @@ class Actor:
                           on_bytes=lambda n: throttle.spent(n, time.monotonic()))
         loop.chain = chain
         loop.on_chain.update(ack=lambda h: chain.on_ack(h["seq"]), nack=self._nack)
-        loop.on["chain_restarted"] = lambda *_: chain.resend()
+        loop.on["chain_restarted"] = lambda *_: chain.restarted()
         self.recorder = recorder = Recorder(chain, throttle, loop.pump)
         self.mailbox = mailbox = Mailbox(self.actor_id, m.limits.mailbox, loop.reply, recorder.record)
         peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record)
@@ -160,7 +160,7 @@ class Actor:
 
         resuming = config["mode"] == "resume" and resume.get("has_state")
         state = (rframes[0] if rframes else None) if resuming else init_state
-        self.calls = calls = Calls(store, instance, watchdog, m.limits, recorder.record, shape, state)
+        self.calls = calls = Calls(store, instance, watchdog, m.limits, recorder.record, chain.seal, shape, state)
         host.calls = calls
         loop.call_deadline = lambda: calls.deadline
         recorder.record("lifecycle/start", {
@@ -250,6 +250,7 @@ class Actor:
                         break
                     item = items.popleft()
                     by_kind[item.what][0].deliver(item)
+                    loop.take_acks()        # what earlier calls of this burst answered may go now
         except Failure as f:
             return self._end(f"actor {self.actor_id} failed: {f.message}",
                              {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})

@@ -289,8 +289,15 @@ def _nested(named: _Named, fns: list[_Fn], view_in: View, view_out: View) -> str
 def wrap(wasm: bytes, imports: dict[str, str], exports: dict[str, list[str]]) -> bytes:
     """The outer component around ``wasm``. ``imports``: interface -> the exact name the actor
     imports it by; ``exports``: the exact name of each interface it exports -> its functions."""
+    wasi = sorted(base for base in imports if wit.is_wasi(base))
+    if wasi:                # WASI's resources (streams, pollables) cannot pass through it
+        raise Unsupported(f"it imports WASI ({wasi[0]}, ...)")
     try:
-        outer = wasmtime.wat2wasm(outer_wat(imports, exports))
+        text = outer_wat(imports, exports)
+    except (KeyError, IndexError, TypeError, ValueError) as e:    # a type it has no lowering for
+        raise Unsupported(f"a type the adapter does not carry ({type(e).__name__}: {e})") from None
+    try:
+        outer = wasmtime.wat2wasm(text)
     except wasmtime.WasmtimeError as e:
         raise Unsupported(f"the adapter does not assemble: {str(e).splitlines()[0]}") from None
     return _splice(bytes(outer), wasm)

@@ -31,12 +31,13 @@ Record = Callable[..., None]         # (event type, value, state_changed=False) 
 
 class Calls:
     def __init__(self, store: wasmtime.Store, instance: wc.Instance, watchdog: Watchdog, limits: Limits,
-                 record: Record, shape: Shape, state: bytes | None) -> None:
+                 record: Record, seal: Callable[[], None], shape: Shape, state: bytes | None) -> None:
         self.store = store
         self.instance = instance
         self.watchdog = watchdog
         self.limits = limits
         self.record = record
+        self.seal = seal                         # what a call sent leaves once its end is durable
         self.state = state
         self.count = 0
         self.deadline: float | None = None       # of the running call
@@ -88,6 +89,7 @@ class Calls:
         new_state, returns = records.split_result(payload)
         event, changed = records.result_event(name, returns, self.state, new_state)
         self.record("wasm", event, state_changed=changed)
+        self.seal()
         self.state = new_state
         return returns
 
@@ -107,4 +109,5 @@ class Calls:
 
     def _failed(self, function: str, reason: str, message: str) -> Failure:
         self.record("wasm", records.error_event(function, reason, message))
+        self.seal()
         return Failure(reason, message)

@@ -1,18 +1,34 @@
-"""This actor's side of the chain: number, link and ship every event, keep it until it is durable.
+"""This actor's side of the chain: number, link and ship every event; hold back every effect
+until the events that led to it are durable.
 
 An event is numbered when it happens, but encoded (canonical CBOR) and hashed only when
 its batch ships: that work is done while the actor waits anyway, not between a request
 and its reply. The worker hashes each event itself (the same function a replay uses),
 sends events in batches to the chain process, and keeps every one until the chain
-acknowledges its sequence number as durable (the chain acknowledges lazily, in its own
-time, unless asked to ``sync``). After a chain restart it sends them all again; the chain
-ignores what it already has. Unacknowledged events are bounded: past ``MAX_UNACKED``
-the actor takes no new work until the chain catches up.
+acknowledges its sequence number as durable. After a chain restart it sends them all
+again; the chain ignores what it already has. Unacknowledged events are bounded: past
+``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it does while
+the chain refuses events (``unavailable``: its disk is full), offering their first batch
+again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
+
+Effects: nothing leaves this worker (a reply, a one-way message, a channel message)
+before the chain holds every event emitted before it. An effect is *held*, then *sealed*
+at the head it waits for: by the next batch of events that ships (a message sent during
+a long call waits for the events up to that batch), by the end of its call, or at once
+(a reply, after its call's result). Sealed effects go, in order, when the chain
+acknowledges their head. Sealing asks the chain for a prompt acknowledgement (``sync``):
+with the batch that ships, or at the next pump, so the calls of one burst share one commit
+and their effects leave together. Host calls that need an answer (a request, a spawn)
+wait for the acknowledgement in place (``Actor.wait_durable``). A worker killed before
+then leaves no effect the restarted actor could repeat: it resumes from the last durable
+state, and nothing was seen of what came after.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +41,8 @@ from theater.events import encode_data, event_hash
 
 from .wire import send
 
+log = logging.getLogger("theater.worker")
+
 # Back-pressure point: how many events an actor may have in flight to the chain before it
 # stops taking new messages. 20k events is ~1 s of the chain's signed-and-durable rate.
 MAX_UNACKED = 20_000
@@ -32,12 +50,15 @@ MAX_UNACKED = 20_000
 BATCH = 256
 # Events wait at most this long in the worker before they are sent: one message per busy
 # actor per 5 ms instead of one per call, which is what lets the chain keep up with
-# thousands of calls per second; a call's events are durable within ~10 ms (this, the
-# chain's COMMIT_DELAY) and one fsync after it.
+# thousands of calls per second. An effect does not wait for it: sealing sends at once.
 FLUSH_INTERVAL = 0.005
 # Unacknowledged events older than this are sent again (covers a chain restart the
 # server has not announced yet, and any message lost on the way).
 RESEND_AFTER = 3.0
+# While the chain refuses events (its disk is full), they are offered again this often.
+RETRY_UNAVAILABLE = 1.0
+
+Failed = Callable[[zmq.ZMQError], None]
 
 
 class ChainLink:
@@ -51,11 +72,16 @@ class ChainLink:
         self.acked = head_seq               # the last event the chain holds durably
         self.pending: list[tuple[int, str, Any, int, bool]] = []   # (seq, type, value, time, state?)
         self.unacked: deque[tuple[int, dict[str, Any], bytes]] = deque()
-        self.sent_at = 0.0
+        self.resend_at = 0.0
         self.pending_since = 0.0
         self.emitted = 0                    # total, for rate accounting
-        # one-way messages waiting for the events that led to them to leave: (socket, frames, if refused)
-        self.held: list[tuple[zmq.Socket, list[bytes], Callable[[], None]]] = []
+        # effects waiting for the chain: [seq it waits for (None until sealed), socket, frames, if it fails, block]
+        self.held: deque[list[Any]] = deque()
+        self.sync_wanted = False            # something sealed waits: ask the chain to acknowledge now
+        self.refusal: str | None = None     # why the chain refuses our events, while it does
+        self.mending: int | None = None     # a resend in flight: the last event it sent again
+        self.sent = head_seq                # the last event sent to the chain
+        self._releasing = False
 
     def emit(self, event_type: str, value: Any, state_changed: bool = False) -> None:
         """Numbers one event after the head and queues it; it is encoded and linked at flush."""
@@ -68,37 +94,67 @@ class ChainLink:
         if len(self.pending) >= BATCH or time.monotonic() - self.pending_since > FLUSH_INTERVAL:
             self.flush()
 
-    def send_after(self, sock: zmq.Socket, frames: list[bytes], refused: Callable[[], None]) -> None:
-        """Sends a one-way message once the events recorded before it have left (at once if
-        none wait): nobody sees an effect the chain could lose, and a burst of sends costs one
-        batch, not one chain message each. ``refused`` runs if the socket's queue is full."""
-        self.held.append((sock, frames, refused))
-        if not self.pending:
-            self._release()
+    # ---- effects ---------------------------------------------------------------------------
+
+    def hold(self, sock: zmq.Socket, frames: list[bytes], failed: Failed | None = None, block: bool = False) -> None:
+        """Queues an effect; it leaves once sealed and the chain holds every event up to its seal
+        (``block``: waiting for room in the socket's queue, rather than failing when it is full)."""
+        self.held.append([None, sock, frames, failed, block])
+
+    def seal(self) -> None:
+        """Everything held so far waits for the events emitted so far (the end of a call, a reply)."""
+        if self.held and self.held[-1][0] is None:
+            self._mark()
+            if self.acked >= self.seq:
+                self._release()
+            else:
+                self.sync_wanted = True
+
+    def _mark(self) -> None:
+        for item in reversed(self.held):
+            if item[0] is not None:
+                break
+            item[0] = self.seq
 
     def _release(self) -> None:
-        held, self.held = self.held, []
-        for sock, frames, refused in held:
-            try:
-                send(sock, frames)
-            except zmq.Again:
-                refused()
-            except zmq.ZMQError:        # the peer restarted meanwhile: lost like any message in flight
-                pass
+        """Sends the sealed effects the chain's acknowledgements have made safe, in order."""
+        if self._releasing:             # a failed send records an event, which may pump: no re-entry
+            return
+        self._releasing = True
+        try:
+            while self.held and self.held[0][0] is not None and self.held[0][0] <= self.acked:
+                _, sock, frames, failed, block = self.held.popleft()
+                try:
+                    if block:
+                        sock.send_multipart(frames)
+                    else:
+                        send(sock, frames)
+                except zmq.ZMQError as e:       # Again: the peer's queue is full; else it went away
+                    if failed is not None:
+                        failed(e)
+        finally:
+            self._releasing = False
+
+    @property
+    def durable(self) -> bool:
+        """Whether the chain holds every event emitted so far."""
+        return self.acked >= self.seq
+
+    # ---- shipping ----------------------------------------------------------------------------
 
     def sync(self) -> None:
         """Sends what is pending and asks the chain to acknowledge at once (it otherwise
         acknowledges in its own time: see chain.service.ACK_DELAY)."""
-        self.flush(sync=True)
-        if self.unacked and not self.pending:
+        self.sync_wanted = False
+        if self.pending:
+            self.flush(sync=True)
+        elif self.unacked:
             self._send([], sync=True)
 
     def flush(self, sync: bool = False) -> None:
-        """Encodes, hashes and links the pending events, sends them as one batch, then lets
-        the messages held for them go."""
+        """Encodes, hashes and links the pending events and sends them as one batch; the effects
+        held meanwhile wait for it (and ask for its prompt acknowledgement)."""
         if not self.pending:
-            if self.held:
-                self._release()
             return
         batch: list[tuple[dict[str, Any], bytes]] = []
         head = self.head
@@ -114,10 +170,15 @@ class ChainLink:
         self.pending = []
         self.head = head
         self.on_bytes(sum(len(d) for _, d in batch))
-        self._send(batch, sync or self.backlog >= MAX_UNACKED // 2)
-        self.sent_at = time.monotonic()
-        if self.held:
-            self._release()
+        if self.held and self.held[-1][0] is None:
+            self._mark()
+            sync = True
+            self.sync_wanted = False
+        # while the chain refuses, they wait for the next retry; while a resend mends a gap,
+        # they follow it once it is acknowledged (sent now, they would only meet the gap)
+        if self.refusal is None and self.mending is None:
+            self._send(batch, sync or self.backlog >= MAX_UNACKED // 2)
+            self.resend_at = time.monotonic() + RESEND_AFTER
 
     def flush_in(self, now: float) -> float | None:
         """Seconds until the pending events are due to be sent (None: nothing pending)."""
@@ -131,35 +192,79 @@ class ChainLink:
                                   "sizes": [len(d) for _, d in batch]}
         if sync:
             header["sync"] = True
+        if batch:
+            self.sent = max(self.sent, batch[-1][0]["s"])
         with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
             send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
 
     def on_ack(self, seq: int) -> None:
+        self._acked(seq)
+        if self.refusal is not None:        # it took our probe: the rest follows at once
+            log.warning("actor %s: the chain takes its events again", self.actor_id)
+            self.refusal = None
+            self.resend()
+
+    def _acked(self, seq: int) -> None:
         if seq <= self.acked:
             return
         self.acked = seq
         while self.unacked and self.unacked[0][0] <= seq:
             self.unacked.popleft()
+        if self.mending is not None and seq >= self.mending:
+            self.mending = None             # mended: what was flushed meanwhile goes now
+            unsent = [(m, d) for s, m, d in self.unacked if s > self.sent]
+            for i in range(0, len(unsent), BATCH):
+                self._send(unsent[i:i + BATCH], sync=i + BATCH >= len(unsent))
+        if self.held:
+            self._release()
 
     def on_nack(self, head: int, error: str) -> bool:
         """The chain refused a batch. A gap (it lost what came before, e.g. in a restart) is
-        mended by sending again from its head; a conflict is fatal (False)."""
-        if not error.startswith("gap"):
-            return False
-        self.on_ack(head)
-        self.resend()
-        return True
+        mended by sending again from its head; while it cannot write (``unavailable``) the
+        events are kept and offered again later; anything else is fatal (False)."""
+        kind = error.split(":", 1)[0]
+        if kind == "gap":
+            # every batch in flight when the chain lost its tail is refused: mend once (a resend
+            # per refusal made thousands of duplicates), and hold new batches until it is done
+            self.on_ack(head)
+            if self.mending is None:
+                self.resend()
+            return True
+        if kind == "unavailable":
+            self._acked(head)
+            if self.refusal is None:
+                log.error("actor %s: the chain refuses its events (%s); keeping them and taking no new work "
+                          "until it takes them", self.actor_id, error)
+            self.refusal = error
+            self.resend_at = time.monotonic() + RETRY_UNAVAILABLE
+            return True
+        return False
+
+    def restarted(self) -> None:
+        """The server says a new chain process runs (the old one lost what it had not stored)."""
+        if self.unacked:
+            log.info("actor %s: the chain process restarted: sending %d unacknowledged events again",
+                     self.actor_id, len(self.unacked))
+            self.resend()
 
     def resend(self) -> None:
-        """Sends every unacknowledged event again, oldest first."""
+        """Sends every unacknowledged event again, oldest first; new batches wait until the chain
+        acknowledges the last of them (``mending``)."""
         items = list(self.unacked)
         for i in range(0, len(items), BATCH):
             self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
-        self.sent_at = time.monotonic()
+        self.mending = items[-1][0] if items else None
+        self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
-        if self.unacked and now - self.sent_at > RESEND_AFTER:
-            self.resend()
+        if not self.unacked or now < self.resend_at:
+            return
+        if self.refusal is not None:        # one batch asks whether the chain takes events again
+            self._send([(m, d) for _, m, d in itertools.islice(self.unacked, BATCH)], sync=True)
+            self.resend_at = now + RETRY_UNAVAILABLE
+            return
+        log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id, len(self.unacked))
+        self.resend()
 
     @property
     def backlog(self) -> int:
@@ -167,7 +272,7 @@ class ChainLink:
 
     @property
     def congested(self) -> bool:
-        return self.backlog >= MAX_UNACKED
+        return self.backlog >= MAX_UNACKED or self.refusal is not None
 
     @property
     def settled(self) -> bool:

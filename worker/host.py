@@ -60,8 +60,11 @@ class Host:
         assert self.calls is not None
         return self.calls.call(interface, fn, params)
 
-    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
-        self._loop.reply(route, header, *frames, quiet=quiet)
+    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False,
+              held: bool = True) -> None:
+        """Answers a message once the events that led to it are durable (``held``), or at once (a
+        refusal, which carries nothing of the actor's)."""
+        self._loop.reply(route, header, *frames, quiet=quiet, held=held)
 
     def refuse(self, item: Incoming, error: str) -> None:
         self._mailbox.refuse(item, error)

@@ -64,7 +64,9 @@ class Sockets:
 
     @classmethod
     def open(cls, ctx: zmq.Context, home: Home) -> Sockets:
-        identity = f"w-{os.getpid()}".encode()
+        # unguessable: the server and the chain attribute messages by pid, and a routing id
+        # nobody can predict cannot be claimed by another process after this one exits
+        identity = b"w" + os.urandom(15)
 
         def dealer(endpoint: str, hwm: int) -> zmq.Socket:
             sock = ctx.socket(zmq.DEALER)
@@ -104,26 +106,60 @@ class Loop:
     # ---- out ------------------------------------------------------------------------------
 
     def before_effect(self) -> None:
-        """The events recorded so far leave for the chain before any effect of them leaves."""
-        if self.chain is not None:
-            self.chain.flush()
+        """Waits (serving the sockets) until the chain holds every event emitted so far: before
+        an effect the running call waits on (a request, a channel open, a spawn, an outside
+        request), which must not leave ahead of the events that led to it, nor ahead of the
+        messages sent before it."""
+        chain = self.chain
+        if chain is None:
+            return
+        chain.seal()
+        if chain.durable:
+            return
+        chain.sync()
+        deadline = self.call_deadline() or time.monotonic() + DEFAULT_TIMEOUT
+        while not chain.durable:
+            if self.watchdog is not None and self.watchdog.stop_requested:
+                raise Refused("the actor is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = f" ({chain.refusal})" if chain.refusal else ""
+                raise Timeout(f"the chain did not store this call's events within its time limit{why}")
+            if _spin_until_readable(self.chain_sock, REPLY_SPIN):
+                self.drain(self.chain_sock)     # the acknowledgement, most likely
+                continue
+            self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
-    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False) -> None:
-        """Answers (or writes on a channel to) whoever a message came from; the events that led to
-        it leave for the chain first, so nobody sees an effect the chain could lose."""
-        self.before_effect()
+    def take_acks(self) -> None:
+        """Handles the chain's waiting answers, if any (cheap: one flag read when there are none)."""
+        if wire.readable(self.chain_sock):
+            self.drain(self.chain_sock)
+
+    def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False,
+              held: bool = True) -> None:
+        """Answers (or writes on a channel to) whoever a message came from, once the chain holds
+        the events that led to it: nobody sees an effect the chain could lose. A refusal, which
+        carries nothing of the actor's, goes at once (``held=False``)."""
         kind, ident = route
+        if kind != "control" and ident == self.own:
+            return                              # our own message: nobody waits on it
         msg = protocol.encode(header, *frames)
-        try:
-            if kind == "control":
-                self.control.send_multipart(msg)
-            elif ident == self.own:
-                return                          # our own message: nobody waits on it
-            elif ident is not None:
-                wire.send(self.inbox, [ident, *msg])
-        except zmq.ZMQError as e:
+        sock, out = (self.control, msg) if kind == "control" else (self.inbox, [ident, *msg])
+
+        def failed(e: zmq.ZMQError) -> None:
             if not quiet:
                 log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
+        if held and self.chain is not None:
+            self.chain.hold(sock, out, failed, block=kind == "control")
+            self.chain.seal()
+            return
+        try:
+            if kind == "control":
+                sock.send_multipart(out)        # the server reads its control socket promptly
+            else:
+                wire.send(sock, out)
+        except zmq.ZMQError as e:
+            failed(e)
 
     def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
         self.control.send_multipart(protocol.encode(header, *frames))
@@ -178,6 +214,10 @@ class Loop:
         pending events once they are due (see chainlink.FLUSH_INTERVAL)."""
         chain = self.chain
         if chain is not None:
+            if chain.sync_wanted:               # effects wait: their events go now, acknowledged at once
+                chain.sync()
+                if timeout > 0 and _spin_until_readable(self.chain_sock, REPLY_SPIN):
+                    self.drain(self.chain_sock)
             due = chain.flush_in(time.monotonic())
             if due is not None:
                 if due <= 0:

@@ -35,7 +35,7 @@ class Incoming:
         return ident.decode() if kind == "peer" and ident else None
 
 
-Reply = Callable[..., None]          # (route, header, *frames, quiet=...) -> None
+Reply = Callable[..., None]          # (route, header, *frames, quiet=..., held=...) -> None
 Record = Callable[[str, Any], None]  # (event type, value) -> None
 
 
@@ -80,13 +80,13 @@ class Mailbox:
         is told (at most every REFUSAL_NOTICE per sender), so its next sends fail at once."""
         rid = item.header.get("rid")
         if rid is not None:
-            self._reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True)
+            self._reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True, held=False)
             return
         kind, ident = item.route
         now = time.monotonic()
         if kind == "peer" and ident is not None and now - self._notified.get(ident, 0.0) > REFUSAL_NOTICE:
             self._notified[ident] = now
-            self._reply(item.route, {"k": "refused", "error": error}, quiet=True)
+            self._reply(item.route, {"k": "refused", "error": error}, quiet=True, held=False)
 
     def drop(self, reason: str) -> None:
         """Refuses everything still waiting (the actor is ending)."""

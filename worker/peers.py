@@ -66,13 +66,17 @@ class Peers:
         canonical, sock = self._socket(target)
         if wire.readable(sock):       # a refusal may be waiting (we may be deep in one wasm call)
             self.loop.drain(sock)
+        self.loop.take_acks()         # ... and acknowledgements that let earlier sends go
         until, why = self.full.get(canonical, (0.0, ""))
         if until > time.monotonic():
             raise Refused(why)
         # leaves with the batch holding this send's event, in order with every other effect
+        def failed(e: zmq.ZMQError) -> None:       # else the peer restarted meanwhile: lost like any in flight
+            if isinstance(e, zmq.Again):
+                self.refused(sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)")
+        # leaves once this call's events are durable, in order with every other effect
         assert self.loop.chain is not None
-        self.loop.chain.send_after(sock, protocol.encode(header, *frames), lambda: self.refused(
-            sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)"))
+        self.loop.chain.hold(sock, protocol.encode(header, *frames), failed)
 
     def refused(self, sock: zmq.Socket, why: str) -> None:
         """The peer on ``sock`` turned a message away: fail sends to it for a moment, and record it."""
@@ -89,8 +93,7 @@ class Peers:
         if target == self.actor_id:
             raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = self._socket(target)
-        assert self.loop.chain is not None
-        self.loop.chain.flush()
+        self.loop.before_effect()       # nothing leaves ahead of the events that led to it
         msg = protocol.encode(header, *frames)
         while True:
             try:

@@ -62,12 +62,16 @@ def stop(req: Request) -> None:
 
 
 def list_actors(req: Request) -> None:
-    req.ok(actors=[r.summary() for r in req.services.registry])
+    """Each actor's summary; while the chain refuses new events (a full disk), each says why
+    (``chain_error``): no actor makes progress until it can store them."""
+    error = req.services.chain_error
+    req.ok(actors=[{**r.summary(), **({"chain_error": error} if error else {})} for r in req.services.registry])
 
 
 def inspect(req: Request) -> None:
     rec = req.services.registry.lookup(req.header["actor"])
-    req.ok(actor={**rec.detail(), "enforced": req.services.limits.describe()})
+    req.ok(actor={**rec.detail(), "enforced": req.services.limits.describe(),
+                  "chain_error": req.services.chain_error})
 
 
 # Whose tools an MCP client sees: a restarting actor keeps its tools (its calls wait or fail

@@ -65,6 +65,8 @@ def list_actors(args: argparse.Namespace, ctx: Context) -> int:
     rows = [[a["id"], a["name"], a["status"], str(a["pid"] or "-"), str(a["restarts"]), a["last_error"] or ""]
             for a in actors]
     _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RESTARTS", "LAST ERROR"])
+    if actors[0].get("chain_error"):
+        _output.line(f"chain: refusing new events ({actors[0]['chain_error']}); actors wait until it can store them")
     return 0
 
 
@@ -86,6 +88,9 @@ def inspect(args: argparse.Namespace, ctx: Context) -> int:
     if info.get("last_exit"):
         e = info["last_exit"]
         _output.line(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
+    if info.get("chain_error"):
+        _output.line(f"{'chain:':13} refusing new events ({info['chain_error']}); the actor waits until it can "
+                     f"store them")
     return 0
 
 

@@ -18,6 +18,7 @@ import orjson
 
 from .. import keys
 from ..chaindb import ChainReader
+from ..client import Client
 from ..errors import TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
 from . import _output, curve
@@ -127,7 +128,7 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
                     if idle is not None and now - last_event > idle:
                         return
                     if now - last_heard > SERVER_CHECK:
-                        c.ping()                         # raises Unreachable if the server died
+                        _check_server(c)
                         last_heard = time.monotonic()
                         break                            # and look in the store: the relay may have dropped some
                     continue
@@ -150,6 +151,18 @@ def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float |
     finally:
         with contextlib.suppress(TheaterError):
             c.call("unsubscribe", sub=sub["sub"], timeout=2)
+
+
+def _check_server(c: Client) -> None:
+    """Raises Unreachable if the server died. A server that kept pushing events while we waited
+    for its answer is alive: its answer was dropped because our queue of pushes was full (a
+    follower that was stopped, then continued)."""
+    queued = len(c.pushes)
+    try:
+        c.ping()
+    except Unreachable:
+        if len(c.pushes) == queued:
+            raise
 
 
 def _reader(ctx: Context) -> ChainReader:

@@ -165,7 +165,7 @@ class MessageServer(Handler):
     def close(self, reason: str) -> None:
         """Tells everyone still waiting on this actor that it is gone."""
         for rid, route in self.outstanding.items():
-            self.host.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True)
+            self.host.reply(route, {"k": "reply", "rid": rid, "ok": False, "error": reason}, quiet=True, held=False)
         self.outstanding.clear()
 
 

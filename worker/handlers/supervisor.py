@@ -22,6 +22,8 @@ INTERFACE = "theater:simple/supervisor"
 EXPORTS = "theater:simple/supervisor-handlers"
 CALLBACKS = {"child_error": "handle-child-error", "child_exit": "handle-child-exit",
              "child_external_stop": "handle-child-external-stop"}
+# Requests that change something outside this actor (the rest only read).
+EFFECTS = {"spawn", "stop_child", "restart_child"}
 # How the server's exit reasons map onto the WIT's error-type enum.
 ERROR_TYPES = {"timeout": "operation-timeout", "hang": "operation-timeout"}
 
@@ -75,6 +77,8 @@ class Supervisor(Handler):
         }}
 
     def _ask(self, kind: str, *frames: bytes, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
+        if kind in EFFECTS:
+            self.host.before_effect()   # a child started or stopped is an effect: after the events that led to it
         return self.host.ask_server({"k": kind, **fields}, *frames)
 
     def deliver(self, item: Incoming) -> None:

@@ -1,0 +1,88 @@
+"""The chain process's answers to ``resume`` and ``query`` (events, state, head, chains, verify, key, stats).
+
+Reads go through a read-only connection (``theater.chaindb``), safe beside the writer;
+the heads and last states come from the store's memory, which is what workers resume from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from theater import events as ev
+from theater import keys
+from theater.chaindb import ChainReader
+from theater.errors import NotFound, ProtocolError, VerifyError
+
+from .store import ChainStore
+
+# One query returns at most this many events (their metadata, ~330 bytes each, must fit a
+# header); the client asks again from the next seq.
+QUERY_LIMIT = 2_000
+
+
+class Queries:
+    def __init__(self, store: ChainStore, reader: ChainReader, key: Ed25519PrivateKey,
+                 stats: Callable[[], dict[str, Any]]) -> None:
+        self.store = store
+        self.reader = reader
+        self.key = key
+        self.stats = stats
+
+    def answer(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        """The answer's fields and frames; raises TheaterError (or KeyError, TypeError,
+        ValueError for a malformed query: never trust a query's fields)."""
+        kind = header["k"]
+        if kind == "resume":
+            h = self.store.head(header["actor"], header.get("name", ""))
+            return ({"seq": h.seq, "hash": h.hash.hex() if h.hash else None, "has_state": h.has_state},
+                    [h.state or b""] if h.has_state else [])
+        if kind != "query":
+            raise ProtocolError(f"the chain does not answer {kind!r}")
+        what = header["what"]
+        if what == "events":
+            actor_id = self.reader.resolve(header["actor"])
+            limit = min(int(header.get("limit") or QUERY_LIMIT), QUERY_LIMIT)
+            types = tuple(header.get("types") or ())
+            found = list(self.reader.events(actor_id, int(header.get("since") or 0), limit + 1, types))
+            more = len(found) > limit
+            found = found[:limit]
+            return ({"actor": actor_id, "events": [ev.to_wire(e) for e in found], "more": more},
+                    [e.data for e in found])
+        if what == "state":
+            h = self.store.head(self.reader.resolve(header["actor"]))
+            return {"has_state": h.has_state}, [h.state or b""] if h.has_state else []
+        if what == "head":
+            return {"checkpoint": self._checkpoint(self.reader.resolve(header["actor"]))}, []
+        if what == "chains":
+            return {"chains": [{"actor": c.actor_id, "name": c.name, "length": c.length,
+                                "head": c.head.hex() if c.head else None} for c in self.reader.chains()]}, []
+        if what == "verify":
+            return {"reports": self._verify(header.get("actor"))}, []
+        if what == "key":
+            return {"public_key": keys.public_hex(self.key.public_key())}, []
+        if what == "stats":
+            return self.stats(), []
+        raise ProtocolError(f"unknown chain query {what!r}")
+
+    def _checkpoint(self, actor_id: str) -> dict[str, Any]:
+        """A checkpoint over the whole stored chain, signed now."""
+        h = self.store.head(actor_id)
+        if h.hash is None or h.stamp is None:
+            raise NotFound(f"actor {actor_id} has no events yet")
+        sig = self.key.sign(ev.checkpoint_message(actor_id, h.seq, h.hash, h.stamp))
+        return ev.Checkpoint(actor_id, h.seq, h.hash, h.stamp, sig).to_json()
+
+    def _verify(self, actor: str | None) -> list[dict[str, Any]]:
+        public = self.key.public_key()
+        ids = [self.reader.resolve(actor)] if actor else [c.actor_id for c in self.reader.chains()]
+        reports = []
+        for actor_id in ids:
+            try:
+                r = ev.verify_chain(self.reader.events(actor_id), public)
+                reports.append({"actor": actor_id, "ok": True, "events": r.events, "signatures": r.signatures})
+            except VerifyError as e:
+                reports.append({"actor": actor_id, "ok": False, "error": e.message, "seq": e.seq})
+        return reports

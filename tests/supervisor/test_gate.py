@@ -1,0 +1,93 @@
+"""supervisor/gate.py against a real registry: control messages are attributed by the sender's
+pid (as the kernel reports it), never by the routing id or the pid a sender claims."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from supervisor import gate as gate_module
+from supervisor.gate import Gate
+from supervisor.registry import ActorRecord, ChildSpec, Registry
+from theater.manifest import Limits, parse
+
+MANIFEST = 'name = "a"\nversion = "0.1.0"\ncomponent = "a.wasm"\n'
+
+
+class Frame:
+    """What the gate reads of a zmq.Frame: its bytes (and, patched below, its sender's pid)."""
+
+    def __init__(self, data: bytes, pid: int) -> None:
+        self.bytes = data
+        self.pid = pid
+
+
+class Server:
+    """What the gate talks to: the registry, the chain (told), the inbox (delivered)."""
+
+    def __init__(self) -> None:
+        self.registry = Registry()
+        self.told: list[dict[str, Any]] = []
+        self.delivered: list[tuple[ActorRecord, dict[str, Any], list[bytes]]] = []
+
+    def tell_chain(self, header: dict[str, Any]) -> None:
+        self.told.append(header)
+
+
+@pytest.fixture
+def setup(monkeypatch):
+    monkeypatch.setattr(gate_module.peercred, "pid", lambda frame: frame.pid)
+    server = Server()
+    rec = ActorRecord(ChildSpec("actor-1", parse(MANIFEST), MANIFEST, "/", "sha", None, None, Limits()))
+    server.registry.add(rec)
+    gate = Gate(server.registry, server.tell_chain)
+    gate.deliver = lambda *m: server.delivered.append(m)
+    return server, gate, rec
+
+
+def msg(ident: bytes, sender: int, **header: Any) -> list[Frame]:
+    return [Frame(ident, sender), Frame(orjson.dumps(header), sender)]
+
+
+def hello(ident: bytes, sender: int, claimed: int) -> list[Frame]:
+    return msg(ident, sender, k="hello", actor="actor-1", pid=claimed, endpoint="ipc:///x")
+
+
+def test_a_hello_before_the_spawn_report_waits_for_it(setup):
+    server, gate, rec = setup
+    assert gate.admit(hello(b"w1", 100, 100)) is None             # waits
+    server.registry.set_pid(rec, 100)                              # the fork server's report
+    assert len(server.delivered) == 1 and server.delivered[0][0] is rec and rec.run.ident == b"w1"
+    assert server.told == [{"k": "bind", "actor": "actor-1", "pid": 100}]
+    assert gate.admit(msg(b"w1", 100, k="ready", actor="actor-1")) is not None
+
+
+def test_a_rogue_hello_is_refused_however_it_comes(setup):
+    server, gate, rec = setup
+    assert gate.admit(hello(b"r1", 666, 100)) is None              # claims the worker's pid: refused
+    assert gate.admit(hello(b"r2", 666, 666)) is None              # early, its own pid: waits ...
+    assert gate.admit(hello(b"w1", 100, 100)) is None
+    server.registry.set_pid(rec, 100)                              # ... and loses to the real worker
+    assert len(server.delivered) == 1 and rec.run.ident == b"w1"
+    assert gate.admit(hello(b"r3", 666, 666)) is None              # too late: the actor has its worker
+    assert rec.run.ident == b"w1"
+
+
+def test_a_bound_connection_takes_messages_from_its_worker_only(setup):
+    server, gate, rec = setup
+    server.registry.set_pid(rec, 100)
+    assert gate.admit(hello(b"w1", 100, 100)) is not None
+    assert gate.admit(msg(b"w1", 666, k="ready", actor="actor-1")) is None     # a handed-over connection
+    assert gate.admit(msg(b"other", 100, k="ready", actor="actor-1")) is None  # no hello on this one
+    server.registry.set_pid(rec, None)                                         # it exited
+    assert server.told[-1] == {"k": "unbind", "actor": "actor-1"}
+
+
+def test_after_the_spawn_report_only_the_reported_pid_says_hello(setup):
+    server, gate, rec = setup
+    server.registry.set_pid(rec, 100)
+    assert not server.delivered
+    assert gate.admit(hello(b"r1", 666, 666)) is None and rec.run.ident is None
+    assert gate.admit(hello(b"w1", 100, 100)) is not None and rec.run.ident == b"w1"

@@ -1,0 +1,330 @@
+"""The chain process trusts nothing a sender says about itself (issue 16, findings 2 and 14).
+
+It recomputes every hash it stores; it takes an actor's events only from the process the
+server bound to that actor (the kernel's SO_PEERCRED pid, not an identity the peer chose),
+and records, queries and binds only from the server; everything else is refused with a
+reason, and the chain goes on. Part 1 drives a chain process directly (this test process
+is its "server": ``--parent`` is our pid) and a second local process (tests/rogue.py).
+Part 2 runs a real server with ``--user`` and a rogue process of the workers' user, which
+tries to forge, read and hijack, and fails at each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import zmq
+
+from theater import protocol
+from theater.chaindb import ChainReader
+from theater.errors import NotFound
+from theater.events import encode_data, event_hash
+from theater.paths import Home
+
+from .conftest import EXAMPLES, ROOT, Server, cli_events, cli_start, pid_alive, wait_for
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+
+
+# ---- a chain process of our own --------------------------------------------------------------------
+
+def make_event(actor: str, seq: int, parent: bytes | None, value: Any = None, type_: str = "test/event",
+               time_ns: int | None = None) -> tuple[dict[str, Any], bytes, bytes]:
+    """(meta as a worker sends it, data, the event's true hash)."""
+    data = encode_data({"n": seq} if value is None else value)
+    h = event_hash(actor, seq, parent, type_, data)
+    return {"s": seq, "h": h.hex(), "y": type_, "t": time.time_ns() if time_ns is None else time_ns}, data, h
+
+
+class RawChain:
+    """``python -m chain`` with this test process as its server."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.log = home.root / "chain.log"
+        home.ensure()
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "chain", "--home", str(home.root), "--parent",
+                                          str(os.getpid()), "--log-level", "debug"],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(home.chain_endpoint)
+        self.ids = 0
+        assert self.call({"k": "query", "what": "key"}, timeout=30)[0]["k"] == "ok", self.log.read_text()
+
+    def send(self, header: dict[str, Any], *frames: bytes) -> None:
+        self.sock.send_multipart(protocol.encode(header, *frames))
+
+    def call(self, header: dict[str, Any], *frames: bytes, timeout: float = 10) -> tuple[dict[str, Any], list[bytes]]:
+        """Sends and returns the answer: the reply to its id, or (an append) its ack or nack."""
+        if header["k"] != "append":
+            self.ids += 1
+            header = {"id": f"t{self.ids}", **header}
+        self.send(header, *frames)
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.sock.poll(left * 1000):
+                break
+            h, data = protocol.decode(self.sock.recv_multipart())
+            if h.get("re") == header.get("id") or (header["k"] == "append" and h["k"] in ("ack", "nack")):
+                return h, data
+        raise AssertionError(f"no answer to {header['k']} within {timeout}s; chain log:\n{self.log.read_text()}")
+
+    def append(self, actor: str, events: list[tuple[dict[str, Any], bytes, bytes]], **extra: Any) -> dict[str, Any]:
+        header = {"k": "append", "actor": actor, "events": [m for m, _, _ in events],
+                  "sizes": [len(d) for _, d, _ in events], "sync": True, **extra}
+        return self.call(header, b"".join(d for _, d, _ in events))[0]
+
+    def stored(self, actor: str) -> list[tuple[int, str, bytes]]:
+        """(seq, type, hash) of each stored event, read from chains.db."""
+        reader = ChainReader(self.home.chains_db)
+        try:
+            return [(e.seq, e.type, e.hash) for e in reader.events(actor)]
+        except NotFound:
+            return []
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.send({"k": "shutdown"})
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def chain(home: Home) -> Iterator[RawChain]:
+    c = RawChain(home)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def j(**fields: Any) -> str:
+    return orjson.dumps(fields).decode()
+
+
+ROGUE_ENV = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def rogue_command(user: str | None, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.rogue", *(["--user", user] if user else []), *args]
+
+
+def rogue(*args: str, user: str | None = None, wait: float = 15) -> list[dict[str, Any]]:
+    """Runs tests/rogue.py (as ``user`` if given); the messages it received."""
+    p = subprocess.run(rogue_command(user, *args), capture_output=True, timeout=wait + 30, cwd=ROOT,
+                       env=ROGUE_ENV)
+    assert p.returncode == 0, p.stderr.decode()
+    return [orjson.loads(line) for line in p.stdout.splitlines() if line.startswith(b"{")]
+
+
+# ---- part 1: what the chain checks -----------------------------------------------------------------
+
+def test_an_event_whose_claimed_hash_is_not_its_own_is_refused(chain):
+    """The chain recomputes each hash: a worker cannot make it store an event under a hash that
+    is a real hash, only of another event (which would fork the worker's view from the store)."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    meta, data, _ = make_event(actor, 0, None, {"n": 0})
+    _, _, other = make_event(actor, 0, None, {"n": "something else"})
+    nack = chain.append(actor, [({**meta, "h": other.hex()}, data, other)])
+    assert nack["k"] == "nack" and nack["error"].startswith("conflict"), nack
+    assert chain.stored(actor) == []
+    good = make_event(actor, 0, None, {"n": 0})
+    assert chain.append(actor, [good]) == {"k": "ack", "actor": actor, "seq": 0}
+    assert chain.stored(actor) == [(0, "test/event", good[2])]
+
+
+def _refusals(actor: str, other: str, e0: tuple, e1: tuple) -> dict[str, tuple[str, list, dict[str, Any]]]:
+    """name -> (actor the append is for, events, extra header fields), each refused or ignored."""
+    meta1, data1, h1 = e1
+    return {
+        "gap": (actor, [make_event(actor, 3, e1[2])], {}),
+        "conflict": (actor, [make_event(actor, 0, None, {"n": "rewritten"})], {}),
+        "malformed-sizes": (actor, [e1], {"sizes": [len(data1) + 1]}),
+        "malformed-sizes-type": (actor, [e1], {"sizes": ["x"]}),
+        "malformed-meta": (actor, [({k: v for k, v in meta1.items() if k != "h"}, data1, h1)], {}),
+        "malformed-seq": (actor, [({**meta1, "s": "1"}, data1, h1)], {}),
+        "malformed-time": (actor, [({**meta1, "t": 1 << 63}, data1, h1)], {}),       # SQLite: at most 2^63 - 1
+        "malformed-negative-time": (actor, [({**meta1, "t": -1}, data1, h1)], {}),
+        "another-actor": (other, [make_event(other, 0, None)], {}),
+    }
+
+
+REFUSALS = ["gap", "conflict", "malformed-sizes", "malformed-sizes-type", "malformed-meta", "malformed-seq",
+            "malformed-time", "malformed-negative-time", "another-actor"]
+EXPECTED = {"gap": "gap", "conflict": "conflict", "another-actor": "refused"}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_each_refusal_of_an_append_says_why_and_stores_nothing(chain, case):
+    actor, other = str(uuid.uuid4()), str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    e0 = make_event(actor, 0, None)
+    e1 = make_event(actor, 1, e0[2])
+    assert chain.append(actor, [e0])["k"] == "ack"
+    target, events, extra = _refusals(actor, other, e0, e1)[case]
+    answer = chain.append(target, events, **extra)
+    assert answer["k"] == "nack", answer
+    assert answer["error"].startswith(EXPECTED.get(case, "malformed")), answer
+    assert chain.stored(actor) == [(0, "test/event", e0[2])]
+    assert chain.stored(other) == []
+    # the chain goes on: the right next event is taken
+    assert chain.append(actor, [e1]) == {"k": "ack", "actor": actor, "seq": 1}
+    assert [s for s, _, _ in chain.stored(actor)] == [0, 1]
+
+
+def test_a_duplicate_is_acknowledged_and_stored_once(chain):
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    e0 = make_event(actor, 0, None)
+    e1 = make_event(actor, 1, e0[2])
+    assert chain.append(actor, [e0, e1])["seq"] == 1
+    assert chain.append(actor, [e0, e1]) == {"k": "ack", "actor": actor, "seq": 1}      # sent again after a restart
+    assert chain.append(actor, [e1]) == {"k": "ack", "actor": actor, "seq": 1}
+    assert [s for s, _, _ in chain.stored(actor)] == [0, 1]
+
+
+def test_only_the_server_records_queries_and_binds(chain):
+    """Another local process, even of the server's own user, is refused all of it: what the
+    server would do, and a worker's part for an actor not bound to it."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    assert chain.append(actor, [make_event(actor, 0, None)])["k"] == "ack"
+    record = j(k="record", id="r1", actor=actor, type="lifecycle/forged")
+    for header, frames in ((record, [encode_data({}).hex()]),
+                           (j(k="query", id="q1", what="events", actor=actor), []),
+                           (j(k="query", id="q2", what="state", actor=actor), []),
+                           (j(k="query", id="q3", what="chains"), []),
+                           (j(k="bind", id="b1", actor=actor, pid=1), [])):
+        got = rogue("ask", chain.home.chain_endpoint, header, *frames, "--wait", "10")
+        assert got and got[-1]["header"]["k"] == "error" and got[-1]["header"]["code"] == "refused", (header, got)
+    # a worker's part, from a process bound to no actor: it waits for a bind, then is refused
+    _, _, h0 = make_event(actor, 0, None)
+    meta, data, _ = make_event(actor, 1, h0, type_="lifecycle/forged")
+    append = j(k="append", actor=actor, events=[meta], sizes=[len(data)], sync=True)
+    got = rogue("ask", chain.home.chain_endpoint, append, data.hex(), "--wait", "20")
+    assert got and got[-1]["header"]["k"] == "nack" and got[-1]["header"]["error"].startswith("refused"), got
+    got = rogue("ask", chain.home.chain_endpoint, j(k="resume", id="r", actor=actor), "--wait", "20")
+    assert got and got[-1]["header"]["k"] == "error", got
+    assert [t for _, t, _ in chain.stored(actor)] == ["test/event"]
+    assert "refused" in chain.log.read_text()
+
+
+def test_a_resume_that_comes_before_its_bind_waits_for_it(chain):
+    """A worker asks for its resume while the server is still telling the chain its pid."""
+    actor = str(uuid.uuid4())
+    p = subprocess.Popen(rogue_command(None, "ask", chain.home.chain_endpoint,
+                                       j(k="resume", id="r", actor=actor, name="late"), "--wait", "20"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        wait_for(lambda: "chain: " in chain.log.read_text() and pid_alive(p.pid), what="the rogue to start")
+        time.sleep(0.3)         # not synchronisation: lets the resume arrive first, as it often does
+        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
+        out, err = p.communicate(timeout=40)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    answers = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
+    assert answers and answers[-1]["header"]["k"] == "ok", (answers, err)
+    assert answers[-1]["header"]["seq"] == -1
+
+
+# ---- part 2: a rogue process of the workers' user, against a real server ------------------------
+
+@pytest.fixture
+def worker_user() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test creates a user for the workers (useradd) and runs a process as it")
+    name = f"thr{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
+                   capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture
+def user_server(home: Home, worker_user: str) -> Iterator[Server]:
+    s = Server(home, "--user", worker_user)
+    try:
+        yield s.start()
+    finally:
+        s.stop()
+
+
+def test_a_worker_users_process_cannot_forge_read_or_hijack(user_server, worker_user):
+    server, home = user_server, user_server.home
+    victim = cli_start(server, COUNTER)
+    with server.client() as c:
+        assert c.request(victim, b"+1") == b"1"
+    with server.client() as c:
+        pid = c.inspect(victim)["pid"]
+    assert pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name == worker_user      # the premise
+    before = cli_events(server, victim)
+    head = bytes.fromhex(before[-1]["hash"])
+    chain = home.chain_endpoint
+
+    # (a) write its events: a perfectly formed next event, and a server record
+    meta, data, _ = make_event(victim, len(before), head, {"forged": True}, type_="lifecycle/forged")
+    append = j(k="append", actor=victim, events=[meta], sizes=[len(data)], sync=True)
+    got = rogue("ask", chain, append, data.hex(), user=worker_user, wait=20)
+    assert got and got[-1]["header"]["k"] == "nack" and "refused" in got[-1]["header"]["error"], got
+    record = j(k="record", id="r", actor=victim, type="lifecycle/forged")
+    got = rogue("ask", chain, record, encode_data({}).hex(), user=worker_user)
+    assert got and got[-1]["header"]["k"] == "error", got
+
+    # (b) read its events or state: queries, a resume (which answers with the state), the event feed
+    for header in (j(k="query", id="q", what="events", actor=victim),
+                   j(k="query", id="q", what="state", actor=victim),
+                   j(k="resume", id="q", actor=victim)):
+        got = rogue("ask", chain, header, user=worker_user, wait=20)
+        assert got and got[-1]["header"]["k"] == "error" and not got[-1]["frames"], (header, got)
+    for sock in ("events.sock", "theater.sock"):
+        out = subprocess.run(rogue_command(worker_user, "connect", str(home.run / sock)), cwd=ROOT,
+                             capture_output=True, env=ROGUE_ENV)
+        assert out.stdout.strip() == b"PermissionError", (sock, out)
+
+    # (c) receive its control messages: a connection claiming the worker's routing id as it was
+    # (w-<pid>) and a hello claiming the actor with the worker's pid
+    hello = j(k="hello", actor=victim, pid=pid, endpoint="ipc:///tmp/nowhere")
+    listener = subprocess.Popen(rogue_command(worker_user, "listen", home.control_endpoint, f"w-{pid}", hello),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                                env=ROGUE_ENV)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == b"ready"
+        with server.client() as c:
+            for n in (2, 3):
+                assert c.request(victim, b"+1") == str(n).encode()      # still reachable, still itself
+    finally:
+        out, _ = listener.communicate(b"", timeout=20)
+    assert out.strip() == b"", f"the rogue received: {out[:500]!r}"
+
+    after = cli_events(server, victim)
+    assert after[: len(before)] == before
+    assert not [e for e in after if e["type"] == "lifecycle/forged"]
+    v = server.cli("verify", victim)
+    assert v.code == 0, v.text + v.err
+    assert "refused" in (home.logs / "server.log").read_text()
+    with server.client() as c:
+        assert c.inspect(victim)["pid"] == pid and pid_alive(pid)
