@@ -76,7 +76,7 @@ class Health:
     def opened(self, listen: str) -> None:
         """The chain has answered and the sockets are bound; saved actors are starting."""
         write_atomically(self.home.run / "server.json", orjson.dumps(
-            {"pid": os.getpid(), "listen": listen, "metrics": self.metrics_url}), mode=0o644)
+            {"pid": os.getpid(), "listen": listen, "metrics": self.metrics_url}))
         self.restoring = {r.actor_id for r in self.registry if r.status in _STARTING}
         if self.restoring:
             self._extend(f"restoring {len(self.restoring)} actors")

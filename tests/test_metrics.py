@@ -52,7 +52,7 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
         r = server.cli("message", slow, "l", "--request")           # loops: stopped by its call time limit
         assert r.code != 0
         with server.client() as c:
-            wait_for(lambda: c.inspect(slow)["status"] == "running" and c.inspect(slow)["restarts"] == 1,
+            wait_for(lambda: (i := c.inspect(slow))["status"] == "running" and i["restarts"] == 1,
                      what="the slow probe restarted")
 
         def settled() -> Samples | None:

@@ -55,7 +55,7 @@ def test_replay_follows_restarts_and_reproduces_traps(server):
     c.request(probe, b"sabc")
     with pytest.raises(TheaterError):
         c.request(probe, b"t")         # the trap fails the request; the actor is restarted (permanent)
-    wait_for(lambda: c.inspect(probe)["status"] == "running" and c.inspect(probe)["restarts"] == 1,
+    wait_for(lambda: (i := c.inspect(probe))["status"] == "running" and i["restarts"] == 1,
              what="the restart")
     assert c.request(probe, b"eback") == b"back"
     code, report, err = replay(server, probe)

@@ -78,7 +78,7 @@ def test_actor_text_is_escaped_for_humans_and_exact_in_json(server: Server, tmp_
         assert not kid.startswith("error"), kid
         with pytest.raises(TheaterError):
             c.request(kid, b"x" + EVIL.encode())
-        wait_for(lambda: c.inspect(kid)["status"] == "running" and c.inspect(kid)["restarts"] == 1,
+        wait_for(lambda: (i := c.inspect(kid))["status"] == "running" and i["restarts"] == 1,   # one snapshot
                  what="the child to be restarted")
         assert c.request(kid, b"s" + EVIL.encode()) == b"ok"
     for cmd in (("tree",), ("list",), ("inspect", kid)):

@@ -97,7 +97,7 @@ def test_a_wasi_component_sees_exactly_the_granted_variables_and_replays_across_
     assert (m.group(5), m.group(6), m.group(7)) == ("2", "GREETING=hej;THEATER_T_ONE=1;", "hej")
     # a second incarnation: its instantiation reads the environment again, before its lifecycle/start
     os.kill(c.inspect(actor)["pid"], signal.SIGKILL)
-    wait_for(lambda: c.inspect(actor)["status"] == "running" and c.inspect(actor)["restarts"] == 1,
+    wait_for(lambda: (i := c.inspect(actor))["status"] == "running" and i["restarts"] == 1,
              timeout=30, what="the restart")
     types = [e.type for e in c.events(actor)]
     starts = [i for i, t in enumerate(types) if t == "lifecycle/start"]

@@ -58,7 +58,7 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
         _output.emit_json({"curve_public_key": public, "role": role, "file": str(ctx.home.keys / "curve" /
                            f"{role}.key"), "trusted_server_key": str(trusted) if trusted else None})
         return 0
-    print(public)
+    _output.line(public)
     if sys.stderr.isatty():
         if role == "server":
             _output.note(f"give it to clients (theater key --curve --client --server tcp://THIS-HOST:PORT "
