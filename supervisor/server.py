@@ -118,7 +118,6 @@ class Server:
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()
-        self.gateway.start()
         self.chain = self._dealer(self.home.chain_endpoint, b"s" + os.urandom(15))
         self.events = self.ctx.socket(zmq.SUB)
         self.events.setsockopt(zmq.RCVHWM, 100_000)

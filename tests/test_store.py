@@ -18,7 +18,9 @@ import zmq
 from theater import protocol
 
 from . import agent
-from .conftest import ROOT, Server, cli_events
+from .conftest import EXAMPLES, ROOT, Server, cli_events
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
 
 def test_every_store_function_round_trips(server, tmp_path):
@@ -135,9 +137,25 @@ def test_a_crash_mid_write_leaves_no_partial_object(tmp_path):
     assert store.get(sid, ref) == b"x" * (1 << 20)
 
 
-def test_a_process_the_server_did_not_grant_is_refused(server):
+def gateways(server: Server) -> list[int]:
+    return [p.pid for p in server.descendants() if p.cmdline()[1:3] == ["-m", "supervisor.gateway"]]
+
+
+def test_the_gateway_starts_with_the_first_actor_granted_one_of_its_handlers(server, tmp_path):
+    """A host whose actors need no gateway runs none (a process and its memory saved)."""
+    assert server.cli("start", str(COUNTER)).code == 0
+    assert gateways(server) == []
+    with server.client() as c:
+        a = c.start(agent.manifest(tmp_path))["id"]
+        assert len(agent.ok(c, a, "n")) == 36         # the store answered: through the gateway
+    assert len(gateways(server)) == 1
+
+
+def test_a_process_the_server_did_not_grant_is_refused(server, tmp_path):
     """A process that is not an actor's worker gets nothing from the gateway, even if it sends
     itself a grant: grants are taken from the server's pid only."""
+    with server.client() as c:
+        c.start(agent.manifest(tmp_path))          # the gateway runs from the first grant on
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)

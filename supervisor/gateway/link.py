@@ -1,7 +1,8 @@
 """The server's side of the gateway: start it, restart it when it dies, tell it who may ask what.
 
-The gateway (``python -m supervisor.gateway``) is started like the chain process, stopped
-last, and dies with the server. When it dies it is restarted with a backoff (0.2 s doubling
+The gateway (``python -m supervisor.gateway``) is started when the first actor granted one
+of its handlers gets a worker (most hosts' actors need none: no process, no memory for them),
+stopped last, and dies with the server. A request that reaches it before its grant waits for it. When it dies it is restarted with a backoff (0.2 s doubling
 to 10 s; it starts over once a gateway ran longer than that), and told every grant again.
 A grant is sent as soon as the server learns an incarnation's pid (``pid_changed``, from
 the registry: the fork server's report or the hello, whichever comes first) and revoked
@@ -61,6 +62,7 @@ class GatewayLink:
         self.restarting = False
 
     def start(self) -> None:
+        """Starts the gateway process (at the first grant) and tells it every grant."""
         self.child.start()
         self.started = time.monotonic()
         self.watch_output()
@@ -69,7 +71,7 @@ class GatewayLink:
 
     def watch_output(self) -> None:
         """Relays the running gateway's output into the server's log (once the loop runs)."""
-        if self.outputs is None:
+        if self.outputs is None or self.child.proc is None:
             return
         if self._out is not None:
             self.outputs.unwatch(self._out, drain=True)
@@ -109,11 +111,14 @@ class GatewayLink:
         if new is not None and config:
             self.grants[new] = grant = {"k": "grant", "actor": rec.actor_id, "name": rec.name, "pid": new,
                                         "config": config}
-            self._send(grant)
+            if self.child.proc is None:
+                self.start()            # which sends every grant
+            else:
+                self._send(grant)
 
     def check(self, stopping: bool) -> None:
         """Restarts the gateway (after its backoff) if it has died."""
-        if stopping or self.restarting:
+        if stopping or self.restarting or self.child.proc is None:
             return
         status = self.child.poll()
         if status is None:
@@ -128,6 +133,8 @@ class GatewayLink:
         self.start()
 
     def stop(self, timeout: float) -> None:
+        if self.child.proc is None:
+            return
         self._send({"k": "shutdown"})
         self.child.wait(timeout)
         if self.outputs is not None and self._out is not None:
