@@ -2,8 +2,9 @@
 
 The gateway (``python -m supervisor.gateway``) is started when the first actor granted one
 of its handlers gets a worker (most hosts' actors need none: no process, no memory for them),
-stopped last, and dies with the server. A request that reaches it before its grant waits for it. When it dies it is restarted with a backoff (0.2 s doubling
-to 10 s; it starts over once a gateway ran longer than that), and told every grant again.
+stopped last, and dies with the server. A request that reaches it before its grant waits for
+it. When it dies it is restarted with a backoff (0.2 s doubling to 10 s; it starts over once a
+gateway ran longer than that), and told every grant again.
 A grant is sent as soon as the server learns an incarnation's pid (``pid_changed``, from
 the registry: the fork server's report or the hello, whichever comes first) and revoked
 when the incarnation ends; only actors granted ``http-client`` or ``store`` get one.
