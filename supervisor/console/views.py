@@ -111,11 +111,9 @@ def actor_fragment(app: App, req: Request, key: str) -> Response:
 
 @routes.get(f"/actors/{ID}/chain")
 def chain_page(app: App, req: Request, key: str) -> Response:
-    limit = req.integer("limit", PAGE, 1, 500)
-    types = _types(req)
-    actor_id, evs, more = events(app.hub, key, req.integer("since", 0, 0, MAX_INT), limit, types)
+    since, limit, types = req.integer("since", 0, 0, MAX_INT), req.integer("limit", PAGE, 1, 500), _types(req)
+    actor_id, evs, more = events(app.hub, key, since, limit, types)
     length = chain_length(app.hub, actor_id)
-    since = req.integer("since", 0, 0, MAX_INT)
     asked = req.arg("verify") == "1"
     report = verify(app.hub, actor_id) if asked or length <= AUTO_VERIFY else None
     bad = report["seq"] if report is not None and not report["ok"] else None
