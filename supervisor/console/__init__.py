@@ -107,6 +107,7 @@ class Console:
         if self.hub is not None:
             self.hub.stop()                       # waiting pages are answered, live pages end
         if self.httpd is not None:
+            self.httpd.hang_up()                  # idle connections too
             self.httpd.server_close()             # joins the connections' threads
         if self.hub is not None:
             self.hub.release()

@@ -9,10 +9,12 @@ inline, no frames, no other origin), ``nosniff`` and ``no-store``. Routes are in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,7 +191,28 @@ class ConsoleServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], app: App | None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app                # set once the console starts: bound first, serving later
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up(self) -> None:
+        """Ends every open connection, so that a thread waiting on an idle one (a browser opens
+        some ahead of need) ends now rather than after IDLE_TIMEOUT."""
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 @dataclass
