@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ import psutil
 import pytest
 
 from theater.events import encode_data
+from theater.paths import Home
 
-from .conftest import ACTORS, OpsServer, cli_events, cli_start, kill_all
+from .conftest import ACTORS, OpsServer, kill_all
 from .test_supervision import spawn, write_parent, write_probe
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,55 +35,71 @@ PROBE = ACTORS / "probe.toml"
 WAIT = 30_000          # ms: generous, for a loaded 2-core machine
 
 
-@pytest.fixture
-def console(home) -> Iterator[tuple[OpsServer, str]]:
-    server = OpsServer(home, "--console", "127.0.0.1:0").start()
+@pytest.fixture(scope="module")
+def console() -> Iterator[tuple[OpsServer, str]]:
+    """One server for the module: each test starts actors of its own and looks at those only."""
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    server = OpsServer(Home(root), "--console", "127.0.0.1:0").start()
     try:
         url = server.info()["console"]
         assert url.startswith("http://127.0.0.1:") and url in server.stdout
         yield server, url
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
-class Browser:
-    """A Chromium with a fresh profile; ``page`` opens a tab that records console errors."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-        self.errors: list[str] = []
-
-    def page(self) -> Any:
-        page = self.context.new_page()
-        page.set_default_timeout(WAIT)
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        return page
-
-
-@pytest.fixture
-def browser(tmp_path) -> Iterator[Browser]:
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory) -> Iterator[Any]:
+    """One Chromium for the module, with a fresh profile of its own."""
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tmp_path / "chromium-profile"
+    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=FLAGS,
                                                         headless=True, viewport={"width": 1280, "height": 900})
-        b = Browser(context)
         try:
-            yield b
+            yield context
         finally:
             context.close()
             _kill_leftovers(profile)
+
+
+class Browser:
+    """The module's Chromium as one test sees it: ``page`` opens a tab that records console
+    errors (a script error, or anything the Content-Security-Policy blocked)."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.errors: list[str] = []
+        self.pages: list[Any] = []
+
+    def page(self) -> Any:
+        page = self.context.new_page()
+        page.set_default_timeout(WAIT)
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.pages.append(page)
+        return page
+
+
+@pytest.fixture
+def browser(chromium) -> Iterator[Browser]:
+    b = Browser(chromium)
+    try:
+        yield b
+    finally:
+        for page in b.pages:
+            page.close()
     assert not b.errors, b.errors
 
 
 def _kill_leftovers(profile: Path) -> None:
-    """Any Chromium process of this test's profile still alive (only those this test started)."""
+    """Any Chromium process of this module's profile still alive (only those it started)."""
     mine = set()
     for p in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
@@ -94,11 +113,16 @@ def live(page: Any) -> None:
     page.wait_for_selector("#live.on")
 
 
+def start(server: OpsServer, manifest: Path) -> str:
+    with server.client() as c:
+        return c.start(manifest)["id"]
+
+
 # ---- the tree ----------------------------------------------------------------------------------------
 
 def test_the_tree_shows_a_parent_and_its_children(console, browser, tmp_path):
     server, url = console
-    parent = cli_start(server, write_parent(tmp_path, "boss"))
+    parent = start(server, write_parent(tmp_path, "boss"))
     with server.client() as c:
         kids = [spawn(c, parent, write_probe(tmp_path, f"kid{i}")) for i in range(2)]
     page = browser.page()
@@ -123,8 +147,8 @@ def test_the_tree_shows_a_parent_and_its_children(console, browser, tmp_path):
 
 def test_stopping_an_actor_updates_the_pages_without_a_reload(console, browser, tmp_path):
     server, url = console
-    gone = cli_start(server, write_probe(tmp_path, "goner"))
-    stays = cli_start(server, write_probe(tmp_path, "stayer"))
+    gone = start(server, write_probe(tmp_path, "goner"))
+    stays = start(server, write_probe(tmp_path, "stayer"))
     tree = browser.page()
     tree.goto(url)
     tree.wait_for_selector(f'li[data-actor="{gone}"]')
@@ -135,8 +159,8 @@ def test_stopping_an_actor_updates_the_pages_without_a_reload(console, browser, 
     live(actor)
     actor.evaluate("window.sameDocument = true")
 
-    r = server.cli("stop", gone)
-    assert r.code == 0, r.err
+    with server.client() as c:
+        c.stop(gone)
     tree.wait_for_selector(f'li[data-actor="{gone}"]', state="detached")
     assert tree.locator(f'li[data-actor="{stays}"]').count() == 1
     actor.wait_for_function("document.getElementById('status').textContent.startsWith('stopped')")
@@ -152,12 +176,12 @@ PAYLOAD = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned =
 
 def test_an_event_holding_script_is_shown_as_text(console, browser, tmp_path):
     server, url = console
-    probe = cli_start(server, PROBE)
+    probe = start(server, PROBE)
     page = browser.page()
     page.goto(f"{url}actors/{probe}")
     live(page)
-    r = server.cli("message", probe, "o" + PAYLOAD, "--request")          # the probe logs it
-    assert r.code == 0, r.err
+    with server.client() as c:
+        c.request(probe, b"o" + PAYLOAD.encode())                            # the probe logs it
 
     def check(p: Any, where: str) -> None:
         p.wait_for_selector(f"{where} :text('window.pwned = 1')")
@@ -179,11 +203,11 @@ def test_an_event_holding_script_is_shown_as_text(console, browser, tmp_path):
 
 def test_a_tampered_chain_shows_failing_at_the_right_event(console, browser, tmp_path):
     server, url = console
-    probe = cli_start(server, PROBE)
+    probe = start(server, PROBE)
     with server.client() as c:
         for _ in range(6):
             assert c.request(probe, b"n3") == b"logged"     # three "spam" log events each
-    spam = [e["seq"] for e in cli_events(server, probe) if e["body"] == {"input": ["spam"], "output": None}]
+        spam = [e.seq for e in c.events(probe) if e.to_json()["body"] == {"input": ["spam"], "output": None}]
     bad = spam[len(spam) // 2]
     db = sqlite3.connect(server.home.chains_db, timeout=30, isolation_level=None)
     try:

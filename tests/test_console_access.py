@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
-from .conftest import ACTORS, OpsServer, cli_start, one_line_error, run_cli, run_server, wait_for
+from theater.paths import Home
+
+from .conftest import ACTORS, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
 
 PROBE = ACTORS / "probe.toml"
 
@@ -33,17 +40,25 @@ def get(url: str, path: str, headers: dict[str, str] | None = None, method: str 
         conn.close()
 
 
-@pytest.fixture
-def console(home):
-    server = OpsServer(home, "--console", "127.0.0.1:0").start()
+@pytest.fixture(scope="module")
+def console():
+    """One server for the module (its last test stops it): each test starts actors of its own."""
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    server = OpsServer(Home(root), "--console", "127.0.0.1:0").start()
     try:
         yield server, server.info()["console"]
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_the_console_is_off_by_default(server, home):
-    assert orjson.loads((home.run / "server.json").read_bytes())["console"] is None
+def test_off_the_console_is_not_even_imported():
+    """No cost when off: the server's modules load neither the console's nor Jinja2 (the
+    console is off by default: tests/test_metrics.py checks server.json says so)."""
+    code = ("import sys, supervisor.__main__, supervisor.server; "
+            "print(sorted(m for m in sys.modules if m.startswith(('jinja2', 'supervisor.console.'))))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -136,8 +151,8 @@ def test_console_without_token_flag_is_a_usage_error(home):
 
 def test_the_json_api(console, tmp_path):
     server, url = console
-    probe = cli_start(server, PROBE)
     with server.client() as c:
+        probe = c.start(PROBE)["id"]
         assert c.request(probe, b"n3") == b"logged"
 
     def api(path: str, status: int = 200) -> Any:
@@ -146,7 +161,7 @@ def test_the_json_api(console, tmp_path):
         assert headers["Content-Type"] == "application/json"
         return orjson.loads(body)
     assert api("/api/server")["pid"] == server.pid
-    assert [n["id"] for n in api("/api/tree")["tree"]] == [probe]
+    assert probe in [n["id"] for n in api("/api/tree")["tree"]]
     assert api(f"/api/actors/{probe}")["actor"]["limits"]["mailbox"] == 1000
     page = api(f"/api/actors/{probe}/events?limit=2")
     assert [e["seq"] for e in page["events"]] == [0, 1] and page["more"] and page["next"] == 2
@@ -159,16 +174,17 @@ def test_the_json_api(console, tmp_path):
     assert read[-1]["rss"] > 1 << 20
     assert "limit" in api(f"/api/actors/{probe}/events?limit=abc", 400)["error"]
     assert "no actor" in api("/api/actors/nope", 404)["error"]
-    assert server.cli("stop", probe).code == 0
+    with server.client() as c:
+        c.stop(probe)
     assert api(f"/api/actors/{probe}/verify")["ok"]                # a stopped actor's chain stays
 
 
-def test_the_server_stops_promptly_with_live_pages_open(home):
+def test_the_server_stops_promptly_with_live_pages_open(console):
     """The console is closed before the server's ZeroMQ context: open streams end, their threads
-    are joined, and the server exits cleanly."""
-    server = OpsServer(home, "--console", "127.0.0.1:0").start()
-    url = server.info()["console"]
-    probe = cli_start(server, PROBE)
+    are joined, and the server exits cleanly. (Last in the module: it stops the module's server.)"""
+    server, url = console
+    with server.client() as c:
+        probe = c.start(PROBE)["id"]
     opened: list[bytes] = []
 
     def follow(path: str) -> None:
@@ -197,7 +213,7 @@ def test_the_server_stops_promptly_with_live_pages_open(home):
         for t in readers:
             t.join(30)
             assert not t.is_alive()                    # the server ended the streams
-        log = (home.logs / "server.log").read_text()
+        log = (server.home.logs / "server.log").read_text()
         assert "ERROR theater.console" not in log and "Traceback" not in log, log[-3000:]
     finally:
         server.stop()
