@@ -6,6 +6,7 @@ Each page's screenshot is written under the test's temporary folder.
 Chromium is Debian's (`.ci/run` installs it), driven by Playwright (its own browser downloads are
 never used). Every page also collects the browser's console errors (a script error, or anything
 the Content-Security-Policy blocked): a page that logs one fails its test.
+One server and one Chromium serve the module; each test starts actors of its own and opens its own tabs.
 """
 
 from __future__ import annotations
