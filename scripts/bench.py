@@ -6,6 +6,8 @@
     python scripts/bench.py --only http     # HTTP through the gateway vs direct (bench_http.py)
     python scripts/bench.py --only mcp      # an MCP tool call into an actor vs a plain request (bench_mcp.py)
     python scripts/bench.py --actors 500    # also hold 500 concurrent actors
+    python scripts/bench.py --console --only cli_rtt   # with the web console on and pages open on
+                                            # every actor (bench_console.py); compare without it
     python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
                                             # compile (time, peak memory), spawn vs fork + instantiate
 
@@ -164,8 +166,10 @@ def raw_sign(seconds: float = 1.0) -> float:
 
 
 class Bench:
-    def __init__(self, quick: bool, py_component: Path | None = None) -> None:
+    def __init__(self, quick: bool, py_component: Path | None = None, console: bool = False) -> None:
         self.quick = quick
+        self.console = console
+        self.viewer: Any = None
         self.py_component = py_component
         self.tmp = Path(tempfile.mkdtemp(prefix="thb-", dir="/tmp"))
         self.home = Home(self.tmp / "h")
@@ -205,19 +209,32 @@ class Bench:
 
     def start_server(self) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--home", str(self.home.root),
-                                      "--log-level", "warning", "--no-restore"],
+                                      "--log-level", "warning", "--no-restore",
+                                      *(["--console", "127.0.0.1:0"] if self.console else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 with Client(self.home, timeout=2) as c:
                     c.ping()
+                if self.console:
+                    self._open_console()
                 return
             except Unreachable:
                 time.sleep(0.05)
         raise SystemExit("the server did not start")
 
+    def _open_console(self) -> None:
+        from bench_console import Viewer
+        url = orjson.loads((self.home.run / "server.json").read_bytes())["console"]
+        self.viewer = Viewer(url).start()
+        self.results["console"] = url
+
     def stop_server(self) -> None:
+        if self.viewer is not None:
+            self.results["console_notices_seen"] = self.viewer.seen
+            self.viewer.stop()
+            self.viewer = None
         if self.proc is None:
             return
         procs = psutil.Process(self.proc.pid).children(recursive=True)
@@ -518,10 +535,12 @@ def main() -> None:
     ap.add_argument("--py-component", type=Path, metavar="WASM",
                     help="the componentize-py counter to measure (default: build it as the tests do)")
     ap.add_argument("--actors", type=int, default=0, help="also start this many actors at once (e.g. 500)")
+    ap.add_argument("--console", action="store_true",
+                    help="run the server with --console and pages open on every actor (bench_console.py)")
     ap.add_argument("--out", default="bench-results.json", help="where to write the JSON (default %(default)s)")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    b = Bench(args.quick, args.py_component)
+    b = Bench(args.quick, args.py_component, args.console)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("spawn", b.spawn), ("cli_rtt", b.cli_rtt), ("actor_rtt", b.actor_rtt), ("oneway", b.oneway),
         ("chain", b.chain), ("host_calls", b.host_calls), ("memory", b.memory), ("restart", b.restart),

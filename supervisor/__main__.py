@@ -23,6 +23,7 @@ from theater.errors import TheaterError, UsageError
 from theater.paths import Home
 
 from . import limits, logs, unit
+from .console import Console
 from .exporter import Exporter, parse_address
 from .sdnotify import Notifier
 from .security import needs_curve
@@ -34,6 +35,7 @@ examples:
   theater-server --home /var/lib/theater      the home the systemd unit uses
   theater-server --listen tcp://0.0.0.0:9000  remote clients (CURVE keys required: theater key --curve)
   theater-server --metrics 127.0.0.1:9464     Prometheus metrics at http://127.0.0.1:9464/metrics
+  theater-server --console 127.0.0.1:8470     a read-only web console at http://127.0.0.1:8470/
   theater-server unit --user theater-actors   print a systemd unit for this installation
 
 Then, in another terminal: theater start examples/counter/manifest.toml
@@ -56,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics over HTTP there (needs: pip install 'theater[metrics]')")
     p.add_argument("--metrics-remote", action="store_true",
                    help="allow --metrics on an address other hosts reach (the metrics have no authentication)")
+    p.add_argument("--console", metavar="HOST:PORT",
+                   help="serve a read-only web console there (needs: pip install 'theater[console]'); off "
+                        "loopback it asks for the token `theater console --token` prints")
+    p.add_argument("--console-token", action="store_true", help="ask for the console's token on loopback too")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-stdout", action="store_true",
                    help="log to stdout instead of $THEATER_HOME/logs/server.log (for the journal when "
@@ -94,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_remote and not args.metrics:
             raise UsageError("--metrics-remote goes with --metrics HOST:PORT")
         metrics_at = parse_address(args.metrics, args.metrics_remote) if args.metrics else None
+        if args.console_token and not args.console:
+            raise UsageError("--console-token goes with --console HOST:PORT")
+        console = Console.configure(home, args.console, args.console_token) if args.console else None
     except TheaterError as e:
         print(f"theater-server: {e.message}", file=sys.stderr)
         return 2
@@ -116,16 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     else:
         controller = limits.detect(root=Path(args.cgroup_root))
     server = Server(home, args.listen, args.log_level, sink, restore=not args.no_restore, config=config,
-                    limits=controller, user=user, notifier=Notifier(), metrics=metrics_at is not None, curve=curve)
+                    limits=controller, user=user, notifier=Notifier(), metrics=metrics_at is not None, curve=curve,
+                    console=console)
     exporter = Exporter(server.metrics, home.chain_endpoint) if server.metrics is not None else None
     try:
         if exporter is not None and metrics_at is not None:
             server.health.metrics_url = exporter.start(*metrics_at)
+        if console is not None:
+            server.health.console_url = console.listen()
         server.open()
         if not args.log_stdout:
             print(f"theater-server: listening on {server.listen} (home {home.root}, log {sink.describe()})\n"
                   f"theater-server: limits: {controller.describe()}"
-                  + (f"\ntheater-server: metrics at {server.health.metrics_url}" if exporter else ""), flush=True)
+                  + (f"\ntheater-server: metrics at {server.health.metrics_url}" if exporter else "")
+                  + (f"\ntheater-server: console at {server.health.console_url}" if console else ""), flush=True)
         server.serve()
     except TheaterError as e:
         print(f"theater-server: {e.message}", file=sys.stderr)
@@ -139,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if exporter is not None:
             exporter.close()
+        if console is not None:
+            console.close()
     return 0
 
 

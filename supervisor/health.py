@@ -11,7 +11,7 @@ systemd (``sdnotify``, for a ``Type=notify`` unit):
   STOPPING=1  on SIGTERM; while actors are still being stopped in order, the stop timeout
               is extended the same way.
 The metrics (``metrics``) get a fresh snapshot every ``TICK``. ``run/server.json`` says where
-this server listens (``--listen`` and ``--metrics`` with the ports actually bound).
+this server listens (``--listen``, ``--metrics`` and ``--console`` with the ports actually bound).
 """
 
 from __future__ import annotations
@@ -72,11 +72,12 @@ class Health:
         self.last_status = ""
         self.next_extend = 0.0
         self.metrics_url: str | None = None         # where the exporter listens, if it does
+        self.console_url: str | None = None         # where the web console listens, if it does
 
     def opened(self, listen: str) -> None:
         """The chain has answered and the sockets are bound; saved actors are starting."""
         write_atomically(self.home.run / "server.json", orjson.dumps(
-            {"pid": os.getpid(), "listen": listen, "metrics": self.metrics_url}))
+            {"pid": os.getpid(), "listen": listen, "metrics": self.metrics_url, "console": self.console_url}))
         self.restoring = {r.actor_id for r in self.registry if r.status in _STARTING}
         if self.restoring:
             self._extend(f"restoring {len(self.restoring)} actors")

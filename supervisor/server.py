@@ -12,7 +12,7 @@ report), a helper's output, a signal (SIGHUP: reopen the log) or a timer is hand
 completion before the next. Work that must wait (a worker's answer, a chain query, a process
 to exit) is parked in ``pending`` or behind a timer, never waited for in place. What the
 outside hears (systemd, metrics) is in ``health``; the other threads (``security``,
-``exporter``) never touch this loop's state.
+``exporter``, ``console``) never touch this loop's state.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from theater.paths import Home
 
 from . import limits as limits_
 from .compiles import Compiles
+from .console import Console
 from .directory import Directory
 from .gate import Gate
 from .gateway.link import GatewayLink
@@ -66,7 +67,8 @@ class Server:
     def __init__(self, home: Home, listen: str | None, log_level: str, log: LogSink,
                  restore: bool = True, config: ServerConfig | None = None,
                  limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
-                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False) -> None:
+                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False,
+                 console: Console | None = None) -> None:
         self.home = home
         self.restore = restore
         self.config = config or ServerConfig()
@@ -96,6 +98,7 @@ class Server:
                                        self.directory, self.config, self.compiles, user=user)
         self.metrics = Metrics(self.registry, self.directory, self.outbox) if metrics else None
         self.health = Health(home, self.registry, self.outbox, notifier or Notifier(), self.metrics)
+        self.console = console          # the web console's threads: a client of self.mgmt, in-process
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -154,6 +157,8 @@ class Server:
             os.chmod(self.listen.removeprefix("ipc://"), 0o600)
         else:                          # the port actually bound (PORT 0 or * picks a free one)
             self.listen = self.services.listen = self.mgmt.getsockopt(zmq.LAST_ENDPOINT).decode()
+        if self.console is not None:
+            self.console.start(self.ctx, self.mgmt)
         if self.restore:
             self._restore()
         self.health.opened(self.listen)
@@ -317,6 +322,8 @@ class Server:
         if self.zap is not None:
             self.zap.close()
         self.health.closed()
+        if self.console is not None:
+            self.console.close()        # its sockets are in self.ctx
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 

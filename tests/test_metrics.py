@@ -81,8 +81,9 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
     assert value(s, "process_resident_memory_bytes") > 0                # the server itself
 
 
-def test_metrics_are_off_by_default(server, home):
-    assert orjson.loads((home.run / "server.json").read_bytes())["metrics"] is None
+def test_metrics_and_the_console_are_off_by_default(server, home):
+    info = orjson.loads((home.run / "server.json").read_bytes())
+    assert info["metrics"] is None and info["console"] is None
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -1,0 +1,219 @@
+"""The web console over plain HTTP: who may read it (loopback names, the token), what every
+answer carries (CSP), its JSON API, its options checked before anything starts, and a server
+that stops promptly with live pages open."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+
+from theater.paths import Home
+
+from .conftest import ACTORS, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
+
+PROBE = ACTORS / "probe.toml"
+
+
+def get(url: str, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, Any, bytes]:
+    """One request, redirects not followed: (status, headers, body)."""
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def console():
+    """One server for the module (its last test stops it): each test starts actors of its own."""
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    server = OpsServer(Home(root), "--console", "127.0.0.1:0").start()
+    try:
+        yield server, server.info()["console"]
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_off_the_console_is_not_even_imported():
+    """No cost when off: the server's modules load neither the console's nor Jinja2 (the
+    console is off by default: tests/test_metrics.py checks server.json says so)."""
+    code = ("import sys, supervisor.__main__, supervisor.server; "
+            "print(sorted(m for m in sys.modules if m.startswith(('jinja2', 'supervisor.console.'))))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", (p.stdout, p.stderr)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--console", "nonsense"), "expected HOST:PORT"),
+    (("--console", "127.0.0.1:99999"), "expected HOST:PORT"),
+    (("--console", "0.0.0.0:8470"), "theater console --token"),
+    (("--console", "127.0.0.1:0", "--console-token"), "theater console --token"),
+    (("--console-token",), "goes with --console"),
+])
+def test_bad_console_options(home, args, needle):
+    one_line_error(run_server("--home", str(home.root), *args), "theater-server: ", needle)
+    assert not (home.run / "server.json").exists()
+
+
+def test_a_console_port_in_use(home):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        one_line_error(run_server("--home", str(home.root), "--console", f"127.0.0.1:{port}"), "theater-server: ",
+                       f"127.0.0.1:{port}", "cannot listen")
+    finally:
+        taken.close()
+
+
+def test_every_answer_carries_the_security_headers(console):
+    _, url = console
+    for path in ("/", "/api/tree", "/nothing-here", "/static/console.js", "/api/actors/nope"):
+        status, headers, _ = get(url, path)
+        assert status in (200, 404), (path, status)
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Cache-Control"] == "no-store"
+    assert get(url, "/", method="POST")[0] == 501               # read-only: GET alone
+
+
+def test_on_loopback_only_loopback_names_are_answered(console):
+    """A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) gets nothing."""
+    _, url = console
+    port = urlsplit(url).port
+    status, _, body = get(url, "/api/tree", {"Host": f"evil.example:{port}"})
+    assert status == 403 and b"loopback" in body
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert get(url, "/api/tree", {"Host": host})[0] == 200
+
+
+def test_the_token(home):
+    r = run_cli_console(home, "--token")
+    assert r.code == 0, r.err
+    token = r.out.decode().strip()
+    path = home.keys / "console.token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert run_cli_console(home, "--token").out.decode().strip() == token          # made once
+    server = OpsServer(home, "--console", "127.0.0.1:0", "--console-token").start()
+    try:
+        url = server.info()["console"]
+        status, _, body = get(url, "/")
+        assert status == 401 and b"theater console --token" in body
+        assert get(url, "/?token=wrong")[0] == 401
+        assert get(url, "/api/tree", {"Authorization": "Bearer wrong"})[0] == 401
+        assert get(url, "/api/tree", {"Authorization": f"Bearer {token}"})[0] == 200
+        status, headers, _ = get(url, f"/actors/x/chain?since=3&token={token}")
+        assert status == 303 and headers["Location"] == "/actors/x/chain?since=3"     # the token leaves the URL
+        cookie = headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and token not in cookie
+        jar = {"Cookie": cookie.split(";")[0]}
+        assert get(url, "/", jar)[0] == 200
+        assert get(url, "/", {"Cookie": "theater_console=forged"})[0] == 401
+
+        r = run_cli_console(home, "--token", "--rotate", "--json")
+        new = orjson.loads(r.out)
+        assert new["token"] != token and new["console"] == url
+        assert get(url, "/", jar)[0] == 401                      # a new token ends every old cookie
+        assert get(url, "/", {"Authorization": f"Bearer {new['token']}"})[0] == 200
+        path.unlink()
+        assert get(url, "/", {"Authorization": f"Bearer {new['token']}"})[0] == 401      # none: nobody
+    finally:
+        server.stop()
+
+
+def run_cli_console(home, *args: str):
+    return run_cli(home, "console", *args)
+
+
+def test_console_without_token_flag_is_a_usage_error(home):
+    one_line_error(run_cli_console(home), "theater: ", "--token")
+
+
+def test_the_json_api(console, tmp_path):
+    server, url = console
+    with server.client() as c:
+        probe = c.start(PROBE)["id"]
+        assert c.request(probe, b"n3") == b"logged"
+
+    def api(path: str, status: int = 200) -> Any:
+        got, headers, body = get(url, path)
+        assert got == status, (path, got, body)
+        assert headers["Content-Type"] == "application/json"
+        return orjson.loads(body)
+    assert api("/api/server")["pid"] == server.pid
+    assert probe in [n["id"] for n in api("/api/tree")["tree"]]
+    assert api(f"/api/actors/{probe}")["actor"]["limits"]["mailbox"] == 1000
+    page = api(f"/api/actors/{probe}/events?limit=2")
+    assert [e["seq"] for e in page["events"]] == [0, 1] and page["more"] and page["next"] == 2
+    logs = api(f"/api/actors/{probe}/events?type=theater:simple/runtime/log")["events"]
+    assert [e["body"]["input"] for e in logs] == [["probe init"]] + [["spam"]] * 3
+    report = api(f"/api/actors/{probe}/verify")
+    assert report["ok"] and report["events"] >= 8
+    read = wait_for(lambda: [s for s in api(f"/api/samples?actor={probe}")["samples"] if s["rss"]], timeout=30,
+                    what="a sample of the probe's process")
+    assert read[-1]["rss"] > 1 << 20
+    assert "limit" in api(f"/api/actors/{probe}/events?limit=abc", 400)["error"]
+    assert "no actor" in api("/api/actors/nope", 404)["error"]
+    with server.client() as c:
+        c.stop(probe)
+    assert api(f"/api/actors/{probe}/verify")["ok"]                # a stopped actor's chain stays
+
+
+def test_the_server_stops_promptly_with_live_pages_open(console):
+    """The console is closed before the server's ZeroMQ context: open streams end, their threads
+    are joined, and the server exits cleanly. (Last in the module: it stops the module's server.)"""
+    server, url = console
+    with server.client() as c:
+        probe = c.start(PROBE)["id"]
+    opened: list[bytes] = []
+
+    def follow(path: str) -> None:
+        u = urlsplit(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            opened.append(r.readline())
+            while r.readline():
+                pass
+        except OSError:
+            pass
+        finally:
+            conn.close()
+    readers = [threading.Thread(target=follow, args=(p,), daemon=True)
+               for p in ("/api/stream", f"/api/stream?actor={probe}")]
+    for t in readers:
+        t.start()
+    wait_for(lambda: len(opened) == 2, timeout=30, what="both streams open")
+    try:
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.proc is not None
+        code = server.proc.wait(60)
+        assert code == 0, server.stderr
+        for t in readers:
+            t.join(30)
+            assert not t.is_alive()                    # the server ended the streams
+        log = (server.home.logs / "server.log").read_text()
+        assert "ERROR theater.console" not in log and "Traceback" not in log, log[-3000:]
+    finally:
+        server.stop()
