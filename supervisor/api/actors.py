@@ -32,7 +32,8 @@ def start(req: Request) -> None:
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
-    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}")
+    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}",
+                                       str(PurePosixPath(h["base"]) / m.component))
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:
