@@ -66,7 +66,8 @@ class Server:
     def __init__(self, home: Home, listen: str | None, log_level: str, log: LogSink,
                  restore: bool = True, config: ServerConfig | None = None,
                  limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
-                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False) -> None:
+                 notifier: Notifier | None = None, metrics: bool = False, curve: bool = False,
+                 keep_actors: bool = True) -> None:
         self.home = home
         self.restore = restore
         self.config = config or ServerConfig()
@@ -88,7 +89,7 @@ class Server:
         self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
         self.registry.pid_watchers.append(self.gateway.pid_changed)
-        self.saved = SavedActors(home.actors)
+        self.saved = SavedActors(home.actors, keep=keep_actors)
         self.directory = Directory(self.registry, self.outbox)
         self.compiles = Compiles(home, self.config.compile, str(self.config.source), self.limits, self.outbox.later,
                                  time.monotonic, user)
