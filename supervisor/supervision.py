@@ -363,8 +363,9 @@ class Supervision:
         self.stops.stop(rec, reason, then, by_parent)
 
     def _finish_stop(self, rec: ActorRecord) -> None:
+        waiting = self.start_waiters.pop(rec.actor_id, [])    # (not a restart's, which the stop starts)
         self.stops.finished(rec)
-        for cb in self.start_waiters.pop(rec.actor_id, []):
+        for cb in waiting:
             cb(ActorFailed(f"actor {rec.name} was stopped before it was ready"))
 
     def restart_now(self, rec: ActorRecord, reason: str, on_ready: Ready) -> None:

@@ -48,6 +48,8 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     "ping": ({"id": S}, 0),
     "start": ({"id": S, "manifest": S, "source": S, "base": S}, 1),   # frames: component[, init state]
     "stop": ({"id": S, "actor": S}, 0),
+    "restart": ({"id": S, "actor": S}, 0),
+    "prune": ({"id": S}, 0),
     "list": ({"id": S}, 0),
     "inspect": ({"id": S, "actor": S}, 0),
     "state": ({"id": S, "actor": S}, 0),
