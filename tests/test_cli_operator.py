@@ -62,22 +62,28 @@ def test_ctrl_c_during_run_on_a_fresh_home_stops_the_actor_and_leaves_no_ghost(h
         events[-1]                                        # stopped by the CLI, not by a dying server
 
 
-def test_a_start_that_fails_leaves_no_actor_behind(server, tmp_path):
+def test_a_start_that_fails_leaves_no_actor_behind(module_server, tmp_path):
     """A start that fails prints no id; the actor it would have been must not stay listed (as
     failed), saved (retried at each server start), or make its name ambiguous."""
+    server = module_server
+    saved = set(server.home.actors.glob("*.json"))
     one_line(server.cli("start", str(ACTORS / "bad_import.toml")), "theater:simple/supervisor", code=2)
+    manifest = tmp_path / "failing.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('name = "probe"', 'name = "failing"')
+                        .replace('"probe.wat"', f'"{ACTORS / "probe.wat"}"'))
     state = tmp_path / "fail"
     state.write_bytes(b"fail-init")
-    r = server.cli("start", str(ACTORS / "probe.toml"), "--state", str(state))
+    r = server.cli("start", str(manifest), "--state", str(state))
     assert r.code != 0 and not r.out, (r.code, r.out, r.err)
-    assert orjson.loads(server.cli("list", "--json").out) == []
-    assert not list(server.home.actors.glob("*.json"))
-    cli_start(server, ACTORS / "probe.toml")
-    r = server.cli("message", "probe", "e", "--request")           # the name is this actor's alone
+    listed = orjson.loads(server.cli("list", "--json").out)
+    assert not [a for a in listed if a["name"] in ("bad-import", "failing")], listed
+    assert set(server.home.actors.glob("*.json")) == saved
+    cli_start(server, manifest)
+    r = server.cli("message", "failing", "e", "--request")           # the name is this actor's alone
     assert (r.code, r.out) == (0, b""), r.err
 
 
-def test_a_home_that_is_a_file_or_read_only_is_one_line(home, tmp_path):
+def test_a_home_that_is_a_file_or_read_only_is_one_line(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     for args in (("run", str(COUNTER)), ("list",), ("events", "x"), ("key",)):
@@ -113,13 +119,15 @@ def _read_only(path: Path, bind: bool = False) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
-def test_an_export_to_a_missing_folder_is_one_line(server):
+def test_an_export_to_a_missing_folder_is_one_line(module_server):
+    server = module_server
     counter = cli_start(server, COUNTER)
     one_line(server.cli("export", counter, "-o", "/nonexistent/dir/x.jsonl"),
              "cannot write /nonexistent/dir/x.jsonl", "No such file or directory", code=2)
 
 
-def test_compile_errors_keep_the_cause_and_wat_errors_name_the_file(server, tmp_path):
+def test_compile_errors_keep_the_cause_and_wat_errors_name_the_file(module_server, tmp_path):
+    server = module_server
     wat = (HELLO / "hello.wat").read_text()
     manifest = (HELLO / "manifest.toml").read_text()
     broken = {"typeerr": wat.replace("(global.set $bump (i32.const 4096))))", "(global.set $bump (i64.const 4096))))"),
@@ -156,9 +164,10 @@ def test_stopped_actors_and_stored_chains_are_known_by_name(server, tmp_path):
     assert run_cli(server.home, "events", counter[:8]).code == 0
 
 
-def test_a_message_an_actor_cannot_take_is_refused_not_lost(server, tmp_path):
+def test_a_message_an_actor_cannot_take_is_refused_not_lost(module_server, tmp_path):
     """handlers.wat exports handle-request only: a one-way message was handed to its worker,
     dropped there with nobody to tell, and `theater message` exited 0."""
+    server = module_server
     manifest = tmp_path / "handlers.toml"
     manifest.write_text(f'name = "handlers"\nversion = "0.1.0"\ncomponent = "{ACTORS / "handlers.wat"}"\n'
                         + "".join(f'[[handler]]\ntype = "{t}"\n' for t in
@@ -172,7 +181,8 @@ def test_a_message_an_actor_cannot_take_is_refused_not_lost(server, tmp_path):
     assert server.cli("message", counter, "+1").code == 0          # one that takes it still does
 
 
-def test_json_output_carries_no_wire_fields(server):
+def test_json_output_carries_no_wire_fields(module_server):
+    server = module_server
     counter = cli_start(server, COUNTER)
     top = orjson.loads(server.cli("top", "--json").out)
     assert set(top) == {"actors", "server"}, top
@@ -183,7 +193,8 @@ def test_json_output_carries_no_wire_fields(server):
     assert orjson.loads(server.cli("prune", "--json").out) == []
 
 
-def test_the_channel_examples_readme_says_what_it_does(server):
+def test_the_channel_examples_readme_says_what_it_does(module_server):
+    server = module_server
     readme = (EXAMPLES / "channel" / "README.md").read_text()
     commands = [line for line in readme.splitlines() if line.startswith("theater ")]
     echo = cli_start(server, EXAMPLES / "channel" / "echo.toml")

@@ -81,8 +81,10 @@ def events(args: argparse.Namespace, ctx: Context) -> int:
     and catches up from the store when it falls behind, so it misses nothing.
     """
     types = args.type or []
-    if args.tail is not None and args.since:
-        raise UsageError("--tail N and --since SEQ do not go together: give one")
+    if args.tail is not None and (args.since or args.limit is not None):
+        raise UsageError(f"--tail N and {'--since SEQ' if args.since else '--limit N'} do not go together: give one")
+    if "" in types:
+        raise UsageError("--type needs a type, a short name (log, send) or a glob (http-client/*), not ''")
     if args.tail is not None:
         found, since = tail(ctx, args.actor, types, args.tail)
     elif not args.follow:
