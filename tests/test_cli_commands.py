@@ -72,6 +72,7 @@ def test_logs_show_lines_with_times_tail_and_follow(module_server, tmp_path):
     r = server.cli("logs", "logger")
     assert r.code == 0, r.err
     lines = r.text.splitlines()
+    assert all(re.match(f"{STAMP}  ", line) for line in lines), lines             # each with its time
     assert [re.sub(f"^{STAMP}  ", "", line) for line in lines] == ["probe init", "one", "two", "three"], lines
     assert server.cli("logs", probe, "--tail", "2").text.splitlines()[-2:] == lines[-2:]
     assert len(server.cli("logs", probe, "--tail", "2").text.splitlines()) == 2
@@ -204,12 +205,14 @@ def test_completion_scripts(tmp_path):
              'printf "%s\\n" "${COMPREPLY[@]}"')
 
     def complete(*words: str) -> list[str]:
-        out = subprocess.run(["bash", "-c", probe, "_", str(script), *words], capture_output=True, check=True)
+        out = subprocess.run(["bash", "-c", probe, "_", str(script), *words], capture_output=True, check=True,
+                             cwd=tmp_path)
         return out.stdout.decode().split()
     assert complete("theater", "ev") == ["events"]
     assert complete("theater", "--home", "/tmp", "lo") == ["logs"]
     assert "--tail" in complete("theater", "logs", "x", "--t")
     assert complete("theater", "chain", "") == ["head"]
+    assert complete("theater", "chain", "head", "") == ["theater.bash"]      # an actor, or a file: not "head"
     assert complete("theater", "completion", "") == ["bash", "fish", "zsh"]
 
 

@@ -164,6 +164,17 @@ def test_stopped_actors_and_stored_chains_are_known_by_name(server, tmp_path):
     assert run_cli(server.home, "events", counter[:8]).code == 0
 
 
+def test_a_name_two_running_actors_share_says_so(module_server, tmp_path):
+    """The server's registry said "not found" (or picked nothing) for a shared name."""
+    server = module_server
+    manifest = tmp_path / "twin.toml"
+    manifest.write_text(COUNTER.read_text().replace('name = "counter"', 'name = "twin"')
+                        .replace('"counter.wat"', f'"{COUNTER.parent / "counter.wat"}"'))
+    twins = [cli_start(server, manifest) for _ in range(2)]
+    one_line(server.cli("message", "twin", "+1", "--request"), "'twin' names 2 actors", *(t[:8] for t in twins),
+             code=2)
+
+
 def test_a_message_an_actor_cannot_take_is_refused_not_lost(module_server, tmp_path):
     """handlers.wat exports handle-request only: a one-way message was handed to its worker,
     dropped there with nobody to tell, and `theater message` exited 0."""
