@@ -233,3 +233,7 @@ def test_colour_on_a_terminal_only_and_newlines_after_bytes(module_server):
     assert server.cli("message", counter, "+1", "--request").out == b"2"      # raw bytes into a pipe
     code, shown = on_a_terminal(server.home.root, "state", counter)
     assert (code, shown) == (0, b"2\r\n")
+    hello = str(EXAMPLES / "hello" / "manifest.toml")           # a run's result (its shutdown data) too
+    code, shown = on_a_terminal(server.home.root, "run", hello)
+    assert (code, shown) == (0, b"done\r\n")
+    assert server.cli("run", hello).out == b"done"
