@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                         "$JOURNAL_STREAM says stdout is it: <N> priorities, no timestamps)")
     p.add_argument("--no-restore", action="store_true",
                    help="do not bring back the actors a previous server on this home was running")
+    p.add_argument("--ephemeral", action="store_true",
+                   help="neither bring back saved actors nor save new ones (what `theater run` starts)")
     p.add_argument("--config", metavar="FILE",
                    help="server config: default [limits] for actors, [root] restart flags "
                         "(default: $THEATER_HOME/server.toml if it exists)")
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         controller: limits.Controller = limits.RlimitController(reason="disabled by --no-cgroups")
     else:
         controller = limits.detect(root=Path(args.cgroup_root))
-    server = Server(home, args.listen, args.log_level, sink, restore=not args.no_restore, config=config,
+    server = Server(home, args.listen, args.log_level, sink, restore=not (args.no_restore or args.ephemeral),
+                    keep_actors=not args.ephemeral, config=config,
                     limits=controller, user=user, notifier=Notifier(), metrics=metrics_at is not None, curve=curve,
                     console=console)
     exporter = Exporter(server.metrics, home.chain_endpoint) if server.metrics is not None else None

@@ -73,7 +73,7 @@ def _spawn(ask: Ask) -> None:
     services.check_manifest(m)
     services.check_child(parent, m, base)
     comp = manifests.component_bytes(m, base, root=root)
-    sha = services.store_component(comp, f"{source}: component {m.component!r}")
+    sha = services.store_component(comp, f"{source}: component {m.component!r}", f"{base}/{m.component}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
 
     def ready(err: TheaterError | None) -> None:

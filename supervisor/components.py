@@ -11,6 +11,7 @@ import hashlib
 
 import wasmtime
 
+from theater._wasm_errors import wat_error
 from theater.errors import ComponentError
 from theater.paths import Home, write_atomically
 
@@ -18,8 +19,9 @@ WASM_MAGIC = b"\x00asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
 
 
-def to_wasm(data: bytes, what: str) -> bytes:
-    """The component's binary form; ComponentError with a one-line reason if there is none."""
+def to_wasm(data: bytes, what: str, file: str = "<component>") -> bytes:
+    """The component's binary form; ComponentError with a one-line reason if there is none
+    (a WAT syntax error names ``file``, the path it was read from, with line and column)."""
     if data.startswith(WASM_MAGIC):
         if data[4:8] == CORE_VERSION:
             raise ComponentError(f"{what} is a core WebAssembly module, not a component "
@@ -34,20 +36,17 @@ def to_wasm(data: bytes, what: str) -> bytes:
     try:
         wasm = wasmtime.wat2wasm(text)
     except wasmtime.WasmtimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        where = next((ln.lstrip("-> ") for ln in lines if ln.startswith("-->")), "")
-        raise ComponentError(f"{what} is not valid WAT: {lines[0] if lines else e}"
-                             + (f" (at {where})" if where else "")) from None
+        raise ComponentError(f"{what} is not valid WAT: {wat_error(str(e), file)}") from None
     if wasm[4:8] == CORE_VERSION:
         raise ComponentError(f"{what} is a core module, not a component (its WAT must start with `(component`)")
     return wasm
 
 
-def store(home: Home, data: bytes, what: str, for_group: bool = False) -> str:
+def store(home: Home, data: bytes, what: str, for_group: bool = False, file: str = "<component>") -> str:
     """Stores a component (binary or WAT) and returns the SHA-256 of its wasm. The file is the
     server's alone, or readable by its group too when workers run as another user (--user:
     the folder's group is theirs, and files made in it inherit that group)."""
-    wasm = to_wasm(data, what)
+    wasm = to_wasm(data, what, file)
     sha = hashlib.sha256(wasm).hexdigest()
     path = home.components / f"{sha}.wasm"
     if not path.exists():

@@ -5,6 +5,8 @@ starts, removed when someone stops it): its manifest, component hash and initial
 A server that stops or crashes leaves them; the next one restarts each actor, which
 resumes from the last state its chain committed, under the same id, so its chain
 continues from its head. Children are not restored: their parents spawn them again.
+An ephemeral server (``--ephemeral``, what ``theater run`` starts) keeps none: what it ran
+must not come back as a ghost at the next start on that home.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ log = logging.getLogger("theater.server")
 
 
 class SavedActors:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keep: bool = True) -> None:
         self.folder = folder
+        self.keep = keep
         folder.mkdir(mode=0o700, exist_ok=True)
 
     def save(self, rec: ActorRecord) -> None:
+        if not self.keep:
+            return
         spec = rec.spec
         doc = {"id": rec.actor_id, "manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
                "component": spec.component, "started_at": rec.started_at,

@@ -18,7 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from theater import grants
-from theater.errors import NotFound, Refused
+from theater.errors import NotFound, Refused, UsageError
+from theater.ids import ambiguous_name
 from theater.manifest import Limits, Manifest
 
 
@@ -242,7 +243,7 @@ class Registry:
             return matches[0]
         if not matches:
             raise NotFound(f"no actor {key!r} (see `theater list`)")
-        raise NotFound(f"{key!r} matches {len(matches)} actors; give more of the id")
+        raise UsageError(ambiguous_name(key, [r.actor_id for r in matches], "theater list"))
 
     def running(self, key: str) -> ActorRecord:
         """Like ``lookup``, for what only a running actor can take: Refused says what it is instead."""

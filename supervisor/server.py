@@ -68,7 +68,7 @@ class Server:
                  restore: bool = True, config: ServerConfig | None = None,
                  limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
                  notifier: Notifier | None = None, metrics: bool = False, curve: bool = False,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, keep_actors: bool = True) -> None:
         self.home = home
         self.restore = restore
         self.config = config or ServerConfig()
@@ -90,7 +90,7 @@ class Server:
         self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
         self.registry.pid_watchers.append(self.gateway.pid_changed)
-        self.saved = SavedActors(home.actors)
+        self.saved = SavedActors(home.actors, keep=keep_actors)
         self.directory = Directory(self.registry, self.outbox)
         self.compiles = Compiles(home, self.config.compile, str(self.config.source), self.limits, self.outbox.later,
                                  time.monotonic, user)

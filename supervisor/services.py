@@ -41,9 +41,9 @@ class Services:
         if self.gateway is not None:
             self.gateway.check_manifest(m)
 
-    def store_component(self, data: bytes, what: str) -> str:
+    def store_component(self, data: bytes, what: str, file: str = "<component>") -> str:
         """Stores a component for workers to load (readable by their group under --user)."""
-        return components.store(self.home, data, what, for_group=self.supervision.user is not None)
+        return components.store(self.home, data, what, for_group=self.supervision.user is not None, file=file)
 
     def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
         """What an actor may not hand its children: more than its own mcp-client grant."""

@@ -264,7 +264,7 @@ class Supervision:
             err = exits.start_error(rec, exit_)
             for cb in self.start_waiters.pop(rec.actor_id, []):
                 cb(err)
-            self.directory.gone(rec, err)
+            (self.remove if rec.run.reason is None else self.directory.gone)(rec, err)   # new: forgotten
         elif action == Action.EXITED:
             rec.status = Status.FAILED if exit_.kind == ExitKind.ABNORMAL else Status.EXITED
             self.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
@@ -363,8 +363,9 @@ class Supervision:
         self.stops.stop(rec, reason, then, by_parent)
 
     def _finish_stop(self, rec: ActorRecord) -> None:
+        waiting = self.start_waiters.pop(rec.actor_id, [])    # (not a restart's, which the stop starts)
         self.stops.finished(rec)
-        for cb in self.start_waiters.pop(rec.actor_id, []):
+        for cb in waiting:
             cb(ActorFailed(f"actor {rec.name} was stopped before it was ready"))
 
     def restart_now(self, rec: ActorRecord, reason: str, on_ready: Ready) -> None:
@@ -375,13 +376,13 @@ class Supervision:
             self._launch(rec, reason)
         self.stop(rec, reason, relaunch, by_parent=True)
 
-    def remove(self, rec: ActorRecord) -> None:
-        """Forgets a stopped actor and its children."""
+    def remove(self, rec: ActorRecord, why: TheaterError | None = None) -> None:
+        """Forgets a stopped actor and its children, or a new one whose first start failed (issue 12)."""
         for child in self.registry.descendants(rec):
             self.registry.remove(child)
         self.registry.remove(rec)
         self.saved.remove(rec.actor_id)
-        self.directory.gone(rec, NotFound(f"actor {rec.actor_id} was stopped"))
+        self.directory.gone(rec, why or NotFound(f"actor {rec.actor_id} was stopped"))
 
     def stop_all(self) -> None:
         """Server shutdown: every top-level actor in reverse start order, each after its children."""

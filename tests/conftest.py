@@ -155,6 +155,18 @@ def server(home: Home) -> Iterator[Server]:
         s.stop()
 
 
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[Server]:
+    """One server for a module's tests that only add actors of their own to it (fewer starts)."""
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    s = Server(Home(root)).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str = "condition"):
     """Polls ``predicate`` until it returns something truthy; fails the test after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -46,3 +46,20 @@ def format_size(n: int) -> str:
         if n >= factor and n % factor == 0:
             return f"{n // factor}{unit}"
     return f"{n}B"
+
+
+def human_size(n: float) -> str:
+    """Bytes for people, about three figures: "812 B", "5.9 MiB", "212 MiB", "1.2 GiB"."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            v = n / factor
+            return f"{v:.1f} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def human_duration(seconds: float) -> str:
+    """A duration as a manifest writes it: "250ms", "30s", "5m", "1.5h"."""
+    for unit, factor in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= factor and (seconds / factor) * 10 == int((seconds / factor) * 10):
+            return f"{seconds / factor:g}{unit}"
+    return f"{seconds * 1000:g}ms"

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import NotFound
+from .errors import NotFound, UsageError
 from .events import Event, next_stamp, type_matches
+from .ids import ambiguous_name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS actors (
@@ -73,15 +74,21 @@ class ChainReader:
         rows = self.db.execute("SELECT actor, name, seq, hash FROM actors ORDER BY aid").fetchall()
         return [ChainInfo(a, n, s + 1, h) for a, n, s, h in rows]
 
-    def resolve(self, prefix: str) -> str:
-        """The full id of the one stored chain whose actor id starts with ``prefix``."""
+    def resolve(self, key: str) -> str:
+        """The full id of the one stored chain ``key`` names: an actor id, a unique prefix of one,
+        or the name of exactly one stored actor (a stopped actor is known by its name too)."""
         rows = self.db.execute("SELECT actor FROM actors WHERE actor >= ? AND actor < ? LIMIT 2",
-                               (prefix, prefix + "\uffff")).fetchall()
-        if len(rows) == 1:
+                               (key, key + "\uffff")).fetchall()
+        if len(rows) == 1 or (rows and rows[0][0] == key):
             return rows[0][0]
-        if not rows:
-            raise NotFound(f"no chain for actor {prefix!r} in this home")
-        raise NotFound(f"actor id prefix {prefix!r} is ambiguous")
+        if rows:
+            raise UsageError(f"actor id prefix {key!r} is ambiguous: give more of the id (see `theater chains`)")
+        named = [r[0] for r in self.db.execute("SELECT actor FROM actors WHERE name = ? ORDER BY aid", (key,))]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            raise UsageError(ambiguous_name(key, named, "theater chains"))
+        raise NotFound(f"no actor or chain {key!r} in this home (see `theater chains`)")
 
     def events(self, actor_id: str, since: int = 0, limit: int | None = None,
                types: tuple[str, ...] = ()) -> Iterator[Event]:

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import functools
 import hashlib
 import hmac
@@ -161,9 +162,17 @@ def from_wire(actor_id: str, meta: dict[str, Any], data: bytes) -> Event:
 
 
 def type_matches(event_type: str, patterns: Sequence[str] | None) -> bool:
-    """``--type`` filters: exact types, or prefixes ending in ``*``; none given matches all."""
-    return not patterns or any(event_type == p or (p.endswith("*") and event_type.startswith(p[:-1]))
-                               for p in patterns)
+    """``--type`` filters, shell-style globs (``*``, ``?``, ``[...]``) matched against the full
+    type or any tail of it that starts after a ``/`` or ``:``: ``log`` is
+    ``theater:simple/runtime/log``, ``http-client/*`` every http-client call,
+    ``theater:simple/runtime/*`` what it says, ``wasm`` the export calls. None given matches all."""
+    return not patterns or _type_matches(event_type, tuple(patterns))
+
+
+@functools.lru_cache(maxsize=4096)      # a chain has few distinct types: each is matched once
+def _type_matches(event_type: str, patterns: tuple[str, ...]) -> bool:
+    tails = [event_type, *(event_type[i + 1:] for i, c in enumerate(event_type) if c in "/:")]
+    return any(fnmatch.fnmatchcase(t, p) for p in patterns for t in tails)
 
 
 def read_export(path: str | Path) -> list[Event]:

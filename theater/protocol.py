@@ -61,6 +61,8 @@ KINDS: dict[str, Kind] = {
     # frames: the component, and the initial state if any
     "start": Kind({"id": S, "manifest": S, "source": S, "base": S}, frames=1, reply="ok"),
     "stop": Kind({"id": S, "actor": S}, reply="ok"),
+    "restart": Kind({"id": S, "actor": S}, reply="ok"),
+    "prune": Kind({"id": S}, reply="ok"),
     "list": Kind({"id": S}, reply="ok"),
     "inspect": Kind({"id": S, "actor": S}, reply="ok"),
     "state": Kind({"id": S, "actor": S}, reply="ok"),

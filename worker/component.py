@@ -21,6 +21,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
+from theater._wasm_errors import compile_error, wat_error
 from theater.errors import ComponentError, TheaterError
 from theater.manifest import Manifest
 from theater.paths import compiled_path, shape_path, write_atomically
@@ -130,7 +131,8 @@ def _read_wasm(path: Path) -> bytes:
         try:
             wasm = bytes(wasmtime.wat2wasm(wasm.decode()))
         except (UnicodeDecodeError, wasmtime.WasmtimeError) as e:
-            raise ComponentError(f"{path} is neither a WebAssembly component nor WAT: {e}") from None
+            raise ComponentError(f"{path} is neither a WebAssembly component nor WAT: "
+                                 f"{wat_error(str(e), str(path))}") from None
     return wasm
 
 
@@ -138,7 +140,7 @@ def _compile(engine: wasmtime.Engine, wasm: bytes) -> wc.Component:
     try:
         return wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as e:
-        raise ComponentError(f"not a valid WebAssembly component: {_first_line(e)}") from None
+        raise ComponentError(f"not a valid WebAssembly component: {compile_error(str(e))}") from None
 
 
 def _first_line(e: BaseException) -> str:

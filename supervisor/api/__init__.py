@@ -14,6 +14,8 @@ HANDLERS: dict[str, Handler] = {
     "ping": actors.ping,
     "start": actors.start,
     "stop": actors.stop,
+    "restart": actors.restart,
+    "prune": actors.prune,
     "list": actors.list_actors,
     "inspect": actors.inspect,
     "tree": actors.tree,

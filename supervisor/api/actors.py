@@ -1,4 +1,4 @@
-"""Actor lifecycle requests: ping, start, stop, list, inspect, tree, top, tools, watch, unwatch."""
+"""Actor lifecycle requests: ping, start, stop, restart, prune, list, inspect, tree, top, tools, watch, unwatch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import psutil
 
 from theater import __version__
 from theater import manifest as manifests
-from theater.errors import TheaterError
+from theater.errors import Refused, TheaterError
 
 from ..registry import Status
 from .request import Request
@@ -32,7 +32,8 @@ def start(req: Request) -> None:
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
-    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}")
+    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}",
+                                       str(PurePosixPath(h["base"]) / m.component))
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:
@@ -59,6 +60,32 @@ def stop(req: Request) -> None:
         sup.remove(rec)
         req.ok(id=rec.actor_id, status="stopped")
     sup.stop(rec, "stopped by request", done, by_parent=False)
+
+
+def restart(req: Request) -> None:
+    """{actor} -> {id, name, pid} once its next incarnation's init is done (from its last committed
+    state, or a fresh init, as its manifest's [restart] state says); its children stop first. A
+    failed actor is started again; one already starting, restarting or stopping is refused."""
+    rec = req.services.registry.lookup(req.header["actor"])
+    if rec.status in (Status.STARTING, Status.RESTARTING, Status.STOPPING):
+        raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status} already")
+
+    def ready(err: TheaterError | None) -> None:
+        if err is not None:
+            req.fail(err)
+        else:
+            req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid)
+    req.services.supervision.restart_now(rec, "restarted by request", ready)
+
+
+def prune(req: Request) -> None:
+    """{} -> {pruned: [{id, name, status}]}: forgets the top-level actors that are failed or exited
+    (and are not saved for the next server any more); their chains stay."""
+    gone = [r for r in req.services.registry if r.parent is None and not r.alive
+            and r.status in (Status.FAILED, Status.EXITED)]
+    for rec in gone:
+        req.services.supervision.remove(rec)
+    req.ok(pruned=[{"id": r.actor_id, "name": r.name, "status": str(r.status)} for r in gone])
 
 
 def list_actors(req: Request) -> None:

@@ -6,7 +6,9 @@ plane uses, and relays the worker's ``reply`` back to the client.
 
 from __future__ import annotations
 
-from theater.errors import NotFound, ProtocolError
+import orjson
+
+from theater.errors import NotFound, ProtocolError, Refused
 from theater.ids import new_channel_id
 
 from ..registry import ActorRecord
@@ -20,10 +22,31 @@ def _fits(rec: ActorRecord, message: bytes) -> None:
         raise ProtocolError(why)
 
 
+CLIENT = "theater:simple/message-server-client"
+# What each component exports, from the shape its compile checked (cache/): by SHA-256.
+_exports: dict[str, dict[str, list[str]]] = {}
+
+
+def _takes(req: Request, rec: ActorRecord, fn: str) -> None:
+    """Refuses at once what the actor's component does not export: a one-way message would be
+    handed to its worker, refused there with nobody to tell, and lost (the sender saw exit 0)."""
+    sha = rec.spec.component
+    if sha not in _exports:
+        try:
+            _exports[sha] = orjson.loads(req.services.home.shape(sha).read_bytes())["exports"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return                  # not known here: the worker refuses it, as before
+    if fn not in _exports[sha].get(CLIENT, []):
+        what = "requests" if fn == "handle-request" else "one-way messages"
+        raise Refused(f"actor {rec.actor_id} ({rec.name}) takes no {what}: its component does not export "
+                      f"{CLIENT}.{fn}")
+
+
 def send(req: Request) -> None:
     """{actor} [message] -> {} once the message is handed to the actor's worker."""
     rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
+    _takes(req, rec, "handle-send")
     if req.services.outbox.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
         req.ok(id=rec.actor_id)
     else:
@@ -34,6 +57,7 @@ def request(req: Request) -> None:
     """{actor} [message] -> {} [reply], when the actor answers (handle-request or respond-to-request)."""
     rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
+    _takes(req, rec, "handle-request")
     req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "request"}, req.frames[0])
 
 

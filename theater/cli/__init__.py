@@ -8,14 +8,15 @@ route: a TheaterError becomes one line on stderr and the exit status from ``_out
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
-from .. import grants
+from .. import __version__, grants
 from ..client import DEFAULT_TIMEOUT
-from ..errors import TheaterError
+from ..errors import TheaterError, UsageError
 from ..paths import Home
-from . import _output, actors, chains, console, mcp, messages, replay, run
+from . import _output, actors, chains, completion, console, inspect, logs, mcp, messages, replay, run
 from ._context import Command, Context, seconds
 
 EPILOG = """\
@@ -26,7 +27,9 @@ getting started:
   theater run examples/hello/manifest.toml     run one actor with an embedded server and see its logs
   theater-server --log-stdout &                 or start a server, then:
   theater start examples/counter/manifest.toml
-  theater message <id> +1 --request
+  theater message counter +1 --request         an actor's id, a unique prefix of it, or its name
+  theater logs counter -f                      its log lines as they come
+  source <(theater completion bash)            tab completion (also zsh, fish)
 """
 
 
@@ -43,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="theater", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Manage WebAssembly actors on a theater-server: start them, message them, "
                     "read and verify their signed event chains.")
+    p.add_argument("--version", action="version", version=f"theater {__version__}")
     common = _Parser(add_help=False)
     for parser, default in ((p, None), (common, argparse.SUPPRESS)):
         # accepted before or after the command; given after, they win
@@ -55,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for module in (run, actors, messages, chains, replay, mcp, console):
+    for module in (run, actors, inspect, messages, chains, logs, replay, mcp, console, completion):
         for name, (fn, help_, add_args) in module.COMMANDS.items():
             group, _, leaf = name.rpartition(" ")
             if group:            # "chain head": a sub-command of "chain"
@@ -68,8 +72,18 @@ def _parser() -> argparse.ArgumentParser:
             sp = target.add_parser(leaf, parents=[common], help=help_, description=fn.__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
             add_args(sp)
-            sp.set_defaults(func=fn)
+            sp.set_defaults(func=fn, parser=p)     # (`theater completion` reads the whole tree)
     return p
+
+
+def _home(given: str | None) -> Home:
+    """The home to use; one that is there but is not a folder is bad input, said before anything
+    tries to make folders in it."""
+    home = Home.resolve(given)
+    if home.root.exists() and not home.root.is_dir():
+        where = "--home" if given else "THEATER_HOME" if os.environ.get("THEATER_HOME") else "the home"
+        raise UsageError(f"{where} {home.root} is a file, not a directory")
+    return home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,11 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     ctx: Context | None = None
     try:
         grants.load_plugins()
-        ctx = Context(Home.resolve(args.home), args.json, args.server, args.timeout)
+        ctx = Context(_home(args.home), args.json, args.server, args.timeout)
         return func(args, ctx)
     except TheaterError as e:
         _output.error(e.message)
         return _output.exit_status(e)
+    except OSError as e:            # a file or folder we were given, or the home, that we cannot use
+        _output.error(_output.os_problem(e))
+        return _output.EXIT["error"]
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

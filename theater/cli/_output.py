@@ -9,6 +9,9 @@ C0 itself); ``emit_bytes`` into a pipe stays exact.
 
 from __future__ import annotations
 
+import datetime
+import errno
+import os
 import re
 import sys
 from typing import IO, Any
@@ -48,9 +51,29 @@ def safe(text: Any, multiline: bool = False) -> str:
     return (_IN_TEXT if multiline else _IN_LINE).sub(_escape, str(text))
 
 
-def line(text: Any, file: IO[str] | None = None) -> None:
-    """One line for a human, on stdout (or ``file``)."""
-    print(safe(text), file=file or sys.stdout, flush=True)
+def line(text: Any, file: IO[str] | None = None, colour: str | None = None) -> None:
+    """One line for a human, on stdout (or ``file``); in ``colour`` (a COLOURS key) on a terminal."""
+    out = file or sys.stdout
+    print(paint(safe(text), colour, out), file=out, flush=True)
+
+
+# Colour only for a terminal, and not when NO_COLOR is set (https://no-color.org) or the
+# terminal says it has none: pipes, files and scripts get plain text.
+COLOURS = {"ok": "32", "bad": "31", "busy": "33", "dim": "2", "bold": "1"}
+# What each actor status looks like.
+STATUS_COLOURS = {"running": "ok", "failed": "bad", "starting": "busy", "restarting": "busy", "stopping": "busy",
+                  "exited": "dim", "stopped": "dim"}
+
+
+def colour_on(stream: IO[str]) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, colour: str | None, stream: IO[str] | None = None) -> str:
+    """``text`` (already safe) in ``colour`` if ``stream`` (stdout) shows colour; else as it is."""
+    if colour is None or not colour_on(stream or sys.stdout):
+        return text
+    return f"\x1b[{COLOURS[colour]}m{text}\x1b[0m"
 
 
 def exit_status(exc: TheaterError) -> int:
@@ -58,10 +81,22 @@ def exit_status(exc: TheaterError) -> int:
 
 
 def error(message: str) -> None:
+    print(f"{paint('theater:', 'bad', sys.stderr)} {safe(message)}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """Something the user should know that is not an error: said the same way, without the alarm."""
     line(f"theater: {message}", sys.stderr)
 
 
-note = error       # something the user should know that is not an error: said the same way
+def os_problem(e: OSError, doing: str = "") -> str:
+    """An OSError in words, naming the path ("cannot write /x/y: No such file or directory"),
+    never as ``[Errno 2] ...``."""
+    where = f"{e.filename}: " if e.filename is not None else ""
+    why = e.strerror or type(e).__name__
+    if e.errno == errno.EROFS:
+        why = "read-only file system"
+    return f"{doing + ' ' if doing else ''}{where}{why}"
 
 
 class Progress:
@@ -103,11 +138,23 @@ def emit_bytes(data: bytes) -> None:
     sys.stdout.flush()
 
 
-def table(rows: list[list[Any]], header: list[str]) -> None:
+def table(rows: list[list[Any]], header: list[str], status_column: int | None = None) -> None:
+    """Aligned columns; on a terminal the header is bold and ``status_column`` coloured by status."""
     cells = [[safe(c) for c in r] for r in [header, *rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for r in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), flush=True)
+    for n, r in enumerate(cells):
+        shown = [c.ljust(w) for c, w in zip(r, widths, strict=True)]
+        if n == 0:
+            shown = [paint(c, "bold") for c in shown]
+        elif status_column is not None:
+            shown[status_column] = paint(shown[status_column], STATUS_COLOURS.get(r[status_column].strip()))
+        print("  ".join(shown).rstrip(), flush=True)
+
+
+def when(time_ns: int) -> str:
+    """A time stamp for people: local time to the millisecond ("2026-12-01 17:58:54.123")."""
+    t = datetime.datetime.fromtimestamp(time_ns / 1e9)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
 def clear_screen() -> None:

@@ -1,4 +1,4 @@
-"""Actor commands: start, stop, list, inspect, tree, top, state."""
+"""Actor commands: start, stop, restart, prune, list, tree, top, state (inspect: inspect.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._units import format_size
+from .._units import human_size
 from ..events import readable
 from . import _output
 from ._context import Context, actor_arg, seconds
@@ -47,9 +47,37 @@ def stop(args: argparse.Namespace, ctx: Context) -> int:
     """
     info = ctx.client.stop(args.actor)
     if ctx.json:
-        _output.emit_json(info)
+        _output.emit_json({"id": info["id"], "status": info["status"]})
     else:
         _output.line(f"stopped {info['id']}")
+    return 0
+
+
+def restart(args: argparse.Namespace, ctx: Context) -> int:
+    """Restart an actor: stop it (its children first) and start its next incarnation, from its
+    last committed state (or a fresh init, as its manifest's [restart] state says); prints its
+    id once init is done. A failed actor is started again. --json prints {"id", "name", "pid"}.
+    """
+    info = ctx.client.call("restart", actor=args.actor)[0]
+    if ctx.json:
+        _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
+    else:
+        _output.line(info["id"])
+    return 0
+
+
+def prune(args: argparse.Namespace, ctx: Context) -> int:
+    """Forget the actors that failed or exited (top-level ones, and so their children): they leave
+    `theater list` and are not brought back by the next server. Their chains stay.
+    --json prints [{"id", "name", "status"}, ...].
+    """
+    gone = ctx.client.call("prune")[0]["pruned"]
+    if ctx.json:
+        _output.emit_json(gone)
+    elif not gone:
+        _output.line("nothing to prune (no failed or exited actors)")
+    for a in [] if ctx.json else gone:
+        _output.line(f"forgot {a['id']} ({a['name']}, {a['status']})")
     return 0
 
 
@@ -64,33 +92,9 @@ def list_actors(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     rows = [[a["id"], a["name"], a["status"], str(a["pid"] or "-"), str(a["restarts"]), a["last_error"] or ""]
             for a in actors]
-    _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RESTARTS", "LAST ERROR"])
+    _output.table(rows, ["ID", "NAME", "STATUS", "PID", "RESTARTS", "LAST ERROR"], status_column=2)
     if actors[0].get("chain_error"):
         _output.line(f"chain: refusing new events ({actors[0]['chain_error']}); actors wait until it can store them")
-    return 0
-
-
-def inspect(args: argparse.Namespace, ctx: Context) -> int:
-    """Show one actor: status, pid, restarts, last error, manifest settings, children."""
-    info = ctx.client.inspect(args.actor)
-    if ctx.json:
-        _output.emit_json(info)
-        return 0
-    for key in ("id", "name", "version", "status", "pid", "incarnation", "restarts", "last_error", "parent",
-                "manifest", "component", "endpoint"):
-        _output.line(f"{key + ':':13} {info.get(key) if info.get(key) is not None else '-'}")
-    _output.line(f"{'handlers:':13} {', '.join(info['handlers']) or '-'}")
-    _output.line(f"{'children:':13} {', '.join(info['children']) or '-'}")
-    r = info["restart"]
-    shutdown = "brutal_kill" if r["shutdown"] is None else f"{r['shutdown']:g}s"
-    _output.line(f"{'restart:':13} {r['type']}, children {r['strategy']} "
-          f"(at most {r['intensity']} in {r['period']:g}s), shutdown {shutdown}, state {r['state']}")
-    if info.get("last_exit"):
-        e = info["last_exit"]
-        _output.line(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
-    if info.get("chain_error"):
-        _output.line(f"{'chain:':13} refusing new events ({info['chain_error']}); the actor waits until it can "
-                     f"store them")
     return 0
 
 
@@ -117,27 +121,48 @@ def tree(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def top(args: argparse.Namespace, ctx: Context) -> int:
-    """Live resource use per actor: memory (RSS and unique), CPU, events/s, restarts, and why its
-    last incarnation ended (memory, oom, timeout, fuel, trap, ...)."""
+    """Live resource use per actor: memory (RSS and unique), CPU, events/s, mailbox, restarts, and
+    why its last incarnation ended (memory, oom, timeout, fuel, trap, ...).
+
+    CPU and events/s are rates between two samples: the first screen takes two, --interval
+    apart at most 0.5 s. --json prints {"actors": [...], "server": {...}} from one sample, with
+    rates since the previous `top` (none on the first); with --watch, one object per line.
+    """
+    first = True
     while True:
         info = ctx.client.call("top")[0]
+        if first and not ctx.json and any("cpu_seconds" in a and "cpu_percent" not in a for a in info["actors"]):
+            time.sleep(min(args.interval, FIRST_SAMPLE))      # a rate needs two samples
+            info = ctx.client.call("top")[0]
+        first = False
         if ctx.json:
-            _output.emit_json_line(info) if args.watch else _output.emit_json(info)
+            shown = {"actors": info["actors"], "server": info["server"]}
+            _output.emit_json_line(shown) if args.watch else _output.emit_json(shown)
         else:
             if args.watch:
                 _output.clear_screen()
-            # CPU % and events/s are rates since the previous `top`: the first shows "-"
-            rows = [[a["id"][:8], a["name"], a["status"], a.get("last_exit") or "-", str(a["pid"] or "-"),
-                     format_size(a["rss"]) if "rss" in a else "-", format_size(a["uss"]) if "uss" in a else "-",
-                     f"{a['cpu_percent']:.0f}%" if "cpu_percent" in a else "-",
-                     str(a.get("events_per_second", "-")), str(a["restarts"])]
-                    for a in info["actors"]]
-            _output.table(rows, ["ID", "NAME", "STATUS", "LAST EXIT", "PID", "RSS", "UNIQUE", "CPU", "EVENTS/S",
-                                 "RESTARTS"])
-            _output.line(f"server pid {info['server']['pid']}, rss {format_size(info['server']['rss'])}")
+            _top_table(info)
         if not args.watch:
             return 0
         time.sleep(args.interval)
+
+
+# The pause between the two samples of `top`'s first screen.
+FIRST_SAMPLE = 0.5
+
+
+def _top_table(info: dict[str, Any]) -> None:
+    def rate(a: dict[str, Any], key: str, fmt: str) -> str:
+        return fmt.format(a[key]) if key in a else "-"
+    rows = [[a["id"][:8], a["name"], a["status"], rate(a, "cpu_percent", "{:.0f}%"),
+             rate(a, "events_per_second", "{:g}"), human_size(a["rss"]) if "rss" in a else "-",
+             human_size(a["uss"]) if "uss" in a else "-", str(a.get("mailbox", 0)), str(a["restarts"]),
+             a.get("last_exit") or "-", str(a["pid"] or "-")]
+            for a in info["actors"]]
+    _output.table(rows, ["ID", "NAME", "STATUS", "CPU", "EVENTS/S", "RSS", "UNIQUE", "MAILBOX", "RESTARTS",
+                         "LAST EXIT", "PID"], status_column=2)
+    _output.line(f"server pid {info['server']['pid']}, rss {human_size(info['server']['rss'])}; "
+                 f"{len(info['actors'])} actor(s)")
 
 
 def state(args: argparse.Namespace, ctx: Context) -> int:
@@ -167,8 +192,9 @@ def _top_args(p: argparse.ArgumentParser) -> None:
 COMMANDS = {
     "start": (start, "start an actor from a manifest", _start_args),
     "stop": (stop, "stop an actor and its children", actor_arg),
+    "restart": (restart, "restart an actor (and start a failed one again)", actor_arg),
+    "prune": (prune, "forget failed and exited actors (their chains stay)", lambda p: None),
     "list": (list_actors, "list actors", lambda p: None),
-    "inspect": (inspect, "show one actor in detail", actor_arg),
     "tree": (tree, "show the supervision tree", lambda p: None),
     "top": (top, "live resource use per actor", _top_args),
     "state": (state, "print an actor's state", actor_arg),

@@ -19,7 +19,7 @@ import orjson
 from .. import keys
 from ..chaindb import ChainReader
 from ..client import Client
-from ..errors import TheaterError, Unreachable, UsageError, VerifyError
+from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
 from . import _output, curve
 from ._context import Context, actor_arg, count
@@ -65,36 +65,71 @@ def _print_event(ev: Event, as_json: bool) -> None:
     if as_json:
         _output.emit_json_line(ev.to_json())
     else:
-        _output.line(f"{ev.seq:6d}  {ev.type:40s} {summary(ev)}")
+        _output.line(f"{ev.seq:6d}  {_output.when(ev.time_ns)}  {ev.type:40s} {summary(ev)}")
 
 
 def events(args: argparse.Namespace, ctx: Context) -> int:
-    """Show an actor's events: sequence number, type and what went in and out.
+    """Show an actor's events: sequence number, time, type and what went in and out.
 
-    Without a running server the home's store is read directly (not with --follow).
+    --type takes a type or a shell-style glob, matched against the full type or its tail after
+    a "/" or ":" (`log`, `send`, `http-client/*`, `lifecycle/*`, `wasm`); repeat it for several.
+    --tail N shows the last N (of those). Without a running server the home's store is read
+    directly (not with --follow).
 
     --json prints a JSON array of events (see docs/chain-format.md); with --follow, one JSON
     object per line as events are stored. --follow resumes from --since after a disconnect,
     and catches up from the store when it falls behind, so it misses nothing.
     """
     types = args.type or []
+    if args.tail is not None and (args.since or args.limit is not None):
+        raise UsageError(f"--tail N and {'--since SEQ' if args.since else '--limit N'} do not go together: give one")
+    if "" in types:
+        raise UsageError("--type needs a type, a short name (log, send) or a glob (http-client/*), not ''")
+    if args.tail is not None:
+        found, since = tail(ctx, args.actor, types, args.tail)
+    elif not args.follow:
+        found, since = stored(ctx, args.actor, args.since, args.limit, types), args.since
+    else:
+        found, since = [], args.since
     if not args.follow:
-        try:
-            found = ctx.client.events(args.actor, args.since, args.limit, types)
-        except Unreachable:          # no server: the chain is on disk all the same
-            reader = _reader(ctx)
-            found = list(reader.events(reader.resolve(args.actor), args.since, args.limit, tuple(types)))
         if ctx.json:
             _output.emit_json([e.to_json() for e in found])
         else:
             for ev in found:
                 _print_event(ev, False)
         return 0
-    for shown, ev in enumerate(follow(ctx, args.actor, args.since, types), 1):
+    for ev in found:
+        _print_event(ev, ctx.json)
+    for shown, ev in enumerate(follow(ctx, args.actor, since, types), 1):
         _print_event(ev, ctx.json)
         if args.limit is not None and shown >= args.limit:
             break
     return 0
+
+
+def stored(ctx: Context, actor: str, since: int = 0, limit: int | None = None,
+           types: list[str] | None = None) -> list[Event]:
+    """Stored events, from the server, or without one from the home's store."""
+    try:
+        return ctx.client.events(actor, since, limit, types)
+    except Unreachable:          # no server: the chain is on disk all the same
+        reader = _reader(ctx)
+        return list(reader.events(reader.resolve(actor), since, limit, tuple(types or ())))
+
+
+def tail(ctx: Context, actor: str, types: list[str], n: int) -> tuple[list[Event], int]:
+    """The last ``n`` stored events (of ``types``), and the sequence number to follow from."""
+    try:
+        length = ctx.client.call("head", actor=actor)[0]["checkpoint"]["seq"] + 1
+    except Unreachable:
+        reader = _reader(ctx)
+        actor_id = reader.resolve(actor)
+        length = next(c.length for c in reader.chains() if c.actor_id == actor_id)
+    except NotFound:            # a chain with no event yet
+        length = 0
+    # without a filter, the last n are the last n sequence numbers; with one, read them all
+    found = stored(ctx, actor, 0 if types else max(length - n, 0), None, types)
+    return found[-n:], (found[-1].seq + 1 if found else length)
 
 
 # While following, a quiet server is pinged this often, so a dead one is noticed.
@@ -177,7 +212,10 @@ def export(args: argparse.Namespace, ctx: Context) -> int:
     """Write an actor's whole chain as JSON Lines (one event per line) for offline verification."""
     reader = _reader(ctx)
     actor_id = reader.resolve(args.actor)
-    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    try:
+        out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    except OSError as e:
+        raise UsageError(_output.os_problem(e, "-o: cannot write")) from None
     n = 0
     try:
         for ev in reader.events(actor_id):
@@ -284,8 +322,10 @@ def head(args: argparse.Namespace, ctx: Context) -> int:
 def _events_args(p: argparse.ArgumentParser) -> None:
     actor_arg(p)
     p.add_argument("--type", action="append", metavar="TYPE",
-                   help="only events of this type (repeatable; a trailing * matches a prefix)")
+                   help="only events of this type: full or short (log, send, wasm), or a glob "
+                        "(http-client/*, lifecycle/*); repeatable")
     p.add_argument("--limit", type=count(1), help="at most this many events")
+    p.add_argument("--tail", type=count(1), metavar="N", help="only the last N events")
     p.add_argument("--since", type=count(0), default=0, metavar="SEQ", help="start at this sequence number")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events as they are stored")
 

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from ..errors import TheaterError, Unreachable
+from ..errors import TheaterError, Unreachable, UsageError
 from ..events import decode_data, readable
-from . import _output
+from . import _output, logs
 from ._context import Context
 from .actors import start_with_progress
 from .chains import follow, summary
 
-LOG = "theater:simple/runtime/log"
-# What a WASI component writes to stdout and stderr: shown as log lines too.
-OUTPUT = ("wasi:cli/stdout/write", "wasi:cli/stderr/write")
 # How long an embedded server may take to come up (imports, chain process, fork server).
 EMBEDDED_START = 20.0
+# How long an interrupted run waits for its actor to stop (its shutdown timeout, and then some).
+STOP_WAIT = 30.0
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
@@ -28,9 +29,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     event; exit 0 with the data it passed to runtime.shutdown on stdout, or 1 with its error.
 
     If no server is running at the home, one is started for the duration of the run (its log
-    is in $THEATER_HOME/logs/server.log) and stopped afterwards. Ctrl-C stops the actor.
+    is in $THEATER_HOME/logs/server.log) and stopped afterwards; it is ephemeral: it brings back
+    no saved actor and saves none. Ctrl-C stops the actor (then that server).
     --json prints one JSON object per line: {"log": ...}, {"event": ...}, {"result": ...}.
     """
+    for sig in (signal.SIGTERM, signal.SIGHUP):     # ended another way than Ctrl-C: clean up the same
+        signal.signal(sig, _interrupt)
     embedded = _ensure_server(ctx)
     actor = None
     try:
@@ -44,8 +48,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 130
     finally:
         if actor is not None:
-            with contextlib.suppress(TheaterError):
-                ctx.client.stop(actor)
+            with contextlib.suppress(TheaterError, KeyboardInterrupt):
+                ctx.client.call("stop", actor=actor, timeout=STOP_WAIT)
         if embedded is not None:
             ctx.close()
             embedded.terminate()
@@ -55,13 +59,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 embedded.kill()
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int:
     for ev in follow(ctx, actor, 0, []):
         body = decode_data(ev.data)
-        if ev.type == LOG or ev.type in OUTPUT:
-            line = body["input"][0]
-            if isinstance(line, bytes):
-                line = line.decode("utf-8", "replace").rstrip("\n")
+        if ev.type in logs.TYPES:
+            line = logs.log_line(ev)
             if ctx.json:
                 _output.emit_json_line({"log": line, "actor": actor})
             else:
@@ -95,14 +101,26 @@ def _ensure_server(ctx: Context) -> subprocess.Popen[bytes] | None:
         return None
     except Unreachable:
         ctx.close()
-    ctx.home.ensure()
+    try:
+        ctx.home.ensure()
+    except OSError as e:
+        raise UsageError(_output.os_problem(e, f"cannot make a home at {ctx.home.root}:")) from None
+    # Its own session: Ctrl-C on the terminal reaches only us, and we stop the actor, then it (a
+    # server that got the Ctrl-C too was already stopping, and the actor's stop waited for nothing).
+    # Ephemeral: what it ran is not saved, so no later server on this home brings it back.
+    # What it says on stderr is kept aside: if it cannot start, its reason becomes our one line.
+    said = tempfile.TemporaryFile()  # noqa: SIM115 - written by the server for as long as it runs
     proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--home", str(ctx.home.root),
-                             "--log-level", "warning"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                             "--log-level", "warning", "--ephemeral"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=said, start_new_session=True)
     deadline = time.monotonic() + EMBEDDED_START
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise Unreachable(f"the embedded server exited with status {proc.returncode} "
-                              f"(see {ctx.home.logs / 'server.log'})")
+            said.seek(0)
+            lines = said.read().decode(errors="replace").strip().splitlines()
+            why = (lines[-1].removeprefix("theater-server: ") if lines else
+                   f"it exited with status {proc.returncode} (see {ctx.home.logs / 'server.log'})")
+            raise (UsageError if proc.returncode == 2 else Unreachable)(f"the embedded server did not start: {why}")
         try:
             ctx.client.ping()
             return proc
