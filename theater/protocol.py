@@ -96,7 +96,7 @@ KINDS: dict[str, tuple[dict[str, Any], int]] = {
     # data plane: worker -> worker
     "msg": ({"what": S}, 0),                   # what: send | request | chan_open | chan_msg | chan_close
     "reply": ({"rid": S, "ok": B}, 0),
-    "refused": ({"error": S}, 0),              # a one-way message was turned away (mailbox full)
+    "refused": ({"error": S}, 0),              # count (optional) one-way messages were turned away
     # chain plane
     "append": ({"actor": S, "events": L}, 0),  # one frame of data per event
     "ack": ({"actor": S, "seq": N}, 0),
