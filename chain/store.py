@@ -126,17 +126,17 @@ class ChainStore:
     def stage(self, actor_id: str, meta: dict[str, Any], data: bytes) -> bool:
         """Checks one event from a worker and stages it; False if it is a duplicate we hold."""
         h = self.head(actor_id)
-        seq, time_ns = meta["s"], meta["t"]
+        seq, time_ns = meta["seq"], meta["time_ns"]
         if not (_int64(seq) and _int64(time_ns)):       # they reach SQLite and fixed-width encodings
             raise ValueError(f"seq and time_ns must be integers from 0 to {MAX_INT}")
-        claimed = bytes.fromhex(meta["h"])
+        claimed = bytes.fromhex(meta["hash"])
         if seq <= h.seq:
             if self.known_hash(h, seq) == claimed:
                 return False
             raise Rejected("conflict", f"event {seq} differs from the stored event {seq}", h.durable)
         if seq != h.seq + 1:
             raise Rejected("gap", f"event {seq} does not follow the head (event {h.seq})", h.durable)
-        type_ = meta["y"]
+        type_ = meta["type"]
         if not isinstance(type_, str):
             raise ValueError("an event's type must be a string")
         actual = event_hash(actor_id, seq, h.hash, type_, data)
@@ -144,7 +144,7 @@ class ChainStore:
             raise Rejected("conflict", f"event {seq} does not extend the head (its hash differs: other parent "
                            f"or other contents)", h.durable)
         self._push(h, seq, type_, data, actual, time_ns)
-        if meta.get("st"):
+        if meta.get("state"):
             h.state = decode_data(data).get("state")
             h.has_state = True
             h.state_dirty = True

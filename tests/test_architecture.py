@@ -128,3 +128,16 @@ def test_no_module_is_too_long_to_read_in_one_sitting(package):
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / package).rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_every_request_kind_declares_the_kind_that_answers_it():
+    """One reply shape on the wire: a request (it carries an ``id``, or a ``rid``) is answered
+    by a declared kind, and every declared answer is itself a kind of the protocol."""
+    from theater import protocol
+
+    for name, kind in protocol.KINDS.items():
+        if "id" in kind.fields:
+            assert kind.reply is not None, f"{name} is a request and declares no reply"
+        if kind.reply is not None:
+            assert kind.reply in protocol.KINDS, f"{name} is answered by an unknown kind {kind.reply!r}"
+    assert protocol.KINDS["msg"].reply == "reply" and protocol.KINDS["append"].reply == "ack"

@@ -475,7 +475,7 @@ def test_integers_out_of_range(server):
         for t in (-1, (1 << 64) - 1, 1 << 63):
             stranger = str(uuid.uuid4())
             data = b"\xa0"
-            meta = {"s": 0, "h": event_hash(stranger, 0, None, "x/y", data).hex(), "y": "x/y", "t": t}
+            meta = {"seq": 0, "hash": event_hash(stranger, 0, None, "x/y", data).hex(), "type": "x/y", "time_ns": t}
             raw.send(orjson.dumps({"k": "append", "actor": stranger, "events": [meta], "sizes": [1], "sync": True}),
                      data)
             while (got := raw.recv()) is not None and got[0]["k"] == "ack":

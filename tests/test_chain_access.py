@@ -43,7 +43,8 @@ def make_event(actor: str, seq: int, parent: bytes | None, value: Any = None, ty
     """(meta as a worker sends it, data, the event's true hash)."""
     data = encode_data({"n": seq} if value is None else value)
     h = event_hash(actor, seq, parent, type_, data)
-    return {"s": seq, "h": h.hex(), "y": type_, "t": time.time_ns() if time_ns is None else time_ns}, data, h
+    t = time.time_ns() if time_ns is None else time_ns
+    return {"seq": seq, "hash": h.hex(), "type": type_, "time_ns": t}, data, h
 
 
 class RawChain:
@@ -145,7 +146,7 @@ def test_an_event_whose_claimed_hash_is_not_its_own_is_refused(chain):
     chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
     meta, data, _ = make_event(actor, 0, None, {"n": 0})
     _, _, other = make_event(actor, 0, None, {"n": "something else"})
-    nack = chain.append(actor, [({**meta, "h": other.hex()}, data, other)])
+    nack = chain.append(actor, [({**meta, "hash": other.hex()}, data, other)])
     assert nack["k"] == "nack" and nack["error"].startswith("conflict"), nack
     assert chain.stored(actor) == []
     good = make_event(actor, 0, None, {"n": 0})
@@ -162,7 +163,7 @@ def _refusals(actor: str, other: str, e0: tuple, e1: tuple) -> dict[str, tuple[s
         "malformed-sizes": (actor, [e1], {"sizes": [len(data1) + 1]}),
         "malformed-sizes-type": (actor, [e1], {"sizes": ["x"]}),
         "malformed-meta": (actor, [({k: v for k, v in meta1.items() if k != "h"}, data1, h1)], {}),
-        "malformed-seq": (actor, [({**meta1, "s": "1"}, data1, h1)], {}),
+        "malformed-seq": (actor, [({**meta1, "seq": "1"}, data1, h1)], {}),
         "malformed-time": (actor, [({**meta1, "t": 1 << 63}, data1, h1)], {}),       # SQLite: at most 2^63 - 1
         "malformed-negative-time": (actor, [({**meta1, "t": -1}, data1, h1)], {}),
         "another-actor": (other, [make_event(other, 0, None)], {}),

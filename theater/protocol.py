@@ -17,6 +17,7 @@ Planes (who talks to whom):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -39,83 +40,99 @@ OPTIONAL: dict[str, Any] = {
     "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B, "tool": S,
 }
 
-# kind -> (required fields and their types, minimum number of frames)
-KINDS: dict[str, tuple[dict[str, Any], int]] = {
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of message: its required fields, the frames it carries, and, for a request, the
+    kind that answers it ("ok" stands for ``ok`` or ``error``, with ``re`` = the request's id)."""
+
+    fields: dict[str, Any]
+    frames: int = 0                            # at least this many binary frames
+    reply: str | None = None                   # None: a notice or a push, nobody answers it
+    optional: dict[str, Any] = field(default_factory=dict)    # its own, beside OPTIONAL
+
+
+KINDS: dict[str, Kind] = {
     # replies
-    "ok": ({"re": S}, 0),
-    "error": ({"re": S, "code": S, "error": S}, 0),
+    "ok": Kind({"re": S}),
+    "error": Kind({"re": S, "code": S, "error": S}),
     # management: client -> server
-    "ping": ({"id": S}, 0),
-    "start": ({"id": S, "manifest": S, "source": S, "base": S}, 1),   # frames: component[, init state]
-    "stop": ({"id": S, "actor": S}, 0),
-    "list": ({"id": S}, 0),
-    "inspect": ({"id": S, "actor": S}, 0),
-    "state": ({"id": S, "actor": S}, 0),
-    "send": ({"id": S, "actor": S}, 1),
-    "request": ({"id": S, "actor": S}, 1),
-    "channel_open": ({"id": S, "actor": S}, 1),
-    "channel_send": ({"id": S, "channel": S}, 1),
-    "channel_close": ({"id": S, "channel": S}, 0),
-    "events": ({"id": S, "actor": S}, 0),
-    "subscribe": ({"id": S, "actor": S}, 0),
-    "unsubscribe": ({"id": S, "sub": S}, 0),
-    "verify": ({"id": S}, 0),
-    "head": ({"id": S, "actor": S}, 0),
-    "key": ({"id": S}, 0),
-    "chains": ({"id": S}, 0),
-    "tree": ({"id": S}, 0),
-    "top": ({"id": S}, 0),
-    "tools": ({"id": S}, 0),                   # running actors' [[mcp.tool]] tables
-    "watch": ({"id": S}, 0),                   # then actors_changed pushes
-    "unwatch": ({"id": S, "sub": S}, 0),
+    "ping": Kind({"id": S}, reply="ok"),
+    # frames: the component, and the initial state if any
+    "start": Kind({"id": S, "manifest": S, "source": S, "base": S}, frames=1, reply="ok"),
+    "stop": Kind({"id": S, "actor": S}, reply="ok"),
+    "list": Kind({"id": S}, reply="ok"),
+    "inspect": Kind({"id": S, "actor": S}, reply="ok"),
+    "state": Kind({"id": S, "actor": S}, reply="ok"),
+    "send": Kind({"id": S, "actor": S}, frames=1, reply="ok"),
+    "request": Kind({"id": S, "actor": S}, frames=1, reply="ok"),
+    "channel_open": Kind({"id": S, "actor": S}, frames=1, reply="ok"),
+    "channel_send": Kind({"id": S, "channel": S}, frames=1, reply="ok"),
+    "channel_close": Kind({"id": S, "channel": S}, reply="ok"),
+    "events": Kind({"id": S, "actor": S}, reply="ok"),
+    "subscribe": Kind({"id": S, "actor": S}, reply="ok"),
+    "unsubscribe": Kind({"id": S, "sub": S}, reply="ok"),
+    "verify": Kind({"id": S}, reply="ok"),
+    "head": Kind({"id": S, "actor": S}, reply="ok"),
+    "key": Kind({"id": S}, reply="ok"),
+    "chains": Kind({"id": S}, reply="ok"),
+    "tree": Kind({"id": S}, reply="ok"),
+    "top": Kind({"id": S}, reply="ok"),
+    "tools": Kind({"id": S}, reply="ok"),                   # running actors' [[mcp.tool]] tables
+    "watch": Kind({"id": S}, reply="ok"),                   # then actors_changed pushes
+    "unwatch": Kind({"id": S, "sub": S}, reply="ok"),
     # pushes from server to a client (no reply expected)
-    "event": ({"sub": S}, 1),
-    "missed": ({"sub": S, "count": N}, 0),
-    "channel_message": ({"channel": S}, 1),
-    "channel_closed": ({"channel": S}, 0),
-    "compiling": ({"request": S, "component": S, "bytes": N}, 0),   # a start waits; "seconds" so far
-    "actors_changed": ({"sub": S, "actor": S, "status": S}, 0),
+    "event": Kind({"sub": S}, frames=1),
+    "missed": Kind({"sub": S, "count": N}),
+    "channel_message": Kind({"channel": S}, frames=1),
+    "channel_closed": Kind({"channel": S}),
+    "compiling": Kind({"request": S, "component": S, "bytes": N}),   # a start waits; "seconds" so far
+    "actors_changed": Kind({"sub": S, "actor": S, "status": S}),
     # control: worker -> server
-    "hello": ({"actor": S, "pid": N, "endpoint": S}, 0),
-    "ready": ({"actor": S}, 0),
-    "failed": ({"actor": S, "reason": S, "error": S}, 0),     # with "id": the server acknowledges
-    "exiting": ({"actor": S, "reason": S}, 0),
-    "heartbeat": ({}, 0),
-    "resolve": ({"id": S, "actor": S}, 0),
-    "spawn": ({"id": S, "manifest": S}, 0),        # an actor granted `supervisor`, about its children
-    "children": ({"id": S}, 0),
-    "stop_child": ({"id": S, "child": S}, 0),
-    "restart_child": ({"id": S, "child": S}, 0),
-    "child_state": ({"id": S, "child": S}, 0),
-    "child_events": ({"id": S, "child": S}, 0),
+    "hello": Kind({"actor": S, "pid": N, "endpoint": S}, reply="ok"),    # answered with how to start
+    "ready": Kind({"actor": S}),
+    "failed": Kind({"actor": S, "reason": S, "error": S}, reply="ok"),    # with "id": the server acknowledges
+    "exiting": Kind({"actor": S, "reason": S}, reply="ok"),
+    "heartbeat": Kind({}),
+    "resolve": Kind({"id": S, "actor": S}, reply="ok"),
+    "spawn": Kind({"id": S, "manifest": S}, reply="ok"),    # an actor granted `supervisor`, about its children
+    "children": Kind({"id": S}, reply="ok"),
+    "stop_child": Kind({"id": S, "child": S}, reply="ok"),
+    "restart_child": Kind({"id": S, "child": S}, reply="ok"),
+    "child_state": Kind({"id": S, "child": S}, reply="ok"),
+    "child_events": Kind({"id": S, "child": S}, reply="ok"),
     # control: server -> worker
-    "get_state": ({"id": S}, 0),
-    "stop_actor": ({"reason": S}, 0),
-    "peer": ({"actor": S}, 0),                 # endpoint moved or gone (endpoint = null)
-    "chain_restarted": ({}, 0),
+    "get_state": Kind({"id": S}, reply="ok"),
+    "stop_actor": Kind({"reason": S}),
+    "peer": Kind({"actor": S}),                 # endpoint moved or gone (endpoint = null)
+    "chain_restarted": Kind({}),
     # data plane: worker -> worker
-    "msg": ({"what": S}, 0),                   # what: send | request | chan_open | chan_msg | chan_close
-    "reply": ({"rid": S, "ok": B}, 0),
-    "refused": ({"error": S}, 0),              # count (optional) one-way messages were turned away
+    # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply
+    "msg": Kind({"what": S}, reply="reply"),
+    "reply": Kind({"rid": S, "ok": B}),
+    "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
     # chain plane
-    "append": ({"actor": S, "events": L}, 0),  # one frame of data per event
-    "ack": ({"actor": S, "seq": N}, 0),
-    "nack": ({"actor": S, "error": S, "seq": N}, 0),
-    "resume": ({"id": S, "actor": S}, 0),
-    "record": ({"id": S, "actor": S, "type": S}, 1),  # the server appends a lifecycle event at the head
-    "query": ({"id": S, "what": S}, 0),
-    "shutdown": ({}, 0),                       # the server tells the chain (or the gateway) to finish and exit
-    "bind": ({"actor": S, "pid": N}, 0),        # the server: this process is the actor's worker now
-    "unbind": ({"actor": S}, 0),               # ... and now none is
-    "chain_status": ({}, 0),                   # the chain to the server: why it refuses events (error), or not
+    # one frame holding every event's data, cut by "sizes"; "sync": acknowledge at once (ack or nack)
+    "append": Kind({"actor": S, "events": L}, optional={"sizes": L, "sync": B}, reply="ack"),
+    "ack": Kind({"actor": S, "seq": N}),
+    "nack": Kind({"actor": S, "error": S, "seq": N}),
+    "resume": Kind({"id": S, "actor": S}, reply="ok"),
+    # the server appends a lifecycle event at the head
+    "record": Kind({"id": S, "actor": S, "type": S}, frames=1, reply="ok"),
+    "query": Kind({"id": S, "what": S}, reply="ok"),
+    "shutdown": Kind({}),                       # the server tells the chain (or the gateway) to finish and exit
+    "bind": Kind({"actor": S, "pid": N}),        # the server: this process is the actor's worker now
+    "unbind": Kind({"actor": S}),               # ... and now none is
+    "chain_status": Kind({}),                   # the chain to the server: why it refuses events (error), or not
     # gateway plane: server -> gateway (accepted from the server's pid only)
-    "grant": ({"actor": S, "pid": N, "config": D}, 0),    # config: handler type -> its grant
-    "revoke": ({"pid": N}, 0),
+    "grant": Kind({"actor": S, "pid": N, "config": D}),    # config: handler type -> its grant
+    "revoke": Kind({"pid": N}),
     # gateway plane: worker -> gateway (the sender's pid says which actor, and so which grant)
-    "http": ({"id": S, "method": S, "uri": S, "headers": L}, 0),     # frame: the body, if has_body
-    "store_call": ({"id": S, "op": S, "args": L}, 0),              # frame: content, for ops that take it
-    "mcp": ({"id": S, "op": S, "server": S}, 0),                   # op list | call (tool; frame: arguments)
+    "http": Kind({"id": S, "method": S, "uri": S, "headers": L}, reply="ok"),    # frame: the body, if has_body
+    "store_call": Kind({"id": S, "op": S, "args": L}, reply="ok"),    # frame: content, for ops that take it
+    "mcp": Kind({"id": S, "op": S, "server": S}, reply="ok"),    # op list | call (tool; frame: arguments)
 }
+
 
 
 def encode(header: dict[str, Any], *frames: bytes) -> list[bytes]:
@@ -139,13 +156,14 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     spec = KINDS.get(kind) if isinstance(kind, str) else None
     if spec is None:
         raise ProtocolError(f"unknown message kind {kind!r}")
-    fields, min_frames = spec
+    fields, min_frames = spec.fields, spec.frames
     for name, typ in fields.items():
         value = header.get(name)
         if not isinstance(value, typ) or (typ is int and not _integer(value, -MAX_INT - 1)):
             raise ProtocolError(f"{kind}: field {name!r} missing or not a {_NAMES[typ]}")
-    for name in (header.keys() & OPTIONAL.keys()) - fields.keys() if kind not in ("ok", "error") else ():
-        typ, value = OPTIONAL[name], header[name]
+    optional = {**OPTIONAL, **spec.optional}
+    for name in (header.keys() & optional.keys()) - fields.keys() if kind not in ("ok", "error") else ():
+        typ, value = optional[name], header[name]
         if value is not None and (not isinstance(value, typ) or (typ is int and not _integer(value, 0))):
             wanted = f"an integer from 0 to {MAX_INT}" if typ is int else f"a {typ.__name__}"
             raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")

@@ -155,9 +155,9 @@ class ChainLink:
             data = encode_data(value)
             head = event_hash(self.actor_id, seq, head, event_type, data)
             # no parent: the chain links each event to its own head, and the hash proves they agree
-            meta: dict[str, Any] = {"s": seq, "h": head.hex(), "y": event_type, "t": t}
+            meta: dict[str, Any] = {"seq": seq, "hash": head.hex(), "type": event_type, "time_ns": t}
             if state_changed:
-                meta["st"] = 1
+                meta["state"] = 1
             batch.append((meta, data))
             self.unacked.append((seq, meta, data))
         self.pending = []
@@ -186,7 +186,7 @@ class ChainLink:
         if sync:
             header["sync"] = True
         if batch:
-            self.sent = max(self.sent, batch[-1][0]["s"])
+            self.sent = max(self.sent, batch[-1][0]["seq"])
         with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
             send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
 
