@@ -225,3 +225,26 @@ def wasi_c(wasm_tools: list[str], wasi_adapter: Path) -> Path:
         return tmp / "actor.wasm"
 
     return cached("wasi-c", [source, WIT, wasi_adapter.read_bytes(), *cflags, *tools], build)
+
+
+def built_project(project: Path, *flags: str) -> Path:
+    """``theater build PROJECT FLAGS`` (a Python actor project), cached: the component's path in
+    the cache. The key is what decides the component's bytes: the project's Python and WIT
+    (not its manifest or README, which a test may rewrite), the actor helper, theater/wit,
+    componentize-py's version and the flags."""
+    version = _version("componentize-py", "pip install -e '.[test]'")
+    sources = sorted(f for f in project.rglob("*") if f.is_file() and f.suffix in (".py", ".wit")
+                     and "__pycache__" not in f.parts)
+    key = [f.relative_to(project).as_posix() + "\0" + f.read_text() for f in sources]
+
+    def build(tmp: Path) -> Path:
+        copy = tmp / project.name
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("__pycache__", "*.wasm"))
+        p = subprocess.run([sys.executable, "-m", "theater", "build", str(copy), *flags], capture_output=True,
+                           text=True, cwd=ROOT, timeout=900)
+        if p.returncode != 0:
+            raise RuntimeError(f"theater build {project.name} failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        return copy / f"{project.name}.wasm"
+
+    return cached(f"new-{project.name}{''.join(flags)}", [*key, ROOT / "theater" / "guest", WIT, version, *flags],
+                  build)

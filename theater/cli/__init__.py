@@ -15,7 +15,7 @@ from .. import grants
 from ..client import DEFAULT_TIMEOUT
 from ..errors import TheaterError
 from ..paths import Home
-from . import _output, actors, chains, mcp, messages, replay, run
+from . import _output, actors, build, chains, mcp, messages, new, replay, run
 from ._context import Command, Context, seconds
 
 EPILOG = """\
@@ -27,6 +27,7 @@ getting started:
   theater-server --log-stdout &                 or start a server, then:
   theater start examples/counter/manifest.toml
   theater message <id> +1 --request
+  theater new hello && theater build hello     a Python actor of your own (docs/writing-actors.md)
 """
 
 
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for module in (run, actors, messages, chains, replay, mcp):
+    for module in (run, actors, messages, chains, replay, mcp, new, build):
         for name, (fn, help_, add_args) in module.COMMANDS.items():
             group, _, leaf = name.rpartition(" ")
             if group:            # "chain head": a sub-command of "chain"
