@@ -131,12 +131,10 @@ def test_new_build_run_a_python_actor(server, tmp_path):
 
 
 @pytest.mark.timeout(1800)
-def test_the_python_template_builds_without_wasi_too(server, tmp_path, wasm_tools):
-    project = new(server.home, tmp_path / "quiet")
-    wasm = built(project, "--no-wasi")
-    imports, _ = world_of(wasm_tools, wasm)
+def test_the_python_template_builds_without_wasi_too(home, tmp_path, wasm_tools):
+    """--no-wasi: a component importing theater:simple alone (the run above shows the template
+    works; starting this one too would only add a ~40 s compile)."""
+    project = new(home, tmp_path / "quiet")
+    imports, exports = world_of(wasm_tools, built(project, "--no-wasi"))
     assert imports == {"theater:simple/runtime", "theater:simple/message-server-host", "theater:simple/types"}
-    r = server.cli("start", str(project / "manifest.toml"), timeout=600)
-    assert r.code == 0, r.err
-    r = server.cli("message", "quiet", "you", "--request")
-    assert r.code == 0 and r.out == b"hello, you", (r.out, r.err)
+    assert {"theater:simple/actor", "theater:simple/message-server-client"} <= exports
