@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from .conftest import ROOT, Server
-from .toolchains import built_project
+from .toolchains import built_project, compiled_once
 
 AGENT = ROOT / "examples" / "agent"
 KEY = "sk-test-agent-5e1f"
@@ -73,7 +73,7 @@ def project(folder: Path, port: int) -> Path:
     return folder / "manifest.toml"
 
 
-@pytest.mark.timeout(1800)      # componentize-py (~1 min) on a cache miss, then Cranelift (~40 s)
+@pytest.mark.timeout(1800)      # on a cache miss: componentize-py (~1 min), then Cranelift (~40 s)
 def test_the_agent_talks_to_a_model_keeps_transcripts_and_replays_offline(home, tmp_path):
     home.ensure()
     config = home.root / "server.toml"
@@ -82,40 +82,48 @@ def test_the_agent_talks_to_a_model_keeps_transcripts_and_replays_offline(home, 
     model, server = Model(), Server(home)
     try:
         manifest = project(tmp_path / "agent", model.port)
-        server.start()
-        r = server.cli("start", str(manifest), timeout=600)
-        assert r.code == 0, r.err
-        actor = r.text.strip()
-
-        first = server.cli("message", "agent", "hello", "--request")
-        assert first.code == 0 and first.out == b"#2: you said hello", (first.out, first.err)
-        second = server.cli("message", "agent", "and again", "--request")
-        assert second.out == b"#4: you said and again", (second.out, second.err)
-        # the model saw the system prompt and the conversation so far, and the key from the secret
-        assert [m["role"] for m in model.seen[1]["body"]["messages"]] == ["system", "user", "assistant", "user"]
-        assert model.seen[1]["body"]["messages"][2]["content"] == "#2: you said hello"
-        assert {s["auth"] for s in model.seen} == {f"Bearer {KEY}"} and model.seen[0]["path"] == "/v1/chat/completions"
-
-        transcript = server.cli("message", "agent", "/transcript", "--request")
-        assert [m["content"] for m in orjson.loads(transcript.out)] == \
-            ["hello", "#2: you said hello", "and again", "#4: you said and again"]
-        state = orjson.loads(server.cli("state", "agent").out)
-        assert state["turns"] == 2 and len(state["messages"]) == 4
-        stored = home.root / "store" / state["store"] / "objects" / state["transcript"]
-        assert orjson.loads(stored.read_bytes()) == orjson.loads(transcript.out)
-        events = server.cli("events", "agent", "--json")
-        assert b"send-http" in events.out and KEY.encode() not in events.out
-
-        model.stop()                 # no model from here on
-        down = server.cli("message", "agent", "are you there?", "--request")
-        assert down.out.startswith(b"error: the model could not be reached"), (down.out, down.err)
-        assert orjson.loads(server.cli("state", "agent").out)["turns"] == 2     # nothing changed
-        assert server.cli("stop", "agent").code == 0
+        with compiled_once(home, manifest.parent / "agent.wasm"):       # compiled by the first session only
+            server.start()
+            actor = converse(server, model, manifest)
+            server.stop()
+            # offline: no server, no model, no store
+            r = server.cli("replay", actor, "--json", timeout=600)
     finally:
         model.stop()
         server.stop()
-    # offline: no server, no model, no store
-    r = server.cli("replay", actor, "--json", timeout=600)
     assert r.code == 0, (r.out, r.err)
     report = orjson.loads(r.out)
     assert report["ok"] is True and report["calls"] >= 5, report
+
+
+def converse(server: Server, model: Model, manifest: Path) -> str:
+    """Two questions, the transcript, a question with the model gone; the agent's id."""
+    r = server.cli("start", str(manifest), timeout=600)
+    assert r.code == 0, r.err
+    actor = r.text.strip()
+
+    first = server.cli("message", "agent", "hello", "--request")
+    assert first.code == 0 and first.out == b"#2: you said hello", (first.out, first.err)
+    second = server.cli("message", "agent", "and again", "--request")
+    assert second.out == b"#4: you said and again", (second.out, second.err)
+    # the model saw the system prompt and the conversation so far, and the key from the secret
+    assert [m["role"] for m in model.seen[1]["body"]["messages"]] == ["system", "user", "assistant", "user"]
+    assert model.seen[1]["body"]["messages"][2]["content"] == "#2: you said hello"
+    assert {s["auth"] for s in model.seen} == {f"Bearer {KEY}"} and model.seen[0]["path"] == "/v1/chat/completions"
+
+    transcript = server.cli("message", "agent", "/transcript", "--request")
+    assert [m["content"] for m in orjson.loads(transcript.out)] == \
+        ["hello", "#2: you said hello", "and again", "#4: you said and again"]
+    state = orjson.loads(server.cli("state", "agent").out)
+    assert state["turns"] == 2 and len(state["messages"]) == 4
+    stored = server.home.root / "store" / state["store"] / "objects" / state["transcript"]
+    assert orjson.loads(stored.read_bytes()) == orjson.loads(transcript.out)
+    events = server.cli("events", "agent", "--json")
+    assert b"send-http" in events.out and KEY.encode() not in events.out
+
+    model.stop()                 # no model from here on
+    down = server.cli("message", "agent", "are you there?", "--request")
+    assert down.out.startswith(b"error: the model could not be reached"), (down.out, down.err)
+    assert orjson.loads(server.cli("state", "agent").out)["turns"] == 2     # nothing changed
+    assert server.cli("stop", "agent").code == 0
+    return actor
