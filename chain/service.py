@@ -202,7 +202,7 @@ class ChainService:
         try:
             header, data = protocol.decode(body)
         except ProtocolError as e:
-            self._send(peer, {"k": "error", "re": "", **e.to_wire()})
+            self._send(peer, {"k": "error", "re": protocol.request_id(body), **e.to_wire()})
             return
         why = self.access.check(cred, header)
         if why == "park" and cred is not None and self.access.park(cred, peer, body):

@@ -13,8 +13,6 @@ import logging
 import time
 from typing import Any
 
-import orjson
-
 from theater import protocol
 from theater.errors import ProtocolError, Refused, TheaterError
 
@@ -41,7 +39,7 @@ class Inbox:
         try:
             header, data = protocol.decode(body)
         except ProtocolError as e:
-            self.outbox.fail(client, _request_id(body), e)
+            self.outbox.fail(client, protocol.request_id(body), e)
             return
         handler = api.HANDLERS.get(header["k"])
         if handler is None:
@@ -111,12 +109,3 @@ class Inbox:
                 else:
                     log.warning("the chain stores events again")
                 self.services.chain_error = error if isinstance(error, str) else None
-
-
-def _request_id(body: list[bytes]) -> str:
-    """The id of a request we could not decode, if it can be found at all."""
-    try:
-        value = orjson.loads(body[0]).get("id", "")
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
-        return ""
-    return value if isinstance(value, str) else ""

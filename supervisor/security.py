@@ -11,8 +11,10 @@ The ``Gatekeeper`` thread answers ZeroMQ's authentication requests (ZAP, RFC 27)
 management socket: it reads ``keys/authorized/`` at each new connection (adding or removing a
 client needs no restart), logs who was let in and who was refused with their address and
 key, and, from the socket's monitor, logs the connections refused before any key was shown
-(a client without CURVE, or holding the wrong server key). Refusals are logged at most
-``REFUSALS_LOGGED`` a minute, so a scanner cannot flood the log.
+(a client without CURVE, or holding the wrong server key). A refused client's ZeroMQ socket
+reconnects every 100 ms until its program gives up, so the same refusal is logged at most
+``REPEATS_LOGGED`` times a minute (a retrying client cannot hide the next one), and all
+refusals at most ``REFUSALS_LOGGED`` a minute, so a scanner cannot flood the log.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ log = logging.getLogger("theater.server")
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 MONITOR_ENDPOINT = "inproc://theater.management.monitor"
-REFUSALS_LOGGED = 10
+REFUSALS_LOGGED = 60
+REPEATS_LOGGED = 3
 # How often the gatekeeper thread looks up from its sockets to see whether it should stop.
 POLL_INTERVAL = 0.25
 
@@ -96,7 +99,7 @@ class Gatekeeper:
         self.bound = threading.Event()
         self.thread = threading.Thread(target=self._run, name="zap", daemon=True)
         self.window = 0.0
-        self.refusals = 0
+        self.seen: dict[str, int] = {}         # this minute's refusals: line -> times
         self.unlogged = 0
 
     def start(self) -> None:
@@ -153,14 +156,16 @@ class Gatekeeper:
         self._refused(f"refused a connection on {where}: {why}")
 
     def _refused(self, line: str) -> None:
-        """Logs a refusal, at most REFUSALS_LOGGED a minute (then how many were not logged)."""
+        """Logs a refusal within the minute's limits (then how many were not logged)."""
         now = time.monotonic()
         if now - self.window >= 60:
             if self.unlogged:
                 log.warning("management: %d more refused connections were not logged", self.unlogged)
-            self.window, self.refusals, self.unlogged = now, 0, 0
-        if self.refusals >= REFUSALS_LOGGED:
+            self.window, self.unlogged = now, 0
+            self.seen.clear()
+        times = self.seen.get(line, 0)
+        if times >= REPEATS_LOGGED or sum(self.seen.values()) >= REFUSALS_LOGGED:
             self.unlogged += 1
             return
-        self.refusals += 1
+        self.seen[line] = times + 1
         log.warning("management: %s", line)

@@ -162,16 +162,17 @@ def _refusals(actor: str, other: str, e0: tuple, e1: tuple) -> dict[str, tuple[s
         "conflict": (actor, [make_event(actor, 0, None, {"n": "rewritten"})], {}),
         "malformed-sizes": (actor, [e1], {"sizes": [len(data1) + 1]}),
         "malformed-sizes-type": (actor, [e1], {"sizes": ["x"]}),
-        "malformed-meta": (actor, [({k: v for k, v in meta1.items() if k != "h"}, data1, h1)], {}),
+        "malformed-meta": (actor, [({k: v for k, v in meta1.items() if k != "hash"}, data1, h1)], {}),
         "malformed-seq": (actor, [({**meta1, "seq": "1"}, data1, h1)], {}),
-        "malformed-time": (actor, [({**meta1, "t": 1 << 63}, data1, h1)], {}),       # SQLite: at most 2^63 - 1
-        "malformed-negative-time": (actor, [({**meta1, "t": -1}, data1, h1)], {}),
+        "malformed-time": (actor, [({**meta1, "time_ns": 1 << 63}, data1, h1)], {}),  # SQLite: at most 2^63 - 1
+        "malformed-time-u64": (actor, [({**meta1, "time_ns": (1 << 64) - 1}, data1, h1)], {}),
+        "malformed-negative-time": (actor, [({**meta1, "time_ns": -1}, data1, h1)], {}),
         "another-actor": (other, [make_event(other, 0, None)], {}),
     }
 
 
 REFUSALS = ["gap", "conflict", "malformed-sizes", "malformed-sizes-type", "malformed-meta", "malformed-seq",
-            "malformed-time", "malformed-negative-time", "another-actor"]
+            "malformed-time", "malformed-time-u64", "malformed-negative-time", "another-actor"]
 EXPECTED = {"gap": "gap", "conflict": "conflict", "another-actor": "refused"}
 
 
@@ -186,11 +187,22 @@ def test_each_refusal_of_an_append_says_why_and_stores_nothing(chain, case):
     answer = chain.append(target, events, **extra)
     assert answer["k"] == "nack", answer
     assert answer["error"].startswith(EXPECTED.get(case, "malformed")), answer
+    if "time" in case:
+        assert "time_ns" in answer["error"], answer
     assert chain.stored(actor) == [(0, "test/event", e0[2])]
     assert chain.stored(other) == []
     # the chain goes on: the right next event is taken
     assert chain.append(actor, [e1]) == {"k": "ack", "actor": actor, "seq": 1}
     assert [s for s, _, _ in chain.stored(actor)] == [0, 1]
+
+
+@pytest.mark.parametrize("since", [1 << 63, (1 << 64) - 1])
+def test_a_query_beyond_a_signed_64_bit_integer_is_refused(chain, since):
+    """Issue 16, finding 6: `since = 2^63` once killed the chain process (OverflowError in SQLite)."""
+    answer, _ = chain.call({"k": "query", "what": "events", "actor": str(uuid.uuid4()), "since": since})
+    assert answer["k"] == "error" and "since" in answer["error"], answer
+    assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"
+    assert chain.proc.poll() is None
 
 
 def test_a_duplicate_is_acknowledged_and_stored_once(chain):

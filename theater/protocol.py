@@ -176,6 +176,15 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
     return header, body
 
 
+def request_id(frames: list[bytes]) -> str:
+    """The id of a request ``decode`` refused, if it can be read at all: the error answers it."""
+    try:
+        value = orjson.loads(frames[0]).get("id", "")
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
 _NAMES = {S: "string", N: "64-bit integer", B: "bool", L: "list"}
 
 

@@ -51,12 +51,14 @@ EXIT_START_FAILED = 71     # it never became ready: bad component, init failed
 BURST = 16
 # At exit, how long to wait for the chain to acknowledge the last events.
 SETTLE_TIMEOUT = 3.0
-# How long a worker waits for the server to acknowledge why it ends (an orphaned worker
-# must not linger).
+# How long a worker waits for the server to acknowledge why it ends.
 LAST_WORDS_TIMEOUT = 2.0
 # At exit, at most this many messages still waiting in the inbox are read, to be refused
 # to their senders (a sender that goes on sending cannot keep the worker alive).
 LAST_READ = 10_000
+# An orphaned worker (its server gone) tells no one why it ends and gives the chain only this
+# long: the server's own deadline for its workers to follow it is a few seconds.
+ORPHAN_SETTLE_TIMEOUT = 1.0
 # How long start-up waits for the server's and the chain's answers.
 STARTUP_TIMEOUT = 10.0
 
@@ -71,6 +73,7 @@ class Actor:
         self.actor_id = actor_id
         self.name = name
         self.loop = loop = Loop(ctx, sockets, actor_id, name)
+        self.parent = os.getppid()      # the fork server: when it is gone, so is the server
         self.stop_reason: str | None = None
         self.shutdown_data: bytes | None = None
         self.watchdog: Watchdog | None = None
@@ -278,7 +281,10 @@ class Actor:
             h.close(why)
         if stop_event is not None:
             self.recorder.record("lifecycle/stop", stop_event)
-        self.recorder.settle(SETTLE_TIMEOUT)
+        orphaned = os.getppid() != self.parent
+        self.recorder.settle(ORPHAN_SETTLE_TIMEOUT if orphaned else SETTLE_TIMEOUT)
+        if orphaned:
+            return EXIT_NORMAL if stop_event is not None else EXIT_FAILED
         data = self.shutdown_data if stop_event is not None and self.shutdown_data is not None else None
         self.last_words(words, *([data] if data is not None else []))
         return EXIT_NORMAL if stop_event is not None else EXIT_FAILED
