@@ -32,6 +32,8 @@ from typing import NoReturn
 
 import pytest
 
+from theater.paths import ADAPTER_VERSION, Home, wasmtime_version
+
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = Path(__file__).resolve().parent / "guests"
 WIT = ROOT / "theater" / "wit"
@@ -225,3 +227,55 @@ def wasi_c(wasm_tools: list[str], wasi_adapter: Path) -> Path:
         return tmp / "actor.wasm"
 
     return cached("wasi-c", [source, WIT, wasi_adapter.read_bytes(), *cflags, *tools], build)
+
+
+def built_project(project: Path, *flags: str) -> Path:
+    """``theater build PROJECT FLAGS`` (a Python actor project), cached: the component's path in
+    the cache. The key is what decides the component's bytes: the project's Python and WIT
+    (not its manifest or README, which a test may rewrite), the actor helper, theater/wit,
+    componentize-py's version and the flags."""
+    version = _version("componentize-py", "pip install -e '.[test]'")
+    sources = sorted(f for f in project.rglob("*") if f.is_file() and f.suffix in (".py", ".wit")
+                     and "__pycache__" not in f.parts)
+    key = [f.relative_to(project).as_posix() + "\0" + f.read_text() for f in sources]
+
+    def build(tmp: Path) -> Path:
+        copy = tmp / project.name
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("__pycache__", "*.wasm"))
+        p = subprocess.run([sys.executable, "-m", "theater", "build", str(copy), *flags], capture_output=True,
+                           text=True, cwd=ROOT, timeout=900)
+        if p.returncode != 0:
+            raise RuntimeError(f"theater build {project.name} failed ({p.returncode}):\n{p.stderr[-4000:]}")
+        return copy / f"{project.name}.wasm"
+
+    return cached(f"new-{project.name}{''.join(flags)}", [*key, ROOT / "theater" / "guest", WIT, version, *flags],
+                  build)
+
+
+@contextlib.contextmanager
+def compiled_once(home: Home, wasm: Path) -> Iterator[None]:
+    """Starts of ``wasm`` on ``home`` load its compiled form from the test cache, and the first
+    session that compiles it leaves it there. Cranelift takes ~40 s for a componentize-py
+    component; a test of what runs on top of it need not pay that each session (the compile
+    itself is tested by test_big_components). Keyed by the component's hash, wasmtime's
+    version and the code that decides what is compiled; without a saved form the server
+    compiles as always. Epoch engines only (no [limits] fuel)."""
+    sha = hashlib.sha256(wasm.read_bytes()).hexdigest()
+    key = _digest([sha, wasmtime_version(), str(ADAPTER_VERSION), WIT,
+                   *(ROOT / "worker" / f for f in ("component.py", "adapter.py", "wit.py"))])
+    saved = cache_dir() / f"compiled-{key[:24]}"
+    targets = {"cwasm": home.compiled(sha, fuel=False), "shape": home.shape(sha)}
+    if saved.is_dir():
+        home.ensure()
+        for name, target in targets.items():
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copyfile(saved / name, target)
+    yield
+    if not saved.exists() and all(t.exists() for t in targets.values()):
+        tmp = Path(tempfile.mkdtemp(prefix=".compiled-", dir=saved.parent))
+        for name, target in targets.items():
+            shutil.copyfile(target, tmp / name)
+        try:
+            os.rename(tmp, saved)                      # whole or not at all
+        except OSError:                                # another session saved it first
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -66,7 +66,7 @@ class Limits:
     call_timeout: float = 30.0        # wall time of one export call
     fuel: int = 0                     # deterministic budget per call; 0 = off
     cpu: float = 0.0                  # share of one core; 0 = no limit
-    mailbox: int = 1000               # queued messages before senders are refused
+    mailbox: int = 1000               # queued messages before senders wait for room
     events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
     event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
 

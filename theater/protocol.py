@@ -112,7 +112,7 @@ KINDS: dict[str, Kind] = {
     # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply
     "msg": Kind({"what": S}, reply="reply"),
     "reply": Kind({"rid": S, "ok": B}),
-    "refused": Kind({"error": S}),              # a one-way message was turned away (mailbox full)
+    "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
     # chain plane
     # one frame holding every event's data, cut by "sizes"; "sync": acknowledge at once (ack or nack)
     "append": Kind({"actor": S, "events": L}, optional={"sizes": L, "sync": B}, reply="ack"),

@@ -53,6 +53,9 @@ BURST = 16
 SETTLE_TIMEOUT = 3.0
 # How long a worker waits for the server to acknowledge why it ends.
 LAST_WORDS_TIMEOUT = 2.0
+# At exit, at most this many messages still waiting in the inbox are read, to be refused
+# to their senders (a sender that goes on sending cannot keep the worker alive).
+LAST_READ = 10_000
 # An orphaned worker (its server gone) tells no one why it ends and gives the chain only this
 # long: the server's own deadline for its workers to follow it is a few seconds.
 ORPHAN_SETTLE_TIMEOUT = 1.0
@@ -122,9 +125,11 @@ class Actor:
         loop.on_chain.update(ack=lambda h: chain.on_ack(h["seq"]), nack=self._nack)
         loop.on["chain_restarted"] = lambda *_: chain.restarted()
         self.recorder = recorder = Recorder(chain, throttle, loop.pump)
-        self.mailbox = mailbox = Mailbox(self.actor_id, m.limits.mailbox, loop.reply, recorder.record)
+        self.mailbox = mailbox = Mailbox(self.actor_id, m.limits.mailbox, loop.reply, recorder.record,
+                                         loop.pause_inbox)
         peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record)
-        loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused"))),
+        loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused")),
+                                                                     _count(h.get("count"))),
                        peer=lambda h, *_: peers.moved(h["actor"]))
         self.peers = peers
         self.gateway = Gateway(loop, self.home.gateway_endpoint)
@@ -194,12 +199,15 @@ class Actor:
         taker = self.by_kind.get(item.what)
         if taker is None:
             mailbox.refuse(item, self._nobody_takes(item.what))
-        elif taker[1] and (self.stop_reason or (self.watchdog and self.watchdog.stop_requested)):
+        elif taker[1] and not mailbox.closing and self._stopping():
             mailbox.refuse(item, f"actor {self.actor_id} is stopping")
         elif taker[1] and (too_large := self.limits.too_large(self.actor_id, len(item.payload))):
             mailbox.refuse(item, too_large)
         else:
             mailbox.admit(item, taker[1])
+
+    def _stopping(self) -> bool:
+        return bool(self.stop_reason or (self.watchdog and self.watchdog.stop_requested))
 
     def _nobody_takes(self, kind: str) -> str:
         owner = next((cls.type for cls in handlers.load().values() if kind in cls.kinds), None)
@@ -251,7 +259,7 @@ class Actor:
                 for _ in range(BURST):
                     if not items or chain.congested or self.stop_reason or watchdog.stop_requested:
                         break
-                    item = items.popleft()
+                    item = mailbox.take()
                     by_kind[item.what][0].deliver(item)
                     loop.take_acks()        # what earlier calls of this burst answered may go now
         except Failure as f:
@@ -266,6 +274,8 @@ class Actor:
         """Refuses what waits, records the stop, waits for the chain, tells the server why."""
         assert self.recorder is not None and self.mailbox is not None
         self.recorder.final_report()
+        self.mailbox.closing = True
+        self.loop.drain_inbox(LAST_READ)        # what waits in ZeroMQ's queue is refused too, not lost
         self.mailbox.drop(why)
         for h in self.handlers:
             h.close(why)
@@ -294,6 +304,10 @@ class Actor:
             self.peers.close()
         if self.gateway is not None:
             self.gateway.close()
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 1
 
 
 def _first_line(e: BaseException) -> str:

@@ -58,7 +58,7 @@ RESEND_AFTER = 3.0
 # While the chain refuses events (its disk is full), they are offered again this often.
 RETRY_UNAVAILABLE = 1.0
 
-Failed = Callable[[zmq.ZMQError], None]
+Release = Callable[[], None]       # sends one held effect (it handles its own errors)
 
 
 class ChainLink:
@@ -75,7 +75,7 @@ class ChainLink:
         self.resend_at = 0.0
         self.pending_since = 0.0
         self.emitted = 0                    # total, for rate accounting
-        # effects waiting for the chain: [seq it waits for (None until sealed), socket, frames, if it fails, block]
+        # effects waiting for the chain: [seq it waits for (None until sealed), what sends it]
         self.held: deque[list[Any]] = deque()
         self.sync_wanted = False            # something sealed waits: ask the chain to acknowledge now
         self.refusal: str | None = None     # why the chain refuses our events, while it does
@@ -96,10 +96,10 @@ class ChainLink:
 
     # ---- effects ---------------------------------------------------------------------------
 
-    def hold(self, sock: zmq.Socket, frames: list[bytes], failed: Failed | None = None, block: bool = False) -> None:
-        """Queues an effect; it leaves once sealed and the chain holds every event up to its seal
-        (``block``: waiting for room in the socket's queue, rather than failing when it is full)."""
-        self.held.append([None, sock, frames, failed, block])
+    def hold(self, release: Release) -> None:
+        """Queues an effect; ``release`` sends it once it is sealed and the chain holds every
+        event up to its seal."""
+        self.held.append([None, release])
 
     def seal(self) -> None:
         """Everything held so far waits for the events emitted so far (the end of a call, a reply)."""
@@ -122,16 +122,9 @@ class ChainLink:
             return
         self._releasing = True
         try:
-            while self.held and self.held[0][0] is not None and self.held[0][0] <= self.acked:
-                _, sock, frames, failed, block = self.held.popleft()
-                try:
-                    if block:
-                        sock.send_multipart(frames)
-                    else:
-                        send(sock, frames)
-                except zmq.ZMQError as e:       # Again: the peer's queue is full; else it went away
-                    if failed is not None:
-                        failed(e)
+            held = self.held
+            while held and held[0][0] is not None and held[0][0] <= self.acked:
+                held.popleft()[1]()
         finally:
             self._releasing = False
 

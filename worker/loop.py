@@ -46,6 +46,8 @@ PUMP_INTERVAL = 0.005
 # How long a request made outside any call (start-up, exit) waits for its answer.
 DEFAULT_TIMEOUT = 10.0
 
+_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+
 Answer = tuple[dict[str, Any], list[bytes]]
 # (header, frames, how to answer it, the socket it came on)
 Handler = Callable[[dict[str, Any], list[bytes], Route, zmq.Socket], None]
@@ -95,6 +97,8 @@ class Loop:
         for sock in (self.control, self.chain_sock, self.inbox):
             self.poller.register(sock, zmq.POLLIN)
         self.replies: dict[str, Answer] = {}
+        self.writable: dict[zmq.Socket, Callable[[], None]] = {}   # sockets watched for room (see ``watch``)
+        self.inbox_paused = False                                   # the mailbox is full: see ``pause_inbox``
         self.on: dict[str, Handler] = {}                       # kinds from the server and peers
         self.on_chain: dict[str, Callable[[dict[str, Any]], None]] = {}   # kinds from the chain
         self.chain: ChainLink | None = None                    # once resumed: shipping and resends
@@ -146,20 +150,20 @@ class Loop:
         msg = protocol.encode(header, *frames)
         sock, out = (self.control, msg) if kind == "control" else (self.inbox, [ident, *msg])
 
-        def failed(e: zmq.ZMQError) -> None:
-            if not quiet:
-                log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
+        def release() -> None:
+            try:
+                if kind == "control":
+                    sock.send_multipart(out)        # the server reads its control socket promptly
+                else:
+                    wire.send(sock, out)
+            except zmq.ZMQError as e:
+                if not quiet:
+                    log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
         if held and self.chain is not None:
-            self.chain.hold(sock, out, failed, block=kind == "control")
+            self.chain.hold(release)
             self.chain.seal()
             return
-        try:
-            if kind == "control":
-                sock.send_multipart(out)        # the server reads its control socket promptly
-            else:
-                wire.send(sock, out)
-        except zmq.ZMQError as e:
-            failed(e)
+        release()
 
     def send_control(self, header: dict[str, Any], *frames: bytes) -> None:
         self.control.send_multipart(protocol.encode(header, *frames))
@@ -226,12 +230,15 @@ class Loop:
                     timeout = min(timeout, due)
         # pyzmq truncates the timeout to whole milliseconds: round up, or a wait shorter than
         # 1 ms becomes a busy loop
-        for sock, _ in self.poller.poll(math.ceil(timeout * 1000)):
+        for sock, ev in self.poller.poll(math.ceil(timeout * 1000)):
             if isinstance(sock, int):
                 if self.watchdog is not None:
                     self.watchdog.drain_wake()
                 continue
-            self.drain(sock)
+            if ev & _POLLOUT:
+                self.writable[sock]()
+            if ev & _POLLIN:
+                self.drain(sock)
         self.pumped_at = now = time.monotonic()
         if chain is None:
             return
@@ -245,7 +252,38 @@ class Loop:
         frames = wire.recv(sock)
         while frames is not None:
             self._dispatch(sock, frames)
+            if sock is self.inbox and self.inbox_paused:
+                return                  # the mailbox just filled: the rest waits in ZeroMQ's queue
             frames = wire.recv(sock) if wire.readable(sock) else None
+
+    def drain_inbox(self, most: int) -> None:
+        """Reads up to ``most`` messages already waiting in the inbox, paused or not (the actor ends)."""
+        for _ in range(most):
+            frames = wire.recv(self.inbox) if wire.readable(self.inbox) else None
+            if frames is None:
+                return
+            self._dispatch(self.inbox, frames)
+
+    def pause_inbox(self, paused: bool) -> None:
+        """Stops (or resumes) reading other actors' messages. While it is stopped they wait in
+        ZeroMQ's queues, and once those are full, in their senders' workers, whose ``send``
+        waits for room (worker.outgoing): back-pressure instead of refusals."""
+        if paused == self.inbox_paused:
+            return
+        self.inbox_paused = paused
+        if paused:
+            self.poller.unregister(self.inbox)
+        else:
+            self.poller.register(self.inbox, zmq.POLLIN)
+
+    def watch(self, sock: zmq.Socket, on_room: Callable[[], None] | None) -> None:
+        """Calls ``on_room`` when ``sock`` has room to send again (None: stop watching)."""
+        if on_room is None:
+            self.writable.pop(sock, None)
+            self.poller.modify(sock, zmq.POLLIN)
+        else:
+            self.writable[sock] = on_room
+            self.poller.modify(sock, zmq.POLLIN | zmq.POLLOUT)
 
     def _dispatch(self, sock: zmq.Socket, frames: list[bytes]) -> None:
         ident = None

@@ -1,11 +1,20 @@
-"""The actor's mailbox: what arrives for it, admitted or refused, waiting for its turn.
+"""The actor's mailbox: what arrives for it, waiting for its turn.
 
 Items are messages from other actors and clients (``send``, ``request``, channel traffic)
 and news from the server (a child's exit). Each kind belongs to the handler that declared
-it (``worker.handlers``); a kind no granted handler takes is refused with the reason. Items
-that count against the mailbox limit are refused while it is full: a request gets an error
-reply at once; the sender of a one-way message is told, at most every ``REFUSAL_NOTICE``.
-A full episode is recorded when it starts and when it ends.
+it (``worker.handlers``); a kind no granted handler takes is refused with the reason.
+
+A full mailbox (``[limits] mailbox`` items that count) slows its senders down; it refuses
+nobody. Other actors' messages stop being read (``pause``): they wait in ZeroMQ's queues and
+then in their senders' workers, whose ``send`` waits for room (``worker.outgoing``).
+Messages relayed by the server (from clients) cannot be left unread, since the control
+socket carries everything: they wait in ``waiting`` and are let in first as room frees (a
+client's one-way message is answered when it is let in); only past a second mailbox-full
+of them is one refused, to its client. Reading resumes once a quarter of the mailbox is
+free (one pause per burst, not one per message). Each full episode is recorded when it
+starts and when it ends. What is refused (the actor is ending, a message is too large) is
+refused to its sender: a request with an error reply, a one-way message with a ``refused``
+notice its sender records.
 """
 
 from __future__ import annotations
@@ -15,9 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-# A sender whose one-way messages are refused hears of it at most this often.
-REFUSAL_NOTICE = 0.02
 
 Route = tuple[str, bytes | None]    # ("peer", identity) or ("control", None)
 
@@ -40,14 +46,18 @@ Record = Callable[[str, Any], None]  # (event type, value) -> None
 
 
 class Mailbox:
-    def __init__(self, actor_id: str, limit: int, reply: Reply, record: Record) -> None:
+    def __init__(self, actor_id: str, limit: int, reply: Reply, record: Record,
+                 pause: Callable[[bool], None] = lambda _: None) -> None:
         self.actor_id = actor_id
         self.limit = limit
+        self.reopen_at = limit - max(1, limit // 4)
         self.items: deque[Incoming] = deque()
-        self.refused = 0                       # turned away in the current full episode
+        self.waiting: deque[Incoming] = deque()    # from clients, while the mailbox is full
+        self.full_since: float | None = None       # the current full episode began (monotonic)
+        self.closing = False                        # the actor ends: everything is taken, to be refused
         self._reply = reply
         self._record = record
-        self._notified: dict[bytes, float] = {}
+        self._pause = pause
 
     def __len__(self) -> int:
         return len(self.items)
@@ -56,39 +66,69 @@ class Mailbox:
         return bool(self.items)
 
     def admit(self, item: Incoming, counted: bool) -> None:
-        """Queues ``item`` or refuses it; ``counted`` items are subject to the limit (news from the
-        server is not: it is never refused)."""
-        if not counted:
+        """Queues ``item``; ``counted`` items are subject to the limit (news from the server is not)."""
+        if not counted or self.closing:
             self.items.append(item)
-        elif len(self.items) >= self.limit:
-            if not self.refused:          # an episode starts: recorded, and again when it ends
-                self._record("limit/mailbox", {"event": "full", "mailbox": self.limit})
-            self.refused += 1
-            self.refuse(item, f"actor {self.actor_id}'s mailbox is full ({self.limit} messages)")
-        else:
-            if self.refused:
-                self._record("limit/mailbox", {"event": "open", "refused": self.refused})
-                self.refused = 0
-            self.items.append(item)
+            return
+        if item.route[0] == "control" and len(self.items) >= self.limit:
+            if len(self.waiting) >= self.limit:
+                self.refuse(item, f"actor {self.actor_id}'s mailbox is full ({self.limit} messages, and "
+                                  f"{len(self.waiting)} more from clients waiting for room)")
+            else:
+                self.waiting.append(item)
+            return
+        self._let_in(item)
+
+    def _let_in(self, item: Incoming) -> None:
+        if item.route[0] == "control" and item.what == "send" and "rid" in item.header:
+            # a client's one-way message: its client hears once it is in (theater message)
+            self._reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": True}, quiet=True, held=False)
+        self.items.append(item)
+        if self.full_since is None and len(self.items) >= self.limit:
+            self.full_since = time.monotonic()
+            self._record("limit/mailbox", {"event": "full", "mailbox": self.limit})
+            self._pause(True)
+
+    def take(self) -> Incoming:
+        """The next item to run; lets in what waits for the room it leaves."""
+        item = self.items.popleft()
+        while self.waiting and len(self.items) < self.limit:
+            self._let_in(self.waiting.popleft())
+        if self.full_since is not None and len(self.items) <= self.reopen_at and not self.waiting:
+            full_for = time.monotonic() - self.full_since
+            self.full_since = None
+            self._record("limit/mailbox", {"event": "open", "full_ms": round(full_for * 1000)})
+            self._pause(False)
+        return item
 
     def put_local(self, what: str, header: dict[str, Any], payload: bytes) -> None:
         """A message from this actor to itself (always admitted: it is already running)."""
         self.items.append(Incoming(what, header, payload, ("peer", self.actor_id.encode())))
 
-    def refuse(self, item: Incoming, error: str) -> None:
-        """Turns a message away: a request gets an error reply; the sender of a one-way message
-        is told (at most every REFUSAL_NOTICE per sender), so its next sends fail at once."""
+    def refuse(self, item: Incoming, error: str, count: int = 1) -> None:
+        """Turns a message away: a request gets an error reply; the sender of a one-way message a
+        ``refused`` notice (its worker records it)."""
         rid = item.header.get("rid")
         if rid is not None:
-            self._reply(item.route, {"k": "reply", "rid": rid, "ok": False, "error": error}, quiet=True, held=False)
+            self._reply(item.route, {"k": "reply", "rid": rid, "ok": False, "code": "refused", "error": error},
+                        quiet=True, held=False)
             return
         kind, ident = item.route
-        now = time.monotonic()
-        if kind == "peer" and ident is not None and now - self._notified.get(ident, 0.0) > REFUSAL_NOTICE:
-            self._notified[ident] = now
-            self._reply(item.route, {"k": "refused", "error": error}, quiet=True, held=False)
+        if kind == "peer" and ident is not None and ident != self.actor_id.encode():
+            self._reply(item.route, {"k": "refused", "error": error, "count": count}, quiet=True, held=False)
 
     def drop(self, reason: str) -> None:
-        """Refuses everything still waiting (the actor is ending)."""
-        while self.items:
-            self.refuse(self.items.popleft(), reason)
+        """Refuses everything still waiting (the actor is ending): one notice per sender of one-way
+        messages, with how many."""
+        one_way: dict[bytes, tuple[Incoming, int]] = {}
+        for queue in (self.items, self.waiting):
+            while queue:
+                item = queue.popleft()
+                ident = item.route[1]
+                if "rid" in item.header or item.route[0] != "peer" or ident is None:
+                    self.refuse(item, reason)
+                else:
+                    first, n = one_way.get(ident, (item, 0))
+                    one_way[ident] = (first, n + 1)
+        for first, n in one_way.values():
+            self.refuse(first, reason, n)

@@ -3,13 +3,15 @@
 The server's directory says where an actor listens (``resolve``); the connection is
 then direct, worker to worker, so a request costs one hop each way. When an actor
 stops or restarts the server tells everyone who resolved it (``peer``), and the next
-message goes to the new address.
+message goes to the new address. A peer that does not keep up slows its senders down
+(``send`` waits for room, ``worker.outgoing``); nothing sent to it is dropped unrecorded.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import zmq
@@ -18,13 +20,14 @@ from theater import protocol
 from theater.errors import NotFound, Refused
 
 from . import wire
-from .loop import Loop
+from .loop import HEARTBEAT_INTERVAL, Loop
+from .outgoing import Outgoing
 
-# Messages queued towards one peer before `send` refuses: the peer's mailbox limit is
-# the real bound; this only stops a sender from buffering without end in its own memory.
-PEER_HWM = 10_000
-# After a peer refused a message (mailbox full), sends to it fail at once for this long.
-REFUSED_FOR = 0.05
+# ZeroMQ's queue towards one peer (messages); more wait in this worker (worker.outgoing).
+# Together with the peer's receive queue they let a burst flow while the peer catches up.
+PEER_HWM = 1000
+# How long a send or request waits for room at a peer when no call is running (at start-up).
+NO_CALL_WAIT = 10.0
 
 
 class Peers:
@@ -34,16 +37,15 @@ class Peers:
         self.actor_id = actor_id
         self.local = local                       # a message to this actor itself
         self.record = record
-        self.sockets: dict[str, zmq.Socket] = {}
+        self.outgoing: dict[str, Outgoing] = {}  # canonical id -> the connection and what waits for it
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
-        self.full: dict[str, tuple[float, str]] = {}   # peer -> (refusing until, why)
 
-    def _socket(self, target: str) -> tuple[str, zmq.Socket]:
+    def _connect(self, target: str) -> Outgoing:
         canonical = self.aliases.get(target, target)
-        sock = self.sockets.get(canonical)
-        if sock is not None:
-            return canonical, sock
+        out = self.outgoing.get(canonical)
+        if out is not None:
+            return out
         header, _ = self.loop.control_request({"k": "resolve", "actor": target})
         canonical = header["actor"]
         if canonical == self.actor_id:
@@ -55,65 +57,89 @@ class Peers:
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(header["endpoint"])
         self.loop.poller.register(sock, zmq.POLLIN)
-        self.sockets[canonical] = sock
+        self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch)
         self.down.discard(canonical)
-        return canonical, sock
+        return out
 
     def send(self, target: str, header: dict[str, Any], *frames: bytes) -> None:
+        """Queues a one-way message; waits first (serving the sockets) while too many are on their
+        way to the peer, within the running call's deadline."""
         if target == self.actor_id:
             self.local(header["what"], header, frames[0] if frames else b"")
             return
-        canonical, sock = self._socket(target)
-        if wire.readable(sock):       # a refusal may be waiting (we may be deep in one wasm call)
-            self.loop.drain(sock)
+        out = self._connect(target)
+        if wire.readable(out.sock):   # a refusal may be waiting (we may be deep in one wasm call)
+            self.loop.drain(out.sock)
         self.loop.take_acks()         # ... and acknowledgements that let earlier sends go
-        until, why = self.full.get(canonical, (0.0, ""))
-        if until > time.monotonic():
-            raise Refused(why)
-        # leaves with the batch holding this send's event, in order with every other effect
-        def failed(e: zmq.ZMQError) -> None:       # else the peer restarted meanwhile: lost like any in flight
-            if isinstance(e, zmq.Again):
-                self.refused(sock, f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)")
+        if out.crowded:
+            self._wait_for_room(out, target)
+        size = sum(map(len, frames))
+        out.accepted(size)
         # leaves once this call's events are durable, in order with every other effect
         assert self.loop.chain is not None
-        self.loop.chain.hold(sock, protocol.encode(header, *frames), failed)
+        self.loop.chain.hold(partial(out.put, protocol.encode(header, *frames), size))
 
-    def refused(self, sock: zmq.Socket, why: str) -> None:
-        """The peer on ``sock`` turned a message away: fail sends to it for a moment, and record it."""
-        peer = next((a for a, s in self.sockets.items() if s is sock), None)
-        if peer is None:
-            return
-        now = time.monotonic()
-        if self.full.get(peer, (0.0, ""))[0] < now:       # a new episode: record it
-            self.record("limit/refused", {"to": peer, "error": why})
-        self.full[peer] = (now + REFUSED_FOR, why)
+    def _wait_for_room(self, out: Outgoing, target: str) -> None:
+        """Serves the sockets until half of what waits for the peer is gone; fails only when the
+        call's time is up, the actor is asked to stop, or the peer stops or restarts."""
+        loop, chain = self.loop, self.loop.chain
+        assert chain is not None
+        self.record("limit/waiting", {"to": out.peer, "queued": out.unsent})
+        deadline = loop.call_deadline() or time.monotonic() + NO_CALL_WAIT
+        while not out.roomy:
+            chain.seal()              # what is held for the chain goes as soon as it is stored
+            if out.gone is not None:
+                raise NotFound(out.gone)
+            if loop.watchdog is not None and loop.watchdog.stop_requested:
+                raise Refused("the actor is stopping")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                why = (f"actor {target} is not taking messages: {out.unsent} sent to it are still "
+                       f"waiting when this call's time is up")
+                self.record("limit/refused", {"to": out.peer, "error": why})
+                raise Refused(why)
+            loop.pump(min(remaining, HEARTBEAT_INTERVAL))
+
+    def refused(self, sock: zmq.Socket, why: str, count: int) -> None:
+        """The peer on ``sock`` turned messages away (it is stopping, or they were too large): recorded."""
+        peer = next((a for a, o in self.outgoing.items() if o.sock is sock), None)
+        if peer is not None:
+            self.record("limit/refused", {"to": peer, "error": why, "messages": count})
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""
         if target == self.actor_id:
             raise Refused("an actor cannot request itself: it is busy running this call")
-        canonical, sock = self._socket(target)
+        out = self._connect(target)
+        canonical, sock = out.peer, out.sock
         self.loop.before_effect()       # nothing leaves ahead of the events that led to it
         msg = protocol.encode(header, *frames)
         while True:
             try:
-                wire.send(sock, msg)
-                break
-            except zmq.Again:       # the caller waits for the reply anyway: wait for room first
-                deadline = self.loop.call_deadline()
-                if deadline is None or time.monotonic() >= deadline:
-                    raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
-                sock.poll(1, zmq.POLLOUT)
-                self.loop.pump(0)
-                self.check(canonical)
+                if not out.queue:       # ... nor ahead of the messages sent to the peer before it
+                    wire.send(sock, msg)
+                    break
+            except zmq.Again:
+                pass
+            # the caller waits for the reply anyway: wait for room first
+            deadline = self.loop.call_deadline()
+            if deadline is None or time.monotonic() >= deadline:
+                raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
+            self.loop.pump(0.001)
+            self.check(canonical)
         return self.loop.wait_reply(header["rid"], check=lambda: self.check(canonical), sock=sock, peer=canonical)
 
     def moved(self, actor_id: str) -> None:
-        """The server says this actor stopped or restarted: drop the connection."""
-        sock = self.sockets.pop(actor_id, None)
-        if sock is not None:
-            self.loop.poller.unregister(sock)
-            sock.close(linger=0)
+        """The server says this actor stopped or restarted: drop the connection. Messages still on
+        their way to it from here are lost with it: recorded."""
+        out = self.outgoing.pop(actor_id, None)
+        if out is not None:
+            why = f"actor {actor_id} stopped or restarted before it took the messages sent to it"
+            lost = out.lose(why)
+            if lost:
+                self.record("limit/refused", {"to": actor_id, "error": why, "messages": lost})
+            self.loop.poller.unregister(out.sock)
+            out.sock.close(linger=0)
             self.down.add(actor_id)
         for alias in [a for a, c in self.aliases.items() if c == actor_id]:
             del self.aliases[alias]
@@ -123,5 +149,5 @@ class Peers:
             raise NotFound(f"actor {actor_id} stopped before it answered")
 
     def close(self) -> None:
-        for sock in self.sockets.values():
-            sock.close()
+        for out in self.outgoing.values():
+            out.sock.close()

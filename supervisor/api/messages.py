@@ -43,14 +43,12 @@ def _takes(req: Request, rec: ActorRecord, fn: str) -> None:
 
 
 def send(req: Request) -> None:
-    """{actor} [message] -> {} once the message is handed to the actor's worker."""
+    """{actor} [message] -> {} once the actor's worker has let the message into its mailbox (a full
+    one makes it wait), or the reason it refused it."""
     rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
     _takes(req, rec, "handle-send")
-    if req.services.outbox.to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0]):
-        req.ok(id=rec.actor_id)
-    else:
-        req.fail(NotFound(f"actor {rec.actor_id} is not reachable"))
+    req.forward_to_worker(rec.actor_id, {"k": "msg", "what": "send"}, req.frames[0])
 
 
 def request(req: Request) -> None:

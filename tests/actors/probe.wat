@@ -22,6 +22,8 @@
 ;;   w  busy-loop rest-as-decimal million iterations, reply "done"
 ;;   m  "m<N> <actor>": request(actor, "x") N times, reply the last reply (benchmarks)
 ;;   M  "M<N> <actor>": send(actor, "x") N times, then request(actor, "x") once and reply its reply
+;;   O  "O<N> <actor>": send(actor, "e" ++ i as u32 little-endian) for i = 0..N-1, then request(actor, "e")
+;;      once and reply its reply (a probe receiver records each message's number: their order)
 ;;   h  get-chain(), reply the number of events it holds
 ;;   a  memory.grow(rest-as-decimal pages, 1 if none) until it fails, then trap (unreachable),
 ;;      as an allocator does when it cannot get more memory
@@ -266,7 +268,7 @@
     ;; reply disc u8 @16, ptr @20, len @24; err: string ptr @4, len @8.
     ;; handle-send's result layout is the first 16 bytes of the same thing.
     (func $dispatch (param $sd i32) (param $sp i32) (param $sl i32) (param $mp i32) (param $ml i32) (result i32)
-      (local $op i32) (local $ap i32) (local $al i32) (local $n i64) (local $i i64) (local $pg i32)
+      (local $op i32) (local $ap i32) (local $al i32) (local $n i64) (local $i i64) (local $pg i32) (local $buf i32)
       ;; default result: ok, state unchanged, reply none
       (i32.store8 (global.get $RET) (i32.const 0))
       (i32.store8 offset=4 (global.get $RET) (local.get $sd))
@@ -402,6 +404,25 @@
               (br $next)))
           (if (i32.eq (local.get $op) (i32.const 0x4d))
             (then (call $request (local.get $ap) (local.get $al) (i32.const 176) (i32.const 1) (global.get $IRET))))
+          (call $reply (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET)))
+          (return (global.get $RET))))
+;; 'O': N numbered sends, then one request, to the actor named after the count
+      (if (i32.eq (local.get $op) (i32.const 0x4f))
+        (then
+          (local.set $n (call $atoi (local.get $ap) (local.get $al)))
+          (local.set $pg (call $after_number (local.get $ap) (local.get $al)))
+          (local.set $ap (i32.add (local.get $ap) (local.get $pg)))
+          (local.set $al (i32.sub (local.get $al) (local.get $pg)))
+          (local.set $buf (call $realloc (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 5)))
+          (i32.store8 (local.get $buf) (i32.const 0x65))                                   ;; "e"
+          (block $done
+            (loop $next
+              (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+              (i32.store offset=1 align=1 (local.get $buf) (i32.wrap_i64 (local.get $i)))
+              (call $send (local.get $ap) (local.get $al) (local.get $buf) (i32.const 5) (global.get $IRET2))
+              (local.set $i (i64.add (local.get $i) (i64.const 1)))
+              (br $next)))
+          (call $request (local.get $ap) (local.get $al) (local.get $buf) (i32.const 1) (global.get $IRET))
           (call $reply (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET)))
           (return (global.get $RET))))
       ;; anything else

@@ -16,7 +16,7 @@ from .. import __version__, grants
 from ..client import DEFAULT_TIMEOUT
 from ..errors import TheaterError, UsageError
 from ..paths import Home
-from . import _output, actors, chains, completion, console, inspect, logs, mcp, messages, replay, run
+from . import _output, actors, build, chains, completion, console, inspect, logs, mcp, messages, new, replay, run
 from ._context import Command, Context, seconds
 
 EPILOG = """\
@@ -30,6 +30,7 @@ getting started:
   theater message counter +1 --request         an actor's id, a unique prefix of it, or its name
   theater logs counter -f                      its log lines as they come
   source <(theater completion bash)            tab completion (also zsh, fish)
+  theater new hello && theater build hello     a Python actor of your own (docs/writing-actors.md)
 """
 
 
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
-    for module in (run, actors, inspect, messages, chains, logs, replay, mcp, console, completion):
+    for module in (run, actors, inspect, messages, chains, logs, replay, mcp, console, new, build, completion):
         for name, (fn, help_, add_args) in module.COMMANDS.items():
             group, _, leaf = name.rpartition(" ")
             if group:            # "chain head": a sub-command of "chain"

@@ -1,0 +1,132 @@
+"""Back-pressure, not loss: a receiver that does not keep up slows its senders down.
+
+One-way sends to a full mailbox wait for room within the sender's call deadline; they fail
+only when the receiver is hung past that deadline, stopped, or dead, and what is then not
+delivered is refused to the sender and recorded in its chain. The sender is the probe
+(``O<N> <actor>`` sends N numbered messages, then one request), the receiver a probe
+whose chain records every message it took, so their order can be read back.
+A "hung" receiver is its worker stopped with SIGSTOP: a hang the test controls.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from theater.errors import TheaterError
+from theater.events import decode_data, readable
+
+from .conftest import ACTORS, Server, wait_for
+
+SEND = "theater:simple/message-server-host/send"
+
+
+def probe(tmp_path: Path, name: str, limits: str = "") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{ACTORS / "probe.wat"}"\n\n'
+                    '[[handler]]\ntype = "runtime"\n\n[[handler]]\ntype = "message-server"\n\n'
+                    f'[restart]\ntype = "temporary"\n\n[limits]\n{limits}\n')
+    return path
+
+
+def start(server: Server, manifest: Path) -> str:
+    with server.client() as c:
+        return c.start(manifest)["id"]
+
+
+def events(server: Server, actor: str, types: list[str] | None = None) -> list[dict[str, Any]]:
+    with server.client(timeout=60) as c:
+        evs = c.events(actor, types=types)
+    return [{"type": e.type, "body": readable(decode_data(e.data))} for e in evs]
+
+
+def bodies(server: Server, actor: str, type_: str) -> list[dict[str, Any]]:
+    return [e["body"] for e in events(server, actor, [type_])]
+
+
+def numbers_taken(server: Server, actor: str) -> list[int]:
+    """The numbers of the ``O`` messages the receiver ran handle-send for, in the order it did."""
+    with server.client(timeout=60) as c:
+        calls = [decode_data(e.data) for e in c.events(actor, types=["wasm"])]
+    return [struct.unpack("<I", b["params"][0][1:5])[0] for b in calls
+            if b["event"] == "call" and b["function"].endswith("handle-send")]
+
+
+def request_in_thread(server: Server, actor: str, message: bytes) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with server.client(timeout=180) as c:
+                result["reply"] = c.request(actor, message)
+        except TheaterError as e:
+            result["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def pid_of(server: Server, actor: str) -> int:
+    with server.client() as c:
+        return int(c.inspect(actor)["pid"])
+
+
+def test_five_thousand_sends_in_a_loop_all_arrive_in_order(server, tmp_path):
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 10"))
+    sender = start(server, probe(tmp_path, "sender"))
+    with server.client(timeout=180) as c:
+        c.request(sender, f"O5000 {receiver}".encode())
+    assert numbers_taken(server, receiver) == list(range(5000))
+    sent = bodies(server, sender, SEND)
+    assert len(sent) == 5000 and all(b["output"] == {"ok": None} for b in sent), sent[:3]
+    assert not bodies(server, sender, "limit/refused")
+    assert bodies(server, receiver, "limit/mailbox"), "the mailbox never filled: nothing was shown"
+
+
+def test_a_receiver_that_stops_reading_makes_its_sender_wait_not_fail(server, tmp_path):
+    """The receiver's worker is stopped (SIGSTOP) while a burst is sent to it: ZeroMQ's queues
+    fill, then the sender waits for room (recorded), and once the receiver runs again every
+    message arrives, in order."""
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 5"))
+    sender = start(server, probe(tmp_path, "sender"))
+    worker = psutil.Process(pid_of(server, receiver))
+    worker.suspend()
+    try:
+        # ZeroMQ's queues and the socket's buffers take under 2,000 before the sender has to
+        # wait (3,000 were enough to see it): 8,000 leave a wide margin
+        t, result = request_in_thread(server, sender, f"O8000 {receiver}".encode())
+        waiting = wait_for(lambda: bodies(server, sender, "limit/waiting"), timeout=60,
+                           what="the sender to wait for room")
+        assert waiting[0]["to"] == receiver and waiting[0]["queued"] > 0, waiting
+    finally:
+        worker.resume()
+    t.join(180)
+    assert "error" not in result, result
+    assert numbers_taken(server, receiver) == list(range(8000))
+    sent = bodies(server, sender, SEND)
+    assert len(sent) == 8000 and all(b["output"] == {"ok": None} for b in sent)
+    assert not bodies(server, sender, "limit/refused")
+
+
+def test_a_hung_receiver_fails_the_send_at_the_senders_deadline(server, tmp_path):
+    """Room that never comes: the send fails when the sender's call time is up, and the
+    refusal is in the sender's chain; nothing is dropped without a record."""
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 5"))
+    sender = start(server, probe(tmp_path, "sender", 'call_timeout = "3s"'))
+    worker = psutil.Process(pid_of(server, receiver))
+    worker.suspend()
+    try:
+        t, result = request_in_thread(server, sender, f"O50000 {receiver}".encode())
+        t.join(120)
+        assert "error" in result, result        # the call ran out of time: the sender failed
+        refused = wait_for(lambda: bodies(server, sender, "limit/refused"), timeout=30,
+                           what="the refusal in the sender's chain")
+        assert refused[0]["to"] == receiver and "is not taking messages" in refused[0]["error"], refused
+        failed = [b for b in bodies(server, sender, SEND) if "err" in b["output"]]
+        assert failed and "is not taking messages" in failed[0]["output"]["err"], failed[:1]
+    finally:
+        worker.resume()

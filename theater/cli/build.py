@@ -1,0 +1,131 @@
+"""``theater build``: a project's source into the component its manifest names.
+
+A Python actor (``app.py`` beside ``manifest.toml``, its world in ``wit/``) is built by
+componentize-py, an optional dependency (``pip install 'theater[python]'``), with the actor
+helper ``theater_actor`` on its Python path: that module lives in ``theater/guest/``, which is
+shipped with theater but never imported by the host (it runs inside the component). A WAT
+actor needs no build (it is compiled when it starts): its text is checked. Rust and JavaScript
+actors are built by their own toolchains (docs/writing-actors.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import wasmtime
+
+from .. import manifest
+from ..errors import ComponentError, TheaterError, UsageError
+from . import _output
+from ._context import Context
+
+GUEST = Path(__file__).resolve().parent.parent / "guest"
+WORLD = re.compile(r"^\s*world\s+(%?[a-z][a-z0-9-]*)\s*\{", re.M)
+INSTALL = "pip install 'theater[python]'"
+
+
+def build(args: argparse.Namespace, ctx: Context) -> int:
+    """Build the actor in DIR (default: here) into the component its manifest.toml names.
+
+    Python (app.py): componentize-py against the single world in DIR/wit, with WASI (print
+    works; --no-wasi: no WASI imports at all, and print traps). Its output is shown; the
+    component is replaced only when the build succeeds. --dry-run prints the command instead.
+    WAT: checked only (it is compiled when the actor starts).
+    """
+    folder = Path(args.dir)
+    path = folder if folder.is_file() else folder / "manifest.toml"
+    folder = path.parent
+    m = manifest.load(path)
+    out = folder / m.component
+    if m.component.endswith(".wat"):
+        return _check_wat(ctx, out)
+    app = folder / f"{args.app}.py"
+    if not app.is_file():
+        raise UsageError(f"{folder}: no {app.name}: `theater build` builds Python actors (and checks WAT ones); "
+                         "for Rust and JavaScript see docs/writing-actors.md")
+    world = args.world or _world(folder / "wit")
+    where = folder.resolve()
+    cmd = [*_componentize_py(), "-d", str(where / "wit"), "-w", world, "componentize",
+           *(["--stub-wasi"] if args.no_wasi else []), "-p", str(where), "-p", str(GUEST), args.app]
+    if args.dry_run:
+        _output.line(shlex.join([*cmd, "-o", str(out.resolve())]))
+        return 0
+    if not ctx.json:
+        _output.line(f"building {out} from {app.name} with componentize-py (about a minute)...", sys.stderr)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=where) as tmp:
+        built = Path(tmp) / "component.wasm"
+        # its messages go to our stderr as they come; stdout is kept for --json
+        proc = subprocess.run([*cmd, "-o", str(built)], stdout=sys.stderr, cwd=where)
+        if proc.returncode != 0 or not built.is_file():
+            raise TheaterError(f"building {out.name} failed: componentize-py exited with status {proc.returncode} "
+                               "(its messages are above)")
+        os.replace(built, out)
+    seconds = time.monotonic() - started
+    size = out.stat().st_size
+    if ctx.json:
+        _output.emit_json({"component": str(out), "bytes": size, "seconds": round(seconds, 1),
+                           "wasi": not args.no_wasi})
+    else:
+        _output.line(f"built {out} ({size / 1e6:.1f} MB) in {seconds:.0f}s", sys.stderr)
+    return 0
+
+
+def _componentize_py() -> list[str]:
+    """The componentize-py command of this installation, or one line saying how to get it."""
+    beside = Path(sys.executable).parent / "componentize-py"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("componentize-py")
+    if found:
+        return [found]
+    if importlib.util.find_spec("componentize_py") is not None:
+        return [sys.executable, "-c", "import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
+                                      "componentize_py.script()"]
+    raise TheaterError(f"componentize-py is not installed, and a Python actor needs it to build: {INSTALL}")
+
+
+def _world(wit: Path) -> str:
+    """The one world declared in ``wit/*.wit`` (not in its deps)."""
+    names = [n for f in sorted(wit.glob("*.wit")) for n in WORLD.findall(f.read_text())] if wit.is_dir() else []
+    if len(names) != 1:
+        found = f"worlds {', '.join(names)}" if names else "no world"
+        raise UsageError(f"{wit}: expected one WIT world, found {found} (name one with --world)")
+    return names[0].lstrip("%")
+
+
+def _check_wat(ctx: Context, path: Path) -> int:
+    try:
+        wasmtime.wat2wasm(path.read_text())
+    except OSError as e:
+        raise ComponentError(f"{path}: cannot read: {e.strerror or e}") from None
+    except wasmtime.WasmtimeError as e:
+        first = str(e).strip().splitlines()
+        raise ComponentError(f"{path}: not valid WAT: {first[0] if first else e}") from None
+    if ctx.json:
+        _output.emit_json({"component": str(path), "checked": True})
+    else:
+        _output.line(f"{path}: valid WAT; nothing to build (it is compiled when the actor starts)", sys.stderr)
+    return 0
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", nargs="?", default=".", help="the project folder, or its manifest (default: .)")
+    p.add_argument("--no-wasi", action="store_true",
+                   help="build with no WASI imports (componentize-py --stub-wasi): print() traps")
+    p.add_argument("--world", help="the WIT world to build against (default: the one in DIR/wit)")
+    p.add_argument("--app", default="app", help="the Python module holding the actor (default: app)")
+    p.add_argument("--dry-run", action="store_true", help="print the componentize-py command, run nothing")
+
+
+COMMANDS = {"build": (build, "build an actor project into its component (Python: componentize-py)", _build_args)}
