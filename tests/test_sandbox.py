@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import orjson
 import psutil
 import pytest
 
-from theater import _landlock
+from theater import _landlock, sandbox
 from theater.errors import TheaterError
 from theater.paths import Home
 
@@ -178,6 +180,23 @@ def test_without_the_sandbox_the_same_probes_get_through(plugin_env, home, tmp_p
         assert probe(s, actor, f"result = len(open({str(home.host_key)!r}, 'rb').read()) > 0") == "True"
     finally:
         s.stop()
+
+
+def test_a_layer_the_machine_lacks_is_left_out_and_said(monkeypatch):
+    """A kernel without Landlock: the other layers stay, the start line says what is missing and why."""
+    monkeypatch.setattr(_landlock, "abi", lambda: 0)
+    layers = sandbox.detect()
+    assert layers.args() == ["--sandbox", "net,seccomp"]
+    assert "NOT in force: a confined filesystem view (the kernel has no Landlock)" in layers.describe()
+
+
+def test_without_libseccomp_the_fork_server_still_loads_and_says_so():
+    """pyseccomp raises at import when libseccomp.so.2 is missing: the fork server must not need it."""
+    code = ("import sys; sys.modules['pyseccomp'] = None\n"
+            "import worker.zygote\nfrom theater import sandbox\nprint(sandbox.detect().describe())")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "NOT in force: a system call allow-list (no libseccomp" in p.stdout
 
 
 def _in_child(fn) -> int:

@@ -35,7 +35,7 @@ from theater import _linux, sandbox
 from theater.errors import Failure
 from theater.paths import Home
 
-from . import commands, seccomp
+from . import commands
 
 log = logging.getLogger("theater.zygote")
 
@@ -74,7 +74,11 @@ class Sandbox:
                 log.error("zygote: workers keep the host's network: %s", e)
                 on.remove("net")
         abi = ll.abi() if "landlock" in on else 0
-        filters = {c: seccomp.build(c, log_mode) for c in (False, True)} if "seccomp" in on else {}
+        filters = {}
+        if "seccomp" in on:
+            from . import seccomp  # here, not above: without libseccomp the fork server must still run
+
+            filters = {c: seccomp.build(c, log_mode) for c in (False, True)}
         if log_mode:
             log.warning("zygote: seccomp in log mode: every system call is let through, those outside "
                         "the allow-list logged here")
@@ -104,6 +108,8 @@ class Sandbox:
         if not self.filters:
             channel.close()
             return
+        from . import seccomp  # imported already by Sandbox.start (see there)
+
         runs = bool((confine.get("view") or {}).get("run"))
         try:
             listener = seccomp.load(self.filters[runs])
@@ -133,7 +139,7 @@ def rules(home: Home, view: dict[str, list[str]]) -> list[tuple[str, int]]:
 
 def _package_roots() -> set[str]:
     """Where this installation's packages are (an editable install is not on sys.path)."""
-    return {str(Path(m.__file__).resolve().parent.parent) for m in (sandbox, seccomp) if m.__file__}
+    return {str(Path(m.__file__).resolve().parent.parent) for m in (sandbox, commands) if m.__file__}
 
 
 def _program(name: str) -> str | None:

@@ -20,8 +20,6 @@ import os
 import signal
 import struct
 
-from . import seccomp
-
 log = logging.getLogger("theater.zygote")
 
 # _IOWR('!', 0, struct seccomp_notif): id u64, pid u32, flags u32, then seccomp_data
@@ -55,6 +53,8 @@ class Violations:
                 return
             self.forget(listener)      # ENOENT: the caller died meanwhile; else the filter is gone
             return
+        from . import seccomp  # only with filters (so libseccomp) in force: imported already
+
         notice, caller, _flags, nr, *_ = _NOTIF.unpack(buf)
         call = seccomp.name(nr)
         if self.log_mode:
