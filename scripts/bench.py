@@ -10,6 +10,8 @@
                                             # every actor (bench_console.py); compare without it
     python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
                                             # compile (time, peak memory), spawn vs fork + instantiate
+    python scripts/bench.py --sandbox both  # also spawn, request and one-way with --no-sandbox: the
+                                            # sandbox's cost (seccomp, Landlock, network namespace)
 
 Each figure is a median over samples (p95 where it is a latency), measured on a real
 server in a temporary home. The raw primitives (ZeroMQ round trips, fork + instantiate,
@@ -207,9 +209,9 @@ class Bench:
             str(PROBE), str(HANDLERS)) + "".join(f'[[handler]]\ntype = "{t}"\n{k}\n' for t, k in grants.items()))
         return out
 
-    def start_server(self) -> None:
+    def start_server(self, *flags: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "supervisor", "--home", str(self.home.root),
-                                      "--log-level", "warning", "--no-restore",
+                                      "--log-level", "warning", "--no-restore", *flags,
                                       *(["--console", "127.0.0.1:0"] if self.console else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + 30
@@ -247,6 +249,17 @@ class Bench:
             if p.is_running():
                 p.kill()
         self.proc = None
+
+    def without_sandbox(self, figures: list[Callable[[], None]]) -> None:
+        """The same figures from a server with --no-sandbox, kept as ``<key>_nosandbox``."""
+        self.stop_server()
+        kept, self.results = self.results, {}
+        self.start_server("--no-sandbox")
+        for fn in figures:
+            print(f"{fn.__name__} (no sandbox) ...", flush=True)
+            fn()
+        kept.update({f"{k}_nosandbox": v for k, v in self.results.items()})
+        self.results = kept
 
     def client(self, timeout: float = 120) -> Client:
         return Client(self.home, timeout=timeout)
@@ -538,6 +551,9 @@ def main() -> None:
     ap.add_argument("--console", action="store_true",
                     help="run the server with --console and pages open on every actor (bench_console.py)")
     ap.add_argument("--out", default="bench-results.json", help="where to write the JSON (default %(default)s)")
+    ap.add_argument("--sandbox", choices=["on", "off", "both"], default="on",
+                    help="workers sandboxed (the default), not (--no-sandbox), or both: spawn, actor_rtt and oneway "
+                         "measured again without it, as *_nosandbox")
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
     b = Bench(args.quick, args.py_component, args.console)
@@ -551,7 +567,7 @@ def main() -> None:
             b.results.update(raw_zmq(b.tmp, 2000 if not args.quick else 500))
             b.results["fork_instantiate_ms"] = raw_fork(b.tmp, 30 if not args.quick else 10)
             b.results["ed25519_signs_per_s"] = raw_sign()
-        b.start_server()
+        b.start_server(*(["--no-sandbox"] if args.sandbox == "off" else []))
         for name, fn in steps:
             if only is None or name in only:
                 print(f"{name} ...", flush=True)
@@ -559,6 +575,9 @@ def main() -> None:
         if args.actors:
             print(f"{args.actors} concurrent actors ...", flush=True)
             b.concurrent(args.actors)
+        if args.sandbox == "both":
+            b.without_sandbox([fn for name, fn in steps if name in ("spawn", "actor_rtt", "oneway")
+                               and (only is None or name in only)])
     finally:
         b.stop_server()
         shutil.rmtree(b.tmp, ignore_errors=True)
@@ -578,6 +597,9 @@ def report(r: dict[str, Any], out: str) -> None:
     if "mcp_stdio_p50_us" in r:
         ratios["mcp tool call (stdio) / plain request"] = r["mcp_stdio_p50_us"] / r["mcp_request_p50_us"]
         ratios["mcp tool call (http) / plain request"] = r["mcp_http_p50_us"] / r["mcp_request_p50_us"]
+    for key in ("spawn_p50_ms", "actor_rtt_p50_us", "oneway_msgs_per_s"):
+        if f"{key}_nosandbox" in r:
+            ratios[f"{key} sandbox on / off"] = r[key] / r[f"{key}_nosandbox"]
     if "chain_events_per_s" in r and "ed25519_signs_per_s" in r:
         ratios["chain events / raw signs"] = r["chain_events_per_s"] / r["ed25519_signs_per_s"]
     print()

@@ -17,7 +17,7 @@ import pwd
 import sys
 from pathlib import Path
 
-from theater import __version__, _linux, grants
+from theater import __version__, _linux, grants, sandbox
 from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError, UsageError
 from theater.paths import Home
@@ -77,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cgroups", action="store_true",
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
     p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="workers without seccomp, Landlock and their own network namespace (docs/isolation.md)")
+    p.add_argument("--sandbox-log", action="store_true",
+                   help="seccomp lets every call through and the fork server logs those outside the allow-list "
+                        "(for deriving the list on a new platform; never in production)")
     return p
 
 
@@ -126,10 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         controller: limits.Controller = limits.RlimitController(reason="disabled by --no-cgroups")
     else:
         controller = limits.detect(root=Path(args.cgroup_root))
+    layers = sandbox.detect(not args.no_sandbox)
     server = Server(home, args.listen, args.log_level, sink, restore=not (args.no_restore or args.ephemeral),
                     keep_actors=not args.ephemeral, config=config,
                     limits=controller, user=user, notifier=Notifier(), metrics=metrics_at is not None, curve=curve,
-                    console=console)
+                    console=console, sandbox=layers, seccomp_log=args.sandbox_log)
     exporter = Exporter(server.metrics, home.chain_endpoint) if server.metrics is not None else None
     try:
         if exporter is not None and metrics_at is not None:
@@ -139,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         server.open()
         if not args.log_stdout:
             print(f"theater-server: listening on {server.listen} (home {home.root}, log {sink.describe()})\n"
-                  f"theater-server: limits: {controller.describe()}"
+                  f"theater-server: limits: {controller.describe()}\n"
+                  f"theater-server: sandbox: {layers.describe()}"
                   + (f"\ntheater-server: metrics at {server.health.metrics_url}" if exporter else "")
                   + (f"\ntheater-server: console at {server.health.console_url}" if console else ""), flush=True)
         server.serve()

@@ -40,6 +40,13 @@ def classify(rec: ActorRecord, status: int) -> Exit:
     return Exit(ExitKind.ABNORMAL, "crash", f"the worker process exited with status {value}", status=code)
 
 
+def seccomp(rec: ActorRecord, call: str | None) -> None:
+    """The fork server killed the worker for a system call its seccomp filter forbids (``call``)."""
+    if call:
+        rec.run.kill_reason = "seccomp"
+        rec.run.kill_detail = f"killed by its seccomp filter: the worker made a forbidden system call ({call})"
+
+
 def reported(reason: str, error: str | None) -> Exit:
     """What a worker's last words say: it failed (``failed``) or it is stopping (``exiting``)."""
     if error is not None:

@@ -91,10 +91,11 @@ class Child:
 class ForkServer:
     """The worker fork server (``python -m worker``) and the actor processes it forks."""
 
-    def __init__(self, home: Home, log_args: list[str], cgroups: list[str]) -> None:
+    def __init__(self, home: Home, log_args: list[str], cgroups: list[str], sandbox: list[str] | None = None) -> None:
         self.home = home
         self.log_args = log_args        # --log-level L [--log-journal]
         self.cgroups = cgroups          # parents each worker makes its own cgroup in
+        self.sandbox = sandbox or []     # --sandbox LAYERS [--seccomp-log] (theater.sandbox)
         self.sock: socket.socket | None = None
         self.child: Child | None = None
 
@@ -102,7 +103,7 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # workers inherit the fork server's output: a pipe the server reads, never the log file
         # itself (a worker, maybe running as another user, must not hold the server's files)
-        args = ["--fd", str(theirs.fileno()), *self.log_args]
+        args = ["--fd", str(theirs.fileno()), *self.log_args, *self.sandbox]
         for parent in self.cgroups:
             args += ["--cgroup", parent]
         self.child = Child("worker", self.home, args, pass_fds=(theirs.fileno(),), command="serve")

@@ -32,6 +32,7 @@ from theater.config import ServerConfig
 from theater.errors import TheaterError, UsageError
 from theater.manifest import Backoff
 from theater.paths import Home
+from theater.sandbox import Layers
 
 from . import limits as limits_
 from .compiles import Compiles
@@ -68,7 +69,8 @@ class Server:
                  restore: bool = True, config: ServerConfig | None = None,
                  limits: limits_.Controller | None = None, user: tuple[int, int] | None = None,
                  notifier: Notifier | None = None, metrics: bool = False, curve: bool = False,
-                 console: Console | None = None, keep_actors: bool = True) -> None:
+                 console: Console | None = None, keep_actors: bool = True, sandbox: Layers | None = None,
+                 seccomp_log: bool = False) -> None:
         self.home = home
         self.restore = restore
         self.config = config or ServerConfig()
@@ -82,7 +84,9 @@ class Server:
         self.outbox = Outbox(self.registry)
         self.stopping = False
         log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
-        self.forkserver = ForkServer(home, log_args, self.limits.worker_parents())
+        self.sandbox = sandbox or Layers()
+        self.forkserver = ForkServer(home, log_args, self.limits.worker_parents(),
+                                     self.sandbox.args() + (["--seccomp-log"] if seccomp_log else []))
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
                                                 "--durability", self.config.durability])
         self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False
@@ -231,8 +235,10 @@ class Server:
         self.gateway.watch_output()
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
-        log.info("theater-server serving: %s (home %s); limits: %s", self.listen, self.home.root,
-                 self.limits.describe())
+        log.info("theater-server serving: %s (home %s); limits: %s; sandbox: %s", self.listen, self.home.root,
+                 self.limits.describe(), self.sandbox.describe())
+        for layer, why in self.sandbox.missing.items():
+            log.warning("theater-server: sandbox layer %s is not in force: %s", layer, why)
         while not (self.stopping and self.supervision.idle()):
             timeout = self.outbox.run_timers(self._guarded)
             for sock, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000):

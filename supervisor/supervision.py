@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from theater import protocol
+from theater import protocol, sandbox
 from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
@@ -103,7 +103,7 @@ class Supervision:
         rec.status = Status.STARTING if rec.run.number == 1 else Status.RESTARTING
         rec.child_restarts = []          # a restarted supervisor counts its children's restarts afresh
         spec = rec.spec
-        confine = {"user": self.user, "nofile": WORKER_NOFILE,
+        confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": sandbox.view(spec.manifest, spec.base),
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
         self.compiles.then_spawn(rec, self.launcher, confine, self._not_compiled)
 
@@ -152,6 +152,7 @@ class Supervision:
         elif op == "exited":
             rec = self.registry.by_pid.get(report["pid"])
             if rec is not None:
+                exits.seccomp(rec, report.get("seccomp"))
                 self._exited(rec, report["status"])
         elif op == "gone":
             log.error("the worker fork server died; its workers go with it")

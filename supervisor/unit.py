@@ -9,7 +9,8 @@ each worker its own cgroup (``Delegate=yes`` hands it the unit's subtree) and to
 workers to ``--user``; the hardening keeps what that needs and takes the rest away. Left out
 on purpose, each of which would break it: ``ProtectControlGroups`` and ``ProtectKernelTunables``
 (cgroupfs must stay writable), ``MemoryDenyWriteExecute`` (wasmtime compiles to machine code),
-``User=`` (see above), ``PrivateUsers`` (the workers' user must be the host's).
+``User=`` (see above), ``PrivateUsers`` (the workers' user must be the host's). Namespaces are
+restricted to network namespaces, the one kind the workers' sandbox makes.
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def render(home: str, user: str | None, program: str | None = None) -> str:
         "ProtectKernelLogs=yes",
         "ProtectClock=yes",
         "ProtectHostname=yes",
-        "RestrictNamespaces=yes",
+        "# only network namespaces: the fork server gives the workers one of their own (docs/isolation.md)",
+        "RestrictNamespaces=net",
         "RestrictRealtime=yes",
         "RestrictSUIDSGID=yes",
         "LockPersonality=yes",

@@ -54,7 +54,7 @@ def test_the_unit_is_a_hardened_notify_service(tmp_path):
     assert d["ReadWritePaths"] == "/srv/theater"
     assert "StateDirectory" not in d                      # only for homes under /var/lib
     for key, value in {"ProtectSystem": "strict", "NoNewPrivileges": "yes", "PrivateTmp": "yes",
-                       "KillMode": "mixed"}.items():
+                       "KillMode": "mixed", "RestrictNamespaces": "net"}.items():   # the workers' netns only
         assert d[key] == value, key
     assert d["ProtectHome"] in ("yes", "read-only")
     # what would stop the server from making cgroups, or wasmtime from compiling

@@ -39,6 +39,9 @@ class Spec:
     required: tuple[str, ...] = ()               # keys a grant must give (fail-closed handlers)
     wit: str | None = None                       # WIT text of interfaces outside theater/wit (plug-ins)
     worker: str | None = None                    # module implementing it in the worker (plug-ins)
+    # what its worker half reaches on the filesystem (theater.sandbox.view): (config, base) ->
+    # {"write": directories, "make": those it may create, "run": programs}
+    view: Callable[[Mapping[str, Any], str], dict[str, list[str]]] | None = None
     required: tuple[str, ...] = ()               # keys a grant must give
 
 
@@ -191,9 +194,15 @@ register(Spec("environment", imports=("theater:simple/environment",), keys={
     "allowed_prefixes": _strings("non-empty prefixes of variable names", _var_name),
     "denied_vars": _strings("variable names", _var_name),
     "allow_list_all": _flag}))
+def _filesystem_view(config: Mapping[str, Any], base: str) -> dict[str, list[str]]:
+    root = os.path.join(base, config["path"])
+    return {"write": [root], "make": [root] if config.get("new_dir") else [],
+            "run": list(config.get("allowed_commands", ()))}
+
+
 register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
     "path": _path, "new_dir": _flag, "max_file_size": _size, "command_timeout": _seconds,
-    "allowed_commands": _strings("program names or absolute paths", _program)}))
+    "allowed_commands": _strings("program names or absolute paths", _program)}, view=_filesystem_view))
 
 
 # ---- mcp-client: the sessions run in the gateway too (theater.mcpgrant, docs/mcp.md) -------------

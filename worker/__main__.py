@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
     serve.add_argument("--cgroup", action="append", default=[], metavar="DIR",
                        help="a parent cgroup each worker makes its own group in (repeat per v1 hierarchy)")
+    serve.add_argument("--sandbox", default="", metavar="LAYERS",
+                       help="comma-separated: net,landlock,seccomp (see theater/sandbox.py; default: none)")
+    serve.add_argument("--seccomp-log", action="store_true",
+                       help="seccomp allows every call and the kernel logs those outside the allow-list")
     comp = sub.add_parser("compile", help="compile one stored component into the cache (theater-server runs it)")
     comp.add_argument("--home", required=True, help="THEATER_HOME (components/, cache/)")
     comp.add_argument("sha256", help="the component, as stored in components/<sha256>.wasm")
@@ -58,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         from .zygote import Zygote
 
         _logging.setup(args.log_level, args.log_journal)
-        Zygote(home, socket.socket(fileno=args.fd), args.cgroup).serve()
+        Zygote(home, socket.socket(fileno=args.fd), args.cgroup, [s for s in args.sandbox.split(",") if s],
+               args.seccomp_log).serve()
         return 0
     if args.command == "compile":
         from .compiler import run

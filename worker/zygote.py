@@ -3,7 +3,7 @@
 Starting a fresh interpreter and importing wasmtime costs ~60 ms; forking this process
 costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. The zygote
 keeps *spare* children already forked, with their ZeroMQ context made and their sockets
-connected, each waiting on a pipe for its assignment; a spawn hands a spare an actor, and the
+connected, each waiting on a socket for its assignment; a spawn hands a spare an actor, and the
 spares are topped up a moment later, off the spawn's path. wasmtime must never compile
 before a fork (its compile thread pool deadlocks in the child), so the zygote only imports
 and never creates an engine.
@@ -17,10 +17,17 @@ The zygote is the workers' parent: it reaps them, removes each one's inbox socke
 each exit status to the server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
 
+With ``--sandbox`` (``worker.sandbox``), the zygote first moves into a network namespace of its
+own, and each worker confines itself before it opens its sockets (a spare then waits with no
+sockets: Landlock binds only threads started after it). Over its assignment socket, a
+worker hands back the listener of its seccomp filter; the zygote watches it
+(``worker.violations``), kills a worker that makes a fatal call, and names the call in the
+worker's exit report (``"seccomp"``).
+
 Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "component", "fuel", "confine"}``
 (``confine``: see below; ``component`` and ``fuel`` let the worker load its component while it
 asks the server and the chain for the rest), ``{"op": "ping"}`` (is it serving yet?).
-Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status"}``,
+Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid", "status", "seccomp"?}``,
 ``{"op": "pong"}``.
 """
 
@@ -46,6 +53,8 @@ from theater.paths import Home, wasmtime_version
 
 from . import actor, handlers, wit
 from .loop import Sockets
+from .sandbox import Sandbox, SandboxError
+from .violations import Violations
 
 log = logging.getLogger("theater.zygote")
 
@@ -57,11 +66,18 @@ SPARE_DELAY = 0.015
 
 
 class Zygote:
-    def __init__(self, home: Home, sock: socket.socket, cgroups: list[str]) -> None:
+    def __init__(self, home: Home, sock: socket.socket, cgroups: list[str], layers: list[str] | None = None,
+                 seccomp_log: bool = False) -> None:
         self.home = home
         self.sock = sock
         self.cgroups = cgroups          # where each spare makes its own cgroup (none: no cgroups)
-        self.spares: list[tuple[int, int]] = []         # (pid, write end of its assignment pipe)
+        self.layers = layers or []      # the sandbox's layers the server asked for (theater.sandbox)
+        self.seccomp_log = seccomp_log
+        self.sandbox: Sandbox | None = None
+        self.spares: list[tuple[int, socket.socket]] = []    # (pid, our end of its assignment socket)
+        self.channels: dict[int, tuple[int, socket.socket]] = {}   # fd -> (worker, socket) until it hands over
+        self.violations = Violations(seccomp_log)
+        self.poller = select.poll()
         self.pid = os.getpid()
         self.spare_due: float | None = None
 
@@ -85,18 +101,29 @@ class Zygote:
         # every handler module (and what it imports) now: a worker running as --user may not
         # be able to read the interpreter's files, and it would import them after the drop
         handlers.load()
+        if self.layers:      # before the first fork: every worker inherits the network namespace
+            self.sandbox = Sandbox.start(self.layers, self.seccomp_log)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()
+        for fd in (self.sock.fileno(), sig_r):
+            self.poller.register(fd, select.POLLIN)
         while True:
-            wait = None if self.spare_due is None else max(0.0, self.spare_due - time.monotonic())
-            ready, _, _ = select.select([self.sock, sig_r], [], [], wait)
+            wait = None if self.spare_due is None else max(0.0, self.spare_due - time.monotonic()) * 1000
+            ready = {fd for fd, _ in self.poller.poll(wait)}
             if self.spare_due is not None and time.monotonic() >= self.spare_due:
                 self._top_up()
+            for fd in ready - {self.sock.fileno(), sig_r}:
+                if fd in self.channels:
+                    self._handed_over(fd)
+                elif fd in self.violations.listeners:
+                    self.violations.read(fd)
+                    if fd not in self.violations.listeners:
+                        self.poller.unregister(fd)
             if sig_r in ready:
                 os.read(sig_r, 4096)
                 self._reap()
-            if self.sock in ready:
+            if self.sock.fileno() in ready:
                 data = self.sock.recv(1 << 16)
                 if not data:
                     return          # the server is gone
@@ -112,14 +139,19 @@ class Zygote:
         while True:
             if not self.spares:
                 self._fork_spare()
-            pid, w = self.spares.pop(0)
+            pid, chan = self.spares.pop(0)
             try:
-                os.write(w, orjson.dumps(msg))
-                break
+                chan.send(orjson.dumps(msg))
             except OSError as e:       # that spare died: take (or make) another
                 log.warning("zygote: spare %d was gone (%s)", pid, e)
-            finally:
-                os.close(w)
+                chan.close()
+                continue
+            if self.sandbox is not None and self.sandbox.filters:
+                self.channels[chan.fileno()] = (pid, chan)     # its seccomp listener comes back on it
+                self.poller.register(chan, select.POLLIN)
+            else:
+                chan.close()
+            break
         self._report({"op": "spawned", "actor": msg["actor"], "pid": pid})
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
         # actor that is starting; a spawn arriving before then forks one at once
@@ -131,19 +163,32 @@ class Zygote:
             self._fork_spare()
 
     def _fork_spare(self) -> None:
-        r, w = os.pipe()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
-            os.close(w)
+            ours.close()
             code = 1
             try:
-                code = _spare(self.home, r, self.pid, self.cgroups)
+                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox)
             except BaseException:
                 log.exception("worker crashed")
             finally:
                 os._exit(code)
-        os.close(r)
-        self.spares.append((pid, w))
+        theirs.close()
+        self.spares.append((pid, ours))
+
+    def _handed_over(self, fd: int) -> None:
+        """A worker's seccomp listener arrived (or its channel closed without one)."""
+        pid, chan = self.channels.pop(fd)
+        self.poller.unregister(fd)
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(chan, 64, 1)
+        except OSError:
+            fds = []
+        chan.close()
+        for listener in fds:
+            self.violations.watch(listener, pid)
+            self.poller.register(listener, select.POLLIN)
 
     def _reap(self) -> None:
         while True:
@@ -156,13 +201,21 @@ class Zygote:
             # its inbox: nobody else removes it (a worker killed or trapped does not unbind), and
             # restart storms left thousands (issue 16, finding 12)
             self.home.worker_socket(pid).unlink(missing_ok=True)
+            for fd in [fd for fd, owner in self.violations.listeners.items() if owner == pid]:
+                self.poller.unregister(fd)
+            call = self.violations.ended(pid)
             spare = next((sp for sp in self.spares if sp[0] == pid), None)
             if spare is not None:
-                os.close(spare[1])
+                spare[1].close()
                 self.spares.remove(spare)
                 self.spare_due = time.monotonic() + SPARE_DELAY
                 continue
-            self._report({"op": "exited", "pid": pid, "status": status})
+            for fd, (owner, chan) in list(self.channels.items()):
+                if owner == pid:
+                    self.poller.unregister(fd)
+                    chan.close()
+                    del self.channels[fd]
+            self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
 
     def _report(self, msg: dict) -> None:
         self.sock.send(orjson.dumps(msg))
@@ -184,30 +237,39 @@ def confine(spec: dict, inbox: Path) -> None:
         _linux.become(uid, gid)
 
 
-def _spare(home: Home, assignment_fd: int, zygote: int, cgroups: list[str]) -> int:
+def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None) -> int:
     """A forked child: get ready, wait for an actor, become it."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
     if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
         log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
-    _linux.close_fds_except(assignment_fd)
+    _linux.close_fds_except(channel.fileno())
     for sig in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
     ctx = zmq.Context()
-    sockets = Sockets.open(ctx, home)
-    data = b""
-    while chunk := os.read(assignment_fd, 1 << 16):
-        data += chunk
-    os.close(assignment_fd)
+    # unsandboxed, a spare connects its sockets while it waits; sandboxed, only once confined
+    sockets = Sockets.open(ctx, home) if box is None else None
+    data = channel.recv(1 << 16)
     if not data:
         return 0            # the zygote went away before giving us work
     job = orjson.loads(data)
-    actor_id, name = job["actor"], job["name"]
+    actor_id, name, spec = job["actor"], job["name"], job.get("confine") or {}
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
+    if box is None:
+        channel.close()
+        inbox = home.worker_socket(os.getpid())
+        last = lambda: confine(spec, inbox)     # noqa: E731 - as its first act once its requests are out
+    else:
+        try:
+            box.enter(home, spec)
+        except (SandboxError, OSError) as e:
+            log.error("worker %d (actor %s): cannot confine itself: %s", os.getpid(), actor_id, e)
+            return actor.EXIT_START_FAILED
+        last = lambda: box.seal(channel, spec)   # noqa: E731 - before any actor code is loaded
+    if sockets is None:
+        sockets = Sockets.open(ctx, home)
     try:
-        # the worker confines itself as its first act, once its first requests are on their way
-        return actor.main(ctx, home, sockets, actor_id, name, job["component"], bool(job.get("fuel")),
-                          lambda: confine(job.get("confine") or {}, home.worker_socket(os.getpid())))
+        return actor.main(ctx, home, sockets, actor_id, name, job["component"], bool(job.get("fuel")), last)
     finally:
         # last words to the server are worth a moment, unless it is gone (we are orphaned)
         ctx.destroy(linger=1000 if os.getppid() == zygote else 0)

@@ -1,0 +1,241 @@
+"""OS-level isolation, shown from inside a worker (issue 15, docs/isolation.md).
+
+A test-only plug-in (``tests/plugins/probe.py``, loaded through ``THEATER_PLUGINS``) runs the
+Python a request carries inside the actor's worker, after its sandbox is up: each test asks
+it to do what the sandbox must stop, and reads the answer (a refusal, recorded in the chain
+as the host call's output) or the stop (the worker killed, the exit recorded with reason
+``seccomp`` and the call named).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+import pytest
+
+from theater import _landlock, sandbox
+from theater.errors import TheaterError
+from theater.paths import Home
+
+from .conftest import ROOT, OpsServer, Server, cli_events, wait_for
+
+PROBE_WAT = ROOT / "tests" / "plugins" / "probe.wat"
+PLUGIN_ENV = {"THEATER_PLUGINS": "tests.plugins.probe", "PYTHONPATH": str(ROOT)}
+
+
+def start_probe(server: Server, where: Path, name: str = "probe") -> str:
+    """A probe actor granted a directory of its own (``where/data``, made for it); never restarted."""
+    manifest = where / f"{name}.toml"
+    manifest.write_text(f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{PROBE_WAT}"\n'
+                        '[restart]\ntype = "temporary"\n'
+                        '[[handler]]\ntype = "message-server"\n[[handler]]\ntype = "probe"\n'
+                        '[[handler]]\ntype = "filesystem"\npath = "data"\nnew_dir = true\n')
+    r = server.cli("start", str(manifest), "--json")
+    assert r.code == 0, r.err
+    return orjson.loads(r.out)["id"]
+
+
+def probe(server: Server, actor: str, code: str) -> str:
+    """Runs ``code`` in the actor's worker; what it left in ``result`` (repr), or its exception."""
+    with server.client() as c:
+        return c.request(actor, code.encode()).decode()
+
+
+def inspect(server: Server, actor: str) -> dict[str, Any]:
+    with server.client() as c:
+        return c.inspect(actor)
+
+
+def killed_for(server: Server, actor: str, code: str) -> dict[str, Any]:
+    """Runs ``code``, which must end the worker; the lifecycle/exit event recorded for it."""
+    pid = inspect(server, actor)["pid"]
+    with server.client() as c, pytest.raises(TheaterError):
+        c.request(actor, code.encode())
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             what="the worker to die")
+    evs = wait_for(lambda: [e for e in cli_events(server, actor) if e["type"] == "lifecycle/exit"],
+                   what="the recorded exit")
+    return evs[-1]["body"]
+
+
+@pytest.fixture(scope="module")
+def plugin_env():
+    """The probe plug-in, for the servers and the CLI of this module only."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in PLUGIN_ENV.items():
+            mp.setenv(k, v)
+        yield
+
+
+@pytest.fixture(scope="module")
+def sandboxed(plugin_env):
+    """One sandboxed server (the default) for the module: each test starts its own actors."""
+    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
+    s = OpsServer(Home(root)).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shared(sandboxed, tmp_path_factory) -> tuple[str, Path]:
+    """A probe actor the tests that do not end it share, and the directory its manifest is in."""
+    where = tmp_path_factory.mktemp("probe")
+    return start_probe(sandboxed, where), where
+
+
+@pytest.fixture
+def tcp_listener():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        yield s.getsockname()[1]
+
+
+CONNECT = "import socket\ns = socket.socket()\ns.settimeout(5)\ns.connect(('127.0.0.1', {port}))\nresult = 'connected'"
+
+
+def test_the_start_line_names_every_layer_in_force(sandboxed):
+    line = next(x for x in sandboxed.stdout.splitlines() if x.startswith("theater-server: sandbox:"))
+    assert "no network" in line and f"Landlock ABI {_landlock.abi()}" in line and "seccomp" in line
+    assert "NOT in force" not in line
+
+
+def test_a_worker_cannot_open_a_tcp_connection(sandboxed, shared, tcp_listener):
+    actor, _ = shared
+    # seccomp: no socket but AF_UNIX
+    assert probe(sandboxed, actor, CONNECT.format(port=tcp_listener)) == "PermissionError: [Errno 1] " \
+                                                                          "Operation not permitted"
+    # and the refusal is in the chain, as the host call's output
+    runs = [e for e in cli_events(sandboxed, actor) if e["type"] == "test:probe/probe/run"]
+    assert "Operation not permitted" in orjson.dumps(runs[-1]["body"]["output"]).decode()
+
+
+def test_a_worker_has_a_network_namespace_of_its_own_with_only_loopback(sandboxed, shared):
+    actor, _ = shared
+    ns = probe(sandboxed, actor, "import os\nresult = os.readlink('/proc/self/ns/net')")
+    assert ns.strip("'") != os.readlink(f"/proc/{sandboxed.pid}/ns/net")
+    dev = "result = [x.split(':')[0].strip() for x in open('/proc/net/dev').readlines()[2:]]"
+    assert probe(sandboxed, actor, dev) == "['lo']"
+    # and nothing listens or routes there: the loopback has no address
+    assert probe(sandboxed, actor, "result = '127.0.0.1' in open('/proc/net/fib_trie').read()") == "False"
+
+
+def test_a_worker_reads_only_its_view(sandboxed, shared):
+    actor, where = shared
+    key = sandboxed.home.host_key
+    denied = "PermissionError: [Errno 13] Permission denied"
+    assert probe(sandboxed, actor, f"result = open({str(key)!r}, 'rb').read()").startswith(denied)
+    assert probe(sandboxed, actor, f"import os\nresult = os.listdir({str(sandboxed.home.root)!r})").startswith(denied)
+    if os.geteuid() == 0 and Path("/etc/shadow").exists():
+        assert probe(sandboxed, actor, "result = open('/etc/shadow').read()").startswith(denied)
+    # what is granted stays reachable: its own directory, read and written
+    (where / "data" / "in.txt").write_text("granted")
+    assert probe(sandboxed, actor, f"result = open({str(where / 'data' / 'in.txt')!r}).read()") == "'granted'"
+    assert probe(sandboxed, actor, f"open({str(where / 'data' / 'out.txt')!r}, 'w').write('x')\n"
+                                   "result = 'written'") == "'written'"
+    assert probe(sandboxed, actor, f"open({str(where / 'outside.txt')!r}, 'w')").startswith(denied)
+
+
+def test_ptrace_of_the_fork_server_kills_the_worker_and_the_stop_is_recorded(sandboxed, tmp_path):
+    actor = start_probe(sandboxed, tmp_path)
+    zygote = psutil.Process(inspect(sandboxed, actor)["pid"]).ppid()
+    ex = killed_for(sandboxed, actor, f"import ctypes\nresult = ctypes.CDLL(None).ptrace(16, {zygote}, 0, 0)")
+    assert ex["kind"] == "abnormal" and ex["reason"] == "seccomp"
+    assert "(ptrace)" in ex["error"]
+    assert inspect(sandboxed, actor)["last_exit"]["reason"] == "seccomp"
+    assert psutil.pid_exists(zygote)
+
+
+def test_execve_kills_the_worker_and_the_stop_is_recorded(sandboxed, tmp_path):
+    actor = start_probe(sandboxed, tmp_path)
+    ex = killed_for(sandboxed, actor, "import os\nos.execv('/bin/true', ['true'])")
+    assert ex["reason"] == "seccomp" and "(execve)" in ex["error"]
+
+
+def test_a_new_namespace_kills_the_worker(sandboxed, tmp_path):
+    actor = start_probe(sandboxed, tmp_path)
+    ex = killed_for(sandboxed, actor, "import ctypes\nresult = ctypes.CDLL(None).unshare(0x10000000)")
+    assert ex["reason"] == "seccomp" and "(unshare)" in ex["error"]
+
+
+def test_without_the_sandbox_the_same_probes_get_through(plugin_env, home, tmp_path, tcp_listener):
+    """The tests above are not vacuous: with --no-sandbox the same code connects and reads."""
+    s = OpsServer(home, "--no-sandbox").start()
+    try:
+        assert "theater-server: sandbox: off" in s.stdout
+        actor = start_probe(s, tmp_path)
+        assert probe(s, actor, CONNECT.format(port=tcp_listener)) == "'connected'"
+        assert probe(s, actor, f"result = len(open({str(home.host_key)!r}, 'rb').read()) > 0") == "True"
+    finally:
+        s.stop()
+
+
+def test_a_layer_the_machine_lacks_is_left_out_and_said(monkeypatch):
+    """A kernel without Landlock: the other layers stay, the start line says what is missing and why."""
+    monkeypatch.setattr(_landlock, "abi", lambda: 0)
+    layers = sandbox.detect()
+    assert layers.args() == ["--sandbox", "net,seccomp"]
+    assert "NOT in force: a confined filesystem view (the kernel has no Landlock)" in layers.describe()
+
+
+def test_without_libseccomp_the_fork_server_still_loads_and_says_so():
+    """pyseccomp raises at import when libseccomp.so.2 is missing: the fork server must not need it."""
+    code = ("import sys; sys.modules['pyseccomp'] = None\n"
+            "import worker.zygote\nfrom theater import sandbox\nprint(sandbox.detect().describe())")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "NOT in force: a system call allow-list (no libseccomp" in p.stdout
+
+
+def _in_child(fn) -> int:
+    """Runs ``fn`` in a forked child (restrictions are for good); its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = fn()
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.skipif(_landlock.abi() < 4, reason="needs Landlock ABI 4 (Linux 6.7)")
+def test_landlock_alone_refuses_reads_outside_and_tcp(tmp_path, tcp_listener):
+    """The Landlock layer on its own (seccomp would refuse the socket first inside a worker)."""
+    from theater import _linux
+
+    inside, outside = tmp_path / "in", tmp_path / "out.txt"
+    inside.mkdir()
+    (inside / "f").write_text("ok")
+    outside.write_text("secret")
+
+    def child() -> int:
+        _linux.no_new_privileges()
+        _landlock.restrict([(str(inside), _landlock.READ)], _landlock.abi())
+        if (inside / "f").read_text() != "ok":
+            return 1
+        try:
+            outside.read_text()
+            return 2
+        except PermissionError:
+            pass
+        with socket.socket() as s:
+            try:
+                s.connect(("127.0.0.1", tcp_listener))
+                return 3
+            except PermissionError:
+                return 0
+
+    assert _in_child(child) == 0

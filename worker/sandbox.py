@@ -1,0 +1,178 @@
+"""A worker's own sandbox: what it does to itself, in order, before any actor code exists in it.
+
+The fork server prepares once (``Sandbox.start``): a network namespace for itself and every
+worker it will fork, the Landlock ABI, the seccomp filters compiled to BPF. A spare, once
+given its actor, then:
+
+1. ``enter``: lowers its limits, hardens itself (no core dumps, ``no_new_privs``), drops to
+   ``--user`` or, staying root, drops every capability; makes a ``new_dir`` grant's directory;
+   then restricts its filesystem view with Landlock. All this comes before the worker opens
+   its ZeroMQ sockets, because Landlock binds only the calling thread and the threads it
+   starts later, and libzmq starts two threads with its first socket.
+2. opens its sockets and sends its hello (``worker.actor``), then ``seal``: loads the seccomp
+   filter on every thread and hands its listener to the fork server (``worker.seccomp``).
+
+Then the actor's component is loaded and instantiated. A step that fails ends the worker
+(start failed, reason ``sandbox``): a worker never runs less confined than it was told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import resource
+import shutil
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from theater import _landlock as ll
+from theater import _linux, sandbox
+from theater.errors import Failure
+from theater.paths import Home
+
+from . import commands
+
+log = logging.getLogger("theater.zygote")
+
+# Read-only, besides the interpreter's own directories: shared libraries (a late dlopen, and
+# the programs a grant lists), the loader's cache, the time zone, /proc (the worker's own
+# memory map; other processes' files there are closed to it: Landlock forbids ptrace-like
+# access outside its domain), random devices.
+LIBRARIES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib")
+READABLE = ("/etc/ld.so.cache", "/etc/localtime", "/usr/share/zoneinfo", "/proc", "/dev/urandom", "/dev/random")
+_CAP_VERSION_3 = 0x20080522
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class SandboxError(Failure):
+    """A layer the worker was told to put up could not be: it must not run (reason ``sandbox``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("sandbox", message)
+
+
+@dataclass
+class Sandbox:
+    layers: tuple[str, ...]
+    landlock_abi: int = 0
+    filters: dict[bool, bytes] = field(default_factory=dict)    # commands granted? -> BPF
+
+    @classmethod
+    def start(cls, layers: list[str], log_mode: bool) -> Sandbox:
+        """In the fork server, before the first spare: each layer it can put up (those it cannot
+        are logged and left out: the server's start line warned already)."""
+        on = [layer for layer in layers if layer in sandbox.LAYERS]
+        if "net" in on:
+            try:
+                _own_network()
+            except OSError as e:
+                log.error("zygote: workers keep the host's network: %s", e)
+                on.remove("net")
+        abi = ll.abi() if "landlock" in on else 0
+        filters = {}
+        if "seccomp" in on:
+            from . import seccomp  # here, not above: without libseccomp the fork server must still run
+
+            filters = {c: seccomp.build(c, log_mode) for c in (False, True)}
+        if log_mode:
+            log.warning("zygote: seccomp in log mode: every system call is let through, those outside "
+                        "the allow-list logged here")
+        return cls(tuple(on), abi, filters)
+
+    def enter(self, home: Home, confine: dict[str, Any]) -> None:
+        """Step 1 (see the module's docstring). Raises SandboxError."""
+        if confine.get("data_limit"):
+            _linux.lower_limit(resource.RLIMIT_DATA, confine["data_limit"])
+        _linux.harden(confine.get("nofile", 1024))
+        if confine.get("user"):
+            _linux.become(*confine["user"])
+        else:
+            _drop_capabilities()
+        view = confine.get("view") or {}
+        for path in view.get("make", ()):
+            with contextlib.suppress(OSError):      # the filesystem handler says why, in its own words
+                os.makedirs(path, mode=0o700, exist_ok=True)
+        if self.landlock_abi:
+            try:
+                ll.restrict(rules(home, view), self.landlock_abi)
+            except OSError as e:
+                raise SandboxError(f"Landlock refused the worker's view: {e.strerror}") from None
+
+    def seal(self, channel: socket.socket, confine: dict[str, Any]) -> None:
+        """Step 2: the seccomp filter on every thread, its listener handed to the fork server."""
+        if not self.filters:
+            channel.close()
+            return
+        from . import seccomp  # imported already by Sandbox.start (see there)
+
+        runs = bool((confine.get("view") or {}).get("run"))
+        try:
+            listener = seccomp.load(self.filters[runs])
+        except OSError as e:
+            raise SandboxError(str(e)) from None
+        try:
+            seccomp.hand_over(listener, channel)
+        except OSError as e:
+            raise SandboxError(f"cannot hand the seccomp listener to the fork server: {e.strerror}") from None
+
+
+def rules(home: Home, view: dict[str, list[str]]) -> list[tuple[str, int]]:
+    """The worker's Landlock rules: (path, rights)."""
+    runs = [p for p in (_program(name) for name in view.get("run", ())) if p]
+    lib = ll.READ | (ll.EXECUTE if runs else 0)        # a program's loader and libraries
+    python = sandbox.outside({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path,
+                              *_package_roots()}, home.root)
+    out = [(p, ll.READ) for p in python]
+    out += [(p, lib) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
+    out += [("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]
+    out += [(str(home.cache), ll.READ | ll.REMOVE_FILE)]                  # a damaged compiled form is removed
+    out += [(str(home.run / "w"), ll.MAKE_SOCK | ll.REMOVE_FILE)]        # its inbox: bound, removed at the end
+    out += [(p, ll.READ | ll.WRITE) for p in view.get("write", ())]
+    out += [(p, ll.READ_FILE | ll.EXECUTE) for p in runs]
+    return out
+
+
+def _package_roots() -> set[str]:
+    """Where this installation's packages are (an editable install is not on sys.path)."""
+    return {str(Path(m.__file__).resolve().parent.parent) for m in (sandbox, commands) if m.__file__}
+
+
+def _program(name: str) -> str | None:
+    found = name if name.startswith("/") else shutil.which(name, path=commands.SAFE_PATH)
+    return os.path.realpath(found) if found else None
+
+
+def _own_network() -> None:
+    """unshare(2) this process into a new network namespace (and, not being root, a user
+    namespace mapping only its own ids), with the loopback left down."""
+    uid, gid = os.geteuid(), os.getegid()
+    flags = sandbox.netns_flags()
+    if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    if flags & sandbox.CLONE_NEWUSER:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> None:
+    """A worker left running as root (no --user) keeps uid 0 but loses every capability: it can
+    no longer pass over file permissions, and with no_new_privs no program it starts regains any."""
+    data = (_CapData * 2)()
+    if _libc.capset(ctypes.byref(_CapHeader(_CAP_VERSION_3, 0)), data) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"cannot drop capabilities: {os.strerror(err)}")
