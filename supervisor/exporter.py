@@ -20,7 +20,7 @@ import zmq
 
 from theater import protocol
 from theater._histogram import Histogram
-from theater.endpoints import is_loopback
+from theater.endpoints import host_port, is_loopback
 from theater.errors import ProtocolError, UsageError
 
 from .metrics import Metrics
@@ -37,16 +37,11 @@ CHAIN_TIMEOUT = 1.0
 
 def parse_address(value: str, remote: bool) -> tuple[str, int]:
     """``HOST:PORT`` (or a bare PORT, on 127.0.0.1); a host off loopback only with ``remote``."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    host = host.strip("[]")
-    if not port.isdigit() or int(port) > 65535 or not host:
-        raise UsageError(f"--metrics {value}: expected HOST:PORT, e.g. 127.0.0.1:9464 (PORT 0: any free port)")
+    host, port = host_port(value, "--metrics", 9464)
     if not remote and not is_loopback(host):
         raise UsageError(f"--metrics {value}: {host} is reachable from other hosts and the metrics have no "
                          f"authentication; listen on loopback (127.0.0.1:PORT), or add --metrics-remote")
-    return host, int(port)
+    return host, port
 
 
 class Exporter:

@@ -8,6 +8,7 @@ output and `state` into a pipe keep the exact text.
 
 from __future__ import annotations
 
+import ast
 import os
 import pty
 import shutil
@@ -109,6 +110,8 @@ def test_the_cli_prints_only_through_its_output_helper():
     """One helper escapes for every human output path: the command modules never print directly."""
     for path in (ROOT / "theater" / "cli").glob("*.py"):
         if path.name != "_output.py":
-            text = path.read_text()
-            for call in ("print(", "sys.stdout.write(", "sys.stderr.write("):
-                assert call not in text, f"{path.name} calls {call}...): print through theater.cli._output"
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call):
+                    call = ast.unparse(node.func)
+                    assert call not in ("print", "sys.stdout.write", "sys.stderr.write"), \
+                        f"{path.name}:{node.lineno} calls {call}(...): print through theater.cli._output"

@@ -30,3 +30,14 @@ def is_loopback(host: str) -> bool:
             return all(ipaddress.ip_address(a[4][0]).is_loopback for a in socket.getaddrinfo(host, None))
         except OSError:
             return False
+
+
+def host_port(value: str, option: str, default_port: int) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 in brackets), or a bare PORT on 127.0.0.1, for an HTTP listener's option."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", value
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) > 65535 or not host:
+        raise UsageError(f"{option} {value}: expected HOST:PORT, e.g. 127.0.0.1:{default_port} (PORT 0: any free port)")
+    return host, int(port)

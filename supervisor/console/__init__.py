@@ -26,7 +26,7 @@ from typing import Any
 import zmq
 
 from theater import console_token
-from theater.endpoints import is_loopback
+from theater.endpoints import host_port, is_loopback
 from theater.errors import UsageError
 from theater.paths import Home
 
@@ -34,14 +34,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse_address(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 in brackets), or a bare PORT on 127.0.0.1."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "127.0.0.1", value
-    host = host.strip("[]")
-    if not port.isdigit() or int(port) > 65535 or not host:
-        raise UsageError(f"--console {value}: expected HOST:PORT, e.g. 127.0.0.1:8470 (PORT 0: any free port)")
-    return host, int(port)
+    return host_port(value, "--console", 8470)
 
 
 class Console:
