@@ -227,15 +227,17 @@ class Bench:
         raise SystemExit("the server did not start")
 
     def _open_console(self) -> None:
-        from bench_console import Viewer
         url = orjson.loads((self.home.run / "server.json").read_bytes())["console"]
-        self.viewer = Viewer(url).start()
+        self.viewer = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bench_console.py")), url],
+                                       stdout=subprocess.PIPE, cwd=ROOT)
+        assert self.viewer.stdout is not None and self.viewer.stdout.readline() == b"ready\n", "the viewer failed"
         self.results["console"] = url
 
     def stop_server(self) -> None:
         if self.viewer is not None:
-            self.results["console_notices_seen"] = self.viewer.seen
-            self.viewer.stop()
+            self.viewer.terminate()
+            out, _ = self.viewer.communicate(timeout=30)
+            self.results["console_notices_seen"] = int(out.split()[-1])
             self.viewer = None
         if self.proc is None:
             return

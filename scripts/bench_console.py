@@ -6,12 +6,18 @@ script does), and keeps a tab open on every running actor: its page, its samples
 stream, read as events arrive. Tabs of actors that are gone are closed. The bench then measures
 its figures as usual, with the console on and these pages open; ``seen`` counts the live
 notices the viewer read (a viewer that read none was not looking).
+
+The viewer runs in a process of its own (``python bench_console.py URL``, stopped by SIGTERM,
+printing ``seen``), as a browser would: in the bench's process its threads would take the GIL
+from the client whose round trips are being measured.
 """
 
 from __future__ import annotations
 
 import contextlib
 import http.client
+import signal
+import sys
 import threading
 from urllib.parse import urlsplit
 
@@ -85,3 +91,16 @@ class Viewer:
                     self._get(f"/actors/{actor}")
                     self._get(f"/api/samples?actor={actor}")
                     self.tabs[actor] = self._follow(f"/api/stream?actor={actor}")
+
+
+def main(url: str) -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    viewer = Viewer(url).start()
+    print("ready", flush=True)
+    signal.sigwait({signal.SIGTERM})
+    viewer.stop()
+    print(viewer.seen, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
