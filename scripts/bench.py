@@ -9,7 +9,8 @@
     python scripts/bench.py --console --only cli_rtt   # with the web console on and pages open on
                                             # every actor (bench_console.py); compare without it
     python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
-                                            # compile (time, peak memory), spawn vs fork + instantiate
+                                            # compile (time, peak memory), spawn vs fork + instantiate,
+                                            # one-way sends from it (bench_pysend.py)
     python scripts/bench.py --sandbox both  # also spawn, request and one-way with --no-sandbox: the
                                             # sandbox's cost (seccomp, Landlock, network namespace)
 
@@ -439,7 +440,9 @@ class Bench:
     def python(self) -> None:
         """The componentize-py counter (18 MB, CPython inside): its first start on this home, which
         waits for the server to compile it (time, and the compile process's peak memory), then
-        spawn p50 from the cache against fork + deserialize + instantiate of the same component."""
+        spawn p50 from the cache against fork + deserialize + instantiate of the same component,
+        then one-way sends from it in a loop (bench_pysend.py)."""
+        from bench_pysend import py_oneway
         wasm = self.py_component or _python_counter()
         if wasm is None:
             print("  skipped: no componentize-py counter (pip install -e '.[test]', or give --py-component)")
@@ -462,6 +465,8 @@ class Bench:
                 if i >= 3:
                     lat.append((time.perf_counter() - t) * 1e3)
                 c.stop(actor)
+            sends = 5000 if self.quick else 20000
+            self.results.update(py_oneway(c, wasm, self.manifests["counter"], self.tmp, sends))
         cwasm = self.home.compiled(hashlib.sha256(wasm.read_bytes()).hexdigest(), False)
         self.results.update(py_first_start_s=first_start, py_compile_s=info.get("seconds", 0.0),
                             py_compile_peak_mib=info.get("peak", 0) / 2**20, py_spawn_p50_ms=statistics.median(lat),

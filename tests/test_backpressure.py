@@ -4,7 +4,8 @@ One-way sends to a full mailbox wait for room within the sender's call deadline;
 only when the receiver is hung past that deadline, stopped, or dead, and what is then not
 delivered is refused to the sender and recorded in its chain. The sender is the probe
 (``O<N> <actor>`` sends N numbered messages, then one request), the receiver a probe
-whose chain records every message it took, so their order can be read back.
+whose chain records every message it took, so their order can be read back. The same loop
+from a componentize-py sender: tests/guests/counter-py answers ``O<N> <actor>`` the same way.
 A "hung" receiver is its worker stopped with SIGSTOP: a hang the test controls.
 """
 
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from theater.errors import TheaterError
 from theater.events import decode_data, readable
 
 from .conftest import ACTORS, Server, wait_for
+from .test_big_components import py_manifest
+from .toolchains import compiled_once
 
 SEND = "theater:simple/message-server-host/send"
 
@@ -80,6 +84,21 @@ def test_five_thousand_sends_in_a_loop_all_arrive_in_order(server, tmp_path):
     sender = start(server, probe(tmp_path, "sender"))
     with server.client(timeout=180) as c:
         c.request(sender, f"O5000 {receiver}".encode())
+    assert numbers_taken(server, receiver) == list(range(5000))
+    sent = bodies(server, sender, SEND)
+    assert len(sent) == 5000 and all(b["output"] == {"ok": None} for b in sent), sent[:3]
+    assert not bodies(server, sender, "limit/refused")
+    assert bodies(server, receiver, "limit/mailbox"), "the mailbox never filled: nothing was shown"
+
+
+@pytest.mark.timeout(900)       # builds the Python guest the first time; the server compiles 18 MB
+def test_five_thousand_sends_from_a_python_actor_all_arrive_in_order(server, counter_py_stub, tmp_path):
+    """The same loop written in Python (componentize-py), where sends block inside CPython."""
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 10"))
+    with compiled_once(server.home, counter_py_stub):       # compiled by the first session only
+        sender = start(server, py_manifest(tmp_path, counter_py_stub))
+    with server.client(timeout=180) as c:
+        assert c.request(sender, f"O5000 {receiver}".encode()) == b""     # the probe's echo of "e"
     assert numbers_taken(server, receiver) == list(range(5000))
     sent = bodies(server, sender, SEND)
     assert len(sent) == 5000 and all(b["output"] == {"ok": None} for b in sent), sent[:3]
