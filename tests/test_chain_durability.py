@@ -755,6 +755,7 @@ def test_follow_resume_since_type_and_limit(server, tmp_path, followers):
 # The server queues up to 100,000 pushes per client (its management socket's SNDHWM); past
 # that it drops them and counts them as missed. 50,000 stays inside that queue; 150,000 does
 # not, so the follower must notice the loss and catch up from the store.
+@pytest.mark.timeout(600)         # 150,000 events through a loaded 2-core host take minutes, not seconds
 @pytest.mark.parametrize("calls", [1, 3], ids=["queued-50k", "dropped-150k"])
 def test_a_stopped_follower_blocks_neither_the_actor_nor_the_chain(server, tmp_path, followers, calls):
     # a call of 50,000 events takes ~2 s of CPU; on a loaded machine, far longer than that
