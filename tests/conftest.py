@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,16 +156,36 @@ def server(home: Home) -> Iterator[Server]:
         s.stop()
 
 
-@pytest.fixture(scope="module")
-def module_server() -> Iterator[Server]:
-    """One server for a module's tests that only add actors of their own to it (fewer starts)."""
+@contextlib.contextmanager
+def server_of_its_own(kind: type[Server] = Server) -> Iterator[Server]:
+    """A server on a home of its own, for fixtures wider than one test (``home`` is per test)."""
     root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
-    s = Server(Home(root)).start()
+    s = kind(Home(root)).start()
     try:
         yield s
     finally:
         s.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def module_server() -> Iterator[Server]:
+    """One server for a module's tests that only add actors of their own to it (fewer starts)."""
+    with server_of_its_own() as s:
+        yield s
+
+
+def announced_url(proc: subprocess.Popen, what: str) -> str:
+    """The URL a child prints on stderr (``... listening on URL``) once it listens; the rest of
+    its stderr is drained, not kept. A child that ends or says something else is killed."""
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "listening on " in line:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
+            return line.split("listening on ", 1)[1].strip()
+    kill_all({proc.pid})
+    proc.wait()
+    raise AssertionError(f"{what} did not say where it listens")
 
 
 def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str = "condition"):

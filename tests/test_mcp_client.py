@@ -14,7 +14,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_events, kill_all, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, announced_url, cli_events, kill_all, pid_alive, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -73,16 +72,7 @@ class HttpWeather:
         self.proc = subprocess.Popen([sys.executable, str(WEATHER), "--http", "127.0.0.1:0", "--log", str(log)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)
-        assert self.proc.stderr is not None
-        self.url = ""
-        for line in self.proc.stderr:
-            if "listening on " in line:
-                self.url = line.split("listening on ", 1)[1].strip()
-                break
-        if not self.url:                 # it died, or said something else: leave nothing behind
-            self.stop()
-            raise AssertionError("weather.py --http did not say where it listens")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()    # its log: drained, not kept
+        self.url = announced_url(self.proc, "weather.py --http")
 
     def stop(self) -> None:
         kill_all({self.proc.pid})

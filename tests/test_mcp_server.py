@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import anyio
@@ -21,7 +20,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from .conftest import ACTORS, ROOT, Server, cli_events, cli_start, kill_all, run_cli
+from .conftest import ACTORS, ROOT, Server, announced_url, cli_events, cli_start, kill_all, run_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,16 +57,7 @@ class HttpMcp:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "theater", "--home", str(server.home.root), "mcp", "--http", "127.0.0.1:0", *flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, text=True)
-        self.url = ""
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if "listening on " in line:
-                self.url = line.split("listening on ", 1)[1].strip()
-                break
-        if not self.url:                 # it died, or said something else: leave nothing behind
-            self.stop()
-            raise AssertionError("theater mcp --http did not say where it listens")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()    # the rest: drained, not kept
+        self.url = announced_url(self.proc, "theater mcp --http")
 
     def stop(self) -> None:
         kill_all({self.proc.pid})

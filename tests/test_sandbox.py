@@ -10,11 +10,9 @@ as the host call's output) or the stop (the worker killed, the exit recorded wit
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,8 @@ import pytest
 
 from theater import _landlock, sandbox
 from theater.errors import TheaterError
-from theater.paths import Home
 
-from .conftest import ROOT, OpsServer, Server, cli_events, wait_for
+from .conftest import ROOT, OpsServer, Server, cli_events, server_of_its_own, wait_for
 
 PROBE_WAT = ROOT / "tests" / "plugins" / "probe.wat"
 PLUGIN_ENV = {"THEATER_PLUGINS": "tests.plugins.probe", "PYTHONPATH": str(ROOT)}
@@ -79,13 +76,8 @@ def plugin_env():
 @pytest.fixture(scope="module")
 def sandboxed(plugin_env):
     """One sandboxed server (the default) for the module: each test starts its own actors."""
-    root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))
-    s = OpsServer(Home(root)).start()
-    try:
+    with server_of_its_own(OpsServer) as s:
         yield s
-    finally:
-        s.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -187,15 +187,22 @@ class Gateway:
             else:
                 del self.waiting[pid]
 
+    def _admit(self, pid: int, ident: bytes, rid: str, granted: bool, handler: str) -> bool:
+        """Whether an outside request may start: its handler granted, and room among the worker's
+        requests in flight; else the refusal is sent."""
+        if not granted:
+            self._send([ident, *_denied(rid, f"this actor's manifest grants no {handler} handler")])
+            return False
+        if self.inflight.get(pid, 0) >= PER_WORKER:
+            self._send([ident, *protocol.encode(protocol.ok(rid, err="too many requests in flight"))])
+            return False
+        return True
+
     # ---- http-client -------------------------------------------------------------------------
 
     def _http(self, pid: int, grant: Grant, ident: bytes, header: dict[str, Any], data: list[bytes]) -> None:
         rid = header["id"]
-        if grant.http is None:
-            self._send([ident, *_denied(rid, "this actor's manifest grants no http-client handler")])
-            return
-        if self.inflight.get(pid, 0) >= PER_WORKER:
-            self._send([ident, *protocol.encode(protocol.ok(rid, err="too many requests in flight"))])
+        if not self._admit(pid, ident, rid, grant.http is not None, "http-client"):
             return
         http = grant.http
         timeout = header.get("timeout")
@@ -251,11 +258,7 @@ class Gateway:
 
     def _mcp(self, pid: int, grant: Grant, ident: bytes, header: dict[str, Any], data: list[bytes]) -> None:
         rid = header["id"]
-        if grant.mcp is None:
-            self._send([ident, *_denied(rid, "this actor's manifest grants no mcp-client handler")])
-            return
-        if self.inflight.get(pid, 0) >= PER_WORKER:
-            self._send([ident, *protocol.encode(protocol.ok(rid, err="too many requests in flight"))])
+        if not self._admit(pid, ident, rid, grant.mcp is not None, "mcp-client"):
             return
         timeout = header.get("timeout")
         now = self.mcp.request(pid, ident, grant.mcp, header, data,
