@@ -83,7 +83,7 @@ class Server:
         self.registry = Registry()
         self.outbox = Outbox(self.registry)
         self.stopping = False
-        log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
+        self.log_args = log_args = ["--log-level", log_level, *(["--log-journal"] if log.journal else [])]
         self.sandbox = sandbox or Layers()
         self.forkserver = ForkServer(home, log_args, self.limits.worker_parents(),
                                      self.sandbox.args() + (["--seccomp-log"] if seccomp_log else []))
@@ -102,7 +102,7 @@ class Server:
                                        self.directory, self.config, self.compiles, user=user)
         self.metrics = Metrics(self.registry, self.directory, self.outbox) if metrics else None
         self.health = Health(home, self.registry, self.outbox, notifier or Notifier(), self.metrics)
-        self.console = console          # the web console's threads: a client of self.mgmt, in-process
+        self.console = console          # the web console's process: a client of self.mgmt
 
     @staticmethod
     def _guarded(fn: Callable[..., None], *args: Any) -> None:
@@ -150,6 +150,9 @@ class Server:
                                  self.listen, self.public_key, self.gateway, self.directory)
         self.inbox = Inbox(self.services, self.directory, self.gate)
         self.gate.deliver = self.inbox.worker_message
+        if self.console is not None:    # before any CURVE setting: the console has no keys
+            unlink_socket(self.home.run / "console.sock")
+            self.mgmt.bind(self.console.endpoint)
         self.zap = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
@@ -162,7 +165,7 @@ class Server:
         else:                          # the port actually bound (PORT 0 or * picks a free one)
             self.listen = self.services.listen = self.mgmt.getsockopt(zmq.LAST_ENDPOINT).decode()
         if self.console is not None:
-            self.console.start(self.ctx, self.mgmt)
+            self.console.start(self.log_args, self.outbox.later)
         if self.restore:
             self._restore()
         self.health.opened(self.listen)
@@ -233,6 +236,8 @@ class Server:
         self._chain_out = self.outputs.watch(self.chain_proc.output_fd())
         self.gateway.outputs = self.outputs
         self.gateway.watch_output()
+        if self.console is not None:
+            self.console.watch_output(self.outputs)
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
         log.info("theater-server serving: %s (home %s); limits: %s; sandbox: %s", self.listen, self.home.root,
@@ -286,6 +291,8 @@ class Server:
         if self.forkserver.poll() is not None and not self.stopping:
             self._restart_forkserver()
         self.gateway.check(self.stopping)
+        if self.console is not None:
+            self.console.check(self.stopping)
 
     def _restart_forkserver(self) -> None:
         self.poller.unregister(self._fork_fd)
@@ -329,7 +336,8 @@ class Server:
             self.zap.close()
         self.health.closed()
         if self.console is not None:
-            self.console.close()        # its sockets are in self.ctx
+            self.console.close(HELPER_STOP_TIMEOUT)
+            unlink_socket(self.home.run / "console.sock")
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+import psutil
 import pytest
 
 from theater.paths import Home
@@ -177,6 +178,52 @@ def test_the_json_api(console, tmp_path):
     with server.client() as c:
         c.stop(probe)
     assert api(f"/api/actors/{probe}/verify")["ok"]                # a stopped actor's chain stays
+
+
+def _console_pids(server_pid: int) -> list[int]:
+    pids = []
+    for p in psutil.Process(server_pid).children():
+        try:
+            if "supervisor.console" in p.cmdline() and p.status() != psutil.STATUS_ZOMBIE:
+                pids.append(p.pid)
+        except psutil.Error:
+            pass                # gone meanwhile
+    return pids
+
+
+def _answers(url: str) -> bool:
+    try:
+        return get(url, "/api/server")[0] == 200
+    except OSError:
+        return False
+
+
+def test_the_console_is_a_process_of_its_own_restarted_on_its_port(console):
+    """Pages are rendered in a process of the console's own (never on the server's GIL, which
+    relays the requests being served); killed, it is restarted and the same URL answers again."""
+    server, url = console
+    (first,) = _console_pids(server.pid)
+    assert first != server.pid and get(url, "/api/server")[0] == 200
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: [p for p in _console_pids(server.pid) if p != first], timeout=60, what="a new console process")
+    wait_for(lambda: _answers(url), timeout=60, what="the console answering again")
+    log = (server.home.logs / "server.log").read_text()
+    assert "console process exited (status -9)" in log, log[-3000:]
+
+
+def test_the_console_needs_no_keys_when_the_server_takes_curve(home):
+    """With --listen tcp:// and --curve, the console still reaches the server: over its own
+    endpoint, bound before CURVE applies, a socket file only the server's user may open."""
+    assert run_cli(home, "key", "--curve").code == 0
+    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve", "--console", "127.0.0.1:0").start()
+    try:
+        url = server.info()["console"]
+        status, _, body = get(url, "/api/server")          # the server's own answer (a ping), relayed
+        assert status == 200 and orjson.loads(body)["listen"] == server.info()["listen"], body
+        assert stat.S_IMODE((home.run / "console.sock").stat().st_mode) == 0o600
+    finally:
+        server.stop()
+    assert not (home.run / "console.sock").exists()
 
 
 def test_the_server_stops_promptly_with_live_pages_open(console):

@@ -160,6 +160,11 @@ class Home:
         return self.ipc("gateway.sock")
 
     @property
+    def console_endpoint(self) -> str:
+        """The web console's way to the management socket (its process is the server's child)."""
+        return self.ipc("console.sock")
+
+    @property
     def secrets(self) -> Path:
         return self.keys / "secrets"
 

@@ -1,12 +1,18 @@
 """The web console: ``theater-server --console HOST:PORT`` (off by default; docs/console.md).
 
-A read-only view of the server in a browser, served from threads of the server's own process
-by the standard library's HTTP server, pages rendered with Jinja2 (autoescape on: actors
-choose what their events hold, ``<script>`` included), and the same data as a JSON API. It is
-a client of the server like the CLI: its data comes from management requests over an
-in-process endpoint of the management socket, never from the loop's objects (``hub``). Off,
-it costs nothing: no thread, no socket, and neither Jinja2 nor the HTTP server is imported.
+A read-only view of the server in a browser, served by a process of its own that the server
+starts, restarts when it dies (with a backoff) and stops: the standard library's HTTP server,
+pages rendered with Jinja2 (autoescape on: actors choose what their events hold, ``<script>``
+included), and the same data as a JSON API. It is a client of the server like the CLI: its
+data comes from management requests over the console endpoint of the management socket
+(``run/console.sock``), never from the loop's objects. In its own process its page renders
+and event decoding never take the server's GIL from the requests it relays. The server binds
+the HTTP port itself (a bad address stops it before anything starts, and the URL survives a
+console restart) and hands the listening socket down. Off, it costs nothing: no process, no
+socket, and neither Jinja2 nor the HTTP server is imported.
 
+    __init__.py  the server's side: check the address, bind, start, restart, stop
+    process.py   the console process: the hub, the HTTP server, the renderer (``python -m supervisor.console``)
     hub.py       the one connection to the server (a thread): requests, live pages, samples
     samples.py   memory, CPU and events/s over the last minutes
     web.py       HTTP: the server, its handler, live streams, security headers
@@ -19,18 +25,29 @@ it costs nothing: no thread, no socket, and neither Jinja2 nor the HTTP server i
 from __future__ import annotations
 
 import importlib.util
-import threading
-from pathlib import Path
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
 from typing import Any
-
-import zmq
 
 from theater import console_token
 from theater.endpoints import host_port, is_loopback
 from theater.errors import UsageError
+from theater.manifest import Backoff
 from theater.paths import Home
 
-HERE = Path(__file__).resolve().parent
+from ..launch import Child, Outputs
+from ..restart import next_backoff
+
+log = logging.getLogger("theater.server")
+
+# Restarts of a console process that died: 0.2 s doubling to 10 s (it starts over once a
+# console ran longer than that).
+BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
+
+Later = Callable[[float, Callable[[], None]], Any]
 
 
 def parse_address(value: str) -> tuple[str, int]:
@@ -39,15 +56,21 @@ def parse_address(value: str) -> tuple[str, int]:
 
 class Console:
     """The console of one server: ``listen`` (before the server opens, so a bad address stops it
-    before anything starts), ``start`` (once the management socket is bound), ``close``."""
+    before anything starts), ``start`` (once the console endpoint is bound), ``check`` (from the
+    server's tick), ``close``."""
 
     def __init__(self, home: Home, host: str, port: int, require_token: bool) -> None:
         self.home, self.host, self.port = home, host, port
         self.require_token = require_token
         self.url = ""
-        self.httpd: Any = None
-        self.hub: Any = None
-        self.thread: threading.Thread | None = None
+        self.sock: socket.socket | None = None
+        self.child: Child | None = None
+        self.outputs: Outputs | None = None     # the server's, once its loop runs: our output goes there
+        self._out: int | None = None
+        self.later: Later | None = None
+        self.attempt = 0
+        self.started = 0.0
+        self.restarting = False
         self._closed = False
 
     @classmethod
@@ -65,62 +88,79 @@ class Console:
 
     def listen(self) -> str:
         """Binds the HTTP port; the console's URL, with the port bound."""
-        from .web import ConsoleServer
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            self.httpd = ConsoleServer((self.host, self.port), None)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(64)
         except OSError as e:
+            sock.close()
             raise UsageError(f"--console {self.host}:{self.port}: cannot listen there: {e.strerror or e}") from None
+        self.sock = sock
         shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{shown}:{self.httpd.server_address[1]}/"
+        self.url = f"http://{shown}:{sock.getsockname()[1]}/"
         return self.url
 
-    def start(self, ctx: zmq.Context, management: zmq.Socket) -> None:
-        """Serves: the hub connects to ``management`` in-process (bound here, beside --listen)."""
-        from . import views
-        from .auth import Guard
-        from .hub import ENDPOINT, Hub
-        from .web import App
-        management.bind(ENDPOINT)
-        self.hub = Hub(ctx)
-        self.httpd.app = App(self.hub, Guard(self.home, self.require_token), views.routes, _renderer(),
-                             _static_files())
-        self.hub.start()
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.25},
-                                       name="console-http", daemon=True)
-        self.thread.start()
+    @property
+    def endpoint(self) -> str:
+        """Where the server binds the management socket for the console (before any CURVE setting)."""
+        return self.home.console_endpoint
 
-    def close(self) -> None:
-        """Stops serving; when this returns no thread or socket of the console is left (the
-        server's ZeroMQ context may be destroyed next)."""
+    def start(self, log_args: list[str], later: Later) -> None:
+        """Starts the console's process; the server has bound ``endpoint``."""
+        assert self.sock is not None
+        os.chmod(self.endpoint.removeprefix("ipc://"), 0o600)
+        fd = self.sock.fileno()
+        args = ["--parent", str(os.getpid()), "--fd", str(fd), *log_args]
+        self.child = Child("supervisor.console", self.home, args + (["--token"] if self.require_token else []),
+                           pass_fds=(fd,))
+        self.later = later
+        self._start()
+
+    def _start(self) -> None:
+        assert self.child is not None
+        self.child.start()
+        self.started = time.monotonic()
+        self.watch_output()
+
+    def watch_output(self, outputs: Outputs | None = None) -> None:
+        """Relays the console process's output into the server's log (once the loop runs)."""
+        self.outputs = outputs or self.outputs
+        if self.outputs is None or self.child is None or self.child.proc is None:
+            return
+        if self._out is not None:
+            self.outputs.unwatch(self._out, drain=True)
+        self._out = self.outputs.watch(self.child.output_fd())
+
+    def check(self, stopping: bool) -> None:
+        """Restarts the console process (after its backoff) if it has died."""
+        if stopping or self.restarting or self.child is None or self.later is None:
+            return
+        status = self.child.poll()
+        if status is None:
+            return
+        delay, self.attempt = next_backoff(BACKOFF, self.attempt, time.monotonic() - self.started)
+        log.error("console process exited (status %s); restarting it in %.1fs", status, delay)
+        self.restarting = True
+        self.later(delay, self._restart)
+
+    def _restart(self) -> None:
+        self.restarting = False
+        if not self._closed:
+            self._start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stops the console process (its pages are answered: the server is stopping) and the port."""
         if self._closed:
             return
         self._closed = True
-        if self.thread is not None:
-            self.httpd.shutdown()                 # no new connections
-        if self.hub is not None:
-            self.hub.stop()                       # waiting pages are answered, live pages end
-        if self.httpd is not None:
-            self.httpd.hang_up()                  # idle connections too
-            self.httpd.server_close()             # joins the connections' threads
-        if self.hub is not None:
-            self.hub.release()
-
-
-def _renderer() -> Any:
-    import jinja2
-
-    from . import render
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(size=render.size, when=render.when, seconds=render.seconds, short=lambda h: (h or "")[:12])
-
-    def rendered(name: str, **context: Any) -> bytes:
-        return env.get_template(name).render(**context).encode()
-    return rendered
-
-
-def _static_files() -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (HERE / "static").iterdir() if p.suffix in (".js", ".css", ".svg")}
+        if self.child is not None and self.child.proc is not None and self.child.poll() is None:
+            self.child.proc.terminate()
+            self.child.wait(timeout)
+        if self.outputs is not None and self._out is not None:
+            self.outputs.unwatch(self._out, drain=True)
+        if self.sock is not None:
+            self.sock.close()
 
 
 __all__ = ["Console", "parse_address"]

@@ -1,8 +1,9 @@
 """The console's one connection to the server, and the live pages it feeds.
 
-The hub is a thread with a DEALER on the management socket's in-process endpoint
-(``ENDPOINT``, bound by ``Console.start`` beside ``--listen``, and reachable from this process
-only, so it needs no CURVE keys whatever ``--listen`` is). It is a client like the CLI: every
+The hub is a thread of the console's process with a DEALER on the management socket's
+console endpoint (``run/console.sock``, bound by the server beside ``--listen``, before any
+CURVE setting, so it needs no keys whatever ``--listen`` is; the socket file is private to
+the server's user, like the home). It is a client like the CLI: every
 byte the console shows comes from a management request (``list``, ``inspect``, ``tree``,
 ``events``, ``verify``, ``chains``) or a push (``subscribe``'s events, ``watch``'s
 ``actors_changed``); it never reads the loop's objects. HTTP threads hand it requests
@@ -43,7 +44,6 @@ from .streams import LIVE_BATCH, MAX_STREAMS, Follow, Stream
 
 log = logging.getLogger("theater.console")
 
-ENDPOINT = "inproc://theater.console"
 # How long a page waits for the server's answer.
 CALL_TIMEOUT = 10.0
 # Live events go to pages at most this often (at most LIVE_BATCH per actor each time).
@@ -53,8 +53,9 @@ Then = Callable[[dict[str, Any], list[bytes]], None]
 
 
 class Hub:
-    def __init__(self, ctx: zmq.Context) -> None:
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
         self.ctx = ctx
+        self.endpoint = endpoint
         self.samples = Samples()
         self.lengths: dict[str, int] = {}          # chain lengths at the last sample
         self._lock = threading.Lock()               # guards _inbox, _closed, _pages
@@ -148,7 +149,7 @@ class Hub:
     def _run(self) -> None:
         sock = self.sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(ENDPOINT)
+        sock.connect(self.endpoint)
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)

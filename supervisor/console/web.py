@@ -107,7 +107,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app = self.server.app
-        assert app is not None
         url = urlsplit(self.path)
         req = Request(url.path, parse_qs(url.query, keep_blank_values=True), self)
         refusal = app.guard.check(self.headers, url.path, req.query)
@@ -182,18 +181,22 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ConsoleServer(ThreadingHTTPServer):
-    app: App | None
+    app: App
     # Handler threads are joined when the server closes: none outlives the console (each ends
     # within IDLE_TIMEOUT, or at once for a stream, whose hub is stopped first).
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, address: tuple[str, int], app: App | None) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.app = app                # set once the console starts: bound first, serving later
+    def __init__(self, listening: socket.socket, app: App) -> None:
+        """Serves on ``listening``: a socket the server bound (and still holds, for the next
+        console process if this one dies)."""
+        self.address_family = listening.family
+        self.app = app
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(address, Handler)
+        super().__init__(listening.getsockname()[:2], Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listening
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
