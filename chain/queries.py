@@ -46,7 +46,10 @@ class Queries:
             actor_id = self.reader.resolve(header["actor"])
             limit = min(int(header.get("limit") or QUERY_LIMIT), QUERY_LIMIT)
             types = tuple(header.get("types") or ())
-            found = list(self.reader.events(actor_id, int(header.get("since") or 0), limit + 1, types))
+            since = int(header.get("since") or 0)
+            if header.get("last") and not types:      # the newest `limit` from `since` on (a live view)
+                since = max(since, self.store.head(actor_id).durable + 1 - limit)
+            found = list(self.reader.events(actor_id, since, limit + 1, types))
             more = len(found) > limit
             found = found[:limit]
             return ({"actor": actor_id, "events": [ev.to_wire(e) for e in found], "more": more},

@@ -198,6 +198,23 @@ def _answers(url: str) -> bool:
         return False
 
 
+def test_a_live_read_takes_the_newest_events(console):
+    """What a live page is sent: the newest events after the ones it has (``last``), not the
+    oldest, so a page on a busy actor keeps up and counts what it skipped."""
+    server, _ = console
+    with server.client() as c:
+        probe = c.start(PROBE)["id"]
+        assert c.request(probe, b"n20") == b"logged"
+        every = [e.seq for e in c.events(probe)]
+        header, frames = c.call("events", actor=probe, since=2, last=True, limit=5)
+        assert [m["seq"] for m in header["events"]] == every[-5:] and len(frames) == 5
+        header, _ = c.call("events", actor=probe, since=every[-2], last=True, limit=5)
+        assert [m["seq"] for m in header["events"]] == every[-2:]
+        header, _ = c.call("events", actor=probe, since=2, limit=5)          # without it: the oldest
+        assert [m["seq"] for m in header["events"]] == [2, 3, 4, 5, 6]
+        c.stop(probe)
+
+
 def test_the_console_is_a_process_of_its_own_restarted_on_its_port(console):
     """Pages are rendered in a process of the console's own (never on the server's GIL, which
     relays the requests being served); killed, it is restarted and the same URL answers again."""

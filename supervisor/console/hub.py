@@ -10,10 +10,12 @@ byte the console shows comes from a management request (``list``, ``inspect``, `
 (``call``) and wait for the answer; only this thread touches the socket.
 
 Live pages are ``Stream``s (one per server-sent-events connection). The hub:
-* follows each actor a page looks at (one ``subscribe`` however many pages, dropped with the
-  last), and passes its events on at most every ``LIVE_EVERY``, the latest ``LIVE_BATCH`` of
-  them decoded and shortened: a busy actor costs the console a bounded amount, the rest are
-  counted (``skipped``; the chain page has them all);
+* follows each actor a page looks at (once however many pages, until the last closes): every
+  ``LIVE_EVERY`` it asks for what its chain stored since the last time (an ``events`` request
+  for the newest ``LIVE_BATCH`` of them), decodes them once and passes them on; the rest are
+  counted (``skipped``; the chain page has them all). A busy actor so costs the server and
+  the console a few requests a second, not a relayed message per event: a page open on an
+  actor must not slow the actor it shows;
 * tells every page when actors come, go (``watch``) or change status (seen in samples);
 * samples memory, CPU and events/s every ``samples.SAMPLE_EVERY`` into a short ring.
 A page that does not read its stream fast enough loses notices, and is told how many.
@@ -46,8 +48,8 @@ log = logging.getLogger("theater.console")
 
 # How long a page waits for the server's answer.
 CALL_TIMEOUT = 10.0
-# Live events go to pages at most this often (at most LIVE_BATCH per actor each time).
-LIVE_EVERY = 0.1
+# A followed actor's new events are read this often (at most LIVE_BATCH each time).
+LIVE_EVERY = 0.2
 
 Then = Callable[[dict[str, Any], list[bytes]], None]
 
@@ -70,9 +72,7 @@ class Hub:
         self._waiting: dict[str, tuple[float, Then]] = {}
         self._ids = itertools.count(1)
         self._streams: set[Stream] = set()
-        self._follows: dict[str, Follow] = {}
-        self._subs: dict[str, str] = {}             # subscription -> the actor key pages gave
-        self._flush_due: float | None = None
+        self._follows: dict[str, Follow] = {}       # by the actor key pages gave
         self._sampling = False
         self.sock: zmq.Socket | None = None
         self.thread = threading.Thread(target=self._run, name="console-hub", daemon=True)
@@ -154,10 +154,10 @@ class Hub:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         self._request("watch", {}, self._noted("watch"))
-        next_sample = time.monotonic()
+        next_sample = next_read = time.monotonic()
         try:
             while not self._stopping.is_set():
-                due = next_sample if self._flush_due is None else min(next_sample, self._flush_due)
+                due = min(next_sample, next_read) if self._follows else next_sample
                 poller.poll(max(0.0, due - time.monotonic()) * 1000)
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
@@ -167,8 +167,9 @@ class Hub:
                     self._step(self._sample)
                 self._step(self._take_inbox)
                 self._step(self._receive)
-                if self._flush_due is not None and time.monotonic() >= self._flush_due:
-                    self._step(self._flush)
+                if self._follows and time.monotonic() >= next_read:
+                    next_read = time.monotonic() + LIVE_EVERY
+                    self._step(self._read_tails)
         except zmq.ZMQError as e:
             log.error("the console's connection to the server failed (%s); the console stops", e)
         finally:
@@ -249,10 +250,6 @@ class Hub:
                 entry = self._waiting.pop(header["re"], None)
                 if entry is not None:
                     _guarded(entry[1], header, data)
-            elif header["k"] == "event":
-                self._event(header, data[0])
-            elif header["k"] == "missed":
-                self._missed(header["sub"], header["count"])
             elif header["k"] == "actors_changed":
                 self._broadcast("actors", {"actor": header["actor"], "status": header["status"]})
 
@@ -268,25 +265,23 @@ class Hub:
         f = self._follows.get(actor)
         if f is None:
             f = self._follows[actor] = Follow()
-            self._request("subscribe", {"actor": actor}, partial(self._subscribed, actor, f))
+            self._request("events", {"actor": actor, "last": True, "limit": 1}, partial(self._started, actor, f))
         f.pages += 1
-        if f.sub is None:
+        if f.next is None:
             f.waiting.append(stream)
         else:
             stream.ready.set()
 
-    def _subscribed(self, actor: str, f: Follow, header: dict[str, Any], _: list[bytes]) -> None:
+    def _started(self, actor: str, f: Follow, header: dict[str, Any], _: list[bytes]) -> None:
+        """Where the actor's chain ends as its first page opens: its pages are shown what follows."""
         for stream in f.waiting:
             stream.ready.set()
         f.waiting.clear()
         if header.get("k") == "error":
             log.warning("console: cannot follow actor %s: %s", actor, header.get("error"))
             return
-        if self._follows.get(actor) is not f:          # its last page closed meanwhile
-            self._request("unsubscribe", {"sub": header["sub"]}, self._noted("unsubscribe"))
-            return
-        f.sub = header["sub"]
-        self._subs[f.sub] = actor
+        events = header["events"]
+        f.next = events[-1]["seq"] + 1 if events else 0
 
     def _unfollow(self, actor: str) -> None:
         f = self._follows.get(actor)
@@ -295,43 +290,28 @@ class Hub:
         f.pages -= 1
         if f.pages <= 0:
             del self._follows[actor]
-            if f.sub is not None:
-                del self._subs[f.sub]
-                self._request("unsubscribe", {"sub": f.sub}, self._noted("unsubscribe"))
 
-    def _event(self, header: dict[str, Any], data: bytes) -> None:
-        f = self._follows.get(self._subs.get(header["sub"], ""))
-        if f is None:
-            return
-        if len(f.batch) == LIVE_BATCH:
-            f.skipped += 1
-        f.batch.append((header["meta"], data))
-        self._flush_soon()
-
-    def _missed(self, sub: str, count: int) -> None:
-        f = self._follows.get(self._subs.get(sub, ""))
-        if f is not None:
-            f.skipped += count
-            self._flush_soon()
-
-    def _flush_soon(self) -> None:
-        if self._flush_due is None:
-            self._flush_due = time.monotonic() + LIVE_EVERY
-
-    def _flush(self) -> None:
-        """Decodes what each followed actor's pages have not seen yet, once for all of them."""
-        self._flush_due = None
+    def _read_tails(self) -> None:
+        """Asks for what each followed actor stored since the last time (one request in flight each)."""
         for actor, f in self._follows.items():
-            if not f.batch and not f.skipped:
-                continue
-            batch, skipped = list(f.batch), f.skipped
-            f.batch.clear()
-            f.skipped = 0
-            payload = orjson.dumps({"actor": actor, "skipped": skipped,
-                                    "events": [render.live_event(meta, data) for meta, data in batch]})
-            for stream in self._streams:
-                if stream.actor == actor:
-                    stream.put("events", payload)
+            if f.next is not None and not f.asking:
+                f.asking = True
+                self._request("events", {"actor": actor, "since": f.next, "last": True, "limit": LIVE_BATCH},
+                              partial(self._tail, actor, f))
+
+    def _tail(self, actor: str, f: Follow, header: dict[str, Any], frames: list[bytes]) -> None:
+        """Decodes an actor's new events once for all its pages (the newest LIVE_BATCH; the rest counted)."""
+        f.asking = False
+        events = header.get("events") if header.get("k") == "ok" else None
+        if not events or f.next is None or self._follows.get(actor) is not f:
+            return
+        skipped = events[0]["seq"] - f.next
+        f.next = events[-1]["seq"] + 1
+        payload = orjson.dumps({"actor": actor, "skipped": skipped,
+                                "events": [render.live_event(m, d) for m, d in zip(events, frames, strict=True)]})
+        for stream in self._streams:
+            if stream.actor == actor:
+                stream.put("events", payload)
 
     def _broadcast(self, name: str, value: Any) -> None:
         payload = orjson.dumps(value)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -24,7 +22,7 @@ class Stream:
         self.actor = actor
         self.queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(STREAM_QUEUE)
         self.lost = 0
-        # set once the hub passes this page what it follows (its actor's subscription answered):
+        # set once the hub knows where the followed actor's chain ends:
         # the page is told it is live only then, so nothing stored after that is missed
         self.ready = threading.Event()
 
@@ -51,10 +49,9 @@ class Stream:
 
 @dataclass
 class Follow:
-    """One actor some pages follow: its subscription and the events not passed on yet."""
+    """One actor some pages follow: where its chain's unseen events begin."""
 
     pages: int = 0
-    sub: str | None = None
-    waiting: list[Stream] = field(default_factory=list)      # pages not ready until it is subscribed
-    batch: deque[tuple[dict[str, Any], bytes]] = field(default_factory=lambda: deque(maxlen=LIVE_BATCH))
-    skipped: int = 0
+    waiting: list[Stream] = field(default_factory=list)      # pages not ready until ``next`` is known
+    next: int | None = None                                  # the first sequence number not passed on
+    asking: bool = False                                     # a read of its tail is on its way
