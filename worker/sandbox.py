@@ -61,9 +61,10 @@ class Sandbox:
     layers: tuple[str, ...]
     landlock_abi: int = 0
     filters: dict[bool, bytes] = field(default_factory=dict)    # commands granted? -> BPF
+    python: tuple[str, ...] = ()      # what every worker reads of the interpreter (resolved once)
 
     @classmethod
-    def start(cls, layers: list[str], log_mode: bool) -> Sandbox:
+    def start(cls, layers: list[str], log_mode: bool, home: Home) -> Sandbox:
         """In the fork server, before the first spare: each layer it can put up (those it cannot
         are logged and left out: the server's start line warned already)."""
         on = [layer for layer in layers if layer in sandbox.LAYERS]
@@ -74,6 +75,8 @@ class Sandbox:
                 log.error("zygote: workers keep the host's network: %s", e)
                 on.remove("net")
         abi = ll.abi() if "landlock" in on else 0
+        python = tuple(sandbox.outside({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                        *sys.path, *_package_roots()}, home.root)) if abi else ()
         filters = {}
         if "seccomp" in on:
             from . import seccomp  # here, not above: without libseccomp the fork server must still run
@@ -82,7 +85,7 @@ class Sandbox:
         if log_mode:
             log.warning("zygote: seccomp in log mode: every system call is let through, those outside "
                         "the allow-list logged here")
-        return cls(tuple(on), abi, filters)
+        return cls(tuple(on), abi, filters, python)
 
     def enter(self, home: Home, confine: dict[str, Any]) -> None:
         """Step 1 (see the module's docstring). Raises SandboxError."""
@@ -99,7 +102,7 @@ class Sandbox:
                 os.makedirs(path, mode=0o700, exist_ok=True)
         if self.landlock_abi:
             try:
-                ll.restrict(rules(home, view), self.landlock_abi)
+                ll.restrict(rules(home, view, self.python), self.landlock_abi)
             except OSError as e:
                 raise SandboxError(f"Landlock refused the worker's view: {e.strerror}") from None
 
@@ -121,12 +124,10 @@ class Sandbox:
             raise SandboxError(f"cannot hand the seccomp listener to the fork server: {e.strerror}") from None
 
 
-def rules(home: Home, view: dict[str, list[str]]) -> list[tuple[str, int]]:
+def rules(home: Home, view: dict[str, list[str]], python: tuple[str, ...]) -> list[tuple[str, int]]:
     """The worker's Landlock rules: (path, rights)."""
     runs = [p for p in (_program(name) for name in view.get("run", ())) if p]
     lib = ll.READ | (ll.EXECUTE if runs else 0)        # a program's loader and libraries
-    python = sandbox.outside({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *sys.path,
-                              *_package_roots()}, home.root)
     out = [(p, ll.READ) for p in python]
     out += [(p, lib) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
     out += [("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]

@@ -29,6 +29,8 @@ _USE = re.compile(r"use\s+([\w-]+)\.\{([^}]*)\}\s*;")
 _ALIAS = re.compile(r"type\s+([\w-]+)\s*=\s*([^;]+);")
 # record, enum and variant bodies hold no braces, so the first "}" closes them
 _COMPOUND = re.compile(r"(record|enum|variant)\s+([\w-]+)\s*\{([^}]*)\}")
+_GENERIC = re.compile(r"([\w-]+)<(.*)>", re.S)
+_COMPOUND_TYPE = re.compile(r"(record|enum|variant) \{ (.*) \}", re.S)
 _FUNC = re.compile(r"([\w-]+)\s*:\s*func\s*\((.*?)\)\s*(?:->\s*([^;]+))?;", re.S)
 _CASE = re.compile(r"([\w-]+)\s*(?:\((.*)\))?", re.S)
 
@@ -70,13 +72,13 @@ def _expand(ty: str, scope: dict[str, str]) -> str:
     ty = ty.strip()
     if ty in scope:
         return _expand(scope[ty], scope)
-    m = re.fullmatch(r"([\w-]+)<(.*)>", ty, re.S)
+    m = _GENERIC.fullmatch(ty)
     if m:
         return f"{m.group(1)}<{', '.join(_expand(a, scope) for a in _split_top(m.group(2)))}>"
-    m = re.fullmatch(r"(record|variant) \{ (.*) \}", ty, re.S)
+    m = _COMPOUND_TYPE.fullmatch(ty)
     if m and m.group(1) == "record":
         return "record { " + ", ".join(f"{n}: {_expand(t, scope)}" for n, t in _fields(m.group(2))) + " }"
-    if m:
+    if m and m.group(1) == "variant":          # an enum's cases name no types
         return "variant { " + ", ".join(n if t is None else f"{n}({_expand(t, scope)})"
                                         for n, t in _cases(m.group(2))) + " }"
     return ty
@@ -161,7 +163,7 @@ Desc = tuple[Any, ...]
 def parse(text: str) -> Desc:
     """An expanded type (as ``package()`` and ``render`` write them) as data."""
     text = text.strip()
-    m = re.fullmatch(r"([\w-]+)<(.*)>", text, re.S)
+    m = _GENERIC.fullmatch(text)
     if m:
         kind, args = m.group(1), [None if a == "_" else parse(a) for a in _split_top(m.group(2))]
         if kind in ("list", "option"):
@@ -171,7 +173,7 @@ def parse(text: str) -> Desc:
         if kind == "result":
             return ("result", args[0], args[1] if len(args) > 1 else None)
         raise ValueError(f"unknown type {text!r}")
-    m = re.fullmatch(r"(record|enum|variant) \{ (.*) \}", text, re.S)
+    m = _COMPOUND_TYPE.fullmatch(text)
     if m and m.group(1) == "record":
         return ("record", tuple((n, parse(t)) for n, t in _fields(m.group(2))))
     if m and m.group(1) == "enum":

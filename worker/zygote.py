@@ -102,7 +102,7 @@ class Zygote:
         # be able to read the interpreter's files, and it would import them after the drop
         handlers.load()
         if self.layers:      # before the first fork: every worker inherits the network namespace
-            self.sandbox = Sandbox.start(self.layers, self.seccomp_log)
+            self.sandbox = Sandbox.start(self.layers, self.seccomp_log, self.home)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
         self._top_up()

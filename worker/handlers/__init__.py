@@ -29,11 +29,16 @@ from .base import REGISTRY, Handler
 Provide = Callable[[str, str], Callable[..., Any]]    # (interface, function) -> implementation
 
 
+_scanned: list[bool] = []      # this package's folder was listed (once: in the fork server)
+
+
 def load() -> dict[str, type[Handler]]:
     """Every handler class: this package's modules and the plug-ins' (imported once)."""
-    for info in pkgutil.iter_modules(__path__):
-        if info.name != "base":
-            importlib.import_module(f"{__name__}.{info.name}")
+    if not _scanned:
+        for info in pkgutil.iter_modules(__path__):
+            if info.name != "base":
+                importlib.import_module(f"{__name__}.{info.name}")
+        _scanned.append(True)
     for spec in grants.SPECS.values():
         if spec.worker:
             importlib.import_module(spec.worker)
