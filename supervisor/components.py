@@ -8,6 +8,7 @@ into wasm here (a parse, not a compile: the server never compiles).
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 import wasmtime
 
@@ -17,6 +18,10 @@ from theater.paths import Home, write_atomically
 
 WASM_MAGIC = b"\x00asm"
 CORE_VERSION = b"\x01\x00\x00\x00"
+# WAT sources turned into wasm already (their digest -> the wasm's): each start of a WAT actor
+# would otherwise parse it again (~1 ms). The oldest is forgotten first.
+_FROM_WAT: OrderedDict[bytes, str] = OrderedDict()
+FROM_WAT_KEPT = 256
 
 
 def to_wasm(data: bytes, what: str, file: str = "<component>") -> bytes:
@@ -46,9 +51,17 @@ def store(home: Home, data: bytes, what: str, for_group: bool = False, file: str
     """Stores a component (binary or WAT) and returns the SHA-256 of its wasm. The file is the
     server's alone, or readable by its group too when workers run as another user (--user:
     the folder's group is theirs, and files made in it inherit that group)."""
+    source = None if data.startswith(WASM_MAGIC) else hashlib.sha256(data).digest()
+    if source is not None and (sha := _FROM_WAT.get(source)) and (home.components / f"{sha}.wasm").exists():
+        _FROM_WAT.move_to_end(source)
+        return sha
     wasm = to_wasm(data, what, file)
     sha = hashlib.sha256(wasm).hexdigest()
     path = home.components / f"{sha}.wasm"
     if not path.exists():
         write_atomically(path, wasm, mode=0o640 if for_group else 0o600)
+    if source is not None:
+        _FROM_WAT[source] = sha
+        if len(_FROM_WAT) > FROM_WAT_KEPT:
+            _FROM_WAT.popitem(last=False)
     return sha

@@ -9,9 +9,11 @@ function's exception becomes a trap inside wasm and is raised again where the ex
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from collections.abc import Callable
 from ctypes import byref
+from functools import cache
 from typing import Any
 
 import wasmtime
@@ -25,11 +27,25 @@ from .codec import Codec, Val, _neutralize, adapted, codec
 
 def codecs(fty: wc.FuncType, sig: wit.Func | None) -> tuple[list[Codec], Codec | None]:
     """A function's parameter and result codecs: from its WIT signature when it goes through the
-    adapter, else from its component type."""
+    adapter, else from its component type. (Shared: callers only read them.)"""
     if sig is not None:
-        return ([adapted(wit.parse(t)) for _, t in sig.params],
-                adapted(wit.parse(sig.result)) if sig.result is not None else None)
+        return _adapted_codecs(sig)
     return [codec(t) for _, t in fty.params], codec(fty.result) if fty.result is not None else None
+
+
+@cache
+def _adapted_codecs(sig: wit.Func) -> tuple[list[Codec], Codec | None]:
+    return ([adapted(wit.parse(t)) for _, t in sig.params],
+            adapted(wit.parse(sig.result)) if sig.result is not None else None)
+
+
+def warm() -> None:
+    """In the fork server: the codecs of every function of the Theater WIT, which each worker
+    would otherwise build anew while it links its actor (codecs hold no state)."""
+    for iface in wit.package().values():
+        for f in iface.funcs.values():
+            with contextlib.suppress(TypeError):     # a variant: such functions bypass the adapter
+                _adapted_codecs(f)
 
 
 class Export:

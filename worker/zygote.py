@@ -51,7 +51,7 @@ import zmq
 from theater import _linux
 from theater.paths import Home, wasmtime_version
 
-from . import actor, handlers, wit
+from . import actor, crossing, handlers, wit
 from .loop import Sockets
 from .sandbox import Sandbox, SandboxError
 from .violations import Violations
@@ -94,6 +94,7 @@ class Zygote:
         # get SIGTERM at once, and the server still needs us to report its workers' exits.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
+        crossing.warm()      # and build its functions' codecs
         # inboxes of workers gone with a previous fork server (they die with it)
         for stale in (self.home.run / "w").glob("*.sock"):
             stale.unlink(missing_ok=True)
