@@ -27,9 +27,14 @@ from typing import Any
 import orjson
 
 from theater import grants
+from theater.manifest import Backoff
 from theater.paths import Home
 
+from .restart import next_backoff
+
 log = logging.getLogger("theater.server")
+
+Later = Callable[[float, Callable[[], None]], Any]
 
 
 def clean_env(home: Home) -> dict[str, str]:
@@ -86,6 +91,32 @@ class Child:
             log.warning("%s did not stop within %.1fs; killing it", self.module, timeout)
             self.proc.kill()
             self.proc.wait()
+
+
+class Respawn:
+    """Starts a helper that died again, from the server's tick: after a backoff that grows while
+    it keeps dying soon after it started (``restart.next_backoff``)."""
+
+    def __init__(self, what: str, child: Child, backoff: Backoff, later: Later, start: Callable[[], None]) -> None:
+        self.what, self.child, self.backoff, self.later, self.start = what, child, backoff, later, start
+        self.attempt = 0
+        self.started = time.monotonic()      # of the running process: set again by whoever starts it
+        self.pending = False
+
+    def check(self, stopping: bool) -> None:
+        if stopping or self.pending or self.child.proc is None:
+            return
+        status = self.child.poll()
+        if status is None:
+            return
+        delay, self.attempt = next_backoff(self.backoff, self.attempt, time.monotonic() - self.started)
+        log.error("%s process exited (status %s); restarting it in %.1fs", self.what, status, delay)
+        self.pending = True
+        self.later(delay, self._again)
+
+    def _again(self) -> None:
+        self.pending = False
+        self.start()
 
 
 class ForkServer:

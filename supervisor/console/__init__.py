@@ -29,8 +29,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
 
 from theater import console_token
 from theater.endpoints import host_port, is_loopback
@@ -38,17 +36,13 @@ from theater.errors import UsageError
 from theater.manifest import Backoff
 from theater.paths import Home
 
-from ..launch import Child, Outputs
-from ..restart import next_backoff
+from ..launch import Child, Later, Outputs, Respawn
 
 log = logging.getLogger("theater.server")
 
 # Restarts of a console process that died: 0.2 s doubling to 10 s (it starts over once a
 # console ran longer than that).
 BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
-
-Later = Callable[[float, Callable[[], None]], Any]
-
 
 def parse_address(value: str) -> tuple[str, int]:
     return host_port(value, "--console", 8470)
@@ -67,10 +61,7 @@ class Console:
         self.child: Child | None = None
         self.outputs: Outputs | None = None     # the server's, once its loop runs: our output goes there
         self._out: int | None = None
-        self.later: Later | None = None
-        self.attempt = 0
-        self.started = 0.0
-        self.restarting = False
+        self.respawn: Respawn | None = None
         self._closed = False
 
     @classmethod
@@ -114,13 +105,15 @@ class Console:
         args = ["--parent", str(os.getpid()), "--fd", str(fd), *log_args]
         self.child = Child("supervisor.console", self.home, args + (["--token"] if self.require_token else []),
                            pass_fds=(fd,))
-        self.later = later
+        self.respawn = Respawn("console", self.child, BACKOFF, later, self._start)
         self._start()
 
     def _start(self) -> None:
-        assert self.child is not None
+        assert self.child is not None and self.respawn is not None
+        if self._closed:
+            return
         self.child.start()
-        self.started = time.monotonic()
+        self.respawn.started = time.monotonic()
         self.watch_output()
 
     def watch_output(self, outputs: Outputs | None = None) -> None:
@@ -134,20 +127,8 @@ class Console:
 
     def check(self, stopping: bool) -> None:
         """Restarts the console process (after its backoff) if it has died."""
-        if stopping or self.restarting or self.child is None or self.later is None:
-            return
-        status = self.child.poll()
-        if status is None:
-            return
-        delay, self.attempt = next_backoff(BACKOFF, self.attempt, time.monotonic() - self.started)
-        log.error("console process exited (status %s); restarting it in %.1fs", status, delay)
-        self.restarting = True
-        self.later(delay, self._restart)
-
-    def _restart(self) -> None:
-        self.restarting = False
-        if not self._closed:
-            self._start()
+        if self.respawn is not None:
+            self.respawn.check(stopping)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stops the console process (its pages are answered: the server is stopping) and the port."""

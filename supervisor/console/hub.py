@@ -5,8 +5,8 @@ console endpoint (``run/console.sock``, bound by the server beside ``--listen``,
 CURVE setting, so it needs no keys whatever ``--listen`` is; the socket file is private to
 the server's user, like the home). It is a client like the CLI: every
 byte the console shows comes from a management request (``list``, ``inspect``, ``tree``,
-``events``, ``verify``, ``chains``) or a push (``subscribe``'s events, ``watch``'s
-``actors_changed``); it never reads the loop's objects. HTTP threads hand it requests
+``events``, ``verify``, ``chains``) or a push (``watch``'s ``actors_changed``); it never
+reads the loop's objects. HTTP threads hand it requests
 (``call``) and wait for the answer; only this thread touches the socket.
 
 Live pages are ``Stream``s (one per server-sent-events connection). The hub:

@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -28,9 +27,8 @@ from theater.manifest import Backoff, Manifest
 from theater.paths import Home
 from theater.secrets import Secrets
 
-from ..launch import Child, Outputs
+from ..launch import Child, Later, Outputs, Respawn
 from ..registry import ActorRecord
-from ..restart import next_backoff
 
 log = logging.getLogger("theater.server")
 
@@ -38,7 +36,6 @@ log = logging.getLogger("theater.server")
 TYPES = ("http-client", "store", "mcp-client")
 BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
 
-Later = Callable[[float, Callable[[], None]], Any]
 
 
 class GatewayLink:
@@ -58,14 +55,12 @@ class GatewayLink:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(home.gateway_endpoint)
         self.grants: dict[int, dict[str, Any]] = {}     # pid -> the grant message
-        self.attempt = 0
-        self.started = 0.0
-        self.restarting = False
+        self.respawn = Respawn("gateway", self.child, BACKOFF, later, self.start)
 
     def start(self) -> None:
         """Starts the gateway process (at the first grant) and tells it every grant."""
         self.child.start()
-        self.started = time.monotonic()
+        self.respawn.started = time.monotonic()
         self.watch_output()
         for grant in self.grants.values():
             self._send(grant)
@@ -119,19 +114,7 @@ class GatewayLink:
 
     def check(self, stopping: bool) -> None:
         """Restarts the gateway (after its backoff) if it has died."""
-        if stopping or self.restarting or self.child.proc is None:
-            return
-        status = self.child.poll()
-        if status is None:
-            return
-        delay, self.attempt = next_backoff(BACKOFF, self.attempt, time.monotonic() - self.started)
-        log.error("gateway process exited (status %s); restarting it in %.1fs", status, delay)
-        self.restarting = True
-        self.later(delay, self._restart)
-
-    def _restart(self) -> None:
-        self.restarting = False
-        self.start()
+        self.respawn.check(stopping)
 
     def stop(self, timeout: float) -> None:
         if self.child.proc is None:
