@@ -25,7 +25,6 @@ socket, and neither Jinja2 nor the HTTP server is imported.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import socket
 import time
@@ -38,11 +37,10 @@ from theater.paths import Home
 
 from ..launch import Child, Later, Outputs, Respawn
 
-log = logging.getLogger("theater.server")
-
 # Restarts of a console process that died: 0.2 s doubling to 10 s (it starts over once a
 # console ran longer than that).
 BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
+
 
 def parse_address(value: str) -> tuple[str, int]:
     return host_port(value, "--console", 8470)

@@ -37,7 +37,6 @@ TYPES = ("http-client", "store", "mcp-client")
 BACKOFF = Backoff(min=0.2, max=10.0, jitter=0.2)
 
 
-
 class GatewayLink:
     def __init__(self, home: Home, ctx: zmq.Context, log_args: list[str], config: ServerConfig, later: Later,
                  worker_group: int | None = None) -> None:
