@@ -235,6 +235,7 @@ def test_the_console_needs_no_keys_when_the_server_takes_curve(home):
     server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve", "--console", "127.0.0.1:0").start()
     try:
         url = server.info()["console"]
+        wait_for(lambda: _answers(url), timeout=60, what="the console relaying the server's answer")
         status, _, body = get(url, "/api/server")          # the server's own answer (a ping), relayed
         assert status == 200 and orjson.loads(body)["listen"] == server.info()["listen"], body
         assert stat.S_IMODE((home.run / "console.sock").stat().st_mode) == 0o600
