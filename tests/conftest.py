@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -278,6 +279,19 @@ def run_server(*args: str, env: dict[str, str] | None = None, timeout: float = 6
     p = subprocess.run([sys.executable, "-m", "supervisor", *args], capture_output=True, timeout=timeout,
                        env={**os.environ, **(env or {})}, cwd=ROOT, stdin=subprocess.DEVNULL)
     return CLIResult(p.returncode, p.stdout, p.stderr.decode())
+
+
+def refuses_a_port_in_use(home: Home, option: str) -> None:
+    """``theater-server OPTION 127.0.0.1:PORT`` with PORT taken: one line naming it, and no start."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        one_line_error(run_server("--home", str(home.root), option, f"127.0.0.1:{port}"), "theater-server: ",
+                       f"127.0.0.1:{port}", "cannot listen")
+    finally:
+        taken.close()
 
 
 def one_line_error(r: CLIResult, prefix: str, *needles: str, code: int = 2) -> str:

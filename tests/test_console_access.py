@@ -8,7 +8,6 @@ import http.client
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 
 from theater.paths import Home
 
-from .conftest import ACTORS, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
+from .conftest import ACTORS, ROOT, OpsServer, one_line_error, refuses_a_port_in_use, run_cli, run_server, wait_for
 
 PROBE = ACTORS / "probe.toml"
 
@@ -75,15 +74,7 @@ def test_bad_console_options(home, args, needle):
 
 
 def test_a_console_port_in_use(home):
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    try:
-        port = taken.getsockname()[1]
-        one_line_error(run_server("--home", str(home.root), "--console", f"127.0.0.1:{port}"), "theater-server: ",
-                       f"127.0.0.1:{port}", "cannot listen")
-    finally:
-        taken.close()
+    refuses_a_port_in_use(home, "--console")
 
 
 def test_every_answer_carries_the_security_headers(console):

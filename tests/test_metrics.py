@@ -3,7 +3,6 @@ own parser, counting what happened to real actors; and every bad --metrics refus
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -11,7 +10,16 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import ACTORS, EXAMPLES, OpsServer, cli_start, one_line_error, run_server, wait_for
+from .conftest import (
+    ACTORS,
+    EXAMPLES,
+    OpsServer,
+    cli_start,
+    one_line_error,
+    refuses_a_port_in_use,
+    run_server,
+    wait_for,
+)
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -99,15 +107,7 @@ def test_bad_metrics_addresses(home, args, needle):
 
 
 def test_a_metrics_port_in_use(home):
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen()
-    try:
-        port = taken.getsockname()[1]
-        one_line_error(run_server("--home", str(home.root), "--metrics", f"127.0.0.1:{port}"), "theater-server: ",
-                       f"127.0.0.1:{port}", "cannot listen")
-    finally:
-        taken.close()
+    refuses_a_port_in_use(home, "--metrics")
 
 
 def test_without_prometheus_client_it_says_how_to_get_it(home, tmp_path):
