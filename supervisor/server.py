@@ -12,7 +12,8 @@ report), a helper's output, a signal (SIGHUP: reopen the log) or a timer is hand
 completion before the next. Work that must wait (a worker's answer, a chain query, a process
 to exit) is parked in ``pending`` or behind a timer, never waited for in place. What the
 outside hears (systemd, metrics) is in ``health``; the other threads (``security``,
-``exporter``, ``console``) never touch this loop's state.
+``exporter``) never touch this loop's state, nor does the console's process (a client of
+``mgmt``, like the CLI).
 """
 
 from __future__ import annotations
