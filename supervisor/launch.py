@@ -94,14 +94,20 @@ class Child:
 
 
 class Respawn:
-    """Starts a helper that died again, from the server's tick: after a backoff that grows while
-    it keeps dying soon after it started (``restart.next_backoff``)."""
+    """Starts a helper, and again once it has died, from the server's tick: after a backoff that
+    grows while it keeps dying soon after it started (``restart.next_backoff``). ``then`` runs
+    after each start (relay its output, tell it what it must know)."""
 
-    def __init__(self, what: str, child: Child, backoff: Backoff, later: Later, start: Callable[[], None]) -> None:
-        self.what, self.child, self.backoff, self.later, self.start = what, child, backoff, later, start
+    def __init__(self, what: str, child: Child, backoff: Backoff, later: Later, then: Callable[[], None]) -> None:
+        self.what, self.child, self.backoff, self.later, self.then = what, child, backoff, later, then
         self.attempt = 0
-        self.started = time.monotonic()      # of the running process: set again by whoever starts it
+        self.started = 0.0
         self.pending = False
+
+    def start(self) -> None:
+        self.child.start()
+        self.started = time.monotonic()
+        self.then()
 
     def check(self, stopping: bool) -> None:
         if stopping or self.pending or self.child.proc is None:

@@ -152,8 +152,9 @@ class Server:
         self.inbox = Inbox(self.services, self.directory, self.gate)
         self.gate.deliver = self.inbox.worker_message
         if self.console is not None:    # before any CURVE setting: the console has no keys
-            unlink_socket(self.home.run / "console.sock")
-            self.mgmt.bind(self.console.endpoint)
+            unlink_socket(self.home.console_socket)
+            self.mgmt.bind(self.home.console_endpoint)
+            os.chmod(self.home.console_socket, 0o600)
         self.zap = secure_listener(self.mgmt, self.home, self.listen, self.curve)
         if self.listen.startswith("ipc://"):
             unlink_socket(self.home.management_socket)
@@ -338,7 +339,7 @@ class Server:
         self.health.closed()
         if self.console is not None:
             self.console.close(HELPER_STOP_TIMEOUT)
-            unlink_socket(self.home.run / "console.sock")
+            unlink_socket(self.home.console_socket)
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 

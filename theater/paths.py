@@ -160,9 +160,13 @@ class Home:
         return self.ipc("gateway.sock")
 
     @property
-    def console_endpoint(self) -> str:
+    def console_socket(self) -> Path:
         """The web console's way to the management socket (its process is the server's child)."""
-        return self.ipc("console.sock")
+        return self.run / "console.sock"
+
+    @property
+    def console_endpoint(self) -> str:
+        return f"ipc://{self.console_socket}"
 
     @property
     def secrets(self) -> Path:

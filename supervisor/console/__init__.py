@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import time
 
 from theater import console_token
 from theater.endpoints import host_port, is_loopback
@@ -90,29 +89,15 @@ class Console:
         self.url = f"http://{shown}:{sock.getsockname()[1]}/"
         return self.url
 
-    @property
-    def endpoint(self) -> str:
-        """Where the server binds the management socket for the console (before any CURVE setting)."""
-        return self.home.console_endpoint
-
     def start(self, log_args: list[str], later: Later) -> None:
-        """Starts the console's process; the server has bound ``endpoint``."""
+        """Starts the console's process; the server has bound ``home.console_endpoint``."""
         assert self.sock is not None
-        os.chmod(self.endpoint.removeprefix("ipc://"), 0o600)
         fd = self.sock.fileno()
         args = ["--parent", str(os.getpid()), "--fd", str(fd), *log_args]
         self.child = Child("supervisor.console", self.home, args + (["--token"] if self.require_token else []),
                            pass_fds=(fd,))
-        self.respawn = Respawn("console", self.child, BACKOFF, later, self._start)
-        self._start()
-
-    def _start(self) -> None:
-        assert self.child is not None and self.respawn is not None
-        if self._closed:
-            return
-        self.child.start()
-        self.respawn.started = time.monotonic()
-        self.watch_output()
+        self.respawn = Respawn("console", self.child, BACKOFF, later, self.watch_output)
+        self.respawn.start()
 
     def watch_output(self, outputs: Outputs | None = None) -> None:
         """Relays the console process's output into the server's log (once the loop runs)."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import time
 from typing import Any
 
 import zmq
@@ -54,12 +53,11 @@ class GatewayLink:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(home.gateway_endpoint)
         self.grants: dict[int, dict[str, Any]] = {}     # pid -> the grant message
-        self.respawn = Respawn("gateway", self.child, BACKOFF, later, self.start)
+        self.respawn = Respawn("gateway", self.child, BACKOFF, later, self._started)
+        self.start = self.respawn.start     # at the first grant
 
-    def start(self) -> None:
-        """Starts the gateway process (at the first grant) and tells it every grant."""
-        self.child.start()
-        self.respawn.started = time.monotonic()
+    def _started(self) -> None:
+        """The gateway process is new: its output is relayed, and it is told every grant."""
         self.watch_output()
         for grant in self.grants.values():
             self._send(grant)
