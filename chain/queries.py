@@ -48,7 +48,7 @@ class Queries:
             types = tuple(header.get("types") or ())
             since = int(header.get("since") or 0)
             if header.get("last") and not types:      # the newest `limit` from `since` on (a live view)
-                since = max(since, self.store.head(actor_id).durable + 1 - limit)
+                since = max(since, self.reader.length(actor_id) - limit)
             found = list(self.reader.events(actor_id, since, limit + 1, types))
             more = len(found) > limit
             found = found[:limit]

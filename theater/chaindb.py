@@ -74,6 +74,11 @@ class ChainReader:
         rows = self.db.execute("SELECT actor, name, seq, hash FROM actors ORDER BY aid").fetchall()
         return [ChainInfo(a, n, s + 1, h) for a, n, s, h in rows]
 
+    def length(self, actor_id: str) -> int:
+        """How many events the actor's stored chain holds."""
+        row = self.db.execute("SELECT seq FROM actors WHERE actor = ?", (actor_id,)).fetchone()
+        return row[0] + 1 if row else 0
+
     def resolve(self, key: str) -> str:
         """The full id of the one stored chain ``key`` names: an actor id, a unique prefix of one,
         or the name of exactly one stored actor (a stopped actor is known by its name too)."""
