@@ -235,8 +235,10 @@ class Loop:
                 if self.watchdog is not None:
                     self.watchdog.drain_wake()
                 continue
-            if ev & _POLLOUT:
-                self.writable[sock]()
+            if sock.closed:             # a peer dropped earlier in this round (the server's notice)
+                continue
+            if ev & _POLLOUT and (on_room := self.writable.get(sock)) is not None:
+                on_room()
             if ev & _POLLIN:
                 self.drain(sock)
         self.pumped_at = now = time.monotonic()

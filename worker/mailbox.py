@@ -55,6 +55,7 @@ class Mailbox:
         self.waiting: deque[Incoming] = deque()    # from clients, while the mailbox is full
         self.full_since: float | None = None       # the current full episode began (monotonic)
         self.closing = False                        # the actor ends: everything is taken, to be refused
+        self.closed: str | None = None              # ... together (``drop``), and after that, at once: why
         self._reply = reply
         self._record = record
         self._pause = pause
@@ -67,6 +68,9 @@ class Mailbox:
 
     def admit(self, item: Incoming, counted: bool) -> None:
         """Queues ``item``; ``counted`` items are subject to the limit (news from the server is not)."""
+        if counted and self.closed is not None:
+            self.refuse(item, self.closed)
+            return
         if not counted or self.closing:
             self.items.append(item)
             return
@@ -132,3 +136,4 @@ class Mailbox:
                     one_way[ident] = (first, n + 1)
         for first, n in one_way.values():
             self.refuse(first, reason, n)
+        self.closed = reason
