@@ -23,7 +23,7 @@ import pytest
 from theater import _landlock, sandbox
 from theater.errors import TheaterError
 
-from .conftest import ROOT, OpsServer, Server, cli_events, server_of_its_own, wait_for
+from .conftest import ROOT, OpsServer, Server, cli_events, pid_alive, server_of_its_own, wait_for
 
 PROBE_WAT = ROOT / "tests" / "plugins" / "probe.wat"
 PLUGIN_ENV = {"THEATER_PLUGINS": "tests.plugins.probe", "PYTHONPATH": str(ROOT)}
@@ -57,10 +57,9 @@ def killed_for(server: Server, actor: str, code: str) -> dict[str, Any]:
     pid = inspect(server, actor)["pid"]
     with server.client() as c, pytest.raises(TheaterError):
         c.request(actor, code.encode())
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-             what="the worker to die")
+    wait_for(lambda: not pid_alive(pid), timeout=60, what="the worker to die")
     evs = wait_for(lambda: [e for e in cli_events(server, actor) if e["type"] == "lifecycle/exit"],
-                   what="the recorded exit")
+                   timeout=60, interval=0.5, what="the recorded exit")      # a CLI process per look
     return evs[-1]["body"]
 
 
