@@ -110,7 +110,7 @@ def _kill_leftovers(profile: Path) -> None:
 
 
 def live(page: Any) -> None:
-    """Waits until the page's stream is open (and what it follows is subscribed)."""
+    """Waits until the page's stream is open (and where its actor's chain ends is known)."""
     page.wait_for_selector("#live.on")
 
 

@@ -1,7 +1,7 @@
-"""The fuzz targets (tests/fuzz_targets.py) for a few seconds each, and every input kept in
+"""The fuzz targets (tests/fuzz_targets.py), 100 inputs each, and every input kept in
 tests/fuzz_corpus/ (what long runs found: each one is a regression test).
 
-Bounded by hypothesis's example count and deadline, not by time: the suite stays predictable
+Bounded by hypothesis's example count (no deadline), not by time: the suite stays predictable
 on a loaded machine. Long coverage-guided runs: ``python scripts/fuzz.py --minutes N``.
 """
 

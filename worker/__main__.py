@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--sandbox", default="", metavar="LAYERS",
                        help="comma-separated: net,landlock,seccomp (see theater/sandbox.py; default: none)")
     serve.add_argument("--seccomp-log", action="store_true",
-                       help="seccomp allows every call and the kernel logs those outside the allow-list")
+                       help="seccomp allows every call and the fork server logs those outside the allow-list")
     comp = sub.add_parser("compile", help="compile one stored component into the cache (theater-server runs it)")
     comp.add_argument("--home", required=True, help="THEATER_HOME (components/, cache/)")
     comp.add_argument("sha256", help="the component, as stored in components/<sha256>.wasm")

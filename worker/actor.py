@@ -94,7 +94,8 @@ class Actor:
         """Everything up to ``ready``; raises TheaterError (or Failure) with what went wrong.
 
         While the server's and the chain's answers to hello and resume are on their way, the
-        worker confines itself (cgroup, rlimits, user: before any actor code exists in it) and
+        worker confines itself (``confine``: the seccomp filter, or without the sandbox cgroup,
+        rlimits and user; before any actor code exists in it) and
         loads its component (the spawn named it; the server compiled it before the fork).
         """
         loop = self.loop

@@ -82,7 +82,7 @@ class Sandbox:
             from . import seccomp  # here, not above: without libseccomp the fork server must still run
 
             filters = {c: seccomp.build(c, log_mode) for c in (False, True)}
-        if log_mode:
+        if log_mode and filters:
             log.warning("zygote: seccomp in log mode: every system call is let through, those outside "
                         "the allow-list logged here")
         return cls(tuple(on), abi, filters, python)

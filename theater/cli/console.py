@@ -1,6 +1,6 @@
 """``theater console --token``: the access token of the server's web console.
 
-The console itself runs in the server (``theater-server --console HOST:PORT``, docs/console.md);
+The console itself is served by theater-server (``--console HOST:PORT``, docs/console.md);
 off loopback, or with ``--console-token``, it lets in only those who show this token.
 """
 
@@ -22,7 +22,7 @@ def console(args: argparse.Namespace, ctx: Context) -> int:
     it; old links and browser sessions stop working at their next request). A browser opens
     http://HOST:PORT/?token=TOKEN once; a script sends "Authorization: Bearer TOKEN"."""
     if not args.token:
-        raise UsageError("give --token: the console runs in the server (theater-server --console HOST:PORT); "
+        raise UsageError("give --token: theater-server serves the console (--console HOST:PORT); "
                          "this command prints its access token")
     try:
         token = console_token.create(ctx.home, replace=args.rotate)
@@ -54,5 +54,5 @@ def _console_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rotate", action="store_true", help="with --token: replace the token with a new one")
 
 
-COMMANDS = {"console": (console, "the web console's access token (the console runs in theater-server)",
+COMMANDS = {"console": (console, "the web console's access token (theater-server serves the console)",
                         _console_args)}
