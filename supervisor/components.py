@@ -8,12 +8,13 @@ into wasm here (a parse, not a compile: the server never compiles).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 
 import wasmtime
 
 from theater._wasm_errors import wat_error
-from theater.errors import ComponentError
+from theater.errors import ComponentError, NoSuchComponent
 from theater.paths import Home, write_atomically
 
 WASM_MAGIC = b"\x00asm"
@@ -22,6 +23,7 @@ CORE_VERSION = b"\x01\x00\x00\x00"
 # would otherwise parse it again (~1 ms). The oldest is forgotten first.
 _FROM_WAT: OrderedDict[bytes, str] = OrderedDict()
 FROM_WAT_KEPT = 256
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def to_wasm(data: bytes, what: str, file: str = "<component>") -> bytes:
@@ -64,4 +66,12 @@ def store(home: Home, data: bytes, what: str, for_group: bool = False, file: str
         _FROM_WAT[source] = sha
         if len(_FROM_WAT) > FROM_WAT_KEPT:
             _FROM_WAT.popitem(last=False)
+    return sha
+
+
+def stored(home: Home, sha: str) -> str:
+    """``sha`` if the server stores that component (a start that names it by digest, having
+    sent its bytes before: see ``theater.digests``); NoSuchComponent if not."""
+    if not SHA256.fullmatch(sha) or not (home.components / f"{sha}.wasm").is_file():
+        raise NoSuchComponent(f"no component {sha[:64]!r} is stored here: send its bytes")
     return sha

@@ -45,6 +45,9 @@ class Services:
         """Stores a component for workers to load (readable by their group under --user)."""
         return components.store(self.home, data, what, for_group=self.supervision.user is not None, file=file)
 
+    def stored_component(self, sha: str) -> str:
+        return components.stored(self.home, sha)
+
     def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
         """What an actor may not hand its children: more than its own mcp-client grant."""
         if self.gateway is not None:

@@ -29,8 +29,9 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import keys, protocol
 from . import manifest as manifests
+from .digests import FileDigests, stamp
 from .endpoints import is_loopback, tcp_host
-from .errors import ProtocolError, Refused, Timeout, Unreachable, UsageError, from_wire
+from .errors import NoSuchComponent, ProtocolError, Refused, Timeout, Unreachable, UsageError, from_wire
 from .events import Event
 from .events import from_wire as event_from_wire
 from .paths import Home
@@ -66,6 +67,7 @@ class Client:
         self.pushes: deque[tuple[dict[str, Any], list[bytes]]] = deque()
         # called with each "compiling" push a start gets while its component compiles (see start)
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
+        self.digests = FileDigests()     # components this client sent: a start names them by digest
 
     def __enter__(self) -> Client:
         return self
@@ -161,14 +163,23 @@ class Client:
     def start(self, manifest_path: str | Path, state: bytes | None = None) -> dict[str, Any]:
         """Validates a manifest here, then sends it with its component and initial state. While the
         server compiles the component (the first start of it), it says so every second
-        (``on_progress``), and the wait goes on."""
+        (``on_progress``), and the wait goes on. A component file this client sent before and
+        that is unchanged since is named by its digest, not read and sent again."""
         path = Path(manifest_path).absolute()
         m = manifests.load(path)
-        component = manifests.component_bytes(m, path.parent)
         init = state if state is not None else manifests.resolve_init_state(m, path.parent)
-        frames = [component] + ([init] if init is not None else [])
-        header, _ = self.call("start", *frames, manifest=path.read_text(), source=str(path),
-                              base=str(path.parent), has_state=init is not None)
+        fields = {"manifest": path.read_text(), "source": str(path), "base": str(path.parent),
+                  "has_state": init is not None}
+        rest = [init] if init is not None else []
+        file = path.parent / m.component
+        if sha := self.digests.get(file):     # read and sent before: the server keeps it
+            try:
+                return self.call("start", b"", *rest, component_sha=sha, **fields)[0]
+            except NoSuchComponent:
+                self.digests.forget(file)
+        before = stamp(file)
+        header, _ = self.call("start", manifests.component_bytes(m, path.parent), *rest, **fields)
+        self.digests.remember(file, before, header["component"])
         return header
 
     def request(self, actor: str, message: bytes) -> bytes:

@@ -6,6 +6,7 @@
     ├── ComponentError           a component that is not wasm, does not compile, or imports what is not granted
     ├── ProtocolError            a frame that does not decode, an unknown kind, a missing field, an oversized message
     ├── NotFound                 an unknown actor, channel or request id
+    │   └── NoSuchComponent      a start named a component by digest that the server does not store
     ├── Refused                  the target exists but will not take this now (not running, mailbox full, throttled)
     ├── ActorFailed              the actor trapped, returned ``Err`` or hit a limit while doing what was asked
     │   └── Failure              ... inside its worker, with the reason classified (trap, error, timeout, fuel, ...)
@@ -50,6 +51,12 @@ class ProtocolError(TheaterError):
 
 class NotFound(TheaterError):
     code = "not_found"
+
+
+class NoSuchComponent(NotFound):
+    """The client sends the component's bytes instead (see ``Client.start``)."""
+
+    code = "no_component"
 
 
 class Refused(TheaterError):
@@ -101,7 +108,7 @@ _BY_CODE: dict[str, type[TheaterError]] = {
     cls.code: cls
     for cls in (
         TheaterError, UsageError, ManifestError, ComponentError, ProtocolError, NotFound,
-        Refused, ActorFailed, Timeout, Unreachable, VerifyError,
+        NoSuchComponent, Refused, ActorFailed, Timeout, Unreachable, VerifyError,
     )
 }
 

@@ -58,8 +58,9 @@ KINDS: dict[str, Kind] = {
     "error": Kind({"re": S, "code": S, "error": S}),
     # management: client -> server
     "ping": Kind({"id": S}, reply="ok"),
-    # frames: the component, and the initial state if any
-    "start": Kind({"id": S, "manifest": S, "source": S, "base": S}, frames=1, reply="ok"),
+    # frames: the component (empty when it is named by component_sha), and the initial state if any
+    "start": Kind({"id": S, "manifest": S, "source": S, "base": S}, frames=1, reply="ok",
+                  optional={"component_sha": S}),
     "stop": Kind({"id": S, "actor": S}, reply="ok"),
     "restart": Kind({"id": S, "actor": S}, reply="ok"),
     "prune": Kind({"id": S}, reply="ok"),

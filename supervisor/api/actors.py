@@ -27,20 +27,25 @@ def ping(req: Request) -> None:
 
 
 def start(req: Request) -> None:
-    """{manifest: TOML text, source, base, has_state} [component bytes, initial state?] -> {id, name, pid};
-    while its component compiles, {"k": "compiling", request, component, bytes, seconds} every second."""
+    """{manifest: TOML text, source, base, has_state, component_sha?} [component bytes, initial state?]
+    -> {id, name, pid, component}; while its component compiles, {"k": "compiling", request,
+    component, bytes, seconds} every second. With ``component_sha`` and no bytes, the component is
+    one stored already (NoSuchComponent if not: the client sends its bytes)."""
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
-    sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}",
-                                       str(PurePosixPath(h["base"]) / m.component))
+    if h.get("component_sha") and not req.frames[0]:
+        sha = req.services.stored_component(h["component_sha"])
+    else:
+        sha = req.services.store_component(req.frames[0], f"{h['source']}: component {m.component!r}",
+                                           str(PurePosixPath(h["base"]) / m.component))
     init = req.frames[1] if h.get("has_state") and len(req.frames) > 1 else None
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:
             req.fail(err)
         else:
-            req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid)
+            req.ok(id=rec.actor_id, name=rec.name, pid=rec.pid, component=sha)
     rec = req.services.supervision.start(m, h["manifest"], h["base"], sha, init, on_ready=ready)
 
     name = PurePosixPath(m.component).name

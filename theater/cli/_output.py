@@ -23,7 +23,7 @@ from ..errors import TheaterError
 # One place maps outcomes to exit statuses (see `theater --help`).
 EXIT = {
     "usage": 2, "manifest": 2, "component": 2, "protocol": 2,
-    "not_found": 3,
+    "not_found": 3, "no_component": 3,
     "unreachable": 4,
     "verify": 5,
     "timeout": 6,
