@@ -90,25 +90,26 @@ class Actor:
 
     # ---- start ------------------------------------------------------------------------------
 
-    def start(self, component_sha: str, fuel: bool, confine: Callable[[], None]) -> None:
+    def start(self, component_sha: str, fuel: bool, confine: Callable[[], None], engine: wasmtime.Engine,
+              loaded: tuple[wc.Component, component.Shape] | None) -> None:
         """Everything up to ``ready``; raises TheaterError (or Failure) with what went wrong.
 
         While the server's and the chain's answers to hello and resume are on their way, the
         worker confines itself (``confine``: the seccomp filter, or without the sandbox cgroup,
         rlimits and user; before any actor code exists in it) and
-        loads its component (the spawn named it; the server compiled it before the fork).
+        loads its component (the spawn named it; the server compiled it before the fork; the
+        fork server may have loaded it already: ``loaded``, see ``worker.preload``).
         """
         loop = self.loop
         hello = loop.ask(loop.control, {"k": "hello", "actor": self.actor_id, "pid": os.getpid(),
                                         "endpoint": loop.endpoint})
         resume_id = loop.ask(loop.chain_sock, {"k": "resume", "actor": self.actor_id, "name": self.name})
         confine()
-        engine = component.make_engine(fuel)
         self.watchdog = watchdog = Watchdog(engine)
         loop.watchdog = watchdog
         loop.poller.register(watchdog.wake_fd, zmq.POLLIN)
-        comp, shape = component.load_compiled(engine, self.home.compiled(component_sha, fuel),
-                                               self.home.shape(component_sha))
+        comp, shape = loaded or component.load_compiled(
+            engine, self.home.compiled(component_sha, fuel), self.home.shape(component_sha))
         config, frames = answer(loop.wait_reply(hello, timeout=STARTUP_TIMEOUT))
         m = manifests.parse(config["manifest"], config["source"])
         if config.get("limits"):        # the server's defaults under what the manifest says
@@ -317,12 +318,13 @@ def _first_line(e: BaseException) -> str:
 
 
 def main(ctx: zmq.Context, home: Home, sockets: Sockets, actor_id: str, name: str, component_sha: str,
-         fuel: bool, confine: Callable[[], None]) -> int:
+         fuel: bool, confine: Callable[[], None], engine: wasmtime.Engine,
+         loaded: tuple[wc.Component, component.Shape] | None) -> int:
     """Runs one actor to its end; the process exit status."""
     actor = Actor(ctx, home, actor_id, name, sockets)
     try:
         try:
-            actor.start(component_sha, fuel, confine)
+            actor.start(component_sha, fuel, confine, engine, loaded)
         except TheaterError as e:
             reason = e.reason if isinstance(e, Failure) else e.code
             log.info("%s: start failed: %s", name, e.message)

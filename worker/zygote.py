@@ -5,8 +5,9 @@ costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. Th
 keeps *spare* children already forked, with their ZeroMQ context made and their sockets
 connected, each waiting on a socket for its assignment; a spawn hands a spare an actor, and the
 spares are topped up a moment later, off the spawn's path. wasmtime must never compile
-before a fork (its compile thread pool deadlocks in the child), so the zygote only imports
-and never creates an engine.
+before a fork (its compile thread pool deadlocks in the child), so the zygote never compiles;
+it makes the engines and deserializes the components spawned lately, which the spares forked
+after that inherit (``worker.preload``).
 
 Each spare makes its own cgroup (``w-<pid>`` under each ``--cgroup`` parent) and moves itself
 in while it waits: moving a process costs an RCU grace period, which would otherwise be
@@ -53,6 +54,7 @@ from theater.paths import Home, wasmtime_version
 
 from . import actor, crossing, handlers, wit
 from .loop import Sockets
+from .preload import Preloaded
 from .sandbox import Sandbox, SandboxError
 from .violations import Violations
 
@@ -80,6 +82,7 @@ class Zygote:
         self.poller = select.poll()
         self.pid = os.getpid()
         self.spare_due: float | None = None
+        self.preload = Preloaded(home)
 
     def serve(self) -> None:
         _linux.die_with_parent(signal.SIGTERM)
@@ -102,6 +105,7 @@ class Zygote:
         # every handler module (and what it imports) now: a worker running as --user may not
         # be able to read the interpreter's files, and it would import them after the drop
         handlers.load()
+        self.preload.engine(False)      # the engine most actors use, made once for all
         if self.layers:      # before the first fork: every worker inherits the network namespace
             self.sandbox = Sandbox.start(self.layers, self.seccomp_log, self.home)
         gc.collect()
@@ -154,12 +158,14 @@ class Zygote:
                 chan.close()
             break
         self._report({"op": "spawned", "actor": msg["actor"], "pid": pid})
+        self.preload.want(msg["component"], bool(msg.get("fuel")))
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
         # actor that is starting; a spawn arriving before then forks one at once
         self.spare_due = time.monotonic() + SPARE_DELAY
 
     def _top_up(self) -> None:
         self.spare_due = None
+        self.preload.load_wanted()      # before the fork: the new spares inherit it
         while len(self.spares) < SPARES:
             self._fork_spare()
 
@@ -170,7 +176,7 @@ class Zygote:
             ours.close()
             code = 1
             try:
-                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox)
+                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload)
             except BaseException:
                 log.exception("worker crashed")
             finally:
@@ -238,12 +244,13 @@ def confine(spec: dict, inbox: Path) -> None:
         _linux.become(uid, gid)
 
 
-def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None) -> int:
+def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None,
+           preload: Preloaded) -> int:
     """A forked child: get ready, wait for an actor, become it."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
     if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
         log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
-    _linux.close_fds_except(channel.fileno())
+    _linux.close_fds_except(channel.fileno(), *preload.fds())
     for sig in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
@@ -255,6 +262,8 @@ def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], 
         return 0            # the zygote went away before giving us work
     job = orjson.loads(data)
     actor_id, name, spec = job["actor"], job["name"], job.get("confine") or {}
+    fuel = bool(job.get("fuel"))
+    loaded = preload.take(job["component"], fuel)
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
     if box is None:
         channel.close()
@@ -270,7 +279,8 @@ def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], 
     if sockets is None:
         sockets = Sockets.open(ctx, home)
     try:
-        return actor.main(ctx, home, sockets, actor_id, name, job["component"], bool(job.get("fuel")), last)
+        return actor.main(ctx, home, sockets, actor_id, name, job["component"], fuel, last, preload.engine(fuel),
+                          loaded)
     finally:
         # last words to the server are worth a moment, unless it is gone (we are orphaned)
         ctx.destroy(linger=1000 if os.getppid() == zygote else 0)
