@@ -1,9 +1,9 @@
 """Which stored component a file holds, remembered by the file's stat while it is unchanged.
 
 A componentize-py component is 18 MB: reading, sending and hashing it again at each start
-cost 60 ms of an 80 ms spawn. A client (or the server, for the children actors spawn) that
-learnt the SHA-256 of a file's bytes names that instead, as long as the file's device, inode,
-size and times are the ones it had when it was read.
+cost 60 ms of an 85 ms spawn. A client that learnt (from the server's answer) the SHA-256 of
+a file's bytes names that instead, as long as the file's device, inode, size and times are the
+ones it had when it was read.
 
 A change within the same clock tick as the read could leave all of those equal (the race git
 calls "racy"): a file is remembered only once its last change (ctime, which no one can set
