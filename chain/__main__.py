@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from theater import _linux, _logging
@@ -27,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--durability", default="process", choices=DURABILITY,
                    help="when an acknowledged event is safe: once written (process), or fsynced (machine)")
     args = p.parse_args(argv)
-    _logging.setup(args.log_level, args.log_journal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
-    if args.parent:
-        _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
+    _logging.helper(args.log_level, args.log_journal, args.parent)
     _linux.raise_nofile()
     try:
         home = Home.resolve(args.home)

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import IO, Any
+
+from . import _linux
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -49,6 +52,15 @@ def is_journal(fd: int, env: dict[str, str] | None = None) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
+def helper(level: str, journal: bool, parent: int | None) -> None:
+    """What each of the server's helper processes (chain, gateway, console) does first: log like
+    the server, leave SIGHUP to it (it reopens the log they share), and end when it ends."""
+    setup(level, journal)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if parent:
+        _linux.die_with_parent(signal.SIGTERM, parent=parent)
 
 
 def setup(level: str, journal: bool, stream: IO[Any] = sys.stderr) -> None:

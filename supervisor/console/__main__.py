@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sys
 
-from theater import _linux, _logging
+from theater import _logging
 from theater.errors import TheaterError
 from theater.paths import Home
 
@@ -25,10 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-journal", action="store_true", help="log lines for the journal (<N> priorities)")
     args = p.parse_args(argv)
-    _logging.setup(args.log_level, args.log_journal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
-    if args.parent:
-        _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
+    _logging.helper(args.log_level, args.log_journal, args.parent)
     try:
         serve(Home.resolve(args.home), socket.socket(fileno=args.fd), args.token)
     except TheaterError as e:

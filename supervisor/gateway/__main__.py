@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from theater import _linux, _logging
+from theater import _logging
 from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError
 from theater.paths import Home
@@ -28,12 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="the server's config file ([secrets], [store])")
     p.add_argument("--worker-group", type=int, help="the group workers run as (--user): they may connect")
     args = p.parse_args(argv)
-    _logging.setup(args.log_level, args.log_journal)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log
+    _logging.helper(args.log_level, args.log_journal, args.parent)
     for quiet in ("httpx", "httpcore"):     # their lines name every request: the gateway logs what matters
         logging.getLogger(quiet).setLevel(logging.WARNING)
-    if args.parent:
-        _linux.die_with_parent(signal.SIGTERM, parent=args.parent)
     try:
         home = Home.resolve(args.home)
         config = load_server_config(Path(args.config)) if args.config else ServerConfig()
