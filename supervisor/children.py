@@ -72,8 +72,8 @@ def _spawn(ask: Ask) -> None:
     m = manifests.parse(text, source)
     services.check_manifest(m)
     services.check_child(parent, m, base)
-    comp = manifests.component_bytes(m, base, root=root)
-    sha = services.store_component(comp, f"{source}: component {m.component!r}", f"{base}/{m.component}")
+    path = manifests.component_path(m, base, root=root)
+    sha = services.child_component(m, path, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
 
     def ready(err: TheaterError | None) -> None:

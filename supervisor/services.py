@@ -6,9 +6,12 @@ get this bundle of collaborators; none of them sees the server's loop or sockets
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from theater import manifest as manifests
+from theater.digests import FileDigests, stamp
 from theater.manifest import Manifest
 from theater.paths import Home
 
@@ -35,6 +38,9 @@ class Services:
     gateway: GatewayLink | None = None
     directory: Directory | None = None
     chain_error: str | None = None     # why the chain refuses new events, while it does (a full disk)
+    # component files that actors' spawns name, by digest while unchanged: a componentize-py
+    # child is 18 MB, read and hashed in the server's loop at every spawn otherwise
+    digests: FileDigests = field(default_factory=FileDigests)
 
     def check_manifest(self, m: Manifest) -> None:
         """What only this server can check of a manifest before its actor starts (its secrets)."""
@@ -47,6 +53,17 @@ class Services:
 
     def stored_component(self, sha: str) -> str:
         return components.stored(self.home, sha)
+
+    def child_component(self, m: Manifest, path: Path, what: str) -> str:
+        """Stores the component file a spawn names (``manifest.component_path``); a file spawned
+        before and unchanged since is known by its digest, not read again."""
+        sha = self.digests.get(path)
+        if sha is not None and (self.home.components / f"{sha}.wasm").is_file():
+            return sha
+        before = stamp(path)
+        sha = self.store_component(manifests.read_component(m, path), what, str(path))
+        self.digests.remember(path, before, sha)
+        return sha
 
     def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
         """What an actor may not hand its children: more than its own mcp-client grant."""

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+import wasmtime
+
+from theater import digests
 
 from .conftest import ACTORS, Server
 
@@ -107,3 +111,59 @@ def test_a_manifest_or_init_state_that_fails_to_parse_is_an_err(server, family):
     answers_promptly(server)
     log = (server.home.logs / "server.log").read_text()
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+def test_a_component_spawned_again_unchanged_is_not_read_again(server, family):
+    """The server reads and hashes a child's component file once; later spawns of the same,
+    unchanged file name the stored component (a componentize-py child is 18 MB: read and hashed
+    in the server's loop at every spawn otherwise). A changed file is read again."""
+    c, parent, folder, _ = family
+    wasm = wasmtime.wat2wasm((folder / "probe.wat").read_text())
+    big = folder / "big.wasm"
+    big.write_bytes(_padded(wasm, b"\1"))
+    size = big.stat().st_size
+    _wait_until_settled(big)
+
+    def spawn() -> tuple[str, int]:
+        before = _bytes_read(server.pid)
+        child = c.request(parent, b"S" + child_toml(component="big.wasm").encode()).decode()
+        assert not child.startswith("error"), child
+        return c.inspect(child)["component"], _bytes_read(server.pid) - before
+
+    first, read = spawn()
+    assert read >= size
+    again, read = spawn()
+    assert again == first and read < size // 2, read
+    big.write_bytes(_padded(wasm, b"\2"))           # same size, other bytes
+    _wait_until_settled(big)
+    changed, read = spawn()
+    assert changed != first and read >= size
+
+
+def _padded(wasm: bytes, fill: bytes) -> bytes:
+    """``wasm`` with an 8 MiB custom section appended (a big, valid component)."""
+    body = _leb(7) + b"padding" + fill * (8 << 20)
+    return wasm + b"\0" + _leb(len(body)) + body
+
+
+def _leb(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _wait_until_settled(path: Path) -> None:
+    """Until the file's last change is older than digests.SETTLED (only then is it remembered)."""
+    while time.time_ns() - path.stat().st_ctime_ns <= digests.SETTLED * 1e9:
+        time.sleep(0.05)
+
+
+def _bytes_read(pid: int) -> int:
+    """What the process has read with read(2) and its kin so far (/proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")

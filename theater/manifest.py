@@ -153,7 +153,17 @@ def reason(e: BaseException) -> str:
 def component_bytes(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes:
     """The component file's bytes. With ``root`` (the manifest came from an actor), its path must
     stay inside ``root``: see ``theater.paths.within``."""
-    return _read(manifest, "component", manifest.component, base_dir, root)
+    return read_component(manifest, component_path(manifest, base_dir, root))
+
+
+def component_path(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> Path:
+    """Where the component file is (checked as for ``component_bytes``, not read)."""
+    return _path(manifest, "component", manifest.component, base_dir, root)
+
+
+def read_component(manifest: Manifest, path: Path) -> bytes:
+    """The bytes of the component file at ``path`` (from ``component_path``)."""
+    return _read_at(manifest, "component", manifest.component, path)
 
 
 def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes | None:
@@ -176,11 +186,25 @@ def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Pat
 
 
 def _read(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> bytes:
+    return _read_at(manifest, key, given, _path(manifest, key, given, base_dir, root))
+
+
+def _path(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> Path:
     try:
-        path = within(root, given, base_dir) if root is not None else Path(base_dir) / given
+        return within(root, given, base_dir) if root is not None else Path(base_dir) / given
+    except OSError as e:
+        raise _unreadable(manifest, key, given, e) from None
+
+
+def _read_at(manifest: Manifest, key: str, given: str, path: Path) -> bytes:
+    try:
         return read_regular(path, MAX_FILE)
     except OSError as e:
-        raise ManifestError(f"{manifest.source}: {key} = {given!r}: cannot read it: {reason(e)}") from None
+        raise _unreadable(manifest, key, given, e) from None
+
+
+def _unreadable(manifest: Manifest, key: str, given: str, e: OSError) -> ManifestError:
+    return ManifestError(f"{manifest.source}: {key} = {given!r}: cannot read it: {reason(e)}")
 
 
 class Checker:
