@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from .conftest import ROOT, Server
-from .toolchains import built_project, compiled_once
+from .toolchains import built_project, precompiled
 
 AGENT = ROOT / "examples" / "agent"
 KEY = "sk-test-agent-5e1f"
@@ -82,12 +82,12 @@ def test_the_agent_talks_to_a_model_keeps_transcripts_and_replays_offline(home, 
     model, server = Model(), Server(home)
     try:
         manifest = project(tmp_path / "agent", model.port)
-        with compiled_once(home, manifest.parent / "agent.wasm"):       # compiled by the first session only
-            server.start()
-            actor = converse(server, model, manifest)
-            server.stop()
-            # offline: no server, no model, no store
-            r = server.cli("replay", actor, "--json", timeout=600)
+        precompiled(home, manifest.parent / "agent.wasm")
+        server.start()
+        actor = converse(server, model, manifest)
+        server.stop()
+        # offline: no server, no model, no store
+        r = server.cli("replay", actor, "--json", timeout=600)
     finally:
         model.stop()
         server.stop()

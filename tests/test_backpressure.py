@@ -24,7 +24,7 @@ from theater.events import decode_data, readable
 
 from .conftest import ACTORS, Server, wait_for
 from .test_big_components import py_manifest
-from .toolchains import compiled_once
+from .toolchains import precompiled
 
 SEND = "theater:simple/message-server-host/send"
 
@@ -99,8 +99,8 @@ def test_five_thousand_sends_in_a_loop_all_arrive_in_order(server, tmp_path):
 def test_five_thousand_sends_from_a_python_actor_all_arrive_in_order(server, counter_py_stub, tmp_path):
     """The same loop written in Python (componentize-py), where sends block inside CPython."""
     receiver = start(server, probe(tmp_path, "receiver", "mailbox = 10"))
-    with compiled_once(server.home, counter_py_stub):       # compiled by the first session only
-        sender = start(server, py_manifest(tmp_path, counter_py_stub, limits=SENDER))
+    precompiled(server.home, counter_py_stub)
+    sender = start(server, py_manifest(tmp_path, counter_py_stub, limits=SENDER))
     with server.client(timeout=180) as c:
         assert c.request(sender, f"O5000 {receiver}".encode()) == b""     # the probe's echo of "e"
     assert numbers_taken(server, receiver) == list(range(5000))

@@ -22,6 +22,7 @@ from theater import keys
 from theater.events import Event, decode_data, verify_chain
 
 from .conftest import cli_events
+from .toolchains import precompiled
 
 P = "theater:simple/"
 WASI_CLI = ["environment", "exit", "stderr", "stdin", "stdout", "terminal-input", "terminal-output",
@@ -65,7 +66,7 @@ def test_built_component_validates_with_the_expected_imports(request, wasm_tools
     assert world_of(wasm_tools, wasm) == (imports, exports)
 
 
-@pytest.mark.timeout(900)       # builds the guest the first time, then the server compiles 18 MB
+@pytest.mark.timeout(900)       # builds and compiles the guest the first time
 def test_python_counter_runs_in_a_real_server(server, counter_py_stub, tmp_path):
     manifest = tmp_path / "manifest.toml"
     manifest.write_text(f"""\
@@ -79,9 +80,8 @@ type = "runtime"
 [[handler]]
 type = "message-server"
 """)
-    # under the default limits: the server compiles the component (Cranelift peaks near 400 MiB
-    # for it) in a process of its own, which takes seconds to a minute on a loaded 2-core machine
-    r = server.cli("start", str(manifest), "--json", "--timeout", "600", timeout=660)
+    precompiled(server.home, counter_py_stub)       # the server's compile: test_big_components
+    r = server.cli("start", str(manifest), "--json")
     assert r.code == 0, r.err
     actor = orjson.loads(r.out)["id"]
     assert [server.cli("message", actor, "+1", "--request").out for _ in range(2)] == [b"1", b"2"]

@@ -24,7 +24,7 @@ from theater.paths import Home
 
 from .conftest import ROOT, one_line_error, run_cli, wait_for
 from .test_guests import world_of
-from .toolchains import built_project, compiled_once
+from .toolchains import built_project, precompiled
 
 GUEST = ROOT / "theater" / "guest"
 WIT = ROOT / "theater" / "wit"
@@ -111,22 +111,22 @@ def test_new_build_run_a_python_actor(server, tmp_path):
     project = new(server.home, tmp_path / "hello", "--lang", "python")
     r = server.cli("build", str(project), "--dry-run")
     assert r.code == 0 and " componentize " in r.text and str(GUEST) in r.text and "--stub-wasi" not in r.text, r.text
-    with compiled_once(server.home, built(project)):        # compiled by the first session only
-        err = tmp_path / "run.err"
-        with open(err, "wb") as f:
-            run = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "run",
-                                    str(project / "manifest.toml")], stdout=subprocess.PIPE, stderr=f, cwd=ROOT)
-        try:
-            wait_for(lambda: "[hello] hello " in err.read_text() or run.poll() is not None, timeout=600, interval=0.5,
-                     what="the actor's first log line")
-            assert run.poll() is None, err.read_text()
-            r = server.cli("message", "hello", "world", "--request")
-            assert r.code == 0 and r.out == b"hello, world", (r.out, r.err)
-            assert server.cli("state", "hello").out == b'{"requests":1}'
-        finally:
-            run.send_signal(signal.SIGINT)
-            code = run.wait(60)
-        assert code == 130, err.read_text()
+    precompiled(server.home, built(project))
+    err = tmp_path / "run.err"
+    with open(err, "wb") as f:
+        run = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "run",
+                                str(project / "manifest.toml")], stdout=subprocess.PIPE, stderr=f, cwd=ROOT)
+    try:
+        wait_for(lambda: "[hello] hello " in err.read_text() or run.poll() is not None, timeout=600, interval=0.5,
+                 what="the actor's first log line")
+        assert run.poll() is None, err.read_text()
+        r = server.cli("message", "hello", "world", "--request")
+        assert r.code == 0 and r.out == b"hello, world", (r.out, r.err)
+        assert server.cli("state", "hello").out == b'{"requests":1}'
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(60)
+    assert code == 130, err.read_text()
     assert server.cli("list", "--json").out.count(b'"hello"') == 0
 
 

@@ -252,30 +252,33 @@ def built_project(project: Path, *flags: str) -> Path:
                   build)
 
 
-@contextlib.contextmanager
-def compiled_once(home: Home, wasm: Path) -> Iterator[None]:
-    """Starts of ``wasm`` on ``home`` load its compiled form from the test cache, and the first
-    session that compiles it leaves it there. Cranelift takes ~40 s for a componentize-py
-    component; a test of what runs on top of it need not pay that each session (the compile
-    itself is tested by test_big_components). Keyed by the component's hash, wasmtime's
-    version and the code that decides what is compiled; without a saved form the server
-    compiles as always. Epoch engines only (no [limits] fuel)."""
+def precompiled(home: Home, wasm: Path) -> None:
+    """Starts of ``wasm`` on ``home`` will load its compiled form from the test cache, compiled
+    there once (by the first test that needs it, in any session; others wait for it). Cranelift
+    takes 20-40 s of CPU for a componentize-py component; a test of what runs on top of it need
+    not pay that again (the server's own compile is tested by test_big_components). Keyed by
+    the component's hash, wasmtime's version and the code that decides what is compiled, and
+    compiled by that code. Epoch engines only (no [limits] fuel)."""
     sha = hashlib.sha256(wasm.read_bytes()).hexdigest()
     key = _digest([sha, wasmtime_version(), str(ADAPTER_VERSION), WIT,
                    *(ROOT / "worker" / f for f in ("component.py", "adapter.py", "wit.py"))])
     saved = cache_dir() / f"compiled-{key[:24]}"
-    targets = {"cwasm": home.compiled(sha, fuel=False), "shape": home.shape(sha)}
-    if saved.is_dir():
-        home.ensure()
-        for name, target in targets.items():
-            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            shutil.copyfile(saved / name, target)
-    yield
-    if not saved.exists() and all(t.exists() for t in targets.values()):
-        tmp = Path(tempfile.mkdtemp(prefix=".compiled-", dir=saved.parent))
-        for name, target in targets.items():
-            shutil.copyfile(target, tmp / name)
-        try:
-            os.rename(tmp, saved)                      # whole or not at all
-        except OSError:                                # another session saved it first
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not saved.is_dir():
+        with _locked(saved.with_suffix(".lock")):
+            if not saved.is_dir():                    # another process may have compiled it meanwhile
+                tmp = Path(tempfile.mkdtemp(prefix=".compiled-", dir=saved.parent))
+                subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp)], check=True, cwd=ROOT,
+                               timeout=900)
+                os.rename(tmp, saved)                 # whole or not at all
+    home.ensure()
+    for name, target in {"cwasm": home.compiled(sha, fuel=False), "shape": home.shape(sha)}.items():
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(saved / name, target)
+
+
+# what `python -m worker compile` does, into a folder of the test cache
+_COMPILE = """import sys; from pathlib import Path
+from worker.component import compile_into, make_engine
+out = Path(sys.argv[2])
+compile_into(make_engine(False), Path(sys.argv[1]), out / "cwasm", out / "shape")
+"""
