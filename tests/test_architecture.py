@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 
 import pytest
 
@@ -141,3 +143,13 @@ def test_every_request_kind_declares_the_kind_that_answers_it():
         if kind.reply is not None:
             assert kind.reply in protocol.KINDS, f"{name} is answered by an unknown kind {kind.reply!r}"
     assert protocol.KINDS["msg"].reply == "reply" and protocol.KINDS["append"].reply == "ack"
+
+
+def test_the_cli_starts_without_what_only_some_commands_need():
+    """Every `theater` command is a new process: wasmtime (only `build` checks WAT with it),
+    asyncio (pulled in by pyzmq's monitor helpers) and importlib.metadata cost ~150 ms of
+    imports at each start, most of a short command's time."""
+    heavy = ("wasmtime", "asyncio", "importlib.metadata")
+    code = f"import sys, theater.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

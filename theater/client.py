@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from . import keys, protocol
 from . import manifest as manifests
@@ -95,6 +94,8 @@ class Client:
             if self.sock in ready:
                 return True
             if self.monitor in ready:
+                # imported here: it imports asyncio (~40 ms at every CLI start)
+                from zmq.utils.monitor import recv_monitor_message
                 self._handshake_failed(recv_monitor_message(self.monitor))
             elif deadline is not None and time.monotonic() >= deadline:
                 return False
