@@ -111,10 +111,15 @@ def cached(name: str, key_parts: list[bytes | str | Path], make: Callable[[Path]
 
 
 def _prune(cache: Path, name: str, keep: Path) -> None:
-    for old in cache.glob(f"{name}-*.wasm"):
-        if old != keep and time.time() - old.stat().st_mtime > STALE_AFTER:
+    """Forgets what ``name`` left in the cache and no session used for STALE_AFTER (files or folders)."""
+    for old in cache.glob(f"{name}-*"):
+        if old.suffix == ".lock" or old == keep or time.time() - old.stat().st_mtime <= STALE_AFTER:
+            continue
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
             old.unlink(missing_ok=True)
-            old.with_suffix(".lock").unlink(missing_ok=True)
+        old.with_suffix(".lock").unlink(missing_ok=True)
     for tmp in cache.glob(f".{name}-*"):              # left by a build that was killed
         if time.time() - tmp.stat().st_mtime > STALE_AFTER:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -270,6 +275,8 @@ def precompiled(home: Home, wasm: Path) -> None:
                 subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp)], check=True, cwd=ROOT,
                                timeout=900)
                 os.rename(tmp, saved)                 # whole or not at all
+    os.utime(saved)                                   # in use: not stale
+    _prune(saved.parent, "compiled", keep=saved)
     home.ensure()
     for name, target in {"cwasm": home.compiled(sha, fuel=False), "shape": home.shape(sha)}.items():
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
