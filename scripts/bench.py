@@ -10,7 +10,7 @@
                                             # every actor (bench_console.py); compare without it
     python scripts/bench.py --only raw,python   # the componentize-py actor (18 MB): its first start's
                                             # compile (time, peak memory), spawn vs fork + instantiate,
-                                            # one-way sends from it (bench_pysend.py)
+                                            # requests to it, one-way sends from it (bench_pysend.py)
     python scripts/bench.py --sandbox both  # also spawn, request and one-way with --no-sandbox: the
                                             # sandbox's cost (seccomp, Landlock, network namespace)
 
@@ -300,25 +300,29 @@ class Bench:
         self.results.update(cli_rtt_p50_us=statistics.median(lat), cli_rtt_p95_us=pct(lat, 95))
 
     def actor_rtt(self) -> None:
-        """A probe makes N requests to a counter inside one call; each request's time is the gap
-        between consecutive request events in the probe's chain (their times are taken as each
-        request returns)."""
+        """A probe makes N requests to a counter inside one call (see ``_requests``)."""
         n = 1000 if self.quick else 4000
         with self.client() as c:
-            counter, probe = self.start(c, "counter"), self.start(c, "probe")
-            c.request(probe, f"m200 {counter}".encode())          # warm up
-            runs = []
-            for _ in range(3):
-                t = time.perf_counter()
-                c.request(probe, f"m{n} {counter}".encode())
-                runs.append((time.perf_counter() - t) * 1e6 / n)
-            time.sleep(0.5)
-            evs = [e for e in c.events(probe, types=["theater:simple/message-server-host/request"])][-n:]
-            gaps = [(b.time_ns - a.time_ns) / 1000 for a, b in itertools.pairwise(evs)]
-            c.stop(probe)
+            counter = self.start(c, "counter")
+            gaps, runs = self._requests(c, counter, n)
             c.stop(counter)
         self.results.update(actor_rtt_p50_us=statistics.median(gaps), actor_rtt_p95_us=pct(gaps, 95),
                             actor_rtt_mean_us=statistics.median(runs))
+
+    def _requests(self, c: Client, target: str, n: int) -> tuple[list[float], list[float]]:
+        """A WAT probe makes N requests to ``target`` inside one call, three times: each request's
+        time (us) is the gap between consecutive request events in the probe's chain (their times
+        are taken as each request returns); and the mean of each run."""
+        probe = self.start(c, "probe")
+        c.request(probe, f"m200 {target}".encode())          # warm up
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            c.request(probe, f"m{n} {target}".encode())
+            runs.append((time.perf_counter() - t) * 1e6 / n)
+        evs = [e for e in c.events(probe, types=["theater:simple/message-server-host/request"])][-n:]
+        c.stop(probe)
+        return [(b.time_ns - a.time_ns) / 1000 for a, b in itertools.pairwise(evs)], runs
 
     def oneway(self) -> None:
         """Each probe sends N messages to its counter inside one call, then one request; the
@@ -441,7 +445,8 @@ class Bench:
         """The componentize-py counter (18 MB, CPython inside): its first start on this home, which
         waits for the server to compile it (time, and the compile process's peak memory), then
         spawn p50 from the cache against fork + deserialize + instantiate of the same component,
-        then one-way sends from it in a loop (bench_pysend.py)."""
+        requests to it from a WAT probe (as ``actor_rtt``), then one-way sends from it in a loop
+        (bench_pysend.py)."""
         from bench_pysend import py_oneway
         wasm = self.py_component or _python_counter()
         if wasm is None:
@@ -465,6 +470,10 @@ class Bench:
                 if i >= 3:
                     lat.append((time.perf_counter() - t) * 1e3)
                 c.stop(actor)
+            answering = c.start(manifest)["id"]
+            gaps, _ = self._requests(c, answering, 500 if self.quick else 2000)
+            c.stop(answering)
+            self.results.update(py_rtt_p50_us=statistics.median(gaps), py_rtt_p95_us=pct(gaps, 95))
             sends = 5000 if self.quick else 20000
             self.results.update(py_oneway(c, wasm, self.manifests["counter"], self.tmp, sends))
         cwasm = self.home.compiled(hashlib.sha256(wasm.read_bytes()).hexdigest(), False)
@@ -599,6 +608,8 @@ def report(r: dict[str, Any], out: str) -> None:
         ratios["python spawn / (fork + instantiate)"] = r["py_spawn_p50_ms"] / r["py_fork_instantiate_ms"]
     if "actor_rtt_p50_us" in r and "zmq_rtt_us" in r:
         ratios["actor rtt / one-hop zmq rtt"] = r["actor_rtt_p50_us"] / r["zmq_rtt_us"]
+    if "py_rtt_p50_us" in r and "zmq_rtt_us" in r:
+        ratios["python actor rtt / one-hop zmq rtt"] = r["py_rtt_p50_us"] / r["zmq_rtt_us"]
     if "http_gateway_p50_us" in r:
         ratios["http through the gateway / direct"] = r["http_gateway_p50_us"] / r["http_direct_p50_us"]
     if "mcp_stdio_p50_us" in r:
