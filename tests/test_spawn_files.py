@@ -20,6 +20,7 @@ import pytest
 import wasmtime
 
 from theater import digests
+from worker.adapter import _leb128
 
 from .conftest import ACTORS, Server
 
@@ -142,17 +143,8 @@ def test_a_component_spawned_again_unchanged_is_not_read_again(server, family):
 
 def _padded(wasm: bytes, fill: bytes) -> bytes:
     """``wasm`` with an 8 MiB custom section appended (a big, valid component)."""
-    body = _leb(7) + b"padding" + fill * (8 << 20)
-    return wasm + b"\0" + _leb(len(body)) + body
-
-
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    body = _leb128(7) + b"padding" + fill * (8 << 20)
+    return wasm + b"\0" + _leb128(len(body)) + body
 
 
 def _wait_until_settled(path: Path) -> None:
