@@ -11,8 +11,6 @@ import hashlib
 import re
 from collections import OrderedDict
 
-import wasmtime
-
 from theater._wasm_errors import wat_error
 from theater.errors import ComponentError, NoSuchComponent
 from theater.paths import Home, write_atomically
@@ -40,6 +38,8 @@ def to_wasm(data: bytes, what: str, file: str = "<component>") -> bytes:
         raise ComponentError(f"{what} is not WebAssembly (neither a binary component nor WAT text)") from None
     if "(" not in text:
         raise ComponentError(f"{what} is not WebAssembly (neither a binary component nor WAT text)")
+    import wasmtime  # only for WAT: the server starts ~50 ms faster without it
+
     try:
         wasm = wasmtime.wat2wasm(text)
     except wasmtime.WasmtimeError as e:

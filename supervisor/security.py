@@ -25,7 +25,6 @@ import time
 
 import zmq
 from zmq.utils import z85
-from zmq.utils.monitor import recv_monitor_message
 
 from theater import keys
 from theater.endpoints import is_loopback, tcp_host
@@ -127,6 +126,7 @@ class Gatekeeper:
                     if sock is zap:
                         zap.send_multipart(self._answer(zap.recv_multipart()))
                     else:
+                        from zmq.utils.monitor import recv_monitor_message  # imports asyncio: not at start
                         self._handshake_failed(recv_monitor_message(monitor))
         except zmq.ContextTerminated:
             pass
