@@ -52,7 +52,8 @@ MAX_BATCH = 4000
 # How long the first event of a group waits for others before the group is committed.
 COMMIT_DELAY = 0.005
 # After SIGTERM, keep serving until no event has arrived for this long (workers stopping
-# at the same time are still flushing), but never longer than STOP_MAX.
+# at the same time are still flushing), but never longer than STOP_MAX. The server's
+# `shutdown` comes once every worker is gone: the chain stops as soon as it has read it.
 STOP_IDLE = 0.3
 STOP_MAX = 3.0
 # Lazy acknowledgements: at most this long after the commit, or this many events behind.
@@ -93,6 +94,7 @@ class ChainService:
         self.staged = 0                     # events staged, not yet committed
         self.staged_since = 0.0
         self.stopping_since: float | None = None
+        self.stop_idle = STOP_IDLE
         self.last_input = time.monotonic()
         self.committed = 0                  # events made durable since this process started
         self.commit_seconds = Histogram(COMMIT_BUCKETS)
@@ -112,7 +114,7 @@ class ChainService:
         while True:
             if self.stopping_since is not None:
                 now = time.monotonic()
-                if now - self.last_input > STOP_IDLE or now - self.stopping_since > STOP_MAX:
+                if now - self.last_input > self.stop_idle or now - self.stopping_since > STOP_MAX:
                     break
             for sock, _ in poller.poll(self._timeout()):
                 if sock is self.pub:
@@ -153,9 +155,11 @@ class ChainService:
             return
         self.stop()
 
-    def stop(self) -> None:
+    def stop(self, idle: float = STOP_IDLE) -> None:
+        """Stops once nothing has come for ``idle`` seconds (see STOP_IDLE)."""
         if self.stopping_since is None:
             self.stopping_since = time.monotonic()
+        self.stop_idle = min(self.stop_idle, idle)
 
     def _subscriptions(self) -> None:
         while True:
@@ -222,7 +226,7 @@ class ChainService:
         elif kind == "unbind":
             self.access.unbind(header["actor"])
         elif kind == "shutdown":
-            self.stop()
+            self.stop(idle=0.0)
         else:
             later.append((peer, header, data))
 

@@ -200,3 +200,12 @@ def test_stop_ends_the_worker_process(server):
         assert [e["type"] for e in evs[-2:]] == ["lifecycle/stop", "lifecycle/exit"]
     assert server.cli("verify").code == 0
     assert server.cli("message", counter, "+1", "--request").code != 0
+
+
+def test_a_server_stopped_while_it_starts_stops_cleanly(server):
+    """SIGTERM as soon as the server answers, while its fork server is still starting: the fork
+    server's answer to a server already gone was a BrokenPipeError traceback in the log."""
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(60) == 0, server.log_tail()
+    log = (server.home.logs / "server.log").read_text()
+    assert "Traceback" not in log and "stopped" in log.splitlines()[-1], log[-3000:]

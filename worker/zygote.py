@@ -34,6 +34,7 @@ Zygote -> server: ``{"op": "spawned", "actor", "pid"}``, ``{"op": "exited", "pid
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -225,7 +226,9 @@ class Zygote:
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
 
     def _report(self, msg: dict) -> None:
-        self.sock.send(orjson.dumps(msg))
+        # the server may be gone (it can stop before our start-up ends): the next read ends us
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.send(orjson.dumps(msg))
 
 
 def confine(spec: dict, inbox: Path) -> None:
