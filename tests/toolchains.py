@@ -272,9 +272,12 @@ def precompiled(home: Home, wasm: Path) -> None:
         with _locked(saved.with_suffix(".lock")):
             if not saved.is_dir():                    # another process may have compiled it meanwhile
                 tmp = Path(tempfile.mkdtemp(prefix=".compiled-", dir=saved.parent))
-                subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp)], check=True, cwd=ROOT,
-                               timeout=900)
-                os.rename(tmp, saved)                 # whole or not at all
+                try:
+                    subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp)], check=True, cwd=ROOT,
+                                   timeout=900)
+                    os.rename(tmp, saved)             # whole or not at all
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)      # gone already once renamed
     os.utime(saved)                                   # in use: not stale
     _prune(saved.parent, "compiled", keep=saved)
     home.ensure()
