@@ -224,9 +224,11 @@ class Actor:
                 "calls": self.calls.count if self.calls else 0, "mailbox": len(self.mailbox or ())}
 
     def _get_state(self, header: dict[str, Any], *_: Any) -> None:
+        """The state the calls so far made: it leaves the worker once the chain holds those calls,
+        like a reply (seen before, a state could be lost with the worker and never happen)."""
         state = self.calls.state if self.calls is not None else None
         has = state is not None
-        self.loop.send_control({"k": "ok", "re": header["id"], "has_state": has}, *([state] if has else []))
+        self.loop.reply(("control", None), {"k": "ok", "re": header["id"], "has_state": has}, *([state] if has else []))
 
     def _stop_actor(self, header: dict[str, Any], *_: Any) -> None:
         self.stop_reason = self.stop_reason or header["reason"]
