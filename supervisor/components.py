@@ -72,6 +72,11 @@ def store(home: Home, data: bytes, what: str, for_group: bool = False, file: str
 def stored(home: Home, sha: str) -> str:
     """``sha`` if the server stores that component (a start that names it by digest, having
     sent its bytes before: see ``theater.digests``); NoSuchComponent if not."""
-    if not SHA256.fullmatch(sha) or not (home.components / f"{sha}.wasm").is_file():
+    if not is_stored(home, sha):
         raise NoSuchComponent(f"no component {sha[:64]!r} is stored here: send its bytes")
     return sha
+
+
+def is_stored(home: Home, sha: str) -> bool:
+    """Whether ``sha`` names a component the server stores (64 lowercase hex: never a path)."""
+    return bool(SHA256.fullmatch(sha)) and (home.components / f"{sha}.wasm").is_file()

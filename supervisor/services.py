@@ -58,7 +58,7 @@ class Services:
         """Stores the component file a spawn names (``manifest.component_path``); a file spawned
         before and unchanged since is known by its digest, not read again."""
         sha = self.digests.get(path)
-        if sha is not None and (self.home.components / f"{sha}.wasm").is_file():
+        if sha is not None and components.is_stored(self.home, sha):
             return sha
         before = stamp(path)
         sha = self.store_component(manifests.read_component(m, path), what, str(path))

@@ -106,6 +106,10 @@ class Server:
                     return p.pid
         return None
 
+    def fork_server(self) -> psutil.Process:
+        """The server's worker fork server (``python -m worker serve``)."""
+        return next(p for p in self.descendants() if p.cmdline()[2:4] == ["worker", "serve"])
+
     def log_tail(self, n: int = 40) -> str:
         log = self.home.logs / "server.log"
         return "\n".join(log.read_text().splitlines()[-n:]) if log.exists() else "(no log)"

@@ -141,7 +141,7 @@ def test_a_python_actor_starts_under_the_default_limits_and_a_cached_start_costs
     # the fork server loads it for later spawns (worker.preload): the workers forked after that
     # inherit it mapped, and the descriptor wasmtime maps its memory image from
     (cwasm,) = (str(p) for p in server.home.cache.rglob("*.cwasm"))
-    zygote = next(p for p in server.descendants() if p.cmdline()[2:4] == ["worker", "serve"])
+    zygote = server.fork_server()
     wait_for(lambda: cwasm in Path(f"/proc/{zygote.pid}/maps").read_text(), timeout=60,
              what="the fork server to load the component")
     for _ in range(3):      # the spares forked before it was loaded (two at most) load it themselves

@@ -10,10 +10,12 @@ as soon as the server says it runs, not on the next periodic resend.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,17 @@ def inspect(server: Server, actor: str) -> dict[str, Any]:
 def state(server: Server, actor: str) -> bytes | None:
     with server.client() as c:
         return c.state(actor)
+
+
+@contextlib.contextmanager
+def chain_stopped(server: Server) -> Iterator[None]:
+    """The chain process stopped (SIGSTOP) for the block, and going on (SIGCONT) after it."""
+    chain = psutil.Process(server.chain_pid())
+    chain.suspend()
+    try:
+        yield
+    finally:
+        chain.resume()
 
 
 def calls(server: Server, actor: str) -> int:
@@ -135,9 +148,7 @@ def test_one_way_messages_wait_for_the_chain(server, tmp_path):
     probe = cli_start(server, probe_manifest(tmp_path, "sender"))
     with server.client() as c:
         assert c.request(counter, b"+1") == b"1"
-    chain = psutil.Process(server.chain_pid())
-    chain.suspend()
-    try:
+    with chain_stopped(server):
         with server.client() as c:
             c.send(probe, f"M5 {counter}".encode())          # one-way to the probe: it returns at once
         # an observation window: before the fix the five arrived within milliseconds
@@ -145,8 +156,6 @@ def test_one_way_messages_wait_for_the_chain(server, tmp_path):
         while time.monotonic() < deadline:
             assert state(server, counter) == b"1", "a message left the sender before the chain stored its events"
             time.sleep(0.1)
-    finally:
-        chain.resume()
     wait_for(lambda: state(server, counter) == b"7", timeout=30, what="the six messages to arrive")
     sends = [e for e in cli_events(server, probe) if e["type"] == "theater:simple/message-server-host/send"]
     assert len(sends) == 5
@@ -160,16 +169,12 @@ def test_a_state_is_shown_only_once_the_chain_holds_the_calls_that_made_it(serve
     actor = cli_start(server, COUNTER)
     with server.client() as c:
         assert c.request(actor, b"+1") == b"1"
-    chain = psutil.Process(server.chain_pid())
-    chain.suspend()
-    try:
+    with chain_stopped(server):
         with server.client() as c:
             c.send(actor, b"+1")                  # one-way: the call runs; its events wait for the chain
         wait_for(lambda: calls(server, actor) >= 3, timeout=30, what="the worker to run the call (init, request, send)")
         with pytest.raises(Timeout), server.client(timeout=3) as c:
             c.state(actor)
-    finally:
-        chain.resume()
     assert state(server, actor) == b"2"
 
 

@@ -24,7 +24,7 @@ def _open_files(pid: int) -> set[str]:
 
 def test_spawned_components_are_preloaded_and_a_worker_keeps_only_its_own(server):
     counter, probe = EXAMPLES / "counter" / "manifest.toml", ACTORS / "probe.toml"
-    zygote = next(p for p in server.descendants() if p.cmdline()[2:4] == ["worker", "serve"])
+    zygote = server.fork_server()
     with server.client() as c:
         first = {m: c.start(m) for m in (counter, probe)}
         cwasm = {m: str(server.home.compiled(first[m]["component"], False)) for m in first}

@@ -172,14 +172,14 @@ class Client:
         fields = {"manifest": path.read_text(), "source": str(path), "base": str(path.parent),
                   "has_state": init is not None}
         rest = [init] if init is not None else []
-        file = path.parent / m.component
+        file = manifests.component_path(m, path.parent)
         if sha := self.digests.get(file):     # read and sent before: the server keeps it
             try:
                 return self.call("start", b"", *rest, component_sha=sha, **fields)[0]
             except NoSuchComponent:
                 self.digests.forget(file)
         before = stamp(file)
-        header, _ = self.call("start", manifests.component_bytes(m, path.parent), *rest, **fields)
+        header, _ = self.call("start", manifests.read_component(m, file), *rest, **fields)
         self.digests.remember(file, before, header["component"])
         return header
 

@@ -150,14 +150,9 @@ def reason(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def component_bytes(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes:
-    """The component file's bytes. With ``root`` (the manifest came from an actor), its path must
-    stay inside ``root``: see ``theater.paths.within``."""
-    return read_component(manifest, component_path(manifest, base_dir, root))
-
-
 def component_path(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> Path:
-    """Where the component file is (checked as for ``component_bytes``, not read)."""
+    """Where the component file is, relative to ``base_dir``. With ``root`` (the manifest came
+    from an actor), it must stay inside ``root``: see ``theater.paths.within``."""
     return _path(manifest, "component", manifest.component, base_dir, root)
 
 
