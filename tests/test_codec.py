@@ -20,7 +20,7 @@ import pytest
 import wasmtime
 from wasmtime import component as wc
 
-from worker import adapter, codec, component, wit
+from worker import adapter, codec, component, handlers, wit
 from worker.crossing import Export, add_host_func
 
 from .conftest import ACTORS, EXAMPLES
@@ -153,3 +153,25 @@ def test_strings_enums_and_records_keep_their_shapes_through_the_adapter():
             assert c.lift(v) == value, text
         finally:
             codec.ffi.wasmtime_component_val_delete(ctypes.byref(v))
+
+
+def test_an_adapted_component_is_linked_from_its_shape_alone():
+    """The adapter imports whole interfaces (the counter imports only runtime's log): the shape
+    names what the compiled component imports, and a worker links it from that and the WIT,
+    without reading the component's types (0.5 ms of a new worker's start)."""
+    engine = component.make_engine(False)
+    wasm = wasmtime.wat2wasm((EXAMPLES / "counter" / "counter.wat").read_text())
+    comp, shape = component.build(engine, wasm, "counter")
+    assert shape.adapted
+    assert shape.imported == {"theater:simple/runtime": sorted(wit.package()["theater:simple/runtime"].funcs)}
+    called: list[tuple[str, tuple[Any, ...]]] = []
+    linker = wc.Linker(engine)
+    handlers.link(linker, engine, None, shape, lambda _i, fn: lambda *args: called.append((fn, args)))  # type: ignore[arg-type]
+    store = wasmtime.Store(engine)
+    store.set_epoch_deadline(1)
+    instance = linker.instantiate(store, comp)
+    init = instance.get_func(store, instance.get_export_index(store, "init", instance.get_export_index(
+        store, "theater:simple/actor")))
+    assert init is not None
+    assert Export(init, store, shape.signature("theater:simple/actor", "init"))(None, ("a-1",)) == ("ok", (None,))
+    assert called == [("log", ("counter started",))]

@@ -32,7 +32,7 @@ from typing import NoReturn
 
 import pytest
 
-from theater.paths import ADAPTER_VERSION, Home, wasmtime_version
+from theater.paths import ADAPTER_VERSION, SHAPE_VERSION, Home, wasmtime_version
 
 ROOT = Path(__file__).resolve().parent.parent
 GUESTS = Path(__file__).resolve().parent / "guests"
@@ -265,7 +265,7 @@ def precompiled(home: Home, wasm: Path) -> None:
     the component's hash, wasmtime's version and the code that decides what is compiled, and
     compiled by that code. Epoch engines only (no [limits] fuel)."""
     sha = hashlib.sha256(wasm.read_bytes()).hexdigest()
-    key = _digest([sha, wasmtime_version(), str(ADAPTER_VERSION), WIT,
+    key = _digest([sha, wasmtime_version(), str(ADAPTER_VERSION), str(SHAPE_VERSION), WIT,
                    *(ROOT / "worker" / f for f in ("component.py", "adapter.py", "wit.py"))])
     saved = cache_dir() / f"compiled-{key[:24]}"
     if not saved.is_dir():

@@ -8,7 +8,7 @@
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
     cache/          compiled components: <wasmtime version>/<engine flavour>/<sha256>.a<adapter>.cwasm, and
-                    each component's checked shape: <wasmtime version>/<sha256>.shape<adapter>.json
+                    each component's checked shape: <wasmtime version>/<sha256>.shape<shape>.json
     store/          the content store handler's data (written by the gateway process only)
     logs/           server log when not logging to stdout
 """
@@ -185,6 +185,9 @@ class Home:
 # What is compiled is the actor inside the byte adapter the worker generates around it
 # (worker/adapter.py): a new adapter means new compiled forms, so its version is in their names.
 ADAPTER_VERSION = 1
+# What a component's shape holds (worker.component.Shape) changes with the adapter and with the
+# shape's own fields; a shape of another version is not read, and the component compiles again.
+SHAPE_VERSION = 2
 
 
 def compiled_path(cache: Path, sha256: str, fuel: bool) -> Path:
@@ -195,7 +198,7 @@ def compiled_path(cache: Path, sha256: str, fuel: bool) -> Path:
 
 def shape_path(cache: Path, sha256: str) -> Path:
     """What a component imports and exports, checked once, beside its compiled forms."""
-    return cache / wasmtime_version() / f"{sha256}.shape{ADAPTER_VERSION}.json"
+    return cache / wasmtime_version() / f"{sha256}.shape{SHAPE_VERSION}.json"
 
 
 def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:

@@ -61,6 +61,33 @@ RETRY_UNAVAILABLE = 1.0
 Release = Callable[[], None]       # sends one held effect (it handles its own errors)
 
 
+Pending = tuple[int, str, Any, int, bool]      # an event numbered, not yet encoded: (seq, type, value, time, state?)
+Batch = list[tuple[dict[str, Any], bytes]]     # events encoded: (meta, data) each
+
+
+def encode_events(actor_id: str, head: bytes | None, pending: list[Pending]) -> tuple[Batch, bytes | None]:
+    """Encodes and hashes events after ``head``; the batch, and the new head."""
+    batch: Batch = []
+    for seq, event_type, value, t, state_changed in pending:
+        data = encode_data(value)
+        head = event_hash(actor_id, seq, head, event_type, data)
+        # no parent: the chain links each event to its own head, and the hash proves they agree
+        meta: dict[str, Any] = {"seq": seq, "hash": head.hex(), "type": event_type, "time_ns": t}
+        if state_changed:
+            meta["state"] = 1
+        batch.append((meta, data))
+    return batch, head
+
+
+def append_message(actor_id: str, batch: Batch, sync: bool = False) -> list[bytes]:
+    """The chain's ``append`` of a batch: all the events' data in one frame (one send, not n)."""
+    header: dict[str, Any] = {"k": "append", "actor": actor_id, "events": [m for m, _ in batch],
+                              "sizes": [len(d) for _, d in batch]}
+    if sync:
+        header["sync"] = True
+    return protocol.encode(header, b"".join(d for _, d in batch))
+
+
 class ChainLink:
     def __init__(self, sock: zmq.Socket, actor_id: str, head_seq: int, head_hash: bytes | None,
                  on_bytes: Callable[[int], None]) -> None:
@@ -70,7 +97,7 @@ class ChainLink:
         self.seq = head_seq                 # the last event emitted (-1: none yet)
         self.head = head_hash
         self.acked = head_seq               # the last event the chain holds durably
-        self.pending: list[tuple[int, str, Any, int, bool]] = []   # (seq, type, value, time, state?)
+        self.pending: list[Pending] = []
         self.unacked: deque[tuple[int, dict[str, Any], bytes]] = deque()
         self.resend_at = 0.0
         self.pending_since = 0.0
@@ -149,19 +176,9 @@ class ChainLink:
         held meanwhile wait for it (and ask for its prompt acknowledgement)."""
         if not self.pending:
             return
-        batch: list[tuple[dict[str, Any], bytes]] = []
-        head = self.head
-        for seq, event_type, value, t, state_changed in self.pending:
-            data = encode_data(value)
-            head = event_hash(self.actor_id, seq, head, event_type, data)
-            # no parent: the chain links each event to its own head, and the hash proves they agree
-            meta: dict[str, Any] = {"seq": seq, "hash": head.hex(), "type": event_type, "time_ns": t}
-            if state_changed:
-                meta["state"] = 1
-            batch.append((meta, data))
-            self.unacked.append((seq, meta, data))
+        batch, self.head = encode_events(self.actor_id, self.head, self.pending)
+        self.unacked.extend((meta["seq"], meta, data) for meta, data in batch)
         self.pending = []
-        self.head = head
         self.on_bytes(sum(len(d) for _, d in batch))
         if self.held and self.held[-1][0] is None:
             self._mark()
@@ -179,16 +196,12 @@ class ChainLink:
             return None
         return max(0.0, self.pending_since + FLUSH_INTERVAL - now)
 
-    def _send(self, batch: list[tuple[dict[str, Any], bytes]], sync: bool = False) -> None:
+    def _send(self, batch: Batch, sync: bool = False) -> None:
         """Never blocks: with the chain down, events stay in ``unacked`` and go again later."""
-        header: dict[str, Any] = {"k": "append", "actor": self.actor_id, "events": [m for m, _ in batch],
-                                  "sizes": [len(d) for _, d in batch]}
-        if sync:
-            header["sync"] = True
         if batch:
             self.sent = max(self.sent, batch[-1][0]["seq"])
-        with contextlib.suppress(zmq.Again):     # all the events' data in one frame: one send, not n
-            send(self.sock, protocol.encode(header, b"".join(d for _, d in batch)))
+        with contextlib.suppress(zmq.Again):
+            send(self.sock, append_message(self.actor_id, batch, sync))
 
     def on_ack(self, seq: int) -> None:
         self._acked(seq)

@@ -13,7 +13,7 @@ only loads (``load_compiled``: an mmap, about 1 ms).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
@@ -34,11 +34,15 @@ ACTOR_INTERFACE = f"{PACKAGE}/actor"
 log = logging.getLogger("theater.worker")
 
 
-def make_engine(fuel: bool) -> wasmtime.Engine:
+def make_engine(fuel: bool, threads: bool = True) -> wasmtime.Engine:
+    """``threads=False``: it compiles on the calling thread (a process that forks afterwards must
+    not have wasmtime's compile thread pool: its children deadlock). Components it compiles load
+    into the other kind too."""
     cfg = wasmtime.Config()
     cfg.epoch_interruption = True           # every call has a wall-clock deadline
     cfg.consume_fuel = fuel                 # deterministic budgets, only when a manifest asks
     cfg.cranelift_nan_canonicalization = True   # the same NaN bits on every run, for replay
+    cfg.parallel_compilation = threads
     return wasmtime.Engine(cfg)
 
 
@@ -57,6 +61,9 @@ class Shape:
     exports: dict[str, list[str]]      # exact export name -> functions present
     export_names: dict[str, str]       # interface base name -> exact export name
     adapted: bool = False              # it runs inside the byte adapter (worker.adapter)
+    # exact import name -> the functions the compiled component imports from it (the adapter
+    # imports whole interfaces); WASI's are linked by worker.wasi
+    imported: dict[str, list[str]] = field(default_factory=dict)
 
     def signature(self, interface: str, fn: str) -> wit.Func | None:
         """What the codec for an export or import of it needs: its WIT signature if it runs in
@@ -87,21 +94,26 @@ def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
 
 def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
                  shape_file: Path) -> tuple[wc.Component, Shape]:
-    """Compiles the component at ``wasm_path`` (binary, or WAT text) inside its byte adapter when
-    it can be wrapped, checks its shape, and writes both (each whole or not at all); nothing is
-    written for a component that does not check."""
-    wasm = _read_wasm(wasm_path)
+    """Compiles the component at ``wasm_path`` (binary, or WAT text) and writes it and its shape
+    (each whole or not at all); nothing is written for a component that does not check."""
+    component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
+    write_atomically(cwasm, component.serialize())
+    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    return component, shape
+
+
+def build(engine: wasmtime.Engine, wasm: bytes, name: str) -> tuple[wc.Component, Shape]:
+    """Compiles a component inside its byte adapter when it can be wrapped, and checks its shape."""
     plain = _compile(engine, wasm)
     shape = Shape(_check_imports(engine, plain), *_check_exports(engine, plain), adapted=True)
     try:
         component = _compile(engine, adapter.wrap(wasm, shape.imports, shape.exports))
     except (adapter.Unsupported, ComponentError) as e:
         log.warning("component %s runs without the byte adapter (%s): byte lists cross one C value per byte",
-                    wasm_path.stem[:12], e)
+                    name, e)
         shape.adapted = False
         component = plain
-    write_atomically(cwasm, component.serialize())
-    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    shape.imported = _imported(engine, component, shape.imports)
     return component, shape
 
 
@@ -170,6 +182,12 @@ def _check_imports(engine: wasmtime.Engine, component: wc.Component) -> dict[str
         _check_funcs(engine, name, ext, sigs[base], "imports")
         found[base] = name
     return found
+
+
+def _imported(engine: wasmtime.Engine, component: wc.Component, imports: dict[str, str]) -> dict[str, list[str]]:
+    types = component.type.imports(engine)
+    return {exact: sorted(fn for fn, ext in types[exact].ty.exports(engine).items() if isinstance(ext.ty, wc.FuncType))
+            for base, exact in imports.items() if not is_wasi(base) and exact in types}
 
 
 def _needs_grant(base: str) -> bool:

@@ -9,7 +9,8 @@ A loaded component keeps its compiled file open (wasmtime maps its memory image 
 spare keeps those descriptors, and once it knows its actor, drops every other component.
 
 wasmtime deadlocks a child that compiles after its parent did (its compile thread pool);
-deserializing is not compiling, and no one compiles in the fork server or its children.
+deserializing is not compiling, and no actor is compiled in the fork server or its children
+(the rehearsal's is, on one thread: ``worker.rehearsal``).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""The fork server: imports everything a worker needs, compiles nothing, forks one process per actor.
+"""The fork server: imports everything a worker needs, compiles no actor, forks one process per actor.
 
 Starting a fresh interpreter and importing wasmtime costs ~60 ms; forking this process
 costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. The zygote
 keeps *spare* children already forked, with their ZeroMQ context made and their sockets
 connected, each waiting on a socket for its assignment; a spawn hands a spare an actor, and the
-spares are topped up a moment later, off the spawn's path. wasmtime must never compile
-before a fork (its compile thread pool deadlocks in the child), so the zygote never compiles;
-it makes the engines and deserializes the components spawned lately, which the spares forked
-after that inherit (``worker.preload``).
+spares are topped up a moment later, off the spawn's path. A spare topped up rehearses an
+actor's start while it waits (``worker.rehearsal``), so that its own start is not slowed by
+its first touch of the pages it shares with the zygote. wasmtime's compile thread pool
+deadlocks the children of a process it ran in, so the zygote compiles only the rehearsal's
+tiny actor, on its one thread; it makes the engines and deserializes the components spawned
+lately, which the spares forked after that inherit (``worker.preload``).
 
 Each spare makes its own cgroup (``w-<pid>`` under each ``--cgroup`` parent) and moves itself
 in while it waits: moving a process costs an RCU grace period, which would otherwise be
@@ -53,7 +55,7 @@ import zmq
 from theater import _linux
 from theater.paths import Home, wasmtime_version
 
-from . import actor, crossing, handlers, wit
+from . import actor, crossing, handlers, rehearsal, wit
 from .loop import Sockets
 from .preload import Preloaded
 from .sandbox import Sandbox, SandboxError
@@ -84,6 +86,7 @@ class Zygote:
         self.pid = os.getpid()
         self.spare_due: float | None = None
         self.preload = Preloaded(home)
+        self.stage: rehearsal.Stage | None = None
 
     def serve(self) -> None:
         _linux.die_with_parent(signal.SIGTERM)
@@ -106,7 +109,11 @@ class Zygote:
         # every handler module (and what it imports) now: a worker running as --user may not
         # be able to read the interpreter's files, and it would import them after the drop
         handlers.load()
-        self.preload.engine(False)      # the engine most actors use, made once for all
+        engine = self.preload.engine(False)      # the engine most actors use, made once for all
+        try:
+            self.stage = rehearsal.prepare(engine)
+        except Exception:        # spares then start without a rehearsal: slower, not wrong
+            log.exception("zygote: cannot prepare the spares' rehearsal")
         if self.layers:      # before the first fork: every worker inherits the network namespace
             self.sandbox = Sandbox.start(self.layers, self.seccomp_log, self.home)
         gc.collect()
@@ -144,7 +151,7 @@ class Zygote:
             return
         while True:
             if not self.spares:
-                self._fork_spare()
+                self._fork_spare(rehearse=False)     # its actor waits: no time for a rehearsal
             pid, chan = self.spares.pop(0)
             try:
                 chan.send(orjson.dumps(msg))
@@ -170,14 +177,15 @@ class Zygote:
         while len(self.spares) < SPARES:
             self._fork_spare()
 
-    def _fork_spare(self) -> None:
+    def _fork_spare(self, rehearse: bool = True) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
             code = 1
             try:
-                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload)
+                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload,
+                              self.stage if rehearse else None)
             except BaseException:
                 log.exception("worker crashed")
             finally:
@@ -248,8 +256,9 @@ def confine(spec: dict, inbox: Path) -> None:
 
 
 def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None,
-           preload: Preloaded) -> int:
-    """A forked child: get ready, wait for an actor, become it."""
+           preload: Preloaded, stage: rehearsal.Stage | None) -> int:
+    """A forked child: get ready (rehearse on ``stage``: see ``worker.rehearsal``), wait for an actor,
+    become it."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
     if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
         log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
@@ -260,6 +269,8 @@ def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], 
     ctx = zmq.Context()
     # unsandboxed, a spare connects its sockets while it waits; sandboxed, only once confined
     sockets = Sockets.open(ctx, home) if box is None else None
+    if stage is not None:
+        rehearsal.rehearse(stage)
     data = channel.recv(1 << 16)
     if not data:
         return 0            # the zygote went away before giving us work
