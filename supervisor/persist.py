@@ -33,13 +33,18 @@ class SavedActors:
         folder.mkdir(mode=0o700, exist_ok=True)
 
     def save(self, rec: ActorRecord) -> None:
+        """Saved while its worker starts: a save that fails (a full disk) is logged, and the
+        actor runs without coming back after a server restart."""
         if not self.keep:
             return
         spec = rec.spec
         doc = {"id": rec.actor_id, "manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
                "component": spec.component, "started_at": rec.started_at,
                "init_state": base64.b64encode(spec.init_state).decode() if spec.init_state is not None else None}
-        write_atomically(self.folder / f"{rec.actor_id}.json", orjson.dumps(doc))
+        try:
+            write_atomically(self.folder / f"{rec.actor_id}.json", orjson.dumps(doc))
+        except OSError as e:
+            log.error("actor %s: cannot save it for a server restart (%s)", rec.actor_id, e.strerror or e)
 
     def remove(self, actor_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -166,7 +166,7 @@ def test_an_adapted_component_is_linked_from_its_shape_alone():
     assert shape.imported == {"theater:simple/runtime": sorted(wit.package()["theater:simple/runtime"].funcs)}
     called: list[tuple[str, tuple[Any, ...]]] = []
     linker = wc.Linker(engine)
-    handlers.link(linker, engine, None, shape, lambda _i, fn: lambda *args: called.append((fn, args)))  # type: ignore[arg-type]
+    handlers.link(linker, engine, None, shape, lambda _i, fn: lambda *args: called.append((fn, args)))
     store = wasmtime.Store(engine)
     store.set_epoch_deadline(1)
     instance = linker.instantiate(store, comp)

@@ -8,6 +8,7 @@ afterwards with the offline commands (verify, export, chains), which need no ser
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -209,3 +210,15 @@ def test_a_server_stopped_while_it_starts_stops_cleanly(server):
     assert server.proc.wait(60) == 0, server.log_tail()
     log = (server.home.logs / "server.log").read_text()
     assert "Traceback" not in log and "stopped" in log.splitlines()[-1], log[-3000:]
+
+
+def test_an_actor_that_cannot_be_saved_runs_and_the_log_says_why(server):
+    """The record a restarted server brings an actor back from is saved while its worker
+    starts; a save that fails leaves the actor running, not half started."""
+    shutil.rmtree(server.home.actors)
+    server.home.actors.write_bytes(b"")          # a file where the folder was: no save can succeed
+    with server.client() as c:
+        actor = c.start(EXAMPLES / "counter" / "manifest.toml")["id"]
+        assert c.request(actor, b"x") == b"1"
+    wait_for(lambda: f"actor {actor}: cannot save it for a server restart" in server.log_tail(), timeout=30,
+             what="the server's note")

@@ -185,8 +185,9 @@ class Home:
 # What is compiled is the actor inside the byte adapter the worker generates around it
 # (worker/adapter.py): a new adapter means new compiled forms, so its version is in their names.
 ADAPTER_VERSION = 1
-# What a component's shape holds (worker.component.Shape) changes with the adapter and with the
-# shape's own fields; a shape of another version is not read, and the component compiles again.
+# What a component's shape holds (worker.component.Shape): when its fields change, so does this,
+# and a shape of another version is not read (the component compiles again). A new adapter
+# needs no new shape version: its compiled forms have new names, and compiling writes the shape.
 SHAPE_VERSION = 2
 
 

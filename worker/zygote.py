@@ -68,6 +68,8 @@ SPARES = 2
 # After a spare is handed out, its replacement is forked this much later: on two cores a
 # fork competes with the actor that is starting.
 SPARE_DELAY = 0.015
+# How native code crashes: a spare that dies of one before it is needed stops the rehearsals.
+CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
 
 
 class Zygote:
@@ -225,6 +227,7 @@ class Zygote:
                 spare[1].close()
                 self.spares.remove(spare)
                 self.spare_due = time.monotonic() + SPARE_DELAY
+                self._crashed_spare(pid, status)
                 continue
             for fd, (owner, chan) in list(self.channels.items()):
                 if owner == pid:
@@ -232,6 +235,14 @@ class Zygote:
                     chan.close()
                     del self.channels[fd]
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
+
+    def _crashed_spare(self, pid: int, status: int) -> None:
+        """A spare that crashed before it was needed may have crashed in its rehearsal (native
+        code: no exception to catch), and so would every spare after it: they stop rehearsing."""
+        if self.stage is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASHES:
+            log.error("zygote: spare %d crashed (%s) before it was needed; spares no longer rehearse",
+                      pid, signal.Signals(os.WTERMSIG(status)).name)
+            self.stage = None
 
     def _report(self, msg: dict) -> None:
         # the server may be gone (it can stop before our start-up ends): the next read ends us

@@ -45,14 +45,15 @@ def load() -> dict[str, type[Handler]]:
     return REGISTRY
 
 
-def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component, shape: Shape,
+def link(linker: wc.Linker, engine: wasmtime.Engine, component: wc.Component | None, shape: Shape,
          provide: Provide) -> None:
     """Defines every function of every interface the component imports (``shape.imported``;
     interfaces that hold only types have none, and the byte adapter around the actor provides
     their types itself). WASI is linked by ``worker.wasi``. A component inside the adapter is
     linked from its shape and the WIT alone: walking its types through the C API took a new
     worker ~0.5 ms; one outside it needs its function types for their codecs."""
-    types = None if shape.adapted else component.type.imports(engine)
+    assert shape.adapted or component is not None, "a component outside the adapter is linked from its types"
+    types = None if component is None or shape.adapted else component.type.imports(engine)
     with linker.root() as root:
         for base, exact in shape.imports.items():
             if exact not in shape.imported:
