@@ -55,10 +55,7 @@ class Instance:
         linker.close()
 
     def export(self, interface: str, fn: str) -> Export:
-        i, s = self.instance, self.store
-        func = i.get_func(s, i.get_export_index(s, fn, i.get_export_index(s, interface)))
-        assert func is not None
-        return Export(func, s, self.shape.signature(interface, fn))
+        return Export.of(self.instance, self.store, interface, fn, self.shape.signature(interface, fn))
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "adapted"])
@@ -170,8 +167,6 @@ def test_an_adapted_component_is_linked_from_its_shape_alone():
     store = wasmtime.Store(engine)
     store.set_epoch_deadline(1)
     instance = linker.instantiate(store, comp)
-    init = instance.get_func(store, instance.get_export_index(store, "init", instance.get_export_index(
-        store, "theater:simple/actor")))
-    assert init is not None
-    assert Export(init, store, shape.signature("theater:simple/actor", "init"))(None, ("a-1",)) == ("ok", (None,))
+    init = Export.of(instance, store, "theater:simple/actor", "init", shape.signature("theater:simple/actor", "init"))
+    assert init(None, ("a-1",)) == ("ok", (None,))
     assert called == [("log", ("counter started",))]

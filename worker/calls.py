@@ -52,10 +52,8 @@ class Calls:
     def _func(self, interface: str, fn: str) -> Export:
         f = self._funcs.get((interface, fn))
         if f is None:
-            idx = self.instance.get_export_index(self.store, self._names[interface])
-            func = self.instance.get_func(self.store, self.instance.get_export_index(self.store, fn, idx))
-            assert func is not None
-            f = self._funcs[(interface, fn)] = Export(func, self.store, self._shape.signature(interface, fn))
+            f = self._funcs[(interface, fn)] = Export.of(self.instance, self.store, self._names[interface], fn,
+                                                         self._shape.signature(interface, fn))
         return f
 
     def call(self, interface: str, fn: str, params: tuple[Any, ...]) -> tuple[Any, ...]:

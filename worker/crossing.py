@@ -66,6 +66,15 @@ class Export:
         self._out = Val()
         self._out_ref = byref(self._out) if self.result is not None else None
 
+    @classmethod
+    def of(cls, instance: wc.Instance, store: wasmtime.Store, interface: str, fn: str,
+           sig: wit.Func | None = None) -> Export:
+        """Function ``fn`` of the exported instance ``interface`` (its exact export name)."""
+        func = instance.get_func(store, instance.get_export_index(store, fn, instance.get_export_index(store,
+                                                                                                        interface)))
+        assert func is not None, f"{interface}.{fn} is not exported"
+        return cls(func, store, sig)
+
     def __call__(self, *args: Any) -> Any:
         params = self._args
         lowered = 0

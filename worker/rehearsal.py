@@ -122,10 +122,8 @@ def _play(stage: Stage) -> None:
                                "manifest": {"name": m.name, "version": m.version}})
     name = f"{ACTOR_INTERFACE}.init"
     record("wasm", records.call_event(name, (NOBODY,)))
-    actor = instance.get_export_index(store, ACTOR_INTERFACE)
-    init = instance.get_func(store, instance.get_export_index(store, "init", actor))
-    assert init is not None
-    _tag, payload = Export(init, store, shape.signature(ACTOR_INTERFACE, "init"))(None, (NOBODY,))
+    init = Export.of(instance, store, ACTOR_INTERFACE, "init", shape.signature(ACTOR_INTERFACE, "init"))
+    _tag, payload = init(None, (NOBODY,))
     new_state, returns = records.split_result(payload)
     record("wasm", *records.result_event(name, returns, None, new_state))
     # encoded and hashed as they would ship; shipped nowhere (no ZeroMQ socket: a sandboxed

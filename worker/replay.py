@@ -182,9 +182,8 @@ class Replayer:
         self.cursor = i + 1
         export = self.exports.get(function)
         if export is None:
-            export = self.exports[function] = Export(instance.get_func(store, instance.get_export_index(
-                store, fn, instance.get_export_index(store, interface))), store,
-                self.shape.signature(component.unversioned(interface), fn))
+            export = self.exports[function] = Export.of(instance, store, interface, fn,
+                                                        self.shape.signature(component.unversioned(interface), fn))
         store.set_epoch_deadline(1)
         seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()
