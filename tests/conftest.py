@@ -108,7 +108,15 @@ class Server:
 
     def fork_server(self) -> psutil.Process:
         """The server's worker fork server (``python -m worker serve``)."""
-        return next(p for p in self.descendants() if p.cmdline()[2:4] == ["worker", "serve"])
+        return next(p for p in self.descendants() if cmdline(p)[2:4] == ["worker", "serve"])
+
+    def spares(self) -> list[psutil.Process]:
+        """The fork server's children not given an actor yet (a worker names its actor in its title)."""
+        return [p for p in self.fork_server().children() if (line := cmdline(p)) and "--actor" not in line[0]]
+
+    def spares_confined_ahead(self) -> set[int]:
+        """The spares that confined themselves while they wait (worker.spare): seccomp is on."""
+        return {p.pid for p in self.spares() if proc_status(p.pid).get("Seccomp") == "2"}
 
     def log_tail(self, n: int = 40) -> str:
         log = self.home.logs / "server.log"
@@ -203,6 +211,23 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def cmdline(p: psutil.Process) -> list[str]:
+    """A process's command line; [] for one gone or a zombie (a worker or spare that just ended)."""
+    try:
+        return p.cmdline()
+    except psutil.NoSuchProcess:
+        return []
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as a dict ({} for a process gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
 
 def pid_alive(pid: int) -> bool:

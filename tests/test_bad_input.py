@@ -21,7 +21,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from theater import protocol
 
-from .conftest import ACTORS, EXAMPLES, CLIResult, Server, run_cli
+from .conftest import ACTORS, EXAMPLES, CLIResult, Server, cmdline, run_cli
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -406,7 +406,7 @@ def test_garbage_on_the_management_socket(server):
 
 
 def chain_pids(server: Server) -> list[int]:
-    return [p.pid for p in server.descendants() if p.cmdline()[1:3] == ["-m", "chain"]]
+    return [p.pid for p in server.descendants() if cmdline(p)[1:3] == ["-m", "chain"]]
 
 
 def test_events_with_wrongly_typed_fields(server):

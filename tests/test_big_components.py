@@ -29,7 +29,7 @@ from theater.manifest import Limits
 from theater.paths import Home
 from worker import component
 
-from .conftest import ACTORS, ROOT, Server, wait_for
+from .conftest import ACTORS, ROOT, Server, cmdline, wait_for
 from .test_containment import (
     bodies,
     events,
@@ -102,7 +102,7 @@ def uss(pid: int) -> int:
 
 def compilers(server: Server) -> list[psutil.Process]:
     """The server's compile processes (python -m worker compile ...) still running."""
-    return [p for p in server.descendants() if p.cmdline()[1:4] == ["-m", "worker", "compile"]]
+    return [p for p in server.descendants() if cmdline(p)[1:4] == ["-m", "worker", "compile"]]
 
 
 def compile_lines(server: Server) -> list[str]:

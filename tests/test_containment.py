@@ -30,7 +30,7 @@ from theater.errors import TheaterError
 from theater.events import decode_data, readable
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, pid_alive, proc_status, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -133,11 +133,6 @@ def proc_limits(pid: int) -> dict[str, tuple[str, str]]:
         name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
         out[name] = (soft, hard)
     return out
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    return dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if ":\t" in line)
 
 
 def assert_answers(server: Server, counter: str, expect: bytes) -> None:
@@ -512,12 +507,15 @@ def test_without_a_writable_cgroup_the_worker_limits_itself(flag_server, home, t
     log = (home.logs / "server.log").read_text()
     assert "rlimits only" in log and why in log, server.log_tail()
 
-    actor = start(server, probe(tmp_path, "limited", 'process_memory = "128MiB"'))
-    info = inspect(server, actor)
-    assert info["enforced"] == said
-    assert request(server, actor, b"eok") == b"ok"
-    data = proc_limits(info["pid"])["Max data size"]
-    assert data == (str(128 * MiB), str(128 * MiB)), data
+    # the second runs in a spare the fork server confined ahead (worker.spare): its data limit,
+    # per actor, it lowers once assigned
+    for name in ("limited", "limited-too"):
+        actor = start(server, probe(tmp_path, name, 'process_memory = "128MiB"'))
+        info = inspect(server, actor)
+        assert info["enforced"] == said
+        assert request(server, actor, b"eok") == b"ok"
+        data = proc_limits(info["pid"])["Max data size"]
+        assert data == (str(128 * MiB), str(128 * MiB)), data
     assert not (CGROUP_MEMORY / f"theater-{server.pid}").exists()
     counter = start(server, COUNTER)
     assert_answers(server, counter, b"1")
@@ -593,6 +591,14 @@ def test_workers_run_as_the_given_user(flag_server, home, tmp_path):
     sender = start(server, probe(tmp_path, "sender"))
     assert request(server, sender, f"q{first}".encode()) == b"3"
     assert worker(server, sender).uids().real == nobody.pw_uid
+
+    # and they die with the server, as root's workers do (a change of user clears the
+    # parent-death signal: the worker sets it again)
+    workers = [worker(server, a) for a in (first, second, sender)]
+    server.proc.kill()
+    server.proc.wait(30)
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, [(p.pid, p.cmdline()) for p in alive]
 
 
 # --------------------------------------------------------------------------- 12. server.toml

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from . import agent
-from .conftest import Server, cli_events, run_cli, wait_for
+from .conftest import Server, cli_events, cmdline, run_cli, wait_for
 
 TOKEN = "s3cr3t-from-server-toml-7f3a"
 FILE_TOKEN = "s3cr3t-from-a-file-91bc"
@@ -114,7 +114,7 @@ def events_of(server: Server, actor: str, event_type: str) -> list[dict[str, Any
 
 
 def process_named(server: Server, needle: str) -> psutil.Process:
-    return next(p for p in server.descendants() if needle in " ".join(p.cmdline()))
+    return next(p for p in server.descendants() if needle in " ".join(cmdline(p)))
 
 
 def test_get_and_post_are_made_by_the_gateway_and_recorded(server, web, tmp_path):

@@ -23,7 +23,7 @@ import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, announced_url, cli_events, kill_all, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, announced_url, cli_events, cmdline, kill_all, pid_alive, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -56,7 +56,7 @@ def seen(log: Path) -> list[dict]:
 
 
 def weather_processes(server: Server) -> list[psutil.Process]:
-    return [p for p in server.descendants() if str(WEATHER) in " ".join(p.cmdline())]
+    return [p for p in server.descendants() if str(WEATHER) in " ".join(cmdline(p))]
 
 
 def replay(server: Server, actor: str) -> dict:

@@ -29,13 +29,14 @@ PROBE_WAT = ROOT / "tests" / "plugins" / "probe.wat"
 PLUGIN_ENV = {"THEATER_PLUGINS": "tests.plugins.probe", "PYTHONPATH": str(ROOT)}
 
 
-def start_probe(server: Server, where: Path, name: str = "probe") -> str:
-    """A probe actor granted a directory of its own (``where/data``, made for it); never restarted."""
+def start_probe(server: Server, where: Path, name: str = "probe",
+                grant: str = '[[handler]]\ntype = "filesystem"\npath = "data"\nnew_dir = true\n') -> str:
+    """A probe actor granted a directory of its own (``where/data``, made for it) unless ``grant``
+    says otherwise; never restarted."""
     manifest = where / f"{name}.toml"
     manifest.write_text(f'name = "{name}"\nversion = "0.1.0"\ncomponent = "{PROBE_WAT}"\n'
                         '[restart]\ntype = "temporary"\n'
-                        '[[handler]]\ntype = "message-server"\n[[handler]]\ntype = "probe"\n'
-                        '[[handler]]\ntype = "filesystem"\npath = "data"\nnew_dir = true\n')
+                        '[[handler]]\ntype = "message-server"\n[[handler]]\ntype = "probe"\n' + grant)
     r = server.cli("start", str(manifest), "--json")
     assert r.code == 0, r.err
     return orjson.loads(r.out)["id"]
@@ -137,6 +138,24 @@ def test_a_worker_reads_only_its_view(sandboxed, shared):
     assert probe(sandboxed, actor, f"open({str(where / 'data' / 'out.txt')!r}, 'w').write('x')\n"
                                    "result = 'written'") == "'written'"
     assert probe(sandboxed, actor, f"open({str(where / 'outside.txt')!r}, 'w')").startswith(denied)
+
+
+def test_a_worker_confined_ahead_is_confined_all_the_same(sandboxed, tmp_path, tcp_listener):
+    """Most actors start in a spare that put up the usual confinement while it waited (worker.spare):
+    the probes above, on one of them."""
+    start_probe(sandboxed, tmp_path, "teacher", grant="")     # the first usual actor teaches the fork server
+    ahead = wait_for(sandboxed.spares_confined_ahead, timeout=60, what="a spare confined ahead")
+    actor = start_probe(sandboxed, tmp_path, "ahead", grant="")
+    assert inspect(sandboxed, actor)["pid"] in ahead
+    denied = "PermissionError: [Errno 13] Permission denied"
+    assert probe(sandboxed, actor, f"result = open({str(sandboxed.home.host_key)!r}, 'rb').read()").startswith(denied)
+    assert probe(sandboxed, actor, f"open({str(tmp_path / 'outside.txt')!r}, 'w')").startswith(denied)
+    assert probe(sandboxed, actor, CONNECT.format(port=tcp_listener)) == "PermissionError: [Errno 1] " \
+                                                                          "Operation not permitted"
+    ns = probe(sandboxed, actor, "import os\nresult = os.readlink('/proc/self/ns/net')")
+    assert ns.strip("'") != os.readlink(f"/proc/{sandboxed.pid}/ns/net")
+    ex = killed_for(sandboxed, actor, "import os\nos.execv('/bin/true', ['true'])")
+    assert ex["reason"] == "seccomp" and "(execve)" in ex["error"]
 
 
 def test_ptrace_of_the_fork_server_kills_the_worker_and_the_stop_is_recorded(sandboxed, tmp_path):

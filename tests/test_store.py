@@ -18,7 +18,7 @@ import zmq
 from theater import protocol
 
 from . import agent
-from .conftest import EXAMPLES, ROOT, Server, cli_events
+from .conftest import EXAMPLES, ROOT, Server, cli_events, cmdline
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -138,7 +138,7 @@ def test_a_crash_mid_write_leaves_no_partial_object(tmp_path):
 
 
 def gateways(server: Server) -> list[int]:
-    return [p.pid for p in server.descendants() if p.cmdline()[1:3] == ["-m", "supervisor.gateway"]]
+    return [p.pid for p in server.descendants() if cmdline(p)[1:3] == ["-m", "supervisor.gateway"]]
 
 
 def test_the_gateway_starts_with_the_first_actor_granted_one_of_its_handlers(server, tmp_path):

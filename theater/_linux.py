@@ -15,7 +15,7 @@ import resource
 import signal
 from collections.abc import Sequence
 
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
 _PR_SET_NO_NEW_PRIVS = 38
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -88,7 +88,12 @@ def harden(nofile: int = 1024) -> None:
 
 
 def become(uid: int, gid: int) -> None:
-    """Drops to an unprivileged user for good (supplementary groups first, then gid, then uid)."""
+    """Drops to an unprivileged user for good (supplementary groups first, then gid, then uid).
+    A change of user clears the parent-death signal (prctl(2)): it is set again."""
+    sig, parent = ctypes.c_int(0), os.getppid()
+    _libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(sig), 0, 0, 0)
     os.setgroups([])
     os.setgid(gid)
     os.setuid(uid)
+    if sig.value:
+        die_with_parent(sig.value, parent)

@@ -2,15 +2,16 @@
 
 The fork server prepares once (``Sandbox.start``): a network namespace for itself and every
 worker it will fork, the Landlock ABI, the seccomp filters compiled to BPF. A spare, once
-given its actor, then:
+given its actor (or, forked for the usual confinement, while it waits: ``worker.spare``), then:
 
 1. ``enter``: lowers its limits, hardens itself (no core dumps, ``no_new_privs``), drops to
    ``--user`` or, staying root, drops every capability; makes a ``new_dir`` grant's directory;
    then restricts its filesystem view with Landlock. All this comes before the worker opens
    its ZeroMQ sockets, because Landlock binds only the calling thread and the threads it
    starts later, and libzmq starts two threads with its first socket.
-2. opens its sockets and sends its hello (``worker.actor``), then ``seal``: loads the seccomp
-   filter on every thread and hands its listener to the fork server (``worker.seccomp``).
+2. opens its sockets (and, given its actor, sends its hello: ``worker.actor``), then ``seal``:
+   loads the seccomp filter on every thread and hands its listener to the fork server
+   (``worker.seccomp``).
 
 Then the actor's component is loaded and instantiated. A step that fails ends the worker
 (start failed, reason ``sandbox``): a worker never runs less confined than it was told.
@@ -107,9 +108,9 @@ class Sandbox:
                 raise SandboxError(f"Landlock refused the worker's view: {e.strerror}") from None
 
     def seal(self, channel: socket.socket, confine: dict[str, Any]) -> None:
-        """Step 2: the seccomp filter on every thread, its listener handed to the fork server."""
+        """Step 2: the seccomp filter on every thread, its listener handed to the fork server over
+        ``channel`` (left open: a spare confined ahead still waits on it for its actor)."""
         if not self.filters:
-            channel.close()
             return
         from . import seccomp  # imported already by Sandbox.start (see there)
 

@@ -14,7 +14,6 @@ server be gone, a suspended call fails with ENOSYS.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
@@ -126,8 +125,6 @@ def hand_over(listener: int, channel: socket.socket) -> None:
         socket.send_fds(channel, [b"listener"], [listener])
     finally:
         os.close(listener)
-        with contextlib.suppress(OSError):
-            channel.close()
 
 
 def name(number: int) -> str:

@@ -2,11 +2,11 @@
 
 Starting a fresh interpreter and importing wasmtime costs ~60 ms; forking this process
 costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. The zygote
-keeps *spare* children already forked, with their ZeroMQ context made and their sockets
-connected, each waiting on a socket for its assignment; a spawn hands a spare an actor, and the
-spares are topped up a moment later, off the spawn's path. A spare topped up rehearses an
-actor's start while it waits (``worker.rehearsal``), so that its own start is not slowed by
-its first touch of the pages it shares with the zygote. wasmtime's compile thread pool
+keeps *spare* children already forked (``worker.spare``: what one does), each waiting on a
+socket for its assignment; a spawn hands a spare an actor, and the spares are topped up a moment
+later, off the spawn's path. A spare topped up rehearses an actor's start while it waits
+(``worker.rehearsal``), so that its own start is not slowed by its first touch of the pages it
+shares with the zygote. wasmtime's compile thread pool
 deadlocks the children of a process it ran in, so the zygote compiles only the rehearsal's
 tiny actor, on its one thread; it makes the engines and deserializes the components spawned
 lately, which the spares forked after that inherit (``worker.preload``).
@@ -21,11 +21,13 @@ each exit status to the server over a SOCK_SEQPACKET socket (one JSON message pe
 server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
 
 With ``--sandbox`` (``worker.sandbox``), the zygote first moves into a network namespace of its
-own, and each worker confines itself before it opens its sockets (a spare then waits with no
-sockets: Landlock binds only threads started after it). Over its assignment socket, a
-worker hands back the listener of its seccomp filter; the zygote watches it
-(``worker.violations``), kills a worker that makes a fatal call, and names the call in the
-worker's exit report (``"seccomp"``).
+own, and each worker confines itself before it opens its sockets. Once an actor with the usual
+confinement has started (``spare.ahead_key``), the spares confine themselves for it while they
+wait, and only such actors get them; once an actor with a wider view was seen, one of the
+spares confines itself only once assigned, for such actors. Over its assignment socket, a
+worker (or a spare confined ahead) hands back the listener of its seccomp filter; the zygote
+watches it (``worker.violations``), kills a worker that makes a fatal call, and names the call
+in the worker's exit report (``"seccomp"``).
 
 Messages, server -> zygote: ``{"op": "spawn", "actor", "name", "component", "fuel", "confine"}``
 (``confine``: see below; ``component`` and ``fuel`` let the worker load its component while it
@@ -40,36 +42,43 @@ import contextlib
 import gc
 import logging
 import os
-import resource
 import select
 import signal
 import socket
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
-import setproctitle
-import zmq
 
 from theater import _linux
 from theater.paths import Home, wasmtime_version
 
-from . import actor, crossing, handlers, rehearsal, wit
-from .loop import Sockets
+from . import crossing, handlers, rehearsal, spare, wit
 from .preload import Preloaded
-from .sandbox import Sandbox, SandboxError
+from .sandbox import Sandbox
 from .violations import Violations
 
 log = logging.getLogger("theater.zygote")
 
-# Spares kept ready: two, so that a spawn finds one while the other is being replaced.
-SPARES = 2
+# Spares kept ready: three, so that back-to-back spawns (one every ~20 ms on two cores) find one
+# ready while others are replaced: a spare takes 15-35 ms to get ready (its cgroup move, its
+# rehearsal, its confinement ahead).
+SPARES = 3
 # After a spare is handed out, its replacement is forked this much later: on two cores a
 # fork competes with the actor that is starting.
 SPARE_DELAY = 0.015
 # How native code crashes: a spare that dies of one before it is needed stops the rehearsals.
 CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
+
+
+@dataclass
+class Spare:
+    pid: int
+    chan: socket.socket                 # our end of its assignment socket
+    ahead: bytes | None = None          # the confinement it put up while waiting (spare.ahead_key)
+    assigned: bool = False
 
 
 class Zygote:
@@ -81,8 +90,12 @@ class Zygote:
         self.layers = layers or []      # the sandbox's layers the server asked for (theater.sandbox)
         self.seccomp_log = seccomp_log
         self.sandbox: Sandbox | None = None
-        self.spares: list[tuple[int, socket.socket]] = []    # (pid, our end of its assignment socket)
-        self.channels: dict[int, tuple[int, socket.socket]] = {}   # fd -> (worker, socket) until it hands over
+        self.spares: list[Spare] = []
+        self.channels: dict[int, Spare] = {}    # fd -> spare or worker, until it hands its seccomp listener over
+        self.usual: dict[str, Any] | None = None    # sandboxed: the confinement spares put up ahead
+        self.wide = False           # sandboxed: an actor with a view wider than the usual one was seen
+        self.ahead_off = False      # a spare confined ahead died before it was needed: no more of them
+        self.retired: set[int] = set()      # spares let go unused: their exits are not reported
         self.violations = Violations(seccomp_log)
         self.poller = select.poll()
         self.pid = os.getpid()
@@ -151,62 +164,117 @@ class Zygote:
         if msg.get("op") != "spawn":
             log.warning("zygote: unknown request %r", msg)
             return
+        key = self._learn(msg.get("confine") or {})
         while True:
-            if not self.spares:
-                self._fork_spare(rehearse=False)     # its actor waits: no time for a rehearsal
-            pid, chan = self.spares.pop(0)
+            s = self._take(key)
             try:
-                chan.send(orjson.dumps(msg))
+                s.chan.send(orjson.dumps(msg))
             except OSError as e:       # that spare died: take (or make) another
-                log.warning("zygote: spare %d was gone (%s)", pid, e)
-                chan.close()
+                log.warning("zygote: spare %d was gone (%s)", s.pid, e)
+                self.retired.add(s.pid)
+                self._forget(s)
                 continue
-            if self.sandbox is not None and self.sandbox.filters:
-                self.channels[chan.fileno()] = (pid, chan)     # its seccomp listener comes back on it
-                self.poller.register(chan, select.POLLIN)
+            s.assigned = True
+            if s.chan.fileno() in self.channels:
+                pass                   # its seccomp listener is still to come: _handed_over closes it
+            elif s.ahead is None and self.sandbox is not None and self.sandbox.filters:
+                self.channels[s.chan.fileno()] = s     # its seccomp listener comes back on it
+                self.poller.register(s.chan, select.POLLIN)
             else:
-                chan.close()
+                s.chan.close()
             break
-        self._report({"op": "spawned", "actor": msg["actor"], "pid": pid})
+        self._report({"op": "spawned", "actor": msg["actor"], "pid": s.pid})
         self.preload.want(msg["component"], bool(msg.get("fuel")))
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
         # actor that is starting; a spawn arriving before then forks one at once
         self.spare_due = time.monotonic() + SPARE_DELAY
 
+    def _learn(self, confine: dict[str, Any]) -> bytes | None:
+        """The key of a spare confined ahead that may take this actor (sandboxed only). The first
+        actor with the usual view teaches the fork server that confinement (``worker.spare``)."""
+        if self.sandbox is None or self.ahead_off:
+            return None
+        key = spare.ahead_key(confine)
+        if key is None:
+            self.wide = True
+        elif self.usual is None or spare.ahead_key(self.usual) != key:
+            self.usual = {k: confine.get(k) for k in ("user", "nofile")}
+        return key
+
+    def _take(self, key: bytes | None) -> Spare:
+        """A spare confined ahead for ``key``, else one that confines itself once assigned (else
+        a new one: its actor waits, so it does not rehearse)."""
+        for s in self.spares:
+            if s.ahead is not None and s.ahead == key:
+                break
+        else:
+            s = next((s for s in self.spares if s.ahead is None), None) or self._fork_spare(rehearse=False)
+        self.spares.remove(s)
+        return s
+
     def _top_up(self) -> None:
+        """Forks the spares missing: ``SPARES`` of them, confined ahead once the usual confinement
+        is known, but for one that is not once actors with a wider view were seen."""
         self.spare_due = None
         self.preload.load_wanted()      # before the fork: the new spares inherit it
-        while len(self.spares) < SPARES:
-            self._fork_spare()
+        ahead = spare.ahead_key(self.usual) if self.usual is not None else None
+        wanted = [ahead] * (SPARES - 1) + [None if self.wide else ahead]
+        surplus = []
+        for s in self.spares:
+            if s.ahead in wanted:
+                wanted.remove(s.ahead)
+            else:
+                surplus.append(s)
+        for s in surplus:           # forked before the usual confinement was known (or a wide actor seen)
+            self.retired.add(s.pid)
+            self._forget(s)         # it reads the end of its channel and exits
+        for kind in wanted:
+            self._fork_spare(ahead=self.usual if kind is not None else None)
 
-    def _fork_spare(self, rehearse: bool = True) -> None:
+    def _fork_spare(self, rehearse: bool = True, ahead: dict[str, Any] | None = None) -> Spare:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
             ours.close()
             code = 1
             try:
-                code = _spare(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload,
-                              self.stage if rehearse else None)
+                code = spare.run(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload,
+                                 self.stage if rehearse else None, ahead)
             except BaseException:
                 log.exception("worker crashed")
             finally:
                 os._exit(code)
         theirs.close()
-        self.spares.append((pid, ours))
+        s = Spare(pid, ours, spare.ahead_key(ahead) if ahead is not None else None)
+        self.spares.append(s)
+        if ahead is not None and self.sandbox is not None and self.sandbox.filters:
+            self.channels[ours.fileno()] = s         # it seals itself, then hands its listener over
+            self.poller.register(ours, select.POLLIN)
+        return s
 
     def _handed_over(self, fd: int) -> None:
-        """A worker's seccomp listener arrived (or its channel closed without one)."""
-        pid, chan = self.channels.pop(fd)
+        """A seccomp listener arrived (or its channel closed without one): from a worker, or from a
+        spare confined ahead, whose channel stays open for its assignment."""
+        s = self.channels.pop(fd)
         self.poller.unregister(fd)
         try:
-            _msg, fds, _flags, _addr = socket.recv_fds(chan, 64, 1)
+            _msg, fds, _flags, _addr = socket.recv_fds(s.chan, 64, 1)
         except OSError:
             fds = []
-        chan.close()
+        if s.assigned:
+            s.chan.close()
         for listener in fds:
-            self.violations.watch(listener, pid)
+            self.violations.watch(listener, s.pid)
             self.poller.register(listener, select.POLLIN)
+
+    def _forget(self, s: Spare) -> None:
+        """Closes a spare's or a worker's channel and stops watching it."""
+        if s in self.spares:
+            self.spares.remove(s)
+        if self.channels.get(fd := s.chan.fileno()) is s:
+            self.poller.unregister(fd)
+            del self.channels[fd]
+        s.chan.close()
 
     def _reap(self) -> None:
         while True:
@@ -222,27 +290,32 @@ class Zygote:
             for fd in [fd for fd, owner in self.violations.listeners.items() if owner == pid]:
                 self.poller.unregister(fd)
             call = self.violations.ended(pid)
-            spare = next((sp for sp in self.spares if sp[0] == pid), None)
-            if spare is not None:
-                spare[1].close()
-                self.spares.remove(spare)
-                self.spare_due = time.monotonic() + SPARE_DELAY
-                self._crashed_spare(pid, status)
+            lost = next((s for s in self.spares if s.pid == pid), None)
+            for s in [s for s in self.channels.values() if s.pid == pid]:
+                self._forget(s)
+            if pid in self.retired:
+                self.retired.discard(pid)
                 continue
-            for fd, (owner, chan) in list(self.channels.items()):
-                if owner == pid:
-                    self.poller.unregister(fd)
-                    chan.close()
-                    del self.channels[fd]
+            if lost is not None:
+                self._forget(lost)
+                self.spare_due = time.monotonic() + SPARE_DELAY
+                self._lost_spare(lost, status, call)
+                continue
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
 
-    def _crashed_spare(self, pid: int, status: int) -> None:
-        """A spare that crashed before it was needed may have crashed in its rehearsal (native
-        code: no exception to catch), and so would every spare after it: they stop rehearsing."""
-        if self.stage is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) in CRASHES:
+    def _lost_spare(self, s: Spare, status: int, call: str | None) -> None:
+        """A spare died before it was needed. If it crashed (native code: no exception to catch),
+        its rehearsal may be why, and would be in every spare: they stop rehearsing. If it was
+        confined ahead and died any way but a clean exit, that may be why: they stop doing that."""
+        signalled = os.WIFSIGNALED(status)
+        if self.stage is not None and signalled and os.WTERMSIG(status) in CRASHES:
             log.error("zygote: spare %d crashed (%s) before it was needed; spares no longer rehearse",
-                      pid, signal.Signals(os.WTERMSIG(status)).name)
+                      s.pid, signal.Signals(os.WTERMSIG(status)).name)
             self.stage = None
+        if s.ahead is not None and self.usual is not None and (signalled or os.WEXITSTATUS(status) or call):
+            log.error("zygote: spare %d, confined ahead, died before it was needed (%s); spares no longer "
+                      "confine themselves ahead", s.pid, call or _status(status))
+            self.usual, self.ahead_off = None, True
 
     def _report(self, msg: dict) -> None:
         # the server may be gone (it can stop before our start-up ends): the next read ends us
@@ -250,62 +323,7 @@ class Zygote:
             self.sock.send(orjson.dumps(msg))
 
 
-def confine(spec: dict, inbox: Path) -> None:
-    """What a worker does to itself before any actor code runs, in this order: lower its data
-    rlimit (when there is no cgroup), harden (no core dumps, bounded descriptors, umask 077,
-    no new privileges), then drop to the server's --user, handing it the inbox socket the
-    spare bound as root (peers running as that user must be able to connect). Its cgroup it
-    joined as a spare; the server sets that group's limits before it answers the hello. Each
-    step is documented in docs/isolation.md with what it does not give."""
-    if spec.get("data_limit"):
-        _linux.lower_limit(resource.RLIMIT_DATA, spec["data_limit"])
-    _linux.harden(spec.get("nofile", 1024))
-    if spec.get("user"):
-        uid, gid = spec["user"]
-        os.chown(inbox, uid, gid)
-        _linux.become(uid, gid)
-
-
-def _spare(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None,
-           preload: Preloaded, stage: rehearsal.Stage | None) -> int:
-    """A forked child: get ready (rehearse on ``stage``: see ``worker.rehearsal``), wait for an actor,
-    become it."""
-    _linux.die_with_parent(signal.SIGTERM, parent=zygote)
-    if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
-        log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
-    _linux.close_fds_except(channel.fileno(), *preload.fds())
-    for sig in (signal.SIGCHLD, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
-    ctx = zmq.Context()
-    # unsandboxed, a spare connects its sockets while it waits; sandboxed, only once confined
-    sockets = Sockets.open(ctx, home) if box is None else None
-    if stage is not None:
-        rehearsal.rehearse(stage)
-    data = channel.recv(1 << 16)
-    if not data:
-        return 0            # the zygote went away before giving us work
-    job = orjson.loads(data)
-    actor_id, name, spec = job["actor"], job["name"], job.get("confine") or {}
-    fuel = bool(job.get("fuel"))
-    loaded = preload.take(job["component"], fuel)
-    setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
-    if box is None:
-        channel.close()
-        inbox = home.worker_socket(os.getpid())
-        last = lambda: confine(spec, inbox)     # noqa: E731 - as its first act once its requests are out
-    else:
-        try:
-            box.enter(home, spec)
-        except (SandboxError, OSError) as e:
-            log.error("worker %d (actor %s): cannot confine itself: %s", os.getpid(), actor_id, e)
-            return actor.EXIT_START_FAILED
-        last = lambda: box.seal(channel, spec)   # noqa: E731 - before any actor code is loaded
-    if sockets is None:
-        sockets = Sockets.open(ctx, home)
-    try:
-        return actor.main(ctx, home, sockets, actor_id, name, job["component"], fuel, last, preload.engine(fuel),
-                          loaded)
-    finally:
-        # last words to the server are worth a moment, unless it is gone (we are orphaned)
-        ctx.destroy(linger=1000 if os.getppid() == zygote else 0)
+def _status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    return f"exit status {os.WEXITSTATUS(status)}"

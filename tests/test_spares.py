@@ -1,0 +1,84 @@
+"""Spares confined ahead (worker.spare): once an actor with the usual view has started, the fork
+server's spares put up that confinement while they wait, and the next such actor starts in one;
+an actor whose view is wider never gets one; a spare confined ahead that dies before it is needed
+ends the practice. (What a worker confined ahead can and cannot do: tests/test_sandbox.py.)"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import psutil
+
+from .conftest import ACTORS, EXAMPLES, Server, proc_status, wait_for
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+
+
+def wide(tmp_path: Path) -> Path:
+    """An actor granted a directory: its view is wider than the usual one."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    path = tmp_path / "wide.toml"
+    path.write_text(f'name = "wide"\nversion = "0.1.0"\ncomponent = "{ACTORS / "handlers.wat"}"\n'
+                    + "".join(f'[[handler]]\ntype = "{t}"\n' for t in
+                              ("runtime", "message-server", "timing", "random", "environment"))
+                    + '[[handler]]\ntype = "filesystem"\npath = "data"\n')
+    return path
+
+
+def unconfined(server: Server) -> set[int]:
+    return {p.pid for p in server.spares() if proc_status(p.pid).get("Seccomp") == "0"}
+
+
+def test_after_the_first_usual_actor_spares_wait_confined_and_the_next_one_takes_one(server, tmp_path):
+    before = wait_for(lambda: s if len(s := server.spares()) >= 2 else None, timeout=60, what="two spares")
+    # the fork server does not know the usual confinement yet: its spares wait unconfined and, so
+    # that Landlock binds every thread they will have, with one thread
+    for p in before:
+        assert proc_status(p.pid)["Seccomp"] == "0" and p.num_threads() == 1, proc_status(p.pid)
+    with server.client() as c:
+        first = c.start(COUNTER)
+        assert first["pid"] in {p.pid for p in before}
+        ahead = wait_for(lambda: s if len(s := server.spares_confined_ahead()) >= 2 else None, timeout=60,
+                         what="two spares confined ahead")
+        for pid in ahead:
+            st = proc_status(pid)
+            assert st["NoNewPrivs"] == "1" and int(st["CapEff"], 16) == 0, st
+        for p in server.spares():        # a thread (ZeroMQ's) only in a confined spare
+            with contextlib.suppress(psutil.NoSuchProcess):
+                assert p.num_threads() == 1 or proc_status(p.pid).get("Seccomp") == "2"
+        second = c.start(COUNTER)
+        assert second["pid"] in ahead
+        assert c.request(second["id"], b"x") == b"1"
+        assert c.request(first["id"], b"x") == b"1"
+        # an actor whose view is wider never gets one: it confines itself once it knows its actor
+        other = c.start(wide(tmp_path))
+        assert other["pid"] not in ahead
+        assert c.request(other["id"], b"w" + b"notes.txt\0hello") == b"ok"
+        assert (tmp_path / "data" / "notes.txt").read_text() == "hello"
+        assert proc_status(other["pid"])["Seccomp"] == "2"
+        # from then on a spare for such actors waits too, unconfined, beside the confined ones
+        wait_for(lambda: len(server.spares_confined_ahead()) >= 2 and unconfined(server), timeout=60,
+                 what="a spare for each kind of actor")
+        waiting = unconfined(server)
+        third = c.start(wide(tmp_path))
+        assert third["pid"] in waiting
+        assert c.request(third["id"], b"r" + b"notes.txt") == b"ok:hello"
+
+
+def test_a_spare_confined_ahead_that_dies_unneeded_ends_the_practice(server):
+    with server.client() as c:
+        c.start(COUNTER)
+        ahead = wait_for(lambda: server.spares_confined_ahead() or None, timeout=60, what="a spare confined ahead")
+        os.kill(min(ahead), signal.SIGKILL)
+        wait_for(lambda: "spares no longer confine themselves ahead" in server.log_tail(400), timeout=30,
+                 what="the fork server's note")
+        # the others are let go; the spares forked from then on confine themselves once assigned
+        wait_for(lambda: len(server.spares()) >= 2 and not server.spares_confined_ahead(), timeout=60,
+                 what="spares that are not confined ahead")
+        for _ in range(3):
+            actor = c.start(COUNTER)
+            assert c.request(actor["id"], b"x") == b"1"
+            assert proc_status(actor["pid"])["Seccomp"] == "2"

@@ -1,0 +1,126 @@
+"""A spare: a child of the fork server (``worker.zygote``) that gets ready, waits for an actor, and
+becomes it.
+
+While it waits, a spare does what does not depend on its actor: it joins a cgroup of its own,
+rehearses an actor's start (``worker.rehearsal``), and connects its ZeroMQ sockets. Sandboxed,
+it may connect them only once confined (Landlock binds only the threads started after it, and
+libzmq starts two with its first socket), and its confinement depends on its actor's view. Most
+actors have the same one, the *usual* view (no filesystem grant: ``theater.sandbox.view`` is
+empty), and the same user and descriptor limit: a spare the fork server forks *ahead* for that
+confinement puts it all up while it waits (``Sandbox.enter``, its sockets, ``Sandbox.seal``), and
+is handed only an actor whose confinement is exactly that (``ahead_key``). Any other actor gets a
+spare that confines itself once it knows its actor. Only the data rlimit, per actor and lowered
+only, is put on after the assignment, before any actor code exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import orjson
+import setproctitle
+import zmq
+
+from theater import _linux
+from theater.paths import Home
+
+from . import actor, rehearsal
+from .loop import Sockets
+from .preload import Preloaded
+from .sandbox import Sandbox, SandboxError
+
+log = logging.getLogger("theater.zygote")
+
+
+def ahead_key(confine: dict[str, Any]) -> bytes | None:
+    """What a spare confined ahead for ``confine`` must match (``None``: the actor's view is not
+    the usual one, so no spare can be confined for it ahead). The data rlimit is not part of it."""
+    if any((confine.get("view") or {}).values()):
+        return None
+    return orjson.dumps([confine.get("user"), confine.get("nofile", 1024)])
+
+
+def confine(spec: dict, inbox: Path) -> None:
+    """What an unsandboxed worker does to itself before any actor code runs, in this order: lower
+    its data rlimit (when there is no cgroup), harden (no core dumps, bounded descriptors, umask
+    077, no new privileges), then drop to the server's --user, handing it the inbox socket the
+    spare bound as root (peers running as that user must be able to connect). Its cgroup it
+    joined as a spare; the server sets that group's limits before it answers the hello. Each
+    step is documented in docs/isolation.md with what it does not give."""
+    _lower_data(spec)
+    _linux.harden(spec.get("nofile", 1024))
+    if spec.get("user"):
+        uid, gid = spec["user"]
+        os.chown(inbox, uid, gid)
+        _linux.become(uid, gid)
+
+
+def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None,
+        preload: Preloaded, stage: rehearsal.Stage | None, ahead: dict[str, Any] | None) -> int:
+    """Gets ready (rehearses on ``stage``; confines itself for ``ahead`` when given, sandboxed only),
+    waits for an actor, becomes it; the process exit status."""
+    _linux.die_with_parent(signal.SIGTERM, parent=zygote)
+    if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
+        log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
+    _linux.close_fds_except(channel.fileno(), *preload.fds())
+    for sig in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+    ctx = zmq.Context()
+    # unsandboxed, a spare connects its sockets while it waits; sandboxed, only once confined
+    sockets = Sockets.open(ctx, home) if box is None else None
+    if stage is not None:
+        rehearsal.rehearse(stage)
+    if box is not None and ahead is not None:
+        try:        # the listener goes to the fork server now: it watches a spare like a worker
+            box.enter(home, ahead)
+            sockets = Sockets.open(ctx, home)
+            box.seal(channel, ahead)
+        except (SandboxError, OSError) as e:
+            log.error("spare %d: cannot confine itself ahead: %s", os.getpid(), e)
+            return actor.EXIT_START_FAILED
+    data = channel.recv(1 << 16)
+    if not data:
+        return 0            # the zygote went away before giving us work (or retired us)
+    job = orjson.loads(data)
+    actor_id, name, spec = job["actor"], job["name"], job.get("confine") or {}
+    fuel = bool(job.get("fuel"))
+    loaded = preload.take(job["component"], fuel)
+    setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
+    if box is None:
+        channel.close()
+        inbox = home.worker_socket(os.getpid())
+        last = lambda: confine(spec, inbox)     # noqa: E731 - as its first act once its requests are out
+    elif ahead is not None:
+        channel.close()
+        last = lambda: _lower_data(spec)        # noqa: E731 - confined already, but for this
+    else:
+        try:
+            box.enter(home, spec)
+        except (SandboxError, OSError) as e:
+            log.error("worker %d (actor %s): cannot confine itself: %s", os.getpid(), actor_id, e)
+            return actor.EXIT_START_FAILED
+
+        def last() -> None:     # before any actor code is loaded
+            box.seal(channel, spec)
+            channel.close()
+    if sockets is None:
+        sockets = Sockets.open(ctx, home)
+    try:
+        return actor.main(ctx, home, sockets, actor_id, name, job["component"], fuel, last, preload.engine(fuel),
+                          loaded)
+    finally:
+        # last words to the server are worth a moment, unless it is gone (we are orphaned)
+        ctx.destroy(linger=1000 if os.getppid() == zygote else 0)
+
+
+def _lower_data(spec: dict[str, Any]) -> None:
+    """The per-actor data rlimit, when the server has no cgroups to limit memory with."""
+    if spec.get("data_limit"):
+        _linux.lower_limit(resource.RLIMIT_DATA, spec["data_limit"])
