@@ -118,6 +118,14 @@ class Server:
         """The spares that confined themselves while they wait (worker.spare): seccomp is on."""
         return {p.pid for p in self.spares() if proc_status(p.pid).get("Seccomp") == "2"}
 
+    def all_spares_confined_ahead(self) -> set[int]:
+        """Waits until every spare is confined ahead (the fork server has started an actor with the
+        usual view, and none with a wider one): the next usual actor takes one of these."""
+        from worker.zygote import SPARES
+
+        return wait_for(lambda: s if len(s := self.spares_confined_ahead()) >= SPARES else None, timeout=60,
+                        what=f"{SPARES} spares confined ahead")
+
     def log_tail(self, n: int = 40) -> str:
         log = self.home.logs / "server.log"
         return "\n".join(log.read_text().splitlines()[-n:]) if log.exists() else "(no log)"

@@ -510,8 +510,10 @@ def test_without_a_writable_cgroup_the_worker_limits_itself(flag_server, home, t
     # the second runs in a spare the fork server confined ahead (worker.spare): its data limit,
     # per actor, it lowers once assigned
     for name in ("limited", "limited-too"):
+        ahead = server.all_spares_confined_ahead() if name == "limited-too" else set()
         actor = start(server, probe(tmp_path, name, 'process_memory = "128MiB"'))
         info = inspect(server, actor)
+        assert name == "limited" or info["pid"] in ahead
         assert info["enforced"] == said
         assert request(server, actor, b"eok") == b"ok"
         data = proc_limits(info["pid"])["Max data size"]
@@ -595,6 +597,7 @@ def test_workers_run_as_the_given_user(flag_server, home, tmp_path):
     # and they die with the server, as root's workers do (a change of user clears the
     # parent-death signal: the worker sets it again)
     workers = [worker(server, a) for a in (first, second, sender)]
+    server.remember()           # so that, should they outlive it, the test's end kills them
     server.proc.kill()
     server.proc.wait(30)
     _, alive = psutil.wait_procs(workers, timeout=60)

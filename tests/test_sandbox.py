@@ -144,9 +144,11 @@ def test_a_worker_confined_ahead_is_confined_all_the_same(sandboxed, tmp_path, t
     """Most actors start in a spare that put up the usual confinement while it waited (worker.spare):
     the probes above, on one of them."""
     start_probe(sandboxed, tmp_path, "teacher", grant="")     # the first usual actor teaches the fork server
-    ahead = wait_for(sandboxed.spares_confined_ahead, timeout=60, what="a spare confined ahead")
+    wait_for(sandboxed.spares_confined_ahead, timeout=60, what="a spare confined ahead")
     actor = start_probe(sandboxed, tmp_path, "ahead", grant="")
-    assert inspect(sandboxed, actor)["pid"] in ahead
+    pid = inspect(sandboxed, actor)["pid"]
+    wait_for(lambda: f"actor {actor} in spare {pid} (confined ahead)" in sandboxed.log_tail(2000), timeout=30,
+             what="the fork server's note of the spare it gave")
     denied = "PermissionError: [Errno 13] Permission denied"
     assert probe(sandboxed, actor, f"result = open({str(sandboxed.home.host_key)!r}, 'rb').read()").startswith(denied)
     assert probe(sandboxed, actor, f"open({str(tmp_path / 'outside.txt')!r}, 'w')").startswith(denied)

@@ -50,8 +50,7 @@ def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, i
     if not sys.stdin.readline():                  # "go": we are in our cgroup (or the server is gone)
         return 1
     if user is not None:                          # the workers' user (--user), as the workers drop to it
-        _linux.become(*user)
-        _linux.die_with_parent(signal.SIGKILL)   # a change of user clears the parent-death signal
+        _linux.become(*user)                      # (which keeps our parent-death signal)
     started = time.monotonic()
     try:
         compile_into(engine, wasm, cwasm, shape)

@@ -38,10 +38,16 @@ from .sandbox import Sandbox, SandboxError
 log = logging.getLogger("theater.zygote")
 
 
+# What a spare confined ahead knows of its actor's confinement, and the one part it applies once
+# assigned: a confinement with anything else is never matched to one.
+AHEAD_KEYS = frozenset({"user", "nofile", "view"})
+AFTER_KEYS = frozenset({"data_limit"})
+
+
 def ahead_key(confine: dict[str, Any]) -> bytes | None:
     """What a spare confined ahead for ``confine`` must match (``None``: the actor's view is not
-    the usual one, so no spare can be confined for it ahead). The data rlimit is not part of it."""
-    if any((confine.get("view") or {}).values()):
+    the usual one, or it asks for something a spare confined ahead would not do)."""
+    if any((confine.get("view") or {}).values()) or set(confine) - AHEAD_KEYS - AFTER_KEYS:
         return None
     return orjson.dumps([confine.get("user"), confine.get("nofile", 1024)])
 
@@ -83,6 +89,8 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
             sockets = Sockets.open(ctx, home)
             box.seal(channel, ahead)
         except (SandboxError, OSError) as e:
+            if _let_go(channel):
+                return 0        # the fork server no longer wants it (it retired it while it got ready)
             log.error("spare %d: cannot confine itself ahead: %s", os.getpid(), e)
             return actor.EXIT_START_FAILED
     data = channel.recv(1 << 16)
@@ -118,6 +126,16 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
     finally:
         # last words to the server are worth a moment, unless it is gone (we are orphaned)
         ctx.destroy(linger=1000 if os.getppid() == zygote else 0)
+
+
+def _let_go(channel: socket.socket) -> bool:
+    """Has the fork server closed its end of our channel?"""
+    try:
+        return channel.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _lower_data(spec: dict[str, Any]) -> None:

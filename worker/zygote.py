@@ -96,6 +96,7 @@ class Zygote:
         self.wide = False           # sandboxed: an actor with a view wider than the usual one was seen
         self.ahead_off = False      # a spare confined ahead died before it was needed: no more of them
         self.retired: set[int] = set()      # spares let go unused: their exits are not reported
+        self.dead: dict[int, Spare] = {}    # spares found dead when assigned, not reaped yet
         self.violations = Violations(seccomp_log)
         self.poller = select.poll()
         self.pid = os.getpid()
@@ -171,8 +172,8 @@ class Zygote:
                 s.chan.send(orjson.dumps(msg))
             except OSError as e:       # that spare died: take (or make) another
                 log.warning("zygote: spare %d was gone (%s)", s.pid, e)
-                self.retired.add(s.pid)
                 self._forget(s)
+                self.dead[s.pid] = s       # _reap sees why
                 continue
             s.assigned = True
             if s.chan.fileno() in self.channels:
@@ -183,6 +184,7 @@ class Zygote:
             else:
                 s.chan.close()
             break
+        log.debug("zygote: actor %s in spare %d%s", msg["actor"], s.pid, " (confined ahead)" if s.ahead else "")
         self._report({"op": "spawned", "actor": msg["actor"], "pid": s.pid})
         self.preload.want(msg["component"], bool(msg.get("fuel")))
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
@@ -198,17 +200,18 @@ class Zygote:
         if key is None:
             self.wide = True
         elif self.usual is None or spare.ahead_key(self.usual) != key:
-            self.usual = {k: confine.get(k) for k in ("user", "nofile")}
+            self.usual = {"user": confine.get("user"), "nofile": confine.get("nofile", 1024)}
         return key
 
     def _take(self, key: bytes | None) -> Spare:
-        """A spare confined ahead for ``key``, else one that confines itself once assigned (else
-        a new one: its actor waits, so it does not rehearse)."""
-        for s in self.spares:
-            if s.ahead is not None and s.ahead == key:
-                break
-        else:
-            s = next((s for s in self.spares if s.ahead is None), None) or self._fork_spare(rehearse=False)
+        """A spare confined ahead for ``key`` (one that is ready first: it has handed over its
+        seccomp listener), else one that confines itself once assigned (else a new one: its
+        actor waits, so it does not rehearse). Never one just killed for a fatal call."""
+        alive = [s for s in self.spares if s.pid not in self.violations.calls]
+        ahead = sorted((s for s in alive if s.ahead is not None and s.ahead == key),
+                       key=lambda s: s.chan.fileno() in self.channels)
+        s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None) \
+            or self._fork_spare(rehearse=False)
         self.spares.remove(s)
         return s
 
@@ -290,7 +293,7 @@ class Zygote:
             for fd in [fd for fd, owner in self.violations.listeners.items() if owner == pid]:
                 self.poller.unregister(fd)
             call = self.violations.ended(pid)
-            lost = next((s for s in self.spares if s.pid == pid), None)
+            lost = next((s for s in self.spares if s.pid == pid), None) or self.dead.pop(pid, None)
             for s in [s for s in self.channels.values() if s.pid == pid]:
                 self._forget(s)
             if pid in self.retired:
