@@ -75,3 +75,28 @@ def test_a_spare_confined_ahead_that_dies_unneeded_ends_the_practice(server):
             actor = c.start(COUNTER)
             assert c.request(actor["id"], b"x") == b"1"
             assert proc_status(actor["pid"])["Seccomp"] == "2"
+
+
+def own_groups(pid: int) -> list[Path]:
+    """The cgroup directories a spare made for itself (``w-<pid>``), in every hierarchy it is in."""
+    out = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _id, controllers, path = line.split(":", 2)
+        if path.endswith(f"/w-{pid}"):
+            out.append(Path("/sys/fs/cgroup", *([controllers] if controllers else []), path.lstrip("/")))
+    return out
+
+
+def test_spares_let_go_leave_no_cgroup_behind(server):
+    """A spare makes its own groups; the server, which removes an actor's, never knew of a spare
+    the fork server let go unused (here: forked before it knew the usual confinement)."""
+    before = wait_for(lambda: s if len(s := server.spares()) >= 2 else None, timeout=60, what="two spares")
+    groups = [g for p in before for g in own_groups(p.pid)]
+    assert groups and all(g.is_dir() for g in groups)
+    with server.client() as c:
+        first = c.start(COUNTER)
+        server.all_spares_confined_ahead()
+        let_go = [g for g in groups if g.name != f"w-{first['pid']}"]
+        assert let_go
+        wait_for(lambda: not [g for g in let_go if g.exists()], timeout=30, what="the groups of spares let go to go")
+        assert c.request(first["id"], b"x") == b"1"

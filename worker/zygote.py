@@ -296,6 +296,8 @@ class Zygote:
             lost = next((s for s in self.spares if s.pid == pid), None) or self.dead.pop(pid, None)
             for s in [s for s in self.channels.values() if s.pid == pid]:
                 self._forget(s)
+            if pid in self.retired or lost is not None:
+                self._remove_groups(pid)        # the server never knew of it: nobody else does
             if pid in self.retired:
                 self.retired.discard(pid)
                 continue
@@ -305,6 +307,13 @@ class Zygote:
                 self._lost_spare(lost, status, call)
                 continue
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
+
+    def _remove_groups(self, pid: int) -> None:
+        """A spare's own cgroups (made by itself, empty now), best effort: what is left goes with
+        the server's parent group when it stops."""
+        for parent in self.cgroups:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(parent, f"w-{pid}"))
 
     def _lost_spare(self, s: Spare, status: int, call: str | None) -> None:
         """A spare died before it was needed. If it crashed (native code: no exception to catch),
