@@ -33,14 +33,14 @@ from theater.paths import Home
 pytest_plugins = ("tests.toolchains",)
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ACTORS = Path(__file__).resolve().parent / "actors"
 
 # A shell without job control starts a background command with SIGINT ignored, and every
 # process started from it inherits that: `theater run` would then not see the Ctrl-C some
 # tests send it (they hung). The processes the tests start get it as a terminal gives it.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-EXAMPLES = ROOT / "examples"
-ACTORS = Path(__file__).resolve().parent / "actors"
 
 
 @pytest.fixture

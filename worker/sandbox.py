@@ -90,8 +90,7 @@ class Sandbox:
 
     def enter(self, home: Home, confine: dict[str, Any]) -> None:
         """Step 1 (see the module's docstring). Raises SandboxError."""
-        if confine.get("data_limit"):
-            _linux.lower_limit(resource.RLIMIT_DATA, confine["data_limit"])
+        lower_data(confine)
         _linux.harden(confine.get("nofile", 1024))
         if confine.get("user"):
             _linux.become(*confine["user"])
@@ -123,6 +122,12 @@ class Sandbox:
             seccomp.hand_over(listener, channel)
         except OSError as e:
             raise SandboxError(f"cannot hand the seccomp listener to the fork server: {e.strerror}") from None
+
+
+def lower_data(confine: dict[str, Any]) -> None:
+    """The per-actor data rlimit, when the server has no cgroups to limit memory with."""
+    if confine.get("data_limit"):
+        _linux.lower_limit(resource.RLIMIT_DATA, confine["data_limit"])
 
 
 def rules(home: Home, view: dict[str, list[str]], python: tuple[str, ...]) -> list[tuple[str, int]]:

@@ -8,7 +8,7 @@ libzmq starts two with its first socket), and its confinement depends on its act
 actors have the same one, the *usual* view (no filesystem grant: ``theater.sandbox.view`` is
 empty), and the same user and descriptor limit: a spare the fork server forks *ahead* for that
 confinement puts it all up while it waits (``Sandbox.enter``, its sockets, ``Sandbox.seal``), and
-is handed only an actor whose confinement is exactly that (``ahead_key``). Any other actor gets a
+is handed only an actor whose confinement is exactly that (``ahead_for``). Any other actor gets a
 spare that confines itself once it knows its actor. Only the data rlimit, per actor and lowered
 only, is put on after the assignment, before any actor code exists.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import signal
 import socket
 from pathlib import Path
@@ -33,7 +32,7 @@ from theater.paths import Home
 from . import actor, rehearsal
 from .loop import Sockets
 from .preload import Preloaded
-from .sandbox import Sandbox, SandboxError
+from .sandbox import Sandbox, SandboxError, lower_data
 
 log = logging.getLogger("theater.zygote")
 
@@ -44,12 +43,13 @@ AHEAD_KEYS = frozenset({"user", "nofile", "view"})
 AFTER_KEYS = frozenset({"data_limit"})
 
 
-def ahead_key(confine: dict[str, Any]) -> bytes | None:
-    """What a spare confined ahead for ``confine`` must match (``None``: the actor's view is not
-    the usual one, or it asks for something a spare confined ahead would not do)."""
+def ahead_for(confine: dict[str, Any]) -> dict[str, Any] | None:
+    """The confinement a spare may put up ahead for an actor confined by ``confine``, which it
+    must equal to be given that actor (``None``: the actor's view is not the usual one, or it
+    asks for something a spare confined ahead would not do)."""
     if any((confine.get("view") or {}).values()) or set(confine) - AHEAD_KEYS - AFTER_KEYS:
         return None
-    return orjson.dumps([confine.get("user"), confine.get("nofile", 1024)])
+    return {"user": confine.get("user"), "nofile": confine.get("nofile", 1024)}
 
 
 def confine(spec: dict, inbox: Path) -> None:
@@ -59,7 +59,7 @@ def confine(spec: dict, inbox: Path) -> None:
     spare bound as root (peers running as that user must be able to connect). Its cgroup it
     joined as a spare; the server sets that group's limits before it answers the hello. Each
     step is documented in docs/isolation.md with what it does not give."""
-    _lower_data(spec)
+    lower_data(spec)
     _linux.harden(spec.get("nofile", 1024))
     if spec.get("user"):
         uid, gid = spec["user"]
@@ -107,7 +107,7 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
         last = lambda: confine(spec, inbox)     # noqa: E731 - as its first act once its requests are out
     elif ahead is not None:
         channel.close()
-        last = lambda: _lower_data(spec)        # noqa: E731 - confined already, but for this
+        last = lambda: lower_data(spec)         # noqa: E731 - confined already, but for this
     else:
         try:
             box.enter(home, spec)
@@ -136,9 +136,3 @@ def _let_go(channel: socket.socket) -> bool:
         return False
     except OSError:
         return True
-
-
-def _lower_data(spec: dict[str, Any]) -> None:
-    """The per-actor data rlimit, when the server has no cgroups to limit memory with."""
-    if spec.get("data_limit"):
-        _linux.lower_limit(resource.RLIMIT_DATA, spec["data_limit"])

@@ -22,7 +22,7 @@ server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their eve
 
 With ``--sandbox`` (``worker.sandbox``), the zygote first moves into a network namespace of its
 own, and each worker confines itself before it opens its sockets. Once an actor with the usual
-confinement has started (``spare.ahead_key``), the spares confine themselves for it while they
+confinement has started (``spare.ahead_for``), the spares confine themselves for it while they
 wait, and only such actors get them; once an actor with a wider view was seen, one of the
 spares confines itself only once assigned, for such actors. Over its assignment socket, a
 worker (or a spare confined ahead) hands back the listener of its seccomp filter; the zygote
@@ -77,7 +77,7 @@ CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE
 class Spare:
     pid: int
     chan: socket.socket                 # our end of its assignment socket
-    ahead: bytes | None = None          # the confinement it put up while waiting (spare.ahead_key)
+    ahead: dict[str, Any] | None = None     # the confinement it put up while waiting (spare.ahead_for)
     assigned: bool = False
 
 
@@ -165,9 +165,9 @@ class Zygote:
         if msg.get("op") != "spawn":
             log.warning("zygote: unknown request %r", msg)
             return
-        key = self._learn(msg.get("confine") or {})
+        want = self._learn(msg.get("confine") or {})
         while True:
-            s = self._take(key)
+            s = self._take(want)
             try:
                 s.chan.send(orjson.dumps(msg))
             except OSError as e:       # that spare died: take (or make) another
@@ -177,8 +177,8 @@ class Zygote:
                 continue
             s.assigned = True
             if s.chan.fileno() in self.channels:
-                pass                   # its seccomp listener is still to come: _handed_over closes it
-            elif s.ahead is None and self.sandbox is not None and self.sandbox.filters:
+                break                  # its seccomp listener is still to come: _handed_over closes it
+            if s.ahead is None and self.sandbox is not None and self.sandbox.filters:
                 self.channels[s.chan.fileno()] = s     # its seccomp listener comes back on it
                 self.poller.register(s.chan, select.POLLIN)
             else:
@@ -191,24 +191,24 @@ class Zygote:
         # actor that is starting; a spawn arriving before then forks one at once
         self.spare_due = time.monotonic() + SPARE_DELAY
 
-    def _learn(self, confine: dict[str, Any]) -> bytes | None:
-        """The key of a spare confined ahead that may take this actor (sandboxed only). The first
-        actor with the usual view teaches the fork server that confinement (``worker.spare``)."""
+    def _learn(self, confine: dict[str, Any]) -> dict[str, Any] | None:
+        """The confinement of a spare confined ahead that may take this actor (sandboxed only).
+        The first actor with the usual view teaches the fork server that confinement."""
         if self.sandbox is None or self.ahead_off:
             return None
-        key = spare.ahead_key(confine)
-        if key is None:
+        want = spare.ahead_for(confine)
+        if want is None:
             self.wide = True
-        elif self.usual is None or spare.ahead_key(self.usual) != key:
-            self.usual = {"user": confine.get("user"), "nofile": confine.get("nofile", 1024)}
-        return key
+        else:
+            self.usual = want
+        return want
 
-    def _take(self, key: bytes | None) -> Spare:
-        """A spare confined ahead for ``key`` (one that is ready first: it has handed over its
+    def _take(self, want: dict[str, Any] | None) -> Spare:
+        """A spare confined ahead for ``want`` (one that is ready first: it has handed over its
         seccomp listener), else one that confines itself once assigned (else a new one: its
         actor waits, so it does not rehearse). Never one just killed for a fatal call."""
         alive = [s for s in self.spares if s.pid not in self.violations.calls]
-        ahead = sorted((s for s in alive if s.ahead is not None and s.ahead == key),
+        ahead = sorted((s for s in alive if want is not None and s.ahead == want),
                        key=lambda s: s.chan.fileno() in self.channels)
         s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None) \
             or self._fork_spare(rehearse=False)
@@ -220,8 +220,7 @@ class Zygote:
         is known, but for one that is not once actors with a wider view were seen."""
         self.spare_due = None
         self.preload.load_wanted()      # before the fork: the new spares inherit it
-        ahead = spare.ahead_key(self.usual) if self.usual is not None else None
-        wanted = [ahead] * (SPARES - 1) + [None if self.wide else ahead]
+        wanted = [self.usual] * (SPARES - 1) + [None if self.wide else self.usual]
         surplus = []
         for s in self.spares:
             if s.ahead in wanted:
@@ -231,8 +230,8 @@ class Zygote:
         for s in surplus:           # forked before the usual confinement was known (or a wide actor seen)
             self.retired.add(s.pid)
             self._forget(s)         # it reads the end of its channel and exits
-        for kind in wanted:
-            self._fork_spare(ahead=self.usual if kind is not None else None)
+        for ahead in wanted:
+            self._fork_spare(ahead=ahead)
 
     def _fork_spare(self, rehearse: bool = True, ahead: dict[str, Any] | None = None) -> Spare:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -248,7 +247,8 @@ class Zygote:
             finally:
                 os._exit(code)
         theirs.close()
-        s = Spare(pid, ours, spare.ahead_key(ahead) if ahead is not None else None)
+        log.debug("zygote: spare %d forked%s", pid, " to confine itself ahead" if ahead is not None else "")
+        s = Spare(pid, ours, ahead)
         self.spares.append(s)
         if ahead is not None and self.sandbox is not None and self.sandbox.filters:
             self.channels[ours.fileno()] = s         # it seals itself, then hands its listener over
