@@ -1,8 +1,9 @@
 """Where each running actor listens, and who asked, so they can be told when it moves.
 
-Workers resolve a peer once (``resolve``) and then talk to it directly. When the peer
-stops or restarts, everyone who resolved it gets ``peer`` and resolves again on their
-next message: the new incarnation listens at a new address. A resolve for an actor that
+Workers resolve a peer once (``resolve``) and then talk to it directly, each message
+carrying the ticket the answer gave (``theater.tickets``). When the peer stops or restarts,
+everyone who resolved it gets ``peer`` and resolves again on their next message: the new
+incarnation listens at a new address, with a new key. A resolve for an actor that
 is starting or restarting is answered when it is ready.
 
 Others may listen too (``listeners``): each is told ``("up", rec)`` when an incarnation is
@@ -22,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from theater import protocol
+from theater import protocol, tickets
 from theater.errors import NotFound, Refused, TheaterError
 
 from .outbox import Outbox
@@ -75,8 +76,12 @@ class Directory:
             self.outbox.to_worker(asker.actor_id, protocol.error(rid, Refused(f"actor {rec.actor_id} is {rec.status}")))
 
     def _answer(self, rec: ActorRecord, asker: str, rid: str) -> None:
+        """Where ``rec`` listens, and the asker's ticket to it (its key is made at its hello,
+        with its endpoint)."""
+        assert rec.run.inbox_key is not None
         self.watchers.setdefault(rec.actor_id, set()).add(asker)
-        self.outbox.to_worker(asker, protocol.ok(rid, actor=rec.actor_id, endpoint=rec.run.endpoint))
+        self.outbox.to_worker(asker, protocol.ok(rid, actor=rec.actor_id, endpoint=rec.run.endpoint,
+                                                 ticket=tickets.ticket(rec.run.inbox_key, asker)))
 
     def up(self, rec: ActorRecord) -> None:
         for asker, rid in self.waiting.pop(rec.actor_id, []):

@@ -86,6 +86,7 @@ class Incarnation:
     last_seen: float = 0.0             # monotonic, its last message
     pid: int | None = None
     endpoint: str | None = None
+    inbox_key: bytes | None = None     # what its peers' tickets are made with (theater.tickets)
     ident: bytes | None = None         # its worker's control socket identity (from its hello)
     group: Any = None                  # its cgroup (or rlimit settings), see limits.py
     stop_reason: str | None = None     # why the server asked it to stop
@@ -149,7 +150,7 @@ class ActorRecord:
         fields = {"manifest": spec.manifest_text, "source": spec.manifest.source, "base": spec.base,
                   "component": spec.component, "mode": run.mode, "incarnation": run.number,
                   "has_init": spec.init_state is not None, "reason": run.reason, "limits": asdict(spec.limits),
-                  "compiled": run.compiled}
+                  "compiled": run.compiled, "inbox_key": run.inbox_key.hex() if run.inbox_key else None}
         env = next((h.config for h in spec.manifest.handlers if h.type == "environment"), None)
         if env is not None:         # the worker has a clean environment: it gets the granted values only
             fields["environ"] = grants.granted_environment(env, os.environ)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from theater import protocol, sandbox
+from theater import protocol, sandbox, tickets
 from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
@@ -165,8 +165,8 @@ class Supervision:
         kind = header["k"]
         if kind == "hello":
             self._limit(rec, header["pid"])
+            rec.run.endpoint, rec.run.inbox_key = header["endpoint"], tickets.new_key()
             fields, frames = rec.hello_answer()
-            rec.run.endpoint = header["endpoint"]
             self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)
         elif kind == "ready":
             self._ready(rec)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -347,3 +348,35 @@ def one_line_error(r: CLIResult, prefix: str, *needles: str, code: int = 2) -> s
     for needle in needles:
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     return lines[0]
+
+
+# ---- a process of the workers' user (tests/rogue.py) ------------------------------------------
+
+# what the rogue gets: nothing of this environment (it becomes another user)
+ROGUE_ENV = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def rogue_command(user: str | None, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tests.rogue", *(["--user", user] if user else []), *args]
+
+
+@pytest.fixture
+def worker_user() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test creates a user for the workers (useradd) and runs a process as it")
+    name = f"thr{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
+                   capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+@pytest.fixture
+def user_server(home: Home, worker_user: str) -> Iterator[Server]:
+    s = Server(home, "--user", worker_user)
+    try:
+        yield s.start()
+    finally:
+        s.stop()

@@ -4,9 +4,10 @@
         one message on a DEALER, then prints each message received within --wait seconds,
         one JSON line each ({"header": ..., "frames": [hex, ...]}), and stops at the first
         answer to it (its "re", an ack or a nack)
-    python -m tests.rogue listen ENDPOINT IDENTITY HEADER_JSON
-        connects a DEALER with the given routing id, sends the message, prints "ready" once
-        the connection is up, then prints every message received until its stdin closes
+    python -m tests.rogue listen ENDPOINT IDENTITY HEADER_JSON [HEADER_JSON ...]
+        connects a DEALER with the given routing id, sends the messages (one frame each), prints
+        "ready" once the connection is up, then prints every message received until its stdin
+        closes
     python -m tests.rogue connect PATH
         tries to connect to a unix socket; prints "ok" or the error's name
 
@@ -57,7 +58,7 @@ def ask(endpoint: str, header: str, frames: list[str], wait: float) -> None:
     ctx.destroy(linger=0)
 
 
-def listen(endpoint: str, identity: str, header: str) -> None:
+def listen(endpoint: str, identity: str, headers: list[str]) -> None:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -66,7 +67,8 @@ def listen(endpoint: str, identity: str, header: str) -> None:
     sock.connect(endpoint)
     if monitor.poll(10_000):
         recv_monitor_message(monitor)
-    sock.send_multipart([header.encode()])
+    for header in headers:
+        sock.send_multipart([header.encode()])
     print("ready", flush=True)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
@@ -100,7 +102,7 @@ def main() -> None:
     li = sub.add_parser("listen")
     li.add_argument("endpoint")
     li.add_argument("identity")
-    li.add_argument("header")
+    li.add_argument("headers", nargs="+")
     c = sub.add_parser("connect")
     c.add_argument("path")
     p.add_argument("--user", help="become this user before doing anything")
@@ -113,7 +115,7 @@ def main() -> None:
     if args.cmd == "ask":
         ask(args.endpoint, args.header, args.frames, args.wait)
     elif args.cmd == "listen":
-        listen(args.endpoint, args.identity, args.header)
+        listen(args.endpoint, args.identity, args.headers)
     else:
         connect(args.path)
 

@@ -31,7 +31,7 @@ from theater.errors import NotFound
 from theater.events import encode_data, event_hash
 from theater.paths import Home
 
-from .conftest import EXAMPLES, ROOT, Server, cli_events, cli_start, pid_alive, wait_for
+from .conftest import EXAMPLES, ROGUE_ENV, ROOT, cli_events, cli_start, pid_alive, rogue_command, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -120,13 +120,6 @@ def chain(home: Home) -> Iterator[RawChain]:
 
 def j(**fields: Any) -> str:
     return orjson.dumps(fields).decode()
-
-
-ROGUE_ENV = {"PATH": os.environ.get("PATH", ""), "PYTHONDONTWRITEBYTECODE": "1"}
-
-
-def rogue_command(user: str | None, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.rogue", *(["--user", user] if user else []), *args]
 
 
 def rogue(*args: str, user: str | None = None, wait: float = 15) -> list[dict[str, Any]]:
@@ -263,28 +256,6 @@ def test_a_resume_that_comes_before_its_bind_waits_for_it(chain):
 
 
 # ---- part 2: a rogue process of the workers' user, against a real server ------------------------
-
-@pytest.fixture
-def worker_user() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the test creates a user for the workers (useradd) and runs a process as it")
-    name = f"thr{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True,
-                   capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], capture_output=True)
-
-
-@pytest.fixture
-def user_server(home: Home, worker_user: str) -> Iterator[Server]:
-    s = Server(home, "--user", worker_user)
-    try:
-        yield s.start()
-    finally:
-        s.stop()
-
 
 def test_a_worker_users_process_cannot_forge_read_or_hijack(user_server, worker_user):
     server, home = user_server, user_server.home

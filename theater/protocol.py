@@ -110,8 +110,9 @@ KINDS: dict[str, Kind] = {
     "peer": Kind({"actor": S}),                 # endpoint moved or gone (endpoint = null)
     "chain_restarted": Kind({}),
     # data plane: worker -> worker
-    # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply
-    "msg": Kind({"what": S}, reply="reply"),
+    # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply;
+    # from a peer, with its sender's id and ticket (theater.tickets), which its receiver checks
+    "msg": Kind({"what": S}, reply="reply", optional={"from": S, "t": S}),
     "reply": Kind({"rid": S, "ok": B}),
     "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
     # chain plane

@@ -111,6 +111,7 @@ class Actor:
         comp, shape = loaded or component.load_compiled(
             engine, self.home.compiled(component_sha, fuel), self.home.shape(component_sha))
         config, frames = answer(loop.wait_reply(hello, timeout=STARTUP_TIMEOUT))
+        loop.senders.key = bytes.fromhex(config["inbox_key"])
         m = manifests.parse(config["manifest"], config["source"])
         if config.get("limits"):        # the server's defaults under what the manifest says
             m = replace(m, limits=manifests.Limits(**config["limits"]))
@@ -221,7 +222,8 @@ class Actor:
 
     def _heartbeat(self) -> dict[str, Any]:
         return {"events": self.recorder.chain.emitted if self.recorder else 0,
-                "calls": self.calls.count if self.calls else 0, "mailbox": len(self.mailbox or ())}
+                "calls": self.calls.count if self.calls else 0, "mailbox": len(self.mailbox or ()),
+                "dropped": self.loop.senders.dropped}
 
     def _get_state(self, header: dict[str, Any], *_: Any) -> None:
         """The state the calls so far made: it leaves the worker once the chain holds those calls,

@@ -4,7 +4,8 @@ Three sockets of its own (made by the spare before it knows its actor) and one p
 talks to:
   control  DEALER -> the server (hello, lifecycle, supervision, messages from clients)
   chain    DEALER -> the chain process (events out, acknowledgements in, resume and queries)
-  inbox    ROUTER <- other actors' DEALERs (messages in, replies to them out)
+  inbox    ROUTER <- other actors' DEALERs (messages in, replies to them out); each message's
+           sender is the one its ticket vouches for (``worker.senders``)
 Messages are dispatched by kind to whoever registered for it (``on``, ``on_chain``);
 answers to this worker's own requests are kept in ``replies`` for whoever waits on them.
 Events leave for the chain before any effect that follows them (``reply``).
@@ -29,6 +30,7 @@ from theater.paths import Home
 from . import wire
 from .chainlink import ChainLink
 from .mailbox import Route
+from .senders import Senders
 from .watchdog import Watchdog
 
 log = logging.getLogger("theater.worker")
@@ -77,8 +79,7 @@ class Sockets:
             sock.setsockopt(zmq.LINGER, 2000)
             sock.connect(endpoint)
             return sock
-        inbox = ctx.socket(zmq.ROUTER)
-        inbox.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        inbox = ctx.socket(zmq.ROUTER)      # no ROUTER_HANDOVER: libzmq's routing ids cannot be taken over
         inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         endpoint = home.worker_endpoint(os.getpid())
         inbox.bind(endpoint)
@@ -97,6 +98,7 @@ class Loop:
         for sock in (self.control, self.chain_sock, self.inbox):
             self.poller.register(sock, zmq.POLLIN)
         self.replies: dict[str, Answer] = {}
+        self.senders = Senders(name)                               # who wrote each inbox message
         self.writable: dict[zmq.Socket, Callable[[], None]] = {}   # sockets watched for room (see ``watch``)
         self.inbox_paused = False                                   # the mailbox is full: see ``pause_inbox``
         self.on: dict[str, Handler] = {}                       # kinds from the server and peers
@@ -297,6 +299,8 @@ class Loop:
             log.warning("%s: dropped a malformed message: %s", self.name, e)
             return
         kind = header["k"]
+        if ident is not None and not self.senders.vouched(header):
+            return
         if sock is self.chain_sock:
             handler = self.on_chain.get(kind)
             if handler is not None:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-Route = tuple[str, bytes | None]    # ("peer", identity) or ("control", None)
+Route = tuple[str, bytes | None]    # ("peer", libzmq's routing id) or ("control", None)
 
 
 @dataclass(slots=True)
@@ -37,8 +37,8 @@ class Incoming:
 
     @property
     def sender(self) -> str | None:
-        kind, ident = self.route
-        return ident.decode() if kind == "peer" and ident else None
+        """The actor that sent it (its ticket checked: worker.senders); None for a client's."""
+        return self.header.get("from") if self.route[0] == "peer" else None
 
 
 Reply = Callable[..., None]          # (route, header, *frames, quiet=..., held=...) -> None
@@ -107,7 +107,7 @@ class Mailbox:
 
     def put_local(self, what: str, header: dict[str, Any], payload: bytes) -> None:
         """A message from this actor to itself (always admitted: it is already running)."""
-        self.items.append(Incoming(what, header, payload, ("peer", self.actor_id.encode())))
+        self.items.append(Incoming(what, {**header, "from": self.actor_id}, payload, ("peer", self.actor_id.encode())))
 
     def refuse(self, item: Incoming, error: str, count: int = 1) -> None:
         """Turns a message away: a request gets an error reply; the sender of a one-way message a

@@ -33,9 +33,10 @@ Watch = Callable[[zmq.Socket, Callable[[], None] | None], None]
 
 
 class Outgoing:
-    def __init__(self, peer: str, sock: zmq.Socket, watch: Watch) -> None:
+    def __init__(self, peer: str, sock: zmq.Socket, watch: Watch, stamp: dict[str, str]) -> None:
         self.peer = peer
         self.sock = sock
+        self.stamp = stamp          # on each message to the peer: our id and our ticket to it
         self.unsent = 0             # accepted by send, not yet handed to ZeroMQ (held or queued)
         self.unsent_bytes = 0
         self.queue: deque[tuple[list[bytes], int]] = deque()

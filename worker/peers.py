@@ -51,13 +51,13 @@ class Peers:
         if canonical == self.actor_id:
             raise Refused(f"actor {canonical} is this actor itself; it cannot wait on its own reply")
         self.aliases[target] = canonical
-        sock = self.loop.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.IDENTITY, self.actor_id.encode())
+        sock = self.loop.ctx.socket(zmq.DEALER)     # its routing id is libzmq's: see worker.senders
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
         sock.setsockopt(zmq.LINGER, 1000)
         sock.connect(header["endpoint"])
         self.loop.poller.register(sock, zmq.POLLIN)
-        self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch)
+        self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch,
+                                                  {"from": self.actor_id, "t": header["ticket"]})
         self.down.discard(canonical)
         return out
 
@@ -77,7 +77,7 @@ class Peers:
         out.accepted(size)
         # leaves once this call's events are durable, in order with every other effect
         assert self.loop.chain is not None
-        self.loop.chain.hold(partial(out.put, protocol.encode(header, *frames), size))
+        self.loop.chain.hold(partial(out.put, protocol.encode({**header, **out.stamp}, *frames), size))
 
     def _wait_for_room(self, out: Outgoing, target: str) -> None:
         """Serves the sockets until half of what waits for the peer is gone; fails only when the
@@ -113,7 +113,7 @@ class Peers:
         out = self._connect(target)
         canonical, sock = out.peer, out.sock
         self.loop.before_effect()       # nothing leaves ahead of the events that led to it
-        msg = protocol.encode(header, *frames)
+        msg = protocol.encode({**header, **out.stamp}, *frames)
         while True:
             try:
                 if not out.queue:       # ... nor ahead of the messages sent to the peer before it
