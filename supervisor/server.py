@@ -187,19 +187,20 @@ class Server:
     def _share_with_workers(self) -> None:
         """--user: workers run as another user. Through its group only (never other users) they
         may traverse the home and run/ (not list them) and read components/ (setgid: new files
-        get the group); they own run/w (their inboxes) and cache/ (compiled components)."""
+        get the group); reach the inboxes in run/w (traverse, never make, rename or remove: the
+        server's user binds them) and own cache/ (compiled components)."""
         assert self.user is not None
         uid, gid = self.user
-        for d, mode in ((self.home.root, 0o710), (self.home.run, 0o710), (self.home.components, 0o2750)):
-            os.chown(d, -1, gid)
+        for d, mode in ((self.home.root, 0o710), (self.home.run, 0o710), (self.home.run / "w", 0o710),
+                        (self.home.components, 0o2750)):
+            os.chown(d, os.getuid(), gid)         # run/w was the workers' before (an older server)
             os.chmod(d, mode)
         for p in self.home.components.iterdir():
             os.chown(p, -1, gid)
             os.chmod(p, 0o640)
-        for d in (self.home.run / "w", self.home.cache):
-            os.chown(d, uid, gid)
-            for p in d.rglob("*"):
-                os.chown(p, uid, gid)
+        os.chown(self.home.cache, uid, gid)
+        for p in self.home.cache.rglob("*"):
+            os.chown(p, uid, gid)
 
     def _socket_for_workers(self, path: Any) -> None:
         assert self.user is not None

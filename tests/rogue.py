@@ -10,10 +10,14 @@
         closes
     python -m tests.rogue connect PATH
         tries to connect to a unix socket; prints "ok" or the error's name
+    python -m tests.rogue replace PATH
+        tries to put a socket of its own in place of the unix socket PATH: remove it, rename it,
+        bind another beside it; prints one JSON object, each attempt's "ok" or error's name
 
 The tests run it as the workers' user (``--user NAME``: it starts as root, imports what it
 needs, then becomes that user for good, as a worker does; the interpreter here lives where
-only root can read it), to show what such a process cannot do (tests/test_chain_access.py).
+only root can read it), to show what such a process cannot do (tests/test_chain_access.py,
+tests/test_inbox_senders.py).
 It imports nothing of Theater: only what any local program has.
 """
 
@@ -91,6 +95,20 @@ def connect(path: str) -> None:
             print(type(e).__name__)
 
 
+def replace(path: str) -> None:
+    def attempt(f: object, *args: str) -> str:
+        try:
+            f(*args)  # type: ignore[operator]
+            return "ok"
+        except OSError as e:
+            return type(e).__name__
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        bind = attempt(s.bind, os.path.join(os.path.dirname(path), "rogue.sock"))
+    print(json.dumps({"unlink": attempt(os.unlink, path), "rename": attempt(os.rename, path, path + ".x"),
+                      "bind": bind}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m tests.rogue")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -105,6 +123,7 @@ def main() -> None:
     li.add_argument("headers", nargs="+")
     c = sub.add_parser("connect")
     c.add_argument("path")
+    sub.add_parser("replace").add_argument("path")
     p.add_argument("--user", help="become this user before doing anything")
     args = p.parse_args()
     if args.user:
@@ -116,8 +135,10 @@ def main() -> None:
         ask(args.endpoint, args.header, args.frames, args.wait)
     elif args.cmd == "listen":
         listen(args.endpoint, args.identity, args.headers)
-    else:
+    elif args.cmd == "connect":
         connect(args.path)
+    else:
+        replace(args.path)
 
 
 if __name__ == "__main__":

@@ -104,14 +104,17 @@ def test_under_user_workers_get_access_through_their_group_only(home, tmp_path):
             if st.st_mode & 0o070:
                 assert st.st_gid == nobody.pw_gid, f"{p}: group {st.st_gid}, not the workers' ({group})"
                 opened[p.relative_to(home.root).as_posix()] = stat.S_IMODE(st.st_mode) & 0o070
-        # traverse (not list) the home and run/, read components; the three sockets workers use
-        assert opened.pop(".") == 0o010 and opened.pop("run") == 0o010, opened
+        # traverse (not list) the home, run/ and run/w, read components; the three sockets workers
+        # use, and the inboxes (the server user's: they cannot make, rename or remove one)
+        assert opened.pop(".") == 0o010 and opened.pop("run") == 0o010 and opened.pop("run/w") == 0o010, opened
         assert opened.pop("components") == 0o050, opened
         for name in [n for n in opened if n.startswith("components/")]:
             assert opened.pop(name) == 0o040, name
+        inboxes = [n for n in opened if n.startswith("run/w/")]
+        assert inboxes and all(opened.pop(n) == 0o060 for n in inboxes), opened
+        assert all((home.root / n).stat().st_uid == os.getuid() for n in [*inboxes, "run/w"])
         assert set(opened) <= {"run/control.sock", "run/chain.sock", "run/gateway.sock"}, opened
-        # what workers write (their inboxes, the compiled components) they own, privately
-        for d in (home.run / "w", home.cache):
-            assert (d.stat().st_uid, stat.S_IMODE(d.stat().st_mode)) == (nobody.pw_uid, 0o700), d
+        # what workers write (the compiled components) they own, privately
+        assert (home.cache.stat().st_uid, stat.S_IMODE(home.cache.stat().st_mode)) == (nobody.pw_uid, 0o700)
     finally:
         s.stop()

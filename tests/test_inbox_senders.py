@@ -1,6 +1,7 @@
 """Which actor a message between actors is from, as the server vouches (theater.tickets,
 worker.senders): a process of the workers' user that connects to an actor's inbox can neither
-write in another actor's name nor take over its connection; actors' own messages still flow.
+write in another actor's name, nor take over its connection or its inbox; actors' own messages
+still flow.
 """
 
 from __future__ import annotations
@@ -53,8 +54,15 @@ def test_a_worker_users_process_cannot_write_as_an_actor_or_take_its_connection(
         calls = [decode_data(e.data) for e in c.events(receiver, types=["wasm"])]
     assert not [b for b in calls if b["event"] == "call" and b["function"].endswith("handle-send")], \
         "a forged message reached the actor"
-    assert "dropped a message naming no sender, or with no ticket on its inbox" in \
+    assert "dropped a message naming no sender, or with no ticket" in \
         (home.logs / "server.log").read_text()
+    # nor put a socket of its own in place of the inbox (and so get what peers send there)
+    inbox = home.worker_socket(pid)
+    out = subprocess.run(rogue_command(worker_user, "replace", str(inbox)), capture_output=True, cwd=ROOT,
+                         env=ROGUE_ENV, timeout=60)
+    assert orjson.loads(out.stdout) == {"unlink": "PermissionError", "rename": "PermissionError",
+                                        "bind": "PermissionError"}, out
+    assert inbox.is_socket()
 
 
 def test_a_ticket_vouches_for_one_sender_to_one_receiver():
@@ -63,10 +71,16 @@ def test_a_ticket_vouches_for_one_sender_to_one_receiver():
     s.key = key
     good = {"k": "msg", "what": "send", "from": "a", "t": tickets.ticket(key, "a")}
     assert s.vouched(good) and s.vouched(good)                  # checked, then known
-    assert not s.vouched({**good, "from": "b"})                 # a's ticket does not make b
-    assert not s.vouched({**good, "t": tickets.ticket(other_key, "a")})    # nor does another receiver's
-    assert not s.vouched({"k": "msg", "what": "send", "from": "a"})
-    assert not s.vouched({**good, "k": "reply"})
-    assert s.dropped == 4
+    bad = [{**good, "from": "b"},                                # a's ticket does not make b
+           {**good, "t": tickets.ticket(other_key, "a")},        # nor does another receiver's
+           {"k": "msg", "what": "send", "from": "a"},            # no ticket
+           {**good, "t": "\u00e9" * tickets.TICKET_CHARS},       # not hex (once a TypeError in compare_digest)
+           {**good, "t": "\ud800" * tickets.TICKET_CHARS},       # not even UTF-8
+           {**good, "from": "a" * 1_000_000},                    # nobody: not worth an HMAC
+           {**good, "k": "reply"},                               # peers send only msg ...
+           {**good, "what": "child_exit"}]                       # ... of the kinds peers send
+    assert not any(s.vouched(h) for h in bad)
+    assert s.dropped == len(bad)
+    assert s.answer({"k": "reply"}) and s.answer({"k": "refused"}) and not s.answer({"k": "msg"})
     fresh = Senders("receiver")                                  # before the server's key: nobody
     assert not fresh.vouched(good)

@@ -140,6 +140,19 @@ def test_a_worker_reads_only_its_view(sandboxed, shared):
     assert probe(sandboxed, actor, f"open({str(where / 'outside.txt')!r}, 'w')").startswith(denied)
 
 
+def test_a_worker_cannot_put_a_socket_of_its_own_in_place_of_an_inbox(sandboxed, shared):
+    """Inboxes are the server user's to make and remove: a worker that could remove one (its own
+    here; another's is the same) and bind in run/w would get what peers send there."""
+    actor, _ = shared
+    inbox = sandboxed.home.worker_socket(inspect(sandboxed, actor)["pid"])
+    denied = "PermissionError: [Errno 13] Permission denied"
+    assert probe(sandboxed, actor, f"import os\nos.unlink({str(inbox)!r})").startswith(denied)
+    assert probe(sandboxed, actor, f"import os\nos.rename({str(inbox)!r}, {str(inbox) + '.x'!r})").startswith(denied)
+    bind = f"import socket\nsocket.socket(socket.AF_UNIX).bind({str(inbox.parent / 'x.sock')!r})"
+    assert probe(sandboxed, actor, bind).startswith(denied)
+    assert inbox.is_socket()
+
+
 def test_a_worker_confined_ahead_is_confined_all_the_same(sandboxed, tmp_path, tcp_listener):
     """Most actors start in a spare that put up the usual confinement while it waited (worker.spare):
     the probes above, on one of them."""

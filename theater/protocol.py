@@ -9,8 +9,8 @@ the same table for people.
 
 Planes (who talks to whom):
   management  client DEALER -> server ROUTER     ($THEATER_HOME/run/theater.sock or tcp+CURVE)
-  control     worker DEALER -> server ROUTER     (run/control.sock; identity = actor id)
-  data        worker DEALER -> worker ROUTER     (run/w/<pid>.sock; identity = sender actor id)
+  control     worker DEALER -> server ROUTER     (run/control.sock; senders known by their pid)
+  data        worker DEALER -> worker ROUTER     (run/w/<pid>.sock; senders known by their ticket)
   chain       worker/server DEALER -> chain ROUTER (run/chain.sock); chain PUB (run/events.sock)
   gateway     worker/server DEALER -> gateway ROUTER (run/gateway.sock; senders known by their pid)
 """

@@ -26,8 +26,9 @@ def new_key() -> bytes:
 
 
 def ticket(key: bytes, sender: str) -> str:
-    return hmac.new(key, sender.encode(), hashlib.sha256).hexdigest()[:TICKET_CHARS]
+    return hmac.new(key, sender.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:TICKET_CHARS]
 
 
 def valid(key: bytes, sender: str, claimed: str) -> bool:
-    return hmac.compare_digest(ticket(key, sender), claimed)
+    """Whether ``claimed`` is ``sender``'s ticket under ``key`` (any text: compared as bytes)."""
+    return hmac.compare_digest(ticket(key, sender).encode(), claimed.encode("utf-8", "surrogatepass"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ REPLY_SPIN = 0.0005
 PUMP_INTERVAL = 0.005
 # How long a request made outside any call (start-up, exit) waits for its answer.
 DEFAULT_TIMEOUT = 10.0
+# Peers' connections waiting to be accepted by the inbox (libzmq's own default).
+INBOX_BACKLOG = 100
 
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 
@@ -66,8 +69,22 @@ class Sockets:
     inbox: zmq.Socket
     endpoint: str
 
+    @staticmethod
+    def listen(home: Home) -> int:
+        """The inbox's unix socket, bound and listening (its descriptor, for ``open``). A spare
+        makes it while it is still the server's user: workers may not make, rename or remove
+        files in run/w (one could put its own socket in another's place), and the fork server
+        removes it when the worker has exited."""
+        path = home.worker_socket(os.getpid())
+        path.unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.bind(str(path))
+            s.listen(INBOX_BACKLOG)
+            return s.detach()
+
     @classmethod
-    def open(cls, ctx: zmq.Context, home: Home) -> Sockets:
+    def open(cls, ctx: zmq.Context, home: Home, inbox_fd: int) -> Sockets:
+        """The sockets, the inbox on ``inbox_fd`` (from ``listen``: libzmq takes it over)."""
         # unguessable: the server and the chain attribute messages by pid, and a routing id
         # nobody can predict cannot be claimed by another process after this one exits
         identity = b"w" + os.urandom(15)
@@ -81,6 +98,7 @@ class Sockets:
             return sock
         inbox = ctx.socket(zmq.ROUTER)      # no ROUTER_HANDOVER: libzmq's routing ids cannot be taken over
         inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        inbox.setsockopt(zmq.USE_FD, inbox_fd)
         endpoint = home.worker_endpoint(os.getpid())
         inbox.bind(endpoint)
         # events queue on the chain socket (up to MAX_UNACKED) while the chain restarts
@@ -160,7 +178,7 @@ class Loop:
                     wire.send(sock, out)
             except zmq.ZMQError as e:
                 if not quiet:
-                    log.warning("%s: reply to %s dropped: %s", self.name, ident, e)
+                    log.warning("%s: a reply to %s was dropped: %s", self.name, kind, e)
         if held and self.chain is not None:
             self.chain.hold(release)
             self.chain.seal()
@@ -293,13 +311,17 @@ class Loop:
         ident = None
         if sock is self.inbox:
             ident, frames = frames[0], frames[1:]
+        peer = sock is not self.control and sock is not self.chain_sock    # the inbox, or our connection to a peer
         try:
             header, body = protocol.decode(frames)
         except ProtocolError as e:
-            log.warning("%s: dropped a malformed message: %s", self.name, e)
+            if peer:
+                self.senders.drop(f"malformed message: {e}")
+            else:
+                log.warning("%s: dropped a malformed message: %s", self.name, e)
             return
         kind = header["k"]
-        if ident is not None and not self.senders.vouched(header):
+        if peer and not (self.senders.vouched(header) if ident is not None else self.senders.answer(header)):
             return
         if sock is self.chain_sock:
             handler = self.on_chain.get(kind)

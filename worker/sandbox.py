@@ -138,7 +138,6 @@ def rules(home: Home, view: dict[str, list[str]], python: tuple[str, ...]) -> li
     out += [(p, lib) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
     out += [("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]
     out += [(str(home.cache), ll.READ | ll.REMOVE_FILE)]                  # a damaged compiled form is removed
-    out += [(str(home.run / "w"), ll.MAKE_SOCK | ll.REMOVE_FILE)]        # its inbox: bound, removed at the end
     out += [(p, ll.READ | ll.WRITE) for p in view.get("write", ())]
     out += [(p, ll.READ_FILE | ll.EXECUTE) for p in runs]
     return out

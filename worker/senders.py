@@ -4,9 +4,10 @@ Any process of the workers' user can connect to an inbox and write anything, a s
 name included; and libzmq, not the sender, picks each connection's routing id, so nobody can
 take over another actor's connection (and the replies on it). A peer's message names its
 sender (``from``) with the ticket the server gave that sender for this incarnation (``t``,
-see ``theater.tickets``). A message without a good ticket, or of a kind peers do not send,
-is dropped, counted (``inspect`` shows ``dropped`` in the actor's stats) and logged (one line
-a second at most): it is nobody's, so there is nobody to refuse it to.
+see ``theater.tickets``). What comes back on our connections to peers may only answer what
+we sent. Anything else is dropped, counted (``inspect`` shows ``dropped`` in the actor's
+stats) and logged (one line a second at most): it is nobody's, so there is nobody to refuse
+it to.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from theater import tickets
 
 log = logging.getLogger("theater.worker")
 
-# Refusals are logged at most this often.
+# What a peer may ask of us (``msg`` kinds), and answer us with.
+PEER_ASKS = frozenset({"send", "request", "chan_open", "chan_msg", "chan_close"})
+PEER_ANSWERS = frozenset({"reply", "refused"})
+# An actor id is a UUID (36 characters): a longer sender is nobody, and not worth an HMAC.
+SENDER_MAX = 64
+# Refusals are logged at most this often, and this much of what was dropped.
 LOG_EVERY = 1.0
+SHOWN = 200
 # Tickets already checked (one per peer that wrote to us), kept so a message costs a lookup,
 # not an HMAC; forgotten all at once when there are more.
 KNOWN_MAX = 4096
@@ -38,27 +45,35 @@ class Senders:
     def vouched(self, header: dict[str, Any]) -> bool:
         """Whether ``header`` (a message read from the inbox) is a peer's message, from the
         actor it names; logs it if not."""
-        if header["k"] != "msg":
-            return self._drop(f"{header['k']!r} message (peers send only msg)")
+        if header["k"] != "msg" or header.get("what") not in PEER_ASKS:
+            return self.drop(f"{header['k']!r} message ({header.get('what')!r}): peers send only msg "
+                             f"({', '.join(sorted(PEER_ASKS))})")
         sender, ticket = header.get("from"), header.get("t")
-        if not (isinstance(sender, str) and isinstance(ticket, str)):
-            return self._drop("message naming no sender, or with no ticket")
+        if not (isinstance(sender, str) and len(sender) <= SENDER_MAX and isinstance(ticket, str)
+                and len(ticket) == tickets.TICKET_CHARS):
+            return self.drop("message naming no sender, or with no ticket")
         if self._known.get(ticket) == sender:
             return True
         if self.key is None or not tickets.valid(self.key, sender, ticket):
-            return self._drop(f"message claiming to be from {sender[:80]!r} with a ticket the server did not give it")
+            return self.drop(f"message claiming to be from {sender!r} with a ticket the server did not give it")
         if len(self._known) >= KNOWN_MAX:
             self._known.clear()
         self._known[ticket] = sender
         return True
 
-    def _drop(self, what: str) -> bool:
+    def answer(self, header: dict[str, Any]) -> bool:
+        """Whether ``header`` (a message from a peer we wrote to) answers us; logs it if not."""
+        return header["k"] in PEER_ANSWERS or self.drop(f"{header['k']!r} message from a peer it wrote to "
+                                                         f"(peers answer only with reply or refused)")
+
+    def drop(self, what: str) -> bool:
+        """Counts (and now and then logs) a message nobody vouches for; False."""
         self.dropped += 1
         now = time.monotonic()
         if now - self._logged_at < LOG_EVERY:
             self._unlogged += 1
             return False
         more = f" (and {self._unlogged} more since the last line)" if self._unlogged else ""
-        log.warning("%s: dropped a %s on its inbox%s", self.name, what, more)
+        log.warning("%s: dropped a %s%s", self.name, what[:SHOWN], more)
         self._logged_at, self._unlogged = now, 0
         return False

@@ -52,19 +52,24 @@ def ahead_for(confine: dict[str, Any]) -> dict[str, Any] | None:
     return {"user": confine.get("user"), "nofile": confine.get("nofile", 1024)}
 
 
-def confine(spec: dict, inbox: Path) -> None:
+def confine(spec: dict) -> None:
     """What an unsandboxed worker does to itself before any actor code runs, in this order: lower
     its data rlimit (when there is no cgroup), harden (no core dumps, bounded descriptors, umask
-    077, no new privileges), then drop to the server's --user, handing it the inbox socket the
-    spare bound as root (peers running as that user must be able to connect). Its cgroup it
-    joined as a spare; the server sets that group's limits before it answers the hello. Each
-    step is documented in docs/isolation.md with what it does not give."""
+    077, no new privileges), then drop to the server's --user. Its cgroup it joined as a spare;
+    the server sets that group's limits before it answers the hello. Each step is documented
+    in docs/isolation.md with what it does not give."""
     lower_data(spec)
     _linux.harden(spec.get("nofile", 1024))
     if spec.get("user"):
-        uid, gid = spec["user"]
-        os.chown(inbox, uid, gid)
-        _linux.become(uid, gid)
+        _linux.become(*spec["user"])
+
+
+def share_inbox(inbox: Path, user: list[int] | None) -> None:
+    """Under --user, peers run as the workers' user: they may connect to the inbox socket (its
+    group's), which stays the server user's, in a directory they cannot write."""
+    if user:
+        os.chown(inbox, -1, user[1])
+        os.chmod(inbox, 0o660)
 
 
 def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box: Sandbox | None,
@@ -78,15 +83,17 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
     for sig in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
+    inbox_fd, inbox = Sockets.listen(home), home.worker_socket(os.getpid())
     ctx = zmq.Context()
     # unsandboxed, a spare connects its sockets while it waits; sandboxed, only once confined
-    sockets = Sockets.open(ctx, home) if box is None else None
+    sockets = Sockets.open(ctx, home, inbox_fd) if box is None else None
     if stage is not None:
         rehearsal.rehearse(stage)
     if box is not None and ahead is not None:
         try:        # the listener goes to the fork server now: it watches a spare like a worker
+            share_inbox(inbox, ahead.get("user"))
             box.enter(home, ahead)
-            sockets = Sockets.open(ctx, home)
+            sockets = Sockets.open(ctx, home, inbox_fd)
             box.seal(channel, ahead)
         except (SandboxError, OSError) as e:
             if _let_go(channel):
@@ -103,13 +110,14 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
     if box is None:
         channel.close()
-        inbox = home.worker_socket(os.getpid())
-        last = lambda: confine(spec, inbox)     # noqa: E731 - as its first act once its requests are out
+        share_inbox(inbox, spec.get("user"))
+        last = lambda: confine(spec)            # noqa: E731 - as its first act once its requests are out
     elif ahead is not None:
         channel.close()
         last = lambda: lower_data(spec)         # noqa: E731 - confined already, but for this
     else:
         try:
+            share_inbox(inbox, spec.get("user"))
             box.enter(home, spec)
         except (SandboxError, OSError) as e:
             log.error("worker %d (actor %s): cannot confine itself: %s", os.getpid(), actor_id, e)
@@ -119,7 +127,7 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
             box.seal(channel, spec)
             channel.close()
     if sockets is None:
-        sockets = Sockets.open(ctx, home)
+        sockets = Sockets.open(ctx, home, inbox_fd)
     try:
         return actor.main(ctx, home, sockets, actor_id, name, job["component"], fuel, last, preload.engine(fuel),
                           loaded)
