@@ -9,9 +9,11 @@ from __future__ import annotations
 import subprocess
 
 import orjson
+import zmq
 
-from theater import tickets
+from theater import protocol, tickets
 from theater.events import decode_data
+from worker.loop import Loop, Sockets
 from worker.senders import Senders
 
 from .conftest import ROGUE_ENV, ROOT, cli_start, rogue_command, wait_for
@@ -84,3 +86,33 @@ def test_a_ticket_vouches_for_one_sender_to_one_receiver():
     assert s.answer({"k": "reply"}) and s.answer({"k": "refused"}) and not s.answer({"k": "msg"})
     fresh = Senders("receiver")                                  # before the server's key: nobody
     assert not fresh.vouched(good)
+
+
+def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_from_peers():
+    """The server, the chain and the gateway answer with ok or error; a peer may only answer, and only
+    what is waited for (a late or made-up reply would be kept for nobody)."""
+    ctx = zmq.Context()
+    try:
+        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in
+                 ("control", "chain", "inbox", "gateway", "peer")}
+        for name, (ours, theirs) in pairs.items():
+            ours.bind(f"inproc://{name}")
+            theirs.connect(f"inproc://{name}")
+        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
+                    "a", "a")
+        gateway, peer = pairs["gateway"][0], pairs["peer"][0]
+        loop.to_peers.add(peer)
+
+        def deliver(sock: zmq.Socket, header: dict) -> None:
+            loop._dispatch(sock, protocol.encode(header))
+
+        deliver(gateway, {"k": "ok", "re": "g1"})
+        assert "g1" in loop.replies and loop.senders.dropped == 0
+        deliver(peer, {"k": "reply", "rid": "p1", "ok": True})               # nobody waits for it
+        deliver(peer, {"k": "msg", "what": "send"})                          # a peer only answers
+        assert "p1" not in loop.replies and loop.senders.dropped == 1
+        loop.awaited.add("p2")
+        deliver(peer, {"k": "reply", "rid": "p2", "ok": True})
+        assert "p2" in loop.replies
+    finally:
+        ctx.destroy(linger=0)

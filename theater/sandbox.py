@@ -6,7 +6,7 @@ said at start (``describe``), with a warning for each that is missing:
 * ``net``: the fork server, and so every worker, in a network namespace of its own with an
   unconfigured loopback: no TCP or UDP to anywhere (ZeroMQ's ipc:// paths still work).
 * ``landlock``: each worker's filesystem view (read: the interpreter, its libraries, the
-  component cache; write: its own socket in run/w and what its grants name); also no TCP and
+  component cache; write: only what its grants name); also no TCP and
   no signals outside itself.
 * ``seccomp``: each worker's system calls, an allow-list (``worker.syscalls``); a fatal one
   ends it and is recorded as reason ``seccomp``.

@@ -117,6 +117,8 @@ class Loop:
             self.poller.register(sock, zmq.POLLIN)
         self.replies: dict[str, Answer] = {}
         self.senders = Senders(name)                               # who wrote each inbox message
+        self.to_peers: set[zmq.Socket] = set()                      # our connections to peers (worker.peers)
+        self.awaited: set[str] = set()                              # replies someone waits for (``wait_reply``)
         self.writable: dict[zmq.Socket, Callable[[], None]] = {}   # sockets watched for room (see ``watch``)
         self.inbox_paused = False                                   # the mailbox is full: see ``pause_inbox``
         self.on: dict[str, Handler] = {}                       # kinds from the server and peers
@@ -215,6 +217,14 @@ class Loop:
             deadline = time.monotonic() + timeout
         else:
             deadline = self.call_deadline() or time.monotonic() + DEFAULT_TIMEOUT
+        self.awaited.add(rid)
+        try:
+            return self._wait(rid, deadline, check, sock, peer, stoppable)
+        finally:
+            self.awaited.discard(rid)
+
+    def _wait(self, rid: str, deadline: float, check: Callable[[], None] | None, sock: zmq.Socket | None,
+              peer: str | None, stoppable: bool) -> Answer:
         while rid not in self.replies:
             if check is not None:
                 check()
@@ -311,7 +321,7 @@ class Loop:
         ident = None
         if sock is self.inbox:
             ident, frames = frames[0], frames[1:]
-        peer = sock is not self.control and sock is not self.chain_sock    # the inbox, or our connection to a peer
+        peer = sock is self.inbox or sock in self.to_peers
         try:
             header, body = protocol.decode(frames)
         except ProtocolError as e:
@@ -330,7 +340,8 @@ class Loop:
             elif "re" in header:
                 self.replies[header["re"]] = (header, body)
         elif kind == "reply":
-            self.replies[header["rid"]] = (header, body)
+            if not peer or header["rid"] in self.awaited:    # a peer's late (or made-up) reply: nobody waits
+                self.replies[header["rid"]] = (header, body)
         elif kind in ("ok", "error"):
             self.replies[header["re"]] = (header, body)
         else:

@@ -54,8 +54,10 @@ class Peers:
         sock = self.loop.ctx.socket(zmq.DEALER)     # its routing id is libzmq's: see worker.senders
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
         sock.setsockopt(zmq.LINGER, 1000)
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)     # what comes back: a reply, a refusal
         sock.connect(header["endpoint"])
         self.loop.poller.register(sock, zmq.POLLIN)
+        self.loop.to_peers.add(sock)
         self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch,
                                                   {"from": self.actor_id, "t": header["ticket"]})
         self.down.discard(canonical)
@@ -139,6 +141,7 @@ class Peers:
             if lost:
                 self.record("limit/refused", {"to": actor_id, "error": why, "messages": lost})
             self.loop.poller.unregister(out.sock)
+            self.loop.to_peers.discard(out.sock)
             out.sock.close(linger=0)
             self.down.add(actor_id)
         for alias in [a for a, c in self.aliases.items() if c == actor_id]:

@@ -43,6 +43,7 @@ import gc
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -118,9 +119,13 @@ class Zygote:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
         crossing.warm()      # and build its functions' codecs
-        # inboxes of workers gone with a previous fork server (they die with it)
-        for stale in (self.home.run / "w").glob("*.sock"):
-            stale.unlink(missing_ok=True)
+        # inboxes of workers gone with a previous fork server (they die with it), and whatever
+        # else an older version let workers make there
+        for stale in (self.home.run / "w").iterdir():
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         wasmtime_version()   # and read the package metadata (a child may run as a user who cannot)
         # every handler module (and what it imports) now: a worker running as --user may not
         # be able to read the interpreter's files, and it would import them after the drop
