@@ -32,6 +32,7 @@ from theater._units import format_size
 from theater.config import Compile
 from theater.paths import Home
 
+from .compiled import Compiled
 from .launch import ForkServer, clean_env, signal_name
 from .limits import Controller, Group, RlimitGroup
 from .registry import ActorRecord, Status
@@ -74,6 +75,7 @@ class Job:
     proc: subprocess.Popen[bytes] | None = None
     group: Group | None = None
     output: IO[bytes] | None = None
+    compiled: Compiled | None = None               # where its output goes, until it is in the cache
     timed_out: bool = False
 
 
@@ -160,11 +162,14 @@ class Compiles:
                *(["--user", f"{self.user[0]}:{self.user[1]}"] if self.user else [])]
         job.output = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed when the process ends
         try:
+            job.compiled = Compiled(self.home, job.sha, job.fuel, self.user[1] if self.user else None)
+            cmd += ["--out", ",".join(map(str, job.compiled.fds))]
             job.proc = subprocess.Popen(cmd, env=clean_env(self.home), cwd=self.home.root, stdin=subprocess.PIPE,
-                                        stdout=job.output, stderr=job.output)
+                                        stdout=job.output, stderr=job.output, pass_fds=job.compiled.fds)
         except OSError as e:
             job.output.close()
             return self._done(job, Outcome(reason="compile", error=f"the compile process did not start ({e})"))
+        job.compiled.close_fds()
         assert job.proc.stdin is not None
         try:
             job.group.admit(job.proc.pid)
@@ -196,6 +201,8 @@ class Compiles:
         job.output.close()
         outcome = self._outcome(job, status, out)
         if outcome.error is None:
+            outcome = self._publish(job, outcome)
+        if outcome.error is None:
             log.info("compiled component %s in %.1fs, peak %.0f MiB", job.sha[:12], self.clock() - job.asked,
                      (outcome.compiled or {}).get("peak", 0) / 2**20)
         else:
@@ -203,10 +210,21 @@ class Compiles:
                       f"\n{out.decode(errors='replace')[-2000:]}" if outcome.reason == "compile" else "")
         self._done(job, outcome)
 
+    def _publish(self, job: Job, outcome: Outcome) -> Outcome:
+        assert job.compiled is not None
+        try:
+            job.compiled.publish()
+        except OSError as e:
+            return Outcome(reason="compile", error=f"the compiled component could not be stored in the cache ({e})")
+        return outcome
+
     def _done(self, job: Job, outcome: Outcome) -> None:
-        """The job is over: its group goes, and every start that waited for it goes on."""
+        """The job is over: its group and its unpublished output go, and every start that
+        waited for it goes on."""
         if job.group is not None:
             job.group.remove_soon(self.later)
+        if job.compiled is not None:
+            job.compiled.discard()
         del self.jobs[(job.sha, job.fuel)]
         for then in job.waiters:
             try:

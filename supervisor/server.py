@@ -35,6 +35,7 @@ from theater.manifest import Backoff
 from theater.paths import Home
 from theater.sandbox import Layers
 
+from . import compiled
 from . import limits as limits_
 from .compiles import Compiles
 from .console import Console
@@ -123,6 +124,7 @@ class Server:
         os.chmod(self.home.keys, 0o700)
         os.chmod(self.home.run, 0o700)
         os.chmod(self.home.run / "w", 0o700)
+        compiled.clear(self.home)
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()
@@ -188,19 +190,17 @@ class Server:
         """--user: workers run as another user. Through its group only (never other users) they
         may traverse the home and run/ (not list them) and read components/ (setgid: new files
         get the group); reach the inboxes in run/w (traverse, never make, rename or remove: the
-        server's user binds them) and own cache/ (compiled components)."""
+        server's user binds them); read cache/ (compiled components: native code the fork server
+        and every worker trust, so only the server's user writes there, see compiled.py)."""
         assert self.user is not None
-        uid, gid = self.user
+        gid = self.user[1]
         for d, mode in ((self.home.root, 0o710), (self.home.run, 0o710), (self.home.run / "w", 0o710),
-                        (self.home.components, 0o2750)):
-            os.chown(d, os.getuid(), gid)         # run/w was the workers' before (an older server)
+                        (self.home.components, 0o2750), (self.home.cache, 0o2750)):
+            os.chown(d, os.getuid(), gid)         # run/w and cache/ were the workers' before (an older server)
             os.chmod(d, mode)
-        for p in self.home.components.iterdir():
-            os.chown(p, -1, gid)
-            os.chmod(p, 0o640)
-        os.chown(self.home.cache, uid, gid)
-        for p in self.home.cache.rglob("*"):
-            os.chown(p, uid, gid)
+        for p in [*self.home.components.iterdir(), *self.home.cache.rglob("*")]:
+            os.chown(p, os.getuid(), gid)
+            os.chmod(p, 0o2750 if p.is_dir() else 0o640)
 
     def _socket_for_workers(self, path: Any) -> None:
         assert self.user is not None

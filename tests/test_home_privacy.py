@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, Server, run_cli
+from .conftest import ACTORS, EXAMPLES, ROGUE_ENV, ROOT, Server, cli_start, rogue_command, run_cli
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -104,17 +105,37 @@ def test_under_user_workers_get_access_through_their_group_only(home, tmp_path):
             if st.st_mode & 0o070:
                 assert st.st_gid == nobody.pw_gid, f"{p}: group {st.st_gid}, not the workers' ({group})"
                 opened[p.relative_to(home.root).as_posix()] = stat.S_IMODE(st.st_mode) & 0o070
-        # traverse (not list) the home, run/ and run/w, read components; the three sockets workers
-        # use, and the inboxes (the server user's: they cannot make, rename or remove one)
+        # traverse (not list) the home, run/ and run/w, read components and compiled components;
+        # the three sockets workers use, and the inboxes; all of it the server user's: workers
+        # make, rename or remove nothing there
         assert opened.pop(".") == 0o010 and opened.pop("run") == 0o010 and opened.pop("run/w") == 0o010, opened
-        assert opened.pop("components") == 0o050, opened
-        for name in [n for n in opened if n.startswith("components/")]:
-            assert opened.pop(name) == 0o040, name
+        shared = [n for n in opened if n.split("/")[0] in ("components", "cache")]
+        assert {n for n in shared if opened[n] == 0o050} == {n for n in shared if (home.root / n).is_dir()}
+        assert {n for n in shared if opened[n] == 0o040} == {n for n in shared if not (home.root / n).is_dir()}
+        assert any(n.endswith(".cwasm") for n in shared), shared
         inboxes = [n for n in opened if n.startswith("run/w/")]
-        assert inboxes and all(opened.pop(n) == 0o060 for n in inboxes), opened
-        assert all((home.root / n).stat().st_uid == os.getuid() for n in [*inboxes, "run/w"])
-        assert set(opened) <= {"run/control.sock", "run/chain.sock", "run/gateway.sock"}, opened
-        # what workers write (the compiled components) they own, privately
-        assert (home.cache.stat().st_uid, stat.S_IMODE(home.cache.stat().st_mode)) == (nobody.pw_uid, 0o700)
+        assert inboxes and all(opened[n] == 0o060 for n in inboxes), opened
+        assert all((home.root / n).stat().st_uid == os.getuid() for n in [*shared, *inboxes, "run/w"])
+        assert set(opened) - {*shared, *inboxes} <= {"run/control.sock", "run/chain.sock", "run/gateway.sock"}
     finally:
         s.stop()
+
+
+def test_the_workers_user_cannot_replace_a_compiled_component(user_server, worker_user):
+    """Compiled components are native code the fork server and every worker trust: the compile
+    process (as the workers' user) writes through descriptors of the server's files, and the
+    cache is the server user's (supervisor/compiled.py). A process of that user can read them,
+    but can neither replace nor remove one."""
+    actor = cli_start(user_server, EXAMPLES / "counter" / "manifest.toml")
+    with user_server.client() as c:
+        assert c.request(actor, b"+1") == b"1"          # compiled as that user, stored, loaded
+        sha = c.inspect(actor)["component"]
+    home = user_server.home
+    for path in (home.compiled(sha, False), home.shape(sha)):
+        st = path.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (os.getuid(), 0o640), path
+        out = subprocess.run(rogue_command(worker_user, "replace", str(path)), capture_output=True, cwd=ROOT,
+                             env=ROGUE_ENV, timeout=60)
+        assert orjson.loads(out.stdout) == {"unlink": "PermissionError", "rename": "PermissionError",
+                                            "bind": "PermissionError"}, out
+    assert not list(home.cache.rglob(".compiling-*"))      # nothing left of the compile's files

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--data-limit", type=int, default=0, metavar="BYTES",
                       help="lower RLIMIT_DATA to this first (when the server has no cgroup for it)")
     comp.add_argument("--user", metavar="UID:GID", help="drop to this user before compiling")
+    comp.add_argument("--out", required=True, metavar="FD,FD",
+                      help="write the compiled component and its shape to these descriptors (the server's files)")
     rep = sub.add_parser("replay", help="replay one actor's chain; prints a JSON report")
     rep.add_argument("--home", required=True, help="THEATER_HOME (chains.db, components/, cache/)")
     rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         from .compiler import run
 
         uid, _, gid = (args.user or "").partition(":")
-        return run(home, args.sha256, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None)
+        cwasm_fd, _, shape_fd = args.out.partition(",")
+        return run(home, args.sha256, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None,
+                   (int(cwasm_fd), int(shape_fd)))
     from .replay import replay
 
     _linux.die_with_parent(signal.SIGKILL)      # the CLI that asked may give up (or be killed)

@@ -8,7 +8,8 @@ wasmtime's thread pool) or in the server. Its ceiling is ``[compile] memory``: t
 it in a cgroup of its own with that limit before it writes "go" on its stdin; without cgroups
 this process lowers its own RLIMIT_DATA (``--data-limit``). The server kills it after
 ``[compile] timeout``. Under ``--user`` it drops to the workers' user before it reads the
-component.
+component, and writes only to the two descriptors the server gave it (``--out``), of files the
+server then moves into the cache (supervisor/compiled.py).
 
 It prints one JSON line: ``{"ok": true, "seconds", "peak", "bytes"}`` (exit 0) or
 ``{"ok": false, "error"}`` for a component that is not valid or does not check (exit 2). Out of
@@ -30,22 +31,24 @@ from theater import _linux
 from theater.errors import ComponentError
 from theater.paths import Home
 
-from .component import compile_into, make_engine
+from .component import compiled_bytes, make_engine
 from .wit import signatures
 
 EXIT_INVALID = 2
 EXIT_MEMORY = 3
 
 
-def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, int] | None) -> int:
+def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, int] | None,
+        out: tuple[int, int]) -> int:
+    """Compiles, writing the compiled form and its shape to ``out`` (descriptors of files the
+    server made: under --user the cache is not ours to write, see supervisor/compiled.py)."""
     _linux.die_with_parent(signal.SIGKILL)       # a compile nobody waits for is not worth finishing
     if data_limit:
         _linux.lower_limit(resource.RLIMIT_DATA, data_limit)
     _linux.harden(nofile=256)                     # it reads untrusted input: no core dumps, no privileges
     # everything that may import or read this Python's files is done first (as the zygote does):
     # the workers' user may not be able to read them
-    wasm, cwasm, shape, engine = home.components / f"{sha256}.wasm", home.compiled(sha256, fuel), \
-        home.shape(sha256), make_engine(fuel)
+    wasm, engine = home.components / f"{sha256}.wasm", make_engine(fuel)
     signatures()
     if not sys.stdin.readline():                  # "go": we are in our cgroup (or the server is gone)
         return 1
@@ -53,7 +56,9 @@ def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, i
         _linux.become(*user)                      # (which keeps our parent-death signal)
     started = time.monotonic()
     try:
-        compile_into(engine, wasm, cwasm, shape)
+        for fd, data in zip(out, compiled_bytes(engine, wasm), strict=True):
+            with open(fd, "wb") as f:
+                f.write(data)
     except ComponentError as e:
         _say({"ok": False, "error": e.message})
         return EXIT_INVALID

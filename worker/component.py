@@ -92,6 +92,12 @@ def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
     return (*compile_into(engine, wasm_path, cwasm, shape_file), True)
 
 
+def compiled_bytes(engine: wasmtime.Engine, wasm_path: Path) -> tuple[bytes, bytes]:
+    """What ``compile_into`` writes, for a writer that has no path to write it to."""
+    component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
+    return component.serialize(), orjson.dumps(asdict(shape))
+
+
 def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
                  shape_file: Path) -> tuple[wc.Component, Shape]:
     """Compiles the component at ``wasm_path`` (binary, or WAT text) and writes it and its shape
@@ -127,9 +133,12 @@ def load_compiled(engine: wasmtime.Engine, cwasm: Path, shape_file: Path) -> tup
         component = wc.Component.deserialize_file(engine, str(cwasm))
         shape = Shape(**orjson.loads(shape_file.read_bytes()))
     except (wasmtime.WasmtimeError, OSError, orjson.JSONDecodeError, TypeError) as e:
-        cwasm.unlink(missing_ok=True)          # stale or damaged: the next start compiles it again
-        raise TheaterError(f"the compiled component at {cwasm} does not load ({_first_line(e)}); it was "
-                           f"removed and is compiled again at the next start") from None
+        try:
+            cwasm.unlink(missing_ok=True)      # stale or damaged: the next start compiles it again
+            then = "it was removed and is compiled again at the next start"
+        except OSError:                        # under --user the cache is the server's alone
+            then = "remove it, and the next start compiles it again"
+        raise TheaterError(f"the compiled component at {cwasm} does not load ({_first_line(e)}); {then}") from None
     return component, shape
 
 
