@@ -6,17 +6,26 @@ compile process runs as the workers' user, and any other process of that user co
 a file it wrote by name; instead it gets two descriptors of files the server made (0600, its
 own, beside where they go) and writes its output through them. Once it has succeeded, the
 server renames them into place, readable by the workers' group under ``--user``; otherwise it
-removes them. Leftovers of a server that died meanwhile go at the next start (``clear``).
+removes them. At start (``settle``) the cache must hold only what the server's user made.
+
+What this does not give: the compile process's output is trusted. A component that took over
+Cranelift while it compiled writes what it likes through those descriptors (or a child of it
+does, later): such a compromise is a compromise of the cache, as wasmtime documents.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from theater.paths import Home
+
+log = logging.getLogger("theater.server")
 
 PREFIX = ".compiling-"
 
@@ -61,19 +70,41 @@ class Compiled:
         self.parts = []
 
 
-def clear(home: Home) -> None:
-    """What compiles cut short by a dead server left behind."""
-    for part in home.cache.rglob(f"{PREFIX}*"):
-        part.unlink(missing_ok=True)
+def settle(home: Home) -> None:
+    """At start, before any compile or fork: anything in the cache that is not the server
+    user's own file or folder (a file of the workers' user, as an older version let the
+    compile process write there; a symlink) means none of it can be trusted, and all of it
+    can be compiled again: the cache goes. So do the leftovers of compiles a dead server cut
+    short."""
+    cache = home.cache
+    entries = [cache, *cache.rglob("*")]
+    if not all(_ours(p) for p in entries):
+        log.warning("the compiled-component cache %s holds files the server's user did not make; "
+                    "emptied (components compile again)", cache)
+        shutil.rmtree(cache)            # never follows a symlink
+        cache.mkdir(mode=0o700)
+        return
+    for part in entries:
+        if part.name.startswith(PREFIX):
+            part.unlink(missing_ok=True)
+
+
+def _ours(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return True
+    return st.st_uid == os.getuid() and (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
 
 
 def _make_dirs(top: Path, path: Path, group: int | None) -> None:
-    """``path`` under ``top``, each new folder traversable by the workers' group when there is one."""
-    if path == top or path.is_dir():
+    """``path`` under ``top``, each folder traversable by the workers' group when there is one
+    (one that ``theater replay`` made has the operator's umask)."""
+    if path == top:
         return
     _make_dirs(top, path.parent, group)
     with contextlib.suppress(FileExistsError):
         path.mkdir(mode=0o700)
-        if group is not None:
-            os.chown(path, -1, group)
-            os.chmod(path, 0o2750)
+    if group is not None:
+        os.chown(path, -1, group)
+        os.chmod(path, 0o2750)

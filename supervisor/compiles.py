@@ -258,6 +258,10 @@ class Compiles:
                 job.proc.wait()
             if job.group is not None and job.group.path is not None:
                 job.group.remove(timeout=1.0)
+            if job.compiled is not None:
+                job.compiled.discard()
+            if job.output is not None:
+                job.output.close()
         self.jobs.clear()
         self.queue.clear()
 

@@ -124,7 +124,7 @@ class Server:
         os.chmod(self.home.keys, 0o700)
         os.chmod(self.home.run, 0o700)
         os.chmod(self.home.run / "w", 0o700)
-        compiled.clear(self.home)
+        compiled.settle(self.home)
         if self.user:
             self._share_with_workers()
         self.chain_proc.start()

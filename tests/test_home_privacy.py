@@ -139,3 +139,28 @@ def test_the_workers_user_cannot_replace_a_compiled_component(user_server, worke
         assert orjson.loads(out.stdout) == {"unlink": "PermissionError", "rename": "PermissionError",
                                             "bind": "PermissionError"}, out
     assert not list(home.cache.rglob(".compiling-*"))      # nothing left of the compile's files
+
+
+def test_a_cache_the_workers_user_wrote_to_is_emptied_at_start(home, worker_user, tmp_path):
+    """An older version let the compile process (as the workers' user) write the cache: at start
+    nothing there is trusted, and no link planted there leads the server's chown elsewhere."""
+    user = pwd.getpwnam(worker_user)
+    secret = tmp_path / "secret"
+    secret.write_text("root's")
+    secret.chmod(0o600)
+    forged = home.cache / "some-version" / "epoch" / "forged.cwasm"
+    forged.parent.mkdir(parents=True)
+    forged.write_bytes(b"native code of the workers' user")
+    for p in (forged, forged.parent, forged.parent.parent, home.cache):
+        os.chown(p, user.pw_uid, user.pw_gid)
+    (forged.parent / "link").symlink_to(secret)
+    s = Server(home, "--user", worker_user).start()
+    try:
+        st = secret.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.getuid(), os.getgid(), 0o600)
+        assert not forged.exists() and not (forged.parent / "link").is_symlink()
+        st = home.cache.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.getuid(), user.pw_gid, 0o2750)
+        assert "holds files the server's user did not make" in (home.logs / "server.log").read_text()
+    finally:
+        s.stop()

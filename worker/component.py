@@ -103,8 +103,10 @@ def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
     """Compiles the component at ``wasm_path`` (binary, or WAT text) and writes it and its shape
     (each whole or not at all); nothing is written for a component that does not check."""
     component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
-    write_atomically(cwasm, component.serialize())
-    write_atomically(shape_file, orjson.dumps(asdict(shape)))
+    # readable by the workers' group when the server's user writes a cache shared with them
+    # (setgid, --user) from outside the server (theater replay); private in a private cache
+    write_atomically(cwasm, component.serialize(), mode=0o640)
+    write_atomically(shape_file, orjson.dumps(asdict(shape)), mode=0o640)
     return component, shape
 
 
