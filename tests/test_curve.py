@@ -119,6 +119,14 @@ def test_bad_key_options(home, args, needle):
     one_line_error(run_cli(home, "key", *args), "theater: ", needle)
 
 
+def test_a_server_key_may_begin_with_a_dash(home):
+    """Z85 has "-" among its characters: one server key in 85 begins with it, and argparse took
+    it for an option ("expected one argument"; seen once in CI)."""
+    dashed = "-" + "x" * 39
+    key(home, "--client", "--server", "tcp://192.0.2.1:9000", "--server-key", dashed)
+    assert (home.keys / "servers" / "192.0.2.1:9000.key").read_text().strip() == dashed
+
+
 def test_key_curve_is_made_once_and_kept_private(home):
     first = key(home)
     assert key(home) == first

@@ -87,9 +87,25 @@ def _home(given: str | None) -> Home:
     return home
 
 
+# Options whose value may begin with "-" (a CURVE key in Z85 does, one time in 85): argparse
+# would take such a value for an option, so it is joined to its option first.
+DASHED_VALUES = ("--server-key",)
+
+
+def _joined(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":                 # the rest is positional, as the user wrote it
+            return [*out, arg, *it]
+        value = next(it, None) if arg in DASHED_VALUES else None
+        out.append(f"{arg}={value}" if value is not None else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
