@@ -94,7 +94,11 @@ def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
 
 def compiled_bytes(engine: wasmtime.Engine, wasm_path: Path) -> tuple[bytes, bytes]:
     """What ``compile_into`` writes, for a writer that has no path to write it to."""
-    component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
+    return _files(*build(engine, _read_wasm(wasm_path), wasm_path.stem[:12]))
+
+
+def _files(component: wc.Component, shape: Shape) -> tuple[bytes, bytes]:
+    """The compiled form and the shape, as the cache holds them."""
     return component.serialize(), orjson.dumps(asdict(shape))
 
 
@@ -105,8 +109,8 @@ def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
     component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
     # readable by the workers' group when the server's user writes a cache shared with them
     # (setgid, --user) from outside the server (theater replay); private in a private cache
-    write_atomically(cwasm, component.serialize(), mode=0o640)
-    write_atomically(shape_file, orjson.dumps(asdict(shape)), mode=0o640)
+    for path, data in zip((cwasm, shape_file), _files(component, shape), strict=True):
+        write_atomically(path, data, mode=0o640)
     return component, shape
 
 

@@ -108,16 +108,16 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
     fuel = bool(job.get("fuel"))
     loaded = preload.take(job["component"], fuel)
     setproctitle.setproctitle(f"python -m worker --actor {actor_id} --name {name} --home {home.root}")
+    if ahead is None:       # confined ahead, it shared its inbox then
+        share_inbox(inbox, spec.get("user"))
     if box is None:
         channel.close()
-        share_inbox(inbox, spec.get("user"))
         last = lambda: confine(spec)            # noqa: E731 - as its first act once its requests are out
     elif ahead is not None:
         channel.close()
         last = lambda: lower_data(spec)         # noqa: E731 - confined already, but for this
     else:
         try:
-            share_inbox(inbox, spec.get("user"))
             box.enter(home, spec)
         except (SandboxError, OSError) as e:
             log.error("worker %d (actor %s): cannot confine itself: %s", os.getpid(), actor_id, e)
