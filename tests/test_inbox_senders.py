@@ -14,6 +14,8 @@ import zmq
 from theater import protocol, tickets
 from theater.events import decode_data
 from worker.loop import Loop, Sockets
+from worker.outgoing import Outgoing
+from worker.peers import Peers
 from worker.senders import Senders
 
 from .conftest import ROGUE_ENV, ROOT, cli_start, rogue_command, wait_for
@@ -114,5 +116,41 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         loop.awaited.add("p2")
         deliver(peer, {"k": "reply", "rid": "p2", "ok": True})
         assert "p2" in loop.replies
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_a_peer_can_refuse_only_what_it_was_sent():
+    """Each refusal a peer sends becomes an event in the sender's chain: it may count the messages
+    handed to it, once each, and a refusal of nothing is dropped, so a peer cannot fill the chain."""
+    ctx = zmq.Context()
+    try:
+        names = ("control", "chain", "inbox", "peer")
+        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
+        for name, (ours, theirs) in pairs.items():
+            ours.bind(f"inproc://{name}")
+            theirs.connect(f"inproc://{name}")
+        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
+                    "a", "a")
+        recorded: list[dict] = []
+        peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
+        loop.on["refused"] = lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"])
+        ours, theirs = pairs["peer"]
+        loop.to_peers.add(ours)
+        out = peers.outgoing["b"] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
+        for _ in range(3):
+            out.accepted(1)
+            out.put(protocol.encode({"k": "msg", "what": "send"}, b"m"), 1)
+        assert len([theirs.recv_multipart() for _ in range(3)]) == 3
+
+        def refuse(count: int) -> None:
+            loop._dispatch(ours, protocol.encode({"k": "refused", "error": "stopping", "count": count}))
+
+        refuse(2)
+        refuse(1000)            # claims more than it got: counts what is left
+        for _ in range(50):     # and then nothing: dropped, not recorded
+            refuse(1)
+        assert [r["messages"] for r in recorded] == [2, 1] and {r["to"] for r in recorded} == {"b"}
+        assert loop.senders.dropped == 50
     finally:
         ctx.destroy(linger=0)

@@ -40,6 +40,7 @@ class Outgoing:
         self.unsent = 0             # accepted by send, not yet handed to ZeroMQ (held or queued)
         self.unsent_bytes = 0
         self.queue: deque[tuple[list[bytes], int]] = deque()
+        self.unanswered = 0         # handed to ZeroMQ, and not refused since: what a refusal may count
         self.gone: str | None = None    # why the peer can no longer take them
         self._watch = watch
 
@@ -72,6 +73,7 @@ class Outgoing:
                 return
             else:
                 self._sent(size)
+                self.unanswered += 1
                 return
         self.queue.append((frames, size))
 
@@ -86,11 +88,19 @@ class Outgoing:
                 return
             queue.popleft()
             self._sent(size)
+            self.unanswered += 1
         self._watch(self.sock, None)
 
     def _sent(self, size: int) -> None:
         self.unsent -= 1
         self.unsent_bytes -= size
+
+    def refusals(self, claimed: int) -> int:
+        """How many of ``claimed`` messages a peer's refusal may count: no more than were handed
+        to it and not refused before (a peer cannot fill our chain with refusals of nothing)."""
+        counted = min(claimed, self.unanswered)
+        self.unanswered -= counted
+        return counted
 
     def lose(self, why: str) -> int:
         """The peer is gone: how many messages it will never get from here (they are dropped)."""

@@ -103,10 +103,15 @@ class Peers:
             loop.pump(min(remaining, HEARTBEAT_INTERVAL))
 
     def refused(self, sock: zmq.Socket, why: str, count: int) -> None:
-        """The peer on ``sock`` turned messages away (it is stopping, or they were too large): recorded."""
-        peer = next((a for a, o in self.outgoing.items() if o.sock is sock), None)
-        if peer is not None:
-            self.record("limit/refused", {"to": peer, "error": why, "messages": count})
+        """The peer on ``sock`` turned messages away (it is stopping, or they were too large):
+        recorded, as many as we sent it at most; a refusal of nothing is dropped (worker.senders)."""
+        out = next((o for o in self.outgoing.values() if o.sock is sock), None)
+        counted = out.refusals(count) if out is not None else 0
+        if counted:
+            assert out is not None
+            self.record("limit/refused", {"to": out.peer, "error": why, "messages": counted})
+        else:
+            self.loop.senders.drop("refusal from a peer of messages it was never sent")
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""
