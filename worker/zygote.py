@@ -193,8 +193,12 @@ class Zygote:
         self._report({"op": "spawned", "actor": msg["actor"], "pid": s.pid})
         self.preload.want(msg["component"], bool(msg.get("fuel")))
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
-        # actor that is starting; a spawn arriving before then forks one at once
-        self.spare_due = time.monotonic() + SPARE_DELAY
+        # actor that is starting. Not later than that, though (in a burst of spawns, postponing
+        # it at each one left every fourth with no spare), and at once when this took the last
+        if not self.spares:
+            self.spare_due = time.monotonic()
+        elif self.spare_due is None:
+            self.spare_due = time.monotonic() + SPARE_DELAY
 
     def _learn(self, confine: dict[str, Any]) -> dict[str, Any] | None:
         """The confinement of a spare confined ahead that may take this actor (sandboxed only).
@@ -215,8 +219,10 @@ class Zygote:
         alive = [s for s in self.spares if s.pid not in self.violations.calls]
         ahead = sorted((s for s in alive if want is not None and s.ahead == want),
                        key=lambda s: s.chan.fileno() in self.channels)
-        s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None) \
-            or self._fork_spare(rehearse=False)
+        s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None)
+        if s is None:
+            log.info("zygote: no spare was left: a spawn waits for one forked now")
+            s = self._fork_spare(rehearse=False)
         self.spares.remove(s)
         return s
 
