@@ -104,3 +104,39 @@ def test_a_peer_message_over_the_receivers_limit_is_refused_by_the_receiver(serv
     assert r.out.startswith(b"error: a message of") and str(2 * MiB).encode() in r.out, r.out[:300]
     for a in (sender, roomy, small):
         assert orjson.loads(server.cli("inspect", a, "--json").out)["restarts"] == 0
+
+
+def test_a_channel_accept_over_one_message_is_refused_to_the_opener(monkeypatch):
+    """An accept's first message travels in the open's reply: over what one message carries, the
+    opener's connection would drop it (and the open time out); it is refused with the reason."""
+    from worker.handlers import message_server
+    from worker.mailbox import Incoming
+
+    class Host:
+        actor_id, peers = "acceptor", None
+
+        def __init__(self) -> None:
+            self.said: list = []
+
+        def exports(self, *_):
+            return True
+
+        def call(self, _iface, _fn, _params):
+            return ({"accepted": True, "message": bytes(11)},)
+
+        def refuse(self, item, error):
+            self.said.append(("refused", error))
+
+        def reply(self, route, header, *frames):
+            self.said.append(("reply", header, frames))
+
+    monkeypatch.setattr(message_server, "MAX_PAYLOAD", 10)
+    host = Host()
+    ms = message_server.MessageServer(host, {})
+    ms.deliver(Incoming("chan_open", {"rid": "r", "ch": "c"}, b"", ("peer", b"opener")))
+    assert host.said == [("refused", "actor acceptor's answer to a channel open, of 11 bytes, is over the "
+                                     "10-byte limit of one message")]
+    assert not ms.channels
+    monkeypatch.setattr(message_server, "MAX_PAYLOAD", 11)
+    ms.deliver(Incoming("chan_open", {"rid": "r2", "ch": "c2"}, b"", ("peer", b"opener")))
+    assert host.said[-1][0] == "reply" and host.said[-1][2] == (bytes(11),) and "c2" in ms.channels

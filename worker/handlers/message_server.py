@@ -145,6 +145,10 @@ class MessageServer(Handler):
             (accept,) = out
             accepted = bool(accept["accepted"])
             message = accept["message"]
+            if message is not None and len(message) > MAX_PAYLOAD:     # the opener would never hear
+                self.host.refuse(item, f"actor {self.host.actor_id}'s answer to a channel open, of "
+                                        f"{len(message)} bytes, is over the {MAX_PAYLOAD}-byte limit of one message")
+                return
             if accepted:
                 peer = item.sender
                 self.channels[h["ch"]] = Channel(peer, None if peer else item.route)
