@@ -113,7 +113,11 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         deliver(peer, {"k": "reply", "rid": "p1", "ok": True})               # nobody waits for it
         deliver(peer, {"k": "msg", "what": "send"})                          # a peer only answers
         assert "p1" not in loop.replies and loop.senders.dropped == 1
-        loop.awaited.add("p2")
+        other = pairs["inbox"][1]           # stands for a second peer connection
+        loop.to_peers.add(other)
+        loop.awaited["p2"] = peer
+        deliver(other, {"k": "reply", "rid": "p2", "ok": True})             # another peer's answer: not its to give
+        assert "p2" not in loop.replies
         deliver(peer, {"k": "reply", "rid": "p2", "ok": True})
         assert "p2" in loop.replies
     finally:

@@ -118,7 +118,7 @@ class Loop:
         self.replies: dict[str, Answer] = {}
         self.senders = Senders(name)                               # who wrote each inbox message
         self.to_peers: set[zmq.Socket] = set()                      # our connections to peers (worker.peers)
-        self.awaited: set[str] = set()                              # replies someone waits for (``wait_reply``)
+        self.awaited: dict[str, zmq.Socket | None] = {}            # replies waited for, and where (``wait_reply``)
         self.writable: dict[zmq.Socket, Callable[[], None]] = {}   # sockets watched for room (see ``watch``)
         self.inbox_paused = False                                   # the mailbox is full: see ``pause_inbox``
         self.on: dict[str, Handler] = {}                       # kinds from the server and peers
@@ -217,11 +217,11 @@ class Loop:
             deadline = time.monotonic() + timeout
         else:
             deadline = self.call_deadline() or time.monotonic() + DEFAULT_TIMEOUT
-        self.awaited.add(rid)
+        self.awaited[rid] = sock
         try:
             return self._wait(rid, deadline, check, sock, peer, stoppable)
         finally:
-            self.awaited.discard(rid)
+            del self.awaited[rid]
 
     def _wait(self, rid: str, deadline: float, check: Callable[[], None] | None, sock: zmq.Socket | None,
               peer: str | None, stoppable: bool) -> Answer:
@@ -340,7 +340,8 @@ class Loop:
             elif "re" in header:
                 self.replies[header["re"]] = (header, body)
         elif kind == "reply":
-            if not peer or header["rid"] in self.awaited:    # a peer's late (or made-up) reply: nobody waits
+            # from a peer, only a reply waited for on that connection (not late, made up, or another's)
+            if not peer or self.awaited.get(header["rid"]) is sock:
                 self.replies[header["rid"]] = (header, body)
         elif kind in ("ok", "error"):
             self.replies[header["re"]] = (header, body)
