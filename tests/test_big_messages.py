@@ -106,9 +106,10 @@ def test_a_peer_message_over_the_receivers_limit_is_refused_by_the_receiver(serv
         assert orjson.loads(server.cli("inspect", a, "--json").out)["restarts"] == 0
 
 
-def test_a_channel_accept_over_one_message_is_refused_to_the_opener(monkeypatch):
+def test_an_answer_over_one_message_is_refused_to_the_asker_and_recorded(monkeypatch):
     """An accept's first message travels in the open's reply: over what one message carries, the
-    opener's connection would drop it (and the open time out); it is refused with the reason."""
+    opener's connection would drop it (and the open time out). It is refused with the reason, as a
+    reply to a request over it is, and recorded in the answering actor's chain."""
     from worker.handlers import message_server
     from worker.mailbox import Incoming
 
@@ -121,11 +122,11 @@ def test_a_channel_accept_over_one_message_is_refused_to_the_opener(monkeypatch)
         def exports(self, *_):
             return True
 
-        def call(self, _iface, _fn, _params):
-            return ({"accepted": True, "message": bytes(11)},)
+        def call(self, _iface, fn, _params):
+            return (bytes(11),) if fn == "handle-request" else ({"accepted": True, "message": bytes(11)},)
 
-        def refuse(self, item, error):
-            self.said.append(("refused", error))
+        def record(self, event_type, value):
+            self.said.append((event_type, value))
 
         def reply(self, route, header, *frames):
             self.said.append(("reply", header, frames))
@@ -133,10 +134,17 @@ def test_a_channel_accept_over_one_message_is_refused_to_the_opener(monkeypatch)
     monkeypatch.setattr(message_server, "MAX_PAYLOAD", 10)
     host = Host()
     ms = message_server.MessageServer(host, {})
-    ms.deliver(Incoming("chan_open", {"rid": "r", "ch": "c"}, b"", ("peer", b"opener")))
-    assert host.said == [("refused", "actor acceptor's answer to a channel open, of 11 bytes, is over the "
-                                     "10-byte limit of one message")]
+    ms.deliver(Incoming("chan_open", {"rid": "r", "ch": "c", "from": "opener"}, b"", ("peer", b"p1")))
+    error = "actor acceptor's answer to a channel open of 11 bytes is over the 10-byte limit of one message"
+    # recorded in the acceptor's chain, then told to the opener (held, like any answer)
+    assert host.said == [("limit/refused", {"to": "opener", "error": error}),
+                         ("reply", {"k": "reply", "rid": "r", "ok": False, "code": "refused", "error": error}, ())]
     assert not ms.channels
+    # so is a reply to a request over it
+    ms.deliver(Incoming("request", {"rid": "q"}, b"", ("control", None)))
+    error = "actor acceptor's reply of 11 bytes is over the 10-byte limit of one message"
+    assert host.said[-2:] == [("limit/refused", {"to": None, "error": error}),
+                              ("reply", {"k": "reply", "rid": "q", "ok": False, "code": "refused", "error": error}, ())]
     monkeypatch.setattr(message_server, "MAX_PAYLOAD", 11)
     ms.deliver(Incoming("chan_open", {"rid": "r2", "ch": "c2"}, b"", ("peer", b"opener")))
     assert host.said[-1][0] == "reply" and host.said[-1][2] == (bytes(11),) and "c2" in ms.channels

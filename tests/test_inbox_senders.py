@@ -13,6 +13,7 @@ import zmq
 
 from theater import protocol, tickets
 from theater.events import decode_data
+from worker import outgoing, wire
 from worker.loop import Loop, Sockets
 from worker.outgoing import Outgoing
 from worker.peers import Peers
@@ -124,7 +125,7 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         ctx.destroy(linger=0)
 
 
-def test_a_peer_can_refuse_only_what_it_was_sent():
+def test_a_peer_can_refuse_only_what_it_was_sent(monkeypatch):
     """Each refusal a peer sends becomes an event in the sender's chain: it may count the messages
     handed to it, once each, and a refusal of nothing is dropped, so a peer cannot fill the chain."""
     ctx = zmq.Context()
@@ -156,5 +157,23 @@ def test_a_peer_can_refuse_only_what_it_was_sent():
             refuse(1)
         assert [r["messages"] for r in recorded] == [2, 1] and {r["to"] for r in recorded} == {"b"}
         assert loop.senders.dropped == 50
+        # messages that waited for room in this worker count once they are handed over
+        full = [True]
+
+        def send_when_room(sock: zmq.Socket, frames: list[bytes]) -> None:
+            if full[0]:
+                raise zmq.Again()
+            wire.send(sock, frames)
+        monkeypatch.setattr(outgoing, "send", send_when_room)
+        for _ in range(2):
+            out.accepted(1)
+            out.put(protocol.encode({"k": "msg", "what": "send"}, b"m"), 1)
+        assert len(out.queue) == 2
+        refuse(1)               # none of them has left yet
+        assert len(recorded) == 2 and loop.senders.dropped == 51
+        full[0] = False
+        out.flush()
+        refuse(5)
+        assert recorded[-1]["messages"] == 2
     finally:
         ctx.destroy(linger=0)

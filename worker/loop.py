@@ -221,7 +221,7 @@ class Loop:
         try:
             return self._wait(rid, deadline, check, sock, peer, stoppable)
         finally:
-            del self.awaited[rid]
+            self.awaited.pop(rid, None)
 
     def _wait(self, rid: str, deadline: float, check: Callable[[], None] | None, sock: zmq.Socket | None,
               peer: str | None, stoppable: bool) -> Answer:

@@ -4,7 +4,8 @@ Starting a fresh interpreter and importing wasmtime costs ~60 ms; forking this p
 costs ~3 ms. So the server starts one zygote, and each actor is a fork of it. The zygote
 keeps *spare* children already forked (``worker.spare``: what one does), each waiting on a
 socket for its assignment; a spawn hands a spare an actor, and the spares are topped up a moment
-later, off the spawn's path. A spare topped up rehearses an actor's start while it waits
+later, off the spawn's path (at once when it took the last spare of its kind, so that a burst of
+spawns never waits for a fork). A spare topped up rehearses an actor's start while it waits
 (``worker.rehearsal``), so that its own start is not slowed by its first touch of the pages it
 shares with the zygote. wasmtime's compile thread pool
 deadlocks the children of a process it ran in, so the zygote compiles only the rehearsal's
@@ -67,8 +68,8 @@ log = logging.getLogger("theater.zygote")
 # ready while others are replaced: a spare takes 15-35 ms to get ready (its cgroup move, its
 # rehearsal, its confinement ahead).
 SPARES = 3
-# After a spare is handed out, its replacement is forked this much later: on two cores a
-# fork competes with the actor that is starting.
+# After a spare is handed out, its replacement is forked this much later (not postponed by the
+# spawns that follow): on two cores a fork competes with the actor that is starting.
 SPARE_DELAY = 0.015
 # How native code crashes: a spare that dies of one before it is needed stops the rehearsals.
 CRASHES = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
@@ -195,10 +196,11 @@ class Zygote:
         # the next spare is forked a moment later, not now: on two cores a fork competes with the
         # actor that is starting. Not later than that, though (in a burst of spawns, postponing
         # it at each one left every fourth with no spare), and at once when this took the last
-        if not self.spares:
+        # of its kind (the next such spawn would wait for a fork)
+        if not any(x.ahead == s.ahead and x.pid not in self.violations.calls for x in self.spares):
             self.spare_due = time.monotonic()
-        elif self.spare_due is None:
-            self.spare_due = time.monotonic() + SPARE_DELAY
+        else:
+            self._top_up_within(SPARE_DELAY)
 
     def _learn(self, confine: dict[str, Any]) -> dict[str, Any] | None:
         """The confinement of a spare confined ahead that may take this actor (sandboxed only).
@@ -221,10 +223,15 @@ class Zygote:
                        key=lambda s: s.chan.fileno() in self.channels)
         s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None)
         if s is None:
-            log.info("zygote: no spare was left: a spawn waits for one forked now")
+            log.info("zygote: no spare was ready for this actor's confinement: its spawn waits for one forked now")
             s = self._fork_spare(rehearse=False)
         self.spares.remove(s)
         return s
+
+    def _top_up_within(self, seconds: float) -> None:
+        """Tops the spares up ``seconds`` from now, or sooner if that was due already."""
+        due = time.monotonic() + seconds
+        self.spare_due = due if self.spare_due is None else min(self.spare_due, due)
 
     def _top_up(self) -> None:
         """Forks the spares missing: ``SPARES`` of them, confined ahead once the usual confinement
@@ -314,7 +321,7 @@ class Zygote:
                 continue
             if lost is not None:
                 self._forget(lost)
-                self.spare_due = time.monotonic() + SPARE_DELAY
+                self._top_up_within(SPARE_DELAY)
                 self._lost_spare(lost, status, call)
                 continue
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})

@@ -134,8 +134,7 @@ class MessageServer(Handler):
             if reply is None:
                 self.outstanding[h["rid"]] = item.route
             elif len(reply) > MAX_PAYLOAD:
-                self.host.refuse(item, f"actor {self.host.actor_id}'s reply of {len(reply)} bytes is over "
-                                        f"the {MAX_PAYLOAD}-byte limit of one message")
+                self._oversized(item, "reply", len(reply))
             else:
                 self.host.reply(item.route, {"k": "reply", "rid": h["rid"], "ok": True}, reply)
         elif what == "chan_open":
@@ -146,8 +145,7 @@ class MessageServer(Handler):
             accepted = bool(accept["accepted"])
             message = accept["message"]
             if message is not None and len(message) > MAX_PAYLOAD:     # the opener would never hear
-                self.host.refuse(item, f"actor {self.host.actor_id}'s answer to a channel open, of "
-                                        f"{len(message)} bytes, is over the {MAX_PAYLOAD}-byte limit of one message")
+                self._oversized(item, "answer to a channel open", len(message))
                 return
             if accepted:
                 peer = item.sender
@@ -159,6 +157,16 @@ class MessageServer(Handler):
                 self._call("handle-channel-message", (h["ch"], payload), item)
         elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
             self._call("handle-channel-close", (h["ch"],), item)
+
+    def _oversized(self, item: Incoming, what: str, size: int) -> None:
+        """The actor answered with more than one message carries (ZeroMQ would drop it, and the
+        connection, without a word): the asker hears why instead, once the call's events are
+        stored, and the actor's chain says so (a channel it accepted is not open)."""
+        error = (f"actor {self.host.actor_id}'s {what} of {size} bytes is over the {MAX_PAYLOAD}-byte "
+                 f"limit of one message")
+        self.host.record("limit/refused", {"to": item.sender, "error": error})
+        self.host.reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": False, "code": "refused",
+                                     "error": error})
 
     def _call(self, fn: str, params: tuple[Any, ...], item: Incoming) -> tuple[Any, ...] | None:
         if not self.host.exports(CLIENT, fn):
