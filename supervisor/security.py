@@ -26,7 +26,7 @@ import time
 import zmq
 from zmq.utils import z85
 
-from theater import keys
+from theater import curve_keys
 from theater.endpoints import is_loopback, tcp_host
 from theater.errors import UsageError
 from theater.paths import Home
@@ -57,7 +57,7 @@ def needs_curve(home: Home, listen: str, curve: bool) -> bool:
     host = tcp_host(listen)
     if not (curve or not is_loopback(host)):
         return False
-    if keys.curve_pair(home, "server") is None:
+    if curve_keys.curve_pair(home, "server") is None:
         why = "--curve was given" if curve else f"{host} is reachable from other hosts"
         raise UsageError(f"--listen {listen}: {why}, so clients must authenticate with CURVE, and {home.root} "
                          f"has no CURVE key yet: run `theater key --curve --home {home.root}`, then authorize "
@@ -70,7 +70,7 @@ def secure_listener(sock: zmq.Socket, home: Home, listen: str, curve: bool = Fal
     (and a running gatekeeper, returned) otherwise."""
     if not needs_curve(home, listen, curve):
         return None
-    pair = keys.curve_pair(home, "server")
+    pair = curve_keys.curve_pair(home, "server")
     assert pair is not None
     gate = Gatekeeper(sock.context, home, listen)
     gate.start()
@@ -79,7 +79,7 @@ def secure_listener(sock: zmq.Socket, home: Home, listen: str, curve: bool = Fal
     sock.curve_publickey = pair[0].encode()
     sock.curve_server = True
     sock.zap_domain = b"theater"
-    clients, bad = keys.authorized_clients(home)
+    clients, bad = curve_keys.authorized_clients(home)
     for path in bad:
         log.warning("%s holds no CURVE public key; ignored", path)
     log.info("the management socket requires CURVE (server key %s); %d authorized client key(s) in %s",
@@ -142,7 +142,7 @@ class Gatekeeper:
             self._refused(f"refused a client from {peer}: mechanism {mechanism.decode(errors='replace')!r}")
             return [version, rid, b"400", b"CURVE required", b"", b""]
         key = z85.encode(credentials[0]).decode()
-        clients, _ = keys.authorized_clients(self.home)
+        clients, _ = curve_keys.authorized_clients(self.home)
         name = clients.get(key)
         if name is None:
             self._refused(f"refused a CURVE client from {peer}: key {key} is not in {self.home.keys / 'authorized'}")

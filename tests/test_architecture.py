@@ -146,14 +146,15 @@ def test_every_request_kind_declares_the_kind_that_answers_it():
 
 
 @pytest.mark.parametrize(("module", "heavy"), [
-    ("theater.cli", ("wasmtime", "asyncio", "importlib.metadata")),
+    ("theater.cli", ("wasmtime", "asyncio", "importlib.metadata", "cryptography")),
     ("supervisor.__main__", ("wasmtime", "asyncio", "prometheus_client")),
 ])
 def test_commands_start_without_what_only_some_of_their_work_needs(module, heavy):
     """Every `theater` command is a new process, and tests and `theater run` start servers
     often: wasmtime (the CLI checks WAT with it in `build` only, the server parses WAT), asyncio
-    (pulled in by pyzmq's monitor helpers, used only when a CURVE handshake fails) and the
-    metrics exporter's prometheus_client (--metrics only) cost 50-130 ms each at every start."""
+    (pulled in by pyzmq's monitor helpers, used only when a CURVE handshake fails), the
+    metrics exporter's prometheus_client (--metrics only) and, in the CLI, cryptography (the
+    commands that verify or print the host key) cost 40-130 ms each at every start."""
     code = f"import sys, {module}; print([m for m in {heavy!r} if m in sys.modules])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -26,7 +26,7 @@ from typing import Any
 
 import zmq
 
-from . import keys, protocol
+from . import curve_keys, protocol
 from . import manifest as manifests
 from .digests import FileDigests, stamp
 from .endpoints import is_loopback, tcp_host
@@ -105,13 +105,12 @@ class Client:
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             raise Refused(f"{where} refused this client's CURVE key {self.curve_key}: its operator must put it "
                           f"in keys/authorized/NAME.key on the server")
+        known = curve_keys.server_key_file(self.home, self.endpoint)
         if event["value"] != zmq.Event.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-            raise Refused(f"{where} failed the CURVE handshake (is {keys.server_key_file(self.home, self.endpoint)} "
-                          f"that server's public key?)")
+            raise Refused(f"{where} failed the CURVE handshake (is {known} that server's public key?)")
         if self.curve_key is not None:
-            raise Refused(f"{where} does not use CURVE, but this client has a key for it "
-                          f"({keys.server_key_file(self.home, self.endpoint)}): remove it, or start the server "
-                          f"with --curve")
+            raise Refused(f"{where} does not use CURVE, but this client has a key for it ({known}): remove it, "
+                          f"or start the server with --curve")
         raise Refused(f"{where} requires CURVE: {_curve_how(self.endpoint)}")
 
     # ---- the wire ----------------------------------------------------------------------------
@@ -235,12 +234,12 @@ def _listening(path: Path) -> bool:
 def _curve_client(sock: zmq.Socket, home: Home, endpoint: str) -> str | None:
     """Sets up CURVE when this home trusts a key for ``endpoint`` (required off loopback); this
     client's public key, or None for a plain connection."""
-    server_key = keys.known_server_key(home, endpoint)
+    server_key = curve_keys.known_server_key(home, endpoint)
     if server_key is None:
         if is_loopback(tcp_host(endpoint)):
             return None
         raise UsageError(f"{endpoint} is not on loopback, so the server requires CURVE: {_curve_how(endpoint)}")
-    pair = keys.curve_pair(home, "client")
+    pair = curve_keys.curve_pair(home, "client")
     if pair is None:
         raise UsageError(f"{endpoint}: this home has no CURVE client key yet: run `theater key --curve --client` "
                          f"and have the server's operator authorize the key it prints")

@@ -26,12 +26,13 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+if TYPE_CHECKING:       # loaded by whoever verifies (it holds a key): the CLI starts without it
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import UsageError, VerifyError
 from .protocol import MAX_INT
@@ -214,6 +215,8 @@ class Checkpoint:
         return checkpoint_message(self.actor_id, self.seq, self.hash, self.stamp)
 
     def verify(self, public_key: Ed25519PublicKey) -> bool:
+        from cryptography.exceptions import InvalidSignature
+
         try:
             public_key.verify(self.signature, self.message())
             return True

@@ -1,6 +1,7 @@
 """Where things live under ``$THEATER_HOME``, and the sockets every process agrees on.
 
-    keys/           host.key (Ed25519, 0600), host.pub; CURVE: curve/, authorized/, servers/ (theater.keys)
+    keys/           host.key (Ed25519, 0600), host.pub (theater.keys); CURVE: curve/, authorized/,
+                    servers/ (theater.curve_keys)
     keys/secrets/   named secrets for outgoing requests (one file each, 0600; see theater.secrets)
     run/            theater.sock (management), control.sock, chain.sock, events.sock, gateway.sock,
                     w/<pid>.sock, server.json

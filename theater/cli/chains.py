@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 
-from .. import keys
 from ..chaindb import ChainReader
 from ..client import Client
 from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
@@ -205,6 +204,8 @@ def _reader(ctx: Context) -> ChainReader:
 
 
 def _public(ctx: Context, given: str | None) -> Any:
+    from .. import keys  # cryptography: loaded by the commands that verify, not by every command
+
     return keys.parse_public(given) if given else keys.read_public(ctx.home)
 
 
@@ -285,6 +286,8 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
     this client's), made first if there is none (docs/operations.md, "Remote access")."""
     if args.curve or args.client or args.server_key is not None:
         return curve.key(args, ctx)
+    from .. import keys
+
     try:
         public = keys.public_hex(keys.read_public(ctx.home))
     except UsageError:

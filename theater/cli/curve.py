@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 
-from .. import keys
+from .. import curve_keys
 from ..errors import UsageError
 from . import _output
 from ._context import Context
@@ -43,11 +43,12 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
         if not server.startswith("tcp://"):
             raise UsageError("--server-key needs the server's address: --server tcp://HOST:PORT")
         try:
-            trusted = keys.trust_server_key(ctx.home, server, args.server_key)
+            trusted = curve_keys.trust_server_key(ctx.home, server, args.server_key)
         except OSError as e:
-            raise UsageError(f"cannot write {keys.server_key_file(ctx.home, server)}: {e.strerror or e}") from None
+            where = curve_keys.server_key_file(ctx.home, server)
+            raise UsageError(f"cannot write {where}: {e.strerror or e}") from None
     try:
-        pair = keys.curve_pair(ctx.home, role, create=True)
+        pair = curve_keys.curve_pair(ctx.home, role, create=True)
         if role == "server":
             (ctx.home.keys / "authorized").mkdir(mode=0o700, exist_ok=True)
     except OSError as e:
