@@ -107,11 +107,10 @@ class Peers:
         recorded, as many as we sent it at most; a refusal of nothing is dropped (worker.senders)."""
         out = next((o for o in self.outgoing.values() if o.sock is sock), None)
         counted = out.refusals(count) if out is not None else 0
-        if counted:
-            assert out is not None
-            self.record("limit/refused", {"to": out.peer, "error": why, "messages": counted})
-        else:
+        if out is None or not counted:
             self.loop.senders.drop("refusal from a peer of messages it was never sent")
+            return
+        self.record("limit/refused", {"to": out.peer, "error": why, "messages": counted})
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""

@@ -197,10 +197,8 @@ class Zygote:
         # actor that is starting. Not later than that, though (in a burst of spawns, postponing
         # it at each one left every fourth with no spare), and at once when this took the last
         # of its kind (the next such spawn would wait for a fork)
-        if not any(x.ahead == s.ahead and x.pid not in self.violations.calls for x in self.spares):
-            self.spare_due = time.monotonic()
-        else:
-            self._top_up_within(SPARE_DELAY)
+        last_of_its_kind = not any(x.ahead == s.ahead and x.pid not in self.violations.calls for x in self.spares)
+        self._top_up_within(0.0 if last_of_its_kind else SPARE_DELAY)
 
     def _learn(self, confine: dict[str, Any]) -> dict[str, Any] | None:
         """The confinement of a spare confined ahead that may take this actor (sandboxed only).
@@ -223,7 +221,7 @@ class Zygote:
                        key=lambda s: s.chan.fileno() in self.channels)
         s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None)
         if s is None:
-            log.info("zygote: no spare was ready for this actor's confinement: its spawn waits for one forked now")
+            log.info("zygote: no spare left for this actor's confinement: its spawn waits for one forked now")
             s = self._fork_spare(rehearse=False)
         self.spares.remove(s)
         return s
