@@ -42,6 +42,25 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     assert str(path) in e.value.message and where in e.value.message
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    ("[limits]\ncpu = inf\n", "at most 1024"),                  # once: the start hung, a traceback in the log
+    ("[limits]\ncpu = nan\n", "at most 1024"),
+    ("[limits]\ncall_timeout = 1e400\n", "at most 366 days"),   # once: a worker's internal error
+    ('[limits]\ncall_timeout = "9999999h"\n', "at most 366 days"),
+    ("[limits]\nfuel = 99999999999999999999\n", "from 0 to 9223372036854775807"),
+    ("[restart]\nintensity = 99999999999999999999\n", "from 0 to"),   # once: `inspect` failed
+    ("[restart]\nperiod = 1e400\n", "at most 366 days"),              # once: a CLI traceback
+    ("[restart]\nshutdown = 1e400\n", "at most 366 days"),
+    ('[limits]\nmemory = "5GiB"\n', "at most 4GiB"),
+    ('[limits]\nprocess_memory = "2000TiB"\n', "at most 1024TiB"),
+])
+def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
+    with pytest.raises(ManifestError) as e:
+        parse(text)
+    assert e.value.message.startswith("m.toml: ") and says in e.value.message, e.value.message
+    assert parse('[limits]\nmemory = "4GiB"\nprocess_memory = "8GiB"\ncpu = 1024\n').limits.memory == 4 << 30
+
+
 def test_every_restart_option_is_read():
     r = parse('[restart]\ntype = "transient"\nstrategy = "rest_for_one"\nintensity = 7\nperiod = "9s"\n'
               'shutdown = "250ms"\nstate = "initial"\nbackoff = { min = "20ms", max = "3s", jitter = 0.5 }\n').restart

@@ -21,12 +21,15 @@ from . import grants, mcptools
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
 from .paths import read_regular, within
-from .protocol import MAX_PAYLOAD
+from .protocol import MAX_INT, MAX_PAYLOAD
 
 # Largest manifest file read; and largest component or init_state file, which must fit one
 # message to the server and from the server to the worker.
 MAX_MANIFEST_FILE = 1 << 20
 MAX_FILE = MAX_PAYLOAD
+# [limits] cpu is a share of one core; more than this many cores is a typo.
+MAX_CPU = 1024
+MAX_WASM_MEMORY = 4 << 30
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -345,10 +348,14 @@ class Checker:
         self.unknown(raw, {f for f in Limits.__dataclass_fields__}, "[limits]")
         d = Limits()
         cpu = raw.get("cpu", d.cpu)
-        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu < 0:
-            raise self.fail(f"[limits] cpu = {cpu!r}", "expected a share of one core such as 0.5 (0 = no limit)")
+        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 <= cpu <= MAX_CPU:
+            raise self.fail(f"[limits] cpu = {cpu!r}", f"expected a share of one core such as 0.5 (0 = no limit, "
+                                                      f"at most {MAX_CPU})")
+        memory = self.size(raw, "memory", d.memory)
+        if memory > MAX_WASM_MEMORY:
+            raise self.fail(f"[limits] memory = {raw['memory']!r}", "a wasm32 linear memory holds at most 4GiB")
         return Limits(
-            memory=self.size(raw, "memory", d.memory),
+            memory=memory,
             process_memory=self.size(raw, "process_memory", d.process_memory),
             call_timeout=self.duration(raw, "call_timeout", "[limits]", d.call_timeout, positive=True),
             fuel=self.integer(raw, "fuel", "[limits]", d.fuel, minimum=0),
@@ -380,6 +387,6 @@ class Checker:
 
     def integer(self, raw: dict[str, Any], key: str, where: str, default: int, minimum: int) -> int:
         value = raw.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(f"{where} {key} = {value!r}", f"expected an integer >= {minimum}")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INT:
+            raise self.fail(f"{where} {key} = {value!r}", f"expected an integer from {minimum} to {MAX_INT}")
         return value
