@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from theater._logging import PLAIN_FORMAT, JournalFormatter, is_journal
+from theater._logging import JournalFormatter, PlainFormatter, is_journal
 
 # After a failed write, lines are dropped without trying for this long.
 RETRY_EVERY = 1.0
@@ -121,7 +121,7 @@ class SinkHandler(logging.Handler):
     def __init__(self, sink: LogSink) -> None:
         super().__init__()
         self.sink = sink
-        self.setFormatter(JournalFormatter() if sink.journal else logging.Formatter(PLAIN_FORMAT))
+        self.setFormatter(JournalFormatter() if sink.journal else PlainFormatter())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +21,10 @@ import wasmtime
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from theater import protocol
+from theater import keys, protocol
+from theater.errors import UsageError
 
-from .conftest import ACTORS, EXAMPLES, CLIResult, Server, cmdline, run_cli
+from .conftest import ACTORS, EXAMPLES, ROOT, CLIResult, Server, cmdline, run_cli
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -267,6 +270,31 @@ def test_no_server_running(home):
         line = one_line(r, "theater-server", code=4)
         assert "no theater server is running" in line, line
         assert str(home.root) in line, line
+
+
+def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, tmp_path):
+    """Found by an exploratory run: each of these was a traceback, a wait for the timeout, or an
+    endless read (an unbounded --file /dev/zero took gigabytes in seconds)."""
+    cases = [
+        (("--server", "garbage", "list"), ("'garbage'", "ipc://PATH or tcp://HOST:PORT"), 2),
+        (("--server", "tcp://127.0.0.1:99999", "list"), ("PORT from 0 to 65535",), 2),
+        (("--server", "ipc:///nonexistent/sock", "list"), ("ipc:///nonexistent/sock",), 4),
+        (("message", "x", "--file", "/dev/zero"), ("--file /dev/zero", str(protocol.MAX_PAYLOAD)), 2),
+        (("start", str(COUNTER), "--state", "/dev/zero"), ("--state /dev/zero",), 2),
+        (("message", "x", "e\udcff"), ("'e\\xff' is not valid UTF-8",), 2),
+    ]
+    for args, needles, code in cases:
+        one_line(run_cli(home, *args, timeout=60), *needles, code=code)
+    (tmp_path / "key").write_bytes(b"\x00\xff" * 40)
+    with pytest.raises(UsageError):
+        keys.parse_public(str(tmp_path / "key"))
+    # a reader that goes away (`| head`) ends the command quietly, exit 0
+    p = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(home.root), "completion", "bash"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert p.stdout is not None
+    p.stdout.close()
+    _, err = p.communicate(timeout=60)
+    assert (p.returncode, err) == (0, b"")
 
 
 def test_no_server_after_a_crash(server):

@@ -61,11 +61,17 @@ def test_plain_lines_when_stdout_is_not_the_journal(home):
     try:
         cli_start(server, COUNTER)
         wait_for(lambda: "counter started" in server.stdout, what="a worker's line")
+        # a trap's message is the actor's text: it reaches the log escaped, on its own line
+        probe = cli_start(server, PROBE)
+        server.cli("message", probe, "x\x1b]0;pwned\x07boom\nfake line", "--request")
+        wait_for(lambda: "fake line" in server.stdout, what="the probe's failure in the log")
     finally:
         server.stop()
     lines = [line for line in server.stdout.splitlines() if line.strip()]
     assert all(TIMESTAMP.match(line) for line in lines), lines[:5]
     assert not any(re.match(r"<\d>", line) for line in lines)
+    assert "\x1b" not in server.stdout and "\x07" not in server.stdout
+    assert any("\\x1b]0;pwned\\x07boom\\x0afake line" in line for line in lines), lines[-10:]
 
 
 def test_sighup_reopens_the_log_and_every_process_follows(server, home):

@@ -17,6 +17,7 @@ import sys
 from typing import IO, Any
 
 from . import _linux
+from .escapes import safe
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -31,7 +32,19 @@ def priority(levelno: int) -> int:
     return 7
 
 
-class JournalFormatter(logging.Formatter):
+class PlainFormatter(logging.Formatter):
+    """A message is one line: what an actor or a peer wrote in it (a trap's message, a name)
+    cannot move an operator's cursor nor start a log line of its own. A traceback keeps its lines."""
+
+    def __init__(self, fmt: str = PLAIN_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = safe(record.message)
+        return super().formatMessage(record)
+
+
+class JournalFormatter(PlainFormatter):
     def __init__(self) -> None:
         super().__init__("%(name)s: %(message)s")
 
@@ -66,5 +79,5 @@ def helper(level: str, journal: bool, parent: int | None) -> None:
 def setup(level: str, journal: bool, stream: IO[Any] = sys.stderr) -> None:
     """Logging for a helper process (the chain, the worker fork server and its workers)."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
+    handler.setFormatter(JournalFormatter() if journal else PlainFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])

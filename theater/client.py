@@ -39,8 +39,9 @@ DEFAULT_TIMEOUT = 60.0
 PING_TIMEOUT = 3.0
 
 
-def hint(home: Home) -> str:
-    return (f"no theater server is running at {home.root} "
+def hint(home: Home, endpoint: str | None = None) -> str:
+    where = home.root if endpoint in (None, home.management_endpoint) else endpoint
+    return (f"no theater server is running at {where} "
             f"(start one with `theater-server`, or use `theater run MANIFEST`)")
 
 
@@ -49,8 +50,12 @@ class Client:
         self.home = home
         self.timeout = timeout
         self.endpoint = server or os.environ.get("THEATER_SERVER") or home.management_endpoint
-        if self.endpoint.startswith("ipc://") and not _listening(Path(self.endpoint.removeprefix("ipc://"))):
-            raise Unreachable(hint(home))
+        if self.endpoint.startswith("tcp://"):
+            tcp_host(self.endpoint)                 # a bad address is bad input, not a ZeroMQ error
+        elif not self.endpoint.startswith("ipc://"):
+            raise UsageError(f"server address {self.endpoint!r}: expected ipc://PATH or tcp://HOST:PORT")
+        elif not _listening(Path(self.endpoint.removeprefix("ipc://"))):
+            raise Unreachable(hint(home, self.endpoint))
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)

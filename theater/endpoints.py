@@ -16,8 +16,8 @@ def tcp_host(listen: str) -> str:
     """The host of ``tcp://HOST:PORT`` (IPv6 brackets removed)."""
     rest = listen.removeprefix("tcp://")
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not (port.isdigit() or port == "*"):
-        raise UsageError(f"{listen}: expected tcp://HOST:PORT (PORT may be 0 or * for any free port)")
+    if not sep or not host or not (port == "*" or (port.isdigit() and int(port) <= 65535)):
+        raise UsageError(f"{listen}: expected tcp://HOST:PORT, PORT from 0 to 65535 (0 or * for any free port)")
     return host.strip("[]")
 
 

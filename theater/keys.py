@@ -45,11 +45,11 @@ def public_hex(key: Ed25519PublicKey) -> str:
 def parse_public(text: str) -> Ed25519PublicKey:
     """A public key given as 64 hex digits, or the path of a file holding them."""
     value = text.strip()
-    if len(value) != 64 and Path(value).is_file():
-        value = Path(value).read_text().strip()
     try:
+        if len(value) != 64 and Path(value).is_file():
+            value = Path(value).read_bytes()[:4096].decode().strip()
         return Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
-    except ValueError:
+    except ValueError:          # UnicodeDecodeError included: a binary file
         raise UsageError(f"{text!r} is not an Ed25519 public key (expected 64 hex digits, "
                          f"as `theater key` prints, or a file holding them)") from None
 

@@ -105,7 +105,14 @@ def _joined(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:                # bytes that are not UTF-8 arrive as lone surrogates
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            shown = repr(arg.encode(errors="surrogateescape"))[2:-1]
+            parser.error(f"argument '{shown}' is not valid UTF-8")
+    args = parser.parse_args(_joined(argv))
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -118,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     except TheaterError as e:
         _output.error(e.message)
         return _output.exit_status(e)
+    except BrokenPipeError:         # our reader left (`| head`): not an error (before OSError, its base)
+        return 0
     except OSError as e:            # a file or folder we were given, or the home, that we cannot use
         _output.error(_output.os_problem(e))
         return _output.EXIT["error"]
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
     finally:
         if ctx is not None:
             ctx.close()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..client import Client
+from ..errors import UsageError
 from ..paths import Home
-from ..protocol import MAX_INT
+from ..protocol import MAX_INT, MAX_PAYLOAD
 
 
 @dataclass
@@ -64,3 +66,17 @@ def seconds(text: str) -> float:
     if not 0 < s <= 365 * 86400:
         raise argparse.ArgumentTypeError(f"expected a number of seconds above 0 (at most a year), got {text!r}")
     return s
+
+
+def read_input(path: str, what: str) -> bytes:
+    """A file the user named (``-``: stdin), read only as far as one message carries: more is
+    refused before it is all read (an endless input, /dev/zero, took gigabytes)."""
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
+    else:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PAYLOAD + 1)
+    if len(data) > MAX_PAYLOAD:
+        where = "stdin" if path == "-" else path
+        raise UsageError(f"{what} {where}: over the {MAX_PAYLOAD}-byte limit of one message")
+    return data

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from .._units import human_size
 from ..events import readable
 from . import _output
-from ._context import Context, actor_arg, seconds
+from ._context import Context, actor_arg, read_input, seconds
 
 
 def start(args: argparse.Namespace, ctx: Context) -> int:
@@ -21,7 +20,7 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     compiles it (seconds for a large one); a terminal shows how long it has taken so far.
     --json prints {"id": ..., "name": ..., "pid": ...}.
     """
-    state = Path(args.state).read_bytes() if args.state else None
+    state = read_input(args.state, "--state") if args.state else None
     info = start_with_progress(ctx, args.manifest, state)
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})

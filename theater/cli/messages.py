@@ -9,8 +9,9 @@ import time
 
 from ..errors import UsageError
 from ..events import readable
+from ..protocol import MAX_PAYLOAD
 from . import _output
-from ._context import Context, actor_arg
+from ._context import Context, actor_arg, read_input
 
 # After the end of input, the channel stays open until the actor has been quiet this long.
 LINGER = 0.5
@@ -18,7 +19,7 @@ LINGER = 0.5
 
 def _payload(args: argparse.Namespace) -> bytes:
     if args.file:
-        return sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+        return read_input(args.file, "--file")
     if args.data is None:
         raise UsageError("give the message as DATA, or --file FILE (- for stdin)")
     return args.data.encode()
@@ -83,7 +84,9 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
                 show("closed", None)
                 return 0
         elif select.select([sys.stdin], [], [], 0)[0]:
-            line = sys.stdin.buffer.readline()
+            line = sys.stdin.buffer.readline(MAX_PAYLOAD + 1)
+            if len(line) > MAX_PAYLOAD:
+                raise UsageError(f"a line of stdin over the {MAX_PAYLOAD}-byte limit of one message")
             if not line:
                 quiet_since = time.monotonic()
             else:

@@ -9,12 +9,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from ..errors import TheaterError, Unreachable, UsageError
 from ..events import decode_data, readable
 from . import _output, logs
-from ._context import Context
+from ._context import Context, read_input
 from .actors import start_with_progress
 from .chains import follow, summary
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     embedded = _ensure_server(ctx)
     actor = None
     try:
-        state = Path(args.state).read_bytes() if args.state else None
+        state = read_input(args.state, "--state") if args.state else None
         info = start_with_progress(ctx, args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
