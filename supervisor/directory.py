@@ -70,7 +70,9 @@ class Directory:
             return
         if rec.status == Status.RUNNING and rec.run.endpoint:
             self._answer(rec, asker.actor_id, rid)
-        elif rec.status in (Status.STARTING, Status.RESTARTING):
+        elif rec.status in (Status.STARTING, Status.RESTARTING, Status.RUNNING):
+            # running with no endpoint: its worker just exited, and what comes next (a restart,
+            # or not) waits for the exit's record in the chain; either answers the asker
             self.waiting.setdefault(rec.actor_id, []).append((asker.actor_id, rid))
         else:
             self.outbox.to_worker(asker.actor_id, protocol.error(rid, Refused(f"actor {rec.actor_id} is {rec.status}")))

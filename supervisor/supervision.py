@@ -277,6 +277,7 @@ class Supervision:
         elif action == Action.ESCALATE:
             parent = self.registry.actors[rec.parent] if rec.parent else None
             rec.status = Status.FAILED
+            self.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
             if parent is not None:
                 log.error("supervisor actor %s (%s): %s; it fails", parent.actor_id, parent.name, detail)
                 self._escalate(parent, detail)

@@ -44,6 +44,7 @@ class FakeOutbox(Outbox):
         super().__init__(registry, clock)
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.records: list[tuple[str, str, bytes]] = []
+        self.held: list | None = None       # a list: records wait there for ``release`` (a slow chain)
 
     def to_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes) -> bool:
         self.sent.append((actor_id, header))
@@ -51,7 +52,14 @@ class FakeOutbox(Outbox):
 
     def ask_chain(self, header: dict[str, Any], *frames: bytes, client=None, client_id="", then=None) -> None:
         self.records.append((header.get("actor", ""), header.get("type", ""), frames[0] if frames else b""))
-        if then is not None:
+        if then is not None and self.held is not None:
+            self.held.append(then)
+        elif then is not None:
+            then({"k": "ok", "re": "x"}, [])
+
+    def release(self) -> None:
+        held, self.held = self.held or [], None
+        for then in held:
             then({"k": "ok", "re": "x"}, [])
 
 
@@ -432,3 +440,20 @@ def test_a_component_that_cannot_be_compiled_fails_the_start_with_the_compile_er
     assert isinstance(err, Refused) and "big.toml: component 'big.wasm': too big to compile" in err.message
     exits = [r for r in w.outbox.records if r[1] == "lifecycle/exit"]
     assert len(exits) == 1 and b"start:compile" in exits[0][2]
+
+
+def test_a_peer_asking_for_an_actor_between_its_exit_and_its_restart_waits_for_the_restart(tmp_path):
+    """Once an actor's worker has exited, what comes next waits for the exit's record in the
+    chain; an actor asking where it listens meanwhile was refused with 'actor ... is running'
+    (found by killing receivers under load). It waits, and is answered by the restart."""
+    w = World(tmp_path)
+    asker, target = w.start("asker"), w.start("target")
+    w.outbox.held = []                  # the chain is slow: the exit's record is not stored yet
+    w.killed(target)
+    assert target.status == Status.RUNNING and target.run.endpoint is None
+    w.sup.directory.resolve(asker, {"k": "resolve", "id": "r1", "actor": target.actor_id})
+    assert not [h for a, h in w.outbox.sent if a == asker.actor_id and h.get("re") == "r1"]
+    w.outbox.release()
+    w.advance(1.0)
+    (answer,) = [h for a, h in w.outbox.sent if a == asker.actor_id and h.get("re") == "r1"]
+    assert answer["k"] == "ok" and answer["endpoint"] == target.run.endpoint and target.pid is not None
