@@ -282,6 +282,8 @@ def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, 
         (("message", "x", "--file", "/dev/zero"), ("--file /dev/zero", str(protocol.MAX_PAYLOAD)), 2),
         (("start", str(COUNTER), "--state", "/dev/zero"), ("--state /dev/zero",), 2),
         (("message", "x", "e\udcff"), ("'e\\xff' is not valid UTF-8",), 2),
+        (("message", "x", "--file", "/nonexistent"), ("--file /nonexistent: No such file or directory",), 2),
+        (("start", str(COUNTER), "--state", str(tmp_path)), (f"--state {tmp_path}: Is a directory",), 2),
     ]
     for args, needles, code in cases:
         one_line(run_cli(home, *args, timeout=60), *needles, code=code)

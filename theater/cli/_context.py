@@ -74,8 +74,11 @@ def read_input(path: str, what: str) -> bytes:
     if path == "-":
         data = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
     else:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PAYLOAD + 1)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(MAX_PAYLOAD + 1)
+        except OSError as e:        # the user named it: bad input (exit 2), said in words
+            raise UsageError(f"{what} {path}: {e.strerror or type(e).__name__}") from None
     if len(data) > MAX_PAYLOAD:
         where = "stdin" if path == "-" else path
         raise UsageError(f"{what} {where}: over the {MAX_PAYLOAD}-byte limit of one message")
