@@ -16,6 +16,14 @@ def parse(extra: str) -> manifests.Manifest:
     return manifests.parse(HEAD + extra, "m.toml")
 
 
+def refusal(extra: str) -> str:
+    """The one line a manifest with ``extra`` is refused with (naming the file first)."""
+    with pytest.raises(ManifestError) as e:
+        parse(extra)
+    assert e.value.message.startswith("m.toml: "), e.value.message
+    return e.value.message
+
+
 @pytest.mark.parametrize(("text", "where"), [
     ('colour = "blue"\n', "colour"),
     ('[restart]\nintensty = 3\n', "[restart] intensty"),
@@ -24,9 +32,8 @@ def parse(extra: str) -> manifests.Manifest:
     ('[[handler]]\ntype = "runtime"\npath = "/"\n', "(runtime) path"),
 ])
 def test_every_table_refuses_unknown_keys(text, where):
-    with pytest.raises(ManifestError) as e:
-        parse(text)
-    assert e.value.message.startswith("m.toml: ") and where in e.value.message and "allowed" in e.value.message
+    message = refusal(text)
+    assert where in message and "allowed" in message
 
 
 @pytest.mark.parametrize(("text", "where"), [
@@ -55,9 +62,7 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     ('[limits]\nprocess_memory = "2000TiB"\n', "at most 1024TiB"),
 ])
 def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
-    with pytest.raises(ManifestError) as e:
-        parse(text)
-    assert e.value.message.startswith("m.toml: ") and says in e.value.message, e.value.message
+    assert says in refusal(text)
     assert parse('[limits]\nmemory = "4GiB"\nprocess_memory = "8GiB"\ncpu = 1024\n').limits.memory == 4 << 30
 
 
