@@ -4,7 +4,8 @@ Workers resolve a peer once (``resolve``) and then talk to it directly, each mes
 carrying the ticket the answer gave (``theater.tickets``). When the peer stops or restarts,
 everyone who resolved it gets ``peer`` and resolves again on their next message: the new
 incarnation listens at a new address, with a new key. A resolve for an actor that
-is starting or restarting is answered when it is ready.
+is starting or restarting, or whose worker has just exited (what comes next waits for the
+exit's record in the chain), is answered when it is ready, or when it will not come back.
 
 Others may listen too (``listeners``): each is told ``("up", rec)`` when an incarnation is
 ready, ``("down", rec)`` when its process has ended (``rec.last_exit`` says how) and

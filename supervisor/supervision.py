@@ -297,6 +297,7 @@ class Supervision:
             for k in kids:
                 if not k.alive:
                     self.registry.remove(k)
+                    self.directory.gone(k, NotFound(f"actor {k.actor_id} ended with its parent {rec.name}"))
         self.stops.many([k for k in kids if k.alive], f"parent {rec.name} ended", forget, by_parent=True,
                         flat=True)
 

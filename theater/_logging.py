@@ -2,10 +2,11 @@
 
 Plain lines carry a timestamp and a level name. Journal lines (sd-daemon(3)) start with the
 record's syslog priority as ``<N>`` and carry no timestamp: journald adds its own, and reads
-the priority from the prefix. A message that spans lines (a traceback, or text an actor
-logged) gets the prefix on every line, so nothing after a newline can claim a priority of its
-own. The server decides which form (``$JOURNAL_STREAM``) and tells the chain process and the
-worker fork server with ``--log-journal``: their output reaches stdout through the server.
+the priority from the prefix. A record that spans lines (a traceback, or text from an actor)
+gets the prefix on every line, so nothing after a newline can claim a priority of its own, and
+its lines after the first are indented; control characters are escaped in both forms. The
+server decides which form (``$JOURNAL_STREAM``) and tells the chain process and the worker fork
+server with ``--log-journal``: their output reaches stdout through the server.
 """
 
 from __future__ import annotations
@@ -33,15 +34,25 @@ def priority(levelno: int) -> int:
 
 
 class PlainFormatter(logging.Formatter):
-    """A message is one line: what an actor or a peer wrote in it (a trap's message, a name)
-    cannot move an operator's cursor nor start a log line of its own. A traceback keeps its lines."""
+    """What an actor or a peer wrote into a record (a trap's message, a compiler's output, an
+    exception's text) can neither move an operator's cursor (control characters are escaped)
+    nor start a log line of its own: every line after a record's first is indented."""
 
     def __init__(self, fmt: str = PLAIN_FORMAT) -> None:
         super().__init__(fmt)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        record.message = safe(record.message)
+        record.message = safe(record.message, multiline=True)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return safe(super().formatException(ei), multiline=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return safe(super().formatStack(stack_info), multiline=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\n", "\n    ")
 
 
 class JournalFormatter(PlainFormatter):

@@ -21,7 +21,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as \"250ms\" or \"5s\"")
     seconds = None
-    if isinstance(value, int | float):
+    if isinstance(value, int) and value > MAX_DURATION:     # float() of 10**400 overflows
+        seconds = math.inf
+    elif isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str) and (m := _DURATION.match(value)):
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
@@ -42,7 +44,8 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         size = value
     elif isinstance(value, str) and (m := _SIZE.match(value)):
-        size = int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+        n = float(m.group(1)) * _SIZE_UNITS[m.group(2)]
+        size = int(n) if math.isfinite(n) else MAX_SIZE + 1
     if size is None:
         raise ValueError("expected a size such as \"64MiB\", \"512KiB\" or \"1GiB\"")
     if size < 0:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import zmq
 
 from . import curve_keys, protocol
@@ -52,6 +53,8 @@ class Client:
         self.endpoint = server or os.environ.get("THEATER_SERVER") or home.management_endpoint
         if self.endpoint.startswith("tcp://"):
             tcp_host(self.endpoint)                 # a bad address is bad input, not a ZeroMQ error
+            if self.endpoint.endswith(":*"):
+                raise UsageError(f"server address {self.endpoint}: a client needs the server's port")
         elif not self.endpoint.startswith("ipc://"):
             raise UsageError(f"server address {self.endpoint!r}: expected ipc://PATH or tcp://HOST:PORT")
         elif not _listening(Path(self.endpoint.removeprefix("ipc://"))):
@@ -66,7 +69,11 @@ class Client:
             self.curve_key = _curve_client(self.sock, home, self.endpoint)
             self.monitor = self.sock.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
-        self.sock.connect(self.endpoint)
+        try:
+            self.sock.connect(self.endpoint)
+        except zmq.ZMQError as e:                   # e.g. a host name with a space in it
+            self.close()
+            raise UsageError(f"server address {self.endpoint}: {e.strerror}") from None
         self._ids = itertools.count(1)
         self.pushes: deque[tuple[dict[str, Any], list[bytes]]] = deque()
         # called with each "compiling" push a start gets while its component compiles (see start)
@@ -127,7 +134,11 @@ class Client:
         if size > protocol.MAX_PAYLOAD:     # ZeroMQ would drop it, and us, without a word
             raise ProtocolError(f"{kind}: {size} bytes is over the {protocol.MAX_PAYLOAD}-byte limit of one message")
         rid = f"c{next(self._ids)}"
-        self.sock.send_multipart(protocol.encode({"k": kind, "id": rid, **fields}, *frames))
+        try:
+            msg = protocol.encode({"k": kind, "id": rid, **fields}, *frames)
+        except orjson.JSONEncodeError:      # text from a command line that is not UTF-8
+            raise UsageError(f"{kind}: an argument is not valid UTF-8 text") from None
+        self.sock.send_multipart(msg)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         while True:
             remaining = deadline - time.monotonic()

@@ -15,13 +15,14 @@ module that implements it in the worker.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import egress, mcpgrant, secrets
-from ._units import parse_duration, parse_size
+from ._units import MAX_DURATION, parse_duration, parse_size
 from .errors import UsageError
 
 # A key's check: the value as written -> the value as used; ValueError says what is allowed.
@@ -117,7 +118,7 @@ register(Spec("store", imports=("theater:simple/store",), keys={
 def _millis(value: Any) -> float:
     """Seconds, from whole milliseconds (as v0.2 manifests write them) or a duration string."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value / 1000
+        return parse_duration(value / 1000 if value <= 1000 * MAX_DURATION else math.inf)    # bounded, no overflow
     if isinstance(value, str):
         return parse_duration(value)
     raise ValueError("expected whole milliseconds (e.g. 3600000) or a duration such as \"1h\"")

@@ -105,14 +105,7 @@ def _joined(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    argv = sys.argv[1:] if argv is None else argv
-    for arg in argv:                # bytes that are not UTF-8 arrive as lone surrogates
-        try:
-            arg.encode()
-        except UnicodeEncodeError:
-            shown = repr(arg.encode(errors="surrogateescape"))[2:-1]
-            parser.error(f"argument '{shown}' is not valid UTF-8")
-    args = parser.parse_args(_joined(argv))
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

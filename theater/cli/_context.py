@@ -71,14 +71,16 @@ def seconds(text: str) -> float:
 def read_input(path: str, what: str) -> bytes:
     """A file the user named (``-``: stdin), read only as far as one message carries: more is
     refused before it is all read (an endless input, /dev/zero, took gigabytes)."""
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
-    else:
-        try:
+    try:
+        if path == "-":
+            if sys.stdin is None:
+                raise UsageError(f"{what} -: stdin is closed")
+            data = sys.stdin.buffer.read(MAX_PAYLOAD + 1)
+        else:
             with open(path, "rb") as f:
                 data = f.read(MAX_PAYLOAD + 1)
-        except OSError as e:        # the user named it: bad input (exit 2), said in words
-            raise UsageError(f"{what} {path}: {e.strerror or type(e).__name__}") from None
+    except OSError as e:            # the user named it: bad input (exit 2), said in words
+        raise UsageError(f"{what} {path}: {e.strerror or type(e).__name__}") from None
     if len(data) > MAX_PAYLOAD:
         where = "stdin" if path == "-" else path
         raise UsageError(f"{what} {where}: over the {MAX_PAYLOAD}-byte limit of one message")

@@ -22,7 +22,7 @@ def _payload(args: argparse.Namespace) -> bytes:
         return read_input(args.file, "--file")
     if args.data is None:
         raise UsageError("give the message as DATA, or --file FILE (- for stdin)")
-    return args.data.encode()
+    return args.data.encode(errors="surrogateescape")     # the bytes typed, UTF-8 or not
 
 
 def message(args: argparse.Namespace, ctx: Context) -> int:
@@ -84,13 +84,14 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
                 show("closed", None)
                 return 0
         elif select.select([sys.stdin], [], [], 0)[0]:
-            line = sys.stdin.buffer.readline(MAX_PAYLOAD + 1)
-            if len(line) > MAX_PAYLOAD:
+            line = sys.stdin.buffer.readline(MAX_PAYLOAD + 2)
+            body = line.removesuffix(b"\n")
+            if len(body) > MAX_PAYLOAD:
                 raise UsageError(f"a line of stdin over the {MAX_PAYLOAD}-byte limit of one message")
             if not line:
                 quiet_since = time.monotonic()
             else:
-                c.call("channel_send", line.rstrip(b"\n"), channel=ch)
+                c.call("channel_send", body, channel=ch)
 
 
 def _message_args(p: argparse.ArgumentParser) -> None:
