@@ -60,6 +60,8 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     ("[restart]\nshutdown = 1e400\n", "at most 366 days"),
     ('[limits]\nmemory = "5GiB"\n', "at most 4GiB"),
     ('[limits]\nprocess_memory = "2000TiB"\n', "at most 1024TiB"),
+    (f"[limits]\ncall_timeout = {10**400}\n", "at most 366 days"),       # float() would overflow
+    (f'[limits]\nprocess_memory = "1{"0" * 310}B"\n', "at most 1024TiB"),  # and int(inf)
 ])
 def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
     assert says in refusal(text)
