@@ -269,16 +269,14 @@ class Supervision:
         elif action == Action.EXITED:
             rec.status = Status.FAILED if exit_.kind == ExitKind.ABNORMAL else Status.EXITED
             self.directory.gone(rec, Refused(f"actor {rec.actor_id} is {rec.status}"))
-        elif action == Action.GIVE_UP:
+        elif action in (Action.GIVE_UP, Action.ESCALATE):
             rec.status = Status.FAILED
-            rec.last_error = f"{rec.last_error or exit_.reason}; {detail}: left stopped"
             self.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
-            log.error("actor %s (%s): %s; left stopped", rec.actor_id, rec.name, detail)
-        elif action == Action.ESCALATE:
             parent = self.registry.actors[rec.parent] if rec.parent else None
-            rec.status = Status.FAILED
-            self.directory.gone(rec, Refused(f"actor {rec.actor_id} failed"))
-            if parent is not None:
+            if action == Action.GIVE_UP:
+                rec.last_error = f"{rec.last_error or exit_.reason}; {detail}: left stopped"
+                log.error("actor %s (%s): %s; left stopped", rec.actor_id, rec.name, detail)
+            elif parent is not None:
                 log.error("supervisor actor %s (%s): %s; it fails", parent.actor_id, parent.name, detail)
                 self._escalate(parent, detail)
         elif action == Action.RESTART:
