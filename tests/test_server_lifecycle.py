@@ -126,6 +126,20 @@ def test_sigkill_leaves_no_orphans_and_the_chains_verify(server):
         assert [e["seq"] for e in evs] == list(range(len(evs)))
 
 
+def test_workers_die_with_the_server_even_when_their_fork_server_is_stopped(server):
+    """Workers die with their fork server, which dies with the server: one that was stopped
+    (SIGSTOP, a debugger) when the server died kept them all running, beside a new server's."""
+    actors = three_actors(server)
+    procs = processes_of(server, actors)
+    fork_server = server.fork_server()
+    fork_server.suspend()
+    t0 = time.monotonic()
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(5)
+    wait_gone(procs, t0)
+    no_process_mentions(server.home.root)
+
+
 def test_a_new_server_takes_over_the_home_after_sigkill(server):
     actors = three_actors(server)
     procs = processes_of(server, actors)

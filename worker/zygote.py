@@ -19,7 +19,7 @@ the pid, before it answers the worker's hello, so no actor code runs unlimited.
 
 The zygote is the workers' parent: it reaps them, removes each one's inbox socket, and reports
 each exit status to the server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
-server (PR_SET_PDEATHSIG), and its workers die with it, after flushing their events.
+server (PR_SET_PDEATHSIG, SIGKILL: even stopped), and its workers die with it, after flushing their events.
 
 With ``--sandbox`` (``worker.sandbox``), the zygote first moves into a network namespace of its
 own, and each worker confines itself before it opens its sockets. Once an actor with the usual
@@ -107,7 +107,9 @@ class Zygote:
         self.stage: rehearsal.Stage | None = None
 
     def serve(self) -> None:
-        _linux.die_with_parent(signal.SIGTERM)
+        # SIGKILL: a fork server stopped (SIGSTOP, a debugger) when the server dies must die too,
+        # or its workers, which die with it, would outlive the server
+        _linux.die_with_parent(signal.SIGKILL)
         sig_r, sig_w = os.pipe()
         os.set_blocking(sig_w, False)
         signal.set_wakeup_fd(sig_w, warn_on_full_buffer=False)
@@ -115,8 +117,8 @@ class Zygote:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)     # the server's: it reopens its log (workers inherit this)
         parent = os.getppid()
-        # SIGTERM counts only once the server is gone (our death signal): a process group may
-        # get SIGTERM at once, and the server still needs us to report its workers' exits.
+        # SIGTERM counts only once the server is gone: a process group may get SIGTERM at
+        # once, and the server still needs us to report its workers' exits.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if os.getppid() != parent else None)
         wit.signatures()     # parse the WIT once, here, for every child
         crossing.warm()      # and build its functions' codecs
