@@ -89,6 +89,9 @@ def test_help_exits_zero_and_shows_usage(home):
         assert "usage" in r.text.lower(), r.text
         assert "Traceback" not in r.err
     assert "manifest" in run_cli(home, "start", "--help").text
+    # an argument a command does not take points to that command's help
+    one_line(run_cli(home, "message", "a", "b", "c"), "unrecognized arguments: c", "`theater message --help`", code=2)
+    one_line(run_cli(home, "--bogus"), "unrecognized arguments: --bogus", "`theater --help`", code=2)
 
 
 # ---- manifests (1-4) ---------------------------------------------------------------------------

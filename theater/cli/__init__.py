@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
             sp = target.add_parser(leaf, parents=[common], help=help_, description=fn.__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
             add_args(sp)
-            sp.set_defaults(func=fn, parser=p)     # (`theater completion` reads the whole tree)
+            # `theater completion` reads the whole tree; an unrecognized argument points to this help
+            sp.set_defaults(func=fn, parser=p, command_parser=sp)
     return p
 
 
@@ -105,7 +106,9 @@ def _joined(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    args, extra = parser.parse_known_args(_joined(sys.argv[1:] if argv is None else argv))
+    if extra:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     func: Command | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
