@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -155,6 +156,17 @@ def test_stopped_actors_and_stored_chains_are_known_by_name(server, tmp_path):
         assert counter in r.text or args[0] in ("state", "events", "logs", "export", "replay"), (args, r.text)
     assert server.cli("state", "counter").out == b"1"
     assert orjson.loads(server.cli("inspect", "counter", "--json").out)["id"] == counter
+    # following a stopped actor's log waits for lines that may never come: it says so
+    follower = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "logs", counter,
+                                 "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert follower.stderr is not None
+        assert select.select([follower.stderr], [], [], 60)[0], "nothing said within 60 s"
+        said = follower.stderr.readline().decode()
+        assert f"actor {counter} is stopped: waiting for new lines" in said and follower.poll() is None, said
+    finally:
+        kill_all({follower.pid})
+        follower.wait()
     again = cli_start(server, COUNTER)
     assert server.cli("stop", again).code == 0
     for args in (("events", "counter"), ("inspect", "counter"), ("export", "counter")):

@@ -8,8 +8,10 @@ there as long as its chain is, and `--follow` misses no line across reconnects.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+from ..errors import NotFound
 from ..events import Event, decode_data
 from . import _output
 from ._context import Context, actor_arg, count
@@ -49,9 +51,21 @@ def logs(args: argparse.Namespace, ctx: Context) -> int:
     for ev in found:
         _show(ev, ctx.json)
     if args.follow:
+        _say_if_not_running(ctx, args.actor)
         for ev in follow(ctx, args.actor, since, TYPES):
             _show(ev, ctx.json)
     return 0
+
+
+def _say_if_not_running(ctx: Context, actor: str) -> None:
+    """Following an actor that is not running waits for lines that may never come: said, once."""
+    try:
+        status = ctx.client.inspect(actor)["status"]
+    except NotFound:
+        status = "stopped"
+    if status in ("failed", "exited", "stopped"):
+        _output.line(f"actor {actor} is {status}: waiting for new lines if it is started again "
+                     f"(Ctrl-C to stop)", sys.stderr)
 
 
 def _show(ev: Event, as_json: bool) -> None:
