@@ -64,7 +64,7 @@ def test_plain_lines_when_stdout_is_not_the_journal(home):
         # a trap's message is the actor's text: it reaches the log escaped, on its own line
         probe = cli_start(server, PROBE)
         server.cli("message", probe, "x\x1b]0;pwned\x07boom\nfake line", "--request")
-        wait_for(lambda: "fake line" in server.stdout, what="the probe's failure in the log")
+        wait_for(lambda: "fake line" in server.stdout, timeout=60, what="the probe's failure in the log")
     finally:
         server.stop()
     lines = [line for line in server.stdout.splitlines() if line.strip()]

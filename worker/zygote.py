@@ -199,7 +199,7 @@ class Zygote:
         # actor that is starting. Not later than that, though (in a burst of spawns, postponing
         # it at each one left every fourth with no spare), and at once when this took the last
         # of its kind (the next such spawn would wait for a fork)
-        last_of_its_kind = not any(x.ahead == s.ahead and x.pid not in self.violations.calls for x in self.spares)
+        last_of_its_kind = not any(x.ahead == s.ahead for x in self._usable())
         self._top_up_within(0.0 if last_of_its_kind else SPARE_DELAY)
 
     def _learn(self, confine: dict[str, Any]) -> dict[str, Any] | None:
@@ -218,7 +218,7 @@ class Zygote:
         """A spare confined ahead for ``want`` (one that is ready first: it has handed over its
         seccomp listener), else one that confines itself once assigned (else a new one: its
         actor waits, so it does not rehearse). Never one just killed for a fatal call."""
-        alive = [s for s in self.spares if s.pid not in self.violations.calls]
+        alive = self._usable()
         ahead = sorted((s for s in alive if want is not None and s.ahead == want),
                        key=lambda s: s.chan.fileno() in self.channels)
         s = next(iter(ahead), None) or next((s for s in alive if s.ahead is None), None)
@@ -227,6 +227,10 @@ class Zygote:
             s = self._fork_spare(rehearse=False)
         self.spares.remove(s)
         return s
+
+    def _usable(self) -> list[Spare]:
+        """The spares that may take an actor: not those being killed for a fatal call."""
+        return [s for s in self.spares if s.pid not in self.violations.calls]
 
     def _top_up_within(self, seconds: float) -> None:
         """Tops the spares up ``seconds`` from now, or sooner if that was due already."""

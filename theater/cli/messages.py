@@ -84,7 +84,7 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
                 show("closed", None)
                 return 0
         elif select.select([sys.stdin], [], [], 0)[0]:
-            line = sys.stdin.buffer.readline(MAX_PAYLOAD + 2)
+            line = sys.stdin.buffer.readline(MAX_PAYLOAD + 1)     # a whole message and its newline
             body = line.removesuffix(b"\n")
             if len(body) > MAX_PAYLOAD:
                 raise UsageError(f"a line of stdin over the {MAX_PAYLOAD}-byte limit of one message")
