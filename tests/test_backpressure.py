@@ -153,3 +153,43 @@ def test_a_hung_receiver_fails_the_send_at_the_senders_deadline(server, tmp_path
         assert failed and "is not taking messages" in failed[0]["output"]["err"], failed[:1]
     finally:
         worker.resume()
+
+
+def test_messages_a_killed_receiver_never_took_are_counted_to_the_sender(server, tmp_path):
+    """A receiver SIGKILLed in a burst dies with thousands of messages in ZeroMQ's queues. Each
+    message the sender was told it sent is either in the receiver's chain (it took it) or
+    counted in the sender's chain as not delivered: the receiver acknowledges what it took, so
+    the sender knows what died with it."""
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 5"))
+    sender = start(server, probe(tmp_path, "sender", SENDER))
+    worker = psutil.Process(pid_of(server, receiver))
+    t, _ = request_in_thread(server, sender, f"O20000 {receiver}".encode())
+    try:
+        wait_for(lambda: len(numbers_taken(server, receiver)) >= 300, timeout=120,
+                 what="the receiver to take some of the burst")
+    finally:
+        worker.kill()
+    t.join(180)
+    assert not t.is_alive(), "the sender's call did not end"
+    gone = wait_for(lambda: [b for b in bodies(server, sender, "limit/refused") if "before it took" in b["error"]],
+                    timeout=60, what="the sender to record what the killed receiver did not take")
+    assert gone[0]["to"] == receiver, gone
+    lost = sum(b.get("messages", 0) for b in bodies(server, sender, "limit/refused"))
+    sent = sum(1 for b in bodies(server, sender, SEND) if b["output"] == {"ok": None})
+    taken = len(numbers_taken(server, receiver))
+    assert taken < sent, "the receiver took the whole burst before it was killed: nothing was at stake"
+    assert taken + lost >= sent, f"{sent} sent, {taken} taken, {lost} counted as not delivered: " \
+                                 f"{sent - taken - lost} lost without a record"
+
+
+def test_a_receiver_that_took_every_message_and_stopped_leaves_nothing_counted_lost(server, tmp_path):
+    """The other side of the count above: what the receiver took it acknowledged, so its stop
+    makes the sender record nothing as not delivered."""
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 10"))
+    sender = start(server, probe(tmp_path, "sender", SENDER))
+    with server.client(timeout=180) as c:
+        c.request(sender, f"O2000 {receiver}".encode())     # its closing request follows every send
+        c.stop(receiver)
+        assert c.request(sender, b"eafter") == b"after"       # the sender has read the server's notice
+    assert len(numbers_taken(server, receiver)) == 2000
+    assert not bodies(server, sender, "limit/refused")

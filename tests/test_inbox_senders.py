@@ -142,7 +142,7 @@ def test_a_peer_can_refuse_only_what_it_was_sent(monkeypatch):
         loop.on["refused"] = lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"])
         ours, theirs = pairs["peer"]
         loop.to_peers.add(ours)
-        out = peers.outgoing["b"] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
+        out = peers.outgoing["b"] = peers.by_sock[ours] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
         for _ in range(3):
             out.accepted(1)
             out.put(protocol.encode({"k": "msg", "what": "send"}, b"m"), 1)
@@ -175,5 +175,48 @@ def test_a_peer_can_refuse_only_what_it_was_sent(monkeypatch):
         out.flush()
         refuse(5)
         assert recorded[-1]["messages"] == 2
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_what_a_peer_did_not_acknowledge_is_counted_when_it_goes():
+    """A receiver acknowledges the one-way messages it took (``took``); when it goes (killed with
+    messages in its queues), the sender records as not delivered those it neither acknowledged
+    nor refused, and drops an acknowledgement of more than it sent."""
+    ctx = zmq.Context()
+    try:
+        names = ("control", "chain", "inbox", "peer")
+        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
+        for name, (ours, theirs) in pairs.items():
+            ours.bind(f"inproc://{name}")
+            theirs.connect(f"inproc://{name}")
+        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
+                    "a", "a")
+        recorded: list[dict] = []
+        peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
+        loop.on.update(took=lambda h, _b, _r, sock: peers.took(sock, h["count"]),
+                       refused=lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"]))
+        ours, theirs = pairs["peer"]
+        loop.to_peers.add(ours)
+        loop.poller.register(ours, zmq.POLLIN)
+        out = peers.outgoing["b"] = peers.by_sock[ours] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
+        for _ in range(10):
+            out.accepted(1)
+            out.put(protocol.encode({"k": "msg", "what": "send"}, b"m"), 1)
+        for _ in range(2):      # accepted, still waiting for the chain here
+            out.accepted(1)
+        theirs.send_multipart(protocol.encode({"k": "took", "count": 4}))
+        theirs.send_multipart(protocol.encode({"k": "refused", "error": "too large", "count": 1}))
+        wait_for(lambda: wire.readable(ours), what="the answers to arrive")
+        loop.drain(ours)
+        theirs.send_multipart(protocol.encode({"k": "took", "count": 2}))
+        wait_for(lambda: wire.readable(ours), what="the last answer to arrive")
+        peers.moved("b")        # reads what the peer said before it went, then counts
+        assert [r["messages"] for r in recorded] == [1, 10 + 2 - 4 - 1 - 2], recorded
+        assert "before it took" in recorded[-1]["error"]
+        out2 = peers.outgoing["c"] = peers.by_sock[theirs] = Outgoing("c", theirs, loop.watch, {"from": "a", "t": "y"})
+        assert out2.unanswered == 0
+        peers.took(theirs, 3)   # of nothing it was sent: dropped, counted
+        assert loop.senders.dropped == 1
     finally:
         ctx.destroy(linger=0)

@@ -115,6 +115,7 @@ KINDS: dict[str, Kind] = {
     "msg": Kind({"what": S}, reply="reply", optional={"from": S, "t": S}),
     "reply": Kind({"rid": S, "ok": B}),
     "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
+    "took": Kind({"count": N}),                 # count one-way messages were taken (their calls stored)
     # chain plane
     # one frame holding every event's data, cut by "sizes"; "sync": acknowledge at once (ack or nack)
     "append": Kind({"actor": S, "events": L}, optional={"sizes": L, "sync": B}, reply="ack"),

@@ -133,6 +133,7 @@ class Actor:
         peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record)
         loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused")),
                                                                      _count(h.get("count"))),
+                       took=lambda h, _b, _r, sock: peers.took(sock, _count(h.get("count"))),
                        peer=lambda h, *_: peers.moved(h["actor"]))
         self.peers = peers
         self.gateway = Gateway(loop, self.home.gateway_endpoint)
@@ -266,8 +267,12 @@ class Actor:
                     if not items or chain.congested or self.stop_reason or watchdog.stop_requested:
                         break
                     item = mailbox.take()
-                    by_kind[item.what][0].deliver(item)
+                    try:
+                        by_kind[item.what][0].deliver(item)
+                    finally:
+                        mailbox.done(item)      # its call is in the chain, even one the actor failed in
                     loop.take_acks()        # what earlier calls of this burst answered may go now
+                mailbox.acknowledge()
         except Failure as f:
             return self._end(f"actor {self.actor_id} failed: {f.message}",
                              {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})
@@ -280,6 +285,7 @@ class Actor:
         """Refuses what waits, records the stop, waits for the chain, tells the server why."""
         assert self.recorder is not None and self.mailbox is not None
         self.recorder.final_report()
+        self.mailbox.acknowledge()
         self.mailbox.closing = True
         self.loop.drain_inbox(LAST_READ)        # what waits in ZeroMQ's queue is refused too, not lost
         self.mailbox.drop(why)

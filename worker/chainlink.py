@@ -128,13 +128,14 @@ class ChainLink:
         event up to its seal."""
         self.held.append([None, release])
 
-    def seal(self) -> None:
-        """Everything held so far waits for the events emitted so far (the end of a call, a reply)."""
+    def seal(self, prompt: bool = True) -> None:
+        """Everything held so far waits for the events emitted so far (the end of a call, a reply);
+        ``prompt``: and the chain is asked to acknowledge them at once, not in its own time."""
         if self.held and self.held[-1][0] is None:
             self._mark()
             if self.acked >= self.seq:
                 self._release()
-            else:
+            elif prompt:
                 self.sync_wanted = True
 
     def _mark(self) -> None:

@@ -162,10 +162,11 @@ class Loop:
             self.drain(self.chain_sock)
 
     def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False,
-              held: bool = True) -> None:
+              held: bool = True, prompt: bool = True) -> None:
         """Answers (or writes on a channel to) whoever a message came from, once the chain holds
         the events that led to it: nobody sees an effect the chain could lose. A refusal, which
-        carries nothing of the actor's, goes at once (``held=False``)."""
+        carries nothing of the actor's, goes at once (``held=False``); what nobody waits for
+        goes when the chain acknowledges in its own time (``prompt=False``: no extra commit)."""
         kind, ident = route
         if kind != "control" and ident == self.own:
             return                              # our own message: nobody waits on it
@@ -183,7 +184,7 @@ class Loop:
                     log.warning("%s: a reply to %s was dropped: %s", self.name, kind, e)
         if held and self.chain is not None:
             self.chain.hold(release)
-            self.chain.seal()
+            self.chain.seal(prompt)
             return
         release()
 

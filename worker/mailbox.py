@@ -14,7 +14,9 @@ of them is one refused, to its client. Reading resumes once a quarter of the mai
 free (one pause per burst, not one per message). Each full episode is recorded when it
 starts and when it ends. What is refused (the actor is ending, a message is too large) is
 refused to its sender: a request with an error reply, a one-way message with a ``refused``
-notice its sender records.
+notice its sender records. The one-way messages an actor took are acknowledged to their
+senders (``took``, once the chain holds the calls they ran), a few at a time: so a sender
+knows which of its messages died with a receiver that was killed, and records them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Incoming:
     header: dict[str, Any]
     payload: bytes
     route: Route
+    refused: bool = False      # its sender was told it was turned away: not acknowledged as taken
 
     @property
     def sender(self) -> str | None:
@@ -59,6 +62,8 @@ class Mailbox:
         self._reply = reply
         self._record = record
         self._pause = pause
+        self._own = actor_id.encode()               # the route of this actor's messages to itself
+        self._taken: dict[bytes, int] = {}          # a peer's routing id -> its one-way messages taken
 
     def __len__(self) -> int:
         return len(self.items)
@@ -105,20 +110,35 @@ class Mailbox:
             self._pause(False)
         return item
 
+    def done(self, item: Incoming) -> None:
+        """``item`` ran (or failed the actor): a peer's one-way message is acknowledged with the next
+        ``acknowledge``."""
+        kind, ident = item.route
+        if kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
+            self._taken[ident] = self._taken.get(ident, 0) + 1
+
+    def acknowledge(self) -> None:
+        """Tells each peer how many of its one-way messages were taken since the last time, once
+        the chain holds the calls they ran (not hurried: see ``Loop.reply``'s ``prompt``)."""
+        for ident, n in self._taken.items():
+            self._reply(("peer", ident), {"k": "took", "count": n}, quiet=True, prompt=False)
+        self._taken.clear()
+
     def put_local(self, what: str, header: dict[str, Any], payload: bytes) -> None:
         """A message from this actor to itself (always admitted: it is already running)."""
-        self.items.append(Incoming(what, {**header, "from": self.actor_id}, payload, ("peer", self.actor_id.encode())))
+        self.items.append(Incoming(what, {**header, "from": self.actor_id}, payload, ("peer", self._own)))
 
     def refuse(self, item: Incoming, error: str, count: int = 1) -> None:
         """Turns a message away: a request gets an error reply; the sender of a one-way message a
         ``refused`` notice (its worker records it)."""
+        item.refused = True
         rid = item.header.get("rid")
         if rid is not None:
             self._reply(item.route, {"k": "reply", "rid": rid, "ok": False, "code": "refused", "error": error},
                         quiet=True, held=False)
             return
         kind, ident = item.route
-        if kind == "peer" and ident is not None and ident != self.actor_id.encode():
+        if kind == "peer" and ident not in (None, self._own):
             self._reply(item.route, {"k": "refused", "error": error, "count": count}, quiet=True, held=False)
 
     def drop(self, reason: str) -> None:

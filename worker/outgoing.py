@@ -1,5 +1,7 @@
 """One-way messages on their way to one peer: handed to ZeroMQ while its queue has room, kept
-here, in order, while it has none.
+here, in order, while it has none. The peer acknowledges what it took (``took``) and refuses
+what it turns away, so what neither acknowledged nor refused when the peer goes (killed with
+messages in its queues) is known, and counted to the sender as not delivered.
 
 A ``send`` is accepted at once and its message leaves once the chain holds the events before
 it (``chainlink``). It then goes to the peer's connection; if ZeroMQ's queue towards the peer
@@ -40,7 +42,7 @@ class Outgoing:
         self.unsent = 0             # accepted by send, not yet handed to ZeroMQ (held or queued)
         self.unsent_bytes = 0
         self.queue: deque[tuple[list[bytes], int]] = deque()
-        self.unanswered = 0         # handed to ZeroMQ, and not refused since: what a refusal may count
+        self.unanswered = 0         # handed to ZeroMQ, neither acknowledged nor refused since
         self.gone: str | None = None    # why the peer can no longer take them
         self._watch = watch
 
@@ -95,19 +97,21 @@ class Outgoing:
         self.unsent -= 1
         self.unsent_bytes -= size
 
-    def refusals(self, claimed: int) -> int:
-        """How many of ``claimed`` messages a peer's refusal may count: no more than were handed
-        to it and not refused before (a peer cannot fill our chain with refusals of nothing)."""
+    def answered(self, claimed: int) -> int:
+        """How many of ``claimed`` messages a peer's refusal (or acknowledgement) may count: no
+        more than were handed to it and not answered before (a peer cannot fill our chain with
+        refusals of nothing)."""
         counted = min(claimed, self.unanswered)
         self.unanswered -= counted
         return counted
 
     def lose(self, why: str) -> int:
-        """The peer is gone: how many messages it will never get from here (they are dropped)."""
-        lost = self.unsent
+        """The peer is gone: how many messages it did not take (those still here are dropped;
+        those it neither acknowledged nor refused died in its queues)."""
+        lost = self.unsent + self.unanswered
         if self.queue:
             self._watch(self.sock, None)
         self.gone = why
         self.queue.clear()
-        self.unsent = self.unsent_bytes = 0
+        self.unsent = self.unsent_bytes = self.unanswered = 0
         return lost

@@ -43,6 +43,7 @@ class Peers:
         self.outgoing: dict[str, Outgoing] = {}  # canonical id -> the connection and what waits for it
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
+        self.by_sock: dict[zmq.Socket, Outgoing] = {}
 
     def _connect(self, target: str) -> Outgoing:
         canonical = self.aliases.get(target, target)
@@ -63,6 +64,7 @@ class Peers:
         self.loop.to_peers.add(sock)
         self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch,
                                                   {"from": self.actor_id, "t": header["ticket"]})
+        self.by_sock[sock] = out
         self.down.discard(canonical)
         return out
 
@@ -108,12 +110,18 @@ class Peers:
     def refused(self, sock: zmq.Socket, why: str, count: int) -> None:
         """The peer on ``sock`` turned messages away (it is stopping, or they were too large):
         recorded, as many as we sent it at most; a refusal of nothing is dropped (worker.senders)."""
-        out = next((o for o in self.outgoing.values() if o.sock is sock), None)
-        counted = out.refusals(count) if out is not None else 0
+        out = self.by_sock.get(sock)
+        counted = out.answered(count) if out is not None else 0
         if out is None or not counted:
             self.loop.senders.drop("refusal from a peer of messages it was never sent")
             return
         self.record("limit/refused", {"to": out.peer, "error": why, "messages": counted})
+
+    def took(self, sock: zmq.Socket, count: int) -> None:
+        """The peer on ``sock`` acknowledges ``count`` of our one-way messages: it ran them."""
+        out = self.by_sock.get(sock)
+        if out is None or not out.answered(count):
+            self.loop.senders.drop("acknowledgement from a peer of messages it was never sent")
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""
@@ -139,16 +147,20 @@ class Peers:
         return self.loop.wait_reply(header["rid"], check=lambda: self.check(canonical), sock=sock, peer=canonical)
 
     def moved(self, actor_id: str) -> None:
-        """The server says this actor stopped or restarted: drop the connection. Messages still on
-        their way to it from here are lost with it: recorded."""
+        """The server says this actor stopped or restarted: drop the connection. Messages it did not
+        take are lost with it: recorded (what it said before it went is read first)."""
         out = self.outgoing.pop(actor_id, None)
         if out is not None:
-            why = f"actor {actor_id} stopped or restarted before it took the messages sent to it"
+            if wire.readable(out.sock):
+                self.loop.drain(out.sock)
+            why = (f"actor {actor_id} stopped or restarted before it took (or acknowledged taking) the messages "
+                   f"sent to it")
             lost = out.lose(why)
             if lost:
                 self.record("limit/refused", {"to": actor_id, "error": why, "messages": lost})
             self.loop.poller.unregister(out.sock)
             self.loop.to_peers.discard(out.sock)
+            del self.by_sock[out.sock]
             out.sock.close(linger=0)
             self.down.add(actor_id)
         for alias in [a for a, c in self.aliases.items() if c == actor_id]:

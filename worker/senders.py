@@ -22,7 +22,7 @@ log = logging.getLogger("theater.worker")
 
 # What a peer may ask of us (``msg`` kinds), and answer us with.
 PEER_ASKS = frozenset({"send", "request", "chan_open", "chan_msg", "chan_close"})
-PEER_ANSWERS = frozenset({"reply", "refused"})
+PEER_ANSWERS = frozenset({"reply", "refused", "took"})
 # An actor id is a UUID (36 characters): a longer sender is nobody, and not worth an HMAC.
 SENDER_MAX = 64
 # Refusals are logged at most this often, and this much of what was dropped.
@@ -64,7 +64,7 @@ class Senders:
     def answer(self, header: dict[str, Any]) -> bool:
         """Whether ``header`` (a message from a peer we wrote to) answers us; logs it if not."""
         return header["k"] in PEER_ANSWERS or self.drop(f"{header['k']!r} message from a peer it wrote to "
-                                                         f"(peers answer only with reply or refused)")
+                                                         f"(peers answer only with reply, refused or took)")
 
     def drop(self, what: str) -> bool:
         """Counts (and now and then logs) a message nobody vouches for; False."""
