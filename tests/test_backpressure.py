@@ -160,12 +160,13 @@ def test_messages_a_killed_receiver_never_took_are_counted_to_the_sender(server,
     message the sender was told it sent is either in the receiver's chain (it took it) or
     counted in the sender's chain as not delivered: the receiver acknowledges what it took, so
     the sender knows what died with it."""
-    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 5"))
+    # held to ~200 messages a second (two events each), so the burst is still on when it is killed
+    receiver = start(server, probe(tmp_path, "receiver", "mailbox = 5\nevents_per_second = 400"))
     sender = start(server, probe(tmp_path, "sender", SENDER))
     worker = psutil.Process(pid_of(server, receiver))
-    t, _ = request_in_thread(server, sender, f"O20000 {receiver}".encode())
+    t, _ = request_in_thread(server, sender, f"O10000 {receiver}".encode())
     try:
-        wait_for(lambda: len(numbers_taken(server, receiver)) >= 300, timeout=120,
+        wait_for(lambda: len(numbers_taken(server, receiver)) >= 100, timeout=120,
                  what="the receiver to take some of the burst")
     finally:
         worker.kill()
@@ -193,3 +194,21 @@ def test_a_receiver_that_took_every_message_and_stopped_leaves_nothing_counted_l
         assert c.request(sender, b"eafter") == b"after"       # the sender has read the server's notice
     assert len(numbers_taken(server, receiver)) == 2000
     assert not bodies(server, sender, "limit/refused")
+
+
+def test_a_request_to_a_hung_peer_fails_in_time_for_the_caller_to_answer(server, tmp_path):
+    """A peer that never answers costs its caller an Err a little before the caller's own time
+    limit, not its life: the caller answers with that error and goes on (the probe's ``q``
+    replies ``error: <err>``)."""
+    callee = start(server, probe(tmp_path, "callee"))
+    caller = start(server, probe(tmp_path, "caller", 'call_timeout = "3s"'))
+    worker = psutil.Process(pid_of(server, callee))
+    worker.suspend()
+    try:
+        with server.client(timeout=60) as c:
+            reply = c.request(caller, f"q{callee}".encode())
+            assert reply.startswith(f"error: no reply from {callee} before this call's time limit".encode()), reply
+            info = c.inspect(caller)
+            assert (info["status"], info["restarts"], info["last_error"]) == ("running", 0, None), info
+    finally:
+        worker.resume()

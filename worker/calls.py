@@ -28,6 +28,11 @@ from .watchdog import Watchdog
 
 Record = Callable[..., None]         # (event type, value, state_changed=False) -> None
 
+# What a call waits for (a reply, room at a peer, a sleep, a program) is given up this much
+# before the call's time limit (a tenth of it at most), so the actor hears why, in an Err, and
+# can still answer: a hung peer or a slow server does not take its callers down with it.
+WAIT_MARGIN = 1.0
+
 
 class Calls:
     def __init__(self, store: wasmtime.Store, instance: wc.Instance, watchdog: Watchdog, limits: Limits,
@@ -40,7 +45,7 @@ class Calls:
         self.seal = seal                         # what a call sent leaves once its end is durable
         self.state = state
         self.count = 0
-        self.deadline: float | None = None       # of the running call
+        self.deadline: float | None = None       # when the running call's waits give up (WAIT_MARGIN)
         self._shape = shape
         self._names = shape.export_names         # interface base name -> exact export name
         self._present = {base: set(shape.exports[name]) for base, name in shape.export_names.items()}
@@ -64,7 +69,7 @@ class Calls:
         if limits.fuel:
             self.store.set_fuel(limits.fuel)
         self.store.set_epoch_deadline(1)
-        self.deadline = time.monotonic() + limits.call_timeout
+        self.deadline = time.monotonic() + limits.call_timeout - min(WAIT_MARGIN, limits.call_timeout / 10)
         self.watchdog.arm(limits.call_timeout)
         self.count += 1
         try:

@@ -78,7 +78,8 @@ class Host:
         self._loop.before_effect()
 
     def call_deadline(self) -> float | None:
-        """When the running export call must end (``time.monotonic()``), if one is running."""
+        """When what the running export call waits for must be given up (``time.monotonic()``), if
+        one is running: a little before the call's time limit (``calls.WAIT_MARGIN``)."""
         return self._loop.call_deadline()
 
     def wait(self, seconds: float) -> None:

@@ -233,7 +233,8 @@ class Loop:
                 raise Refused("the actor is stopping")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Timeout(f"no reply{f' from {peer}' if peer else ''} within the call's time limit")
+                raise Timeout(f"no reply{f' from {peer}' if peer else ''} before this call's time limit "
+                              f"(what is left of it is the actor's, to go on)")
             if sock is not None and _spin_until_readable(sock, REPLY_SPIN):
                 self.drain(sock)            # the reply, most likely
                 if time.monotonic() - self.pumped_at > PUMP_INTERVAL:

@@ -102,7 +102,7 @@ class Peers:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 why = (f"actor {target} is not taking messages: {out.unsent} sent to it are still "
-                       f"waiting when this call's time is up")
+                       f"waiting as this call's time runs out")
                 self.record("limit/refused", {"to": out.peer, "error": why})
                 raise Refused(why)
             loop.pump(min(remaining, HEARTBEAT_INTERVAL))

@@ -35,7 +35,6 @@ from .base import Functions, Handler, register
 INTERFACE = "theater:simple/filesystem"
 MAX_FILE = 8 << 20
 COMMAND_TIMEOUT = 60.0      # seconds, unless the grant's command_timeout says otherwise
-CALL_MARGIN = 1.0           # seconds of the call left when a program is stopped for its deadline
 _DIR = os.O_PATH | os.O_DIRECTORY
 
 
@@ -155,12 +154,11 @@ class Filesystem(Handler):
         program = command if command.startswith("/") else shutil.which(command, path=commands.SAFE_PATH)
         if program is None:
             raise OSError(0, f"{command!r} is not on {commands.SAFE_PATH}")
-        # the call's own deadline traps the actor: the program must be gone, and the answer
-        # back in wasm, a little before it
+        # the program must be gone, and the answer back in wasm, before the call's time is up
         deadline = self.host.call_deadline()
         timeout = self.config.get("command_timeout", COMMAND_TIMEOUT)
         if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic() - CALL_MARGIN)
+            timeout = min(timeout, deadline - time.monotonic())
         if timeout <= 0:
             raise OSError(0, "not enough time left in the call to run a program")
         fd = self._open(dir, _DIR)
