@@ -10,6 +10,7 @@ first time.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,30 @@ def test_new_and_build_refuse_bad_input_in_one_line(home, tmp_path):
     wat = project / "broken.wat"
     wat.write_text(wat.read_text().replace("(component", "(compnent", 1))
     one_line_error(run_cli(home, "build", str(project)), "theater:", "broken.wat", "not valid WAT")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mistake, shown, error", [
+    ("def broken(:\n", ['app.py", line 1', "def broken(:", "^"], "SyntaxError: invalid syntax (app.py, line 1)"),
+    ("import no_such_module_here\n", ['app.py", line 1, in <module>', "import no_such_module_here"],
+     "ModuleNotFoundError: No module named 'no_such_module_here'"),
+], ids=["syntax", "import"])
+def test_a_mistake_in_the_actor_is_shown_as_python_says_it_not_as_the_tools_traceback(home, tmp_path, mistake,
+                                                                                       shown, error):
+    """What componentize-py's CPython said about the user's code, with the user's paths (not its
+    /0/ mount), and the error as theater's last line; not the componentize-py script's traceback
+    nor its Rust backtrace (RUST_BACKTRACE=1 is common in developers' shells)."""
+    project = new(home, tmp_path / "oops")
+    app = project / "app.py"
+    app.write_text(mistake + app.read_text())
+    r = run_cli(home, "build", str(project), env={**os.environ, "RUST_BACKTRACE": "1"}, timeout=240)
+    assert r.code == 1, r.err
+    lines = r.err.strip().splitlines()
+    assert lines[-1] == f"theater: building oops.wasm failed: {error}", r.err
+    assert f'File "{project.resolve()}/app.py"' in r.err and all(s in r.err for s in shown), r.err
+    for noise in ("componentize-py\", line", "AssertionError", "Caused by", "Stack backtrace", "/0/"):
+        assert noise not in r.err, r.err
+    assert not (project / "oops.wasm").exists()
 
 
 def test_build_without_componentize_py_says_how_to_get_it(home, tmp_path, monkeypatch, capsys):

@@ -63,11 +63,11 @@ def build(args: argparse.Namespace, ctx: Context) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".build-", dir=where) as tmp:
         built = Path(tmp) / "component.wasm"
-        # its messages go to our stderr as they come; stdout is kept for --json
-        proc = subprocess.run([*cmd, "-o", str(built)], stdout=sys.stderr, cwd=where)
+        # its own backtrace (Rust's) tells a user nothing about their code
+        proc = subprocess.run([*cmd, "-o", str(built)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              cwd=where, env={**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"})
         if proc.returncode != 0 or not built.is_file():
-            raise TheaterError(f"building {out.name} failed: componentize-py exited with status {proc.returncode} "
-                               "(its messages are above)")
+            raise _failed(out.name, proc.returncode, proc.stdout.decode(errors="replace"), [where, GUEST])
         os.replace(built, out)
     seconds = time.monotonic() - started
     size = out.stat().st_size
@@ -91,6 +91,27 @@ def _componentize_py() -> list[str]:
         return [sys.executable, "-c", "import sys, componentize_py; sys.argv[0] = 'componentize-py'; "
                                       "componentize_py.script()"]
     raise TheaterError(f"componentize-py is not installed, and a Python actor needs it to build: {INSTALL}")
+
+
+def _failed(name: str, status: int, said: str, paths: list[Path]) -> TheaterError:
+    """componentize-py's failure as the user's error: what Python said about their code (a
+    syntax error with its caret, an import's traceback), with their paths, shown on stderr;
+    the error is its last line. The componentize-py script's own traceback and Rust's are left
+    out. Output of another shape is shown whole."""
+    text = said.replace("\r\n", "\n")
+    for i, p in enumerate(paths):            # componentize-py mounts each -p directory as /<i>
+        text = text.replace(f'"/{i}/', f'"{p}/')
+    detail, _, cause = text.partition("\nCaused by:\n")
+    _, marker, detail = detail.partition("AssertionError: ")
+    summary = next((ln.strip() for ln in cause.splitlines() if ln.strip()), "")
+    if not (marker and summary):
+        sys.stderr.write(text)
+        return TheaterError(f"building {name} failed: componentize-py exited with status {status} "
+                            "(its messages are above)")
+    shown = detail.strip("\n")
+    if shown.strip() != summary:
+        sys.stderr.write(shown + "\n")
+    return TheaterError(f"building {name} failed: {summary}")
 
 
 def _world(wit: Path) -> str:
