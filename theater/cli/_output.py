@@ -13,6 +13,7 @@ import datetime
 import errno
 import os
 import sys
+import unicodedata
 from typing import IO, Any
 
 import orjson
@@ -123,14 +124,20 @@ def emit_bytes(data: bytes) -> None:
 def table(rows: list[list[Any]], header: list[str], status_column: int | None = None) -> None:
     """Aligned columns; on a terminal the header is bold and ``status_column`` coloured by status."""
     cells = [[safe(c) for c in r] for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    widths = [max(width(r[i]) for r in cells) for i in range(len(header))]
     for n, r in enumerate(cells):
-        shown = [c.ljust(w) for c, w in zip(r, widths, strict=True)]
+        shown = [c + " " * (w - width(c)) for c, w in zip(r, widths, strict=True)]
         if n == 0:
             shown = [paint(c, "bold") for c in shown]
         elif status_column is not None:
             shown[status_column] = paint(shown[status_column], STATUS_COLOURS.get(r[status_column].strip()))
         print("  ".join(shown).rstrip(), flush=True)
+
+
+def width(text: str) -> int:
+    """Columns ``text`` takes on a terminal: wide (CJK) characters two, combining marks none."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
 
 
 def when(time_ns: int) -> str:
