@@ -362,17 +362,20 @@ class Checker:
             cpu=float(cpu),
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
-            event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second),
+            event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second,
+                                             least="64KiB a second (less would hold up every call: each "
+                                                   "records hundreds of bytes)"),
         )
 
-    def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]") -> int:
+    def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]",
+             least: str = "64KiB (one wasm page)") -> int:
         value = raw.get(key, default)
         try:
             n = parse_size(value)
         except ValueError as e:
             raise self.fail(f"{where} {key} = {value!r}", str(e)) from None
         if n < 64 << 10:
-            raise self.fail(f"{where} {key} = {value!r}", "must be at least 64KiB (one wasm page)")
+            raise self.fail(f"{where} {key} = {value!r}", f"must be at least {least}")
         return n
 
     def duration(self, raw: dict[str, Any], key: str, where: str, default: float, positive: bool = False) -> float:
