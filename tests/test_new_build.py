@@ -81,26 +81,36 @@ def test_new_and_build_refuse_bad_input_in_one_line(home, tmp_path):
     one_line_error(run_cli(home, "build", str(project)), "theater:", "broken.wat", "not valid WAT")
 
 
+BAD_WIT = "package bad:x;\ninterface i {\n  f: func() -> nope;\n}\n"
+
+
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("mistake, shown, error", [
-    ("def broken(:\n", ['app.py", line 1', "def broken(:", "^"], "SyntaxError: invalid syntax (app.py, line 1)"),
-    ("import no_such_module_here\n", ['app.py", line 1, in <module>', "import no_such_module_here"],
+@pytest.mark.parametrize("file, mistake, shown, error", [
+    ("app.py", "def broken(:\n", ['File "{p}/app.py", line 1', "def broken(:", "^"],
+     "SyntaxError: invalid syntax (app.py, line 1)"),
+    ("app.py", "import no_such_module_here\n", ['File "{p}/app.py", line 1, in <module>', "import no_such_module_here"],
      "ModuleNotFoundError: No module named 'no_such_module_here'"),
-], ids=["syntax", "import"])
-def test_a_mistake_in_the_actor_is_shown_as_python_says_it_not_as_the_tools_traceback(home, tmp_path, mistake,
-                                                                                       shown, error):
-    """What componentize-py's CPython said about the user's code, with the user's paths (not its
-    /0/ mount), and the error as theater's last line; not the componentize-py script's traceback
-    nor its Rust backtrace (RUST_BACKTRACE=1 is common in developers' shells)."""
+    ("wit/deps/bad/x.wit", BAD_WIT, ["--> {p}/wit/deps/bad/x.wit:3:16", "3 |   f: func() -> nope;", "^---"],
+     "name `nope` is not defined ({p}/wit/deps/bad/x.wit:3:16)"),
+], ids=["syntax", "import", "wit"])
+def test_a_mistake_in_the_actor_is_shown_where_it_is_not_as_the_tools_traceback(home, tmp_path, file, mistake,
+                                                                                shown, error):
+    """What componentize-py's CPython said about the user's code, or where in their WIT the
+    innermost cause is, with the user's paths (not its /0/ mount), and that error as theater's
+    last line; not the componentize-py script's traceback, the outer causes nor its Rust
+    backtrace (RUST_BACKTRACE=1 is common in developers' shells)."""
     project = new(home, tmp_path / "oops")
-    app = project / "app.py"
-    app.write_text(mistake + app.read_text())
+    where = project / file
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text(mistake + (where.read_text() if where.exists() else ""))
     r = run_cli(home, "build", str(project), env={**os.environ, "RUST_BACKTRACE": "1"}, timeout=240)
     assert r.code == 1, r.err
+    p = project.resolve()
     lines = r.err.strip().splitlines()
-    assert lines[-1] == f"theater: building oops.wasm failed: {error}", r.err
-    assert f'File "{project.resolve()}/app.py"' in r.err and all(s in r.err for s in shown), r.err
-    for noise in ("componentize-py\", line", "AssertionError", "Caused by", "Stack backtrace", "/0/"):
+    assert lines[-1] == f"theater: building oops.wasm failed: {error.format(p=p)}", r.err
+    assert all(s.format(p=p) in r.err for s in shown), r.err
+    for noise in ("componentize-py\", line", "AssertionError", "Caused by", "Stack backtrace", "/0/",
+                  "failed to parse"):
         assert noise not in r.err, r.err
     assert not (project / "oops.wasm").exists()
 

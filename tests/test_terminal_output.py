@@ -119,16 +119,17 @@ def test_the_cli_prints_only_through_its_output_helper():
 
 
 def test_table_columns_line_up_on_screen_with_wide_and_combining_characters(capsys):
-    """A name in CJK (two columns a character) or with combining accents (none) is padded by
-    the columns it takes on a terminal, not by its length, so the next column lines up."""
+    """A name in CJK (two columns a character), with combining accents or Thai vowel signs, or
+    a zero-width space (none) is padded by the columns it takes on a terminal, not by its
+    length, so the next column lines up."""
     from theater.cli import _output
 
-    _output.table([["日本語の名前", "running"], ["cafe\u0301", "stopped"], ["plain-name", "failed"]],
-                  ["NAME", "STATUS"])
+    _output.table([["日本語の名前", "running"], ["cafe\u0301", "stopped"], ["plain-name", "failed"],
+                   ["\u0e01\u0e31\u200bthai", "exited"]], ["NAME", "STATUS"])
     lines = capsys.readouterr().out.splitlines()
 
     def columns(text: str) -> int:
-        return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) == "W" else 1
-                   for c in text)
+        return sum(0 if unicodedata.category(c) in ("Mn", "Cf") else 2 if unicodedata.east_asian_width(c) == "W"
+                   else 1 for c in text)
     starts = {columns(line.rpartition("  ")[0]) for line in lines}
-    assert len(lines) == 4 and len(starts) == 1, lines
+    assert len(lines) == 5 and len(starts) == 1, lines

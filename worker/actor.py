@@ -36,7 +36,7 @@ from .gateway import Gateway
 from .handlers.base import Handler
 from .host import Host
 from .loop import HEARTBEAT_INTERVAL, Loop, Sockets, answer
-from .mailbox import Incoming, Mailbox, Route
+from .mailbox import TOLD_EVERY, Incoming, Mailbox, Route
 from .peers import Peers
 from .recorder import Recorder
 from .throttle import Throttle
@@ -272,7 +272,8 @@ class Actor:
                     finally:
                         mailbox.done(item)      # its call is in the chain, even one the actor failed in
                     loop.take_acks()        # what earlier calls of this burst answered may go now
-                mailbox.acknowledge()
+                if mailbox.untold >= TOLD_EVERY or not items:
+                    mailbox.acknowledge()
         except Failure as f:
             return self._end(f"actor {self.actor_id} failed: {f.message}",
                              {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})

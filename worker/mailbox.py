@@ -29,6 +29,10 @@ from typing import Any
 
 Route = tuple[str, bytes | None]    # ("peer", libzmq's routing id) or ("control", None)
 
+# A busy actor acknowledges what it took once this many wait to be told (and always before it
+# waits for more): one notice for a burst, not one per turn of its loop.
+TOLD_EVERY = 64
+
 
 @dataclass(slots=True)
 class Incoming:
@@ -64,6 +68,7 @@ class Mailbox:
         self._pause = pause
         self._own = actor_id.encode()               # the route of this actor's messages to itself
         self._taken: dict[bytes, int] = {}          # a peer's routing id -> its one-way messages taken
+        self.untold = 0                             # ... in all
 
     def __len__(self) -> int:
         return len(self.items)
@@ -116,6 +121,7 @@ class Mailbox:
         kind, ident = item.route
         if kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
             self._taken[ident] = self._taken.get(ident, 0) + 1
+            self.untold += 1
 
     def acknowledge(self) -> None:
         """Tells each peer how many of its one-way messages were taken since the last time, once
@@ -123,6 +129,7 @@ class Mailbox:
         for ident, n in self._taken.items():
             self._reply(("peer", ident), {"k": "took", "count": n}, quiet=True, prompt=False)
         self._taken.clear()
+        self.untold = 0
 
     def put_local(self, what: str, header: dict[str, Any], payload: bytes) -> None:
         """A message from this actor to itself (always admitted: it is already running)."""

@@ -4,10 +4,10 @@ The server's directory says where an actor listens (``resolve``); the connection
 then direct, worker to worker, so a request costs one hop each way. When an actor
 stops or restarts the server tells everyone who resolved it (``peer``), and the next
 message goes to the new address. A peer that does not keep up slows its senders down
-(``send`` waits for room, ``worker.outgoing``); what this worker still holds for a peer that
-stops or restarts is recorded as refused. What it had handed over already and the peer never
-ran (in ZeroMQ's queues, or its mailbox, when its process is killed) is lost with it, uncounted
-(docs/isolation.md, Mailbox).
+(``send`` waits for room, ``worker.outgoing``). A peer acknowledges the one-way messages it
+ran (``took``) and refuses those it turns away; when it stops or restarts, every message it
+did neither for (still held here, or lost in its queues when its process was killed) is
+recorded as not delivered (docs/isolation.md, Mailbox).
 """
 
 from __future__ import annotations

@@ -134,9 +134,15 @@ def table(rows: list[list[Any]], header: list[str], status_column: int | None = 
         print("  ".join(shown).rstrip(), flush=True)
 
 
+# Unicode categories a terminal gives no column: marks that combine with the character before
+# them, and format characters (zero-width space and joiner).
+_ZERO_WIDTH = ("Mn", "Me", "Cf")
+
+
 def width(text: str) -> int:
-    """Columns ``text`` takes on a terminal: wide (CJK) characters two, combining marks none."""
-    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+    """Columns ``text`` takes on a terminal: wide (CJK) characters two, marks and format
+    characters (combining accents, Thai vowel signs, zero-width spaces) none."""
+    return sum(0 if unicodedata.category(c) in _ZERO_WIDTH else 2 if unicodedata.east_asian_width(c) in "WF" else 1
                for c in text)
 
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -94,24 +95,41 @@ def _componentize_py() -> list[str]:
 
 
 def _failed(name: str, status: int, said: str, paths: list[Path]) -> TheaterError:
-    """componentize-py's failure as the user's error: what Python said about their code (a
-    syntax error with its caret, an import's traceback), with their paths, shown on stderr;
-    the error is its last line. The componentize-py script's own traceback and Rust's are left
-    out. Output of another shape is shown whole."""
+    """componentize-py's failure as the user's error, on stderr: what Python said about their
+    code (a syntax error with its caret, an import's traceback) or where in their WIT the
+    innermost cause is, with their paths; the error, theater's last line, is that cause. The
+    componentize-py script's own traceback, the outer causes and Rust's backtrace are left out.
+    Output of another shape is shown whole."""
     text = said.replace("\r\n", "\n")
     for i, p in enumerate(paths):            # componentize-py mounts each -p directory as /<i>
         text = text.replace(f'"/{i}/', f'"{p}/')
-    detail, _, cause = text.partition("\nCaused by:\n")
-    _, marker, detail = detail.partition("AssertionError: ")
-    summary = next((ln.strip() for ln in cause.splitlines() if ln.strip()), "")
-    if not (marker and summary):
-        sys.stderr.write(text)
+    head, _, causes = text.partition("\nCaused by:\n")
+    _, marker, python = head.partition("AssertionError: ")
+    cause = _innermost(causes.partition("\nStack backtrace:")[0])
+    if not (marker and cause):
+        for ln in text.rstrip("\n").splitlines():
+            _output.line(ln, sys.stderr)
         return TheaterError(f"building {name} failed: componentize-py exited with status {status} "
                             "(its messages are above)")
-    shown = detail.strip("\n")
-    if shown.strip() != summary:
-        sys.stderr.write(shown + "\n")
-    return TheaterError(f"building {name} failed: {summary}")
+    summary, *where = cause
+    python = python.strip("\n")
+    shown = (python.splitlines() if "\n" in python else []) + where
+    for ln in shown:
+        _output.line(ln, sys.stderr)
+    at = next((ln.strip()[4:] for ln in where if ln.strip().startswith("--> ")), None)
+    return TheaterError(f"building {name} failed: {summary}" + (f" ({at})" if at else ""))
+
+
+def _innermost(causes: str) -> list[str]:
+    """The last of anyhow's causes ("N: ..." when there are several): its line, then the lines
+    that show where (a WIT file's line and caret), dedented."""
+    lines = textwrap.dedent(causes.strip("\n")).splitlines()
+    starts = [i for i, ln in enumerate(lines) if re.match(r"\d+: ", ln)]
+    last = lines[starts[-1]:] if starts else lines
+    if not last or not last[0].strip():
+        return []
+    first = re.sub(r"^\d+: ", "", last[0]).strip()
+    return [first, *textwrap.dedent("\n".join(last[1:])).rstrip().splitlines()]
 
 
 def _world(wit: Path) -> str:

@@ -51,7 +51,7 @@ class Timing(Handler):
         if deadline is not None and time.monotonic() + seconds > deadline:
             left = max(0.0, deadline - time.monotonic())
             return Err(f"a wait of {seconds * 1000:.0f} ms would outlast the call's time limit "
-                       f"({left * 1000:.0f} ms left)")
+                       f"({left * 1000:.0f} ms left for waits; the rest is kept for the actor to answer)")
         try:
             self.host.wait(seconds)
         except TheaterError as e:       # asked to stop while waiting: the call should end
