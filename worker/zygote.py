@@ -264,6 +264,8 @@ class Zygote:
             try:
                 code = spare.run(self.home, theirs, self.pid, self.cgroups, self.sandbox, self.preload,
                                  self.stage if rehearse else None, ahead)
+            except SystemExit:      # SIGTERM before it set up its own handling (the server stops): not a crash
+                code = 0
             except BaseException:
                 log.exception("worker crashed")
             finally:
