@@ -125,23 +125,29 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         ctx.destroy(linger=0)
 
 
+def _sender_a_with_a_peer(ctx: zmq.Context) -> tuple[Loop, Peers, list[dict], tuple[zmq.Socket, zmq.Socket]]:
+    """Actor a's loop and peers on inproc pairs; what it records; its connection to a peer
+    (ours) and the peer's end (theirs), whose refusals and acknowledgements a takes."""
+    names = ("control", "chain", "inbox", "peer")
+    pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
+    for name, (ours, theirs) in pairs.items():
+        ours.bind(f"inproc://{name}")
+        theirs.connect(f"inproc://{name}")
+    loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"), "a", "a")
+    recorded: list[dict] = []
+    peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
+    loop.on.update(took=lambda h, _b, _r, sock: peers.took(sock, h["count"]),
+                   refused=lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"]))
+    loop.to_peers.add(pairs["peer"][0])
+    return loop, peers, recorded, pairs["peer"]
+
+
 def test_a_peer_can_refuse_only_what_it_was_sent(monkeypatch):
     """Each refusal a peer sends becomes an event in the sender's chain: it may count the messages
     handed to it, once each, and a refusal of nothing is dropped, so a peer cannot fill the chain."""
     ctx = zmq.Context()
     try:
-        names = ("control", "chain", "inbox", "peer")
-        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
-        for name, (ours, theirs) in pairs.items():
-            ours.bind(f"inproc://{name}")
-            theirs.connect(f"inproc://{name}")
-        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
-                    "a", "a")
-        recorded: list[dict] = []
-        peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
-        loop.on["refused"] = lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"])
-        ours, theirs = pairs["peer"]
-        loop.to_peers.add(ours)
+        loop, peers, recorded, (ours, theirs) = _sender_a_with_a_peer(ctx)
         out = peers.outgoing["b"] = peers.by_sock[ours] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
         for _ in range(3):
             out.accepted(1)
@@ -185,19 +191,7 @@ def test_what_a_peer_did_not_acknowledge_is_counted_when_it_goes():
     nor refused, and drops an acknowledgement of more than it sent."""
     ctx = zmq.Context()
     try:
-        names = ("control", "chain", "inbox", "peer")
-        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
-        for name, (ours, theirs) in pairs.items():
-            ours.bind(f"inproc://{name}")
-            theirs.connect(f"inproc://{name}")
-        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
-                    "a", "a")
-        recorded: list[dict] = []
-        peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
-        loop.on.update(took=lambda h, _b, _r, sock: peers.took(sock, h["count"]),
-                       refused=lambda h, _b, _r, sock: peers.refused(sock, h["error"], h["count"]))
-        ours, theirs = pairs["peer"]
-        loop.to_peers.add(ours)
+        loop, peers, recorded, (ours, theirs) = _sender_a_with_a_peer(ctx)
         loop.poller.register(ours, zmq.POLLIN)
         out = peers.outgoing["b"] = peers.by_sock[ours] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
         for _ in range(10):
