@@ -234,7 +234,7 @@ class Loop:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Timeout(f"no reply{f' from {peer}' if peer else ''} before this call's time limit "
-                              f"(what is left of it is the actor's, to go on)")
+                              f"(its last moments are kept for the actor to answer)")
             if sock is not None and _spin_until_readable(sock, REPLY_SPIN):
                 self.drain(sock)            # the reply, most likely
                 if time.monotonic() - self.pumped_at > PUMP_INTERVAL:
