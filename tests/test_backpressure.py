@@ -201,7 +201,8 @@ def test_a_request_to_a_hung_peer_fails_in_time_for_the_caller_to_answer(server,
     limit, not its life: the caller answers with that error and goes on (the probe's ``q``
     replies ``error: <err>``)."""
     callee = start(server, probe(tmp_path, "callee"))
-    caller = start(server, probe(tmp_path, "caller", 'call_timeout = "3s"'))
+    # 8 s: its waits end 0.8 s before the limit, time enough to answer on a loaded machine
+    caller = start(server, probe(tmp_path, "caller", 'call_timeout = "8s"'))
     worker = psutil.Process(pid_of(server, callee))
     worker.suspend()
     try:
