@@ -36,7 +36,7 @@ from .gateway import Gateway
 from .handlers.base import Handler
 from .host import Host
 from .loop import HEARTBEAT_INTERVAL, Loop, Sockets, answer
-from .mailbox import TOLD_EVERY, Incoming, Mailbox, Route
+from .mailbox import Incoming, Mailbox, Route
 from .peers import Peers
 from .recorder import Recorder
 from .throttle import Throttle
@@ -272,8 +272,7 @@ class Actor:
                     finally:
                         mailbox.done(item)      # its call is in the chain, even one the actor failed in
                     loop.take_acks()        # what earlier calls of this burst answered may go now
-                if mailbox.untold >= TOLD_EVERY or not items:
-                    mailbox.acknowledge()
+                mailbox.acknowledge(now=not items)
         except Failure as f:
             return self._end(f"actor {self.actor_id} failed: {f.message}",
                              {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})
@@ -286,7 +285,7 @@ class Actor:
         """Refuses what waits, records the stop, waits for the chain, tells the server why."""
         assert self.recorder is not None and self.mailbox is not None
         self.recorder.final_report()
-        self.mailbox.acknowledge()
+        self.mailbox.acknowledge(now=True)
         self.mailbox.closing = True
         self.loop.drain_inbox(LAST_READ)        # what waits in ZeroMQ's queue is refused too, not lost
         self.mailbox.drop(why)

@@ -30,7 +30,7 @@ from typing import Any
 Route = tuple[str, bytes | None]    # ("peer", libzmq's routing id) or ("control", None)
 
 # A busy actor acknowledges what it took once this many wait to be told (and always before it
-# waits for more): one notice for a burst, not one per turn of its loop.
+# waits for more: ``acknowledge(now=True)``): one notice for a burst, not one per item.
 TOLD_EVERY = 64
 
 
@@ -68,7 +68,7 @@ class Mailbox:
         self._pause = pause
         self._own = actor_id.encode()               # the route of this actor's messages to itself
         self._taken: dict[bytes, int] = {}          # a peer's routing id -> its one-way messages taken
-        self.untold = 0                             # ... in all
+        self._untold = 0                            # ... in all
 
     def __len__(self) -> int:
         return len(self.items)
@@ -121,15 +121,18 @@ class Mailbox:
         kind, ident = item.route
         if kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
             self._taken[ident] = self._taken.get(ident, 0) + 1
-            self.untold += 1
+            self._untold += 1
 
-    def acknowledge(self) -> None:
+    def acknowledge(self, now: bool) -> None:
         """Tells each peer how many of its one-way messages were taken since the last time, once
-        the chain holds the calls they ran (not hurried: see ``Loop.reply``'s ``prompt``)."""
+        the chain holds the calls they ran (not hurried: see ``Loop.reply``'s ``prompt``): ``now``
+        (the actor is about to wait, or ends), else once TOLD_EVERY are untold."""
+        if not now and self._untold < TOLD_EVERY:
+            return
         for ident, n in self._taken.items():
             self._reply(("peer", ident), {"k": "took", "count": n}, quiet=True, prompt=False)
         self._taken.clear()
-        self.untold = 0
+        self._untold = 0
 
     def put_local(self, what: str, header: dict[str, Any], payload: bytes) -> None:
         """A message from this actor to itself (always admitted: it is already running)."""
