@@ -6,15 +6,16 @@ the heads and last states come from the store's memory, which is what workers re
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from theater import events as ev
-from theater import keys
+from theater import keys, protocol
 from theater.chaindb import ChainReader
-from theater.errors import NotFound, ProtocolError, VerifyError
+from theater.errors import NotFound, ProtocolError, TheaterError, VerifyError
 
 from .store import ChainStore
 
@@ -31,13 +32,27 @@ class Queries:
         self.key = key
         self.stats = stats
 
+    def reply(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        """The message that answers ``header``: ``ok`` with the answer, or the error."""
+        rid = header.get("id", "")
+        try:
+            fields, frames = self.answer(header)
+        except TheaterError as e:
+            return protocol.error(rid, e), []
+        except (KeyError, TypeError, ValueError, OverflowError, sqlite3.Error) as e:   # never trust a query's fields
+            return protocol.error(rid, ProtocolError(f"bad {header.get('what', 'query')} query: {e}")), []
+        return protocol.ok(rid, **fields), frames
+
     def answer(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
         """The answer's fields and frames; raises TheaterError (or KeyError, TypeError,
         ValueError for a malformed query: never trust a query's fields)."""
         kind = header["k"]
         if kind == "resume":
             h = self.store.head(header["actor"], header.get("name", ""))
-            return ({"seq": h.seq, "hash": h.hash.hex() if h.hash else None, "has_state": h.has_state},
+            # handoff: an effect may leave once its events are written to the chain's stream
+            # (worker.chainlink); with durability = machine, only once they are fsynced
+            return ({"seq": h.seq, "hash": h.hash.hex() if h.hash else None, "has_state": h.has_state,
+                     "handoff": self.store.durability == "process"},
                     [h.state or b""] if h.has_state else [])
         if kind != "query":
             raise ProtocolError(f"the chain does not answer {kind!r}")

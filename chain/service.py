@@ -1,8 +1,10 @@
 """The chain process's loop: take events, commit them in groups, acknowledge, publish, answer.
 
-One ROUTER (``run/chain.sock``) takes ``append`` and ``resume`` from workers, ``record``,
-``bind`` and queries from the server; each message is attributed by its sender's pid as
-the kernel reports it, and checked against what that process may do (``access``). One
+Workers ship their events (``append``) on plain unix streams (``run/chain-stream.sock``,
+``streams``), and hear their acknowledgements there. One ROUTER (``run/chain.sock``) takes
+``resume`` and queries from workers, ``record``, ``bind`` and queries from the server. Each
+message is attributed by its sender's pid as the kernel reports it, and checked against
+what that process may do (``access``). One
 XPUB (``run/events.sock``) publishes each stored event under the topic ``actor.<id>`` to
 whoever subscribed (observers only: PUB drops what a slow subscriber cannot take, and
 subscribers catch up from the store by sequence number).
@@ -10,8 +12,8 @@ subscribers catch up from the store by sequence number).
 Events are staged as they arrive and committed in groups (one transaction, signed), and
 only then acknowledged: the group commit that makes durable, signed events cheap. A group
 is committed ``COMMIT_DELAY`` after its first event, at once when someone waits on it (a
-query, a server record, a worker's ``sync``: a worker holds back a reply or a message
-until the events that led to it are acknowledged), or when it reaches ``MAX_BATCH``
+query, a server record, a worker's ``sync``: an effect of the worker's waits on it), or
+when it reaches ``MAX_BATCH``
 events. Acknowledgements nobody waits on are lazy: sent when ``ACK_EVERY`` events wait for
 one, or ``ACK_DELAY`` after the commit.
 
@@ -28,7 +30,6 @@ import logging
 import math
 import os
 import signal
-import sqlite3
 import time
 from typing import Any
 
@@ -38,12 +39,13 @@ import zmq
 from theater import keys, peercred, protocol
 from theater._histogram import Histogram
 from theater.chaindb import ChainReader
-from theater.errors import ProtocolError, Refused, TheaterError
+from theater.errors import ProtocolError, Refused
 from theater.paths import Home
 
 from .access import Access
 from .queries import Queries
 from .store import ChainStore, Rejected, Staged, Unwritable
+from .streams import StreamPeer, Streams
 
 log = logging.getLogger("theater.chain")
 
@@ -85,6 +87,10 @@ class ChainService:
         self.pub = self.ctx.socket(zmq.XPUB)
         self.pub.setsockopt(zmq.SNDHWM, 100_000)
         _bind(self.pub, home.events_endpoint)
+        self.poller = zmq.Poller()
+        self.poller.register(self.router, zmq.POLLIN)
+        self.poller.register(self.pub, zmq.POLLIN)
+        self.streams = Streams(home.chain_stream, self.poller)
         self.topics: dict[bytes, int] = {}
         # (worker, actor) -> staged in this turn: (head seq, events); those asking for an ack now
         self.acks: dict[tuple[bytes, str], tuple[int, int]] = {}
@@ -107,20 +113,22 @@ class ChainService:
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(self.pub, zmq.POLLIN)
         log.info("chain: serving %s", self.home.chains_db)
         while True:
             if self.stopping_since is not None:
                 now = time.monotonic()
                 if now - self.last_input > self.stop_idle or now - self.stopping_since > STOP_MAX:
                     break
-            for sock, _ in poller.poll(self._timeout()):
+            router = False
+            for sock, ev in self.poller.poll(self._timeout()):
                 if sock is self.pub:
                     self._subscriptions()
+                elif sock is self.router:
+                    router = True
                 else:
-                    self._drain()
+                    self.streams.ready(sock, ev)
+            if router or self.streams.inbox:
+                self._drain(router)
             # the group commits when due; meanwhile the poll above stays awake for a worker that
             # waits on it (a sync commits at once: sleeping here held it up to COMMIT_DELAY)
             if self.staged and time.monotonic() >= self.staged_since + COMMIT_DELAY:
@@ -128,8 +136,11 @@ class ChainService:
             self._acknowledge()
             for p in self.access.expired(time.monotonic()):
                 self._refuse(p.peer, orjson.loads(p.frames[0]), "its process is no actor's worker")
+        self.streams.read_all()
+        self._drain(router=False)
         self._commit()
         self._acknowledge(everything=True)
+        self.streams.close()
         self.store.close()
         self.ctx.destroy(linger=500)
         log.info("chain: stopped")
@@ -173,11 +184,13 @@ class ChainService:
                 if self.topics[topic] <= 0:
                     del self.topics[topic]
 
-    def _drain(self) -> None:
-        """Stages everything waiting; commits if anyone waits on it, then answers."""
+    def _drain(self, router: bool) -> None:
+        """Stages everything waiting (the streams' events, then ``router``'s messages); commits
+        if anyone waits on it, then answers."""
         later: list[tuple[bytes, dict[str, Any], list[bytes]]] = []       # records and queries
         self.writable = self._writable()        # one try per turn while the database refuses
-        while self.staged < MAX_BATCH:
+        self._from_streams(later)
+        while router and self.staged < MAX_BATCH:
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -185,6 +198,9 @@ class ChainService:
             self.last_input = time.monotonic()
             cred = peercred.credentials(frames[0])
             self._handle(frames[0].bytes, cred, [f.bytes for f in frames[1:]], later)
+        if later:           # whatever a worker wrote before these were sent is staged before they are answered
+            self.streams.read_all()
+            self._from_streams(later)
         # records (lifecycle events from the server) are linked at the head, after the workers' events
         recorded: dict[str, int] = {}
         for _peer, header, data in later:
@@ -195,11 +211,17 @@ class ChainService:
             self._commit()
         for peer, header, _data in later:
             if header["k"] != "record":
-                self._answer(peer, header)
+                reply, frames = self.queries.reply(header)
+                self._send(peer, reply, *frames)
             elif self.unwritable is None and header["id"] in recorded:
                 self._send(peer, protocol.ok(header["id"], seq=recorded[header["id"]]))
             else:
                 self._send(peer, protocol.error(header["id"], Refused(f"unavailable: {self.unwritable}")))
+
+    def _from_streams(self, later: list[tuple[bytes, dict[str, Any], list[bytes]]]) -> None:
+        for peer, cred, body in self.streams.take():
+            self.last_input = time.monotonic()
+            self._handle(peer, cred, body, later)
 
     def _handle(self, peer: bytes, cred: Cred, body: list[bytes],
                 later: list[tuple[bytes, dict[str, Any], list[bytes]]]) -> None:
@@ -220,11 +242,15 @@ class ChainService:
             self.server_peer = peer
         if kind == "append":
             self._stage(self._append(peer, header, data))
-        elif kind == "bind":
-            for p in self.access.bind(header["actor"], header["pid"]):
+        elif kind in ("bind", "unbind"):
+            # what a dead worker wrote is in its stream before the server can see it die: taken
+            # while that worker may still write for its actor
+            self.streams.read_all()
+            self._from_streams(later)
+            if kind == "unbind":
+                self.access.unbind(header["actor"])
+            for p in self.access.bind(header["actor"], header["pid"]) if kind == "bind" else ():
                 self._handle(p.peer, p.cred, p.frames, later)
-        elif kind == "unbind":
-            self.access.unbind(header["actor"])
         elif kind == "shutdown":
             self.stop(idle=0.0)
         else:
@@ -353,6 +379,9 @@ class ChainService:
                 self.pub.send_multipart([topic, orjson.dumps(meta), row.data], zmq.NOBLOCK)
 
     def _send(self, peer: bytes, header: dict[str, Any], *frames: bytes) -> None:
+        if isinstance(peer, StreamPeer):
+            self.streams.send(peer, protocol.encode(header, *frames))
+            return
         try:
             self.router.send_multipart([peer, *protocol.encode(header, *frames)], zmq.NOBLOCK)
         except zmq.ZMQError as e:        # the peer went away (EHOSTUNREACH) or is not reading
@@ -362,18 +391,6 @@ class ChainService:
         """For the server's metrics: events made durable since this process started, and how
         long group commits take."""
         return {"events": self.committed, "commit_seconds": self.commit_seconds.to_wire()}
-
-    def _answer(self, peer: bytes, header: dict[str, Any]) -> None:
-        rid = header.get("id", "")
-        try:
-            reply, frames = self.queries.answer(header)
-        except TheaterError as e:
-            self._send(peer, protocol.error(rid, e))
-            return
-        except (KeyError, TypeError, ValueError, OverflowError, sqlite3.Error) as e:   # never trust a query's fields
-            self._send(peer, protocol.error(rid, ProtocolError(f"bad {header.get('what', 'query')} query: {e}")))
-            return
-        self._send(peer, protocol.ok(rid, **reply), *frames)
 
 
 def _bind(sock: zmq.Socket, endpoint: str) -> None:

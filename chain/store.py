@@ -88,6 +88,7 @@ class ChainStore:
         self.db.execute("PRAGMA synchronous=" + ("FULL" if durability == "machine" else "NORMAL"))
         self.db.executescript(SCHEMA)
         self.key = key
+        self.durability = durability
         self.heads: dict[str, Head] = {}
         self.types: dict[str, int] = dict(self.db.execute("SELECT type, tid FROM types").fetchall())
         self.staged: list[Staged] = []      # appended, not yet committed

@@ -1,11 +1,14 @@
-"""Nothing an actor does is seen before the chain holds it (issue 16, finding 3 and 14d).
+"""Nothing an actor does is seen before the chain can no longer lose it (issue 16, finding 3
+and 14d; issue 11's round trip).
 
-A reply, a one-way message or a request leaves a worker only once the chain has
-acknowledged the events that led to it. So a worker killed while the chain cannot store
-anything leaves no effect its restarted incarnation (resuming from the last stored state)
-could repeat: no reply value is ever received twice, and every one received is in the
-chain. And the events a worker still holds when the chain process dies go to the new one
-as soon as the server says it runs, not on the next periodic resend.
+A reply, a one-way message or a request leaves a worker only once the events that led to
+it are out of its reach: written to the chain process's stream (on its queue in the kernel,
+whatever becomes of the worker), or with ``durability = "machine"``, acknowledged as
+fsynced. So a worker killed while the chain cannot store anything leaves no effect its
+restarted incarnation (resuming from the last stored state) could repeat: no reply value is
+ever received twice, and every one received is in the chain. And the events a worker still
+holds when the chain process dies go to the new one as soon as the server says it runs, not
+on the next periodic resend.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import psutil
 import pytest
 
 from theater.errors import TheaterError, Timeout
+from theater.paths import Home
 
 from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_events, cli_start, pid_alive, wait_for
 
@@ -49,6 +53,19 @@ def chain_stopped(server: Server) -> Iterator[None]:
         yield
     finally:
         chain.resume()
+
+
+@pytest.fixture
+def machine(home: Home) -> Iterator[Server]:
+    """A server whose chain fsyncs every commit (``durability = "machine"``): an effect waits
+    for the acknowledgement of its events, not only for their writing."""
+    home.ensure()
+    (home.root / "server.toml").write_text('[chain]\ndurability = "machine"\n')
+    s = Server(home).start()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 def calls(server: Server, actor: str) -> int:
@@ -141,9 +158,10 @@ def probe_manifest(folder: Path, name: str) -> Path:
     return path
 
 
-def test_one_way_messages_wait_for_the_chain(server, tmp_path):
+def test_one_way_messages_wait_for_a_machine_durable_chain(machine, tmp_path):
     """A probe sends five messages to a counter (then one request): while the chain is stopped
     the counter receives none of them; once it runs again, all six arrive, in one batch."""
+    server = machine
     counter = cli_start(server, COUNTER)
     probe = cli_start(server, probe_manifest(tmp_path, "sender"))
     with server.client() as c:
@@ -161,11 +179,37 @@ def test_one_way_messages_wait_for_the_chain(server, tmp_path):
     assert len(sends) == 5
 
 
-def test_a_state_is_shown_only_once_the_chain_holds_the_calls_that_made_it(server):
+def test_messages_whose_events_were_written_survive_their_sender_killed_with_the_chain_stopped(server, tmp_path):
+    """With the chain stopped, a probe's five one-way messages still reach the counter: their
+    events are written to the chain's stream. The probe's worker is then killed before the
+    chain has read a byte of them: once the chain runs again, it holds all five sends, and
+    the restarted probe goes on from them (an effect out before its events were written
+    would leave the chain without them)."""
+    counter = cli_start(server, COUNTER)
+    probe = cli_start(server, probe_manifest(tmp_path, "sender"))
+    with server.client() as c:
+        assert c.request(counter, b"+1") == b"1"
+        pid = c.inspect(probe)["pid"]
+    with chain_stopped(server):
+        with server.client() as c:
+            c.send(probe, f"M5 {counter}".encode())          # one-way to the probe: it returns at once
+        wait_for(lambda: state(server, counter) == b"7", timeout=30,
+                 what="the five messages and the request to reach the counter while the chain is stopped")
+        psutil.Process(pid).kill()
+        wait_for(lambda: not pid_alive(pid), what="the probe's worker to die")
+    wait_for(lambda: inspect(server, probe)["pid"] not in (None, pid), timeout=30, what="the probe to restart")
+    types = [e["type"] for e in cli_events(server, probe)]
+    assert types.count("theater:simple/message-server-host/send") == 5, types
+    v = server.cli("verify", probe)
+    assert v.code == 0, v.text + v.err
+
+
+def test_a_state_is_shown_only_once_the_chain_holds_the_calls_that_made_it(machine):
     """`theater state` reveals what an actor's calls did, as a reply does: while the chain is
     stopped, a call's new state is not shown; once the chain stores the call, it is. (Shown at
     once, a state could be lost with its worker: tests/test_wasi.py read a state after a start,
     killed the worker, and found the events that made it missing from the chain.)"""
+    server = machine
     actor = cli_start(server, COUNTER)
     with server.client() as c:
         assert c.request(actor, b"+1") == b"1"
@@ -178,9 +222,10 @@ def test_a_state_is_shown_only_once_the_chain_holds_the_calls_that_made_it(serve
     assert state(server, actor) == b"2"
 
 
-def test_held_effects_go_once_the_chain_restarts(server):
+def test_held_effects_go_once_the_chain_restarts(machine):
     """Replies held for a stopped chain that is then killed leave once the new chain process
     stores their events: the client waits, it does not lose them."""
+    server = machine
     actor = cli_start(server, COUNTER)
     old = server.chain_pid()
     chain = psutil.Process(old)

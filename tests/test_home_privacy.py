@@ -106,7 +106,7 @@ def test_under_user_workers_get_access_through_their_group_only(home, tmp_path):
                 assert st.st_gid == nobody.pw_gid, f"{p}: group {st.st_gid}, not the workers' ({group})"
                 opened[p.relative_to(home.root).as_posix()] = stat.S_IMODE(st.st_mode) & 0o070
         # traverse (not list) the home, run/ and run/w, read components and compiled components;
-        # the three sockets workers use, and the inboxes; all of it the server user's: workers
+        # the four sockets workers use, and the inboxes; all of it the server user's: workers
         # make, rename or remove nothing there
         assert opened.pop(".") == 0o010 and opened.pop("run") == 0o010 and opened.pop("run/w") == 0o010, opened
         shared = [n for n in opened if n.split("/")[0] in ("components", "cache")]
@@ -116,7 +116,8 @@ def test_under_user_workers_get_access_through_their_group_only(home, tmp_path):
         inboxes = [n for n in opened if n.startswith("run/w/")]
         assert inboxes and all(opened[n] == 0o060 for n in inboxes), opened
         assert all((home.root / n).stat().st_uid == os.getuid() for n in [*shared, *inboxes, "run/w"])
-        assert set(opened) - {*shared, *inboxes} <= {"run/control.sock", "run/chain.sock", "run/gateway.sock"}
+        assert set(opened) - {*shared, *inboxes} <= {"run/control.sock", "run/chain.sock", "run/chain-stream.sock",
+                                                      "run/gateway.sock"}
     finally:
         s.stop()
 

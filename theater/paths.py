@@ -3,8 +3,8 @@
     keys/           host.key (Ed25519, 0600), host.pub (theater.keys); CURVE: curve/, authorized/,
                     servers/ (theater.curve_keys)
     keys/secrets/   named secrets for outgoing requests (one file each, 0600; see theater.secrets)
-    run/            theater.sock (management), control.sock, chain.sock, events.sock, gateway.sock,
-                    w/<pid>.sock, server.json
+    run/            theater.sock (management), control.sock, chain.sock, chain-stream.sock, events.sock,
+                    gateway.sock, w/<pid>.sock, server.json
     chains.db       the event chains (SQLite, WAL)
     actors/         the top-level actors a restarted server brings back (<id>.json)
     components/     uploaded components by SHA-256 (the source of every start and restart)
@@ -153,6 +153,11 @@ class Home:
     @property
     def chain_endpoint(self) -> str:
         return self.ipc("chain.sock")
+
+    @property
+    def chain_stream(self) -> Path:
+        """Where workers ship their events to the chain (a plain unix stream: theater.stream)."""
+        return self.run / "chain-stream.sock"
 
     @property
     def events_endpoint(self) -> str:

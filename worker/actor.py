@@ -122,8 +122,9 @@ class Actor:
         resume, rframes = answer(loop.wait_reply(resume_id, timeout=STARTUP_TIMEOUT))
         head = bytes.fromhex(resume["hash"]) if resume.get("hash") else None
         throttle = Throttle(m.limits.events_per_second, m.limits.event_bytes_per_second, time.monotonic())
-        chain = ChainLink(loop.chain_sock, self.actor_id, resume["seq"], head,
-                          on_bytes=lambda n: throttle.spent(n, time.monotonic()))
+        chain = ChainLink(str(self.home.chain_stream), self.actor_id, resume["seq"], head,
+                          on_bytes=lambda n: throttle.spent(n, time.monotonic()),
+                          handoff=bool(resume.get("handoff")), watch=loop.watch_fd, on_message=loop.chain_message)
         loop.chain = chain
         loop.on_chain.update(ack=lambda h: chain.on_ack(h["seq"]), nack=self._nack)
         loop.on["chain_restarted"] = lambda *_: chain.restarted()

@@ -1,32 +1,37 @@
 """This actor's side of the chain: number, link and ship every event; hold back every effect
-until the events that led to it are durable.
+until the events that led to it are out of this worker's reach.
 
 An event is numbered when it happens, but encoded (canonical CBOR) and hashed only when
 its batch ships: that work is done while the actor waits anyway, not between a request
 and its reply. The worker hashes each event itself (the same function a replay uses),
-sends events in batches to the chain process, and keeps every one until the chain
-acknowledges its sequence number as durable. After a chain restart it sends them all
-again; the chain ignores what it already has. Unacknowledged events are bounded: past
-``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it does while
+sends events in batches to the chain process, on a unix stream of its own (theater.stream),
+and keeps every one until the chain acknowledges its sequence number as durable. After a
+chain restart it sends them all again; the chain ignores what it already has.
+Unacknowledged events are bounded: past ``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it does while
 the chain refuses events (``unavailable``: its disk is full), offering their first batch
 again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
 
 Effects: nothing leaves this worker (a reply, a one-way message, a channel message)
-before the chain holds every event emitted before it. An effect is *held*, then *sealed*
+before every event emitted before it is safe from the death of any one process. Once
+written to the stream, events are on the chain process's queue in the kernel: a worker
+killed then cannot take them back, and a chain process killed then loses them but not
+this worker, which sends them again to the next one. So an effect waits until its events
+are written (``handed``), not until they are stored; with ``durability = "machine"``
+(fsynced commits: also safe from a power cut), and while the chain refuses events or mends
+a gap, it waits for their acknowledgement. An effect is *held*, then *sealed*
 at the head it waits for: by the next batch of events that ships (a message sent during
 a long call waits for the events up to that batch), by the end of its call, or at once
 (a reply, after its call's result). Sealed effects go, in order, when the chain
-acknowledges their head. Sealing asks the chain for a prompt acknowledgement (``sync``):
-with the batch that ships, or at the next pump, so the calls of one burst share one commit
-and their effects leave together. Host calls that need an answer (a request, a spawn)
-wait for the acknowledgement in place (``Actor.wait_durable``). A worker killed before
-then leaves no effect the restarted actor could repeat: it resumes from the last durable
-state, and nothing was seen of what came after.
+holds their head (``safe``). Sealing ships the events at once, with the batch that
+ships or at the next pump, so the calls of one burst share one batch and their effects
+leave together; where an acknowledgement is awaited, it asks the chain for it promptly
+(``sync``). Host calls that need an answer (a request, a spawn) wait in place
+(``Loop.before_effect``). A worker killed before then leaves no effect the restarted actor
+could repeat: it resumes from the last durable state, and nothing was seen of what came after.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import time
@@ -38,8 +43,7 @@ import zmq
 
 from theater import protocol
 from theater.events import encode_data, event_hash
-
-from .wire import send
+from theater.stream import Closed, Stream
 
 log = logging.getLogger("theater.worker")
 
@@ -57,8 +61,13 @@ FLUSH_INTERVAL = 0.005
 RESEND_AFTER = 3.0
 # While the chain refuses events (its disk is full), they are offered again this often.
 RETRY_UNAVAILABLE = 1.0
+# While the chain's stream cannot be reached (it restarts), connecting is tried this often.
+RECONNECT_EVERY = 0.05
 
 Release = Callable[[], None]       # sends one held effect (it handles its own errors)
+# Tells the loop to call ``on_ready(events)`` when ``fd`` is readable (and writable, if
+# asked); None: to stop watching it.
+Watch = Callable[[int, Callable[[int], None] | None, bool], None]
 
 
 Pending = tuple[int, str, Any, int, bool]      # an event numbered, not yet encoded: (seq, type, value, time, state?)
@@ -89,9 +98,17 @@ def append_message(actor_id: str, batch: Batch, sync: bool = False) -> list[byte
 
 
 class ChainLink:
-    def __init__(self, sock: zmq.Socket, actor_id: str, head_seq: int, head_hash: bytes | None,
-                 on_bytes: Callable[[int], None]) -> None:
-        self.sock = sock
+    def __init__(self, path: str, actor_id: str, head_seq: int, head_hash: bytes | None,
+                 on_bytes: Callable[[int], None], handoff: bool, watch: Watch,
+                 on_message: Callable[[list[bytes]], None]) -> None:
+        self.path = path                    # the chain's stream socket
+        self.watch = watch
+        self.on_message = on_message        # what the chain says on the stream (acknowledgements)
+        self.handoff = handoff              # effects may leave once their events are written (see above)
+        self.stream: Stream | None = None
+        self.chain_restarted = False        # the server said so: connect to the new one, then send again
+        self.marks: deque[tuple[int, int]] = deque()   # (stream byte count, last seq) of each batch written
+        self.handed = head_seq              # the last event written to the current stream
         self.on_bytes = on_bytes            # told how many bytes each flush encoded (the byte-rate limit)
         self.actor_id = actor_id
         self.seq = head_seq                 # the last event emitted (-1: none yet)
@@ -104,7 +121,7 @@ class ChainLink:
         self.emitted = 0                    # total, for rate accounting
         # effects waiting for the chain: [seq it waits for (None until sealed), what sends it]
         self.held: deque[list[Any]] = deque()
-        self.sync_wanted = False            # something sealed waits: ask the chain to acknowledge now
+        self.sync_wanted = False            # something sealed waits: ship its events now
         self.refusal: str | None = None     # why the chain refuses our events, while it does
         self.mending: int | None = None     # a resend in flight: the last event it sent again
         self.sent = head_seq                # the last event sent to the chain
@@ -133,9 +150,9 @@ class ChainLink:
         ``prompt``: and the chain is asked to acknowledge them at once, not in its own time."""
         if self.held and self.held[-1][0] is None:
             self._mark()
-            if self.acked >= self.seq:
+            if self.safe >= self.seq:
                 self._release()
-            elif prompt:
+            elif prompt or self.handing:
                 self.sync_wanted = True
 
     def _mark(self) -> None:
@@ -151,25 +168,39 @@ class ChainLink:
         self._releasing = True
         try:
             held = self.held
-            while held and held[0][0] is not None and held[0][0] <= self.acked:
+            safe = self.safe
+            while held and held[0][0] is not None and held[0][0] <= safe:
                 held.popleft()[1]()
         finally:
             self._releasing = False
 
     @property
+    def handing(self) -> bool:
+        """Whether an event written to the stream is safe (see above): not while the chain
+        refuses events or a resend mends a gap (what it was written may be refused)."""
+        return self.handoff and self.refusal is None and self.mending is None
+
+    @property
+    def safe(self) -> int:
+        """The last event out of this worker's reach: acknowledged, or written if ``handing``."""
+        return max(self.acked, self.handed) if self.handing else self.acked
+
+    @property
     def durable(self) -> bool:
-        """Whether the chain holds every event emitted so far."""
-        return self.acked >= self.seq
+        """Whether every event emitted so far is safe: an effect may follow them."""
+        return self.safe >= self.seq
 
     # ---- shipping ----------------------------------------------------------------------------
 
-    def sync(self) -> None:
-        """Sends what is pending and asks the chain to acknowledge at once (it otherwise
-        acknowledges in its own time: see chain.service.ACK_DELAY)."""
+    def sync(self, ack: bool = False) -> None:
+        """Sends what is pending; ``ack`` (or unless ``handing``): and asks the chain to
+        acknowledge at once (it otherwise acknowledges in its own time: see
+        chain.service.ACK_DELAY)."""
         self.sync_wanted = False
+        ack = ack or not self.handing
         if self.pending:
-            self.flush(sync=True)
-        elif self.unacked:
+            self.flush(sync=ack)
+        elif self.unacked and ack:
             self._send([], sync=True)
 
     def flush(self, sync: bool = False) -> None:
@@ -183,7 +214,7 @@ class ChainLink:
         self.on_bytes(sum(len(d) for _, d in batch))
         if self.held and self.held[-1][0] is None:
             self._mark()
-            sync = True
+            sync = sync or not self.handing
             self.sync_wanted = False
         # while the chain refuses, they wait for the next retry; while a resend mends a gap,
         # they follow it once it is acknowledged (sent now, they would only meet the gap)
@@ -201,8 +232,75 @@ class ChainLink:
         """Never blocks: with the chain down, events stay in ``unacked`` and go again later."""
         if batch:
             self.sent = max(self.sent, batch[-1][0]["seq"])
-        with contextlib.suppress(zmq.Again):
-            send(self.sock, append_message(self.actor_id, batch, sync))
+        stream = self._connected()
+        if stream is None:
+            return
+        try:
+            end = stream.send(append_message(self.actor_id, batch, sync))
+        except Closed as e:
+            self._disconnect(str(e))
+            return
+        if batch:
+            self.marks.append((end, batch[-1][0]["seq"]))
+        if stream.out:
+            self.watch(stream.fileno(), self._on_stream, True)
+        self._written()
+
+    # ---- the stream ----------------------------------------------------------------------------
+
+    def _connected(self) -> Stream | None:
+        if self.stream is None:
+            try:
+                self.stream = Stream.connect(self.path, protocol.MAX_MESSAGE)
+            except OSError as e:        # the chain restarts: what is not acknowledged goes again later
+                log.debug("actor %s: cannot reach the chain's stream: %s", self.actor_id, e)
+                return None
+            self.watch(self.stream.fileno(), self._on_stream, False)
+        return self.stream
+
+    def _disconnect(self, why: str) -> None:
+        """The chain's end is gone (it died): what it did not acknowledge goes to the next one."""
+        if self.stream is None:
+            return
+        log.info("actor %s: the chain's stream closed (%s)", self.actor_id, why)
+        self.watch(self.stream.fileno(), None, False)
+        self.stream.close()
+        self.stream = None
+        self.marks.clear()
+        self.handed = self.acked
+
+    def _on_stream(self, events: int) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        try:
+            if events & zmq.POLLOUT and stream.flush():
+                self.watch(stream.fileno(), self._on_stream, False)
+            self._written()
+            if events & zmq.POLLIN:
+                for frames in stream.receive():
+                    self.on_message(frames)
+        except Closed as e:
+            self._disconnect(str(e))
+
+    def _written(self) -> None:
+        """Advances ``handed`` over the batches the kernel took, and lets out what that made safe."""
+        stream, marks = self.stream, self.marks
+        if stream is None:
+            return
+        while marks and marks[0][0] <= stream.written:
+            self.handed = max(self.handed, marks.popleft()[1])
+        if self.held and self.handing:
+            self._release()
+
+    def take_acks(self) -> None:
+        """Reads what the chain has said, when an effect may be waiting on an acknowledgement."""
+        if self.stream is not None and self.held and not self.handing:
+            self._on_stream(zmq.POLLIN)
+
+    def retry_in(self, now: float) -> float | None:
+        """Seconds until events not acknowledged are due to go again (None: none wait)."""
+        return max(0.0, self.resend_at - now) if self.unacked or self.chain_restarted else None
 
     def on_ack(self, seq: int) -> None:
         self._acked(seq)
@@ -249,6 +347,15 @@ class ChainLink:
 
     def restarted(self) -> None:
         """The server says a new chain process runs (the old one lost what it had not stored)."""
+        self._disconnect("the chain process restarted")
+        self.chain_restarted = True
+        self._after_restart()
+
+    def _after_restart(self) -> None:
+        if self._connected() is None:       # the new process does not listen yet
+            self.resend_at = time.monotonic() + RECONNECT_EVERY
+            return
+        self.chain_restarted = False
         if self.unacked:
             log.info("actor %s: the chain process restarted: sending %d unacknowledged events again",
                      self.actor_id, len(self.unacked))
@@ -258,12 +365,18 @@ class ChainLink:
         """Sends every unacknowledged event again, oldest first; new batches wait until the chain
         acknowledges the last of them (``mending``)."""
         items = list(self.unacked)
+        self.marks.clear()                  # what was written before may have been lost or refused
+        self.handed = self.acked
         for i in range(0, len(items), BATCH):
             self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
         self.mending = items[-1][0] if items else None
         self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
+        if self.chain_restarted:
+            if now >= self.resend_at:
+                self._after_restart()
+            return
         if not self.unacked or now < self.resend_at:
             return
         if self.refusal is not None:        # one batch asks whether the chain takes events again

@@ -3,7 +3,8 @@
 Three sockets of its own (made by the spare before it knows its actor) and one per peer it
 talks to:
   control  DEALER -> the server (hello, lifecycle, supervision, messages from clients)
-  chain    DEALER -> the chain process (events out, acknowledgements in, resume and queries)
+  chain    DEALER -> the chain process (resume and queries; events go on a stream of their
+           own, worker.chainlink)
   inbox    ROUTER <- other actors' DEALERs (messages in, replies to them out); each message's
            sender is the one its ticket vouches for (``worker.senders``)
 Messages are dispatched by kind to whoever registered for it (``on``, ``on_chain``);
@@ -101,8 +102,7 @@ class Sockets:
         inbox.setsockopt(zmq.USE_FD, inbox_fd)
         endpoint = home.worker_endpoint(os.getpid())
         inbox.bind(endpoint)
-        # events queue on the chain socket (up to MAX_UNACKED) while the chain restarts
-        return cls(dealer(home.control_endpoint, 1000), dealer(home.chain_endpoint, 100_000), inbox, endpoint)
+        return cls(dealer(home.control_endpoint, 1000), dealer(home.chain_endpoint, 1000), inbox, endpoint)
 
 
 class Loop:
@@ -120,6 +120,7 @@ class Loop:
         self.to_peers: set[zmq.Socket] = set()                      # our connections to peers (worker.peers)
         self.awaited: dict[str, zmq.Socket | None] = {}            # replies waited for, and where (``wait_reply``)
         self.writable: dict[zmq.Socket, Callable[[], None]] = {}   # sockets watched for room (see ``watch``)
+        self.fds: dict[int, Callable[[int], None]] = {}           # plain descriptors watched (``watch_fd``)
         self.inbox_paused = False                                   # the mailbox is full: see ``pause_inbox``
         self.on: dict[str, Handler] = {}                       # kinds from the server and peers
         self.on_chain: dict[str, Callable[[dict[str, Any]], None]] = {}   # kinds from the chain
@@ -143,6 +144,8 @@ class Loop:
         if chain.durable:
             return
         chain.sync()
+        if chain.durable:
+            return
         deadline = self.call_deadline() or time.monotonic() + DEFAULT_TIMEOUT
         while not chain.durable:
             if self.watchdog is not None and self.watchdog.stop_requested:
@@ -151,15 +154,12 @@ class Loop:
             if remaining <= 0:
                 why = f" ({chain.refusal})" if chain.refusal else ""
                 raise Timeout(f"the chain did not store this call's events within its time limit{why}")
-            if _spin_until_readable(self.chain_sock, REPLY_SPIN):
-                self.drain(self.chain_sock)     # the acknowledgement, most likely
-                continue
             self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
     def take_acks(self) -> None:
-        """Handles the chain's waiting answers, if any (cheap: one flag read when there are none)."""
-        if wire.readable(self.chain_sock):
-            self.drain(self.chain_sock)
+        """Handles the chain's acknowledgements waiting, if any effect waits on them."""
+        if self.chain is not None:
+            self.chain.take_acks()
 
     def reply(self, route: Route, header: dict[str, Any], *frames: bytes, quiet: bool = False,
               held: bool = True, prompt: bool = True) -> None:
@@ -250,21 +250,26 @@ class Loop:
         pending events once they are due (see chainlink.FLUSH_INTERVAL)."""
         chain = self.chain
         if chain is not None:
-            if chain.sync_wanted:               # effects wait: their events go now, acknowledged at once
+            if chain.sync_wanted:               # effects wait: their events go now
                 chain.sync()
-                if timeout > 0 and _spin_until_readable(self.chain_sock, REPLY_SPIN):
-                    self.drain(self.chain_sock)
-            due = chain.flush_in(time.monotonic())
+            now = time.monotonic()
+            due = chain.flush_in(now)
             if due is not None:
                 if due <= 0:
                     chain.flush()
                 else:
                     timeout = min(timeout, due)
+            retry = chain.retry_in(now)
+            if retry is not None:
+                timeout = min(timeout, retry)
         # pyzmq truncates the timeout to whole milliseconds: round up, or a wait shorter than
         # 1 ms becomes a busy loop
         for sock, ev in self.poller.poll(math.ceil(timeout * 1000)):
             if isinstance(sock, int):
-                if self.watchdog is not None:
+                on_ready = self.fds.get(sock)
+                if on_ready is not None:
+                    on_ready(ev)
+                elif self.watchdog is not None:
                     self.watchdog.drain_wake()
                 continue
             if sock.closed:             # a peer dropped earlier in this round (the server's notice)
@@ -309,6 +314,23 @@ class Loop:
             self.poller.unregister(self.inbox)
         else:
             self.poller.register(self.inbox, zmq.POLLIN)
+
+    def watch_fd(self, fd: int, on_ready: Callable[[int], None] | None, writable: bool = False) -> None:
+        """Calls ``on_ready(events)`` when ``fd`` is readable (or, if asked, writable); None: stop."""
+        if on_ready is None:
+            if self.fds.pop(fd, None) is not None:
+                self.poller.unregister(fd)
+            return
+        events = zmq.POLLIN | (zmq.POLLOUT if writable else 0)
+        if fd in self.fds:
+            self.poller.modify(fd, events)
+        else:
+            self.poller.register(fd, events)
+        self.fds[fd] = on_ready
+
+    def chain_message(self, frames: list[bytes]) -> None:
+        """A message from the chain on the events' stream (an acknowledgement, a refusal)."""
+        self._dispatch(self.chain_sock, frames)
 
     def watch(self, sock: zmq.Socket, on_room: Callable[[], None] | None) -> None:
         """Calls ``on_room`` when ``sock`` has room to send again (None: stop watching)."""

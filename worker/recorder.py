@@ -57,7 +57,7 @@ class Recorder:
     def settle(self, timeout: float) -> bool:
         """Waits until the chain holds every event (or the time is up); whether it does."""
         deadline = time.monotonic() + timeout
-        self.chain.sync()
+        self.chain.sync(ack=True)
         while not self.chain.settled and time.monotonic() < deadline:
             self._pump(min(0.1, max(0.0, deadline - time.monotonic())))
         if not self.chain.settled:

@@ -1,0 +1,101 @@
+"""theater.stream: the unix stream a worker's events travel on to the chain (issue 11's round trip).
+
+An effect leaves a worker once the events that led to it are written to this stream, on the
+word of the kernel that they stay readable whatever becomes of the writer: the first test
+shows that word kept by a process SIGKILLed right after its write. The others hold the
+framing to what the chain reads from anyone who can connect.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from theater.stream import Closed, Stream, frame
+
+from .conftest import wait_for
+
+
+def pair(max_message: int = 1 << 20) -> tuple[Stream, Stream]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return Stream(a, max_message), Stream(b, max_message)
+
+
+def received(s: Stream, n: int) -> list[list[bytes]]:
+    got: list[list[bytes]] = []
+    wait_for(lambda: bool(got.extend(s.receive())) or len(got) >= n, timeout=30, what=f"{n} messages")
+    return got
+
+
+def test_what_a_killed_writer_wrote_is_read_to_the_end(tmp_path):
+    """A child connects, writes three messages, and SIGKILLs itself before anyone has read a
+    byte; the listener accepts afterwards and reads all three, then the end of the stream."""
+    path = tmp_path / "s.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    child = textwrap.dedent(f"""
+        import os, signal
+        from theater.stream import Stream
+        s = Stream.connect({str(path)!r}, 1 << 20)
+        for i in range(3):
+            s.send([b'{{"k": "append"}}', bytes([i]) * 20_000])
+        assert not s.out, "the kernel took it all"
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    p = subprocess.run([sys.executable, "-c", child], timeout=60)
+    assert p.returncode == -9
+    conn, _ = listener.accept()
+    reader = Stream(conn, 1 << 20)
+    got = received(reader, 3)
+    assert got == [[b'{"k": "append"}', bytes([i]) * 20_000] for i in range(3)]
+    with pytest.raises(Closed, match="closed by the other end"):
+        reader.receive()
+    listener.close()
+
+
+def test_messages_arrive_whole_and_in_order_however_the_bytes_are_cut():
+    a, b = pair()
+    msgs = [[b"h%d" % i, b"x" * i, b""] for i in range(50)]
+    data = b"".join(frame(m) for m in msgs)
+    got = []
+    for i in range(0, len(data), 7):        # seven bytes at a time: messages cut anywhere
+        a.sock.send(data[i:i + 7])
+        got.extend(b.receive())
+    assert got == msgs and not b.inbuf
+
+
+def test_a_reader_that_does_not_read_makes_the_writer_queue_not_block():
+    """What the socket does not take waits in ``out``; ``written`` counts only what the kernel
+    took; once the reader reads, ``flush`` writes the rest."""
+    a, b = pair(64 << 20)
+    big = b"y" * (8 << 20)
+    end = a.send([b"{}", big])
+    assert a.written < end == a.queued and a.out
+    got: list[list[bytes]] = []
+
+    def drained() -> bool:
+        a.flush()
+        got.extend(b.receive())
+        return bool(got)
+    wait_for(drained, timeout=30, what="the big message")
+    assert a.written == end and not a.out
+    assert got == [[b"{}", big]]
+
+
+@pytest.mark.parametrize(("data", "why"), [
+    ((1 << 30).to_bytes(4, "little") + b"\0" * 8, "a message of 1073741824 bytes"),
+    ((8).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"\0" * 4, "a message of 5 frames in 8 bytes"),
+    ((12).to_bytes(4, "little") + (1).to_bytes(4, "little") + (9).to_bytes(4, "little") + b"abcd",
+     "frames do not add up"),
+    ((2).to_bytes(4, "little") + b"ab", "a message of 2 bytes"),
+])
+def test_a_broken_frame_ends_the_stream(data, why):
+    a, b = pair()
+    a.sock.send(data)
+    with pytest.raises(Closed, match=why):
+        received(b, 1)

@@ -1,0 +1,150 @@
+"""Multipart messages over a unix stream socket: the path of a worker's events to the chain.
+
+ZeroMQ queues a message inside the sending process until its I/O thread writes it to the
+kernel: a sender killed in between loses it, unseen. An event an effect waits for must be
+past that point. Once ``send`` on a unix stream socket has returned, its bytes are on the
+receiver's queue, and they stay readable there whatever becomes of the sender (the kernel
+reports the sender's end only after the last of them). So a worker ships its events here,
+and knows, byte by byte, which of them are out of its hands (``written``).
+
+A message: a u32 length of the rest, a u32 count of frames, a u32 length for each frame,
+then the frames. Neither end ever blocks: what the socket does not take waits in this
+object for room (``flush`` when a poll says the socket is writable), and ``receive``
+returns the whole messages that have arrived so far.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+
+_U32 = struct.Struct("<I")
+_PEERCRED = struct.Struct("3i")
+# One read takes at most this much (then the poll comes round again: other peers' turn).
+READ_MOST = 1 << 20
+
+
+class Closed(Exception):
+    """The other end is gone (or broke the framing): this stream is done."""
+
+
+def frame(frames: list[bytes]) -> bytes:
+    """The bytes of one message."""
+    head = _U32.pack(len(frames)) + b"".join(_U32.pack(len(f)) for f in frames)
+    body = head + b"".join(frames)
+    return _U32.pack(len(body)) + body
+
+
+class Stream:
+    def __init__(self, sock: socket.socket, max_message: int) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.max_message = max_message
+        self.out = bytearray()              # queued, not yet taken by the kernel
+        self.queued = 0                     # bytes ever queued
+        self.written = 0                    # bytes ever taken by the kernel
+        self.inbuf = bytearray()
+        self.more = False                   # the last read was cut short: more may be waiting
+
+    @classmethod
+    def connect(cls, path: str, max_message: int) -> Stream:
+        """Raises OSError when nobody listens there (or its backlog is full: never waits)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, max_message)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def credentials(self) -> tuple[int, int, int]:
+        """(uid, gid, pid) of the process at the other end, as the kernel took them at connect."""
+        pid, uid, gid = _PEERCRED.unpack(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                              _PEERCRED.size))
+        return uid, gid, pid
+
+    def send(self, frames: list[bytes]) -> int:
+        """Queues one message and writes what the socket takes; the byte count (``queued``)
+        at which the message ends: it is in the kernel once ``written`` reaches it."""
+        data = frame(frames)
+        self.queued += len(data)
+        if self.out:
+            self.out += data
+        else:
+            self._write(memoryview(data))
+        return self.queued
+
+    def flush(self) -> bool:
+        """Writes what waits for room; whether everything is written."""
+        if self.out:
+            out, self.out = self.out, bytearray()
+            self._write(memoryview(out))
+        return not self.out
+
+    def _write(self, data: memoryview) -> None:
+        try:
+            while data:
+                n = self.sock.send(data)
+                self.written += n
+                data = data[n:]
+        except BlockingIOError:
+            pass
+        except OSError as e:
+            raise Closed(f"cannot write: {errno.errorcode.get(e.errno or 0, e)}") from None
+        finally:
+            if data:
+                self.out += data
+
+    def receive(self) -> list[list[bytes]]:
+        """The whole messages that have arrived (maybe none); raises Closed at the end of the
+        stream and on a message that breaks the framing or the size limit."""
+        try:
+            data = self.sock.recv(READ_MOST)
+        except (BlockingIOError, InterruptedError):
+            data = None
+        except OSError as e:
+            raise Closed(f"cannot read: {errno.errorcode.get(e.errno or 0, e)}") from None
+        if data == b"":
+            raise Closed("closed by the other end")
+        self.more = data is not None and len(data) == READ_MOST
+        if data:
+            self.inbuf += data
+        return self._messages()
+
+    def _messages(self) -> list[list[bytes]]:
+        buf, at, out = self.inbuf, 0, []
+        while len(buf) - at >= 4:
+            (size,) = _U32.unpack_from(buf, at)
+            if size > self.max_message or size < 4:
+                raise Closed(f"a message of {size} bytes (at most {self.max_message})")
+            if len(buf) - at - 4 < size:
+                break
+            out.append(_frames(bytes(buf[at + 4:at + 4 + size])))
+            at += 4 + size
+        if at:
+            del buf[:at]
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _frames(body: bytes) -> list[bytes]:
+    (count,) = _U32.unpack_from(body, 0)
+    lengths_end = 4 + 4 * count
+    if count == 0 or lengths_end > len(body):
+        raise Closed(f"a message of {count} frames in {len(body)} bytes")
+    lengths = struct.unpack_from(f"<{count}I", body, 4)
+    if lengths_end + sum(lengths) != len(body):
+        raise Closed("a message whose frames do not add up to its length")
+    frames, at = [], lengths_end
+    for n in lengths:
+        frames.append(body[at:at + n])
+        at += n
+    return frames
+
