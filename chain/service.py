@@ -25,7 +25,6 @@ every ``RETRY_WRITE``; the first commit that succeeds ends it. The process stays
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -43,14 +42,17 @@ from theater.errors import ProtocolError, Refused
 from theater.paths import Home
 
 from .access import Access
+from .publisher import Publisher
 from .queries import Queries
-from .store import ChainStore, Rejected, Staged, Unwritable
+from .store import ChainStore, Rejected, Unwritable
 from .streams import StreamPeer, Streams
 
 log = logging.getLogger("theater.chain")
 
 # Events per group commit: bounds one transaction's latency (~10 ms) under heavy load.
 MAX_BATCH = 4000
+# Messages read from the ROUTER in one turn (binds, resumes, records, queries).
+ROUTER_TURN = 1000
 # How long the first event of a group waits for others before the group is committed.
 COMMIT_DELAY = 0.005
 # After SIGTERM, keep serving until no event has arrived for this long (workers stopping
@@ -91,7 +93,7 @@ class ChainService:
         self.poller.register(self.router, zmq.POLLIN)
         self.poller.register(self.pub, zmq.POLLIN)
         self.streams = Streams(home.chain_stream, self.poller)
-        self.topics: dict[bytes, int] = {}
+        self.publisher = Publisher(self.pub)
         # (worker, actor) -> staged in this turn: (head seq, events); those asking for an ack now
         self.acks: dict[tuple[bytes, str], tuple[int, int]] = {}
         self.sync: set[tuple[bytes, str]] = set()
@@ -119,10 +121,13 @@ class ChainService:
                 now = time.monotonic()
                 if now - self.last_input > self.stop_idle or now - self.stopping_since > STOP_MAX:
                     break
+            now = time.monotonic()
+            self.streams.tick(now)
+            self.streams.pause(self.unwritable is not None and now < self.retry_at)
             router = False
             for sock, ev in self.poller.poll(self._timeout()):
                 if sock is self.pub:
-                    self._subscriptions()
+                    self.publisher.subscriptions()
                 elif sock is self.router:
                     router = True
                 else:
@@ -150,6 +155,8 @@ class ChainService:
         due = [time.monotonic() + (0.1 if self.stopping_since is not None else 1.0)]
         if self.staged:
             due.append(self.staged_since + COMMIT_DELAY)
+        if self.unwritable is not None:
+            due.append(self.retry_at)
         if self.unacked:
             due.append(min(since for _, _, since in self.unacked.values()) + ACK_DELAY)
         expiry = self.access.next_expiry()
@@ -172,25 +179,13 @@ class ChainService:
             self.stopping_since = time.monotonic()
         self.stop_idle = min(self.stop_idle, idle)
 
-    def _subscriptions(self) -> None:
-        while True:
-            try:
-                msg = self.pub.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if msg:
-                topic = msg[1:]
-                self.topics[topic] = self.topics.get(topic, 0) + (1 if msg[0] == 1 else -1)
-                if self.topics[topic] <= 0:
-                    del self.topics[topic]
-
     def _drain(self, router: bool) -> None:
         """Stages everything waiting (the streams' events, then ``router``'s messages); commits
         if anyone waits on it, then answers."""
         later: list[tuple[bytes, dict[str, Any], list[bytes]]] = []       # records and queries
         self.writable = self._writable()        # one try per turn while the database refuses
         self._from_streams(later)
-        while router and self.staged < MAX_BATCH:
+        for _ in range(ROUTER_TURN if router else 0):      # however many events the streams brought
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -198,7 +193,7 @@ class ChainService:
             self.last_input = time.monotonic()
             cred = peercred.credentials(frames[0])
             self._handle(frames[0].bytes, cred, [f.bytes for f in frames[1:]], later)
-        if later:           # whatever a worker wrote before these were sent is staged before they are answered
+        if later and not self.streams.paused:   # what a worker wrote before these were sent comes first
             self.streams.read_all()
             self._from_streams(later)
         # records (lifecycle events from the server) are linked at the head, after the workers' events
@@ -335,8 +330,8 @@ class ChainService:
             _, count, since = self.unacked.get(key, (0, 0, now))
             self.unacked[key] = (seq, count + n, since)
         self.acks.clear()
-        if rows and self.topics:
-            self._publish(rows)
+        if rows:
+            self.publisher.publish(rows)
 
     def _refuse_group(self, error: str) -> None:
         """The database refused the group's commit: everyone in it hears why, and keeps its events."""
@@ -365,18 +360,6 @@ class ChainService:
                 self._send(key[0], {"k": "ack", "actor": key[1], "seq": seq})
                 del self.unacked[key]
         self.sync.clear()
-
-    def _publish(self, rows: list[Staged]) -> None:
-        for row in rows:
-            actor_id = row.head.actor_id
-            topic = f"actor.{actor_id}".encode()
-            if not any(topic.startswith(t) for t in self.topics):
-                continue
-            meta = {"seq": row.seq, "type": row.type, "hash": row.hash.hex(), "time_ns": row.time_ns,
-                    "stamp": row.stamp.hex(), "sig": row.sig.hex() if row.sig else None}
-            # a slow subscriber loses what it cannot take and sees the gap in seq numbers
-            with contextlib.suppress(zmq.Again):
-                self.pub.send_multipart([topic, orjson.dumps(meta), row.data], zmq.NOBLOCK)
 
     def _send(self, peer: bytes, header: dict[str, Any], *frames: bytes) -> None:
         if isinstance(peer, StreamPeer):

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from pathlib import Path
 
 import zmq
@@ -27,6 +28,8 @@ log = logging.getLogger("theater.chain")
 
 # Connections one process may hold open (a worker needs one; two while it connects again).
 PER_PROCESS = 4
+# Out of descriptors: connections wait in the backlog this long before accepting is tried again.
+ACCEPT_RETRY = 1.0
 # Answers (acknowledgements) waiting for a worker that does not read them: past this, it is cut off.
 MAX_UNREAD = 1 << 20
 BACKLOG = 512
@@ -64,6 +67,8 @@ class Streams:
         self.by_peer: dict[bytes, Conn] = {}
         self.inbox: list[tuple[StreamPeer, Cred, list[bytes]]] = []     # read, not yet handled
         self.opened = 0
+        self.paused = False                 # the chain cannot write: leave events in the kernel's hands
+        self.accept_at: float | None = None     # out of descriptors: accept again then
 
     def ready(self, fd: int, events: int) -> None:
         """The poll says ``fd`` (the listener or a connection) is ready."""
@@ -75,12 +80,13 @@ class Streams:
             return
         if events & zmq.POLLOUT and not conn.deaf:
             self._flush(conn)
-        if events & zmq.POLLIN and conn.peer in self.by_peer:
+        if events & zmq.POLLIN and conn.peer in self.by_peer and not self.paused:
             self._read(conn)
 
     def read_all(self) -> None:
-        """Reads whatever every connection holds: what was written before a query or a record
-        was sent is handled before it is answered."""
+        """Reads whatever every connection holds, those waiting to be accepted included: what
+        was written before a query, a record or a bind was sent is handled before it."""
+        self._accept()
         for conn in list(self.by_fd.values()):
             self._read(conn)
             while conn.stream.more and conn.peer in self.by_peer:
@@ -99,15 +105,42 @@ class Streams:
         except Closed:
             self._deaf(conn)
             return
-        if len(conn.stream.out) > MAX_UNREAD:
-            self._drop(conn, f"it left {len(conn.stream.out)} bytes of answers unread")
+        if len(conn.stream.out) > MAX_UNREAD:      # it reads no answers: it hears the end, and connects again
+            log.warning("chain: pid %d left %d bytes of answers unread; ending its stream", conn.cred[2],
+                        len(conn.stream.out))
+            self._deaf(conn)
+            with contextlib.suppress(OSError):
+                conn.stream.sock.shutdown(socket.SHUT_WR)
         elif conn.stream.out:
-            self.poller.modify(conn.stream.fileno(), zmq.POLLIN | zmq.POLLOUT)
+            self._watch(conn)
+
+    def pause(self, paused: bool) -> None:
+        """While the chain cannot write, events are left unread, in the kernel's hands (their
+        writers run out of room and wait): what the chain reads, it must be able to keep."""
+        if paused != self.paused:
+            self.paused = paused
+            for conn in self.by_fd.values():
+                self._watch(conn)
+
+    def tick(self, now: float) -> None:
+        if self.accept_at is not None and now >= self.accept_at:
+            self.accept_at = None
+            self.poller.register(self.listener.fileno(), zmq.POLLIN)
+
+    def _watch(self, conn: Conn) -> None:
+        events = (0 if self.paused else zmq.POLLIN) | (zmq.POLLOUT if conn.stream.out and not conn.deaf else 0)
+        fd = conn.stream.fileno()
+        if events:
+            self.poller.register(fd, events)
+        else:
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(fd)
 
     def close(self) -> None:
         for conn in list(self.by_fd.values()):
             self._drop(conn, "")
-        self.poller.unregister(self.listener.fileno())
+        if self.accept_at is None:
+            self.poller.unregister(self.listener.fileno())
         self.listener.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
@@ -118,8 +151,12 @@ class Streams:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as e:            # out of descriptors: the next poll tries again
-                log.error("chain: cannot accept a worker's event stream: %s", e)
+            except OSError as e:            # out of descriptors: the backlog waits a while
+                log.error("chain: cannot accept workers' event streams: %s (trying again in %gs)", e,
+                          ACCEPT_RETRY)
+                if self.accept_at is None:
+                    self.poller.unregister(self.listener.fileno())
+                    self.accept_at = time.monotonic() + ACCEPT_RETRY
                 return
             stream = Stream(sock, protocol.MAX_MESSAGE)
             cred = stream.credentials()
@@ -132,7 +169,7 @@ class Streams:
             conn = Conn(stream, StreamPeer(b"stream:%d" % self.opened), cred)
             self.by_fd[stream.fileno()] = conn
             self.by_peer[conn.peer] = conn
-            self.poller.register(stream.fileno(), zmq.POLLIN)
+            self._watch(conn)
 
     def _read(self, conn: Conn) -> None:
         try:
@@ -144,7 +181,7 @@ class Streams:
     def _flush(self, conn: Conn) -> None:
         try:
             if conn.stream.flush():
-                self.poller.modify(conn.stream.fileno(), zmq.POLLIN)
+                self._watch(conn)
         except Closed:
             self._deaf(conn)
 
@@ -152,13 +189,14 @@ class Streams:
         """Its worker is gone (or shut its end): what it wrote is still read, to the end."""
         conn.deaf = True
         conn.stream.out.clear()
-        self.poller.modify(conn.stream.fileno(), zmq.POLLIN)
+        self._watch(conn)
 
     def _drop(self, conn: Conn, why: str) -> None:
         if why and why != "closed by the other end":
             log.warning("chain: closed the event stream of pid %d: %s", conn.cred[2], why)
         fd = conn.stream.fileno()
-        self.poller.unregister(fd)
+        with contextlib.suppress(KeyError):
+            self.poller.unregister(fd)
         del self.by_fd[fd]
         del self.by_peer[conn.peer]
         conn.stream.close()

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 
+import orjson
 import pytest
 
 from theater.stream import Closed, Stream, frame
@@ -99,3 +100,63 @@ def test_a_broken_frame_ends_the_stream(data, why):
     a.sock.send(data)
     with pytest.raises(Closed, match=why):
         received(b, 1)
+
+
+# ---- a worker's link on it (worker.chainlink) --------------------------------------------------
+
+
+def chain_listening(path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))
+    s.listen(4)
+    return s
+
+
+def seqs_received(conn: Stream, last: int) -> list[int]:
+    """The seqs of the events appended on ``conn`` until ``last`` arrives."""
+    got: list[int] = []
+
+    def until_last() -> bool:
+        for frames in conn.receive():
+            got.extend(e["seq"] for e in orjson.loads(frames[0])["events"])
+        return bool(got) and got[-1] == last
+    wait_for(until_last, timeout=30, what=f"event {last}")
+    return got
+
+
+def test_a_new_stream_carries_everything_unacknowledged_before_an_effect_may_go(tmp_path):
+    """The chain dies with events it never acknowledged (written to it, they are now nowhere
+    but in this worker); on the next stream the link writes them all again, oldest first,
+    before anything new, so an effect sealed after them goes only once the new chain's queue
+    holds every one (before: the new stream carried only the newest batch, and the effect
+    went over events no live process had)."""
+    from worker.chainlink import ChainLink
+
+    path = tmp_path / "chain.sock"
+    first = chain_listening(path)
+    link = ChainLink(str(path), "a", -1, None, on_bytes=lambda n: None, handoff=True,
+                     watch=lambda *_: None, on_message=lambda frames: None)
+    released: list[str] = []
+    for i in range(3):
+        link.emit("t", {"i": i})
+    link.hold(lambda: released.append("first"))
+    link.seal()
+    link.sync()
+    conn = Stream(first.accept()[0], 1 << 20)
+    assert seqs_received(conn, 2) == [0, 1, 2]
+    assert released == ["first"], "written to a live chain's stream: out of the worker's reach"
+
+    conn.close()                            # the chain process dies before acknowledging them
+    first.close()
+    path.unlink()
+    second = chain_listening(path)
+    link.emit("t", {"i": 3})
+    link.flush()                            # meets the dead stream
+    link.hold(lambda: released.append("second"))
+    link.seal()
+    link.emit("t", {"i": 4})
+    link.flush()                            # a new stream: 0-2 went nowhere that lasts
+    conn = Stream(second.accept()[0], 1 << 20)
+    assert seqs_received(conn, 4) == [0, 1, 2, 3, 4]
+    assert released == ["first", "second"]
+    second.close()

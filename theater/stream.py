@@ -46,6 +46,7 @@ class Stream:
         self.written = 0                    # bytes ever taken by the kernel
         self.inbuf = bytearray()
         self.more = False                   # the last read was cut short: more may be waiting
+        self.broken: str | None = None      # the framing broke after the messages last returned
 
     @classmethod
     def connect(cls, path: str, max_message: int) -> Stream:
@@ -102,7 +103,10 @@ class Stream:
 
     def receive(self) -> list[list[bytes]]:
         """The whole messages that have arrived (maybe none); raises Closed at the end of the
-        stream and on a message that breaks the framing or the size limit."""
+        stream and on a message that breaks the framing or the size limit (after returning
+        the whole messages before it)."""
+        if self.broken is not None:
+            raise Closed(self.broken)
         try:
             data = self.sock.recv(READ_MOST)
         except (BlockingIOError, InterruptedError):
@@ -118,14 +122,19 @@ class Stream:
 
     def _messages(self) -> list[list[bytes]]:
         buf, at, out = self.inbuf, 0, []
-        while len(buf) - at >= 4:
-            (size,) = _U32.unpack_from(buf, at)
-            if size > self.max_message or size < 4:
-                raise Closed(f"a message of {size} bytes (at most {self.max_message})")
-            if len(buf) - at - 4 < size:
-                break
-            out.append(_frames(bytes(buf[at + 4:at + 4 + size])))
-            at += 4 + size
+        try:
+            while len(buf) - at >= 4:
+                (size,) = _U32.unpack_from(buf, at)
+                if size > self.max_message or size < 4:
+                    raise Closed(f"a message of {size} bytes (at most {self.max_message})")
+                if len(buf) - at - 4 < size:
+                    break
+                out.append(_frames(bytes(buf[at + 4:at + 4 + size])))
+                at += 4 + size
+        except Closed as e:
+            if not out:
+                raise
+            self.broken = str(e)
         if at:
             del buf[:at]
         return out

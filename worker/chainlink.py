@@ -6,10 +6,11 @@ its batch ships: that work is done while the actor waits anyway, not between a r
 and its reply. The worker hashes each event itself (the same function a replay uses),
 sends events in batches to the chain process, on a unix stream of its own (theater.stream),
 and keeps every one until the chain acknowledges its sequence number as durable. After a
-chain restart it sends them all again; the chain ignores what it already has.
-Unacknowledged events are bounded: past ``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it does while
-the chain refuses events (``unavailable``: its disk is full), offering their first batch
-again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
+chain restart it sends them all again (and on any new stream: what the last one carried
+may have died with it); the chain ignores what it already has. Unacknowledged events are
+bounded: past ``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it
+does while the chain refuses events (``unavailable``: its disk is full), offering their
+first batch again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
 
 Effects: nothing leaves this worker (a reply, a one-way message, a channel message)
 before every event emitted before it is safe from the death of any one process. Once
@@ -42,8 +43,9 @@ from typing import Any
 import zmq
 
 from theater import protocol
-from theater.events import encode_data, event_hash
 from theater.stream import Closed, Stream
+
+from .batches import Batch, Pending, append_message, encode_events
 
 log = logging.getLogger("theater.worker")
 
@@ -68,33 +70,6 @@ Release = Callable[[], None]       # sends one held effect (it handles its own e
 # Tells the loop to call ``on_ready(events)`` when ``fd`` is readable (and writable, if
 # asked); None: to stop watching it.
 Watch = Callable[[int, Callable[[int], None] | None, bool], None]
-
-
-Pending = tuple[int, str, Any, int, bool]      # an event numbered, not yet encoded: (seq, type, value, time, state?)
-Batch = list[tuple[dict[str, Any], bytes]]     # events encoded: (meta, data) each
-
-
-def encode_events(actor_id: str, head: bytes | None, pending: list[Pending]) -> tuple[Batch, bytes | None]:
-    """Encodes and hashes events after ``head``; the batch, and the new head."""
-    batch: Batch = []
-    for seq, event_type, value, t, state_changed in pending:
-        data = encode_data(value)
-        head = event_hash(actor_id, seq, head, event_type, data)
-        # no parent: the chain links each event to its own head, and the hash proves they agree
-        meta: dict[str, Any] = {"seq": seq, "hash": head.hex(), "type": event_type, "time_ns": t}
-        if state_changed:
-            meta["state"] = 1
-        batch.append((meta, data))
-    return batch, head
-
-
-def append_message(actor_id: str, batch: Batch, sync: bool = False) -> list[bytes]:
-    """The chain's ``append`` of a batch: all the events' data in one frame (one send, not n)."""
-    header: dict[str, Any] = {"k": "append", "actor": actor_id, "events": [m for m, _ in batch],
-                              "sizes": [len(d) for _, d in batch]}
-    if sync:
-        header["sync"] = True
-    return protocol.encode(header, b"".join(d for _, d in batch))
 
 
 class ChainLink:
@@ -126,6 +101,7 @@ class ChainLink:
         self.mending: int | None = None     # a resend in flight: the last event it sent again
         self.sent = head_seq                # the last event sent to the chain
         self._releasing = False
+        self._resending = False
 
     def emit(self, event_type: str, value: Any, state_changed: bool = False) -> None:
         """Numbers one event after the head and queues it; it is encoded and linked at flush."""
@@ -178,7 +154,8 @@ class ChainLink:
     def handing(self) -> bool:
         """Whether an event written to the stream is safe (see above): not while the chain
         refuses events or a resend mends a gap (what it was written may be refused)."""
-        return self.handoff and self.refusal is None and self.mending is None
+        return (self.handoff and self.refusal is None and self.mending is None and self.stream is not None
+                and not self.chain_restarted)
 
     @property
     def safe(self) -> int:
@@ -232,8 +209,12 @@ class ChainLink:
         """Never blocks: with the chain down, events stay in ``unacked`` and go again later."""
         if batch:
             self.sent = max(self.sent, batch[-1][0]["seq"])
+        fresh = self.stream is None
         stream = self._connected()
         if stream is None:
+            return
+        if fresh and self.unacked and not self._resending:
+            self._rewrite()         # what went before went nowhere that lasts: all of it, in order
             return
         try:
             end = stream.send(append_message(self.actor_id, batch, sync))
@@ -359,17 +340,26 @@ class ChainLink:
         if self.unacked:
             log.info("actor %s: the chain process restarted: sending %d unacknowledged events again",
                      self.actor_id, len(self.unacked))
-            self.resend()
+            self._rewrite()
 
     def resend(self) -> None:
         """Sends every unacknowledged event again, oldest first; new batches wait until the chain
-        acknowledges the last of them (``mending``)."""
+        acknowledges the last of them (``mending``: the chain refused some)."""
+        self.mending = self.unacked[-1][0] if self.unacked else None
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Writes every unacknowledged event, oldest first: on a new stream, all of them must be
+        on it before ``handed`` may count anything written there."""
         items = list(self.unacked)
         self.marks.clear()                  # what was written before may have been lost or refused
         self.handed = self.acked
-        for i in range(0, len(items), BATCH):
-            self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
-        self.mending = items[-1][0] if items else None
+        self._resending = True
+        try:
+            for i in range(0, len(items), BATCH):
+                self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
+        finally:
+            self._resending = False
         self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
@@ -383,8 +373,13 @@ class ChainLink:
             self._send([(m, d) for _, m, d in itertools.islice(self.unacked, BATCH)], sync=True)
             self.resend_at = now + RETRY_UNAVAILABLE
             return
-        log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id, len(self.unacked))
-        self.resend()
+        self.resend_at = now + RESEND_AFTER
+        if self.stream is None:
+            log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id,
+                      len(self.unacked))
+            self._rewrite()
+        elif not self.stream.out:           # the stream loses nothing: ask where the chain stands
+            self._send([], sync=True)
 
     @property
     def backlog(self) -> int:
