@@ -192,7 +192,7 @@ class Streams:
         self._watch(conn)
 
     def _drop(self, conn: Conn, why: str) -> None:
-        if why and why != "closed by the other end":
+        if why and not why.startswith(("closed by the other end", "cannot read: ECONNRESET")):
             log.warning("chain: closed the event stream of pid %d: %s", conn.cred[2], why)
         fd = conn.stream.fileno()
         with contextlib.suppress(KeyError):

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 import pytest
 
@@ -311,3 +312,23 @@ def test_both_durabilities_store_and_acknowledge(home, durability):
         assert replies_in_chain(s, actor) == [1, 2, 3]
     finally:
         s.stop()
+
+
+def test_export_right_after_a_reply_holds_what_the_reply_showed(server):
+    """`theater export` and `verify` read the store directly; with a server running, its chain
+    first stores what workers have written. The reply below leaves while the chain is stopped
+    (its events written, not stored): an export started then waits for the chain, and holds
+    the call (before: it read the store at once, without it)."""
+    actor = cli_start(server, COUNTER)
+    with chain_stopped(server):
+        with server.client() as c:
+            assert c.request(actor, b"+1") == b"1"
+        export = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "export", actor],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        wait_for(lambda: bool(psutil.Process(export.pid).net_connections(kind="unix")), timeout=30,
+                 what="the export to reach the server")
+    out, err = export.communicate(timeout=60)
+    assert export.returncode == 0, err
+    results = [e for e in map(orjson.loads, out.splitlines()) if e["type"] == "wasm"
+               and e["body"].get("event") == "result" and e["body"].get("function") == HANDLE_REQUEST]
+    assert [int(e["body"]["result"][0]["utf8"]) for e in results] == [1]

@@ -76,6 +76,7 @@ class Stream:
         self.queued += len(data)
         if self.out:
             self.out += data
+            self.flush()
         else:
             self._write(memoryview(data))
         return self.queued
