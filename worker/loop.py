@@ -133,7 +133,8 @@ class Loop:
     # ---- out ------------------------------------------------------------------------------
 
     def before_effect(self) -> None:
-        """Waits (serving the sockets) until the chain holds every event emitted so far: before
+        """Waits (serving the sockets) until every event emitted so far is safe (written to the
+        chain's stream, or acknowledged: worker.chainlink): before
         an effect the running call waits on (a request, a channel open, a spawn, an outside
         request), which must not leave ahead of the events that led to it, nor ahead of the
         messages sent before it."""

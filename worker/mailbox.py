@@ -15,7 +15,7 @@ free (one pause per burst, not one per message). Each full episode is recorded w
 starts and when it ends. What is refused (the actor is ending, a message is too large) is
 refused to its sender: a request with an error reply, a one-way message with a ``refused``
 notice its sender records. The one-way messages an actor took are acknowledged to their
-senders (``took``, once the chain holds the calls they ran), a few at a time: so a sender
+senders (``took``, once the calls they ran are safe: worker.chainlink), a few at a time: so a sender
 knows which of its messages died with a receiver that was killed, and records them.
 """
 
