@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ class Streams:
         self.listener.setblocking(False)
         poller.register(self.listener.fileno(), zmq.POLLIN)
         self.by_fd: dict[int, Conn] = {}
+        self.peek = select.poll()           # every connection: which hold something (``read_all``)
         self.by_peer: dict[bytes, Conn] = {}
         self.inbox: list[tuple[StreamPeer, Cred, list[bytes]]] = []     # read, not yet handled
         self.opened = 0
@@ -87,7 +89,10 @@ class Streams:
         """Reads whatever every connection holds, those waiting to be accepted included: what
         was written before a query, a record or a bind was sent is handled before it."""
         self._accept()
-        for conn in list(self.by_fd.values()):
+        for fd, _ in self.peek.poll(0):     # one system call, not one read per connection
+            conn = self.by_fd.get(fd)
+            if conn is None:
+                continue
             self._read(conn)
             while conn.stream.more and conn.peer in self.by_peer:
                 self._read(conn)
@@ -169,6 +174,7 @@ class Streams:
             conn = Conn(stream, StreamPeer(b"stream:%d" % self.opened), cred)
             self.by_fd[stream.fileno()] = conn
             self.by_peer[conn.peer] = conn
+            self.peek.register(stream.fileno(), select.POLLIN)
             self._watch(conn)
 
     def _read(self, conn: Conn) -> None:
@@ -197,6 +203,7 @@ class Streams:
         fd = conn.stream.fileno()
         with contextlib.suppress(KeyError):
             self.poller.unregister(fd)
+        self.peek.unregister(fd)
         del self.by_fd[fd]
         del self.by_peer[conn.peer]
         conn.stream.close()
