@@ -93,8 +93,8 @@ class Peers:
         assert chain is not None
         self.record("limit/waiting", {"to": out.peer, "queued": out.unsent})
         deadline = loop.call_deadline() or time.monotonic() + NO_CALL_WAIT
-        while not out.roomy:
-            chain.seal()              # what is held for the chain goes as soon as it is stored
+        while not out.roomy or out.gone is not None:     # gone, it counts nothing: roomy
+            chain.seal()              # what is held for the chain goes as soon as it is safe
             if out.gone is not None:
                 raise NotFound(out.gone)
             if loop.watchdog is not None and loop.watchdog.stop_requested:
