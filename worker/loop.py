@@ -154,7 +154,7 @@ class Loop:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 why = f" ({chain.refusal})" if chain.refusal else ""
-                raise Timeout(f"the chain did not store this call's events within its time limit{why}")
+                raise Timeout(f"the chain did not take this call's events within its time limit{why}")
             self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
     def take_acks(self) -> None:
