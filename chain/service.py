@@ -244,8 +244,9 @@ class ChainService:
             self._from_streams(later)
             if kind == "unbind":
                 self.access.unbind(header["actor"])
-            for p in self.access.bind(header["actor"], header["pid"]) if kind == "bind" else ():
-                self._handle(p.peer, p.cred, p.frames, later)
+            else:
+                for p in self.access.bind(header["actor"], header["pid"]):
+                    self._handle(p.peer, p.cred, p.frames, later)
         elif kind == "shutdown":
             self.stop(idle=0.0)
         else:

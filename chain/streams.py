@@ -22,7 +22,7 @@ from pathlib import Path
 
 import zmq
 
-from theater import protocol
+from theater import peercred, protocol
 from theater.stream import Closed, Stream
 
 log = logging.getLogger("theater.chain")
@@ -164,7 +164,7 @@ class Streams:
                     self.accept_at = time.monotonic() + ACCEPT_RETRY
                 return
             stream = Stream(sock, protocol.MAX_MESSAGE)
-            cred = stream.credentials()
+            cred = peercred.of_socket(sock)
             if sum(1 for c in self.by_fd.values() if c.cred[2] == cred[2]) >= PER_PROCESS:
                 log.warning("chain: pid %d opened more than %d event streams; closing the newest", cred[2],
                             PER_PROCESS)

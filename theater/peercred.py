@@ -1,4 +1,5 @@
-"""Who sent a ZeroMQ message over ``ipc://``: the kernel's word, not the sender's.
+"""Who sent a message over a unix socket (ZeroMQ's ``ipc://``, or a plain stream):
+the kernel's word, not the sender's.
 
 For a unix-socket connection libzmq attaches the peer's credentials to every message it
 receives (``SO_PEERCRED``: uid, gid and pid, taken by the kernel when the peer connected;
@@ -9,7 +10,12 @@ a peer picked for itself. Reading it costs ~2 us a message: once per message, no
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import zmq
+
+_UCRED = struct.Struct("3i")      # struct ucred: pid, uid, gid
 
 
 def credentials(frame: zmq.Frame) -> tuple[int, int, int] | None:
@@ -33,3 +39,9 @@ def pid(frame: zmq.Frame) -> int | None:
     """The sending process's pid, or None (not ipc://)."""
     cred = credentials(frame)
     return cred[2] if cred is not None else None
+
+
+def of_socket(sock: socket.socket) -> tuple[int, int, int]:
+    """(uid, gid, pid) of the process at the other end of a plain unix socket (theater.stream)."""
+    pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid, gid, pid

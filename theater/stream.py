@@ -20,7 +20,6 @@ import socket
 import struct
 
 _U32 = struct.Struct("<I")
-_PEERCRED = struct.Struct("3i")
 # One read takes at most this much (then the poll comes round again: other peers' turn).
 READ_MOST = 1 << 20
 
@@ -62,12 +61,6 @@ class Stream:
 
     def fileno(self) -> int:
         return self.sock.fileno()
-
-    def credentials(self) -> tuple[int, int, int]:
-        """(uid, gid, pid) of the process at the other end, as the kernel took them at connect."""
-        pid, uid, gid = _PEERCRED.unpack(self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                              _PEERCRED.size))
-        return uid, gid, pid
 
     def send(self, frames: list[bytes]) -> int:
         """Queues one message and writes what the socket takes; the byte count (``queued``)

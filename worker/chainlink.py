@@ -81,7 +81,6 @@ class ChainLink:
         self.on_message = on_message        # what the chain says on the stream (acknowledgements)
         self.handoff = handoff              # effects may leave once their events are written (see above)
         self.stream: Stream | None = None
-        self.chain_restarted = False        # the server said so: connect to the new one, then send again
         self.marks: deque[tuple[int, int]] = deque()   # (stream byte count, last seq) of each batch written
         self.handed = head_seq              # the last event written to the current stream
         self.on_bytes = on_bytes            # told how many bytes each flush encoded (the byte-rate limit)
@@ -154,8 +153,7 @@ class ChainLink:
     def handing(self) -> bool:
         """Whether an event written to the stream is safe (see above): not while the chain
         refuses events or a resend mends a gap (what it was written may be refused)."""
-        return (self.handoff and self.refusal is None and self.mending is None and self.stream is not None
-                and not self.chain_restarted)
+        return self.handoff and self.refusal is None and self.mending is None and self.stream is not None
 
     @property
     def safe(self) -> int:
@@ -281,7 +279,7 @@ class ChainLink:
 
     def retry_in(self, now: float) -> float | None:
         """Seconds until events not acknowledged are due to go again (None: none wait)."""
-        return max(0.0, self.resend_at - now) if self.unacked or self.chain_restarted else None
+        return max(0.0, self.resend_at - now) if self.unacked else None
 
     def on_ack(self, seq: int) -> None:
         self._acked(seq)
@@ -329,14 +327,6 @@ class ChainLink:
     def restarted(self) -> None:
         """The server says a new chain process runs (the old one lost what it had not stored)."""
         self._disconnect("the chain process restarted")
-        self.chain_restarted = True
-        self._after_restart()
-
-    def _after_restart(self) -> None:
-        if self._connected() is None:       # the new process does not listen yet
-            self.resend_at = time.monotonic() + RECONNECT_EVERY
-            return
-        self.chain_restarted = False
         if self.unacked:
             log.info("actor %s: the chain process restarted: sending %d unacknowledged events again",
                      self.actor_id, len(self.unacked))
@@ -360,13 +350,11 @@ class ChainLink:
                 self._send([(m, d) for _, m, d in items[i:i + BATCH]], sync=i + BATCH >= len(items))
         finally:
             self._resending = False
-        self.resend_at = time.monotonic() + (RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
+        # no stream yet (the new chain process does not listen yet): try again soon
+        self.resend_at = time.monotonic() + (RECONNECT_EVERY if self.stream is None else
+                                             RETRY_UNAVAILABLE if self.refusal else RESEND_AFTER)
 
     def maybe_resend(self, now: float) -> None:
-        if self.chain_restarted:
-            if now >= self.resend_at:
-                self._after_restart()
-            return
         if not self.unacked or now < self.resend_at:
             return
         if self.refusal is not None:        # one batch asks whether the chain takes events again
@@ -374,11 +362,11 @@ class ChainLink:
             self.resend_at = now + RETRY_UNAVAILABLE
             return
         self.resend_at = now + RESEND_AFTER
-        if self.stream is None:
-            log.debug("actor %s: no acknowledgement in time: sending %d events again", self.actor_id,
-                      len(self.unacked))
+        if self.stream is None:             # a new stream carries them all (see _send)
             self._rewrite()
         elif not self.stream.out:           # the stream loses nothing: ask where the chain stands
+            log.debug("actor %s: no acknowledgement in time for %d events: asking the chain", self.actor_id,
+                      len(self.unacked))
             self._send([], sync=True)
 
     @property
