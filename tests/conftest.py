@@ -185,6 +185,18 @@ def server(home: Home) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
+def configured_server(home: Home, server_toml: str) -> Iterator[Server]:
+    """A server on ``home`` started with ``server_toml`` as its ``server.toml``."""
+    home.ensure()
+    (home.root / "server.toml").write_text(server_toml)
+    s = Server(home).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@contextlib.contextmanager
 def server_of_its_own(kind: type[Server] = Server) -> Iterator[Server]:
     """A server on a home of its own, for fixtures wider than one test (``home`` is per test)."""
     root = Path(tempfile.mkdtemp(prefix="th-", dir="/tmp"))

@@ -29,7 +29,7 @@ import pytest
 from theater.errors import TheaterError, Timeout
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_events, cli_start, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_events, cli_start, configured_server, pid_alive, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 HANDLE_REQUEST = "theater:simple/message-server-client.handle-request"
@@ -60,13 +60,8 @@ def chain_stopped(server: Server) -> Iterator[None]:
 def machine(home: Home) -> Iterator[Server]:
     """A server whose chain fsyncs every commit (``durability = "machine"``): an effect waits
     for the acknowledgement of its events, not only for their writing."""
-    home.ensure()
-    (home.root / "server.toml").write_text('[chain]\ndurability = "machine"\n')
-    s = Server(home).start()
-    try:
+    with configured_server(home, '[chain]\ndurability = "machine"\n') as s:
         yield s
-    finally:
-        s.stop()
 
 
 def calls(server: Server, actor: str) -> int:
@@ -300,18 +295,13 @@ def test_chain_durability_setting_is_checked(home, text, named):
 
 @pytest.mark.parametrize("durability", ["process", "machine"])
 def test_both_durabilities_store_and_acknowledge(home, durability):
-    home.ensure()
-    (home.root / "server.toml").write_text(f'[chain]\ndurability = "{durability}"\n')
-    s = Server(home).start()
-    try:
+    with configured_server(home, f'[chain]\ndurability = "{durability}"\n') as s:
         chain = s.chain_pid()
         assert chain is not None and f"--durability {durability}" in " ".join(psutil.Process(chain).cmdline())
         actor = cli_start(s, COUNTER)
         with s.client() as c:
             assert [c.request(actor, b"+1") for _ in range(3)] == [b"1", b"2", b"3"]
         assert replies_in_chain(s, actor) == [1, 2, 3]
-    finally:
-        s.stop()
 
 
 def test_export_right_after_a_reply_holds_what_the_reply_showed(server):

@@ -18,7 +18,7 @@ import zmq
 from theater import protocol
 
 from . import agent
-from .conftest import EXAMPLES, ROOT, Server, cli_events, cmdline
+from .conftest import EXAMPLES, ROOT, Server, cli_events, cmdline, configured_server
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -90,13 +90,8 @@ def test_a_write_over_the_actors_quota_is_refused_and_recorded(server, tmp_path)
 
 @pytest.fixture
 def small_store_server(home) -> Iterator[Server]:
-    home.ensure()
-    (home.root / "server.toml").write_text('[store]\nmax_bytes = "2KiB"\n')
-    s = Server(home).start()
-    try:
+    with configured_server(home, '[store]\nmax_bytes = "2KiB"\n') as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_the_servers_cap_holds_across_stores(small_store_server, tmp_path):

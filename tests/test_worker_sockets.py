@@ -12,7 +12,7 @@ import pytest
 from theater.errors import TheaterError
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, Server, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, Server, configured_server, pid_alive, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -28,13 +28,8 @@ def only_live_inboxes(home: Home) -> bool:
 @pytest.fixture
 def storm_server(home: Home):
     """A server whose root tolerates a restart storm (the default gives up after 3 in 5 s)."""
-    home.ensure()
-    (home.root / "server.toml").write_text("[root]\nintensity = 1000\n")
-    s = Server(home).start()
-    try:
+    with configured_server(home, "[root]\nintensity = 1000\n") as s:
         yield s
-    finally:
-        s.stop()
 
 
 def test_a_restart_storm_leaves_only_live_workers_inboxes(storm_server, tmp_path):
