@@ -67,33 +67,29 @@ class Stream:
         at which the message ends: it is in the kernel once ``written`` reaches it."""
         data = frame(frames)
         self.queued += len(data)
-        if self.out:
-            self.out += data
-            self.flush()
-        else:
-            self._write(memoryview(data))
+        self.out += data
+        self.flush()
         return self.queued
 
     def flush(self) -> bool:
-        """Writes what waits for room; whether everything is written."""
-        if self.out:
-            out, self.out = self.out, bytearray()
-            self._write(memoryview(out))
-        return not self.out
-
-    def _write(self, data: memoryview) -> None:
+        """Writes what waits for room, as far as the socket takes it; whether all of it is
+        written. (Deleting from the front of a bytearray moves no bytes: a backlog is not
+        copied again at each send.)"""
+        out = self.out
+        sent = 0
+        view = memoryview(out)
         try:
-            while data:
-                n = self.sock.send(data)
-                self.written += n
-                data = data[n:]
+            while sent < len(out):
+                sent += self.sock.send(view[sent:])
         except BlockingIOError:
             pass
         except OSError as e:
             raise Closed(f"cannot write: {errno.errorcode.get(e.errno or 0, e)}") from None
         finally:
-            if data:
-                self.out += data
+            view.release()
+            self.written += sent
+            del out[:sent]
+        return not out
 
     def receive(self) -> list[list[bytes]]:
         """The whole messages that have arrived (maybe none); raises Closed at the end of the
