@@ -138,6 +138,12 @@ KINDS: dict[str, Kind] = {
     "mcp": Kind({"id": S, "op": S, "server": S}, reply="ok"),    # op list | call (tool; frame: arguments)
 }
 
+# Each kind's optional fields (OPTIONAL and its own, less those it requires), merged once:
+# ``decode`` runs for every message. Replies carry whatever they answer: none checked.
+_OPTIONAL_OF: dict[str, dict[str, Any]] = {
+    kind: {} if kind in ("ok", "error") else
+    {name: typ for name, typ in {**OPTIONAL, **spec.optional}.items() if name not in spec.fields}
+    for kind, spec in KINDS.items()}
 
 
 def encode(header: dict[str, Any], *frames: bytes) -> list[bytes]:
@@ -166,8 +172,8 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         value = header.get(name)
         if not isinstance(value, typ) or (typ is int and not _integer(value, -MAX_INT - 1)):
             raise ProtocolError(f"{kind}: field {name!r} missing or not a {_NAMES[typ]}")
-    optional = {**OPTIONAL, **spec.optional}
-    for name in (header.keys() & optional.keys()) - fields.keys() if kind not in ("ok", "error") else ():
+    optional = _OPTIONAL_OF[kind]
+    for name in header.keys() & optional.keys():
         typ, value = optional[name], header[name]
         if value is not None and (not isinstance(value, typ) or (typ is int and not _integer(value, 0))):
             wanted = f"an integer from 0 to {MAX_INT}" if typ is int else f"a {typ.__name__}"

@@ -21,11 +21,8 @@ class Gateway:
         self.endpoint = endpoint
         self.sock: zmq.Socket | None = None
 
-    def request(self, header: dict[str, object], *frames: bytes, spin: bool = True) -> Answer:
-        """Sends one request and waits for its answer; a TheaterError if none comes in time.
-        ``spin``: watch for the answer without sleeping first (see ``loop.REPLY_SPIN``): worth it
-        for a store call (a fraction of a millisecond), not for a request that goes to the network
-        (the spinning would take the CPU the gateway needs)."""
+    def request(self, header: dict[str, object], *frames: bytes) -> Answer:
+        """Sends one request and waits for its answer; a TheaterError if none comes in time."""
         if self.sock is None:
             sock = self.sock = self.loop.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
@@ -33,7 +30,7 @@ class Gateway:
             sock.connect(self.endpoint)
             self.loop.poller.register(sock, zmq.POLLIN)
         rid = self.loop.ask(self.sock, header, *frames)
-        return answer(self.loop.wait_reply(rid, sock=self.sock if spin else None, peer="the gateway"))
+        return answer(self.loop.wait_reply(rid, peer="the gateway"))
 
     def close(self) -> None:
         if self.sock is not None:

@@ -99,13 +99,12 @@ class Host:
     def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
         return self._loop.control_request(header, *frames)
 
-    def ask_gateway(self, header: dict[str, Any], *frames: bytes, spin: bool = True) -> Answer:
+    def ask_gateway(self, header: dict[str, Any], *frames: bytes) -> Answer:
         """Asks the gateway process (outside requests, the content store) and waits for its answer
-        within the running call's deadline; call ``before_effect`` first if the request has one.
-        ``spin=False`` for requests that take milliseconds (see ``Gateway.request``)."""
+        within the running call's deadline; call ``before_effect`` first if the request has one."""
         if self._gateway is None:
             raise Refused("this worker has no gateway")
-        return self._gateway.request(header, *frames, spin=spin)
+        return self._gateway.request(header, *frames)
 
     def call_time_left(self) -> float | None:
         """Seconds until the running call's deadline, if a call is running."""

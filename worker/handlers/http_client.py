@@ -37,7 +37,7 @@ class HttpClient(Handler):
             if left is not None:
                 header["timeout"] = max(0.001, left * TIME_SHARE)
             host.before_effect()
-            reply, frames = host.ask_gateway(header, *([body] if body is not None else []), spin=False)
+            reply, frames = host.ask_gateway(header, *([body] if body is not None else []))
             if "denied" in reply:
                 host.record(DENIED, {"method": req["method"], "uri": req["uri"], "reason": reply["denied"]})
                 return Err(f"permission denied: {reply['denied']}")

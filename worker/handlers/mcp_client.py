@@ -39,7 +39,7 @@ class McpClient(Handler):
             if left is not None:
                 header["timeout"] = max(0.001, left * TIME_SHARE)
             host.before_effect()
-            reply, _ = host.ask_gateway(header, *([arguments] if arguments is not None else []), spin=False)
+            reply, _ = host.ask_gateway(header, *([arguments] if arguments is not None else []))
             if "denied" in reply:
                 host.record(DENIED, {"server": server, "tool": tool, "reason": reply["denied"]})
                 return None, Err(f"permission denied: {reply['denied']}")
