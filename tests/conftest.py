@@ -27,7 +27,7 @@ import psutil
 import pytest
 
 from theater.client import Client
-from theater.errors import Unreachable
+from theater.errors import TheaterError, Unreachable
 from theater.paths import Home
 
 # Session fixtures that build real components with real toolchains (cached across sessions).
@@ -238,6 +238,23 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def send_in_thread(server: Server, actor: str, message: bytes) -> tuple[threading.Thread, dict[str, Any]]:
+    """A client's one-way message sent from a thread: its answer comes once the actor has run it
+    and the chain holds the call. The result: {"ok": True} or {"error": the TheaterError}."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with server.client(timeout=180) as c:
+                c.send(actor, message)
+            result["ok"] = True
+        except TheaterError as e:
+            result["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
 
 
 def cmdline(p: psutil.Process) -> list[str]:

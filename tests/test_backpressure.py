@@ -19,10 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
+from theater import protocol
+from theater.client import Client
 from theater.errors import TheaterError
 from theater.events import decode_data, readable
 
-from .conftest import ACTORS, Server, wait_for
+from .conftest import ACTORS, Server, send_in_thread, wait_for
 from .test_big_components import py_manifest
 from .toolchains import precompiled
 
@@ -219,3 +221,46 @@ def test_a_request_to_a_hung_peer_fails_in_time_for_the_caller_to_answer(server,
             assert (info["status"], info["restarts"], info["last_error"]) == ("running", 0, None), info
     finally:
         worker.resume()
+
+
+
+def sends_begun(server: Server, actor: str) -> list[bytes]:
+    """The messages the actor began handle-send for (a call's event is shipped as it begins)."""
+    with server.client(timeout=60) as c:
+        calls = [decode_data(e.data) for e in c.events(actor, types=["wasm"])]
+    return [b["params"][0] for b in calls if b["event"] == "call" and b["function"].endswith("handle-send")]
+
+
+def answers(c: Client, into: dict[str, str], wait: float = 0) -> None:
+    """Reads the answers waiting on ``c``'s socket (for ``wait`` seconds at most): id -> kind."""
+    while c.sock.poll(wait * 1000):
+        header, _ = protocol.decode(c.sock.recv_multipart())
+        into[header["re"]] = header["k"]
+        wait = 0
+
+
+def test_a_clients_message_that_dies_in_a_killed_receivers_mailbox_is_an_error_to_the_client(server, tmp_path):
+    """A client's one-way message is answered once its call has run and is in the chain, not
+    when the worker lets it into its mailbox: one that dies there with its worker is an error
+    to the client, never an ok for a message nobody ran."""
+    receiver = start(server, probe(tmp_path, "receiver", 'call_timeout = "300s"'))
+    worker = psutil.Process(pid_of(server, receiver))
+    first, r1 = send_in_thread(server, receiver, b"w6000")          # seconds of work
+    got: dict[str, str] = {}
+    with server.client(timeout=180) as c:
+        try:
+            wait_for(lambda: b"w6000" in sends_begun(server, receiver), timeout=60, what="the first message to run")
+            # both wait in the worker's queue while the first runs, and are let in together after
+            # it; sent on one connection without waiting, so they reach the actor in this order
+            for rid, message in (("second", b"l"), ("third", b"elost")):      # l: runs until killed
+                c.sock.send_multipart(protocol.encode({"k": "send", "id": rid, "actor": receiver}, message))
+            wait_for(lambda: b"l" in sends_begun(server, receiver), timeout=120, what="the second message to run")
+            answers(c, got)
+            assert "third" not in got, "the third message was answered before it ran"
+        finally:
+            worker.kill()
+        wait_for(lambda: answers(c, got, wait=1) or len(got) == 2, timeout=120, what="both answers")
+    first.join(180)
+    assert r1 == {"ok": True}
+    assert got == {"second": "error", "third": "error"}
+    assert b"elost" not in sends_begun(server, receiver)

@@ -30,7 +30,7 @@ from theater.errors import TheaterError
 from theater.events import decode_data, readable
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, pid_alive, proc_status, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, pid_alive, proc_status, send_in_thread, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
@@ -354,13 +354,15 @@ def test_cpu_share_throttles_a_busy_worker(server, tmp_path):
         t = w.cpu_times()
         return t.user + t.system
     before = cpu()
-    with server.client() as c:
-        c.send(spinner, b"w1000")        # ~0.5 s of CPU unthrottled here; at 0.2 of a core, ~2.5 s
+    # ~0.5 s of CPU unthrottled here; at 0.2 of a core, ~2.5 s (the send is answered once it ran)
+    sent, result = send_in_thread(server, spinner, b"w1000")
     wait_for(lambda: cpu() > before + 0.05, what="the busy loop to start")
     c0, t0 = cpu(), time.monotonic()
     time.sleep(1.0)
     c1, t1 = cpu(), time.monotonic()
     share = (c1 - c0) / (t1 - t0)
+    sent.join(180)
+    assert result == {"ok": True}
     assert share <= 0.35, f"the worker used {share:.2f} of a core (limit 0.2)"
     assert share > 0.02, f"the worker made no progress ({share:.3f} of a core)"
     wait_for(lambda: request(server, spinner, b"eok") == b"ok", timeout=20, what="the spinner to answer")

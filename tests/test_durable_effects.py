@@ -29,7 +29,18 @@ import pytest
 from theater.errors import TheaterError, Timeout
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_events, cli_start, configured_server, pid_alive, wait_for
+from .conftest import (
+    ACTORS,
+    EXAMPLES,
+    ROOT,
+    Server,
+    cli_events,
+    cli_start,
+    configured_server,
+    pid_alive,
+    send_in_thread,
+    wait_for,
+)
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 HANDLE_REQUEST = "theater:simple/message-server-client.handle-request"
@@ -163,14 +174,16 @@ def test_one_way_messages_wait_for_a_machine_durable_chain(machine, tmp_path):
     with server.client() as c:
         assert c.request(counter, b"+1") == b"1"
     with chain_stopped(server):
-        with server.client() as c:
-            c.send(probe, f"M5 {counter}".encode())          # one-way to the probe: it returns at once
+        # one-way to the probe: answered once the chain holds its call
+        sent, result = send_in_thread(server, probe, f"M5 {counter}".encode())
         # an observation window: before the fix the five arrived within milliseconds
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             assert state(server, counter) == b"1", "a message left the sender before the chain stored its events"
             time.sleep(0.1)
     wait_for(lambda: state(server, counter) == b"7", timeout=30, what="the six messages to arrive")
+    sent.join(180)
+    assert result == {"ok": True}
     sends = [e for e in cli_events(server, probe) if e["type"] == "theater:simple/message-server-host/send"]
     assert len(sends) == 5
 
@@ -210,12 +223,15 @@ def test_a_state_is_shown_only_once_the_chain_holds_the_calls_that_made_it(machi
     with server.client() as c:
         assert c.request(actor, b"+1") == b"1"
     with chain_stopped(server):
-        with server.client() as c:
-            c.send(actor, b"+1")                  # one-way: the call runs; its events wait for the chain
+        # one-way: the call runs; its events, and so the send's answer, wait for the chain
+        sent, result = send_in_thread(server, actor, b"+1")
         wait_for(lambda: calls(server, actor) >= 3, timeout=30, what="the worker to run the call (init, request, send)")
         with pytest.raises(Timeout), server.client(timeout=3) as c:
             c.state(actor)
+        assert not result, "a one-way message was answered before the chain held its call"
     assert state(server, actor) == b"2"
+    sent.join(180)
+    assert result == {"ok": True}
 
 
 def test_held_effects_go_once_the_chain_restarts(machine):

@@ -8,9 +8,11 @@ A full mailbox (``[limits] mailbox`` items that count) slows its senders down; i
 nobody. Other actors' messages stop being read (``pause``): they wait in ZeroMQ's queues and
 then in their senders' workers, whose ``send`` waits for room (``worker.outgoing``).
 Messages relayed by the server (from clients) cannot be left unread, since the control
-socket carries everything: they wait in ``waiting`` and are let in first as room frees (a
-client's one-way message is answered when it is let in); only past a second mailbox-full
-of them is one refused, to its client. Reading resumes once a quarter of the mailbox is
+socket carries everything: they wait in ``waiting`` and are let in first as room frees; only
+past a second mailbox-full of them is one refused, to its client. A client's one-way message
+is answered once its call has run and is in the chain (like a peer's ``took``): one that dies
+in the mailbox with a killed worker is then an error to its client (the server's, for what a
+dead worker never answered), not an ok for a message nobody ran. Reading resumes once a quarter of the mailbox is
 free (one pause per burst, not one per message). Each full episode is recorded when it
 starts and when it ends. What is refused (the actor is ending, a message is too large) is
 refused to its sender: a request with an error reply, a one-way message with a ``refused``
@@ -94,9 +96,6 @@ class Mailbox:
         self._let_in(item)
 
     def _let_in(self, item: Incoming) -> None:
-        if item.route[0] == "control" and item.what == "send" and "rid" in item.header:
-            # a client's one-way message: its client hears once it is in (theater message)
-            self._reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": True}, quiet=True, held=False)
         self.items.append(item)
         if self.full_since is None and len(self.items) >= self.limit:
             self.full_since = time.monotonic()
@@ -117,9 +116,11 @@ class Mailbox:
 
     def done(self, item: Incoming) -> None:
         """``item`` ran (or failed the actor): a peer's one-way message is acknowledged with the next
-        ``acknowledge``."""
+        ``acknowledge``; a client's is answered once the chain holds its call."""
         kind, ident = item.route
-        if kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
+        if kind == "control" and item.what == "send" and "rid" in item.header and not item.refused:
+            self._reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": True}, quiet=True)
+        elif kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
             self._taken[ident] = self._taken.get(ident, 0) + 1
             self._untold += 1
 

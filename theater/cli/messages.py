@@ -28,6 +28,9 @@ def _payload(args: argparse.Namespace) -> bytes:
 def message(args: argparse.Namespace, ctx: Context) -> int:
     """Send a message to an actor (its handle-send), or with --request wait for its reply.
 
+    Without --request it returns once the actor has run the message and its chain holds that
+    call; it fails if the actor's worker dies first.
+
     With --request the reply's bytes are written to stdout as they are (--json prints
     {"actor": ..., "reply": {"utf8": ...} | {"b64": ...}}).
     """
