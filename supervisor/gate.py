@@ -67,6 +67,9 @@ class Gate:
             if rec.pid != pid:
                 self.refused(pid, f"it uses actor {rec.actor_id}'s connection, whose worker is pid {rec.pid}")
                 return None
+            if header["k"] == "hello":      # its pid was checked once: a second could name any process
+                self.refused(pid, f"a second hello for actor {rec.actor_id} on its worker's connection")
+                return None
             return rec, header, data
         if header["k"] != "hello":
             self.refused(pid, f"{header['k']} before any hello")
