@@ -68,6 +68,8 @@ ACK_EVERY = 1_000
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # While the database refuses writes, one commit is tried at most this often.
 RETRY_WRITE = 1.0
+# How often streams whose process is no actor's worker are looked for (chain.streams.UNBOUND_FOR).
+SWEEP_EVERY = 1.0
 
 Cred = tuple[int, int, int] | None
 
@@ -111,6 +113,7 @@ class ChainService:
         self.unwritable_since = 0.0
         self.retry_at = 0.0
         self.writable = True                      # this turn may write
+        self.sweep_at = 0.0                       # strangers' streams are looked for then
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -123,6 +126,9 @@ class ChainService:
                     break
             now = time.monotonic()
             self.streams.tick(now)
+            if now >= self.sweep_at:
+                self.streams.sweep(now, self.access.actor_of.__contains__)
+                self.sweep_at = now + SWEEP_EVERY
             self.streams.pause(self.unwritable is not None and now < self.retry_at)
             router = False
             for sock, ev in self.poller.poll(self._timeout()):

@@ -18,6 +18,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq
@@ -29,6 +30,10 @@ log = logging.getLogger("theater.chain")
 
 # Connections one process may hold open (a worker needs one; two while it connects again).
 PER_PROCESS = 4
+# A connection whose process is no actor's worker (never bound, or no longer) is closed after
+# this long: a worker connects after its bind, and binds come again at once after a chain
+# restart, so only a stranger (or a worker that outlived its actor) holds one that long.
+UNBOUND_FOR = 10.0
 # Out of descriptors: connections wait in the backlog this long before accepting is tried again.
 ACCEPT_RETRY = 1.0
 # Answers (acknowledgements) waiting for a worker that does not read them: past this, it is cut off.
@@ -43,9 +48,10 @@ class StreamPeer(bytes):
 
 
 class Conn:
-    def __init__(self, stream: Stream, peer: StreamPeer, cred: Cred) -> None:
+    def __init__(self, stream: Stream, peer: StreamPeer, cred: Cred, now: float) -> None:
         self.stream, self.peer, self.cred = stream, peer, cred
         self.deaf = False                   # its worker reads no more (gone): answers are dropped
+        self.bound_at = now                 # last seen an actor's worker (or opened)
 
 
 class Streams:
@@ -132,6 +138,16 @@ class Streams:
             self.accept_at = None
             self.poller.register(self.listener.fileno(), zmq.POLLIN)
 
+    def sweep(self, now: float, bound: Callable[[int], bool]) -> None:
+        """Closes the connections whose process has been no actor's worker (``bound``) for
+        UNBOUND_FOR: a stranger must not hold the chain's descriptors (PER_PROCESS bounds
+        each process, not how many processes connect)."""
+        for conn in list(self.by_fd.values()):
+            if bound(conn.cred[2]):
+                conn.bound_at = now
+            elif now - conn.bound_at > UNBOUND_FOR:
+                self._drop(conn, f"its process has been no actor's worker for {UNBOUND_FOR:g}s")
+
     def _watch(self, conn: Conn) -> None:
         events = (0 if self.paused else zmq.POLLIN) | (zmq.POLLOUT if conn.stream.out and not conn.deaf else 0)
         fd = conn.stream.fileno()
@@ -171,7 +187,7 @@ class Streams:
                 stream.close()
                 continue
             self.opened += 1
-            conn = Conn(stream, StreamPeer(b"stream:%d" % self.opened), cred)
+            conn = Conn(stream, StreamPeer(b"stream:%d" % self.opened), cred, time.monotonic())
             self.by_fd[stream.fileno()] = conn
             self.by_peer[conn.peer] = conn
             self.peek.register(stream.fileno(), select.POLLIN)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import socket
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import orjson
 import pytest
 import zmq
 
+from chain.streams import UNBOUND_FOR
 from theater import protocol
 from theater.chaindb import ChainReader
 from theater.errors import NotFound
@@ -233,6 +235,18 @@ def test_only_the_server_records_queries_and_binds(chain):
     assert got and got[-1]["header"]["k"] == "error", got
     assert [t for _, t, _ in chain.stored(actor)] == ["test/event"]
     assert "refused" in chain.log.read_text()
+
+
+def test_an_event_stream_held_by_a_process_that_is_no_actors_worker_is_closed(chain):
+    """A connection to the events' stream from a process no actor is bound to (here: ours) is
+    closed by the chain in time (chain.streams.UNBOUND_FOR), not held open for good."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(chain.home.chain_stream))
+        s.settimeout(UNBOUND_FOR + 30)
+        assert s.recv(1) == b"", "the chain sent something to a stranger"
+    finally:
+        s.close()
 
 
 def test_a_resume_that_comes_before_its_bind_waits_for_it(chain):

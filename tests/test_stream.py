@@ -15,7 +15,9 @@ import textwrap
 
 import orjson
 import pytest
+import zmq
 
+from chain.streams import UNBOUND_FOR, Streams
 from theater.stream import Closed, Stream, frame
 
 from .conftest import wait_for
@@ -160,3 +162,31 @@ def test_a_new_stream_carries_everything_unacknowledged_before_an_effect_may_go(
     assert seqs_received(conn, 4) == [0, 1, 2, 3, 4]
     assert released == ["first", "second"]
     second.close()
+
+
+
+# ---- the chain's end (chain.streams) -------------------------------------------------------------
+
+
+def test_a_stream_whose_process_is_no_actors_worker_is_closed_in_time(tmp_path):
+    """Any process of the workers' user can connect to the chain's stream; one that is no actor's
+    worker is closed UNBOUND_FOR after it connected or was last one, so strangers cannot hold the
+    chain's descriptors (PER_PROCESS bounds each process, not how many connect)."""
+    path = tmp_path / "chain-stream.sock"
+    s = Streams(path, zmq.Poller())
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        client.connect(str(path))
+        s.read_all()                                    # accepts it
+        (conn,) = s.by_fd.values()
+        t = conn.bound_at
+        s.sweep(t + 1, lambda _pid: True)               # an actor's worker then
+        s.sweep(t + UNBOUND_FOR + 0.5, lambda _pid: False)
+        assert s.by_fd, "closed though it was a worker less than UNBOUND_FOR ago"
+        s.sweep(t + 1 + UNBOUND_FOR + 0.1, lambda _pid: False)
+        assert not s.by_fd, "a stream whose process is no actor's worker was kept"
+        client.settimeout(10)
+        assert client.recv(1) == b""                    # it hears the end
+    finally:
+        s.close()
+        client.close()
