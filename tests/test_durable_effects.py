@@ -338,3 +338,21 @@ def test_export_right_after_a_reply_holds_what_the_reply_showed(server):
     results = [e for e in map(orjson.loads, out.splitlines()) if e["type"] == "wasm"
                and e["body"].get("event") == "result" and e["body"].get("function") == HANDLE_REQUEST]
     assert [int(e["body"]["result"][0]["utf8"]) for e in results] == [1]
+
+
+def test_replay_right_after_a_reply_replays_the_call_it_came_from(server):
+    """`theater replay ACTOR` reads the store directly too: started while the chain holds a
+    call only written, not stored, it waits for the chain and replays that call (before: it
+    replayed init alone)."""
+    actor = cli_start(server, COUNTER)
+    with chain_stopped(server):
+        with server.client() as c:
+            assert c.request(actor, b"+1") == b"1"
+        replay = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "replay", actor,
+                                   "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        wait_for(lambda: replay.poll() is not None or bool(psutil.Process(replay.pid).net_connections(kind="unix")),
+                 timeout=30, what="the replay to reach the server (or end)")
+    out, err = replay.communicate(timeout=120)
+    assert replay.returncode == 0, err
+    report = orjson.loads(out)
+    assert report["ok"] and report["calls"] == 2, report      # init, then the request

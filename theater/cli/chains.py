@@ -199,12 +199,16 @@ def _check_server(c: Client) -> None:
             raise
 
 
-def _reader(ctx: Context) -> ChainReader:
-    """The home's store, read directly. A running server's chain first stores what its workers
-    have written: a reply leaves a worker once its events are written to the chain, not once
-    they are stored (docs/chain-format.md), and what a reply showed must be in what is read."""
+def settle(ctx: Context) -> None:
+    """Before the home's store is read directly: a running server's chain first stores what its
+    workers have written. A reply leaves a worker once its events are written to the chain, not
+    once they are stored (docs/chain-format.md), and what a reply showed must be in what is read."""
     with contextlib.suppress(TheaterError):
         ctx.client.call("chains")
+
+
+def _reader(ctx: Context) -> ChainReader:
+    settle(ctx)
     return ChainReader(ctx.home.chains_db)
 
 

@@ -11,6 +11,7 @@ import orjson
 from ..errors import TheaterError, Timeout, VerifyError
 from . import _output
 from ._context import Context
+from .chains import settle
 
 
 def replay(args: argparse.Namespace, ctx: Context) -> int:
@@ -26,6 +27,7 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     """
     cmd = [sys.executable, "-m", "worker", "replay", "--home", str(ctx.home.root)]
     if args.actor:
+        settle(ctx)
         cmd.append(args.actor)
     if args.file:
         cmd += ["--file", args.file]
