@@ -12,8 +12,8 @@ socket carries everything: they wait in ``waiting`` and are let in first as room
 past a second mailbox-full of them is one refused, to its client. A client's one-way message
 is answered once its call has run and is in the chain (like a peer's ``took``): one that dies
 in the mailbox with a killed worker is then an error to its client (the server's, for what a
-dead worker never answered), not an ok for a message nobody ran. Reading resumes once a quarter of the mailbox is
-free (one pause per burst, not one per message). Each full episode is recorded when it
+dead worker never answered), not an ok for a message nobody ran. Reading resumes once a
+quarter of the mailbox is free (one pause per burst, not one per message). Each full episode is recorded when it
 starts and when it ends. What is refused (the actor is ending, a message is too large) is
 refused to its sender: a request with an error reply, a one-way message with a ``refused``
 notice its sender records. The one-way messages an actor took are acknowledged to their
