@@ -99,8 +99,10 @@ class ChainService:
         # (worker, actor) -> staged in this turn: (head seq, events); those asking for an ack now
         self.acks: dict[tuple[bytes, str], tuple[int, int]] = {}
         self.sync: set[tuple[bytes, str]] = set()
-        # (worker, actor) -> durable, not yet acknowledged: (head seq, events, since)
+        # (worker, actor) -> durable, not yet acknowledged: (head seq, events, since). Oldest first:
+        # an entry keeps its place as it grows, so what is due is found without a walk over all
         self.unacked: dict[tuple[bytes, str], tuple[int, int, float]] = {}
+        self.full: set[tuple[bytes, str]] = set()       # of those, ACK_EVERY events behind
         self.staged = 0                     # events staged, not yet committed
         self.staged_since = 0.0
         self.stopping_since: float | None = None
@@ -164,7 +166,7 @@ class ChainService:
         if self.unwritable is not None:
             due.append(self.retry_at)
         if self.unacked:
-            due.append(min(since for _, _, since in self.unacked.values()) + ACK_DELAY)
+            due.append(next(iter(self.unacked.values()))[2] + ACK_DELAY)     # the oldest
         expiry = self.access.next_expiry()
         if expiry is not None:
             due.append(expiry)
@@ -336,6 +338,8 @@ class ChainService:
         for key, (seq, n) in self.acks.items():
             _, count, since = self.unacked.get(key, (0, 0, now))
             self.unacked[key] = (seq, count + n, since)
+            if count + n >= ACK_EVERY:
+                self.full.add(key)
         self.acks.clear()
         if rows:
             self.publisher.publish(rows)
@@ -360,13 +364,25 @@ class ChainService:
             self._send(self.server_peer, {"k": "chain_status", "error": self.unwritable})
 
     def _acknowledge(self, everything: bool = False) -> None:
-        """Sends the acknowledgements that are due (see ACK_DELAY)."""
-        now = time.monotonic()
-        for key, (seq, count, since) in list(self.unacked.items()):
-            if everything or key in self.sync or count >= ACK_EVERY or now - since >= ACK_DELAY:
-                self._send(key[0], {"k": "ack", "actor": key[1], "seq": seq})
-                del self.unacked[key]
+        """Sends the acknowledgements that are due (see ACK_DELAY): the oldest, up to the first
+        not due, and those waited on or ACK_EVERY behind: not a walk over every actor at every
+        turn (a turn can come with each worker's write)."""
+        unacked = self.unacked
+        if everything:
+            due = list(unacked)
+        else:
+            now = time.monotonic()
+            due = []
+            for key, (_, _, since) in unacked.items():
+                if now - since < ACK_DELAY:
+                    break
+                due.append(key)
+            due += [key for key in (*self.sync, *self.full) if key in unacked]
+        for key in dict.fromkeys(due):
+            seq = unacked.pop(key)[0]
+            self._send(key[0], {"k": "ack", "actor": key[1], "seq": seq})
         self.sync.clear()
+        self.full.clear()
 
     def _send(self, peer: bytes, header: dict[str, Any], *frames: bytes) -> None:
         if isinstance(peer, StreamPeer):

@@ -211,6 +211,27 @@ def test_a_duplicate_is_acknowledged_and_stored_once(chain):
     assert [s for s, _, _ in chain.stored(actor)] == [0, 1]
 
 
+def test_events_nobody_waits_on_are_acknowledged_in_the_chains_own_time(chain):
+    """Appends without ``sync`` are acknowledged lazily (chain.service.ACK_DELAY after their
+    commit), every actor's, the oldest first, with no turn walking all of them."""
+    actors = [str(uuid.uuid4()) for _ in range(3)]
+    for actor in actors:                # a pid is one actor's worker at a time: each in turn
+        chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+        parent: bytes | None = None
+        for seq in range(2):
+            meta, data, parent = make_event(actor, seq, parent)
+            chain.send({"k": "append", "actor": actor, "events": [meta], "sizes": [len(data)]}, data)
+    acked: dict[str, int] = {}
+
+    def read() -> bool:
+        while chain.sock.poll(100):
+            h, _ = protocol.decode(chain.sock.recv_multipart())
+            assert h["k"] == "ack", h
+            acked[h["actor"]] = h["seq"]
+        return len(acked) == len(actors) and set(acked.values()) == {1}
+    wait_for(read, timeout=30, what="an acknowledgement for each actor's events")
+
+
 def test_only_the_server_records_queries_and_binds(chain):
     """Another local process, even of the server's own user, is refused all of it: what the
     server would do, and a worker's part for an actor not bound to it."""
