@@ -4,18 +4,15 @@ Workers ship their events (``append``) on plain unix streams (``run/chain-stream
 ``streams``), and hear their acknowledgements there. One ROUTER (``run/chain.sock``) takes
 ``resume`` and queries from workers, ``record``, ``bind`` and queries from the server. Each
 message is attributed by its sender's pid as the kernel reports it, and checked against
-what that process may do (``access``). One
-XPUB (``run/events.sock``) publishes each stored event under the topic ``actor.<id>`` to
-whoever subscribed (observers only: PUB drops what a slow subscriber cannot take, and
-subscribers catch up from the store by sequence number).
+what that process may do (``access``). One XPUB (``run/events.sock``) publishes each stored
+event under the topic ``actor.<id>`` to whoever subscribed (observers only: PUB drops what a
+slow subscriber cannot take, and subscribers catch up from the store by sequence number).
 
 Events are staged as they arrive and committed in groups (one transaction, signed), and
 only then acknowledged: the group commit that makes durable, signed events cheap. A group
 is committed ``COMMIT_DELAY`` after its first event, at once when someone waits on it (a
 query, a server record, a worker's ``sync``: an effect of the worker's waits on it), or
-when it reaches ``MAX_BATCH``
-events. Acknowledgements nobody waits on are lazy: sent when ``ACK_EVERY`` events wait for
-one, or ``ACK_DELAY`` after the commit.
+when it reaches ``MAX_BATCH`` events. Acknowledgements nobody waits on are lazy (``acks``).
 
 When the database refuses a commit (a full disk), the group is rolled back and refused
 (``nack`` "unavailable: <why>"; workers keep their events and send them again), the server
@@ -42,6 +39,7 @@ from theater.errors import ProtocolError, Refused
 from theater.paths import Home
 
 from .access import Access
+from .acks import Acks
 from .publisher import Publisher
 from .queries import Queries
 from .store import ChainStore, Rejected, Unwritable
@@ -60,9 +58,6 @@ COMMIT_DELAY = 0.005
 # `shutdown` comes once every worker is gone: the chain stops as soon as it has read it.
 STOP_IDLE = 0.3
 STOP_MAX = 3.0
-# Lazy acknowledgements: at most this long after the commit, or this many events behind.
-ACK_DELAY = 0.05
-ACK_EVERY = 1_000
 # Seconds one group commit takes (link, sign, write, fsync), counted for the `stats` query
 # (the server's metrics): a millisecond or so here, more on a slow or busy disk.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -96,13 +91,7 @@ class ChainService:
         self.poller.register(self.pub, zmq.POLLIN)
         self.streams = Streams(home.chain_stream, self.poller)
         self.publisher = Publisher(self.pub)
-        # (worker, actor) -> staged in this turn: (head seq, events); those asking for an ack now
-        self.acks: dict[tuple[bytes, str], tuple[int, int]] = {}
-        self.sync: set[tuple[bytes, str]] = set()
-        # (worker, actor) -> durable, not yet acknowledged: (head seq, events, since). Oldest first:
-        # an entry keeps its place as it grows, so what is due is found without a walk over all
-        self.unacked: dict[tuple[bytes, str], tuple[int, int, float]] = {}
-        self.full: set[tuple[bytes, str]] = set()       # of those, ACK_EVERY events behind
+        self.acks = Acks()
         self.staged = 0                     # events staged, not yet committed
         self.staged_since = 0.0
         self.stopping_since: float | None = None
@@ -165,8 +154,9 @@ class ChainService:
             due.append(self.staged_since + COMMIT_DELAY)
         if self.unwritable is not None:
             due.append(self.retry_at)
-        if self.unacked:
-            due.append(next(iter(self.unacked.values()))[2] + ACK_DELAY)     # the oldest
+        ack = self.acks.next_due()
+        if ack is not None:
+            due.append(ack)
         expiry = self.access.next_expiry()
         if expiry is not None:
             due.append(expiry)
@@ -210,7 +200,7 @@ class ChainService:
             if header["k"] == "record" and self.writable:
                 recorded[header["id"]] = self.store.append(header["actor"], header["type"], data[0], time.time_ns())
                 self._stage(1)
-        if later or self.sync or self.staged >= MAX_BATCH:
+        if later or self.acks.waited or self.staged >= MAX_BATCH:
             self._commit()
         for peer, header, _data in later:
             if header["k"] != "record":
@@ -273,11 +263,11 @@ class ChainService:
         sizes = header.get("sizes")
         key = (peer, actor_id)
         if header.get("sync"):
-            self.sync.add(key)
+            self.acks.waited.add(key)
         if not self.writable:
             self._send(peer, {"k": "nack", "actor": actor_id, "seq": self.store.head(actor_id).durable,
                               "error": f"unavailable: {self.unwritable}"})
-            self.sync.discard(key)
+            self.acks.waited.discard(key)
             return 0
         if (not isinstance(sizes, list) or len(sizes) != len(metas) or len(data) != 1
                 or not all(isinstance(n, int) and n >= 0 for n in sizes) or sum(sizes) != len(data[0])):
@@ -300,7 +290,7 @@ class ChainService:
                 refused = True
                 break
         if n or not refused:        # what it did take is acknowledged once durable
-            self.acks[key] = (self.store.head(actor_id).seq, self.acks.get(key, (0, 0))[1] + n)
+            self.acks.stage(key, self.store.head(actor_id).seq, n)
         return n
 
     def _stage(self, n: int) -> None:
@@ -334,13 +324,7 @@ class ChainService:
                         time.monotonic() - self.unwritable_since, self.unwritable)
             self.unwritable = None
             self._status()
-        now = time.monotonic()
-        for key, (seq, n) in self.acks.items():
-            _, count, since = self.unacked.get(key, (0, 0, now))
-            self.unacked[key] = (seq, count + n, since)
-            if count + n >= ACK_EVERY:
-                self.full.add(key)
-        self.acks.clear()
+        self.acks.stored(time.monotonic())
         if rows:
             self.publisher.publish(rows)
 
@@ -353,36 +337,18 @@ class ChainService:
         self.unwritable = f"the chain cannot write {self.home.chains_db.name}: {error}"
         self.retry_at = time.monotonic() + RETRY_WRITE
         self._status()
-        for (peer, actor_id), _ in self.acks.items():
+        for peer, actor_id in self.acks.refused():
             self._send(peer, {"k": "nack", "actor": actor_id, "seq": self.store.head(actor_id).durable,
                               "error": f"unavailable: {self.unwritable}"})
-            self.sync.discard((peer, actor_id))
-        self.acks.clear()
 
     def _status(self) -> None:
         if self.server_peer is not None:
             self._send(self.server_peer, {"k": "chain_status", "error": self.unwritable})
 
     def _acknowledge(self, everything: bool = False) -> None:
-        """Sends the acknowledgements that are due (see ACK_DELAY): the oldest, up to the first
-        not due, and those waited on or ACK_EVERY behind: not a walk over every actor at every
-        turn (a turn can come with each worker's write)."""
-        unacked = self.unacked
-        if everything:
-            due = list(unacked)
-        else:
-            now = time.monotonic()
-            due = []
-            for key, (_, _, since) in unacked.items():
-                if now - since < ACK_DELAY:
-                    break
-                due.append(key)
-            due += [key for key in (*self.sync, *self.full) if key in unacked]
-        for key in dict.fromkeys(due):
-            seq = unacked.pop(key)[0]
-            self._send(key[0], {"k": "ack", "actor": key[1], "seq": seq})
-        self.sync.clear()
-        self.full.clear()
+        """Sends the acknowledgements that are due (chain.acks)."""
+        for (peer, actor_id), seq in self.acks.due(time.monotonic(), everything):
+            self._send(peer, {"k": "ack", "actor": actor_id, "seq": seq})
 
     def _send(self, peer: bytes, header: dict[str, Any], *frames: bytes) -> None:
         if isinstance(peer, StreamPeer):

@@ -212,7 +212,7 @@ def test_a_duplicate_is_acknowledged_and_stored_once(chain):
 
 
 def test_events_nobody_waits_on_are_acknowledged_in_the_chains_own_time(chain):
-    """Appends without ``sync`` are acknowledged lazily (chain.service.ACK_DELAY after their
+    """Appends without ``sync`` are acknowledged lazily (chain.acks.ACK_DELAY after their
     commit), every actor's, the oldest first, with no turn walking all of them."""
     actors = [str(uuid.uuid4()) for _ in range(3)]
     for actor in actors:                # a pid is one actor's worker at a time: each in turn
