@@ -122,13 +122,13 @@ class ChainService:
                 self.sweep_at = now + SWEEP_EVERY
             self.streams.pause(self.unwritable is not None and now < self.retry_at)
             router = False
-            for sock, ev in self.poller.poll(self._timeout()):
+            for sock, _ in self.poller.poll(self._timeout()):
                 if sock is self.pub:
                     self.publisher.subscriptions()
                 elif sock is self.router:
                     router = True
                 else:
-                    self.streams.ready(sock, ev)
+                    self.streams.ready(sock)
             if router or self.streams.inbox:
                 self._drain(router)
             # the group commits when due; meanwhile the poll above stays awake for a worker that

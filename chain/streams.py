@@ -7,7 +7,9 @@ acknowledgements go back on the connection their events came on. Nothing here bl
 answer the worker does not read in time ends its connection (it connects again, and sends
 what is not acknowledged again). A connection is read to its end, whatever its writing
 says: a dead worker's last events are still there after the kernel refuses to take an
-acknowledgement for it.
+acknowledgement for it. The connections are watched through one epoll descriptor in the
+chain's poller: a turn of its loop costs the same with 3 workers or 500 (``zmq.Poller`` polls
+each descriptor it holds at every turn: 37 us a turn with 500 idle ones, 1.6 us through epoll).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ MAX_UNREAD = 1 << 20
 BACKLOG = 512
 
 Cred = tuple[int, int, int]
+# A connection to read: data, or its end (which epoll reports whatever it was asked for).
+_ENDED = select.EPOLLHUP | select.EPOLLERR
+_READABLE = select.EPOLLIN | _ENDED
 
 
 class StreamPeer(bytes):
@@ -51,6 +56,7 @@ class Conn:
     def __init__(self, stream: Stream, peer: StreamPeer, cred: Cred, now: float) -> None:
         self.stream, self.peer, self.cred = stream, peer, cred
         self.deaf = False                   # its worker reads no more (gone): answers are dropped
+        self.mask = 0                       # what the epoll watches it for (0: not registered)
         self.bound_at = now                 # last seen an actor's worker (or opened)
 
 
@@ -70,6 +76,8 @@ class Streams:
         self.listener.listen(BACKLOG)
         self.listener.setblocking(False)
         poller.register(self.listener.fileno(), zmq.POLLIN)
+        self.epoll = select.epoll()         # the connections, readable or writable
+        poller.register(self.epoll.fileno(), zmq.POLLIN)
         self.by_fd: dict[int, Conn] = {}
         self.peek = select.poll()           # every connection: which hold something (``read_all``)
         self.by_peer: dict[bytes, Conn] = {}
@@ -78,18 +86,22 @@ class Streams:
         self.paused = False                 # the chain cannot write: leave events in the kernel's hands
         self.accept_at: float | None = None     # out of descriptors: accept again then
 
-    def ready(self, fd: int, events: int) -> None:
-        """The poll says ``fd`` (the listener or a connection) is ready."""
+    def ready(self, fd: int) -> None:
+        """The chain's poll says ``fd`` (the listener, or the connections' epoll) is ready."""
         if fd == self.listener.fileno():
             self._accept()
             return
-        conn = self.by_fd.get(fd)
-        if conn is None:
-            return
-        if events & zmq.POLLOUT and not conn.deaf:
-            self._flush(conn)
-        if events & zmq.POLLIN and conn.peer in self.by_peer and not self.paused:
-            self._read(conn)
+        for cfd, events in self.epoll.poll(0):
+            conn = self.by_fd.get(cfd)
+            if conn is None:
+                continue
+            if events & select.EPOLLOUT and not conn.deaf:
+                self._flush(conn)
+            if events & _READABLE and conn.peer in self.by_peer and not self.paused:
+                self._read(conn)
+            elif self.paused and events & _ENDED:   # its end is read once the chain reads again,
+                self.epoll.unregister(cfd)          # not reported at every turn until then
+                conn.mask = 0
 
     def read_all(self) -> None:
         """Reads whatever every connection holds, those waiting to be accepted included: what
@@ -149,19 +161,25 @@ class Streams:
                 self._drop(conn, f"its process has been no actor's worker for {UNBOUND_FOR:g}s")
 
     def _watch(self, conn: Conn) -> None:
-        events = (0 if self.paused else zmq.POLLIN) | (zmq.POLLOUT if conn.stream.out and not conn.deaf else 0)
+        mask = (0 if self.paused else select.EPOLLIN) | (select.EPOLLOUT if conn.stream.out and not conn.deaf else 0)
+        if mask == conn.mask:
+            return
         fd = conn.stream.fileno()
-        if events:
-            self.poller.register(fd, events)
+        if not mask:
+            self.epoll.unregister(fd)
+        elif conn.mask:
+            self.epoll.modify(fd, mask)
         else:
-            with contextlib.suppress(KeyError):
-                self.poller.unregister(fd)
+            self.epoll.register(fd, mask)
+        conn.mask = mask
 
     def close(self) -> None:
         for conn in list(self.by_fd.values()):
             self._drop(conn, "")
         if self.accept_at is None:
             self.poller.unregister(self.listener.fileno())
+        self.poller.unregister(self.epoll.fileno())
+        self.epoll.close()
         self.listener.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
@@ -217,8 +235,8 @@ class Streams:
         if why and not why.startswith(("closed by the other end", "cannot read: ECONNRESET")):
             log.warning("chain: closed the event stream of pid %d: %s", conn.cred[2], why)
         fd = conn.stream.fileno()
-        with contextlib.suppress(KeyError):
-            self.poller.unregister(fd)
+        if conn.mask:
+            self.epoll.unregister(fd)
         self.peek.unregister(fd)
         del self.by_fd[fd]
         del self.by_peer[conn.peer]

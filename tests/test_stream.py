@@ -17,6 +17,7 @@ import orjson
 import pytest
 import zmq
 
+from chain import streams as chain_streams
 from chain.streams import UNBOUND_FOR, Streams
 from theater.stream import Closed, Stream, frame
 
@@ -190,3 +191,34 @@ def test_a_stream_whose_process_is_no_actors_worker_is_closed_in_time(tmp_path):
     finally:
         s.close()
         client.close()
+
+
+def test_the_chains_poll_watches_one_descriptor_for_all_streams(tmp_path, monkeypatch):
+    """However many workers are connected, the chain's poller holds the listener and one epoll:
+    zmq.Poller polls every descriptor it holds at each turn of the chain's loop. What each
+    connection writes is still read, and its end still seen."""
+    monkeypatch.setattr(chain_streams, "PER_PROCESS", 100)     # all of them are this process's
+    path = tmp_path / "chain-stream.sock"
+    poller = zmq.Poller()
+    s = Streams(path, poller)
+    clients = [Stream.connect(str(path), 1 << 20) for _ in range(50)]
+    try:
+        s.read_all()                                    # accepts them
+        assert len(s.by_fd) == 50 and len(poller.sockets) == 2
+        for i, c in enumerate(clients):
+            c.send([b"%d" % i])
+        got: list[bytes] = []
+
+        def turn() -> bool:
+            for fd, _ in poller.poll(100):
+                s.ready(fd)
+            got.extend(frames[0] for _, _, frames in s.take())
+            return len(got) == 50
+        wait_for(turn, timeout=30, what="a message from each stream")
+        assert sorted(got) == sorted(b"%d" % i for i in range(50))
+        clients.pop().close()
+        wait_for(lambda: turn() or len(s.by_fd) == 49, timeout=30, what="a closed stream to be dropped")
+    finally:
+        s.close()
+        for c in clients:
+            c.close()
