@@ -264,3 +264,13 @@ def test_a_clients_message_that_dies_in_a_killed_receivers_mailbox_is_an_error_t
     assert r1 == {"ok": True}
     assert got == {"second": "error", "third": "error"}
     assert b"elost" not in sends_begun(server, receiver)
+
+
+def test_a_clients_message_that_fails_the_actor_is_an_error_to_the_client(server, tmp_path):
+    """The answer to a client's one-way message says it ran: one whose call traps (the actor
+    fails) is an error naming how the actor ended, as a request's would be."""
+    actor = start(server, probe(tmp_path, "trapper"))
+    with server.client(timeout=60) as c:
+        c.send(actor, b"eok")                            # one that runs: answered
+        with pytest.raises(TheaterError, match="trap"):
+            c.send(actor, b"t")

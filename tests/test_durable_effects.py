@@ -201,7 +201,9 @@ def test_messages_whose_events_were_written_survive_their_sender_killed_with_the
         pid = c.inspect(probe)["pid"]
     with chain_stopped(server):
         with server.client() as c:
-            c.send(probe, f"M5 {counter}".encode())          # one-way to the probe: it returns at once
+            # one-way to the probe: answered once its call's events are written (to the stream,
+            # which takes them while the chain process is stopped)
+            c.send(probe, f"M5 {counter}".encode())
         wait_for(lambda: state(server, counter) == b"7", timeout=30,
                  what="the five messages and the request to reach the counter while the chain is stopped")
         psutil.Process(pid).kill()
@@ -279,7 +281,7 @@ def test_unacknowledged_events_go_to_a_new_chain_at_once(server, tmp_path):
     try:
         with server.client() as c:
             for _ in range(3):
-                c.send(counter, b"+1")              # one-way: nothing waits on these events
+                c.send(counter, b"+1")              # answered once its events are written, not stored
         wait_for(lambda: calls(server, counter) >= 4, what="the sends to be handled")     # init + 3
     finally:
         chain.kill()                                # what it had not stored is lost with it

@@ -268,10 +268,12 @@ class Actor:
                     if not items or chain.congested or self.stop_reason or watchdog.stop_requested:
                         break
                     item = mailbox.take()
+                    ran = False
                     try:
                         by_kind[item.what][0].deliver(item)
+                        ran = True
                     finally:
-                        mailbox.done(item)      # its call is in the chain, even one the actor failed in
+                        mailbox.done(item, ran)     # its call is in the chain, even one the actor failed in
                     loop.take_acks()        # what earlier calls of this burst answered may go now
                 mailbox.acknowledge(now=not items)
         except Failure as f:

@@ -114,12 +114,14 @@ class Mailbox:
             self._pause(False)
         return item
 
-    def done(self, item: Incoming) -> None:
-        """``item`` ran (or failed the actor): a peer's one-way message is acknowledged with the next
-        ``acknowledge``; a client's is answered once the chain holds its call."""
+    def done(self, item: Incoming, ran: bool) -> None:
+        """``item`` ran, or failed the actor (not ``ran``): a peer's one-way message is acknowledged
+        with the next ``acknowledge`` either way (it was taken); a client's is answered once the
+        chain holds its call, if it ran (else the server tells the client how the actor ended)."""
         kind, ident = item.route
         if kind == "control" and item.what == "send" and "rid" in item.header and not item.refused:
-            self._reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": True}, quiet=True)
+            if ran:
+                self._reply(item.route, {"k": "reply", "rid": item.header["rid"], "ok": True}, quiet=True)
         elif kind == "peer" and ident not in (None, self._own) and not item.refused and "rid" not in item.header:
             self._taken[ident] = self._taken.get(ident, 0) + 1
             self._untold += 1

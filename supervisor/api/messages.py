@@ -44,7 +44,8 @@ def _takes(req: Request, rec: ActorRecord, fn: str) -> None:
 
 def send(req: Request) -> None:
     """{actor} [message] -> {} once the actor has run the message and its chain holds that call (a
-    full mailbox makes it wait longer), or the reason it refused it; an error if its worker dies first."""
+    full mailbox makes it wait longer), or the reason it refused it; an error if the call fails the
+    actor or its worker dies first."""
     rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
     _takes(req, rec, "handle-send")

@@ -29,7 +29,7 @@ def message(args: argparse.Namespace, ctx: Context) -> int:
     """Send a message to an actor (its handle-send), or with --request wait for its reply.
 
     Without --request it returns once the actor has run the message and its chain holds that
-    call; it fails if the actor's worker dies first.
+    call; it fails if that call fails the actor, or the actor's worker dies first.
 
     With --request the reply's bytes are written to stdout as they are (--json prints
     {"actor": ..., "reply": {"utf8": ...} | {"b64": ...}}).
