@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,13 +243,24 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.05, what: str =
 def send_in_thread(server: Server, actor: str, message: bytes) -> tuple[threading.Thread, dict[str, Any]]:
     """A client's one-way message sent from a thread: its answer comes once the actor has run it
     and the chain holds the call. The result: {"ok": True} or {"error": the TheaterError}."""
+    def send(c: Client) -> bool:
+        c.send(actor, message)
+        return True
+    return _in_thread(server, "ok", send)
+
+
+def request_in_thread(server: Server, actor: str, message: bytes) -> tuple[threading.Thread, dict[str, Any]]:
+    """A client's request made from a thread. The result: {"reply": ...} or {"error": the TheaterError}."""
+    return _in_thread(server, "reply", lambda c: c.request(actor, message))
+
+
+def _in_thread(server: Server, key: str, call: Callable[[Client], Any]) -> tuple[threading.Thread, dict[str, Any]]:
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
             with server.client(timeout=180) as c:
-                c.send(actor, message)
-            result["ok"] = True
+                result[key] = call(c)
         except TheaterError as e:
             result["error"] = e
     t = threading.Thread(target=run)

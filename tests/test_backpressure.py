@@ -12,7 +12,6 @@ A "hung" receiver is its worker stopped with SIGSTOP: a hang the test controls.
 from __future__ import annotations
 
 import struct
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from theater.client import Client
 from theater.errors import TheaterError
 from theater.events import decode_data, readable
 
-from .conftest import ACTORS, Server, send_in_thread, wait_for
+from .conftest import ACTORS, Server, request_in_thread, send_in_thread, wait_for
 from .test_big_components import py_manifest
 from .toolchains import precompiled
 
@@ -64,20 +63,6 @@ def numbers_taken(server: Server, actor: str) -> list[int]:
         calls = [decode_data(e.data) for e in c.events(actor, types=["wasm"])]
     return [struct.unpack("<I", b["params"][0][1:5])[0] for b in calls
             if b["event"] == "call" and b["function"].endswith("handle-send")]
-
-
-def request_in_thread(server: Server, actor: str, message: bytes) -> tuple[threading.Thread, dict[str, Any]]:
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            with server.client(timeout=180) as c:
-                result["reply"] = c.request(actor, message)
-        except TheaterError as e:
-            result["error"] = e
-    t = threading.Thread(target=run)
-    t.start()
-    return t, result
 
 
 def pid_of(server: Server, actor: str) -> int:

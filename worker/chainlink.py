@@ -170,7 +170,7 @@ class ChainLink:
     def sync(self, ack: bool = False) -> None:
         """Sends what is pending; ``ack`` (or unless ``handing``): and asks the chain to
         acknowledge at once (it otherwise acknowledges in its own time: see
-        chain.service.ACK_DELAY)."""
+        chain.acks.ACK_DELAY)."""
         self.sync_wanted = False
         ack = ack or not self.handing
         if self.pending:
