@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from theater import attenuation
 from theater import manifest as manifests
 from theater.digests import FileDigests, stamp
+from theater.errors import ManifestError
 from theater.manifest import Manifest
 from theater.paths import Home
 
@@ -66,9 +68,10 @@ class Services:
         return sha
 
     def check_child(self, parent: ActorRecord, m: Manifest, base: str) -> None:
-        """What an actor may not hand its children: more than its own mcp-client grant."""
-        if self.gateway is not None:
-            self.gateway.check_child(parent, m, base)
+        """Refuses a child that would hold more than its parent (``theater.attenuation``)."""
+        why = attenuation.beyond(parent.manifest, parent.spec.base, m, base, self.supervision.config.limits)
+        if why is not None:
+            raise ManifestError(f"{m.source}: {why}")
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
                   then: Then | None = None) -> None:

@@ -183,7 +183,7 @@ def test_an_actor_cannot_hand_a_child_servers_it_was_not_given(server, tmp_path)
     with server.client() as c:
         p = c.start(parent)["id"]
         reply = c.request(p, b"S" + child.name.encode()).decode()
-        assert reply.startswith("error: ") and "its parent has no such server" in reply, reply
+        assert reply.startswith("error: ") and "its parent has no mcp-client grant" in reply, reply
     assert weather_processes(server) == [] and not log.exists()
 
 

@@ -60,6 +60,21 @@ class HostPattern:
         named = self.address
         return named is not None and _unmapped(named) == address
 
+    def covers(self, other: HostPattern) -> bool:
+        """Whether every connection ``other`` allows, this pattern allows too (a child's grant
+        against its parent's): the same port, and a host this one matches, reaching no address
+        this one would refuse (``localhost`` and IP literals are covered only by themselves)."""
+        if other.port != self.port:
+            return False
+        if other.host == self.host:
+            return True
+        if other.host == "localhost" or other.address is not None:
+            return False
+        if self.host == "*":
+            return True
+        name = other.host[2:] if other.host.startswith("*.") else other.host
+        return self.host.startswith("*.") and name.endswith(self.host[1:])
+
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port is None else f"{host}:{self.port}"

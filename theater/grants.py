@@ -43,7 +43,11 @@ class Spec:
     # what its worker half reaches on the filesystem (theater.sandbox.view): (config, base) ->
     # {"write": directories, "make": those it may create, "run": programs}
     view: Callable[[Mapping[str, Any], str], dict[str, list[str]]] | None = None
-    required: tuple[str, ...] = ()               # keys a grant must give
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # what a key not given means
+
+    def value(self, config: Mapping[str, Any], key: str) -> Any:
+        """A key's value in a grant: as given, else its default (None: no default)."""
+        return config.get(key, self.defaults.get(key))
 
 
 SPECS: dict[str, Spec] = {}
@@ -109,10 +113,12 @@ register(Spec("http-client", imports=("theater:simple/http-client",), keys={
     "timeout": _bounded(parse_duration, 0, 600, "a duration above 0 and at most \"10m\""),
     "max_response_bytes": _bounded(parse_size, 0, HTTP_MAX_RESPONSE, "a size above 0 and at most \"16MiB\""),
     "headers": _headers,
-}, required=("allowed_hosts",)))
+}, required=("allowed_hosts",), defaults={
+    "allowed_methods": list(HTTP_DEFAULT_METHODS), "timeout": HTTP_DEFAULT_TIMEOUT,
+    "max_response_bytes": HTTP_DEFAULT_MAX_RESPONSE, "headers": {}}))
 register(Spec("store", imports=("theater:simple/store",), keys={
     "max_bytes": _bounded(parse_size, 0, 1 << 50, "a size such as \"64MiB\""),
-}))
+}, defaults={"max_bytes": STORE_DEFAULT_MAX_BYTES}))
 # ---- timing, random, environment, filesystem (issue 10) ----------------------------------------
 
 def _millis(value: Any) -> float:
@@ -188,8 +194,10 @@ def granted_environment(config: Mapping[str, Any], environ: Mapping[str, str]) -
 
 
 register(Spec("timing", imports=("theater:simple/timing",),
-              keys={"max_sleep_duration": _millis, "min_sleep_duration": _millis}))
-register(Spec("random", imports=("theater:simple/random",), keys={"seed": _u64, "max_bytes": _size}))
+              keys={"max_sleep_duration": _millis, "min_sleep_duration": _millis},
+              defaults={"max_sleep_duration": 3600.0, "min_sleep_duration": 0.001}))    # v0.2's: 1 h, 1 ms
+register(Spec("random", imports=("theater:simple/random",), keys={"seed": _u64, "max_bytes": _size},
+              defaults={"max_bytes": 1 << 20}))
 register(Spec("environment", imports=("theater:simple/environment",), keys={
     "allowed_vars": _strings("variable names", _var_name),
     "allowed_prefixes": _strings("non-empty prefixes of variable names", _var_name),
@@ -203,7 +211,8 @@ def _filesystem_view(config: Mapping[str, Any], base: str) -> dict[str, list[str
 
 register(Spec("filesystem", imports=("theater:simple/filesystem",), required=("path",), keys={
     "path": _path, "new_dir": _flag, "max_file_size": _size, "command_timeout": _seconds,
-    "allowed_commands": _strings("program names or absolute paths", _program)}, view=_filesystem_view))
+    "allowed_commands": _strings("program names or absolute paths", _program)}, view=_filesystem_view,
+    defaults={"new_dir": False, "max_file_size": 8 << 20, "command_timeout": 60.0, "allowed_commands": ()}))
 
 
 # ---- mcp-client: the sessions run in the gateway too (theater.mcpgrant, docs/mcp.md) -------------

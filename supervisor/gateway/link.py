@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from theater import mcpgrant, protocol
+from theater import protocol
 from theater.config import ServerConfig
 from theater.errors import ManifestError
 from theater.manifest import Backoff, Manifest
@@ -82,18 +82,6 @@ class GatewayLink:
                 if missing:
                     raise ManifestError(f"{where} {key}: secret {missing[0]!r} is not defined (server.toml "
                                         f"[secrets], or a file keys/secrets/{missing[0]})")
-
-    @staticmethod
-    def check_child(parent: ActorRecord, child: Manifest, child_base: str) -> None:
-        """Refuses a child whose mcp-client grant is more than its parent's: a stdio server is a
-        program on this host, so an actor must not hand out servers it was not given itself."""
-        mine = next((h.config for h in child.handlers if h.type == "mcp-client"), None)
-        if mine is None:
-            return
-        theirs = next((h.config for h in parent.manifest.handlers if h.type == "mcp-client"), None)
-        why = mcpgrant.within(mine, child_base, theirs, parent.spec.base)
-        if why is not None:
-            raise ManifestError(f"{child.source}: [[handler]] (mcp-client) {why}")
 
     def pid_changed(self, rec: ActorRecord, old: int | None, new: int | None) -> None:
         if old is not None and self.grants.pop(old, None) is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from theater.errors import ManifestError, TheaterError
+from theater.grants import SPECS
 
 from .. import commands
 from ..beneath import Escape, open_beneath, split
@@ -33,8 +34,7 @@ from ..values import Err, Ok
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/filesystem"
-MAX_FILE = 8 << 20
-COMMAND_TIMEOUT = 60.0      # seconds, unless the grant's command_timeout says otherwise
+SPEC = SPECS["filesystem"]
 _DIR = os.O_PATH | os.O_DIRECTORY
 
 
@@ -44,7 +44,7 @@ class Filesystem(Handler):
 
     def __init__(self, host: Host, config: Mapping[str, Any]) -> None:
         super().__init__(host, config)
-        self.limit = config.get("max_file_size", MAX_FILE)
+        self.limit = SPEC.value(config, "max_file_size")
         self.root = os.open(_root(host, config), _DIR | os.O_CLOEXEC)
 
     def close(self, reason: str) -> None:
@@ -156,7 +156,7 @@ class Filesystem(Handler):
             raise OSError(0, f"{command!r} is not on {commands.SAFE_PATH}")
         # the program must be gone, and the answer back in wasm, before the call's time is up
         deadline = self.host.call_deadline()
-        timeout = self.config.get("command_timeout", COMMAND_TIMEOUT)
+        timeout = SPEC.value(self.config, "command_timeout")
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
         if timeout <= 0:

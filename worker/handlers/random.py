@@ -12,11 +12,13 @@ from __future__ import annotations
 import random
 import uuid
 
+from theater.grants import SPECS
+
 from ..values import Err, Ok
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/random"
-MAX_BYTES = 1 << 20
+SPEC = SPECS["random"]
 
 
 @register
@@ -26,7 +28,7 @@ class Random(Handler):
     def functions(self) -> Functions:
         seed = self.config.get("seed")
         rng = random.Random(seed) if seed is not None else random.SystemRandom()
-        limit = self.config.get("max_bytes", MAX_BYTES)
+        limit = SPEC.value(self.config, "max_bytes")
 
         def random_bytes(length: int) -> Ok | Err:
             if length > limit:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import time
 
 from theater.errors import TheaterError
+from theater.grants import SPECS
 
 from ..values import Err, Ok
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/timing"
-MAX_SLEEP = 3600.0          # seconds, when the grant does not say
-MIN_SLEEP = 0.001
+SPEC = SPECS["timing"]
 
 
 @register
@@ -41,8 +41,8 @@ class Timing(Handler):
         return self._wait("deadline", {"timestamp": timestamp}, seconds)
 
     def _wait(self, function: str, asked: dict[str, int], seconds: float) -> Ok | Err:
-        low = self.config.get("min_sleep_duration", MIN_SLEEP)
-        high = self.config.get("max_sleep_duration", MAX_SLEEP)
+        low = SPEC.value(self.config, "min_sleep_duration")
+        high = SPEC.value(self.config, "max_sleep_duration")
         if not low <= seconds <= high:
             reason = f"a wait of {seconds * 1000:.0f} ms is outside the grant ({low * 1000:g} ms to {high * 1000:g} ms)"
             self.host.record("timing/permission-denied", {"function": function, **asked, "reason": reason})
