@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from theater import _landlock
 from theater.errors import TheaterError
 from theater.events import decode_data
 
@@ -268,7 +269,7 @@ def test_execute_command_runs_only_listed_programs_without_a_shell_inside_the_ro
     a = Actor(server, manifest(tree, filesystem='path = "data"\nallowed_commands = ["echo", "pwd", "/usr/bin/env"]'))
     assert _command(a("X", "sub", "pwd")) == (0, f"{(tree / 'data' / 'sub').resolve()}\n", "")
     assert _command(a("X", "", "echo", "a b", "$HOME", ";", "ls")) == (0, "a b $HOME ; ls\n", "")
-    assert _command(a("X", "", "/usr/bin/env")) == (0, "PATH=/usr/local/bin:/usr/bin:/bin\n", "")
+    assert _command(a("X", "", "/usr/bin/env")) == (0, "PATH=/usr/local/bin:/usr/bin:/bin\nGIT_CONFIG_NOSYSTEM=1\n", "")
     assert a("X", "", "ls") == b"err:'ls' is not in the grant's allowed_commands"
     assert a("X", "", "/bin/echo", "hi") == b"err:'/bin/echo' is not in the grant's allowed_commands"
     assert a("X", "../outside", "pwd").startswith(b"err:'../outside' leads outside")
@@ -278,6 +279,33 @@ def test_execute_command_runs_only_listed_programs_without_a_shell_inside_the_ro
                       ("execute-nix-command", "nix build")]
     shutil.rmtree(tree / "data")
     a.replays()
+
+
+def _libc() -> str:
+    """The real path of this machine's libc, an ELF file under /usr/lib that runs as a program."""
+    maps = Path("/proc/self/maps").read_text().split()
+    return next(os.path.realpath(w) for w in maps if os.path.basename(w).startswith("libc.so"))
+
+
+@pytest.mark.skipif(not _landlock.abi(), reason="no Landlock on this kernel: the workers' filesystem view is off")
+def test_a_granted_program_cannot_start_other_programs_from_the_library_folders(server, tree):
+    """Red-team finding: granting any program made all of /usr/lib and /lib executable, so
+    ``find -exec`` ran programs the grant did not list. Only the granted programs and their
+    loader are executable now."""
+    a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["find"]'))
+    code, out, err = _command(a("X", "", "find", ".", "-maxdepth", "0", "-exec", _libc(), ";"))
+    assert "GNU C Library" not in out and "Permission denied" in err, (code, out, err)
+    assert _command(a("X", "", "find", ".", "-maxdepth", "0")) == (0, ".\n", "")     # find itself still runs
+
+
+def test_git_runs_under_the_workers_view(server, tree):
+    """git stops at a system config it cannot read (/etc/gitconfig is outside the view): the
+    README's own example grant did not work before commands were told to skip it."""
+    a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["git"]'))
+    assert _command(a("X", "", "git", "init", "-q", "."))[0] == 0
+    assert a("w", "f.txt\0hello") == b"ok"
+    assert _command(a("X", "", "git", "add", "f.txt"))[0] == 0
+    assert _command(a("X", "", "git", "status", "--short", "f.txt")) == (0, "A  f.txt\n", "")
 
 
 def test_execute_command_is_killed_at_its_timeout_with_what_it_started(server, tree):

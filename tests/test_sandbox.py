@@ -10,6 +10,7 @@ as the host call's output) or the stop (the worker killed, the exit recorded wit
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import pytest
 
 from theater import _landlock, sandbox
 from theater.errors import TheaterError
+from worker import executables
+from worker.commands import SAFE_PATH
 
 from .conftest import ROOT, OpsServer, Server, cli_events, pid_alive, server_of_its_own, wait_for
 
@@ -264,3 +267,18 @@ def test_landlock_alone_refuses_reads_outside_and_tcp(tmp_path, tcp_listener):
                 return 0
 
     assert _in_child(child) == 0
+
+
+def test_what_a_granted_program_needs_to_execute(tmp_path):
+    """The program, its ELF loader, a script's interpreter (through env too); nothing else."""
+    ls = os.path.realpath(shutil.which("ls", path=SAFE_PATH))
+    loader = executables.needed(ls, SAFE_PATH)
+    assert loader[0] == ls and len(loader) == 2 and "ld-linux" in loader[1], loader
+    script = tmp_path / "tool"
+    script.write_text("#!/usr/bin/env python3\nprint(1)\n")
+    python = os.path.realpath(shutil.which("python3", path=SAFE_PATH))
+    needed = executables.needed(str(script), SAFE_PATH)
+    assert needed[0] == str(script) and os.path.realpath("/usr/bin/env") in needed and python in needed
+    assert set(needed) <= {str(script), os.path.realpath("/usr/bin/env"), python, loader[1]}, needed
+    (tmp_path / "loop").write_text(f"#!{tmp_path / 'loop'}\n")
+    assert executables.needed(str(tmp_path / "loop"), SAFE_PATH) == [str(tmp_path / "loop")]

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 # Where a bare program name is looked up, and the only variable the program gets.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# What a program gets of an environment: the fixed PATH, and git told to skip /etc/gitconfig,
+# which is outside the worker's view (git stops at a system config it cannot read)
+ENVIRONMENT = {"PATH": SAFE_PATH, "GIT_CONFIG_NOSYSTEM": "1"}
 # Output kept per stream; the rest is read and dropped (the result and its event stay small).
 MAX_OUTPUT = 1 << 20
 # How often the sockets are served while the program runs.
@@ -37,7 +40,7 @@ def run(argv: list[str], cwd_fd: int, timeout: float, serve: Callable[[float], N
     between reads (and may raise to abandon the program, which is then killed)."""
     # The child changes into /proc/self/fd/N before it closes inherited descriptors, so the
     # directory is the one the descriptor holds, whatever its path has become since.
-    proc = subprocess.Popen(argv, cwd=f"/proc/self/fd/{cwd_fd}", env={"PATH": SAFE_PATH},
+    proc = subprocess.Popen(argv, cwd=f"/proc/self/fd/{cwd_fd}", env=ENVIRONMENT,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     assert proc.stdout is not None and proc.stderr is not None

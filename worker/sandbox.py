@@ -36,7 +36,7 @@ from theater import _linux, sandbox
 from theater.errors import Failure
 from theater.paths import Home
 
-from . import commands
+from . import commands, executables
 
 log = logging.getLogger("theater.zygote")
 
@@ -133,13 +133,14 @@ def lower_data(confine: dict[str, Any]) -> None:
 def rules(home: Home, view: dict[str, list[str]], python: tuple[str, ...]) -> list[tuple[str, int]]:
     """The worker's Landlock rules: (path, rights)."""
     runs = [p for p in (_program(name) for name in view.get("run", ())) if p]
-    lib = ll.READ | (ll.EXECUTE if runs else 0)        # a program's loader and libraries
     out = [(p, ll.READ) for p in python]
-    out += [(p, lib) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
+    out += [(p, ll.READ) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
     out += [("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]
     out += [(str(home.cache), ll.READ | ll.REMOVE_FILE)]                  # a damaged compiled form is removed
     out += [(p, ll.READ | ll.WRITE) for p in view.get("write", ())]
-    out += [(p, ll.READ_FILE | ll.EXECUTE) for p in runs]
+    # the programs, their loaders and a script's interpreter; nothing else (worker.executables)
+    out += [(p, ll.READ_FILE | ll.EXECUTE) for p in dict.fromkeys(x for p in runs
+                                                                   for x in executables.needed(p, commands.SAFE_PATH))]
     return out
 
 
