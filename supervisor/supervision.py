@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from theater import protocol, sandbox, tickets
+from theater._units import format_size
 from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
@@ -114,20 +115,27 @@ class Supervision:
         rec.run.report = exits.reported(f"start:{outcome.reason}", outcome.error)
         self._exited(rec, 0)
 
-    def _limit(self, rec: ActorRecord, pid: int) -> None:
+    def _limit(self, rec: ActorRecord, pid: int) -> bool:
         """The fork server reported the worker's pid: its cgroup, which it made and joined as a
         spare, gets this actor's limits, before the pid is known to anyone else (the gate lets
-        the worker's hello in then, and the hello's answer lets actor code run)."""
+        the worker's hello in then, and the hello's answer lets actor code run). Limits that
+        cannot be set fail the start: an actor never runs looser than its manifest says.
+        Whether the worker may go on."""
         run = rec.run
-        if run.pid == pid and run.group is not None:
-            return
+        if run.pid == pid and (run.group is not None or run.kill_reason):
+            return run.group is not None
         lim = rec.spec.limits
+        self.registry.set_pid(rec, pid)
         try:
             run.group = self.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
-        except OSError as e:      # the host's cgroups refused: run it anyway, and say so
-            log.error("actor %s: cannot set its cgroup's limits (%s); running it without", rec.actor_id, e)
-            run.group = None
-        self.registry.set_pid(rec, pid)
+        except OSError as e:
+            run.kill_reason = "start:limits"
+            run.kill_detail = (f"cannot set its limits ({self.limits.kind}: {e.strerror or e}); process_memory "
+                               f"{format_size(lim.process_memory)} may be below what its worker already uses")
+            log.error("actor %s: %s", rec.actor_id, run.kill_detail)
+            self._signal(rec, signal.SIGKILL)
+            return False
+        return True
 
     def _ready(self, rec: ActorRecord) -> None:
         rec.status = Status.RUNNING
@@ -164,7 +172,8 @@ class Supervision:
     def on_worker(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
         kind = header["k"]
         if kind == "hello":
-            self._limit(rec, header["pid"])
+            if not self._limit(rec, header["pid"]):
+                return          # being killed: no answer lets its actor run
             rec.run.endpoint, rec.run.inbox_key = header["endpoint"], tickets.new_key()
             fields, frames = rec.hello_answer()
             self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"], **fields), *frames)

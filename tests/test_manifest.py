@@ -64,6 +64,7 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     (f'[limits]\nprocess_memory = "1{"0" * 310}B"\n', "at most 1024TiB"),  # and int(inf)
     ('[limits]\nmemory = "0B"\n', "at least 64KiB (one wasm page)"),
     ('[limits]\nevent_bytes_per_second = "0B"\n', "at least 64KiB a second (less would hold up every call"),
+    ('[limits]\nprocess_memory = "4MiB"\n', "at least 16MiB (a worker process holds about 10MiB before"),
 ])
 def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
     assert says in refusal(text)

@@ -30,6 +30,8 @@ MAX_FILE = MAX_PAYLOAD
 # [limits] cpu is a share of one core; more than this many cores is a typo.
 MAX_CPU = 1024
 MAX_WASM_MEMORY = 4 << 30
+# A worker's cgroup is charged ~6-10 MiB before its actor runs; a limit below that cannot be set.
+MIN_PROCESS_MEMORY = (16 << 20, "16MiB (a worker process holds about 10MiB before its actor runs)")
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -356,26 +358,26 @@ class Checker:
             raise self.fail(f"[limits] memory = {raw['memory']!r}", "a wasm32 linear memory holds at most 4GiB")
         return Limits(
             memory=memory,
-            process_memory=self.size(raw, "process_memory", d.process_memory),
+            process_memory=self.size(raw, "process_memory", d.process_memory, least=MIN_PROCESS_MEMORY),
             call_timeout=self.duration(raw, "call_timeout", "[limits]", d.call_timeout, positive=True),
             fuel=self.integer(raw, "fuel", "[limits]", d.fuel, minimum=0),
             cpu=float(cpu),
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second,
-                                             least="64KiB a second (less would hold up every call: each "
-                                                   "records hundreds of bytes)"),
+                                             least=(64 << 10, "64KiB a second (less would hold up every call: "
+                                                                "each records hundreds of bytes)")),
         )
 
     def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]",
-             least: str = "64KiB (one wasm page)") -> int:
+             least: tuple[int, str] = (64 << 10, "64KiB (one wasm page)")) -> int:
         value = raw.get(key, default)
         try:
             n = parse_size(value)
         except ValueError as e:
             raise self.fail(f"{where} {key} = {value!r}", str(e)) from None
-        if n < 64 << 10:
-            raise self.fail(f"{where} {key} = {value!r}", f"must be at least {least}")
+        if n < least[0]:
+            raise self.fail(f"{where} {key} = {value!r}", f"must be at least {least[1]}")
         return n
 
     def duration(self, raw: dict[str, Any], key: str, where: str, default: float, positive: bool = False) -> float:

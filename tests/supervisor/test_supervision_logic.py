@@ -9,6 +9,7 @@ processes and in milliseconds.
 
 from __future__ import annotations
 
+import errno
 import random
 import signal
 from typing import Any
@@ -107,15 +108,23 @@ class FakeCompiles(Compiles):
             then(outcome)
 
 
+class BusyLimits(RlimitController):
+    """A host whose cgroups refuse an actor's limits (v1: a memory limit below what is charged)."""
+
+    def create(self, name: str, memory: int, cpu: float, pids: int):
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+
 class World:
-    def __init__(self, tmp_path, root: dict[str, Any] | None = None, seed: int = 1) -> None:
+    def __init__(self, tmp_path, root: dict[str, Any] | None = None, seed: int = 1,
+                 limits: RlimitController | None = None) -> None:
         self.clock = Clock()
         self.registry = Registry()
         self.outbox = FakeOutbox(self.registry, self.clock)
         self.forks = FakeForkServer()
         config = ServerConfig(**(root or {}))
         self.compiles = FakeCompiles(tmp_path, self.clock, self.outbox)
-        self.sup = Supervision(self.registry, self.outbox, self.forks, RlimitController(reason="test"),
+        self.sup = Supervision(self.registry, self.outbox, self.forks, limits or RlimitController(reason="test"),
                                SavedActors(tmp_path / "actors"), Directory(self.registry, self.outbox), config,
                                self.compiles, clock=self.clock, wall=self.clock, rng=random.Random(seed))
 
@@ -133,7 +142,10 @@ class World:
             if rec is None:
                 continue
             self.sup.on_fork_report({"op": "spawned", "actor": actor_id, "pid": pid})
+            sent = len(self.outbox.sent)
             self.sup.on_worker(rec, {"k": "hello", "id": "h", "pid": pid, "endpoint": f"ipc://{pid}"}, [])
+            if not [h for a, h in self.outbox.sent[sent:] if a == actor_id and h.get("re") == "h"]:
+                continue                # its hello unanswered, its actor never runs
             how = self.forks.behaviour.get(rec.name, "up")
             if how == "up":
                 self.sup.on_worker(rec, {"k": "ready"}, [])
@@ -440,6 +452,22 @@ def test_a_component_that_cannot_be_compiled_fails_the_start_with_the_compile_er
     assert isinstance(err, Refused) and "big.toml: component 'big.wasm': too big to compile" in err.message
     exits = [r for r in w.outbox.records if r[1] == "lifecycle/exit"]
     assert len(exits) == 1 and b"start:compile" in exits[0][2]
+
+
+def test_limits_that_cannot_be_set_fail_the_start_and_no_actor_code_runs(tmp_path):
+    """Red-team finding: a cgroup that refused the limits (v1, process_memory below what the
+    worker is charged) left the actor running with none, while inspect said they held."""
+    w = World(tmp_path, limits=BusyLimits(reason="test"))
+    heard: list[TheaterError | None] = []
+    text = 'name = "tight"\nversion = "1"\ncomponent = "x.wat"\n[restart]\ntype = "temporary"\n'
+    rec = w.sup.start(manifests.parse(text, "tight.toml"), text, "/tmp", "0" * 64, None, on_ready=heard.append)
+    w.settle()
+    (pid,) = [p for _, p in w.forks.spawned]
+    assert (pid, signal.SIGKILL) in w.forks.signals
+    assert not [h for _, h in w.outbox.sent if h.get("re") == "h"]        # its hello was never answered
+    assert rec.status == Status.FAILED and rec.last_exit is not None and rec.last_exit.reason == "start:limits"
+    (err,) = heard
+    assert "failed to start: cannot set its limits (rlimit: Device or resource busy)" in str(err), err
 
 
 def test_a_peer_asking_for_an_actor_between_its_exit_and_its_restart_waits_for_the_restart(tmp_path):
