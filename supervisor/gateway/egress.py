@@ -9,8 +9,13 @@ back to the actor as it came, and the actor's next request is checked like any o
 The actor's ``Host`` (which could pick another site behind a shared address) and framing
 headers are replaced by the gateway's; the grant's ``headers`` are added last (they win),
 with ``${secret:NAME}`` replaced by the secret's value. A value that comes back in the
-response or an error message is masked again as ``${secret:NAME}``: a secret never reaches
-the actor, its chain or a log. The body is read until ``max_response_bytes``, not further.
+response or an error message (as it is, JSON-escaped or percent-encoded) is masked again as
+``${secret:NAME}``: a secret never reaches the actor, its chain or a log. So that it can be
+found, a response to a request carrying a secret is asked for unencoded, and decoded if it
+comes compressed anyway; and a secret goes in cleartext (http) only to an address the grant
+names. A server that echoes a secret transformed otherwise (base64, a hash) defeats the
+masking: grant secrets only towards servers that do not echo them. The body is read until
+``max_response_bytes``, not further.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
+import orjson
 
 from theater import egress, grants
 from theater.errors import ManifestError
@@ -34,6 +41,8 @@ OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 
 
 USER_AGENT = "theater-gateway"
+# Content codings httpx always decodes (brotli and zstd need packages of their own).
+_DECODABLE = ("gzip", "deflate")
 
 
 class Denied(Exception):
@@ -89,8 +98,8 @@ class Egress:
         url, pattern, method = self._check(grant, method, uri)
         host, port = url.raw_host.decode("ascii"), url.port or egress.DEFAULT_PORTS[url.scheme]
         deadline = time.monotonic() + timeout
+        sent, used = self._headers(grant, headers, host, port, url.scheme, pattern)
         address = _checked_address(pattern, host, port)
-        sent, used = self._headers(grant, headers, host, port, url.scheme)
         request = self.client.build_request(
             method, url.copy_with(host=str(address)), headers=sent, content=body,
             extensions={"sni_hostname": host} if url.scheme == "https" else {},
@@ -98,14 +107,17 @@ class Egress:
         try:
             resp = self.client.send(request, stream=True)
             try:
-                data = _read(resp, grant.max_bytes, deadline)
+                decoded = bool(used) and _encoded(resp)
+                data = _read(resp, grant.max_bytes, deadline, decoded)
             finally:
                 resp.close()
         except httpx.TimeoutException:
             raise Failed(f"{method} {host}: no response within {timeout:.3g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:
             raise Failed(_mask(f"{method} {host}: {type(e).__name__}: {e}", used)) from None
-        return Response(resp.status_code, [(k, _mask(v, used)) for k, v in resp.headers.multi_items()],
+        kept = [(k, v) for k, v in resp.headers.multi_items()
+                if not (decoded and k.lower() in ("content-encoding", "content-length"))]
+        return Response(resp.status_code, [(k, _mask(v, used)) for k, v in kept],
                         _mask_bytes(data, used) if data else None)
 
     def _check(self, grant: HttpGrant, method: str, uri: str) -> tuple[httpx.URL, egress.HostPattern, str]:
@@ -124,25 +136,35 @@ class Egress:
             raise Denied(f"{_hostport(host, port)} is not in allowed_hosts")
         return url, pattern, method
 
-    def _headers(self, grant: HttpGrant, asked: list[Any], host: str, port: int,
-                 scheme: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    def _headers(self, grant: HttpGrant, asked: list[Any], host: str, port: int, scheme: str,
+                 pattern: egress.HostPattern) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """The headers sent: the actor's, less those the gateway sets, then the grant's (secrets
-        placed); and the secret values used, to mask them in what comes back."""
-        out: list[tuple[str, str]] = []
-        for pair in asked:
-            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
-                raise Failed("headers: expected (name, value) pairs of strings")
-            name = pair[0].lower()
-            if name not in OWN_HEADERS and name not in grant.headers:
-                out.append((pair[0], pair[1]))
+        placed); and the secret values used, to mask them in what comes back. A secret goes in
+        cleartext only to an address the grant names (a model server on this host or a LAN);
+        where it is placed, the response is asked for unencoded, so the masking can find it."""
         used: dict[str, str] = {}
+        rendered: list[tuple[str, str]] = []
         for name, template in grant.headers.items():
             try:
                 value, names = self.secrets.render(template)
             except ManifestError as e:
                 raise Failed(f"header {name}: {e.message}") from None
+            if names and scheme != "https" and pattern.host != "localhost" and pattern.address is None:
+                raise Denied(f"header {name} holds a secret: it is sent to {host} only over https "
+                             f"(or to a host allowed_hosts names by address)")
             used.update(names)
-            out.append((name, value))
+            rendered.append((name, value))
+        own = OWN_HEADERS | ({"accept-encoding"} if used else set())
+        out: list[tuple[str, str]] = []
+        for pair in asked:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise Failed("headers: expected (name, value) pairs of strings")
+            name = pair[0].lower()
+            if name not in own and name not in grant.headers:
+                out.append((pair[0], pair[1]))
+        out += rendered
+        if used:
+            out.append(("accept-encoding", "identity"))
         default = port == egress.DEFAULT_PORTS[scheme]
         out.append(("host", host if default else _hostport(host, port)))
         for name, value in out:
@@ -170,9 +192,23 @@ def _checked_address(pattern: egress.HostPattern, host: str, port: int) -> egres
     return addresses[0]
 
 
-def _read(resp: httpx.Response, limit: int, deadline: float) -> bytes:
+def _encoded(resp: httpx.Response) -> bool:
+    """Whether a response that may echo a secret came encoded anyway (it is decoded to be
+    masked); one in an encoding httpx cannot decode is refused."""
+    codings = [c.strip().lower() for c in resp.headers.get("content-encoding", "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    unknown = [c for c in codings if c not in _DECODABLE]
+    if unknown:
+        raise Failed(f"the response is encoded ({unknown[0]}), which the gateway cannot decode to keep the "
+                     f"grant's secrets out of it")
+    return bool(codings)
+
+
+def _read(resp: httpx.Response, limit: int, deadline: float, decoded: bool = False) -> bytes:
+    """The body, at most ``limit`` bytes: as sent (a compressed body stays compressed, as its
+    headers say), or ``decoded`` (the limit then holds for the decoded bytes)."""
     chunks, size = [], 0
-    for chunk in resp.iter_raw():      # as sent: a compressed body stays compressed, as its headers say
+    for chunk in (resp.iter_bytes() if decoded else resp.iter_raw()):
         size += len(chunk)
         if size > limit:
             raise Failed(f"the response body is over max_response_bytes ({limit} bytes)")
@@ -186,15 +222,21 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _forms(value: str) -> list[str]:
+    """A secret as an echo may carry it: as it is, escaped in JSON, percent-encoded."""
+    return list(dict.fromkeys(f for f in (value, orjson.dumps(value).decode()[1:-1], quote(value, safe=""),
+                                          quote_plus(value, safe="")) if f))
+
+
 def _mask(text: str, used: Mapping[str, str]) -> str:
     for name, value in used.items():
-        if value:
-            text = text.replace(value, f"${{secret:{name}}}")
+        for form in _forms(value):
+            text = text.replace(form, f"${{secret:{name}}}")
     return text
 
 
 def _mask_bytes(data: bytes, used: Mapping[str, str]) -> bytes:
     for name, value in used.items():
-        if value:
-            data = data.replace(value.encode(), f"${{secret:{name}}}".encode())
+        for form in _forms(value):
+            data = data.replace(form.encode(), f"${{secret:{name}}}".encode())
     return data

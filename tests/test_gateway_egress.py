@@ -1,0 +1,99 @@
+"""The gateway's HTTP requests against a stub server on loopback: a secret the grant places in a
+header never comes back to the actor, however the server echoes it.
+
+Red-team finding: an actor that asked for ``accept-encoding: gzip`` got an echo of its request
+headers compressed; the masking looked for the secret in the compressed bytes, missed it, and the
+actor (and its chain) had the API key once decompressed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant
+from theater.secrets import Secrets
+
+SECRET = 'sk-top/secret "value"'
+
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    """Echoes the request's headers as JSON; /gzip compresses it whatever was asked, /odd says an
+    encoding nobody decodes."""
+
+    def do_GET(self) -> None:
+        body = orjson.dumps(dict(self.headers))
+        self.send_response(200)
+        if self.path in ("/gzip", "/odd"):
+            body = gzip.compress(body)
+            self.send_header("content-encoding", "gzip" if self.path == "/gzip" else "x-custom")
+        self.send_header("x-echo", self.headers.get("authorization", ""))
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo() -> Iterator[int]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv.server_address[1]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def egress(tmp_path: Path) -> Iterator[Egress]:
+    e = Egress(Secrets({"KEY": SECRET}, tmp_path))
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def grant(hosts: list[str]) -> HttpGrant:
+    return HttpGrant.of({"allowed_hosts": hosts, "headers": {"authorization": "Bearer ${secret:KEY}"}})
+
+
+@pytest.mark.parametrize("path", ["/", "/gzip"])
+def test_an_echoed_secret_is_masked_even_when_the_actor_asks_for_compression(egress, echo, path):
+    r = egress.send(grant([f"127.0.0.1:{echo}"]), "GET", f"http://127.0.0.1:{echo}{path}",
+                    [["accept-encoding", "gzip"]], None, 5)
+    assert r.status == 200 and r.body is not None
+    seen = orjson.loads(r.body)                         # decoded: plain JSON, whatever the server sent
+    assert seen["authorization"] == "Bearer ${secret:KEY}", seen      # JSON-escaped in the echo, masked
+    assert seen["accept-encoding"] == "identity"        # the actor's own wish was not passed on
+    headers = dict(r.headers)
+    assert headers["x-echo"] == "Bearer ${secret:KEY}" and "content-encoding" not in headers
+    assert SECRET.encode() not in r.body and b"sk-top" not in r.body
+
+
+def test_a_response_in_an_encoding_the_gateway_cannot_decode_is_refused(egress, echo):
+    with pytest.raises(Failed, match=r"encoded \(x-custom\), which the gateway cannot decode"):
+        egress.send(grant([f"127.0.0.1:{echo}"]), "GET", f"http://127.0.0.1:{echo}/odd", [], None, 5)
+
+
+def test_a_request_without_a_secret_keeps_the_actors_encoding(egress, echo):
+    plain = HttpGrant.of({"allowed_hosts": [f"127.0.0.1:{echo}"]})
+    r = egress.send(plain, "GET", f"http://127.0.0.1:{echo}/gzip", [["accept-encoding", "gzip"]], None, 5)
+    assert dict(r.headers)["content-encoding"] == "gzip"
+    assert orjson.loads(gzip.decompress(r.body))["accept-encoding"] == "gzip"
+
+
+def test_a_secret_goes_in_cleartext_only_to_an_address_the_grant_names(egress):
+    with pytest.raises(Denied, match=r"header authorization holds a secret: it is sent to models\.invalid only "
+                                     r"over https"):
+        egress.send(grant(["models.invalid"]), "GET", "http://models.invalid/", [], None, 5)
