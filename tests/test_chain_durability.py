@@ -506,8 +506,27 @@ def db_unsigned_tail(db, aid, actor, evs) -> int:
     return signed[-2] + 1
 
 
+def db_cut_tail(db, aid, actor, evs) -> int:
+    """Events deleted from the end back to a signed one, the store's record of the head left as
+    it was (red-team finding: verify said ok, 10 of 15 events)."""
+    cut = max(s for s in signed_seqs(evs) if s < len(evs) - 3)
+    db.execute("DELETE FROM events WHERE aid = ? AND seq > ?", (aid, cut))
+    return cut + 1
+
+
+def db_emptied(db, aid, actor, evs) -> int:
+    db.execute("DELETE FROM events WHERE aid = ?", (aid,))
+    return 0
+
+
+def db_other_head(db, aid, actor, evs) -> int:
+    """The store's record of the head changed, the events left as they are."""
+    db.execute("UPDATE actors SET hash = ? WHERE aid = ?", (b"\0" * 32, aid))
+    return len(evs) - 1
+
+
 DB_TAMPERINGS = [db_changed_data, db_changed_type, db_removed, db_inserted, db_reordered, db_other_key,
-                 db_changed_time, db_unsigned_tail]
+                 db_changed_time, db_unsigned_tail, db_cut_tail, db_emptied, db_other_head]
 
 
 @pytest.mark.parametrize("tamper", DB_TAMPERINGS, ids=lambda f: f.__name__)

@@ -79,6 +79,12 @@ class ChainReader:
         row = self.db.execute("SELECT seq FROM actors WHERE actor = ?", (actor_id,)).fetchone()
         return row[0] + 1 if row else 0
 
+    def hash_at(self, actor_id: str, seq: int) -> bytes | None:
+        """The stored hash of one event (None: no such event)."""
+        row = self.db.execute("SELECT e.hash FROM events e JOIN actors a ON a.aid = e.aid "
+                              "WHERE a.actor = ? AND e.seq = ?", (actor_id, seq)).fetchone()
+        return row[0] if row else None
+
     def resolve(self, key: str) -> str:
         """The full id of the one stored chain ``key`` names: an actor id, a unique prefix of one,
         or the name of exactly one stored actor (a stopped actor is known by its name too)."""
