@@ -99,7 +99,7 @@ class Queries:
         reports = []
         for actor_id in ids:
             try:
-                r = ev.verify_chain(self.reader.events(actor_id), public)
+                r = self.reader.verify(actor_id, public)
                 reports.append({"actor": actor_id, "ok": True, "events": r.events, "signatures": r.signatures})
             except VerifyError as e:
                 reports.append({"actor": actor_id, "ok": False, "error": e.message, "seq": e.seq})

@@ -15,9 +15,13 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import NotFound, UsageError
-from .events import Event, next_stamp, type_matches
+from .errors import NotFound, UsageError, VerifyError
+from .events import Checkpoint, Event, Report, next_stamp, type_matches, verify_chain
+
+if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from .ids import ambiguous_name
 
 SCHEMA = """
@@ -79,11 +83,23 @@ class ChainReader:
         row = self.db.execute("SELECT seq FROM actors WHERE actor = ?", (actor_id,)).fetchone()
         return row[0] + 1 if row else 0
 
-    def hash_at(self, actor_id: str, seq: int) -> bytes | None:
-        """The stored hash of one event (None: no such event)."""
-        row = self.db.execute("SELECT e.hash FROM events e JOIN actors a ON a.aid = e.aid "
-                              "WHERE a.actor = ? AND e.seq = ?", (actor_id, seq)).fetchone()
-        return row[0] if row else None
+    def verify(self, actor_id: str, public_key: Ed25519PublicKey, trusted: Checkpoint | None = None) -> Report:
+        """``verify_chain`` over the stored chain, which must also reach the head the store
+        records for it. That record is written with its events, in one transaction: an
+        unsigned checkpoint, which catches events deleted from the end (or all of them) where
+        hashes and signatures alone cannot (docs/chain-format.md)."""
+        length, head = self.db.execute("SELECT seq + 1, hash FROM actors WHERE actor = ?", (actor_id,)).fetchone()
+        report = verify_chain(self.events(actor_id), public_key, trusted)     # read after: it only grows
+        if report.events < length:
+            raise VerifyError(f"event {report.events}: missing; the store records {length} events for this "
+                              f"chain (its events were cut short)", report.events)
+        if length:
+            row = self.db.execute("SELECT e.hash FROM events e JOIN actors a ON a.aid = e.aid "
+                                  "WHERE a.actor = ? AND e.seq = ?", (actor_id, length - 1)).fetchone()
+            if row is None or row[0] != head:
+                raise VerifyError(f"event {length - 1}: differs from the head the store records for this chain",
+                                  length - 1)
+        return report
 
     def resolve(self, key: str) -> str:
         """The full id of the one stored chain ``key`` names: an actor id, a unique prefix of one,
