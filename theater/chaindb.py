@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from .errors import NotFound, UsageError, VerifyError
 from .events import Checkpoint, Event, Report, next_stamp, type_matches, verify_chain
+from .ids import ambiguous_name
 
 if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from .ids import ambiguous_name
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS actors (
