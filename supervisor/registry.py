@@ -19,7 +19,7 @@ from typing import Any
 
 from theater import grants
 from theater.errors import NotFound, Refused, UsageError
-from theater.ids import ambiguous_name
+from theater.ids import MIN_PREFIX, ambiguous_name
 from theater.manifest import Limits, Manifest
 
 
@@ -233,13 +233,15 @@ class Registry:
         return self.actors.get(actor_id)
 
     def lookup(self, key: str) -> ActorRecord:
-        """By full id, unique id prefix, or unique name; NotFound says which and why."""
+        """By full id, name, or id prefix (``MIN_PREFIX`` characters at least), exact matches
+        first: the rule ``theater.chaindb.ChainReader.resolve`` follows for stored chains.
+        NotFound or UsageError say which and why."""
         rec = self.actors.get(key)
         if rec is not None:
             return rec
-        matches = [r for r in self.actors.values() if r.actor_id.startswith(key)] if len(key) >= 4 else []
-        if not matches:
-            matches = [r for r in self.actors.values() if r.name == key]
+        matches = [r for r in self.actors.values() if r.name == key]
+        if not matches and len(key) >= MIN_PREFIX:
+            matches = [r for r in self.actors.values() if r.actor_id.startswith(key)]
         if len(matches) == 1:
             return matches[0]
         if not matches:

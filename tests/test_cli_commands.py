@@ -155,6 +155,23 @@ def test_prune_forgets_failed_and_exited_actors(module_server, tmp_path):
     assert "nothing to prune" in server.cli("prune").text
 
 
+def test_a_name_is_never_read_as_another_actors_id_prefix(server, tmp_path):
+    """Red-team finding: the chain's lookup tried id prefixes (of any length) before names, the
+    server's names before 4-character prefixes: a stopped actor named like the start of another's
+    id showed that other actor's state, events and chain, and a 2-character prefix of a running
+    actor's id was "not running" to one command and unknown to the next. Now no name reads as
+    an id prefix, and every command takes a prefix of 4 characters at least."""
+    other = cli_start(server, COUNTER)
+    manifest = tmp_path / "named.toml"
+    for name, why in ((other[:4], "reads as an actor id or the start of one"), ("a\\u0000b", "no control characters")):
+        manifest.write_text(COUNTER.read_text().replace('name = "counter"', f'name = "{name}"'))
+        one_line(server.cli("start", str(manifest)), "name = ", why, code=2)
+    for command in ("state", "inspect", "events", "stop", "message"):
+        r = server.cli(command, other[:2], *(["+1"] if command == "message" else []))
+        assert r.code == 3 and f"{other[:2]!r}" in r.err, (command, r.code, r.err)
+    assert orjson.loads(server.cli("inspect", other[:4], "--json").out)["id"] == other
+
+
 def test_top_shows_cpu_and_rates_on_the_first_screen_in_human_units(module_server):
     server = module_server
     counter = cli_start(server, COUNTER)

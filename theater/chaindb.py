@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NotFound, UsageError, VerifyError
 from .events import Checkpoint, Event, Report, next_stamp, type_matches, verify_chain
-from .ids import ambiguous_name
+from .ids import MIN_PREFIX, ambiguous_name
 
 if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -102,19 +102,23 @@ class ChainReader:
         return report
 
     def resolve(self, key: str) -> str:
-        """The full id of the one stored chain ``key`` names: an actor id, a unique prefix of one,
-        or the name of exactly one stored actor (a stopped actor is known by its name too)."""
-        rows = self.db.execute("SELECT actor FROM actors WHERE actor >= ? AND actor < ? LIMIT 2",
-                               (key, key + "\uffff")).fetchall()
-        if len(rows) == 1 or (rows and rows[0][0] == key):
-            return rows[0][0]
-        if rows:
-            raise UsageError(f"actor id prefix {key!r} is ambiguous: give more of the id (see `theater chains`)")
+        """The full id of the one stored chain ``key`` names: an actor id, the name of exactly
+        one stored actor (a stopped actor is known by its name too), or a unique id prefix of
+        ``MIN_PREFIX`` characters at least; exact matches first, as the server's registry."""
+        if self.db.execute("SELECT 1 FROM actors WHERE actor = ?", (key,)).fetchone():
+            return key
         named = [r[0] for r in self.db.execute("SELECT actor FROM actors WHERE name = ? ORDER BY aid", (key,))]
         if len(named) == 1:
             return named[0]
         if named:
             raise UsageError(ambiguous_name(key, named, "theater chains"))
+        if len(key) >= MIN_PREFIX:
+            rows = self.db.execute("SELECT actor FROM actors WHERE actor >= ? AND actor < ? LIMIT 2",
+                                   (key, key + "\uffff")).fetchall()
+            if len(rows) == 1:
+                return rows[0][0]
+            if rows:
+                raise UsageError(f"actor id prefix {key!r} is ambiguous: give more of the id (see `theater chains`)")
         raise NotFound(f"no actor or chain {key!r} in this home (see `theater chains`)")
 
     def events(self, actor_id: str, since: int = 0, limit: int | None = None,

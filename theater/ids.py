@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import uuid
 
+# An actor is named by its full id, its name, or an id prefix this long at least: a shorter one
+# would too often be a name (or a word) that happens to begin some id.
+MIN_PREFIX = 4
+
 
 def new_actor_id() -> str:
     return str(uuid.uuid4())
