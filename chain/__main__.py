@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
+
+import zmq
 
 from theater import _linux, _logging
 from theater.config import DURABILITY
@@ -34,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
         ChainService(home, args.parent, args.durability).serve()
     except TheaterError as e:
         print(f"chain: {e.message}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as e:      # a damaged or unreadable chains.db: say so, in one line
+        print(f"chain: {home.chains_db}: {type(e).__name__}: {e} (the chain store cannot be used; keep a copy "
+              f"before repairing it)", file=sys.stderr)
+        return 1
+    except (OSError, zmq.ZMQError) as e:     # e.g. a socket path it cannot bind
+        print(f"chain: cannot start: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -73,6 +73,15 @@ class Child:
         assert self.proc is not None and self.proc.stdout is not None
         return self.proc.stdout.fileno()
 
+    def last_line(self) -> str:
+        """The last line it wrote that nobody has read yet (its output is non-blocking)."""
+        try:
+            text = os.read(self.output_fd(), 1 << 16).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:500] if lines else ""
+
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None

@@ -62,6 +62,8 @@ log = logging.getLogger("theater.server")
 # The chain process is restarted after dying: after 0.2 s, doubling with each death that
 # follows a short run (a crash loop, say on a full disk), up to 30 s.
 CHAIN_BACKOFF = Backoff(min=0.2, max=30.0, jitter=0.0)
+# How long the server waits for the chain process's first answer at start.
+CHAIN_START_TIMEOUT = 15.0
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
 
@@ -215,9 +217,19 @@ class Server:
         return sock
 
     def _wait_for_chain(self) -> None:
+        """Waits for the chain process's first answer; if it exits first (a damaged chains.db, a
+        run/chain.sock it cannot bind), fails at once with the last line it wrote."""
         self.chain.send_multipart(protocol.encode({"k": "query", "id": "boot", "what": "key"}))
-        if not self.chain.poll(15_000):
-            raise TheaterError("the chain process did not start (see the server log)")
+        deadline = time.monotonic() + CHAIN_START_TIMEOUT
+        while not self.chain.poll(100):
+            status = self.chain_proc.poll()
+            if status is not None:
+                said = self.chain_proc.last_line()
+                raise TheaterError(f"the chain process exited (status {status}) before it started"
+                                   + (f": {said}" if said else ""))
+            if time.monotonic() > deadline:
+                raise TheaterError(f"the chain process did not start within {CHAIN_START_TIMEOUT:g}s "
+                                   f"(see the server log)")
         header, _ = protocol.decode(self.chain.recv_multipart())
         self.public_key = header.get("public_key", "")
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 import psutil
+import pytest
 
-from .conftest import ACTORS, EXAMPLES, Server, pid_alive, run_cli, wait_for
+from .conftest import ACTORS, EXAMPLES, Server, one_line_error, pid_alive, run_cli, run_server, wait_for
 
 GONE_WITHIN = 5.0
 
@@ -236,3 +237,18 @@ def test_an_actor_that_cannot_be_saved_runs_and_the_log_says_why(server):
         assert c.request(actor, b"x") == b"1"
     wait_for(lambda: f"actor {actor}: cannot save it for a server restart" in server.log_tail(), timeout=30,
              what="the server's note")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory"])
+def test_a_damaged_chain_store_is_one_line_to_the_cli_and_stops_the_server_at_once(home, damage):
+    """Red-team finding: the CLI printed sqlite3's traceback, and the server waited 15 s for a
+    chain process that had died at once, then said only "did not start", its log empty."""
+    home.ensure()
+    if damage == "garbage":
+        home.chains_db.write_bytes(b"not a database, not at all " * 200)
+    else:
+        home.chains_db.mkdir()
+    one_line_error(run_cli(home, "chains"), "theater: ", str(home.chains_db), code=1)
+    r = run_server("--home", str(home.root), "--log-level", "warning")
+    assert r.code != 0 and "Traceback" not in r.err, r.err
+    assert "the chain process exited (status 1) before it started: chain: " in r.err and "chains.db" in r.err, r.err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from typing import NoReturn
 
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:            # a file or folder we were given, or the home, that we cannot use
         _output.error(_output.os_problem(e))
+        return _output.EXIT["error"]
+    except sqlite3.Error as e:      # the home's chains.db, damaged or unreadable (read directly: chaindb)
+        where = ctx.home.chains_db if ctx is not None else "chains.db"
+        _output.error(f"{where}: {type(e).__name__}: {e} (the chain store cannot be read)")
         return _output.EXIT["error"]
     except KeyboardInterrupt:
         return 130
