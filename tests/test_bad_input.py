@@ -27,6 +27,7 @@ from theater.errors import UsageError
 from .conftest import ACTORS, EXAMPLES, ROOT, CLIResult, Server, cmdline, run_cli
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
+VECTORS = ROOT / "tests" / "vectors"
 
 GOOD_MANIFEST = """\
 name = "bad-input"
@@ -287,6 +288,16 @@ def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, 
         (("message", "x", "--file", "/dev/zero"), ("--file /dev/zero", str(protocol.MAX_PAYLOAD)), 2),
         (("start", str(COUNTER), "--state", "/dev/zero"), ("--state /dev/zero",), 2),
 
+        (("verify", "--file", "/dev/zero", "--pubkey", str(VECTORS / "chain-v1.pub")),
+         ("/dev/zero:1: over", "not an event record"), 5),
+        (("verify", "--file", str(VECTORS / "chain-v1.jsonl"), "--pubkey", str(VECTORS / "chain-v1.pub"),
+          "--checkpoint", "/dev/zero"), ("/dev/zero: not a checkpoint",), 2),
+        (("replay", "--file", str(VECTORS / "chain-v1.jsonl"), "--component", "/dev/zero"),
+         ("--component /dev/zero",), 2),
+        (("replay", "--file", str(VECTORS / "chain-v1.jsonl"), "--component", "/nonexistent"),
+         ("--component /nonexistent: No such file or directory",), 2),
+        (("replay",), ("give an actor id, or --file",), 2),
+        (("replay", "zzzz"), ("no chains database",), 3),
         (("message", "x", "--file", "/nonexistent"), ("--file /nonexistent: No such file or directory",), 2),
         (("start", str(COUNTER), "--state", str(tmp_path)), (f"--state {tmp_path}: Is a directory",), 2),
     ]

@@ -35,7 +35,7 @@ if TYPE_CHECKING:       # loaded by whoever verifies (it holds a key): the CLI s
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .errors import UsageError, VerifyError
-from .protocol import MAX_INT
+from .protocol import MAX_INT, MAX_PAYLOAD
 
 EVENT_DOMAIN = b"theater-event/v1\x00"
 STAMP_DOMAIN = b"theater-stamp/v1\x00"
@@ -176,22 +176,28 @@ def _type_matches(event_type: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(t, p) for p in patterns for t in tails)
 
 
+# The longest line an export holds: one event's data (a message at most) in base64, and its fields.
+MAX_EXPORT_LINE = MAX_PAYLOAD * 4 // 3 + (64 << 10)
+
+
 def read_export(path: str | Path) -> list[Event]:
     """The events of a `theater export` file (JSON Lines); a bad line is named by number. A file
     with no events is refused too: it proves nothing, and a chain cut down to nothing must not
     verify as "ok"."""
+    out = []
     try:
-        lines = Path(path).read_bytes().splitlines()
+        with open(path, "rb") as f:
+            for i, line in enumerate(iter(lambda: f.readline(MAX_EXPORT_LINE + 1), b""), 1):
+                if len(line) > MAX_EXPORT_LINE:     # an endless line (/dev/zero) is not read whole
+                    raise VerifyError(f"{path}:{i}: over {MAX_EXPORT_LINE} bytes: not an event record")
+                if not line.strip():
+                    continue
+                try:
+                    out.append(Event.from_json(orjson.loads(line)))
+                except (orjson.JSONDecodeError, VerifyError) as e:
+                    raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(Event.from_json(orjson.loads(line)))
-        except (orjson.JSONDecodeError, VerifyError) as e:
-            raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
     if not out:
         raise VerifyError(f"{path}: no events (an empty export verifies nothing)", 0)
     return out

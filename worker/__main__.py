@@ -21,9 +21,10 @@ import orjson
 
 from theater import _linux, _logging, grants
 from theater.chaindb import ChainReader
-from theater.errors import TheaterError
+from theater.errors import TheaterError, UsageError
 from theater.events import Event, read_export
-from theater.paths import Home
+from theater.manifest import MAX_FILE
+from theater.paths import Home, read_regular
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     _linux.die_with_parent(signal.SIGKILL)      # the CLI that asked may give up (or be killed)
     try:
         events = _load(home, args.actor, args.file)
-        report = replay(events, home.components, home.cache, Path(args.component) if args.component else None)
+        component = _component(args.component)
+        report = replay(events, home.components, home.cache, component)
     except TheaterError as e:
         print(orjson.dumps({"ok": False, "code": e.code, "error": e.message}).decode())
         return 2
@@ -87,11 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if report.divergence is None else 5
 
 
+def _component(given: str | None) -> Path | None:
+    """The --component file, checked: a regular file of a component's size at most."""
+    if given is None:
+        return None
+    try:
+        read_regular(Path(given), MAX_FILE)
+    except OSError as e:
+        raise UsageError(f"--component {given}: {e.strerror or type(e).__name__}") from None
+    return Path(given)
+
+
 def _load(home: Home, actor: str | None, file: str | None) -> list[Event]:
     if file:
         return read_export(file)
     if not actor:
-        raise TheaterError("give an actor id, or --file")
+        raise UsageError("give an actor id, or --file")
     reader = ChainReader(home.chains_db)
     return list(reader.events(reader.resolve(actor)))
 

@@ -20,6 +20,7 @@ from ..chaindb import ChainReader
 from ..client import Client
 from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
 from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
+from ..paths import read_regular
 from . import _output, curve
 from ._context import Context, actor_arg, count
 
@@ -133,6 +134,8 @@ def tail(ctx: Context, actor: str, types: list[str], n: int) -> tuple[list[Event
 
 # While following, a quiet server is pinged this often, so a dead one is noticed.
 SERVER_CHECK = 5.0
+# A checkpoint is a few hundred bytes of JSON; a file much larger is not one.
+MAX_CHECKPOINT_FILE = 1 << 16
 
 
 def follow(ctx: Context, actor: str, since: int, types: list[str], idle: float | None = None) -> Iterator[Event]:
@@ -251,7 +254,7 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     trusted = None
     if args.checkpoint:
         try:
-            doc = orjson.loads(Path(args.checkpoint).read_bytes())
+            doc = orjson.loads(read_regular(Path(args.checkpoint), MAX_CHECKPOINT_FILE))
             trusted = Checkpoint.from_json(doc if isinstance(doc, dict) else {})
         except (OSError, orjson.JSONDecodeError, VerifyError) as e:
             raise UsageError(f"{args.checkpoint}: not a checkpoint from `theater chain head` ({e})") from None

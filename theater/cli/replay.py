@@ -8,10 +8,14 @@ import sys
 
 import orjson
 
-from ..errors import TheaterError, Timeout, VerifyError
+from ..client import DEFAULT_TIMEOUT
+from ..errors import TheaterError, Timeout, from_wire
 from . import _output
 from ._context import Context
 from .chains import settle
+
+# A replay compiles and runs a whole chain: it has this long unless --timeout says otherwise.
+REPLAY_TIMEOUT = 600.0
 
 
 def replay(args: argparse.Namespace, ctx: Context) -> int:
@@ -23,7 +27,7 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     call that runs 20 times longer than it did when recorded (at least 5 s) has diverged.
 
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
-    component or --component FILE. Needs no server.
+    component or --component FILE. Needs no server. It may take 600 s unless --timeout says.
     """
     cmd = [sys.executable, "-m", "worker", "replay", "--home", str(ctx.home.root)]
     if args.actor:
@@ -33,7 +37,7 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
         cmd += ["--file", args.file]
     if args.component:
         cmd += ["--component", args.component]
-    limit = ctx.timeout if ctx.timeout > 60 else 600
+    limit = ctx.timeout if ctx.timeout != DEFAULT_TIMEOUT else REPLAY_TIMEOUT
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=limit)
     except subprocess.TimeoutExpired:
@@ -41,9 +45,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     try:
         report = orjson.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, orjson.JSONDecodeError):
-        raise TheaterError(f"the replayer failed: {proc.stderr.decode(errors='replace').strip()[-300:]}") from None
+        said = proc.stderr.decode(errors="replace").strip().splitlines()
+        why = said[-1][:300] if said else f"it ended with status {proc.returncode}"
+        raise TheaterError(f"the replayer failed: {why}") from None
     if "code" in report:
-        raise (VerifyError if report["code"] == "verify" else TheaterError)(report["error"])
+        raise from_wire(report["code"], report["error"])
     if ctx.json:
         _output.emit_json(report)
     elif report["ok"]:
