@@ -12,7 +12,6 @@ one place.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from typing import Any
 import orjson
 
 from theater import grants
+from theater.errors import UsageError
 from theater.manifest import Backoff
 from theater.paths import Home
 
@@ -290,8 +290,14 @@ class Outputs:
 
 
 def unlink_socket(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Removes a socket an earlier server left (or whatever file is there); a directory in its
+    place is the operator's to remove."""
+    try:
         path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise UsageError(f"{path}: cannot put the server's socket there: {e.strerror}") from None
 
 
 def describe_status(status: int) -> tuple[str, int]:

@@ -7,11 +7,14 @@ input and output and every export call its parameters and result.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from typing import Any
 
-from .conftest import ACTORS, EXAMPLES, CLIResult, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, CLIResult, wait_for
 from .conftest import cli_events as events
 from .conftest import cli_start as start
 
@@ -166,6 +169,12 @@ def test_external_channel_through_the_cli(server):
     r = server.cli("channel", "open", "echo", input=b"again\n", timeout=30)
     assert r.code == 0, r.err
     assert r.out == b"welcome\necho: again\n", (r.out, r.err)
+
+    # with stdin closed (`<&-`): the first message only, as at the end of stdin (was a traceback)
+    p = subprocess.run([sys.executable, "-m", "theater", "--home", str(server.home.root), "channel", "open", "echo"],
+                       capture_output=True, timeout=30, cwd=ROOT, preexec_fn=lambda: os.close(0))
+    assert (p.returncode, p.stdout) == (0, b"welcome\n"), p.stderr
+    assert p.stderr.startswith(b"channel ch_") and p.stderr.endswith(b" closed\n"), p.stderr
 
 
 # ---- deferred replies ----------------------------------------------------------------------------

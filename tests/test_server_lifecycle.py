@@ -252,3 +252,11 @@ def test_a_damaged_chain_store_is_one_line_to_the_cli_and_stops_the_server_at_on
     r = run_server("--home", str(home.root), "--log-level", "warning")
     assert r.code != 0 and "Traceback" not in r.err, r.err
     assert "the chain process exited (status 1) before it started: chain: " in r.err and "chains.db" in r.err, r.err
+
+
+def test_a_directory_where_the_servers_socket_goes_is_one_line(home):
+    """Red-team finding: an IsADirectoryError traceback."""
+    home.ensure()
+    home.management_socket.mkdir(parents=True)
+    one_line_error(run_server("--home", str(home.root)), "theater-server: ", str(home.management_socket),
+                   "cannot put the server's socket there: Is a directory")

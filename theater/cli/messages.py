@@ -68,7 +68,8 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
         else:
             _output.line(f"channel {ch} {kind}", sys.stderr)
     show("opened", frames[0] if frames else None)
-    quiet_since: float | None = None      # stdin ended: answers still on their way are shown first
+    # stdin ended (or was closed from the start): answers still on their way are shown first
+    quiet_since: float | None = time.monotonic() if sys.stdin is None else None
     while True:
         push = c.next_push(0.05)
         while push is not None:
