@@ -12,7 +12,7 @@ import re
 from collections import OrderedDict
 
 from theater._wasm_errors import wat_error
-from theater.errors import ComponentError, NoSuchComponent
+from theater.errors import ComponentError, NoSuchComponent, Refused
 from theater.paths import Home, write_atomically
 
 WASM_MAGIC = b"\x00asm"
@@ -61,7 +61,10 @@ def store(home: Home, data: bytes, what: str, for_group: bool = False, file: str
     sha = hashlib.sha256(wasm).hexdigest()
     path = home.components / f"{sha}.wasm"
     if not path.exists():
-        write_atomically(path, wasm, mode=0o640 if for_group else 0o600)
+        try:
+            write_atomically(path, wasm, mode=0o640 if for_group else 0o600)
+        except OSError as e:        # a full disk, a read-only home: the start is refused, the server goes on
+            raise Refused(f"{what}: cannot store it under {home.components}: {e.strerror or e}") from None
     if source is not None:
         _FROM_WAT[source] = sha
         if len(_FROM_WAT) > FROM_WAT_KEPT:

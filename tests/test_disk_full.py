@@ -25,7 +25,7 @@ import pytest
 from theater.errors import TheaterError
 from theater.paths import Home
 
-from .conftest import ACTORS, Server, cli_events, cli_start, pid_alive, wait_for
+from .conftest import ACTORS, EXAMPLES, Server, cli_events, cli_start, pid_alive, wait_for
 
 SPAM = 20_000
 
@@ -106,6 +106,10 @@ def test_a_full_disk_is_refused_with_its_reason_and_nothing_is_lost(small_home, 
         assert server.chain_pid() == chain and pid_alive(chain), "the chain process died on a full disk"
         assert "reply" not in got, "a reply left before its events were stored"
         assert server.proc is not None and server.proc.poll() is None
+        # a new component cannot be stored: one line, not "internal error in the server"
+        r = server.cli("start", str(EXAMPLES / "counter" / "manifest.toml"))
+        assert r.code != 0 and r.err.count("\n") == 1, r.err
+        assert "cannot store it under" in r.err and "No space left on device" in r.err, r.err
 
         filler.unlink()                     # space returns: writes resume by themselves
         t.join(300)
