@@ -45,6 +45,12 @@ def test_host_patterns(pattern, host, port, scheme, matches):
     ("*.example.com", "::1", False),
     ("*.example.com", "fd00::1", False),
     ("*.example.com", "::ffff:127.0.0.1", False),           # IPv4-mapped loopback
+    ("*.example.com", "64:ff9b::7f00:1", False),            # NAT64 of loopback (Python: "global")
+    ("*.example.com", "64:ff9b:1::a00:1", False),           # local-use NAT64 of 10.0.0.1
+    ("*.example.com", "2002:7f00:1::", False),              # 6to4 of loopback
+    ("*.example.com", "2001:0:4136:e378:8000:63bf:80ff:fffe", False),     # Teredo, client 127.0.0.1
+    ("*.example.com", "::7f00:1", False),                   # IPv4-compatible loopback
+    ("*.example.com", "64:ff9b::808:808", True),            # NAT64 of a public address
     ("*.example.com", "0.0.0.0", False),
     ("localhost:8080", "127.0.0.1", True),
     ("localhost:8080", "::1", True),

@@ -8,8 +8,9 @@ ASCII (write international names in their ``xn--`` form).
 
 An address that is not public (loopback, private, link-local, shared, reserved, ...) may
 only be reached through a pattern that names it: the IP literal itself, or ``localhost``
-for loopback. So ``*.example.com`` never leads into the host's own network, whatever a DNS
-answer says. The gateway (``supervisor/gateway``) applies these rules to every address a
+for loopback. An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo) is
+judged by the IPv4 address. So ``*.example.com`` never leads into the host's own network,
+whatever a DNS answer says. The gateway (``supervisor/gateway``) applies these rules to every address a
 name resolves to before it connects, and connects only to an address it checked.
 """
 
@@ -151,8 +152,24 @@ def _canonical_host(host: str) -> str:
     return str(ip) if ip is not None else host
 
 
+# IPv6 prefixes whose addresses carry an IPv4 one in their last 32 bits: NAT64 (well-known and
+# local-use) and the deprecated IPv4-compatible form. A DNS answer 64:ff9b::7f00:1 reaches
+# 127.0.0.1 through a NAT64 gateway, yet Python calls it global.
+_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"),
+             ipaddress.IPv6Network("::/96"))
+
+
 def _unmapped(address: IP) -> IP:
-    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as the IPv4 address it carries."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    """An IPv6 address that carries an IPv4 one (mapped ::ffff:a.b.c.d, NAT64, 6to4, Teredo's
+    client, IPv4-compatible) is judged as the IPv4 address it carries."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in net for net in _CARRIERS) and int(address) > 1:     # not :: and ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address
