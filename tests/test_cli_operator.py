@@ -24,6 +24,7 @@ import orjson
 import psutil
 import pytest
 
+from theater._wasm_errors import compile_error
 from theater.paths import Home
 
 from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_start, kill_all, pid_alive, run_cli, wait_for
@@ -142,6 +143,17 @@ def test_compile_errors_keep_the_cause_and_wat_errors_name_the_file(module_serve
     line = one_line(server.cli("start", str(tmp_path / "syntax.toml")), "is not valid WAT", code=2)
     assert re.search(rf"{re.escape(str(tmp_path / 'syntax.wat'))}:\d+:\d+: ", line), line
     assert "<anon>" not in line, line
+
+
+def test_a_cause_over_several_lines_is_kept_whole():
+    """Red-team finding: a component with flipped bytes was refused as 'failed to parse
+    WebAssembly module: ] (at offset 0x3f)', the last line of a two-line cause."""
+    text = ("failed to parse WebAssembly module\n\nCaused by:\n    expected one of: `component`, `module`\n"
+            "    ] (at offset 0x3f)\n")
+    assert compile_error(text) == ("failed to parse WebAssembly module: expected one of: `component`, `module` ] "
+                                   "(at offset 0x3f)")
+    chain = "failed to compile: f[1]\n\nCaused by:\n    0: failed\n    1: type mismatch\n       at 810\n"
+    assert compile_error(chain) == "failed to compile: f[1]: type mismatch at 810"
 
 
 def test_stopped_actors_and_stored_chains_are_known_by_name(server, tmp_path):

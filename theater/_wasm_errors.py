@@ -10,21 +10,32 @@ from __future__ import annotations
 
 import re
 
-_CAUSE = re.compile(r"^\s*(?:\d+:\s*)?(.*\S)\s*$")
+_NUMBERED = re.compile(r"^\s*\d+:\s*(.*)$")
+MAX_CAUSE = 300
 
 
 def compile_error(text: str) -> str:
     """The first line and, if there is one, the innermost cause: ``failed to compile:
-    wasm[0]::function[1]: Invalid input WebAssembly code at offset 810: type mismatch: ...``."""
+    wasm[0]::function[1]: Invalid input WebAssembly code at offset 810: type mismatch: ...``.
+    A cause that runs over several lines (``expected one of: ...`` then a list) is joined."""
     lines = [ln for ln in str(text).splitlines() if ln.strip()]
     if not lines:
         return "unknown error"
     first = lines[0].strip()
-    if "Caused by:" in (ln.strip() for ln in lines):
-        cause = _CAUSE.match(lines[-1])
-        if cause is not None and cause.group(1) not in first:
-            return f"{first}: {cause.group(1)}"
-    return first
+    marks = [i for i, ln in enumerate(lines) if ln.strip() == "Caused by:"]
+    if not marks:
+        return first
+    causes: list[str] = []          # anyhow numbers a chain of causes "0: ...", "1: ..."; one is not
+    for ln in lines[marks[-1] + 1:]:
+        numbered = _NUMBERED.match(ln)
+        if numbered is not None or not causes:
+            causes.append((numbered.group(1) if numbered else ln).strip())
+        else:
+            causes[-1] += " " + ln.strip()
+    cause = " ".join(causes[-1].split()) if causes else ""
+    if not cause or cause in first:
+        return first
+    return f"{first}: {cause[:MAX_CAUSE]}{'...' if len(cause) > MAX_CAUSE else ''}"
 
 
 def wat_error(text: str, file: str) -> str:
