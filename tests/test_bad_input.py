@@ -592,7 +592,7 @@ def test_verify_bad_input(server, tmp_path):
     # a JSON object that is not an event record
     notevent = tmp_path / "notevent.jsonl"
     notevent.write_text('{"seq": 0, "hash": 5}\n')
-    one_line(server.cli("verify", "--file", str(notevent), "--pubkey", pub), "notevent.jsonl")
+    one_line(server.cli("verify", "--file", str(notevent), "--pubkey", pub), "notevent.jsonl", "no 'actor' field")
 
     # binary garbage
     binary = tmp_path / "binary.jsonl"
@@ -603,7 +603,7 @@ def test_verify_bad_input(server, tmp_path):
     for i, value in enumerate(("5", "[1, 2]", '"x"', "null")):
         f = tmp_path / f"value{i}.jsonl"
         f.write_text(value + "\n")
-        one_line(server.cli("verify", "--file", str(f), "--pubkey", pub), f.name)
+        one_line(server.cli("verify", "--file", str(f), "--pubkey", pub), f.name, "not a JSON object")
 
     # a checkpoint that is garbage, or JSON that is not a checkpoint
     for i, text in enumerate(("garbage", "5", "{}", '{"actor": 1}')):

@@ -136,7 +136,19 @@ class Event:
                 signature=bytes.fromhex(d["signature"]) if d.get("signature") else None,
             )
         except (KeyError, ValueError, TypeError) as e:
-            raise VerifyError(f"malformed event record: {e}") from None
+            raise VerifyError(f"malformed event record: {_why(e, d)}") from None
+
+
+def _why(e: Exception, d: Any) -> str:
+    """What is wrong with a record, in its own terms (not Python's: "'actor'", "list indices")."""
+    if not isinstance(d, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(d), "a number")
+        return f"{kind}, not a JSON object"
+    if isinstance(e, KeyError):
+        return f"no {e.args[0]!r} field"
+    if isinstance(e, TypeError):
+        return "a field of the wrong type (hex and base64 fields are strings)"
+    return str(e)
 
 
 def _count(value: Any, key: str) -> int:
@@ -239,7 +251,7 @@ class Checkpoint:
             return cls(str(d["actor"]), _count(d["seq"], "seq"), bytes.fromhex(d["head"]),
                        bytes.fromhex(d["stamp"]), bytes.fromhex(d["signature"]))
         except (KeyError, ValueError, TypeError) as e:
-            raise VerifyError(f"malformed checkpoint: {e}") from None
+            raise VerifyError(f"malformed checkpoint: {_why(e, d)}") from None
 
 
 @dataclass
