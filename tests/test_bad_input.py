@@ -268,12 +268,15 @@ def test_unknown_actors(server):
 # ---- no server (11) ----------------------------------------------------------------------------
 
 
-def test_no_server_running(home):
+def test_no_server_running(home, tmp_path):
     for args in (("list",), ("start", str(COUNTER)), ("message", str(uuid.uuid4()), "x", "--request")):
         r = run_cli(home, *args)
         line = one_line(r, "theater-server", code=4)
         assert "no theater server is running" in line, line
         assert str(home.root) in line, line
+    bad = tmp_path / "bad.toml"            # a bad manifest is said as such first, server or not
+    bad.write_text('name = "x"\nversion = 1\n')
+    one_line(run_cli(home, "start", str(bad)), "bad.toml", "version", code=2)
 
 
 def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, tmp_path):

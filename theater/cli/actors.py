@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
+from .. import manifest as manifests
 from .._units import human_size
 from ..events import readable
 from . import _output
@@ -30,7 +32,9 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
-    """The start request; a first start that compiles its component shows how long, on a terminal."""
+    """The start request; a first start that compiles its component shows how long, on a terminal.
+    The manifest is checked before the server is reached: a bad one is said as such, server or not."""
+    manifests.load(Path(manifest).absolute())
     progress = _output.Progress()
     ctx.client.on_progress = progress
     try:
