@@ -187,7 +187,8 @@ def _home_problem(home: Home, e: OSError) -> str:
 def _config(home: Home, given: str | None) -> ServerConfig:
     """--config FILE, which must exist; else $THEATER_HOME/server.toml if it does."""
     if given is not None and not Path(given).is_file():
-        raise UsageError(f"--config {given}: no such file (leave --config out to use "
+        what = "a directory, not a file" if Path(given).is_dir() else "no such file"
+        raise UsageError(f"--config {given}: {what} (leave --config out to use "
                          f"{home.root / 'server.toml'}, or the defaults)")
     return load_server_config(Path(given) if given else home.root / "server.toml")
 

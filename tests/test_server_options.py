@@ -22,6 +22,8 @@ def test_a_missing_config_is_refused_not_ignored(home, tmp_path):
     one_line_error(run_server("--home", str(home.root), "--config", str(missing)), "theater-server: ",
                    f"--config {missing}: no such file")
     assert not (home.run / "server.json").exists()            # nothing started
+    one_line_error(run_server("--home", str(home.root), "--config", str(tmp_path)), "theater-server: ",
+                   f"--config {tmp_path}: a directory, not a file")
 
 
 def test_a_home_that_is_a_file_is_said_in_words(tmp_path):
