@@ -282,7 +282,11 @@ def test_no_server_running(home, tmp_path):
 def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, tmp_path):
     """Found by an exploratory run: each of these was a traceback, a wait for the timeout, or an
     endless read (an unbounded --file /dev/zero took gigabytes in seconds)."""
+    with socket.socket() as s:              # a port nothing listens on (was: the whole timeout, then exit 6)
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
     cases = [
+        (("--server", f"tcp://127.0.0.1:{closed}", "list"), ("connection was refused",), 4),
         (("--server", "garbage", "list"), ("'garbage'", "ipc://PATH or tcp://HOST:PORT"), 2),
         (("--server", "tcp://127.0.0.1:99999", "list"), ("PORT from 0 to 65535",), 2),
         (("--server", "ipc:///nonexistent/sock", "list"), ("ipc:///nonexistent/sock",), 4),

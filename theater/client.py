@@ -68,7 +68,7 @@ class Client:
         if self.endpoint.startswith("tcp://"):
             self.curve_key = _curve_client(self.sock, home, self.endpoint)
             self.monitor = self.sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_CONNECT_RETRIED)
         try:
             self.sock.connect(self.endpoint)
         except zmq.ZMQError as e:                   # e.g. a host name with a space in it
@@ -93,7 +93,8 @@ class Client:
         self.sock.close(linger=0)
 
     def _poll(self, timeout_ms: float | None) -> bool:
-        """Whether an answer is there within ``timeout_ms``; a refused handshake raises at once."""
+        """Whether an answer is there within ``timeout_ms``; a refused connection or handshake
+        raises at once."""
         if self.monitor is None:
             return bool(self.sock.poll(timeout_ms))
         poller = zmq.Poller()
@@ -114,6 +115,8 @@ class Client:
 
     def _handshake_failed(self, event: dict[str, Any]) -> None:
         where = f"the server at {self.endpoint}"
+        if event["event"] == zmq.EVENT_CONNECT_RETRIED:     # refused: nothing listens there (ZeroMQ retries)
+            raise Unreachable(f"no theater server answers at {self.endpoint}: the connection was refused")
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             raise Refused(f"{where} refused this client's CURVE key {self.curve_key}: its operator must put it "
                           f"in keys/authorized/NAME.key on the server")
