@@ -42,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from theater._units import format_size
+
 from . import cgroupfs
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -51,6 +53,13 @@ MIN_QUOTA_US = 1_000  # the kernel rejects smaller cfs quotas
 V1_HIERARCHIES = ("memory", "cpu", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 SERVER_LEAF = "server"
+# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and any a
+# handler starts. A cap, not a budget.
+WORKER_PIDS = 256
+
+
+class LimitsRefused(Exception):
+    """The host would not take an actor's limits for its worker."""
 
 
 def _quota(cpu: float) -> int | None:
@@ -153,6 +162,15 @@ class Controller(ABC):
         """Make the group ``name`` (or take the one a worker made) and write its limits: memory in
         bytes (0 = none), cpu as a share of one core (0 = none), pids (0 = none). Raises OSError
         if the group can't be made or limited."""
+
+    def for_worker(self, pid: int, memory: int, cpu: float) -> Group:
+        """The group worker ``pid`` made and joined as a spare, given an actor's limits;
+        LimitsRefused says why they could not be set (the start fails: never looser)."""
+        try:
+            return self.create(f"w-{pid}", memory, cpu, WORKER_PIDS)
+        except OSError as e:
+            raise LimitsRefused(f"cannot set its limits ({self.kind}: {e.strerror or e}); process_memory "
+                                f"{format_size(memory)} may be below what its worker already uses") from None
 
     def close(self) -> None:  # noqa: B027 - nothing to clean up for rlimits
         """Remove this server's parent groups (and any leftover empty actor groups). Never raises."""

@@ -144,6 +144,10 @@ class ActorRecord:
         """How an incarnation after the first starts: from the last committed state, or init."""
         return "resume" if self.manifest.restart.state == "last" else "init"
 
+    def count_restart(self) -> None:
+        self.restarts += 1
+        self.next_mode = self.restart_mode
+
     def hello_answer(self) -> tuple[dict[str, Any], list[bytes]]:
         """What a new worker needs to become this actor's current incarnation."""
         spec, run = self.spec, self.run

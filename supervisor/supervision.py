@@ -21,8 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from theater import protocol, sandbox, tickets
-from theater._units import format_size
+from theater import attenuation, protocol, sandbox, tickets
 from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.events import encode_data
@@ -33,7 +32,7 @@ from . import exits, restart
 from .compiles import Compiles, Outcome
 from .directory import Directory
 from .launch import ForkServer
-from .limits import Controller
+from .limits import Controller, LimitsRefused
 from .outbox import Outbox
 from .persist import SavedActors
 from .registry import ActorRecord, ChildSpec, Exit, ExitKind, Incarnation, Registry, Status
@@ -48,9 +47,6 @@ STARTUP_TIMEOUT = 60.0
 # A worker silent for its call timeout plus this long is called hung and killed; it sends
 # a heartbeat every 2 s when idle, so this is several missed beats.
 HANG_GRACE = 10.0
-# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and any a
-# handler starts. A cap, not a budget.
-WORKER_PIDS = 256
 # Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
 # component's mapping, the store.
 WORKER_NOFILE = 1024
@@ -104,6 +100,10 @@ class Supervision:
         rec.status = Status.STARTING if rec.run.number == 1 else Status.RESTARTING
         rec.child_restarts = []          # a restarted supervisor counts its children's restarts afresh
         spec = rec.spec
+        p = self.registry.get(spec.parent) if spec.parent else None
+        why = p and attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base, self.config.limits)
+        if why:     # at every start: a directory its parent swapped for a link since the spawn leads nowhere new
+            return self._not_compiled(rec, Outcome(reason="manifest", error=f"{spec.manifest.source}: {why}"))
         confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": sandbox.view(spec.manifest, spec.base),
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
         self.compiles.then_spawn(rec, self.launcher, confine, self._not_compiled)
@@ -116,23 +116,17 @@ class Supervision:
         self._exited(rec, 0)
 
     def _limit(self, rec: ActorRecord, pid: int) -> bool:
-        """The fork server reported the worker's pid: its cgroup, which it made and joined as a
-        spare, gets this actor's limits, before the pid is known to anyone else (the gate lets
-        the worker's hello in then, and the hello's answer lets actor code run). Limits that
-        cannot be set fail the start: an actor never runs looser than its manifest says.
-        Whether the worker may go on."""
+        """The worker's cgroup gets the actor's limits before its pid is known to anyone else (the
+        hello's answer lets actor code run), or the start fails. Whether the worker may go on."""
         run = rec.run
         if run.pid == pid and (run.group is not None or run.kill_reason):
             return run.group is not None
-        lim = rec.spec.limits
         self.registry.set_pid(rec, pid)
         try:
-            run.group = self.limits.create(f"w-{pid}", lim.process_memory, lim.cpu, WORKER_PIDS)
-        except OSError as e:
-            run.kill_reason = "start:limits"
-            run.kill_detail = (f"cannot set its limits ({self.limits.kind}: {e.strerror or e}); process_memory "
-                               f"{format_size(lim.process_memory)} may be below what its worker already uses")
-            log.error("actor %s: %s", rec.actor_id, run.kill_detail)
+            run.group = self.limits.for_worker(pid, rec.spec.limits.process_memory, rec.spec.limits.cpu)
+        except LimitsRefused as e:
+            run.kill_reason, run.kill_detail = "start:limits", str(e)
+            log.error("actor %s: %s", rec.actor_id, e)
             self._signal(rec, signal.SIGKILL)
             return False
         return True
@@ -267,13 +261,13 @@ class Supervision:
     def _carry_out(self, rec: ActorRecord, exit_: Exit, action: Action, detail: Any) -> None:
         self._forget_children(rec)
         self._notify_parent(rec, exit_)
+        err = exits.start_error(rec, exit_)
+        for cb in self.start_waiters.pop(rec.actor_id, []) if action not in (Action.STOPPED, Action.RESTART) else ():
+            cb(err)         # a start (or a restart asked for) that is not coming
         if action == Action.STOPPED:
             self._finish_stop(rec)
         elif action == Action.START_FAILED:
             rec.status = Status.FAILED
-            err = exits.start_error(rec, exit_)
-            for cb in self.start_waiters.pop(rec.actor_id, []):
-                cb(err)
             (self.remove if rec.run.reason is None else self.directory.gone)(rec, err)   # new: forgotten
         elif action == Action.EXITED:
             rec.status = Status.FAILED if exit_.kind == ExitKind.ABNORMAL else Status.EXITED
@@ -352,7 +346,7 @@ class Supervision:
         if not recs:
             return
         first, rest = recs[0], recs[1:]
-        _count_restart(first)
+        first.count_restart()
         first.on_ready_next = (lambda: self._start_in_order(rest, reason)) if rest else None
         self._launch(first, reason)
 
@@ -381,7 +375,7 @@ class Supervision:
     def restart_now(self, rec: ActorRecord, reason: str, on_ready: Ready) -> None:
         """Stops an actor (and its children) and starts its next incarnation, by request."""
         def relaunch() -> None:
-            _count_restart(rec)
+            rec.count_restart()
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
             self._launch(rec, reason)
         self.stop(rec, reason, relaunch, by_parent=True)
@@ -403,7 +397,3 @@ class Supervision:
     def idle(self) -> bool:
         return not any(r.alive for r in self.registry)
 
-
-def _count_restart(rec: ActorRecord) -> None:
-    rec.restarts += 1
-    rec.next_mode = rec.restart_mode

@@ -189,3 +189,27 @@ def test_a_parent_cannot_spawn_a_child_with_more_than_it_holds(parent):
     child = c.request(p, kid('path = "data"')).decode()                # within its parent: starts
     assert not child.startswith("error"), child
     assert c.inspect(child)["status"] == "running"
+
+
+def test_a_childs_directory_swapped_for_a_link_after_the_spawn_is_refused_at_its_restart(server, tmp_path):
+    """Review finding: the check ran once, at the spawn; a parent that replaced the child's
+    directory with a link (it may delete directories, and run a program that makes links) then
+    restarted the child gave it the link's target."""
+    folder = tmp_path / "p"
+    (folder / "data" / "x").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    for name in ("parent.wat", "probe.wat"):
+        shutil.copy(ACTORS / name, folder / name)
+    (folder / "parent.toml").write_text((ACTORS / "parent.toml").read_text() + (
+        '\n[[handler]]\ntype = "filesystem"\npath = "data"\n'))
+    with server.client(timeout=30) as c:
+        p = c.start(folder / "parent.toml")["id"]
+        child = c.request(p, kid('path = "data/x"', "") + b'[restart]\ntype = "temporary"\n').decode()
+        assert not child.startswith("error"), child
+        (folder / "data" / "x").rmdir()
+        (folder / "data" / "x").symlink_to(tmp_path / "outside")
+        reply = c.request(p, b"T" + child.encode()).decode()
+        assert reply.startswith("error: ") and "is outside its parent's directory" in reply, reply
+        info = c.inspect(child)
+        assert info["status"] != "running", info
+        assert "path: " in info["last_error"] and "is outside its parent's directory" in info["last_error"], info

@@ -163,7 +163,8 @@ def test_a_name_is_never_read_as_another_actors_id_prefix(server, tmp_path):
     an id prefix, and every command takes a prefix of 4 characters at least."""
     other = cli_start(server, COUNTER)
     manifest = tmp_path / "named.toml"
-    for name, why in ((other[:4], "reads as an actor id or the start of one"), ("a\\u0000b", "no control characters")):
+    for name, why in ((other[:4], "reads as an actor id or the start of one"),
+                      ("a\\u0000b", "only printable characters")):
         manifest.write_text(COUNTER.read_text().replace('name = "counter"', f'name = "{name}"'))
         one_line(server.cli("start", str(manifest)), "name = ", why, code=2)
     for command in ("state", "inspect", "events", "stop", "message"):

@@ -1,9 +1,10 @@
 """Actor-controlled text reaches the operator's terminal escaped (issue 16, finding 8).
 
 A probe logs and fails with ``\\x1b]0;pwned\\x07\\x1b[2J`` (retitle the terminal, clear it), and
-a child is named with it. Every human-readable output (`run`, `events`, `list`, `inspect`,
-`tree`, errors, and `state` on a terminal) shows the control characters as escapes; `--json`
-output and `state` into a pipe keep the exact text.
+so does a child (a manifest may not take it as a name: names are printable text). Every
+human-readable output (`run`, `events`, `list`, `inspect`, `tree`, errors, and `state` on a
+terminal) shows the control characters as escapes; `--json` output and `state` into a pipe
+keep the exact text.
 """
 
 from __future__ import annotations
@@ -70,13 +71,15 @@ def test_actor_text_is_escaped_for_humans_and_exact_in_json(server: Server, tmp_
     assert any(e["body"].get("error") == EVIL for e in events if e["type"] == "wasm"), events
     assert any(e["body"].get("input") == [EVIL] for e in events if e["type"].endswith("/log")), events
 
-    # a child named by its parent (an actor), failing with that text and restarted: `tree`,
-    # `list` and `inspect` show its name and last error escaped
+    # a child its parent (an actor) names with that text is refused (a name is printable text);
+    # one failing with it and restarted: `tree`, `list` and `inspect` show its last error escaped
     with server.client() as c:
         parent = c.start(shutil.copy(ACTORS / "parent.toml", tmp_path / "parent.toml"))["id"]
-        kid_toml = (f'name = "kid{TOML_EVIL}"\nversion = "0.1.0"\n'
+        kid_toml = ('name = "kid{}"\nversion = "0.1.0"\n'
                     'component = "probe.wat"\n[[handler]]\ntype = "runtime"\n[[handler]]\ntype = "message-server"\n')
-        kid = c.request(parent, b"S" + kid_toml.encode()).decode()
+        refused = c.request(parent, b"S" + kid_toml.format(TOML_EVIL).encode()).decode()
+        assert refused.startswith("error: ") and "only printable characters" in refused, refused
+        kid = c.request(parent, b"S" + kid_toml.format("").encode()).decode()
         assert not kid.startswith("error"), kid
         with pytest.raises(TheaterError):
             c.request(kid, b"x" + EVIL.encode())
@@ -87,9 +90,7 @@ def test_actor_text_is_escaped_for_humans_and_exact_in_json(server: Server, tmp_
         r = server.cli(*cmd)
         assert r.code == 0, r.err
         clean(r.text)
-        assert f"kid{ESCAPED}" in r.text and r.text.count(ESCAPED) >= 2, (cmd, r.text)
-    tree = orjson.loads(server.cli("tree", "--json").out)
-    assert tree[-1]["children"][0]["name"] == "kid" + EVIL
+        assert ESCAPED in r.text, (cmd, r.text)
     assert orjson.loads(server.cli("inspect", kid, "--json").out)["last_error"].endswith(EVIL)
 
     # state: exact bytes into a pipe, escaped on a terminal

@@ -10,7 +10,6 @@ starts) and again by the server, which never trusts a client.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ import orjson
 from . import grants, mcptools
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
-from .ids import MIN_PREFIX
+from .ids import name_problem
 from .paths import read_regular, within
 from .protocol import MAX_INT, MAX_PAYLOAD
 
@@ -32,8 +31,6 @@ MAX_FILE = MAX_PAYLOAD
 # [limits] cpu is a share of one core; more than this many cores is a typo.
 MAX_CPU = 1024
 MAX_WASM_MEMORY = 4 << 30
-MAX_NAME = 128
-_ID_LIKE = re.compile(rf"^[0-9a-f-]{{{MIN_PREFIX},}}$")
 # A worker's cgroup is charged ~6-10 MiB before its actor runs; a limit below that cannot be set.
 MIN_PROCESS_MEMORY = (16 << 20, "16MiB (a worker process holds about 10MiB before its actor runs)")
 
@@ -122,18 +119,6 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _bad_name(name: str) -> str | None:
-    """Why ``name`` cannot name an actor: commands take a name where they take an id, so a name
-    must never read as an id or an id prefix; it appears in process titles and log lines too."""
-    if len(name) > MAX_NAME:
-        return f"at most {MAX_NAME} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "no control characters"
-    if _ID_LIKE.match(name):
-        return "reads as an actor id or the start of one (only hex digits and dashes): add another letter"
-    return None
 
 
 def load(path: str | Path) -> Manifest:
@@ -256,9 +241,7 @@ class Checker:
     def manifest(self, doc: dict[str, Any]) -> Manifest:
         self.unknown(doc, self.TOP, "")
         name = self.string(doc, "name", required=True)
-        assert name is not None
-        why = _bad_name(name)
-        if why is not None:
+        if name is not None and (why := name_problem(name)) is not None:
             raise self.fail(f"name = {name!r}", why)
         version = self.string(doc, "version", required=True)
         component = self.string(doc, "component", required=True)
