@@ -11,10 +11,10 @@ carries values from outside is shadowed by recorded Python functions, each event
   wasi:clocks/wall-clock, monotonic-clock   now, resolution (``subscribe-*`` stay wasmtime's:
                                             they only wait, and hand out no value)
   wasi:random/random, insecure, insecure-seed
-  wasi:cli/environment                      the variables the ``environment`` grant names
-                                            (with ``allow_list_all``: all it lets through;
-                                            none without one), arguments = [actor name],
-                                            no initial cwd
+  wasi:cli/environment                      the variables the ``environment`` grant lets
+                                            through (none without one), ``allow_list_all``
+                                            or not: it is a WASI program's only way to read
+                                            one; arguments = [actor name], no initial cwd
   wasi:sockets/{tcp,udp}-create-socket      always ``access-denied``, recorded: no socket
                                             exists at all, whatever wasmtime's config says
 So a replay answers all of them from the record, like any host call (``worker/replay.py``).
@@ -105,11 +105,7 @@ class Wasi(Handler):
     type = "wasi"
 
     def functions(self) -> Functions:
-        # as the environment handler: a variable named in allowed_vars is the actor's to read;
-        # what only a prefix grants shows only to an actor allowed to list (allow_list_all)
-        grant = next((h.config for h in self.host.manifest.handlers if h.type == "environment"), {})
-        named = grant.get("allowed_vars", ())
-        env = sorted((k, v) for k, v in self.host.environ.items() if grant.get("allow_list_all") or k in named)
+        env = sorted(self.host.environ.items())
         name = self.host.name
         return {**_FIXED, ENVIRONMENT: {"get-environment": lambda: env, "get-arguments": lambda: [name],
                                         "initial-cwd": lambda: None}}
