@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from theater import attenuation
+from theater import admission, attenuation
 from theater import manifest as manifests
 from theater.digests import FileDigests, stamp
 from theater.errors import ManifestError
@@ -45,7 +45,9 @@ class Services:
     digests: FileDigests = field(default_factory=FileDigests)
 
     def check_manifest(self, m: Manifest) -> None:
-        """What only this server can check of a manifest before its actor starts (its secrets)."""
+        """What a new actor's manifest must meet beyond parsing (``theater.admission``), and what
+        only this server can check of it (its secrets)."""
+        admission.check(m)
         if self.gateway is not None:
             self.gateway.check_manifest(m)
 

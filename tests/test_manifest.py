@@ -3,8 +3,11 @@ is read into the setting it names (a typo in either direction must not pass sile
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from theater import admission
 from theater import manifest as manifests
 from theater.config import load_server_config
 from theater.errors import ManifestError
@@ -64,7 +67,6 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     (f'[limits]\nprocess_memory = "1{"0" * 310}B"\n', "at most 1024TiB"),  # and int(inf)
     ('[limits]\nmemory = "0B"\n', "at least 64KiB (one wasm page)"),
     ('[limits]\nevent_bytes_per_second = "0B"\n', "at least 64KiB a second (less would hold up every call"),
-    ('[limits]\nprocess_memory = "4MiB"\n', "at least 16MiB (a worker process holds about 10MiB before"),
 ])
 def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
     assert says in refusal(text)
@@ -127,3 +129,17 @@ def test_bad_mcp_tools_get_one_line_naming_the_table_and_key(text, says):
     with pytest.raises(ManifestError) as e:
         parse(text)
     assert e.value.message.startswith("m.toml: ") and says in e.value.message, e.value.message
+
+
+@pytest.mark.parametrize("head, extra, why", [
+    ('name = "cafe"', "", "m.toml: name = 'cafe': reads as an actor id or the start of one"),
+    ('name = "dead-beef-1"', "", "reads as an actor id"),
+    ('name = "a\\u202eb"', "", "only printable characters"),
+    (f'name = "{"n" * 129}"', "", "at most 128 characters"),
+    ('name = "x"', '[limits]\nprocess_memory = "4MiB"\n', "[limits] process_memory = 4MiB: must be at least 16MiB"),
+])
+def test_a_new_actor_meets_the_admission_rules_a_saved_one_need_not(head, extra, why):
+    m = manifests.parse(f'{head}\nversion = "1"\ncomponent = "a.wasm"\n{extra}', "m.toml")   # a saved one parses
+    with pytest.raises(ManifestError, match=re.escape(why)):
+        admission.check(m)
+    assert admission.check(parse("")).name

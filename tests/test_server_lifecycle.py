@@ -260,3 +260,30 @@ def test_a_directory_where_the_servers_socket_goes_is_one_line(home):
     home.management_socket.mkdir(parents=True)
     one_line_error(run_server("--home", str(home.root)), "theater-server: ", str(home.management_socket),
                    "cannot put the server's socket there: Is a directory")
+
+
+def test_an_actor_saved_under_looser_rules_is_restored(server):
+    """Review finding: names that now read as id prefixes ("cafe") and a process_memory under
+    16MiB are refused to new starts; an actor a server saved before that rule must still come
+    back after an upgrade (it was dropped with an error in the log)."""
+    actor = start(server, EXAMPLES / "counter" / "manifest.toml")
+    assert server.cli("message", actor, "+1", "--request").out == b"1"
+    server.stop()
+    saved = server.home.actors / f"{actor}.json"
+    doc = orjson.loads(saved.read_bytes())
+    doc["manifest"] = (doc["manifest"].replace('name = "counter"', 'name = "cafe"')
+                       + '\n[limits]\nprocess_memory = "12MiB"\n')
+    saved.write_bytes(orjson.dumps(doc))
+    again = Server(server.home)
+    try:
+        again.start()
+        wait_for(lambda: orjson.loads(again.cli("inspect", actor, "--json").out).get("status") == "running",
+                 what="the saved actor to be restored")
+        assert again.cli("state", "cafe").out == b"1"
+        fresh = again.home.root / "cafe.toml"          # a new start under that name is refused
+        fresh.write_text((EXAMPLES / "counter" / "manifest.toml").read_text()
+                         .replace('name = "counter"', 'name = "cafe"')
+                         .replace('"counter.wat"', f'"{EXAMPLES / "counter" / "counter.wat"}"'))
+        one_line_error(again.cli("start", str(fresh)), "theater: ", "reads as an actor id", code=2)
+    finally:
+        again.stop()

@@ -20,7 +20,6 @@ import orjson
 from . import grants, mcptools
 from ._units import parse_duration, parse_size
 from .errors import ManifestError
-from .ids import name_problem
 from .paths import read_regular, within
 from .protocol import MAX_INT, MAX_PAYLOAD
 
@@ -31,8 +30,6 @@ MAX_FILE = MAX_PAYLOAD
 # [limits] cpu is a share of one core; more than this many cores is a typo.
 MAX_CPU = 1024
 MAX_WASM_MEMORY = 4 << 30
-# A worker's cgroup is charged ~6-10 MiB before its actor runs; a limit below that cannot be set.
-MIN_PROCESS_MEMORY = (16 << 20, "16MiB (a worker process holds about 10MiB before its actor runs)")
 
 RESTART_TYPES = ("permanent", "transient", "temporary")
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
@@ -241,8 +238,6 @@ class Checker:
     def manifest(self, doc: dict[str, Any]) -> Manifest:
         self.unknown(doc, self.TOP, "")
         name = self.string(doc, "name", required=True)
-        if name is not None and (why := name_problem(name)) is not None:
-            raise self.fail(f"name = {name!r}", why)
         version = self.string(doc, "version", required=True)
         component = self.string(doc, "component", required=True)
         description = self.string(doc, "description") or ""
@@ -361,26 +356,26 @@ class Checker:
             raise self.fail(f"[limits] memory = {raw['memory']!r}", "a wasm32 linear memory holds at most 4GiB")
         return Limits(
             memory=memory,
-            process_memory=self.size(raw, "process_memory", d.process_memory, least=MIN_PROCESS_MEMORY),
+            process_memory=self.size(raw, "process_memory", d.process_memory),
             call_timeout=self.duration(raw, "call_timeout", "[limits]", d.call_timeout, positive=True),
             fuel=self.integer(raw, "fuel", "[limits]", d.fuel, minimum=0),
             cpu=float(cpu),
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second,
-                                             least=(64 << 10, "64KiB a second (less would hold up every call: "
-                                                                "each records hundreds of bytes)")),
+                                             least="64KiB a second (less would hold up every call: each "
+                                                   "records hundreds of bytes)"),
         )
 
     def size(self, raw: dict[str, Any], key: str, default: int, where: str = "[limits]",
-             least: tuple[int, str] = (64 << 10, "64KiB (one wasm page)")) -> int:
+             least: str = "64KiB (one wasm page)") -> int:
         value = raw.get(key, default)
         try:
             n = parse_size(value)
         except ValueError as e:
             raise self.fail(f"{where} {key} = {value!r}", str(e)) from None
-        if n < least[0]:
-            raise self.fail(f"{where} {key} = {value!r}", f"must be at least {least[1]}")
+        if n < 64 << 10:
+            raise self.fail(f"{where} {key} = {value!r}", f"must be at least {least}")
         return n
 
     def duration(self, raw: dict[str, Any], key: str, where: str, default: float, positive: bool = False) -> float:

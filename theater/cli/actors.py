@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import admission
 from .. import manifest as manifests
 from .._units import human_size
 from ..events import readable
@@ -34,7 +35,7 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
 def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
     """The start request; a first start that compiles its component shows how long, on a terminal.
     The manifest is checked before the server is reached: a bad one is said as such, server or not."""
-    manifests.load(Path(manifest).absolute())
+    admission.check(manifests.load(Path(manifest).absolute()))
     progress = _output.Progress()
     ctx.client.on_progress = progress
     try:
