@@ -290,8 +290,9 @@ def _libc() -> str:
 @pytest.mark.skipif(not _landlock.abi(), reason="no Landlock on this kernel: the workers' filesystem view is off")
 def test_a_granted_program_cannot_start_other_programs_from_the_library_folders(server, tree):
     """Red-team finding: granting any program made all of /usr/lib and /lib executable, so
-    ``find -exec`` ran programs the grant did not list. Only the granted programs and their
-    loader are executable now."""
+    ``find -exec`` ran programs the grant did not list by their paths. Only the granted programs
+    and their loader are executable now (the loader, run itself, still runs what the worker may
+    read: docs/isolation.md says so)."""
     a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["find"]'))
     code, out, err = _command(a("X", "", "find", ".", "-maxdepth", "0", "-exec", _libc(), ";"))
     assert "GNU C Library" not in out and "Permission denied" in err, (code, out, err)
@@ -300,12 +301,17 @@ def test_a_granted_program_cannot_start_other_programs_from_the_library_folders(
 
 def test_git_runs_under_the_workers_view(server, tree):
     """git stops at a system config it cannot read (/etc/gitconfig is outside the view): the
-    README's own example grant did not work before commands were told to skip it."""
+    README's own example grant did not work before commands were told to skip it. And it runs
+    its own parts from its exec path (worker.executables.HELPERS)."""
     a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["git"]'))
     assert _command(a("X", "", "git", "init", "-q", "."))[0] == 0
     assert a("w", "f.txt\0hello") == b"ok"
     assert _command(a("X", "", "git", "add", "f.txt"))[0] == 0
     assert _command(a("X", "", "git", "status", "--short", "f.txt")) == (0, "A  f.txt\n", "")
+    # git runs its own parts as /usr/lib/git-core/git (another file than /usr/bin/git)
+    assert _command(a("X", "", "git", "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "-m", "x")) == \
+        (0, "", "")
+    assert _command(a("X", "", "git", "gc", "-q")) == (0, "", "")
 
 
 def test_execute_command_is_killed_at_its_timeout_with_what_it_started(server, tree):

@@ -280,5 +280,10 @@ def test_what_a_granted_program_needs_to_execute(tmp_path):
     needed = executables.needed(str(script), SAFE_PATH)
     assert needed[0] == str(script) and os.path.realpath("/usr/bin/env") in needed and python in needed
     assert set(needed) <= {str(script), os.path.realpath("/usr/bin/env"), python, loader[1]}, needed
+    for line in ("#!/usr/bin/env -S python3 -u", "#!/usr/bin/env A=1 python3"):       # env's options, assignments
+        script.write_text(line + "\n")
+        assert python in executables.needed(str(script), SAFE_PATH), line
+    git = shutil.which("git", path=SAFE_PATH)
+    assert git is not None and "/usr/lib/git-core" in executables.needed(git, SAFE_PATH)     # its own parts
     (tmp_path / "loop").write_text(f"#!{tmp_path / 'loop'}\n")
     assert executables.needed(str(tmp_path / "loop"), SAFE_PATH) == [str(tmp_path / "loop")]

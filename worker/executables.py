@@ -17,13 +17,20 @@ from typing import BinaryIO
 
 _PT_INTERP = 3
 _MAX_INTERP = 4096
+# Programs that run their own parts from a folder of their own (relative to their prefix): git
+# runs `git pack-objects`, `git maintenance`... as <prefix>/lib/git-core/git, a copy of itself.
+HELPERS = {"git": ("lib/git-core", "libexec/git-core")}
 
 
 def needed(program: str, path: str) -> list[str]:
     """Real paths of ``program`` and what running it executes (a loader, a script's interpreter,
-    transitively); ``path``: where ``env`` looks for a program."""
+    transitively; the folder it runs its own parts from, ``HELPERS``); ``path``: where ``env``
+    looks for a program."""
     out: list[str] = []
-    todo = [os.path.realpath(program)]
+    real = os.path.realpath(program)
+    prefix = os.path.dirname(os.path.dirname(real))
+    todo = [real, *(d for d in (os.path.join(prefix, h) for h in HELPERS.get(os.path.basename(real), ()))
+                    if os.path.isdir(d))]
     while todo and len(out) < 8:        # a loop of #! lines ends
         p = todo.pop()
         if p in out:
@@ -48,8 +55,9 @@ def _runs(path: str, search: str) -> list[str]:
     words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
     if not words:
         return []
-    if os.path.basename(words[0]) == "env" and len(words) > 1:
-        found = shutil.which(words[1], path=search)
+    if os.path.basename(words[0]) == "env":        # env [-S] [-i] [NAME=value]... program
+        program = next((w for w in words[1:] if not w.startswith("-") and "=" not in w), None)
+        found = shutil.which(program, path=search) if program else None
         return [words[0], *([found] if found else [])]
     return [words[0]]
 
