@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant
+from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant, _mask_bytes
 from theater.secrets import Secrets
 
 SECRET = 'sk-top/secret "value"'
@@ -97,3 +97,13 @@ def test_a_secret_goes_in_cleartext_only_to_an_address_the_grant_names(egress):
     with pytest.raises(Denied, match=r"header authorization holds a secret: it is sent to models\.invalid only "
                                      r"over https"):
         egress.send(grant(["models.invalid"]), "GET", "http://models.invalid/", [], None, 5)
+
+
+@pytest.mark.parametrize("echo", [
+    "ab/c+d=e", "ab\\/c+d=e", "ab\\u002fc\\u002bd\\u003de", "ab%2Fc%2Bd%3De", "ab%2fc%2bd%3de", "ab/c%2Bd%3De",
+    "ab/c%2bd%3de",
+])
+def test_the_forms_an_echo_may_give_a_secret_are_all_masked(echo):
+    """Review finding: lowercase percent-encoding, a JSON-escaped slash and partial encoding
+    were missed; a base64-style key (/, +, =) leaked in them."""
+    assert _mask_bytes(f'{{"seen": "{echo}"}}'.encode(), {"KEY": "ab/c+d=e"}) == b'{"seen": "${secret:KEY}"}'

@@ -21,6 +21,7 @@ masking: grant secrets only towards servers that do not echo them. The body is r
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -223,9 +224,14 @@ def _hostport(host: str, port: int) -> str:
 
 
 def _forms(value: str) -> list[str]:
-    """A secret as an echo may carry it: as it is, escaped in JSON, percent-encoded."""
-    return list(dict.fromkeys(f for f in (value, orjson.dumps(value).decode()[1:-1], quote(value, safe=""),
-                                          quote_plus(value, safe="")) if f))
+    """A secret as an echo may carry it: as it is; escaped in JSON (orjson's way, with ``\\/``, or
+    every non-alphanumeric as ``\\uXXXX``); percent-encoded (``/`` kept or not, ``+`` for space
+    or not, hex in either case)."""
+    json = orjson.dumps(value).decode()[1:-1]
+    forms = [value, json, json.replace("/", "\\/"), "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in value)]
+    for encoded in (quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)):
+        forms += [encoded, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded)]
+    return sorted(set(filter(None, forms)), key=len, reverse=True)      # longest first: none cut up by another
 
 
 def _mask(text: str, used: Mapping[str, str]) -> str:
