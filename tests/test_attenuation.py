@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from theater import attenuation, egress
+from theater import attenuation, egress, grants
 from theater.manifest import Limits, parse
 
 from .conftest import ACTORS
@@ -128,6 +128,16 @@ def test_other_grants_are_capped_by_the_parents():
     assert "max_sleep_duration" in beyond(handler("timing", "max_sleep_duration = 1000"), handler("timing"))
     assert "max_bytes" in beyond(handler("random", 'max_bytes = "1KiB"'), handler("random", 'max_bytes = "2KiB"'))
     assert beyond(handler("runtime") + handler("message-server"), handler("message-server")) is None
+    assert "min_sleep_duration: less than its parent's (\"1s\")" in beyond(
+        handler("timing", 'min_sleep_duration = "1s"'), handler("timing", "min_sleep_duration = 1"))
+
+
+def test_a_plug_ins_grant_goes_down_only_as_it_is_and_from_the_same_directory(tmp_path, monkeypatch):
+    monkeypatch.setitem(grants.SPECS, "echo", grants.Spec("echo", imports=("test:echo/echo",), keys={"suffix": str}))
+    echo = handler("echo", 'suffix = "!"')
+    assert "differs from its parent's grant" in beyond(echo, handler("echo", 'suffix = "?"'))
+    assert beyond(echo, echo) is None
+    assert "only to a child whose manifest is in its parent's directory" in beyond(echo, echo, child_base=str(tmp_path))
 
 
 @pytest.mark.parametrize("parent, child, needle", [

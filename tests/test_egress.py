@@ -46,7 +46,8 @@ def test_host_patterns(pattern, host, port, scheme, matches):
     ("*.example.com", "fd00::1", False),
     ("*.example.com", "::ffff:127.0.0.1", False),           # IPv4-mapped loopback
     ("*.example.com", "64:ff9b::7f00:1", False),            # NAT64 of loopback (Python: "global")
-    ("*.example.com", "64:ff9b:1::a00:1", False),           # local-use NAT64 of 10.0.0.1
+    ("*.example.com", "64:ff9b:1::a00:1", False),           # local-use NAT64: never public
+    ("*.example.com", "64:ff9b:1:7f00:0:100:808:808", False),   # (127.0.0.1 in a /48 network's layout)
     ("*.example.com", "2002:7f00:1::", False),              # 6to4 of loopback
     ("*.example.com", "2001:0:4136:e378:8000:63bf:80ff:fffe", False),     # Teredo, client 127.0.0.1
     ("*.example.com", "::7f00:1", False),                   # IPv4-compatible loopback

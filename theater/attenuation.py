@@ -27,7 +27,7 @@ Rule = Callable[[Mapping[str, Any], str, Mapping[str, Any], str], "str | None"]
 _ZERO_IS_NONE = ("fuel", "cpu")
 _SIZES = frozenset({"memory", "process_memory", "event_bytes_per_second", "max_bytes", "max_response_bytes",
                     "max_file_size"})
-_DURATIONS = frozenset({"call_timeout", "timeout", "command_timeout", "max_sleep_duration"})
+_DURATIONS = frozenset({"call_timeout", "timeout", "command_timeout", "max_sleep_duration", "min_sleep_duration"})
 
 
 def beyond(parent: Manifest, parent_base: str, child: Manifest, child_base: str, defaults: Limits) -> str | None:
@@ -63,8 +63,14 @@ def _shown(key: str, value: float) -> str:
     return f"{value:g}"
 
 
-def _same(mine: Mapping[str, Any], _base: str, theirs: Mapping[str, Any], _parent_base: str) -> str | None:
-    return None if dict(mine) == dict(theirs) else "differs from its parent's grant (handed down only as it is)"
+def _same(mine: Mapping[str, Any], base: str, theirs: Mapping[str, Any], parent_base: str) -> str | None:
+    """A grant this module has no rule for (a plug-in's) goes down only as it is, from the same
+    directory (a relative path in it would mean another place from another)."""
+    if dict(mine) != dict(theirs):
+        return "differs from its parent's grant (handed down only as it is)"
+    if mine and os.path.realpath(base) != os.path.realpath(parent_base):
+        return "is handed down only to a child whose manifest is in its parent's directory"
+    return None
 
 
 def _at_most(type_: str, *keys: str) -> Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]:
@@ -100,6 +106,17 @@ def _http(mine: Mapping[str, Any], _base: str, theirs: Mapping[str, Any], _paren
         if secrets.refs(template) and placed.get(name) != template:
             return f"headers {name}: names a secret its parent's grant does not place in that header"
     return _http_caps(mine, theirs)
+
+
+_timing_caps = _at_most("timing", "max_sleep_duration")
+
+
+def _timing(mine: Mapping[str, Any], _base: str, theirs: Mapping[str, Any], _parent_base: str) -> str | None:
+    spec = SPECS["timing"]
+    floor = spec.value(theirs, "min_sleep_duration")
+    if spec.value(mine, "min_sleep_duration") < floor:
+        return f"min_sleep_duration: less than its parent's ({_shown('min_sleep_duration', floor)})"
+    return _timing_caps(mine, theirs)
 
 
 def _environment(mine: Mapping[str, Any], _base: str, theirs: Mapping[str, Any], _parent_base: str) -> str | None:
@@ -141,7 +158,7 @@ def _mcp(mine: Mapping[str, Any], base: str, theirs: Mapping[str, Any], parent_b
 _RULES: dict[str, Rule] = {
     "http-client": _http,
     "store": _caps("store", "max_bytes"),
-    "timing": _caps("timing", "max_sleep_duration"),
+    "timing": _timing,
     "random": _caps("random", "max_bytes"),
     "environment": _environment,
     "filesystem": _filesystem,

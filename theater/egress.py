@@ -54,7 +54,7 @@ class HostPattern:
     def admits(self, address: IP) -> bool:
         """Whether a connection made through this pattern may go to ``address``."""
         address = _unmapped(address)
-        if address.is_global:
+        if address.is_global and address not in _LOCAL_NAT64:
             return True
         if self.host == "localhost":
             return address.is_loopback
@@ -152,11 +152,13 @@ def _canonical_host(host: str) -> str:
     return str(ip) if ip is not None else host
 
 
-# IPv6 prefixes whose addresses carry an IPv4 one in their last 32 bits: NAT64 (well-known and
-# local-use) and the deprecated IPv4-compatible form. A DNS answer 64:ff9b::7f00:1 reaches
+# IPv6 prefixes whose addresses carry an IPv4 one in their last 32 bits: NAT64's well-known
+# prefix and the deprecated IPv4-compatible form. A DNS answer 64:ff9b::7f00:1 reaches
 # 127.0.0.1 through a NAT64 gateway, yet Python calls it global.
-_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"),
-             ipaddress.IPv6Network("::/96"))
+_CARRIERS = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+# NAT64's local-use prefix (RFC 8215): where the IPv4 address sits depends on the network's own
+# prefix length, so none of it counts as public.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def _unmapped(address: IP) -> IP:
