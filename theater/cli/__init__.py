@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument("--json", action="store_true", default=default or False, help="machine-readable output")
         parser.add_argument("--server", metavar="ADDRESS", default=default,
                             help="server address (default: $THEATER_SERVER, else the home's unix socket)")
-        parser.add_argument("--timeout", type=seconds, default=default or DEFAULT_TIMEOUT, metavar="SECONDS",
+        parser.add_argument("--timeout", type=seconds, default=default, metavar="SECONDS",
                             help=f"how long to wait for an answer (default {DEFAULT_TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx: Context | None = None
     try:
         grants.load_plugins()
-        ctx = Context(_home(args.home), args.json, args.server, args.timeout)
+        ctx = Context(_home(args.home), args.json, args.server,
+                      args.timeout if args.timeout is not None else DEFAULT_TIMEOUT, args.timeout is not None)
         return func(args, ctx)
     except TheaterError as e:
         _output.error(e.message)

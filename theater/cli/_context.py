@@ -20,6 +20,7 @@ class Context:
     json: bool
     server: str | None
     timeout: float
+    timeout_given: bool = False        # --timeout was on the command line (a command may default otherwise)
     _client: Client | None = field(default=None, repr=False)
 
     @property

@@ -8,7 +8,6 @@ import sys
 
 import orjson
 
-from ..client import DEFAULT_TIMEOUT
 from ..errors import TheaterError, Timeout, from_wire
 from . import _output
 from ._context import Context
@@ -37,7 +36,7 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
         cmd += ["--file", args.file]
     if args.component:
         cmd += ["--component", args.component]
-    limit = ctx.timeout if ctx.timeout != DEFAULT_TIMEOUT else REPLAY_TIMEOUT
+    limit = ctx.timeout if ctx.timeout_given else REPLAY_TIMEOUT
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=limit)
     except subprocess.TimeoutExpired:
