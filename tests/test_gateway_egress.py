@@ -8,9 +8,11 @@ actor (and its chain) had the API key once decompressed.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import http.server
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,11 +25,25 @@ from theater.secrets import Secrets
 SECRET = 'sk-top/secret "value"'
 
 
+@functools.cache
+def bomb() -> bytes:
+    """16 MiB of zeros in ~16 KiB of gzip."""
+    return gzip.compress(bytes(16 << 20), compresslevel=9)
+
+
 class Echo(http.server.BaseHTTPRequestHandler):
     """Echoes the request's headers as JSON; /gzip compresses it whatever was asked, /odd says an
     encoding nobody decodes."""
 
     def do_GET(self) -> None:
+        if self.path == "/bomb":
+            body = bomb()
+            self.send_response(200)
+            self.send_header("content-encoding", "gzip")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         body = orjson.dumps(dict(self.headers))
         self.send_response(200)
         if self.path in ("/gzip", "/odd"):
@@ -107,3 +123,17 @@ def test_the_forms_an_echo_may_give_a_secret_are_all_masked(echo):
     """Review finding: lowercase percent-encoding, a JSON-escaped slash and partial encoding
     were missed; a base64-style key (/, +, =) leaked in them."""
     assert _mask_bytes(f'{{"seen": "{echo}"}}'.encode(), {"KEY": "ab/c+d=e"}) == b'{"seen": "${secret:KEY}"}'
+
+
+def test_a_compressed_body_is_unpacked_no_further_than_the_limit(egress, echo):
+    """A few KiB of gzip may unpack to gigabytes: decoding stops at max_response_bytes, and
+    never holds much more (httpx's decoder unpacked each chunk whole: 16 MiB here)."""
+    bomb()
+    tracemalloc.start()
+    try:
+        with pytest.raises(Failed, match=r"over max_response_bytes \(1048576 bytes\)"):
+            egress.send(grant([f"127.0.0.1:{echo}"]), "GET", f"http://127.0.0.1:{echo}/bomb", [], None, 5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"{peak} bytes held to refuse a body over 1 MiB"

@@ -24,6 +24,7 @@ import ipaddress
 import re
 import socket
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 
 
 USER_AGENT = "theater-gateway"
-# Content codings httpx always decodes (brotli and zstd need packages of their own).
+# Content codings the gateway decodes itself (zlib), to mask a secret in what comes back.
 _DECODABLE = ("gzip", "deflate")
 
 
@@ -195,27 +196,41 @@ def _checked_address(pattern: egress.HostPattern, host: str, port: int) -> egres
 
 def _encoded(resp: httpx.Response) -> bool:
     """Whether a response that may echo a secret came encoded anyway (it is decoded to be
-    masked); one in an encoding httpx cannot decode is refused."""
+    masked); one in another encoding than gzip or deflate, or in two, is refused."""
     codings = [c.strip().lower() for c in resp.headers.get("content-encoding", "").split(",") if c.strip()]
     codings = [c for c in codings if c != "identity"]
     unknown = [c for c in codings if c not in _DECODABLE]
-    if unknown:
-        raise Failed(f"the response is encoded ({unknown[0]}), which the gateway cannot decode to keep the "
-                     f"grant's secrets out of it")
+    if unknown or len(codings) > 1:
+        raise Failed(f"the response is encoded ({', '.join(codings)}), which the gateway cannot decode to keep "
+                     f"the grant's secrets out of it")
     return bool(codings)
 
 
 def _read(resp: httpx.Response, limit: int, deadline: float, decoded: bool = False) -> bytes:
     """The body, at most ``limit`` bytes: as sent (a compressed body stays compressed, as its
-    headers say), or ``decoded`` (the limit then holds for the decoded bytes)."""
+    headers say), or ``decoded``: then the limit holds for the decoded bytes, and no more than
+    it is ever unpacked (a few KiB of gzip may unpack to gigabytes)."""
     chunks, size = [], 0
-    for chunk in (resp.iter_bytes() if decoded else resp.iter_raw()):
+    inflate = zlib.decompressobj(47) if decoded else None      # 47: a gzip or a zlib header, whichever
+    for raw in resp.iter_raw():
+        chunk = raw
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(raw, limit + 1 - size)
+            except zlib.error as e:
+                raise Failed(f"the response body is not valid {resp.headers['content-encoding']}: {e}") from None
+            if inflate.unconsumed_tail:         # more than the limit: not unpacked further
+                chunk += b"\0"
         size += len(chunk)
         if size > limit:
             raise Failed(f"the response body is over max_response_bytes ({limit} bytes)")
         if time.monotonic() > deadline:
             raise httpx.ReadTimeout("the response took too long")
         chunks.append(chunk)
+    if inflate is not None and (rest := inflate.flush()):
+        if size + len(rest) > limit:
+            raise Failed(f"the response body is over max_response_bytes ({limit} bytes)")
+        chunks.append(rest)
     return b"".join(chunks)
 
 
