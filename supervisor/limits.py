@@ -53,8 +53,7 @@ MIN_QUOTA_US = 1_000  # the kernel rejects smaller cfs quotas
 V1_HIERARCHIES = ("memory", "cpu", "pids")
 V2_CONTROLLERS = ("memory", "cpu", "pids")
 SERVER_LEAF = "server"
-# Tasks (threads) a worker may have: main, ZeroMQ's I/O thread, the watchdog, and any a
-# handler starts. A cap, not a budget.
+# Tasks a worker may have (main, ZeroMQ's I/O thread, the watchdog, a handler's): a cap, not a budget.
 WORKER_PIDS = 256
 
 

@@ -65,10 +65,12 @@ class Client:
         self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.curve_key: str | None = None           # this client's public key, when it speaks CURVE
         self.monitor: zmq.Socket | None = None
+        self.reached = False                        # a TCP connection was made once (see _monitored)
         if self.endpoint.startswith("tcp://"):
             self.curve_key = _curve_client(self.sock, home, self.endpoint)
             self.monitor = self.sock.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_CONNECT_RETRIED)
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_CONNECTED
+                | zmq.EVENT_CONNECT_RETRIED)
         try:
             self.sock.connect(self.endpoint)
         except zmq.ZMQError as e:                   # e.g. a host name with a space in it
@@ -109,13 +111,20 @@ class Client:
             if self.monitor in ready:
                 # imported here: it imports asyncio (~40 ms at every CLI start)
                 from zmq.utils.monitor import recv_monitor_message
-                self._handshake_failed(recv_monitor_message(self.monitor))
+                self._monitored(recv_monitor_message(self.monitor))
             elif deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def _handshake_failed(self, event: dict[str, Any]) -> None:
+    def _monitored(self, event: dict[str, Any]) -> None:
+        """Raises what a connection event means for this client: nothing listens there, or the
+        server refused the handshake (a TCP connection made, then a retry, is a reconnection)."""
         where = f"the server at {self.endpoint}"
-        if event["event"] == zmq.EVENT_CONNECT_RETRIED:     # refused: nothing listens there (ZeroMQ retries)
+        if event["event"] == zmq.EVENT_CONNECTED:
+            self.reached = True
+            return
+        if event["event"] == zmq.EVENT_CONNECT_RETRIED:
+            if self.reached:        # a reconnection (after a refused handshake: its own event says why)
+                return
             raise Unreachable(f"no theater server answers at {self.endpoint}: the connection was refused")
         if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             raise Refused(f"{where} refused this client's CURVE key {self.curve_key}: its operator must put it "
