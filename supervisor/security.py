@@ -79,6 +79,7 @@ def secure_listener(sock: zmq.Socket, home: Home, listen: str, curve: bool = Fal
     sock.curve_publickey = pair[0].encode()
     sock.curve_server = True
     sock.zap_domain = b"theater"
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)     # no answering handler: refused, never let in
     clients, bad = curve_keys.authorized_clients(home)
     for path in bad:
         log.warning("%s holds no CURVE public key; ignored", path)
@@ -124,7 +125,7 @@ class Gatekeeper:
             while not self.stopping.is_set():
                 for sock, _ in poller.poll(POLL_INTERVAL * 1000):
                     if sock is zap:
-                        zap.send_multipart(self._answer(zap.recv_multipart()))
+                        zap.send_multipart(self._guarded(zap.recv_multipart()))
                     else:
                         from zmq.utils.monitor import recv_monitor_message  # imports asyncio: not at start
                         self._handshake_failed(recv_monitor_message(monitor))
@@ -133,6 +134,15 @@ class Gatekeeper:
         finally:
             zap.close()
             monitor.close()
+
+    def _guarded(self, request: list[bytes]) -> list[bytes]:
+        """The answer to one ZAP request; whatever goes wrong in finding it refuses the client (and
+        the thread goes on: with no handler, nobody could connect)."""
+        try:
+            return self._answer(request)
+        except Exception:
+            log.exception("management: a CURVE handshake could not be checked; refused")
+            return [*request[:2], b"500", b"internal error", b"", b""]
 
     def _answer(self, request: list[bytes]) -> list[bytes]:
         """One ZAP request (RFC 27): [version, id, domain, address, identity, mechanism, key]."""
@@ -148,7 +158,7 @@ class Gatekeeper:
             self._refused(f"refused a CURVE client from {peer}: key {key} is not in {self.home.keys / 'authorized'}")
             return [version, rid, b"400", b"unknown key", b"", b""]
         log.info("management: CURVE client %r (key %s) connected from %s", name, key, peer)
-        return [version, rid, b"200", b"OK", name.encode(), b""]
+        return [version, rid, b"200", b"OK", name.encode("utf-8", "backslashreplace"), b""]
 
     def _handshake_failed(self, event: dict) -> None:
         why = _WHY.get(event.get("value"), f"handshake error {event.get('value')}")

@@ -4,6 +4,7 @@ and in the server's log; a server off loopback without keys refuses to start, sa
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from supervisor import security
 from theater.paths import Home
 
 from .conftest import EXAMPLES, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
@@ -152,3 +154,34 @@ def test_a_retrying_client_cannot_hide_the_next_refusal(tmp_path, caplog):
     assert lines.count("management: refused a CURVE client from 10.0.0.1: key K") == security.REPEATS_LOGGED
     assert any("does not use CURVE" in line for line in lines)
     assert len(lines) == security.REFUSALS_LOGGED                  # and a scanner is still capped
+
+
+def test_a_key_file_named_in_no_encoding_neither_stops_the_gate_nor_lets_anyone_in(home, other_homes):
+    """Red-team finding: a key file whose name is not UTF-8 raised in the ZAP thread when its
+    client connected; the thread ended, and libzmq then let every CURVE key in."""
+    server_key = key(home)
+    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
+    try:
+        endpoint = server.info()["listen"]
+        bob = other_homes()
+        bob_key = key(bob, "--client", "--server", endpoint, "--server-key", server_key)
+        with open(os.fsencode(home.keys / "authorized") + b"/bob\xff.key", "w") as f:
+            f.write(bob_key + "\n")
+        r = run_cli(bob, "--server", endpoint, "list")
+        assert r.code == 0, r.err
+        mallory = other_homes()
+        mallory_key = key(mallory, "--client", "--server", endpoint, "--server-key", server_key)
+        one_line_error(run_cli(mallory, "--server", endpoint, "list"), "theater: ", "refused this client's CURVE key",
+                       mallory_key, code=7)
+    finally:
+        server.stop()
+
+
+def test_a_handshake_that_cannot_be_checked_is_refused(home, monkeypatch):
+    """Whatever goes wrong while a handshake is checked refuses the client (fail closed)."""
+    def broken(_home):
+        raise OSError("the keys folder is gone")
+    monkeypatch.setattr(security.curve_keys, "authorized_clients", broken)
+    gate = security.Gatekeeper(None, home, "tcp://127.0.0.1:1")
+    answer = gate._guarded([b"1.0", b"7", b"theater", b"127.0.0.1", b"", b"CURVE", bytes(32)])
+    assert answer[:3] == [b"1.0", b"7", b"500"]
