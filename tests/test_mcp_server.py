@@ -20,6 +20,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from theater.mcp_catalog import actor_tools
+
 from .conftest import ACTORS, ROOT, Server, announced_url, cli_events, cli_start, kill_all, run_cli
 
 pytestmark = pytest.mark.timeout(180)
@@ -245,3 +247,17 @@ def test_without_a_server_tools_say_so(home):
             r = await c.call_tool("theater_list", {})
             assert r.is_error and "no theater server is running" in text(r)
     run(body)
+
+
+def test_no_actor_takes_another_actors_tool_names():
+    """Red-team finding: two actors named "tools" became tools-<id8>.echo each, and a third
+    actor named "tools-a68c4f41" then overwrote the first one's entry: a call meant for it
+    went to the impostor."""
+    echo = [{"name": "echo", "description": "d", "input_schema": {"type": "object"}}]
+    victim, twin, thief = ("a68c4f41-0000-4000-8000-000000000001", "5971b108-0000-4000-8000-000000000002",
+                           "3601620f-0000-4000-8000-000000000003")
+    tools = actor_tools([{"id": victim, "name": "tools", "tools": echo}, {"id": twin, "name": "tools", "tools": echo},
+                         {"id": thief, "name": "tools-a68c4f41", "tools": echo}])
+    assert sorted(t.actor_id for t in tools.values()) == sorted([victim, twin, thief])      # none lost
+    assert all(t.actor_id != thief for name, t in tools.items() if name.startswith("tools-a68c4f41."))
+    assert actor_tools([{"id": victim, "name": "solo", "tools": echo}]).keys() == {"solo.echo"}

@@ -11,6 +11,7 @@ No MCP SDK here: this is the part that can be read and tested without it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -97,11 +98,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def actor_tools(actors: list[dict[str, Any]]) -> dict[str, ActorTool]:
-    """MCP name -> tool, from the server's ``tools`` answer."""
-    names = [_UNSAFE.sub("-", a["name"])[:48] or "actor" for a in actors]
+    """MCP name -> tool, from the server's ``tools`` answer. A tool is named ``NAME.TOOL`` by
+    its actor's name; actors that share a prefix are told apart by their ids (8 characters,
+    then all of them), so no actor, whatever its name, takes another's tool names."""
+    names = {a["id"]: _UNSAFE.sub("-", a["name"])[:48] or "actor" for a in actors}
+    prefixes = dict(names)
+    for width in (8, 36):
+        counts = Counter(prefixes.values())
+        for a in actors:
+            if counts[prefixes[a["id"]]] > 1:
+                prefixes[a["id"]] = f"{names[a['id']]}-{a['id'][:width]}"
     out: dict[str, ActorTool] = {}
-    for a, name in zip(actors, names, strict=True):
-        prefix = f"{name}-{a['id'][:8]}" if names.count(name) > 1 else name
+    for a in actors:
+        prefix = prefixes[a["id"]]
         for t in a["tools"]:
             tool = Tool(t["name"], t["description"], t["input_schema"])
             out[f"{prefix}.{tool.name}"] = ActorTool(f"{prefix}.{tool.name}", a["id"], a["name"], tool)
