@@ -137,6 +137,9 @@ def test_bad_mcp_tools_get_one_line_naming_the_table_and_key(text, says):
     ('name = "a\\u202eb"', "", "only printable characters"),
     (f'name = "{"n" * 129}"', "", "at most 128 characters"),
     ('name = "x"', '[limits]\nprocess_memory = "4MiB"\n', "[limits] process_memory = 4MiB: must be at least 16MiB"),
+    ('name = "x"', '[[mcp.tool]]\nname = "t"\ndescription = "d"\ninput_schema = { type = "object", properties = '
+                   '{ s = { type = "string", pattern = "^(a+)+$" } } }\n',
+     "[[mcp.tool]] t input_schema.properties.s.pattern: regular expressions are not allowed"),
 ])
 def test_a_new_actor_meets_the_admission_rules_a_saved_one_need_not(head, extra, why):
     m = manifests.parse(f'{head}\nversion = "1"\ncomponent = "a.wasm"\n{extra}', "m.toml")   # a saved one parses

@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from theater.mcp_catalog import actor_tools
+from theater.mcp_server import schema_problem
 
 from .conftest import ACTORS, ROOT, Server, announced_url, cli_events, cli_start, kill_all, run_cli
 
@@ -261,3 +262,13 @@ def test_no_actor_takes_another_actors_tool_names():
     assert sorted(t.actor_id for t in tools.values()) == sorted([victim, twin, thief])      # none lost
     assert all(t.actor_id != thief for name, t in tools.items() if name.startswith("tools-a68c4f41."))
     assert actor_tools([{"id": victim, "name": "solo", "tools": echo}]).keys() == {"solo.echo"}
+
+
+def test_a_schema_with_a_regular_expression_is_not_evaluated():
+    """Red-team finding: an actor's `pattern = "^(a+)+$"` took the MCP server 12 s (doubling with
+    each character) on one argument, blocking every client. New manifests may not have one
+    (theater.admission); a saved actor's tool call is refused without matching it."""
+    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+    assert schema_problem(schema, {"s": "a" * 40 + "!"}) == (
+        "the tool's input_schema.properties.s.pattern is a regular expression, which theater mcp does not evaluate")
+    assert schema_problem({"type": "object", "properties": {"pattern": {"type": "string"}}}, {"pattern": "x"}) is None

@@ -7,6 +7,7 @@ no running actor. A new start (``theater start``, a spawn) must meet them.
 
 from __future__ import annotations
 
+from . import mcptools
 from ._units import format_size
 from .errors import ManifestError
 from .ids import name_problem
@@ -24,4 +25,8 @@ def check(m: Manifest) -> Manifest:
         raise ManifestError(f"{m.source}: [limits] process_memory = {format_size(m.limits.process_memory)}: must be "
                             f"at least {format_size(MIN_PROCESS_MEMORY)} (a worker process holds about 10MiB before "
                             f"its actor runs)")
+    for tool in m.tools:
+        if (where := mcptools.regex_keyword(tool.input_schema)) is not None:
+            raise ManifestError(f"{m.source}: [[mcp.tool]] {tool.name} {where}: regular expressions are not "
+                                f"allowed (one could keep the MCP server busy for minutes on a crafted argument)")
     return m

@@ -99,7 +99,10 @@ def _validator(schema_json: bytes) -> jsonschema.protocols.Validator:
 
 
 def schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
-    """Why ``arguments`` do not match ``schema``, in one line, or None."""
+    """Why ``arguments`` do not match ``schema``, in one line, or None. A schema that asks for a
+    regular expression (an actor saved before they were refused) is not evaluated: the call is."""
+    if (where := mcptools.regex_keyword(schema)) is not None:
+        return f"the tool's {where} is a regular expression, which theater mcp does not evaluate"
     try:
         validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     except jsonschema.SchemaError as e:

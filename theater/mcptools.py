@@ -95,3 +95,33 @@ def _non_json(value: Any) -> str | None:
     if isinstance(value, list):
         return next((bad for v in value if (bad := _non_json(v)) is not None), None)
     return None
+
+
+# JSON Schema keywords whose values are schemas, or maps or lists of them
+_SUBSCHEMA = ("items", "not", "if", "then", "else", "contains", "additionalProperties", "propertyNames",
+              "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+_SUBSCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "dependentSchemas")
+
+
+def regex_keyword(schema: Any, where: str = "input_schema") -> str | None:
+    """Where ``schema`` asks for a regular expression (``pattern``, ``patternProperties``), or
+    None: one from a manifest, matched by Python's backtracking ``re``, can take the MCP server
+    minutes on a crafted argument (``^(a+)+$`` and 30 characters), so none is evaluated."""
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key in ("pattern", "patternProperties"):
+            return f"{where}.{key}"
+        subs: list[tuple[str, Any]] = []
+        if key in _SUBSCHEMA:
+            subs = list(enumerate(value)) if isinstance(value, list) else [("", value)]
+        elif key in _SUBSCHEMAS and isinstance(value, list):
+            subs = list(enumerate(value))
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            subs = list(value.items())
+        for name, sub in subs:
+            found = regex_keyword(sub, f"{where}.{key}" + (f".{name}" if name != "" else ""))
+            if found is not None:
+                return found
+    return None
