@@ -117,6 +117,9 @@ def test_the_token(home):
         status, headers, _ = get(url, f"/actors/x/chain?since=3&token={token}")
         assert status == 303 and headers["Location"] == "/actors/x/chain?since=3"     # the token leaves the URL
         cookie = headers["Set-Cookie"]
+        for odd in ("/\\evil.example/", "//evil.example/"):        # never a redirect off this console
+            status, moved, _ = get(url, f"{odd}?token={token}")
+            assert status != 303 or (moved["Location"][0] == "/" and moved["Location"][1] not in "/\\"), moved
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and token not in cookie
         jar = {"Cookie": cookie.split(";")[0]}
         assert get(url, "/", jar)[0] == 200

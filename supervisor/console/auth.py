@@ -56,7 +56,8 @@ class Guard:
         given = query.get("token", [""])[0]
         if given and console_token.matches(given, token):
             rest = {k: v for k, v in query.items() if k != "token"}
-            target = path + (f"?{urlencode(rest, doseq=True)}" if rest else "")
+            # a path of this console only: "/\\evil.example/" is "//evil.example/" to a browser
+            target = "/" + path.replace("\\", "/").lstrip("/") + (f"?{urlencode(rest, doseq=True)}" if rest else "")
             cookie = f"{COOKIE}={console_token.cookie_value(token)}; Path=/; HttpOnly; SameSite=Strict"
             return Refusal(303, "signed in", [("Location", target), ("Set-Cookie", cookie)])
         return Refusal(401, "this console needs its access token: open it once as http://HOST:PORT/?token=TOKEN "

@@ -177,7 +177,8 @@ class Handler(BaseHTTPRequestHandler):
             hub.close_stream(s)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("console: %s %s", self.address_string(), format % args)
+        line = re.sub(r"([?&]token=)[^&\s]*", r"\1...", format % args)     # the access token is not logged
+        log.debug("console: %s %s", self.address_string(), line)
 
 
 class ConsoleServer(ThreadingHTTPServer):
