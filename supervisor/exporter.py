@@ -12,7 +12,7 @@ unless ``--metrics-remote`` says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
@@ -20,7 +20,7 @@ import zmq
 
 from theater import protocol
 from theater._histogram import Histogram
-from theater.endpoints import host_port, is_loopback
+from theater.endpoints import host_port, is_loopback, loopback_host_header
 from theater.errors import ProtocolError, UsageError
 
 from .metrics import Metrics
@@ -65,6 +65,8 @@ class Exporter:
             self.httpd, _ = prometheus_client.start_http_server(port, host, registry)
         except OSError as e:
             raise UsageError(f"--metrics {host}:{port}: cannot listen there: {e.strerror or e}") from None
+        if is_loopback(host):       # answered only under a loopback name: no page elsewhere reads it
+            self.httpd.set_app(_loopback_only(self.httpd.get_app()))
         self.ctx = zmq.Context(io_threads=1)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.httpd.server_port}/metrics"
@@ -152,6 +154,16 @@ class Exporter:
             return None
         finally:
             sock.close()
+
+
+def _loopback_only(app: Callable[..., Any]) -> Callable[..., Any]:
+    """A WSGI app that answers 403 to a request whose Host header is not a loopback name."""
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not loopback_host_header(environ.get("HTTP_HOST", "")):
+            start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"the metrics answer http://127.0.0.1:PORT/metrics or http://localhost:PORT/metrics only\n"]
+        return app(environ, start_response)
+    return guarded
 
 
 def _by_label(family: Any, name: str, doc: str, label: str, values: dict[str, int]) -> Metric:

@@ -3,6 +3,7 @@ own parser, counting what happened to real actors; and every bad --metrics refus
 
 from __future__ import annotations
 
+import http.client
 import urllib.request
 from pathlib import Path
 
@@ -68,6 +69,16 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
             return s if value(s, "theater_actor_restarts_total") == 1 and \
                 value(s, "theater_actors", status="running") == 2 else None
         s = wait_for(settled, timeout=30, what="a snapshot with the restart")
+        # a page elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) reads nothing
+        port = int(url.split(":")[2].split("/")[0])
+        for host, status in (("evil.example", 403), (f"evil.example:{port}", 403), (f"localhost:{port}", 200),
+                             (f"127.0.0.1:{port}", 200)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", "/metrics", headers={"Host": host})
+                assert conn.getresponse().status == status, host
+            finally:
+                conn.close()
     finally:
         server.stop()
 

@@ -32,6 +32,27 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def host_name(header: str) -> str:
+    """The name in an HTTP Host header, without its port (IPv6 brackets removed)."""
+    host = header.strip()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def loopback_host_header(header: str) -> bool:
+    """Whether an HTTP Host header names loopback (localhost, 127.0.0.1, [::1]; any port): a
+    page elsewhere that reaches a loopback listener through a name it points at 127.0.0.1 (DNS
+    rebinding) sends that name instead."""
+    host = host_name(header)
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def host_port(value: str, option: str, default_port: int) -> tuple[str, int]:
     """``HOST:PORT`` (IPv6 in brackets), or a bare PORT on 127.0.0.1, for an HTTP listener's option."""
     host, sep, port = value.rpartition(":")

@@ -12,13 +12,13 @@ old cookie at once, and a deleted one lets nobody in.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from email.message import Message
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlencode
 
 from theater import console_token
+from theater.endpoints import host_name, loopback_host_header
 from theater.paths import Home
 
 COOKIE = "theater_console"
@@ -39,9 +39,9 @@ class Guard:
     def check(self, headers: Message, path: str, query: dict[str, list[str]]) -> Refusal | None:
         """None if the request may go on; else how to answer it instead."""
         if not self.require_token:
-            host = _host_name(headers.get("Host", ""))
-            if not _is_loopback_name(host):
-                return Refusal(403, f"Host {host!r} is not a loopback name: this console answers "
+            host = headers.get("Host", "")
+            if not loopback_host_header(host):
+                return Refusal(403, f"Host {host_name(host)!r} is not a loopback name: this console answers "
                                     f"http://127.0.0.1:PORT/ or http://localhost:PORT/ only")
             return None
         token = console_token.read(self.home)
@@ -72,20 +72,3 @@ def _cookie(headers: Message) -> str:
         return ""
     morsel = jar.get(COOKIE)
     return morsel.value if morsel is not None else ""
-
-
-def _host_name(host: str) -> str:
-    """The name in a Host header, without its port (IPv6 brackets removed)."""
-    host = host.strip()
-    if host.startswith("["):
-        return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
