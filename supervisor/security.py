@@ -39,6 +39,8 @@ REFUSALS_LOGGED = 60
 REPEATS_LOGGED = 3
 # How often the gatekeeper thread looks up from its sockets to see whether it should stop.
 POLL_INTERVAL = 0.25
+# A key removed from keys/authorized stops the sessions it opened within this long.
+REREAD_EVERY = 1.0
 
 _WHY = {
     zmq.Event.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "it does not use CURVE",
@@ -101,6 +103,8 @@ class Gatekeeper:
         self.window = 0.0
         self.seen: dict[str, int] = {}         # this minute's refusals: line -> times
         self.unlogged = 0
+        self._keys: set[str] = set()           # keys/authorized as last read (``revoked``)
+        self._read_at = -REREAD_EVERY
 
     def start(self) -> None:
         self.thread.start()
@@ -135,6 +139,21 @@ class Gatekeeper:
             zap.close()
             monitor.close()
 
+    def revoked(self, frames: list[zmq.Frame]) -> bool:
+        """Whether a message on the management socket comes from a CURVE client whose key has
+        left keys/authorized since it connected (read again at most every ``REREAD_EVERY``): it
+        is refused, not served. The server's own local socket's messages carry no key."""
+        try:
+            key = frames[-1].get("User-Id")
+        except zmq.ZMQError:
+            return False
+        if not key:
+            return False
+        now = time.monotonic()
+        if now - self._read_at >= REREAD_EVERY:
+            self._keys, self._read_at = set(curve_keys.authorized_clients(self.home)[0]), now
+        return key not in self._keys
+
     def _guarded(self, request: list[bytes]) -> list[bytes]:
         """The answer to one ZAP request; whatever goes wrong in finding it refuses the client (and
         the thread goes on: with no handler, nobody could connect)."""
@@ -158,7 +177,7 @@ class Gatekeeper:
             self._refused(f"refused a CURVE client from {peer}: key {key} is not in {self.home.keys / 'authorized'}")
             return [version, rid, b"400", b"unknown key", b"", b""]
         log.info("management: CURVE client %r (key %s) connected from %s", name, key, peer)
-        return [version, rid, b"200", b"OK", name.encode("utf-8", "backslashreplace"), b""]
+        return [version, rid, b"200", b"OK", key.encode(), b""]       # each message then carries the key
 
     def _handshake_failed(self, event: dict) -> None:
         why = _WHY.get(event.get("value"), f"handshake error {event.get('value')}")

@@ -30,7 +30,7 @@ import zmq
 from theater import keys, protocol
 from theater import manifest as manifests
 from theater.config import ServerConfig
-from theater.errors import TheaterError, UsageError
+from theater.errors import Refused, TheaterError, UsageError
 from theater.manifest import Backoff
 from theater.paths import Home
 from theater.sandbox import Layers
@@ -367,10 +367,17 @@ class Server:
     def _drain(self, sock: zmq.Socket) -> None:
         for _ in range(1000):          # then let the other sockets have a turn
             try:           # a worker's messages as Frames: they carry its credentials (gate.py)
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock is not self.control)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock is not self.control and not (
+                    sock is self.mgmt and self.zap is not None))    # CURVE: each message carries its key
             except zmq.Again:
                 return
             if sock is self.mgmt:
+                if self.zap is not None:
+                    if self.zap.revoked(frames):
+                        self.outbox.fail(frames[0].bytes, protocol.request_id([f.bytes for f in frames[1:]]),
+                                         Refused("this client's CURVE key was revoked (it left keys/authorized)"))
+                        continue
+                    frames = [f.bytes for f in frames]
                 self._guarded(self.inbox.from_client, frames)
             elif sock is self.control:
                 self._guarded(self.inbox.from_worker, frames)

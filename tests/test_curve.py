@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from supervisor import security
+from theater.client import Client
+from theater.errors import Refused
 from theater.paths import Home
 
 from .conftest import EXAMPLES, ROOT, OpsServer, one_line_error, run_cli, run_server, wait_for
@@ -185,3 +187,30 @@ def test_a_handshake_that_cannot_be_checked_is_refused(home, monkeypatch):
     gate = security.Gatekeeper(None, home, "tcp://127.0.0.1:1")
     answer = gate._guarded([b"1.0", b"7", b"theater", b"127.0.0.1", b"", b"CURVE", bytes(32)])
     assert answer[:3] == [b"1.0", b"7", b"500"]
+
+
+def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
+    """Red-team finding: deleting a client's key file refused its next connection only; a
+    session it had open went on being served."""
+    server_key = key(home)
+    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
+    try:
+        endpoint = server.info()["listen"]
+        alice = other_homes()
+        alice_key = key(alice, "--client", "--server", endpoint, "--server-key", server_key)
+        authorized = home.keys / "authorized" / "alice.key"
+        authorized.write_text(alice_key + "\n")
+        with Client(alice, endpoint, timeout=30) as c:
+            assert c.call("list")[0]["actors"] == []
+            authorized.unlink()
+
+            def refused() -> bool:
+                try:
+                    c.call("list")
+                except Refused as e:
+                    assert "revoked" in e.message, e.message
+                    return True
+                return False
+            wait_for(refused, timeout=30, what="the open session to be refused")
+    finally:
+        server.stop()
