@@ -47,8 +47,10 @@ class Directory:
         self.observers[sub] = client
         return sub
 
-    def unwatch(self, sub: str) -> None:
-        self.observers.pop(sub, None)
+    def unwatch(self, sub: str, client: bytes | None = None) -> None:
+        """Ends one watch, or (given ``client``) every watch of that client (its access was revoked)."""
+        for key in [s for s, c in self.observers.items() if c == client] if client is not None else [sub]:
+            self.observers.pop(key, None)
 
     def _push_to_watchers(self, what: str, rec: ActorRecord) -> None:
         if what == "down":

@@ -46,6 +46,14 @@ class Relay:
         if entry is not None and not any(s.actor == entry.actor for s in self.subs.values()):
             self.sock.setsockopt(zmq.UNSUBSCRIBE, f"actor.{entry.actor}".encode())
 
+    def clients(self) -> set[bytes]:
+        return {s.client for s in self.subs.values()}
+
+    def drop(self, client: bytes) -> None:
+        """Ends every subscription of ``client`` (its access was revoked)."""
+        for sub_id in [i for i, s in self.subs.items() if s.client == client]:
+            self.unsubscribe(sub_id)
+
     def published(self, frames: list[bytes]) -> None:
         topic, meta, data = frames[0], frames[1], frames[2]
         actor_id = topic.decode().removeprefix("actor.")

@@ -105,6 +105,7 @@ class Gatekeeper:
         self.unlogged = 0
         self._keys: set[str] = set()           # keys/authorized as last read (``revoked``)
         self._read_at = -REREAD_EVERY
+        self.keys_of: dict[bytes, str] = {}    # a CURVE client's routing identity -> its key
 
     def start(self) -> None:
         self.thread.start()
@@ -149,10 +150,21 @@ class Gatekeeper:
             return False
         if not key:
             return False
+        self.keys_of[frames[0].bytes] = key
+        self._reread()
+        return key not in self._keys
+
+    def revoked_clients(self, subscribed: set[bytes]) -> list[bytes]:
+        """Of the clients holding subscriptions (events followed, actors watched), those whose key
+        has been revoked: their streams end too. Other clients are forgotten."""
+        self._reread()
+        self.keys_of = {c: k for c, k in self.keys_of.items() if c in subscribed}
+        return [c for c, k in self.keys_of.items() if k not in self._keys]
+
+    def _reread(self) -> None:
         now = time.monotonic()
         if now - self._read_at >= REREAD_EVERY:
             self._keys, self._read_at = set(curve_keys.authorized_clients(self.home)[0]), now
-        return key not in self._keys
 
     def _guarded(self, request: list[bytes]) -> list[bytes]:
         """The answer to one ZAP request; whatever goes wrong in finding it refuses the client (and

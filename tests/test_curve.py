@@ -200,8 +200,15 @@ def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
         alice_key = key(alice, "--client", "--server", endpoint, "--server-key", server_key)
         authorized = home.keys / "authorized" / "alice.key"
         authorized.write_text(alice_key + "\n")
-        with Client(alice, endpoint, timeout=30) as c:
-            assert c.call("list")[0]["actors"] == []
+        bob = other_homes()                                 # still authorized: makes the events
+        (home.keys / "authorized" / "bob.key").write_text(
+            key(bob, "--client", "--server", endpoint, "--server-key", server_key) + "\n")
+        with Client(alice, endpoint, timeout=30) as c, Client(bob, endpoint, timeout=30) as local:
+            counter = local.start(COUNTER)["id"]
+            assert c.call("list")[0]["actors"][0]["id"] == counter
+            c.call("subscribe", actor=counter)              # follows the counter's events
+            local.request(counter, b"+1")
+            assert wait_for(lambda: c.next_push(1), timeout=30, what="a followed event")[0]["k"] == "event"
             authorized.unlink()
 
             def refused() -> bool:
@@ -212,5 +219,12 @@ def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
                     return True
                 return False
             wait_for(refused, timeout=30, what="the open session to be refused")
+
+            def unfollowed() -> bool:           # its stream ends too: new events no longer reach it
+                while c.next_push(0) is not None:
+                    pass
+                local.request(counter, b"+1")
+                return c.next_push(2) is None
+            wait_for(unfollowed, timeout=60, what="the revoked client's stream to end")
     finally:
         server.stop()
