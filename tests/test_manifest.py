@@ -139,7 +139,10 @@ def test_bad_mcp_tools_get_one_line_naming_the_table_and_key(text, says):
     ('name = "x"', '[limits]\nprocess_memory = "4MiB"\n', "[limits] process_memory = 4MiB: must be at least 16MiB"),
     ('name = "x"', '[[mcp.tool]]\nname = "t"\ndescription = "d"\ninput_schema = { type = "object", properties = '
                    '{ s = { type = "string", pattern = "^(a+)+$" } } }\n',
-     "[[mcp.tool]] t input_schema.properties.s.pattern: regular expressions are not allowed"),
+     "[[mcp.tool]] t input_schema.properties.s.pattern: not allowed (theater mcp evaluates no regular expression"),
+    ('name = "x"', '[[mcp.tool]]\nname = "t"\ndescription = "d"\ninput_schema = { type = "object", properties = '
+                   '{ s = { "$ref" = "#/x" } }, x = { pattern = "^(a+)+$" } }\n',
+     "[[mcp.tool]] t input_schema.properties.s.$ref: not allowed"),
 ])
 def test_a_new_actor_meets_the_admission_rules_a_saved_one_need_not(head, extra, why):
     m = manifests.parse(f'{head}\nversion = "1"\ncomponent = "a.wasm"\n{extra}', "m.toml")   # a saved one parses

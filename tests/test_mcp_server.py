@@ -268,7 +268,14 @@ def test_a_schema_with_a_regular_expression_is_not_evaluated():
     """Red-team finding: an actor's `pattern = "^(a+)+$"` took the MCP server 12 s (doubling with
     each character) on one argument, blocking every client. New manifests may not have one
     (theater.admission); a saved actor's tool call is refused without matching it."""
-    schema = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
-    assert schema_problem(schema, {"s": "a" * 40 + "!"}) == (
-        "the tool's input_schema.properties.s.pattern is a regular expression, which theater mcp does not evaluate")
+    evil = {"type": "string", "pattern": "^(a+)+$"}
+    for schema, where in (
+        ({"type": "object", "properties": {"s": evil}}, "input_schema.properties.s.pattern"),
+        ({"type": "object", "properties": {"s": {"$ref": "#/x"}}, "x": evil}, "input_schema.properties.s.$ref"),
+        ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",          # review finding:
+          "dependencies": {"s": {"properties": {"s": evil}}}}, "input_schema.$schema"),     # a draft's own keyword
+    ):
+        assert schema_problem(schema, {"s": "a" * 40 + "!"}) == (
+            f"the tool's {where} is not evaluated by theater mcp (no regular expression, reference or other "
+            f"draft than 2020-12)"), schema
     assert schema_problem({"type": "object", "properties": {"pattern": {"type": "string"}}}, {"pattern": "x"}) is None

@@ -26,7 +26,8 @@ def check(m: Manifest) -> Manifest:
                             f"at least {format_size(MIN_PROCESS_MEMORY)} (a worker process holds about 10MiB before "
                             f"its actor runs)")
     for tool in m.tools:
-        if (where := mcptools.regex_keyword(tool.input_schema)) is not None:
-            raise ManifestError(f"{m.source}: [[mcp.tool]] {tool.name} {where}: regular expressions are not "
-                                f"allowed (one could keep the MCP server busy for minutes on a crafted argument)")
+        if (where := mcptools.unsafe_keyword(tool.input_schema)) is not None:
+            raise ManifestError(f"{m.source}: [[mcp.tool]] {tool.name} {where}: not allowed (theater mcp "
+                                f"evaluates no regular expression, reference or other draft than 2020-12: a "
+                                f"regular expression could keep it busy for minutes on a crafted argument)")
     return m

@@ -93,16 +93,18 @@ def _text(text: str, error: bool = False) -> types.CallToolResult:
 @lru_cache(maxsize=256)
 def _validator(schema_json: bytes) -> jsonschema.protocols.Validator:
     schema = orjson.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    cls = jsonschema.Draft202012Validator           # the only draft a tool's schema may use (mcptools)
     cls.check_schema(schema)
     return cls(schema)
 
 
 def schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | None:
-    """Why ``arguments`` do not match ``schema``, in one line, or None. A schema that asks for a
-    regular expression (an actor saved before they were refused) is not evaluated: the call is."""
-    if (where := mcptools.regex_keyword(schema)) is not None:
-        return f"the tool's {where} is a regular expression, which theater mcp does not evaluate"
+    """Why ``arguments`` do not match ``schema``, in one line, or None. A schema asking for what
+    is not evaluated (``mcptools.unsafe_keyword``: an actor saved before such schemas were
+    refused) refuses the call."""
+    if (where := mcptools.unsafe_keyword(schema)) is not None:
+        return (f"the tool's {where} is not evaluated by theater mcp (no regular expression, reference or other "
+                f"draft than 2020-12)")
     try:
         validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     except jsonschema.SchemaError as e:

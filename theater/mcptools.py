@@ -97,21 +97,26 @@ def _non_json(value: Any) -> str | None:
     return None
 
 
-# JSON Schema keywords whose values are schemas, or maps or lists of them
+# JSON Schema (2020-12) keywords whose values are schemas, or maps or lists of them
 _SUBSCHEMA = ("items", "not", "if", "then", "else", "contains", "additionalProperties", "propertyNames",
-              "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+              "unevaluatedItems", "unevaluatedProperties")
 _SUBSCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
-_SCHEMA_MAPS = ("properties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_MAPS = ("properties", "$defs", "dependentSchemas")
+# what is not evaluated: regular expressions, and what could lead to one the walk below does not see
+_UNSAFE = ("pattern", "patternProperties", "$ref", "$dynamicRef", "$recursiveRef", "$schema")
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def regex_keyword(schema: Any, where: str = "input_schema") -> str | None:
-    """Where ``schema`` asks for a regular expression (``pattern``, ``patternProperties``), or
-    None: one from a manifest, matched by Python's backtracking ``re``, can take the MCP server
-    minutes on a crafted argument (``^(a+)+$`` and 30 characters), so none is evaluated."""
+def unsafe_keyword(schema: Any, where: str = "input_schema") -> str | None:
+    """Where ``schema`` asks for what theater does not evaluate, or None. A regular expression
+    (``pattern``, ``patternProperties``) from a manifest, matched by Python's backtracking
+    ``re``, can take minutes on a crafted argument (``^(a+)+$`` and 30 characters); a
+    reference (``$ref``...) or another draft than 2020-12 (``$schema``: its own keywords hold
+    schemas) could lead to one this walk does not see."""
     if not isinstance(schema, dict):
         return None
     for key, value in schema.items():
-        if key in ("pattern", "patternProperties"):
+        if key in _UNSAFE and not (key == "$schema" and where == "input_schema" and value in (DRAFT, DRAFT + "#")):
             return f"{where}.{key}"
         subs: list[tuple[str, Any]] = []
         if key in _SUBSCHEMA:
@@ -121,7 +126,7 @@ def regex_keyword(schema: Any, where: str = "input_schema") -> str | None:
         elif key in _SCHEMA_MAPS and isinstance(value, dict):
             subs = list(value.items())
         for name, sub in subs:
-            found = regex_keyword(sub, f"{where}.{key}" + (f".{name}" if name != "" else ""))
+            found = unsafe_keyword(sub, f"{where}.{key}" + (f".{name}" if name != "" else ""))
             if found is not None:
                 return found
     return None
