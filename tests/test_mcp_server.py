@@ -262,6 +262,11 @@ def test_no_actor_takes_another_actors_tool_names():
     assert sorted(t.actor_id for t in tools.values()) == sorted([victim, twin, thief])      # none lost
     assert all(t.actor_id != thief for name, t in tools.items() if name.startswith("tools-a68c4f41."))
     assert actor_tools([{"id": victim, "name": "solo", "tools": echo}]).keys() == {"solo.echo"}
+    thief2 = "77777777-0000-4000-8000-000000000004"              # review finding: named with the whole id
+    tools = actor_tools([{"id": victim, "name": "tools", "tools": echo}, {"id": twin, "name": "tools", "tools": echo},
+                         {"id": thief, "name": "tools-a68c4f41", "tools": echo},
+                         {"id": thief2, "name": f"tools-{victim}", "tools": echo}])
+    assert sorted(t.actor_id for t in tools.values()) == sorted([victim, twin, thief, thief2])     # none lost
 
 
 def test_a_schema_with_a_regular_expression_is_not_evaluated():

@@ -101,17 +101,20 @@ def actor_tools(actors: list[dict[str, Any]]) -> dict[str, ActorTool]:
     """MCP name -> tool, from the server's ``tools`` answer. A tool is named ``NAME.TOOL`` by
     its actor's name; actors that share a prefix are told apart by their ids (8 characters,
     then all of them), so no actor, whatever its name, takes another's tool names."""
-    names = {a["id"]: _UNSAFE.sub("-", a["name"])[:48] or "actor" for a in actors}
-    prefixes = dict(names)
-    for width in (8, 36):
+    prefixes = {a["id"]: _UNSAFE.sub("-", a["name"])[:48] or "actor" for a in actors}
+    for width in (8, 36, 36, 36):           # each pass lengthens every prefix still shared
         counts = Counter(prefixes.values())
-        for a in actors:
-            if counts[prefixes[a["id"]]] > 1:
-                prefixes[a["id"]] = f"{names[a['id']]}-{a['id'][:width]}"
+        clashing = [a["id"] for a in actors if counts[prefixes[a["id"]]] > 1]
+        if not clashing:
+            break
+        for actor_id in clashing:
+            prefixes[actor_id] = f"{prefixes[actor_id]}-{actor_id[:width]}"
     out: dict[str, ActorTool] = {}
     for a in actors:
         prefix = prefixes[a["id"]]
         for t in a["tools"]:
+            if f"{prefix}.{t['name']}" in out:      # still shared (ids alike): neither is taken over
+                continue
             tool = Tool(t["name"], t["description"], t["input_schema"])
             out[f"{prefix}.{tool.name}"] = ActorTool(f"{prefix}.{tool.name}", a["id"], a["name"], tool)
     return out
