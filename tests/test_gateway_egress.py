@@ -13,6 +13,7 @@ import gzip
 import http.server
 import threading
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,10 @@ class Echo(http.server.BaseHTTPRequestHandler):
         if self.path in ("/gzip", "/odd"):
             body = gzip.compress(body)
             self.send_header("content-encoding", "gzip" if self.path == "/gzip" else "x-custom")
+        elif self.path == "/raw-deflate":                  # "deflate" as some servers send it: no zlib header
+            packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+            body = packer.compress(body) + packer.flush()
+            self.send_header("content-encoding", "deflate")
         self.send_header("x-echo", self.headers.get("authorization", ""))
         self.send_header("content-length", str(len(body)))
         self.end_headers()
@@ -84,7 +89,7 @@ def grant(hosts: list[str]) -> HttpGrant:
     return HttpGrant.of({"allowed_hosts": hosts, "headers": {"authorization": "Bearer ${secret:KEY}"}})
 
 
-@pytest.mark.parametrize("path", ["/", "/gzip"])
+@pytest.mark.parametrize("path", ["/", "/gzip", "/raw-deflate"])
 def test_an_echoed_secret_is_masked_even_when_the_actor_asks_for_compression(egress, echo, path):
     r = egress.send(grant([f"127.0.0.1:{echo}"]), "GET", f"http://127.0.0.1:{echo}{path}",
                     [["accept-encoding", "gzip"]], None, 5)

@@ -216,7 +216,13 @@ def _read(resp: httpx.Response, limit: int, deadline: float, decoded: bool = Fal
         chunk = raw
         if inflate is not None:
             try:
-                chunk = inflate.decompress(raw, limit + 1 - size)
+                try:
+                    chunk = inflate.decompress(raw, limit + 1 - size)
+                except zlib.error:
+                    if size or "deflate" not in resp.headers["content-encoding"].lower():
+                        raise
+                    inflate = zlib.decompressobj(-zlib.MAX_WBITS)   # "deflate" sent raw, with no zlib header
+                    chunk = inflate.decompress(raw, limit + 1)
             except zlib.error as e:
                 raise Failed(f"the response body is not valid {resp.headers['content-encoding']}: {e}") from None
             if inflate.unconsumed_tail:         # more than the limit: not unpacked further
