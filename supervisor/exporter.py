@@ -20,7 +20,7 @@ import zmq
 
 from theater import protocol
 from theater._histogram import Histogram
-from theater.endpoints import host_port, is_loopback, loopback_host_header
+from theater.endpoints import host_name, host_port, is_loopback, loopback_host_header
 from theater.errors import ProtocolError, UsageError
 
 from .metrics import Metrics
@@ -66,7 +66,7 @@ class Exporter:
         except OSError as e:
             raise UsageError(f"--metrics {host}:{port}: cannot listen there: {e.strerror or e}") from None
         if is_loopback(host):       # answered only under a loopback name: no page elsewhere reads it
-            self.httpd.set_app(_loopback_only(self.httpd.get_app()))
+            self.httpd.set_app(_loopback_only(self.httpd.get_app(), host))
         self.ctx = zmq.Context(io_threads=1)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.httpd.server_port}/metrics"
@@ -156,12 +156,14 @@ class Exporter:
             sock.close()
 
 
-def _loopback_only(app: Callable[..., Any]) -> Callable[..., Any]:
-    """A WSGI app that answers 403 to a request whose Host header is not a loopback name."""
+def _loopback_only(app: Callable[..., Any], host: str) -> Callable[..., Any]:
+    """A WSGI app that answers 403 to a request whose Host header names neither loopback nor
+    ``host`` (the name it was told to listen on, which resolves to loopback)."""
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if not loopback_host_header(environ.get("HTTP_HOST", "")):
+        given = environ.get("HTTP_HOST", "")
+        if not loopback_host_header(given) and host_name(given).lower() != host.lower():
             start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"the metrics answer http://127.0.0.1:PORT/metrics or http://localhost:PORT/metrics only\n"]
+            return [f"the metrics answer a loopback name (localhost, 127.0.0.1, [::1]) or {host} only\n".encode()]
         return app(environ, start_response)
     return guarded
 
