@@ -22,6 +22,8 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from theater import keys, protocol
+from theater.cli import main as cli_main
+from theater.cli import replay as cli_replay
 from theater.errors import UsageError
 
 from .conftest import ACTORS, EXAMPLES, ROOT, CLIResult, Server, cmdline, run_cli
@@ -304,7 +306,6 @@ def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, 
         (("replay", "--file", str(VECTORS / "chain-v1.jsonl"), "--component", "/nonexistent"),
          ("--component /nonexistent: No such file or directory",), 2),
         (("replay",), ("give an actor id, or --file",), 2),
-        (("replay", "--file", str(VECTORS / "chain-v1.jsonl"), "--timeout", "0.01"), ("within 0.01s",), 6),
         (("replay", "zzzz"), ("no chains database",), 3),
         (("message", "x", "--file", "/nonexistent"), ("--file /nonexistent: No such file or directory",), 2),
         (("start", str(COUNTER), "--state", str(tmp_path)), (f"--state {tmp_path}: Is a directory",), 2),
@@ -624,3 +625,18 @@ def test_verify_bad_input(server, tmp_path):
     one_line(server.cli("verify", "--file", str(garbage), "--pubkey", "nothex"), "nothex", code=2)
     one_line(server.cli("verify", "--file", str(garbage), "--pubkey", "ab" * 31), code=2)
     server_works(server, counter=False)
+
+
+@pytest.mark.parametrize("given, limit", [((), 600.0), (("--timeout", "60"), 60.0), (("--timeout", "0.5"), 0.5)])
+def test_replay_takes_the_timeout_given_whatever_its_value(home, monkeypatch, given, limit):
+    """Review finding: --timeout was ignored when it equalled the default (60): the replay had
+    600 s. A replay has 600 s unless --timeout is on the command line."""
+    seen: dict[str, float] = {}
+
+    def run(cmd, **kwargs):
+        seen["timeout"] = kwargs["timeout"]
+        report = {"ok": True, "actor": "a", "calls": 0, "incarnations": 0, "events": 0}
+        return subprocess.CompletedProcess(cmd, 0, orjson.dumps(report), b"")
+    monkeypatch.setattr(cli_replay.subprocess, "run", run)
+    assert cli_main(["--home", str(home.root), "replay", "--file", str(VECTORS / "chain-v1.jsonl"), *given]) == 0
+    assert seen["timeout"] == limit
