@@ -4,6 +4,7 @@ and in the server's log; a server off loopback without keys refuses to start, sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -158,25 +159,35 @@ def test_a_retrying_client_cannot_hide_the_next_refusal(tmp_path, caplog):
     assert len(lines) == security.REFUSALS_LOGGED                  # and a scanner is still capped
 
 
+@contextlib.contextmanager
+def curve_server(home: Home, other_homes: Callable[[], Home]) -> Iterator[tuple[str, Callable[[], tuple[Home, str]]]]:
+    """A server taking CURVE on a loopback port: its endpoint, and a maker of client homes with
+    their keys (not yet authorized)."""
+    server_key = key(home)
+    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
+    endpoint = server.info()["listen"]
+
+    def client() -> tuple[Home, str]:
+        h = other_homes()
+        return h, key(h, "--client", "--server", endpoint, "--server-key", server_key)
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
 def test_a_key_file_named_in_no_encoding_neither_stops_the_gate_nor_lets_anyone_in(home, other_homes):
     """Red-team finding: a key file whose name is not UTF-8 raised in the ZAP thread when its
     client connected; the thread ended, and libzmq then let every CURVE key in."""
-    server_key = key(home)
-    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
-    try:
-        endpoint = server.info()["listen"]
-        bob = other_homes()
-        bob_key = key(bob, "--client", "--server", endpoint, "--server-key", server_key)
+    with curve_server(home, other_homes) as (endpoint, client):
+        bob, bob_key = client()
         with open(os.fsencode(home.keys / "authorized") + b"/bob\xff.key", "w") as f:
             f.write(bob_key + "\n")
         r = run_cli(bob, "--server", endpoint, "list")
         assert r.code == 0, r.err
-        mallory = other_homes()
-        mallory_key = key(mallory, "--client", "--server", endpoint, "--server-key", server_key)
+        mallory, mallory_key = client()
         one_line_error(run_cli(mallory, "--server", endpoint, "list"), "theater: ", "refused this client's CURVE key",
                        mallory_key, code=7)
-    finally:
-        server.stop()
 
 
 def test_a_handshake_that_cannot_be_checked_is_refused(home, monkeypatch):
@@ -192,17 +203,12 @@ def test_a_handshake_that_cannot_be_checked_is_refused(home, monkeypatch):
 def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
     """Red-team finding: deleting a client's key file refused its next connection only; a
     session it had open went on being served."""
-    server_key = key(home)
-    server = OpsServer(home, "--listen", "tcp://127.0.0.1:0", "--curve").start()
-    try:
-        endpoint = server.info()["listen"]
-        alice = other_homes()
-        alice_key = key(alice, "--client", "--server", endpoint, "--server-key", server_key)
+    with curve_server(home, other_homes) as (endpoint, client):
+        alice, alice_key = client()
         authorized = home.keys / "authorized" / "alice.key"
         authorized.write_text(alice_key + "\n")
-        bob = other_homes()                                 # still authorized: makes the events
-        (home.keys / "authorized" / "bob.key").write_text(
-            key(bob, "--client", "--server", endpoint, "--server-key", server_key) + "\n")
+        bob, bob_key = client()                             # still authorized: makes the events
+        (home.keys / "authorized" / "bob.key").write_text(bob_key + "\n")
         with Client(alice, endpoint, timeout=30) as c, Client(bob, endpoint, timeout=30) as local:
             counter = local.start(COUNTER)["id"]
             assert c.call("list")[0]["actors"][0]["id"] == counter
@@ -226,5 +232,3 @@ def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
                 local.request(counter, b"+1")
                 return c.next_push(2) is None
             wait_for(unfollowed, timeout=60, what="the revoked client's stream to end")
-    finally:
-        server.stop()
