@@ -8,6 +8,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import orjson
 import psutil
 import pytest
 
+from supervisor.console import web
 from theater.paths import Home
 
 from .conftest import ACTORS, ROOT, OpsServer, one_line_error, refuses_a_port_in_use, run_cli, run_server, wait_for
@@ -87,6 +89,20 @@ def test_every_answer_carries_the_security_headers(console):
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Cache-Control"] == "no-store"
     assert get(url, "/", method="POST")[0] == 501               # read-only: GET alone
+
+
+def test_connections_past_the_cap_are_answered_503_not_given_a_thread(console):
+    """Red-team finding: every connection got a thread before any auth, with no cap (1,500 idle
+    ones made 628 threads in seconds)."""
+    _, url = console
+    u = urlsplit(url)
+    idle = [socket.create_connection((u.hostname, u.port), timeout=30) for _ in range(web.MAX_CONNECTIONS)]
+    try:
+        assert wait_for(lambda: get(url, "/api/tree")[0] == 503, timeout=60, what="a connection past the cap refused")
+    finally:
+        for s in idle:
+            s.close()
+    wait_for(lambda: get(url, "/api/tree")[0] == 200, timeout=60, what="the console to answer again")
 
 
 def test_on_loopback_only_loopback_names_are_answered(console):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
@@ -35,6 +35,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # A connection that sends nothing for this long is closed (its thread freed).
 IDLE_TIMEOUT = 30.0
+# Connections served at once (a thread each, before any auth); more are answered 503 and closed.
+MAX_CONNECTIONS = 256
 # A live page's stream says something at least this often, so a closed page is noticed.
 KEEPALIVE = 15.0
 
@@ -177,7 +179,9 @@ class Handler(BaseHTTPRequestHandler):
             hub.close_stream(s)
 
     def log_message(self, format: str, *args: Any) -> None:
-        line = re.sub(r"([?&]token=)[^&\s]*", r"\1...", format % args)     # the access token is not logged
+        # the access token is not logged, however its query is spelled (?%74oken= signs in too)
+        line = re.sub(r"\?\S*", lambda m: "?..." if "token" in unquote(m.group(0)).lower() else m.group(0),
+                      format % args)
         log.debug("console: %s %s", self.address_string(), line)
 
 
@@ -201,7 +205,14 @@ class ConsoleServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._open_lock:
-            self._open.add(request)
+            full = len(self._open) >= MAX_CONNECTIONS
+            if not full:
+                self._open.add(request)
+        if full:        # a thread each, before any auth: a cap, not one thread per stranger
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
