@@ -21,8 +21,11 @@ from urllib.parse import urlsplit
 import orjson
 import psutil
 import pytest
+import zmq
 
 from supervisor.console import web
+from supervisor.console.hub import Hub
+from supervisor.console.streams import Stream
 from theater.paths import Home
 
 from .conftest import ACTORS, ROOT, OpsServer, one_line_error, refuses_a_port_in_use, run_cli, run_server, wait_for
@@ -292,3 +295,21 @@ def test_the_server_stops_promptly_with_live_pages_open(console):
         assert "ERROR theater.console" not in log and "Traceback" not in log, log[-3000:]
     finally:
         server.stop()
+
+
+def test_a_second_page_on_an_actor_that_cannot_be_followed_is_not_kept_waiting():
+    """Red-team finding: after the first page on an unknown actor was told so, a second one
+    waited the whole 10 s before its first byte: the failed follow stayed, with no request."""
+    hub = Hub(zmq.Context.instance(), "ipc:///nonexistent")       # its thread is not started
+    for fd in (hub._wake_r, hub._wake_w):
+        os.close(fd)                            # (its wake-up pipe: not used here)
+    asked: list = []
+    hub._request = lambda kind, fields, then: asked.append(then)
+    first, second = Stream("nosuch"), Stream("nosuch")
+    hub._follow("nosuch", first)
+    asked[-1]({"k": "error", "code": "not_found", "error": "no actor 'nosuch'"}, [])
+    assert first.ready.is_set()
+    hub._follow("nosuch", second)
+    assert len(asked) == 2                      # asked again, not left waiting on the failed one
+    asked[-1]({"k": "error", "code": "not_found", "error": "no actor 'nosuch'"}, [])
+    assert second.ready.is_set()

@@ -279,6 +279,8 @@ class Hub:
         f.waiting.clear()
         if header.get("k") == "error":
             log.warning("console: cannot follow actor %s: %s", actor, header.get("error"))
+            if self._follows.get(actor) is f:       # the next page asks again (it waited 10 s for nothing)
+                del self._follows[actor]
             return
         events = header["events"]
         f.next = events[-1]["seq"] + 1 if events else 0
