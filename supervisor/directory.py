@@ -47,10 +47,16 @@ class Directory:
         self.observers[sub] = client
         return sub
 
-    def unwatch(self, sub: str, client: bytes | None = None) -> None:
-        """Ends one watch, or (given ``client``) every watch of that client (its access was revoked)."""
-        for key in [s for s, c in self.observers.items() if c == client] if client is not None else [sub]:
-            self.observers.pop(key, None)
+    def unwatch(self, sub: str) -> None:
+        self.observers.pop(sub, None)
+
+    def clients(self) -> set[bytes]:
+        return set(self.observers.values())
+
+    def drop(self, client: bytes) -> None:
+        """Ends every watch of ``client`` (its access was revoked)."""
+        for sub in [s for s, c in self.observers.items() if c == client]:
+            del self.observers[sub]
 
     def _push_to_watchers(self, what: str, rec: ActorRecord) -> None:
         if what == "down":

@@ -359,9 +359,9 @@ class Server:
     def _tick(self) -> None:
         self.outbox.expire()
         if self.zap is not None:                # a revoked key's streams end as its requests do
-            for client in self.zap.revoked_clients(self.relay.clients() | set(self.directory.observers.values())):
+            for client in self.zap.revoked_clients(self.relay.clients() | self.directory.clients()):
                 self.relay.drop(client)
-                self.directory.unwatch("", client)
+                self.directory.drop(client)
         self.supervision.check_hangs()
         self._check_helpers()
         self.outbox.later(1.0, self._tick)

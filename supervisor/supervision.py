@@ -100,16 +100,17 @@ class Supervision:
         rec.status = Status.STARTING if rec.run.number == 1 else Status.RESTARTING
         rec.child_restarts = []          # a restarted supervisor counts its children's restarts afresh
         spec = rec.spec
-        p = self.registry.get(spec.parent) if spec.parent else None
-        why = p and attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base, self.config.limits)
-        if why:     # at every start: a directory its parent swapped for a link since the spawn leads nowhere new
-            return self._not_compiled(rec, Outcome(reason="manifest", error=f"{spec.manifest.source}: {why}"))
+        # a restarted child's grants, again (its spawn checked): a folder swapped for a link since
+        p = self.registry.get(spec.parent) if spec.parent and rec.run.number > 1 else None
+        if p and (why := attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base, self.config.limits)):
+            return self._not_spawned(rec, Outcome(reason="manifest", error=f"{spec.manifest.source}: {why}"))
         confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": sandbox.view(spec.manifest, spec.base),
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
-        self.compiles.then_spawn(rec, self.launcher, confine, self._not_compiled)
+        self.compiles.then_spawn(rec, self.launcher, confine, self._not_spawned)
 
-    def _not_compiled(self, rec: ActorRecord, outcome: Outcome) -> None:
-        """Stopped while its component compiled, or its component cannot be compiled (see compiles)."""
+    def _not_spawned(self, rec: ActorRecord, outcome: Outcome) -> None:
+        """Stopped while its component compiled, it cannot be compiled (see compiles), or a
+        restarted child's grants are no longer within its parent's: no worker is forked."""
         if outcome.error is None:
             return self._finish_stop(rec)
         rec.run.report = exits.reported(f"start:{outcome.reason}", outcome.error)
@@ -261,7 +262,7 @@ class Supervision:
     def _carry_out(self, rec: ActorRecord, exit_: Exit, action: Action, detail: Any) -> None:
         self._forget_children(rec)
         self._notify_parent(rec, exit_)
-        err = exits.start_error(rec, exit_)
+        err = exits.start_error(rec, exit_)        # (an exit is rare: made whether anyone waits or not)
         for cb in self.start_waiters.pop(rec.actor_id, []) if action not in (Action.STOPPED, Action.RESTART) else ():
             cb(err)         # a start (or a restart asked for) that is not coming
         if action == Action.STOPPED:

@@ -226,9 +226,15 @@ def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
                 return False
             wait_for(refused, timeout=30, what="the open session to be refused")
 
+            local.call("subscribe", actor=counter)          # the control: still authorized, still followed
+
             def unfollowed() -> bool:           # its stream ends too: new events no longer reach it
                 while c.next_push(0) is not None:
                     pass
+                while local.next_push(0) is not None:
+                    pass
                 local.request(counter, b"+1")
-                return c.next_push(2) is None
+                wait_for(lambda: (p := local.next_push(1)) is not None and p[0]["k"] == "event", timeout=30,
+                         what="the still-authorized client's event")       # pushed to both, if both follow
+                return c.next_push(0.5) is None
             wait_for(unfollowed, timeout=60, what="the revoked client's stream to end")

@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant, _mask_bytes
+from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant, _mask_bytes, _masks
 from theater.secrets import Secrets
 
 SECRET = 'sk-top/secret "value"'
@@ -127,7 +127,7 @@ def test_a_secret_goes_in_cleartext_only_to_an_address_the_grant_names(egress):
 def test_the_forms_an_echo_may_give_a_secret_are_all_masked(echo):
     """Review finding: lowercase percent-encoding, a JSON-escaped slash and partial encoding
     were missed; a base64-style key (/, +, =) leaked in them."""
-    assert _mask_bytes(f'{{"seen": "{echo}"}}'.encode(), {"KEY": "ab/c+d=e"}) == b'{"seen": "${secret:KEY}"}'
+    assert _mask_bytes(f'{{"seen": "{echo}"}}'.encode(), _masks({"KEY": "ab/c+d=e"})) == b'{"seen": "${secret:KEY}"}'
 
 
 def test_a_compressed_body_is_unpacked_no_further_than_the_limit(egress, echo):

@@ -88,14 +88,14 @@ class ChainReader:
         records for it. That record is written with its events, in one transaction: an
         unsigned checkpoint, which catches events deleted from the end (or all of them) where
         hashes and signatures alone cannot (docs/chain-format.md)."""
-        length, head = self.db.execute("SELECT seq + 1, hash FROM actors WHERE actor = ?", (actor_id,)).fetchone()
+        aid = self._aid(actor_id)
+        length, head = self.db.execute("SELECT seq + 1, hash FROM actors WHERE aid = ?", (aid,)).fetchone()
         report = verify_chain(self.events(actor_id), public_key, trusted)     # read after: it only grows
         if report.events < length:
             raise VerifyError(f"event {report.events}: missing; the store records {length} events for this "
                               f"chain (its events were cut short)", report.events)
         if length:
-            row = self.db.execute("SELECT e.hash FROM events e JOIN actors a ON a.aid = e.aid "
-                                  "WHERE a.actor = ? AND e.seq = ?", (actor_id, length - 1)).fetchone()
+            row = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (aid, length - 1)).fetchone()
             if row is None or row[0] != head:
                 raise VerifyError(f"event {length - 1}: differs from the head the store records for this chain",
                                   length - 1)

@@ -10,8 +10,8 @@ An address that is not public (loopback, private, link-local, shared, reserved, 
 only be reached through a pattern that names it: the IP literal itself, or ``localhost``
 for loopback. An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4, Teredo) is
 judged by the IPv4 address. So ``*.example.com`` never leads into the host's own network,
-whatever a DNS answer says. The gateway (``supervisor/gateway``) applies these rules to every address a
-name resolves to before it connects, and connects only to an address it checked.
+whatever a DNS answer says. The gateway (``supervisor/gateway``) applies these rules to every
+address a name resolves to before it connects, and connects only to an address it checked.
 """
 
 from __future__ import annotations

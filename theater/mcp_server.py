@@ -90,9 +90,16 @@ def _text(text: str, error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=error)
 
 
+class NotEvaluated(Exception):
+    """A tool's schema holds what theater mcp does not evaluate (``mcptools.unsafe_keyword``)."""
+
+
 @lru_cache(maxsize=256)
 def _validator(schema_json: bytes) -> jsonschema.protocols.Validator:
+    """The schema's validator, made once; NotEvaluated if it asks for what is not evaluated."""
     schema = orjson.loads(schema_json)
+    if (where := mcptools.unsafe_keyword(schema)) is not None:
+        raise NotEvaluated(where)
     cls = jsonschema.Draft202012Validator           # the only draft a tool's schema may use (mcptools)
     cls.check_schema(schema)
     return cls(schema)
@@ -102,11 +109,11 @@ def schema_problem(schema: dict[str, Any], arguments: dict[str, Any]) -> str | N
     """Why ``arguments`` do not match ``schema``, in one line, or None. A schema asking for what
     is not evaluated (``mcptools.unsafe_keyword``: an actor saved before such schemas were
     refused) refuses the call."""
-    if (where := mcptools.unsafe_keyword(schema)) is not None:
-        return (f"the tool's {where} is not evaluated by theater mcp (no regular expression, reference or other "
-                f"draft than 2020-12)")
     try:
         validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    except NotEvaluated as e:
+        return (f"the tool's {e} is not evaluated by theater mcp (no regular expression, reference or other "
+                f"draft than 2020-12)")
     except jsonschema.SchemaError as e:
         return f"the tool's input_schema is not a valid JSON Schema: {e.message}"
     error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))

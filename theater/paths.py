@@ -245,6 +245,12 @@ def read_regular(path: Path, limit: int) -> bytes:
         os.close(fd)
 
 
+def check_regular(path: Path, limit: int) -> None:
+    """OSError, saying why, unless ``path`` is a regular file of ``limit`` bytes at most (nothing
+    is opened: for a file another step reads, as ``read_regular`` would take it)."""
+    _check_regular(os.stat(path), limit)
+
+
 def _check_regular(st: os.stat_result, limit: int) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise OSError(errno.EINVAL, f"not a regular file (a {_kind(st.st_mode)})")

@@ -24,7 +24,7 @@ from theater.chaindb import ChainReader
 from theater.errors import TheaterError, UsageError
 from theater.events import Event, read_export
 from theater.manifest import MAX_FILE
-from theater.paths import Home, read_regular
+from theater.paths import Home, check_regular
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +94,7 @@ def _component(given: str | None) -> Path | None:
     if given is None:
         return None
     try:
-        read_regular(Path(given), MAX_FILE)
+        check_regular(Path(given), MAX_FILE)
     except OSError as e:
         raise UsageError(f"--component {given}: {e.strerror or type(e).__name__}") from None
     return Path(given)

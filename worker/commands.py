@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Where a bare program name is looked up, and the only variable the program gets.
+# Where a bare program name is looked up.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # What a program gets of an environment: the fixed PATH, and git told to skip /etc/gitconfig,
 # which is outside the worker's view (git stops at a system config it cannot read)

@@ -100,7 +100,7 @@ class Egress:
         url, pattern, method = self._check(grant, method, uri)
         host, port = url.raw_host.decode("ascii"), url.port or egress.DEFAULT_PORTS[url.scheme]
         deadline = time.monotonic() + timeout
-        sent, used = self._headers(grant, headers, host, port, url.scheme, pattern)
+        sent, masks = self._headers(grant, headers, host, port, url.scheme, pattern)
         address = _checked_address(pattern, host, port)
         request = self.client.build_request(
             method, url.copy_with(host=str(address)), headers=sent, content=body,
@@ -109,18 +109,18 @@ class Egress:
         try:
             resp = self.client.send(request, stream=True)
             try:
-                decoded = bool(used) and _encoded(resp)
+                decoded = bool(masks) and _encoded(resp)
                 data = _read(resp, grant.max_bytes, deadline, decoded)
             finally:
                 resp.close()
         except httpx.TimeoutException:
             raise Failed(f"{method} {host}: no response within {timeout:.3g}s") from None
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:
-            raise Failed(_mask(f"{method} {host}: {type(e).__name__}: {e}", used)) from None
+            raise Failed(_mask(f"{method} {host}: {type(e).__name__}: {e}", masks)) from None
         kept = [(k, v) for k, v in resp.headers.multi_items()
                 if not (decoded and k.lower() in ("content-encoding", "content-length"))]
-        return Response(resp.status_code, [(k, _mask(v, used)) for k, v in kept],
-                        _mask_bytes(data, used) if data else None)
+        return Response(resp.status_code, [(k, _mask(v, masks)) for k, v in kept],
+                        _mask_bytes(data, masks) if data else None)
 
     def _check(self, grant: HttpGrant, method: str, uri: str) -> tuple[httpx.URL, egress.HostPattern, str]:
         method = method.upper()
@@ -139,9 +139,9 @@ class Egress:
         return url, pattern, method
 
     def _headers(self, grant: HttpGrant, asked: list[Any], host: str, port: int, scheme: str,
-                 pattern: egress.HostPattern) -> tuple[list[tuple[str, str]], dict[str, str]]:
+                 pattern: egress.HostPattern) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """The headers sent: the actor's, less those the gateway sets, then the grant's (secrets
-        placed); and the secret values used, to mask them in what comes back. A secret goes in
+        placed); and how to mask the secret values used in what comes back. A secret goes in
         cleartext only to an address the grant names (a model server on this host or a LAN);
         where it is placed, the response is asked for unencoded, so the masking can find it."""
         used: dict[str, str] = {}
@@ -169,10 +169,11 @@ class Egress:
             out.append(("accept-encoding", "identity"))
         default = port == egress.DEFAULT_PORTS[scheme]
         out.append(("host", host if default else _hostport(host, port)))
+        masks = _masks(used)
         for name, value in out:
             if not egress.is_header_name(name) or "\r" in value or "\n" in value or "\0" in value:
-                raise Failed(_mask(f"header {name[:100]!r}: not a valid header line", used))
-        return out, used
+                raise Failed(_mask(f"header {name[:100]!r}: not a valid header line", masks))
+        return out, masks
 
 
 def _checked_address(pattern: egress.HostPattern, host: str, port: int) -> egress.IP:
@@ -255,15 +256,19 @@ def _forms(value: str) -> list[str]:
     return sorted(set(filter(None, forms)), key=len, reverse=True)      # longest first: none cut up by another
 
 
-def _mask(text: str, used: Mapping[str, str]) -> str:
-    for name, value in used.items():
-        for form in _forms(value):
-            text = text.replace(form, f"${{secret:{name}}}")
+def _masks(used: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(a form a secret may come back in, what replaces it), for each secret placed: made once a
+    request, used on every header and the body."""
+    return [(form, f"${{secret:{name}}}") for name, value in used.items() for form in _forms(value)]
+
+
+def _mask(text: str, masks: list[tuple[str, str]]) -> str:
+    for form, masked in masks:
+        text = text.replace(form, masked)
     return text
 
 
-def _mask_bytes(data: bytes, used: Mapping[str, str]) -> bytes:
-    for name, value in used.items():
-        for form in _forms(value):
-            data = data.replace(form.encode(), f"${{secret:{name}}}".encode())
+def _mask_bytes(data: bytes, masks: list[tuple[str, str]]) -> bytes:
+    for form, masked in masks:
+        data = data.replace(form.encode(), masked.encode())
     return data

@@ -10,7 +10,8 @@ import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import orjson
 from ..chaindb import ChainReader
 from ..client import Client
 from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
-from ..events import Checkpoint, Event, decode_data, from_wire, read_export, type_matches, verify_chain
+from ..events import Checkpoint, Event, Report, decode_data, from_wire, read_export, type_matches, verify_chain
 from ..paths import read_regular
 from . import _output, curve
 from ._context import Context, actor_arg, count
@@ -258,23 +259,27 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
             trusted = Checkpoint.from_json(doc if isinstance(doc, dict) else {})
         except (OSError, orjson.JSONDecodeError, VerifyError) as e:
             raise UsageError(f"{args.checkpoint}: not a checkpoint from `theater chain head` ({e})") from None
+    # (label, how to verify it given the checkpoint it is held to)
+    chains: list[tuple[str, Callable[[Checkpoint | None], Report]]]
     if args.file:
-        chains = [("file", read_export(args.file))]
+        events = read_export(args.file)
+        chains = [("file", lambda held: verify_chain(events, public, held))]
     else:
         reader = _reader(ctx)
         stored = [c.actor_id for c in reader.chains()]
         ids = [reader.resolve(args.actor)] if args.actor else list(stored)
         if trusted is not None and not args.actor and trusted.actor_id not in ids:
             ids.append(trusted.actor_id)         # its chain is gone altogether: that fails below
-        chains = [(a, a if a in stored else iter(())) for a in ids]
+        # a stored chain is also held to the head the store records for it (ChainReader.verify)
+        chains = [(a, partial(reader.verify, a, public) if a in stored else partial(verify_chain, (), public))
+                  for a in ids]
     results, failed = [], 0
-    for label, evs in chains:
+    for label, verify_one in chains:
         # the checkpoint holds the chain it is for: the one asked for, the file, or (verifying
         # every chain) the chain with its actor id
         held = trusted if trusted is not None and (args.actor or label in ("file", trusted.actor_id)) else None
         try:
-            # a stored chain is also held to the head the store records for it (ChainReader.verify)
-            r = reader.verify(evs, public, held) if isinstance(evs, str) else verify_chain(evs, public, held)
+            r = verify_one(held)
             results.append({"actor": r.actor_id or label, "ok": True, "events": r.events, "signatures": r.signatures})
         except VerifyError as e:
             failed += 1
