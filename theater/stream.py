@@ -20,8 +20,11 @@ import socket
 import struct
 
 _U32 = struct.Struct("<I")
-# One read takes at most this much (then the poll comes round again: other peers' turn).
-READ_MOST = 1 << 20
+# One read takes at most this much (then the poll comes round again: other peers' turn). Kept
+# under glibc's mmap threshold (128 KiB): Python allocates the whole size before the read, and
+# a 1 MiB read cost an mmap and a munmap each time (12.8 us against 1.9 us for a 600-byte
+# message; 30% of the chain process's own time during actor -> actor requests).
+READ_MOST = 1 << 16
 
 
 class Closed(Exception):
