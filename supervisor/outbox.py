@@ -25,6 +25,7 @@ import zmq
 
 from theater import protocol
 from theater.errors import TheaterError, Timeout, from_wire
+from theater.events import encode_data
 from theater.ids import new_request_id
 
 from .registry import Registry
@@ -170,6 +171,14 @@ class Outbox:
         self.pending[rid] = Pending(client, client_id, None, then, self.clock() + PENDING_TIMEOUT,
                                     retry=msg if header["k"] == "record" else None)
         self.chain.send_multipart(msg)
+
+    def record(self, actor_id: str, event_type: str, value: dict[str, Any], then: Callable[[], None]) -> None:
+        """Appends a server-side event to an actor's chain, then continues (once it is durable)."""
+        def done(header: dict[str, Any], _data: list[bytes]) -> None:
+            if header["k"] == "error":
+                log.error("could not record %s for %s: %s", event_type, actor_id, header.get("error"))
+            then()
+        self.ask_chain({"k": "record", "actor": actor_id, "type": event_type}, encode_data(value), then=done)
 
     def tell_chain(self, header: dict[str, Any]) -> None:
         """A notice for the chain (no answer): bind and unbind."""

@@ -113,6 +113,7 @@ class ActorRecord:
     backoff_attempt: int = 0
     next_mode: str = "init"            # how the next incarnation starts: init | resume
     on_ready_next: Callable[[], None] | None = None   # continues an ordered (re)start
+    restart_due: object | None = None  # the restart it waits for (a backoff, a stop first); a stop calls it off
     run: Incarnation = field(default_factory=lambda: Incarnation(0))
 
     @property

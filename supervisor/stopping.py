@@ -78,3 +78,10 @@ class Stopper:
             rec.status = Status.EXITED
         for cb in self.waiters.pop(rec.actor_id, []):
             cb()
+
+
+def call_off(recs: list[ActorRecord]) -> list[ActorRecord]:
+    """Cancels the restarts ``recs`` wait for (they are being stopped, or end with their parent)."""
+    for r in recs:
+        r.restart_due = None
+    return recs

@@ -24,7 +24,6 @@ from typing import Any
 from theater import attenuation, protocol, sandbox, tickets
 from theater.config import ServerConfig
 from theater.errors import ActorFailed, NotFound, Refused, TheaterError
-from theater.events import encode_data
 from theater.ids import new_actor_id
 from theater.manifest import Manifest
 
@@ -37,7 +36,7 @@ from .outbox import Outbox
 from .persist import SavedActors
 from .registry import ActorRecord, ChildSpec, Exit, ExitKind, Incarnation, Registry, Status
 from .restart import Action
-from .stopping import Stopper
+from .stopping import Stopper, call_off
 
 log = logging.getLogger("theater.server")
 
@@ -221,18 +220,9 @@ class Supervision:
         action, detail = self._decide(rec, exit_, was_starting)
         log.info("actor %s (%s) exited: %s %s%s -> %s", rec.actor_id, rec.name, exit_.kind, exit_.reason,
                  f" ({exit_.error})" if exit_.error else "", action)
-        self._record(rec, "lifecycle/exit", {**exit_.to_dict(), "incarnation": run.number,
-                                             "data": exit_.data, "action": str(action)},
-                     then=lambda: self._carry_out(rec, exit_, action, detail))
-
-    def _record(self, rec: ActorRecord, event_type: str, value: dict[str, Any], then: Done) -> None:
-        """Appends a server-side event to the actor's chain, then continues (once it is durable)."""
-        def done(header: dict[str, Any], _data: list[bytes]) -> None:
-            if header["k"] == "error":
-                log.error("could not record %s for %s: %s", event_type, rec.actor_id, header.get("error"))
-            then()
-        self.outbox.ask_chain({"k": "record", "actor": rec.actor_id, "type": event_type}, encode_data(value),
-                              then=done)
+        self.outbox.record(rec.actor_id, "lifecycle/exit", {**exit_.to_dict(), "incarnation": run.number,
+                                                            "data": exit_.data, "action": str(action)},
+                           then=lambda: self._carry_out(rec, exit_, action, detail))
 
     def _decide(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> tuple[Action, Any]:
         """What happens next, counting the restart against the supervisor's intensity."""
@@ -290,7 +280,7 @@ class Supervision:
         """An incarnation's children end with it (its next one spawns its own); their chains stay.
         They are detached at once, so a next incarnation that is ready before they have stopped
         never counts them as its own; they leave the registry once stopped."""
-        kids = self.registry.descendants(rec)
+        kids = call_off(self.registry.descendants(rec))
         if not kids:
             return
         rec.children.clear()
@@ -315,40 +305,37 @@ class Supervision:
     # ---- the policy --------------------------------------------------------------------------
 
     def _restart(self, rec: ActorRecord, exit_: Exit, p: restart.Plan) -> None:
-        """Stops the plan's siblings (reverse start order), waits the backoff, starts in order."""
-        delay = self._backoff(rec)
+        """Stops the plan's siblings (reverse start order), waits the backoff, starts in order;
+        what is stopped meanwhile (by anyone, or the server) is not started."""
+        ran = self.clock() - rec.run.ready if rec.run.ready is not None else 0.0
+        delay, rec.backoff_attempt = restart.next_backoff(rec.manifest.restart.backoff, rec.backoff_attempt, ran,
+                                                          self.rng)
         rec.status = Status.RESTARTING
         reason = f"{exit_.kind}: {exit_.reason}"
+        due = object()
 
         def restart_all() -> None:
-            for cid in p.drop:
-                dropped = self.registry.get(cid)
-                if dropped is not None:
-                    dropped.status = Status.EXITED
-            self._start_in_order([self.registry.actors[c] for c in p.start if c in self.registry.actors], reason)
+            for dropped in filter(None, map(self.registry.get, p.drop)):
+                dropped.status = Status.EXITED
+            self._start_in_order([self.registry.actors[c] for c in p.start if c in self.registry.actors], reason, due)
 
         def after_stop() -> None:
-            if delay > 0:
-                self.outbox.later(delay, restart_all)
-            else:
-                restart_all()
+            for c in p.start:
+                if c in self.registry.actors:
+                    self.registry.actors[c].restart_due = due
+            self.outbox.later(delay, restart_all) if delay > 0 else restart_all()
         self.stops.many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
                         f"restart (after {rec.name} ended)", after_stop, by_parent=True)
 
-    def _backoff(self, rec: ActorRecord) -> float:
-        run = rec.run
-        delay, rec.backoff_attempt = restart.next_backoff(
-            rec.manifest.restart.backoff, rec.backoff_attempt,
-            self.clock() - run.ready if run.ready is not None else 0.0, self.rng)
-        return delay
-
-    def _start_in_order(self, recs: list[ActorRecord], reason: str) -> None:
+    def _start_in_order(self, recs: list[ActorRecord], reason: str, due: object) -> None:
         """Starts each after the previous is ready (OTP start order); state per the manifest."""
+        recs = [r for r in recs if r.restart_due is due and not self.stopping]
         if not recs:
             return
         first, rest = recs[0], recs[1:]
+        first.restart_due = None
         first.count_restart()
-        first.on_ready_next = (lambda: self._start_in_order(rest, reason)) if rest else None
+        first.on_ready_next = (lambda: self._start_in_order(rest, reason, due)) if rest else None
         self._launch(first, reason)
 
     def _escalate(self, sup: ActorRecord, why: str) -> None:
@@ -358,13 +345,15 @@ class Supervision:
             sup.run.kill_detail = why
             if sup.alive:
                 self._signal(sup, signal.SIGKILL)
-        self.stops.many(self.registry.descendants(sup), "supervisor failed", kill_it, by_parent=True,
+        self.stops.many(call_off(self.registry.descendants(sup)), "supervisor failed", kill_it, by_parent=True,
                         flat=True)
 
     # ---- stopping ----------------------------------------------------------------------------
 
     def stop(self, rec: ActorRecord, reason: str, then: Done, by_parent: bool = False) -> None:
-        """Stops an actor and its children (children first, in reverse start order)."""
+        """Stops an actor and its children (children first, in reverse start order); a restart
+        any of them waits for is called off."""
+        call_off([rec, *self.registry.descendants(rec)])
         self.stops.stop(rec, reason, then, by_parent)
 
     def _finish_stop(self, rec: ActorRecord) -> None:
@@ -375,11 +364,17 @@ class Supervision:
 
     def restart_now(self, rec: ActorRecord, reason: str, on_ready: Ready) -> None:
         """Stops an actor (and its children) and starts its next incarnation, by request."""
+        due = rec.restart_due = object()
+
         def relaunch() -> None:
+            if rec.restart_due is not due or self.stopping:
+                return on_ready(ActorFailed(f"actor {rec.name} was stopped before it restarted"))
+            rec.restart_due = None
             rec.count_restart()
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
             self._launch(rec, reason)
-        self.stop(rec, reason, relaunch, by_parent=True)
+        call_off(self.registry.descendants(rec))
+        self.stops.stop(rec, reason, relaunch, by_parent=True)
 
     def remove(self, rec: ActorRecord, why: TheaterError | None = None) -> None:
         """Forgets a stopped actor and its children, or a new one whose first start failed (issue 12)."""

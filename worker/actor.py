@@ -277,8 +277,11 @@ class Actor:
                     loop.take_acks()        # what earlier calls of this burst answered may go now
                 mailbox.acknowledge(now=not items)
         except Failure as f:
-            return self._end(f"actor {self.actor_id} failed: {f.message}",
-                             {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})
+            # a call cut short by a stop request (it ran past the stop's grace, or gave up a wait
+            # for it) ends as the stop it is, not as a failure (the call's error is in the chain)
+            if not watchdog.stop_requested:
+                return self._end(f"actor {self.actor_id} failed: {f.message}",
+                                 {"k": "failed", "actor": self.actor_id, "reason": f.reason, "error": f.message})
         reason = self.stop_reason or "stopped"
         return self._end(f"actor {self.actor_id} stopped", {
             "k": "exiting", "actor": self.actor_id, "reason": reason, "has_data": self.shutdown_data is not None,

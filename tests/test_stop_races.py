@@ -1,0 +1,134 @@
+"""Stops that meet restarts: a restart an actor waits for (its backoff, or its own stop first) is
+called off by any stop that comes meanwhile, and a call cut short by a stop is a stop, not a failure.
+
+A worker stopped with SIGSTOP cannot answer its SIGTERM, so its stop lasts its whole ``[restart]
+shutdown`` timeout (then SIGKILL): the window in which the races below happened every time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from theater.client import Client
+from theater.errors import TheaterError
+from theater.events import decode_data
+
+from .conftest import Server, pid_alive, wait_for
+from .test_supervision import spawn, wait_note, write_parent, write_probe
+
+
+def crashing(tmp_path: Path, name: str) -> Path:
+    """A permanent probe restarted 2 s after it fails (its [restart] table is the manifest's last)."""
+    path = write_probe(tmp_path, name, type="permanent")
+    path.write_text(path.read_text() + 'backoff = { min = "2s", max = "2s", jitter = 0 }\n')
+    return path
+
+
+def workers_of(server: Server, actor: str) -> list[int]:
+    """The live worker processes of ``actor`` (a worker names its actor in its title)."""
+    found = []
+    for p in psutil.Process(server.fork_server().pid).children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and actor in " ".join(p.cmdline()):
+                found.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def listed(c: Client) -> dict[str, str]:
+    return {a["id"]: a["status"] for a in c.call("list")[0]["actors"]}
+
+
+def freeze(c: Client, actor: str) -> int:
+    """Stops ``actor``'s worker with SIGSTOP: its stop now takes its whole shutdown timeout."""
+    pid = c.inspect(actor)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def wait_restarting(c: Client, actor: str) -> None:
+    wait_for(lambda: c.inspect(actor)["status"] == "restarting", timeout=10, what=f"{actor} to wait out its backoff")
+
+
+def test_a_child_waiting_out_its_backoff_ends_with_its_killed_parent(server, tmp_path):
+    """Its restart timer fired while its parent's other children were being stopped, and started
+    it again as an orphan: in `list`, in no tree, not stopped with anyone, holding up shutdown."""
+    with server.client(timeout=20) as c:
+        parent = c.start(write_parent(tmp_path, strategy="one_for_one", intensity=10, period="60s"))["id"]
+        slow = spawn(c, parent, write_probe(tmp_path, "slow", shutdown="6s"))
+        child = spawn(c, parent, crashing(tmp_path, "child"))
+        freeze(c, slow)
+        with pytest.raises(TheaterError):
+            c.request(child, b"t")
+        wait_restarting(c, child)
+        os.kill(c.inspect(parent)["pid"], signal.SIGKILL)        # its children end with it
+        # the frozen child is killed at its 6 s timeout, long after the 2 s backoff ran out
+        wait_for(lambda: slow not in listed(c), timeout=30, what="the frozen child to be stopped and forgotten")
+        assert child not in listed(c)
+        assert workers_of(server, child) == []
+
+
+def test_server_shutdown_during_a_restart_backoff_ends(server, tmp_path):
+    """The restart timer of an actor in its backoff fired while the server stopped the others, and
+    the server waited forever for the actor it had just started again."""
+    with server.client(timeout=20) as c:
+        slow = c.start(write_probe(tmp_path, "slow", shutdown="6s"))["id"]
+        crashed = c.start(crashing(tmp_path, "crashed"))["id"]
+        freeze(c, slow)
+        with pytest.raises(TheaterError):
+            c.request(crashed, b"t")
+        wait_restarting(c, crashed)
+    pids = {p.pid for p in server.descendants()}
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(60) == 0                            # the frozen one is killed at 6 s
+    assert not [p for p in pids if pid_alive(p)]
+
+
+def test_a_stop_during_a_restart_wins(server, tmp_path):
+    """Both waited for the same exit; the restart then started the actor again and the stop forgot
+    it: its new worker was refused by the server, and the restart was never answered."""
+    with server.client(timeout=20) as c:
+        actor = c.start(write_probe(tmp_path, "p", shutdown="3s"))["id"]
+        freeze(c, actor)
+    result: dict[str, Any] = {}
+
+    def restart() -> None:
+        with server.client(timeout=60) as rc:
+            try:
+                result["reply"] = rc.call("restart", actor=actor)[0]
+            except TheaterError as e:
+                result["error"] = e
+    t = threading.Thread(target=restart)
+    t.start()
+    with server.client(timeout=20) as c:
+        wait_for(lambda: c.inspect(actor)["status"] == "stopping", timeout=10, what="the restart's stop")
+        assert c.stop(actor)["status"] == "stopped"
+        t.join(30)
+        assert not t.is_alive(), "the restart was never answered"
+        assert "stopped before it restarted" in str(result.get("error")), result
+        assert actor not in listed(c)
+        assert workers_of(server, actor) == []
+
+
+def test_a_call_cut_short_by_a_stop_is_a_stop(server, tmp_path):
+    """A child stopped while it loops is interrupted after the stop's grace: its parent hears an
+    external stop (not a child error), and its exit is a shutdown, as for an idle child."""
+    with server.client(timeout=20) as c:
+        parent = c.start(write_parent(tmp_path))["id"]
+        child = spawn(c, parent, write_probe(tmp_path, "kid"))
+        assert c.request(parent, f"P{child} l".encode()) == b"ok"    # it loops from now on
+        wait_for(lambda: any(decode_data(e.data).get("event") == "call" for e in c.events(child, types=["wasm"])
+                             if b"handle-send" in e.data), what="the child's looping call to start")
+        assert server.cli("stop", child).code == 0
+        assert wait_note(c, parent, child) == f"external:{child}:-;"
+        (ex,) = [decode_data(e.data) for e in c.events(child, types=["lifecycle/exit"])]
+        assert (ex["kind"], ex["action"]) == ("shutdown", "stopped"), ex
