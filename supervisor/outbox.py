@@ -210,10 +210,16 @@ class Outbox:
             self.reply(p.client, p.client_id, fields, *data)
 
     def fail_pending_for(self, actor_id: str, reason: str) -> None:
+        """An incarnation ended: what its clients wait for fails, and their channels to it close
+        (the next incarnation knows none of them: what they sent on would be dropped unread)."""
         for rid, p in list(self.pending.items()):
             if p.actor == actor_id:
                 del self.pending[rid]
                 self.give_up(p, TheaterError(reason))
+        for ch, (client, actor) in list(self.channels.items()):
+            if actor == actor_id:
+                del self.channels[ch]
+                self.push(client, {"k": "channel_closed", "channel": ch})
 
     def expire(self) -> None:
         """Gives up on requests past their deadline (and stops timing requests never answered)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 
@@ -114,7 +115,7 @@ def test_an_answer_over_one_message_is_refused_to_the_asker_and_recorded(monkeyp
     from worker.mailbox import Incoming
 
     class Host:
-        actor_id, peers = "acceptor", None
+        actor_id, peers = "acceptor", SimpleNamespace(on_moved=[])
 
         def __init__(self) -> None:
             self.said: list = []

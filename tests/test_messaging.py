@@ -12,7 +12,13 @@ import subprocess
 import sys
 import threading
 import uuid
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
+
+from theater.errors import NotFound
+from theater.events import decode_data
 
 from .conftest import ACTORS, EXAMPLES, ROOT, CLIResult, wait_for
 from .conftest import cli_events as events
@@ -175,6 +181,78 @@ def test_external_channel_through_the_cli(server):
                        capture_output=True, timeout=30, cwd=ROOT, preexec_fn=lambda: os.close(0))
     assert (p.returncode, p.stdout) == (0, b"welcome\n"), p.stderr
     assert p.stderr.startswith(b"channel ch_") and p.stderr.endswith(b" closed\n"), p.stderr
+
+
+def test_a_channel_whose_other_end_restarted_is_closed_at_this_end_too(server):
+    """The restarted end's new incarnation knows none of its channels: what was sent on them was
+    acknowledged and dropped unread, and the opener could go on sending. Now the opener's end
+    closes when the server says the other end restarted, and whatever reached the new incarnation
+    first is refused there and recorded by the opener."""
+    with server.client(timeout=30) as c:
+        echo = c.start(EXAMPLES / "channel" / "echo.toml")["id"]
+        probe = c.start(ACTORS / "probe.toml")["id"]
+        ch = c.request(probe, b"C" + echo.encode()).decode()
+        assert not ch.startswith("error"), ch
+        assert c.request(probe, f"K{ch} one".encode()) == b"ok"
+        wait_for(lambda: any(b"one" in e.data for e in c.events(echo, types=["wasm"])), what="echo to get 'one'")
+        c.call("restart", actor=echo)
+        replies: list[bytes] = []
+
+        def closed() -> bool:
+            replies.append(c.request(probe, f"K{ch} two".encode()))
+            return replies[-1] != b"ok"
+        wait_for(closed, what="the probe's end of the channel to close")
+        assert replies[-1] == f"error: no open channel {ch}".encode(), replies
+        sent = len(replies) - 1         # sent before the probe heard of the restart
+
+        def refusals() -> int:
+            return sum(decode_data(e.data).get("messages", 0) for e in c.events(probe, types=["limit/refused"])
+                       if b"no open channel" in e.data)
+        wait_for(lambda: refusals() == sent, what=f"{sent} refusals recorded by the probe")
+        assert not any(b"two" in e.data for e in c.events(echo, types=["wasm"]))
+
+
+def test_a_message_on_a_channel_not_open_here_is_refused_to_its_sender():
+    """A channel this incarnation never opened or accepted (the other end gave up waiting for the
+    accept, or this end restarted): its messages are refused to their sender, not taken unread."""
+    from worker.handlers import message_server
+    from worker.mailbox import Incoming
+
+    class Host:
+        actor_id, peers = "receiver", SimpleNamespace(on_moved=[])
+
+        def __init__(self) -> None:
+            self.refused: list[tuple[Incoming, str]] = []
+
+        def refuse(self, item: Incoming, error: str) -> None:
+            self.refused.append((item, error))
+
+    host = Host()
+    ms = message_server.MessageServer(host, {})
+    item = Incoming("chan_msg", {"ch": "c1", "from": "opener"}, b"lost?", ("peer", b"p1"))
+    ms.deliver(item)
+    assert host.refused == [(item, "actor receiver has no open channel c1 (closed, or it restarted since it was "
+                                   "opened)")]
+    ms.deliver(Incoming("chan_close", {"ch": "c1", "from": "opener"}, b"", ("peer", b"p1")))
+    assert len(host.refused) == 1       # closing what is closed loses nothing
+
+
+def test_a_clients_channel_closes_when_its_actor_restarts(server):
+    """The server forgot nothing of it: a client's sends after the actor restarted were answered ok
+    and dropped by the new incarnation. Now the client is told the channel closed, and a send on
+    it is refused."""
+    with server.client(timeout=30) as c:
+        echo = c.start(EXAMPLES / "channel" / "echo.toml")["id"]
+        header, _ = c.call("channel_open", b"first", actor=echo)
+        ch = header["channel"]
+        c.call("channel_send", b"one", channel=ch)
+        c.call("restart", actor=echo)
+        pushes = []
+        wait_for(lambda: (p := c.next_push(0.2)) is not None and pushes.append(p[0]) is None
+                 and p[0]["k"] == "channel_closed", what="the channel_closed push")
+        assert {"k": "channel_closed", "channel": ch} in pushes, pushes
+        with pytest.raises(NotFound, match=f"no open channel {ch}"):
+            c.call("channel_send", b"two", channel=ch)
 
 
 # ---- deferred replies ----------------------------------------------------------------------------

@@ -44,6 +44,7 @@ class Peers:
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
         self.by_sock: dict[zmq.Socket, Outgoing] = {}
+        self.on_moved: list[Callable[[str], None]] = []   # told when a peer stops or restarts
 
     def _connect(self, target: str) -> Outgoing:
         canonical = self.aliases.get(target, target)
@@ -165,6 +166,8 @@ class Peers:
             self.down.add(actor_id)
         for alias in [a for a, c in self.aliases.items() if c == actor_id]:
             del self.aliases[alias]
+        for tell in self.on_moved:
+            tell(actor_id)
 
     def check(self, actor_id: str) -> None:
         if actor_id in self.down:

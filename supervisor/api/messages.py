@@ -91,7 +91,8 @@ def channel_send(req: Request) -> None:
     rec = req.services.registry.get(actor_id)
     if rec is not None:
         _fits(rec, req.frames[0])
-    req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0])
+    if not req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_msg", "ch": ch}, req.frames[0]):
+        raise Refused(f"actor {actor_id} is not reachable: the message on channel {ch} was not sent")
     req.ok(channel=ch)
 
 

@@ -2,7 +2,8 @@
 ;;
 ;; World: imports theater:simple/runtime (log, get-chain, shutdown)
 ;;                theater:simple/message-server-host
-;;                  (send, request, list-outstanding-requests, respond-to-request, cancel-request)
+;;                  (send, request, list-outstanding-requests, respond-to-request, cancel-request,
+;;                   open-channel, send-on-channel)
 ;;        exports theater:simple/actor (init)
 ;;                theater:simple/message-server-client (handle-send, handle-request)
 ;;
@@ -27,6 +28,8 @@
 ;;   h  get-chain(), reply the number of events it holds
 ;;   a  memory.grow(rest-as-decimal pages, 1 if none) until it fails, then trap (unreachable),
 ;;      as an allocator does when it cannot get more memory
+;;   C  open-channel(rest, "ep"), reply the channel id or "error: <err>" (it exports no channel handler)
+;;   K  "K<channel> <msg>": send-on-channel(channel, msg), reply "ok" or "error: <err>"
 ;;   other (or empty msg): reply "unknown"
 ;; handle-send runs the same dispatch; the reply is simply not part of its result.
 ;;
@@ -68,7 +71,13 @@
     (export "respond-to-request" (func (param "request-id" string) (param "response" (list u8))
                                        (result (result (error string)))))
     ;; cancel-request: func(request-id: string) -> result<_, string>
-    (export "cancel-request" (func (param "request-id" string) (result (result (error string)))))))
+    (export "cancel-request" (func (param "request-id" string) (result (result (error string)))))
+    ;; open-channel: func(actor-id, initial-msg: list<u8>) -> result<channel-id, string>
+    (export "open-channel" (func (param "actor-id" string) (param "initial-msg" (list u8))
+                                 (result (result string (error string)))))
+    ;; send-on-channel: func(channel-id, msg: list<u8>) -> result<_, string>
+    (export "send-on-channel" (func (param "channel-id" string) (param "msg" (list u8))
+                                    (result (result (error string)))))))
   (import "theater:simple/message-server-host" (instance $msh (type $msh_t)))
 
   ;; --- libc: memory, bump allocator, post-return reset ----------------------
@@ -109,6 +118,8 @@
   (alias export $msh "list-outstanding-requests" (func $list_outstanding_f))
   (alias export $msh "respond-to-request" (func $respond_f))
   (alias export $msh "cancel-request" (func $cancel_f))
+  (alias export $msh "open-channel" (func $open_channel_f))
+  (alias export $msh "send-on-channel" (func $send_on_channel_f))
   ;; core: (msg-ptr, msg-len) -> ()
   (core func $log (canon lower (func $log_f) (memory (core memory $libc "memory"))))
   ;; core: (data-disc, data-ptr, data-len, retptr) -> (); retptr: disc u8 @0; err: string ptr @4, len @8
@@ -119,6 +130,10 @@
   (core func $send (canon lower (func $send_f)
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   (core func $request (canon lower (func $request_f)
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $open_channel (canon lower (func $open_channel_f)
+    (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
+  (core func $send_on_channel (canon lower (func $send_on_channel_f)
     (memory (core memory $libc "memory")) (realloc (core func $libc "realloc"))))
   ;; core: (retptr) -> (); retptr: list ptr @0, len @4; each element is a string (ptr @0, len @4), 8 bytes
   (core func $list_outstanding (canon lower (func $list_outstanding_f)
@@ -139,7 +154,9 @@
     (export "request" (func $request))
     (export "list-outstanding-requests" (func $list_outstanding))
     (export "respond-to-request" (func $respond))
-    (export "cancel-request" (func $cancel)))
+    (export "cancel-request" (func $cancel))
+    (export "open-channel" (func $open_channel))
+    (export "send-on-channel" (func $send_on_channel)))
 
   ;; --- the actor -------------------------------------------------------------
   (core module $m
@@ -153,6 +170,8 @@
     (import "ms" "list-outstanding-requests" (func $list_outstanding (param i32)))
     (import "ms" "respond-to-request" (func $respond (param i32 i32 i32 i32 i32)))
     (import "ms" "cancel-request" (func $cancel (param i32 i32 i32)))
+    (import "ms" "open-channel" (func $open_channel (param i32 i32 i32 i32 i32)))
+    (import "ms" "send-on-channel" (func $send_on_channel (param i32 i32 i32 i32 i32)))
 
     (global $RET i32 (i32.const 1024))
     (global $IRET i32 (i32.const 1152))
@@ -343,16 +362,33 @@
           (call $log (local.get $ap) (local.get $al))
           (call $reply (i32.const 120) (i32.const 6))
           (return (global.get $RET))))
-      ;; 'q' request(rest, "ep")
-      (if (i32.eq (local.get $op) (i32.const 0x71))
+      ;; 'q' request(rest, "ep"); 'C' open-channel(rest, "ep"): the same result layout
+      (if (i32.or (i32.eq (local.get $op) (i32.const 0x71)) (i32.eq (local.get $op) (i32.const 0x43)))
         (then
-          (call $request (local.get $ap) (local.get $al) (i32.const 88) (i32.const 2) (global.get $IRET))
+          (if (i32.eq (local.get $op) (i32.const 0x71))
+            (then (call $request (local.get $ap) (local.get $al) (i32.const 88) (i32.const 2) (global.get $IRET)))
+            (else (call $open_channel (local.get $ap) (local.get $al) (i32.const 88) (i32.const 2)
+                                      (global.get $IRET))))
           (if (i32.eqz (i32.load8_u (global.get $IRET)))
             (then (call $reply (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET))))
             (else (call $reply
                     (call $concat (i32.const 128) (i32.const 7)
                                   (i32.load offset=4 (global.get $IRET)) (i32.load offset=8 (global.get $IRET)))
                     (i32.add (i32.const 7) (i32.load offset=8 (global.get $IRET))))))
+          (return (global.get $RET))))
+      ;; 'K' "K<channel> <msg>": send-on-channel(channel, msg)
+      (if (i32.eq (local.get $op) (i32.const 0x4b))
+        (then
+          (local.set $pg (call $after_number (local.get $ap) (local.get $al)))
+          (call $send_on_channel (local.get $ap) (i32.sub (local.get $pg) (i32.const 1))
+                                 (i32.add (local.get $ap) (local.get $pg)) (i32.sub (local.get $al) (local.get $pg))
+                                 (global.get $IRET2))
+          (if (i32.eqz (i32.load8_u (global.get $IRET2)))
+            (then (call $reply (i32.const 80) (i32.const 2)))
+            (else (call $reply
+                    (call $concat (i32.const 128) (i32.const 7)
+                                  (i32.load offset=4 (global.get $IRET2)) (i32.load offset=8 (global.get $IRET2)))
+                    (i32.add (i32.const 7) (i32.load offset=8 (global.get $IRET2))))))
           (return (global.get $RET))))
       ;; 'h' get-chain, reply the number of events it holds
       (if (i32.eq (local.get $op) (i32.const 0x68))

@@ -43,6 +43,7 @@ class MessageServer(Handler):
         self.peers = self.host.peers
         self.outstanding: dict[str, Route] = {}     # requests answered later with respond-to-request
         self.channels: dict[str, Channel] = {}
+        self.peers.on_moved.append(self._peer_moved)
 
     # ---- host functions -----------------------------------------------------------------
 
@@ -155,8 +156,18 @@ class MessageServer(Handler):
         elif what == "chan_msg":
             if h["ch"] in self.channels:
                 self._call("handle-channel-message", (h["ch"], payload), item)
+            else:       # never opened here, or closed (this side restarted since): its sender records it
+                self.host.refuse(item, f"actor {self.host.actor_id} has no open channel {h['ch']} (closed, or "
+                                       f"it restarted since it was opened)")
         elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
             self._call("handle-channel-close", (h["ch"],), item)
+
+    def _peer_moved(self, actor_id: str) -> None:
+        """The other end of some channels stopped or restarted (its next incarnation knows none of
+        them): each is closed here too, and the actor hears it as a close, after what came before."""
+        for ch, chan in self.channels.items():
+            if chan.peer == actor_id:
+                self.host.to_self("chan_close", {"ch": ch})
 
     def _oversized(self, item: Incoming, what: str, size: int) -> None:
         """The actor answered with more than one message carries (ZeroMQ would drop it, and the
