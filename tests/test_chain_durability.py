@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import queue
 import shutil
 import signal
@@ -282,6 +283,35 @@ def test_chain_process_sigkilled_mid_stream_loses_and_repeats_nothing(server, tm
 
 
 # ---- 2. the server killed while its actors are busy --------------------------------------------------
+
+def test_a_call_that_records_faster_than_a_stopped_chain_waits_for_it(server, tmp_path):
+    """With the chain process stalled (SIGSTOP here; a slow disk in life), one long call's events
+    piled up in its worker until the kernel killed it over its memory limit, and every event not
+    yet handed to the chain was lost. The call now waits once MAX_UNACKED events wait for the
+    chain (its heartbeats, which only a waiting worker sends during a call, show where it stopped),
+    and finishes when the chain goes on, with every event stored."""
+    from worker.chainlink import MAX_UNACKED
+
+    n = 3 * MAX_UNACKED
+    manifest = probe_manifest(tmp_path, "fast", events_per_second=100_000_000, call_timeout="300s")
+    manifest.write_text(manifest.read_text().replace("[limits]\n", '[limits]\nevent_bytes_per_second = "1GiB"\n'))
+    actor = start(server, manifest)
+    chain = server.chain_pid()
+    assert chain is not None
+    os.kill(chain, signal.SIGSTOP)
+    try:
+        t, out = in_background(lambda: run_cli(server.home, "message", actor, f"n{n}", "--request", timeout=300))
+        with server.client() as c:
+            seen = wait_for(lambda: (e := c.inspect(actor)["stats"].get("events", 0)) >= MAX_UNACKED and e,
+                            timeout=120, what=f"a heartbeat of the call waiting at {MAX_UNACKED} events")
+        assert seen < MAX_UNACKED + 1000, seen      # not 3 x as many: it waits for the chain
+    finally:
+        os.kill(chain, signal.SIGCONT)
+    t.join(300)
+    assert out["value"].out == b"logged", out
+    rows, span, spam = stored_counts(server.home, actor)
+    assert (spam, rows) == (n, span), (spam, rows, span)
+
 
 def test_server_sigkilled_while_busy_then_a_new_server_resumes_the_actors(server, tmp_path):
     # 500 events/s: a call of 5,000 lasts 10 s, so it is still running when the server is killed

@@ -128,7 +128,7 @@ class Actor:
         loop.chain = chain
         loop.on_chain.update(ack=lambda h: chain.on_ack(h["seq"]), nack=self._nack)
         loop.on["chain_restarted"] = lambda *_: chain.restarted()
-        self.recorder = recorder = Recorder(chain, throttle, loop.pump)
+        self.recorder = recorder = Recorder(chain, throttle, loop.pump, loop.wait_for_chain)
         self.mailbox = mailbox = Mailbox(self.actor_id, m.limits.mailbox, loop.reply, recorder.record,
                                          loop.pause_inbox)
         peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record)

@@ -8,8 +8,9 @@ sends events in batches to the chain process, on a unix stream of its own (theat
 and keeps every one until the chain acknowledges its sequence number as durable. After a
 chain restart it sends them all again (and on any new stream: what the last one carried
 may have died with it); the chain ignores what it already has. Unacknowledged events are
-bounded: past ``MAX_UNACKED`` the actor takes no new work until the chain catches up; so it
-does while the chain refuses events (``unavailable``: its disk is full), offering their
+bounded: past ``MAX_UNACKED`` the actor takes no new work until the chain catches up, and a
+running call that records more waits for it (``Loop.wait_for_chain``); no new work is taken either
+while the chain refuses events (``unavailable``: its disk is full), offering their
 first batch again every ``RETRY_UNAVAILABLE`` and all of them once it is taken.
 
 Effects: nothing leaves this worker (a reply, a one-way message, a channel message)
@@ -374,8 +375,13 @@ class ChainLink:
         return len(self.unacked) + len(self.pending)
 
     @property
+    def backed_up(self) -> bool:
+        """Whether MAX_UNACKED events wait for the chain: the actor records no more until it catches up."""
+        return self.backlog >= MAX_UNACKED
+
+    @property
     def congested(self) -> bool:
-        return self.backlog >= MAX_UNACKED or self.refusal is not None
+        return self.backed_up or self.refusal is not None
 
     @property
     def settled(self) -> bool:

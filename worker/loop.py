@@ -150,6 +150,21 @@ class Loop:
                 raise Timeout(f"the chain did not take this call's events within its time limit{why}")
             self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
+    def wait_for_chain(self) -> None:
+        """Serves the sockets while MAX_UNACKED of this actor's events wait for the chain (it is
+        slow or stopped): a call that records faster than the chain stores waits for it, so the
+        events cannot fill the worker's memory until the kernel kills it, and lose them all.
+        At the call's deadline, or once a stop is asked for, it goes on: the time limit ends the call."""
+        chain = self.chain
+        if chain is None or not chain.backed_up:
+            return
+        deadline = self.call_deadline() or time.monotonic() + DEFAULT_TIMEOUT
+        while chain.backed_up and not (self.watchdog is not None and self.watchdog.stop_requested):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.pump(min(remaining, HEARTBEAT_INTERVAL))
+
     def take_acks(self) -> None:
         """Handles the chain's acknowledgements waiting, if any effect waits on them."""
         if self.chain is not None:

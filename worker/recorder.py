@@ -3,7 +3,8 @@
 An actor over its event rate (``[limits] events_per_second``, ``event_bytes_per_second``)
 is slowed down, not failed: the host call that would exceed the rate waits, serving the
 sockets meanwhile, and the waiting is recorded (``limit/throttled``, at most once a second
-and once more at the end).
+and once more at the end). So does one that would record more while ``chainlink.MAX_UNACKED``
+events wait for the chain (``Loop.wait_for_chain``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ Pump = Callable[[float], None]      # serve the sockets for up to this many seco
 
 
 class Recorder:
-    def __init__(self, chain: ChainLink, throttle: Throttle, pump: Pump) -> None:
+    def __init__(self, chain: ChainLink, throttle: Throttle, pump: Pump,
+                 catch_up: Callable[[], None] = lambda: None) -> None:
         self.chain = chain
         self.throttle = throttle
         self._pump = pump
+        self._catch_up = catch_up           # waits while too many events wait for the chain
         # Runs before every event: records what happened since the last one without a call of
         # its own (a WASI component's output, see worker.wasi.Output).
         self.before: Callable[[], None] | None = None
@@ -37,6 +40,8 @@ class Recorder:
         delay = self.throttle.wait(time.monotonic())
         if delay > 0:
             self._slow_down(delay)
+        if self.chain.backed_up:
+            self._catch_up()
         self.chain.emit(event_type, value, state_changed)
 
     def _slow_down(self, delay: float) -> None:
