@@ -149,3 +149,31 @@ def test_an_answer_over_one_message_is_refused_to_the_asker_and_recorded(monkeyp
     monkeypatch.setattr(message_server, "MAX_PAYLOAD", 11)
     ms.deliver(Incoming("chan_open", {"rid": "r2", "ch": "c2"}, b"", ("peer", b"opener")))
     assert host.said[-1][0] == "reply" and host.said[-1][2] == (bytes(11),) and "c2" in ms.channels
+
+
+def test_an_answer_over_the_askers_own_limit_is_its_err_not_its_death():
+    """A reply (or an accept's first message) is held to the asker's message limit like any
+    message to it: a 6 MiB reply to an actor with 4 MiB of memory trapped it (out of memory)."""
+    from worker.handlers import message_server
+
+    class Peers:
+        on_moved: list = []
+        sent: list = []
+
+        def call(self, _target, header, *_frames):
+            answer = {"ok": True, "accepted": True, "actor": "big"} if header["what"] == "chan_open" else {"ok": True}
+            return answer, [bytes(MiB + 1)]
+
+        def send(self, target, header, *frames):
+            self.sent.append((target, header))
+
+    host = SimpleNamespace(actor_id="small", peers=Peers(), manifest=SimpleNamespace(limits=Limits(memory=4 * MiB)))
+    ms = message_server.MessageServer(host, {})
+    why = f"a message of {MiB + 1} bytes is over actor small's limit of {MiB} bytes"
+    result = ms.request("big", b"q")
+    assert result.message.startswith(f"the reply was refused: {why}"), result
+    result = ms.open_channel("big", b"hi")
+    assert result.message.startswith(f"the channel's first message was refused: {why}"), result
+    assert not ms.channels
+    ((target, header),) = host.peers.sent
+    assert (target, header["what"]) == ("big", "chan_close")
