@@ -81,7 +81,15 @@ def _spawn(ask: Ask) -> None:
             ask.fail(err)
         else:
             ask.ok(child=rec.actor_id)
-    rec = services.supervision.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
+    sup = services.supervision
+    rec = sup.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
+    if (within := header.get("within_ms")) is not None:      # its parent stops waiting then
+
+        def too_late() -> None:
+            if rec.status == Status.STARTING and services.registry.get(rec.actor_id) is rec:
+                sup.stop(rec, "not ready before its parent's call stopped waiting", lambda: sup.remove(rec),
+                         by_parent=True)
+        services.outbox.later(within / 1000, too_late)
 
 
 def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:

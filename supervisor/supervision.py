@@ -132,6 +132,8 @@ class Supervision:
         return True
 
     def _ready(self, rec: ActorRecord) -> None:
+        if rec.run.stop_reason is not None:
+            return      # stopped while it started: who waits hears so once it has exited (_finish_stop)
         rec.status = Status.RUNNING
         rec.run.ready = self.clock()
         rec.ready_at = self.wall()

@@ -1,5 +1,6 @@
-"""Stops that meet restarts: a restart an actor waits for (its backoff, or its own stop first) is
-called off by any stop that comes meanwhile, and a call cut short by a stop is a stop, not a failure.
+"""Stops that meet starts: a restart an actor waits for (its backoff, or its own stop first) is
+called off by any stop that comes meanwhile; a call cut short by a stop is a stop, not a failure;
+a child not ready when its parent stops waiting for it is stopped.
 
 A worker stopped with SIGSTOP cannot answer its SIGTERM, so its stop lasts its whole ``[restart]
 shutdown`` timeout (then SIGKILL): the window in which the races below happened every time.
@@ -132,3 +133,23 @@ def test_a_call_cut_short_by_a_stop_is_a_stop(server, tmp_path):
         assert wait_note(c, parent, child) == f"external:{child}:-;"
         (ex,) = [decode_data(e.data) for e in c.events(child, types=["lifecycle/exit"])]
         assert (ex["kind"], ex["action"]) == ("shutdown", "stopped"), ex
+
+
+def test_a_child_not_ready_when_its_parent_stops_waiting_is_stopped(server, tmp_path):
+    """The parent's spawn gave up at its call's time limit (an Err), yet the child's start went on
+    and it ran as the parent's child: each retry added another. The server now stops a child that
+    is not ready a little before the parent's call stops waiting for it."""
+    with server.client(timeout=20) as c:
+        manifest = write_parent(tmp_path)
+        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        parent = c.start(manifest)["id"]
+        silent = c.start(write_probe(tmp_path, "silent"))["id"]
+        slow = write_probe(tmp_path, "slow")
+        slow.write_text(slow.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        # its init waits for a reply that never comes, until its own time limit: the parent's, which
+        # began a little earlier; so the child would be ready just after its parent stopped waiting
+        reply = c.request(parent, f"Islow.toml ask-init {silent}".encode())
+        assert reply.startswith(b"error: "), reply
+        wait_for(lambda: not [a for a in c.call("list")[0]["actors"] if a["parent"] == parent], timeout=30,
+                 what="the parent to have no child")
+        assert c.request(parent, b"L") == b""

@@ -98,7 +98,8 @@ KINDS: dict[str, Kind] = {
     "exiting": Kind({"actor": S, "reason": S}, reply="ok"),
     "heartbeat": Kind({}),
     "resolve": Kind({"id": S, "actor": S}, reply="ok"),
-    "spawn": Kind({"id": S, "manifest": S}, reply="ok"),    # an actor granted `supervisor`, about its children
+    "spawn": Kind({"id": S, "manifest": S}, reply="ok",    # an actor granted `supervisor`, about its children
+                  optional={"within_ms": N}),                 # the parent's wait for the child's init
     "children": Kind({"id": S}, reply="ok"),
     "stop_child": Kind({"id": S, "child": S}, reply="ok"),
     "restart_child": Kind({"id": S, "child": S}, reply="ok"),

@@ -8,6 +8,8 @@
 ;;                theater:simple/message-server-client (handle-send, handle-request)
 ;;
 ;; init: state == "fail-init" -> err("init refused"); state == "trap-init" -> trap;
+;;       state == "ask-init <actor>" -> request(actor, "d") first, whatever its answer (a slow init:
+;;       a probe asked "d" never answers, so the request waits until this init's time limit);
 ;;       otherwise logs "probe init" and keeps the state.
 ;; handle-request(rid, msg) / handle-send(msg): msg = op ++ rest
 ;;   e  reply rest                       s  state := rest, reply "ok"
@@ -191,6 +193,8 @@
     (data (i32.const 152) "done")           ;; 4 bytes
     (data (i32.const 160) "unknown")        ;; 7 bytes
     (data (i32.const 176) "x")              ;; 1 byte
+    (data (i32.const 184) "ask-init ")      ;; 9 bytes
+    (data (i32.const 196) "d")              ;; 1 byte
 
     ;; concat(a, a-len, b, b-len) -> ptr of a fresh heap buffer holding a ++ b
     (func $concat (param $a i32) (param $al i32) (param $b i32) (param $bl i32) (result i32)
@@ -478,7 +482,12 @@
               (i32.store offset=8 (global.get $RET) (i32.const 12))
               (return (global.get $RET))))
           (if (call $eq (local.get $sp) (local.get $sl) (i32.const 48) (i32.const 9))   ;; "trap-init"
-            (then unreachable))))
+            (then unreachable))
+          (if (i32.gt_u (local.get $sl) (i32.const 9))
+            (then
+              (if (call $eq (local.get $sp) (i32.const 9) (i32.const 184) (i32.const 9))   ;; "ask-init "
+                (then (call $request (i32.add (local.get $sp) (i32.const 9)) (i32.sub (local.get $sl) (i32.const 9))
+                                     (i32.const 196) (i32.const 1) (global.get $IRET))))))))
       (call $log (i32.const 16) (i32.const 10))
       (i32.store8 (global.get $RET) (i32.const 0))
       (i32.store8 offset=4 (global.get $RET) (local.get $sd))

@@ -24,6 +24,8 @@ CALLBACKS = {"child_error": "handle-child-error", "child_exit": "handle-child-ex
              "child_external_stop": "handle-child-external-stop"}
 # Requests that change something outside this actor (the rest only read).
 EFFECTS = {"spawn", "stop_child", "restart_child"}
+# A child not ready this long before the parent's call stops waiting is stopped by the server.
+SPAWN_MARGIN = 0.5
 # How the server's exit reasons map onto the WIT's error-type enum.
 ERROR_TYPES = {"timeout": "operation-timeout", "hang": "operation-timeout"}
 
@@ -36,14 +38,9 @@ class Supervisor(Handler):
     def functions(self) -> Functions:
         ask = self._ask
 
-        def spawn(manifest: str, init: bytes | None) -> Ok:
+        def spawn(manifest: str, init: bytes | None, resume: bool = False) -> Ok:
             header, _ = ask("spawn", *([init] if init is not None else []), manifest=manifest,
-                            has_init=init is not None)
-            return Ok(header["child"])
-
-        def resume(manifest: str, state: bytes | None) -> Ok:
-            header, _ = ask("spawn", *([state] if state is not None else []), manifest=manifest,
-                            has_init=state is not None, resume=True)
+                            has_init=init is not None, resume=resume, within_ms=self._within_ms())
             return Ok(header["child"])
 
         def list_children() -> list[str]:
@@ -71,10 +68,18 @@ class Supervisor(Handler):
                               timestamp=e.time_ns // 1_000_000, description=None) for e in events])
 
         return {INTERFACE: {
-            "spawn": errors_as_err(spawn), "resume": errors_as_err(resume), "list-children": list_children,
+            "spawn": errors_as_err(spawn), "resume": errors_as_err(lambda m, s: spawn(m, s, resume=True)),
+            "list-children": list_children,
             "stop-child": errors_as_err(stop_child), "restart-child": errors_as_err(restart_child),
             "get-child-state": errors_as_err(get_child_state), "get-child-events": errors_as_err(get_child_events),
         }}
+
+    def _within_ms(self) -> int | None:
+        """How long the server may take over a child's start before it stops it and says so: a
+        little less than this call waits, so the parent hears whether its child runs (a child it
+        had given up on ran on, and each retry added another)."""
+        left = self.host.call_time_left()
+        return None if left is None else max(0, int((left - SPAWN_MARGIN) * 1000))
 
     def _ask(self, kind: str, *frames: bytes, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         if kind in EFFECTS:
