@@ -188,6 +188,16 @@ def test_deeply_nested_or_unreadable_manifest_files(server, tmp_path):
     server_works(server)
 
 
+def test_a_path_with_a_nul_byte_is_one_line(server, tmp_path):
+    """A NUL in component or init_state is refused by name (os.stat raised ValueError: a traceback)."""
+    good = GOOD_MANIFEST.format(component="counter.wat")
+    for i, body in enumerate((good.replace("counter.wat", "counter\\u0000.wat"),
+                              'init_state = "s\\u0000.json"\n' + good)):
+        m = write_manifest(tmp_path, body, f"nul{i}.toml")
+        one_line(server.cli("start", str(m)), f"nul{i}.toml", ("component", "init_state")[i], "NUL", code=2)
+    server_works(server, counter=False)
+
+
 # ---- components (5-8) --------------------------------------------------------------------------
 
 

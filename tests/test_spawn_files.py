@@ -114,6 +114,19 @@ def test_a_manifest_or_init_state_that_fails_to_parse_is_an_err(server, family):
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
 
 
+def test_a_path_with_a_nul_byte_is_an_err(server, family):
+    """A NUL in the manifest's path, its component or its init_state: os.stat raised ValueError,
+    which left the spawn unanswered until the parent's call timed out."""
+    c, parent, _, _ = family
+    refused(c, parent, "probe.toml\0", "NUL")
+    refused(c, parent, "probe\0.toml", "NUL")
+    refused(c, parent, child_toml(component="probe\\u0000.wat"), "component", "NUL")
+    refused(c, parent, child_toml(extra='init_state = "s\\u0000.json"'), "init_state", "NUL")
+    answers_promptly(server)
+    log = (server.home.logs / "server.log").read_text()
+    assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
 def test_a_component_spawned_again_unchanged_is_not_read_again(server, family):
     """The server reads and hashes a child's component file once; later spawns of the same,
     unchanged file name the stored component (a componentize-py child is 18 MB: read and hashed

@@ -244,6 +244,9 @@ class Checker:
         init = doc.get("init_state")
         if init is not None and not isinstance(init, str | dict):
             raise self.fail(f"init_state = {init!r}", "expected a path to a JSON file or an inline table")
+        for key, path in (("component", component), ("init_state", init)):
+            if isinstance(path, str) and "\0" in path:      # os calls raise ValueError on it
+                raise self.fail(f"{key} = {path!r}", "a path may not contain a NUL byte")
         assert name is not None and version is not None and component is not None
         return Manifest(
             name=name, version=version, component=component, source=self.source,

@@ -273,6 +273,8 @@ def within(root: str | Path, given: str, base: str | Path | None = None) -> Path
     leads out of ``root``."""
     if not given or Path(given).is_absolute():
         raise OSError(errno.EACCES, "an actor may only name relative paths")
+    if "\0" in given:                 # os.stat and resolve() would raise ValueError, not OSError
+        raise OSError(errno.EINVAL, "a path may not contain a NUL byte")
     top = Path(root).resolve()
     real = (Path(base if base is not None else root) / given).resolve()
     if not real.is_relative_to(top):
