@@ -216,6 +216,22 @@ def test_a_message_an_actor_cannot_take_is_refused_not_lost(module_server, tmp_p
     assert server.cli("message", counter, "+1").code == 0          # one that takes it still does
 
 
+def test_a_message_takes_its_options_before_or_after_its_data(module_server):
+    """`theater message ID --request DATA` was refused ("unrecognized arguments: DATA"): argparse
+    gives the optional DATA nothing once an option stands between it and ID. ``--`` still ends
+    the options, for DATA that starts with "-"; --file - still reads stdin."""
+    server = module_server
+    probe = cli_start(server, ACTORS / "probe.toml")
+    for args, reply in (((probe, "ehello", "--request"), b"hello"), ((probe, "--request", "ehello"), b"hello"),
+                        (("--request", probe, "ehello"), b"hello"), ((probe, "--json", "--request", "ehi"), b"hi"),
+                        ((probe, "--request", "--", "e-x"), b"-x"), ((probe, "--", "e-x"), b"")):
+        r = server.cli("message", *args)
+        assert r.code == 0 and reply in r.out, (args, r)
+    assert server.cli("message", probe, "--request", "--file", "-", input=b"estdin").out == b"stdin"
+    one_line(server.cli("message", probe, "--request", "-x"), "unrecognized arguments: -x", code=2)
+    one_line(server.cli("message", probe, "--request", "ea", "eb"), "unrecognized arguments: eb", code=2)
+
+
 def test_json_output_carries_no_wire_fields(module_server):
     server = module_server
     counter = cli_start(server, COUNTER)

@@ -11,6 +11,7 @@ import argparse
 import os
 import sqlite3
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__, grants
@@ -36,7 +37,24 @@ getting started:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error as one line (bad input gets one line, like every error)."""
+    """argparse, with a usage error as one line (bad input gets one line, like every error), and
+    a command's options taken before or after its positionals: plain argparse gives an optional
+    positional nothing once an option stands between it and the one before, so it refused
+    `theater message ID --request DATA` (DATA "unrecognized"). ``--`` still ends the options."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        # a parser of sub-commands cannot be intermixed (argparse refuses); the flag: argparse's
+        # intermixed parse calls parse_known_args twice itself, which must be the plain one
+        if self._intermixing or any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._actions):
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
 
     def error(self, message: str) -> NoReturn:
         _output.error(f"{message} (see `{self.prog} --help`)")
