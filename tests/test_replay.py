@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import orjson
 import pytest
 
 from theater.errors import TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, EXAMPLES, wait_for
+from .conftest import ACTORS, EXAMPLES, request_in_thread, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -104,6 +107,44 @@ def test_a_timed_out_call_is_not_reproducible_and_says_so(server, tmp_path):
     code, report, err = replay(server, probe)
     assert code == 0, err
     assert report["ok"] and "not_reproducible_from" in report
+
+
+def test_a_call_whose_worker_was_killed_replays_up_to_the_kill(server, tmp_path):
+    """The record of a call whose worker was SIGKILLed ends without a result, at the server's
+    lifecycle/exit: its host calls are compared as far as they go, then that incarnation's
+    replay ends there and says why, and the next one replays. A change before the kill is
+    still a divergence."""
+    manifest = tmp_path / "throttled.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"',
+                        f'component = "{ACTORS / "probe.wat"}"') + "\n[limits]\nevents_per_second = 100\n")
+    c = server.client()
+    probe = c.start(manifest)["id"]
+    t, _ = request_in_thread(server, probe, b"n1000000")     # logs "spam" for hours at 100 events/s
+    call = wait_for(lambda: next((e.seq for e in c.events(probe) if e.type == "wasm"
+                                  and decode_data(e.data)["function"].endswith("handle-request")), None),
+                    timeout=30, what="the call")
+    wait_for(lambda: len(c.events(probe, since=call, types=["theater:simple/runtime/log"])) >= 10,
+             timeout=30, what="the call's logs")
+    os.kill(c.inspect(probe)["pid"], signal.SIGKILL)
+    t.join(60)
+    wait_for(lambda: (i := c.inspect(probe))["status"] == "running" and i["restarts"] == 1,
+             timeout=30, what="the restart")
+    assert c.request(probe, b"eback") == b"back"
+    exit_ = next(e for e in c.events(probe, since=call) if e.type == "lifecycle/exit")
+    assert decode_data(exit_.data)["reason"] == "killed"
+    code, report, err = replay(server, probe)
+    assert code == 0, (err, report)
+    assert report["ok"] and report["incarnations"] == 2 and report["calls"] == 4, report   # init, n, init, e
+    assert report["not_reproducible_from"] == call, report
+    assert report["not_reproducible_why"] == "the worker died during this call (killed)", report
+    human = server.cli("replay", probe)
+    assert human.code == 0 and f"not reproducible from event {call}: the worker died" in human.text
+    # the same actor logging "spaM": the first log of the killed call diverges
+    variant = tmp_path / "probe-spam.wat"
+    variant.write_text((ACTORS / "probe.wat").read_text().replace('"spam"', '"spaM"'))
+    code, report, _ = replay(server, probe, "--component", str(variant))
+    assert code == 5 and report["seq"] == call + 1, report
+    assert "the replay produced theater:simple/runtime/log" in report["error"], report
 
 
 def test_a_replayed_call_that_never_ends_is_a_divergence_not_a_hang(server, tmp_path):

@@ -7,8 +7,10 @@ recorded output of the next host-call event, after checking that it is the same 
 with the same inputs. Each event the actor produces is encoded as the live actor would
 (``records``) and hashed after the recorded previous event: the first hash that differs is
 the divergence. Events the actor does not produce (lifecycle, limits) are taken as
-recorded. A call the record shows interrupted by wall-clock time (timeout, stop) ends the
-incarnation's replay there: that is not reproducible, and not a divergence.
+recorded. A call whose record ends without its outcome (wall-clock time cut it short, or
+its worker died in it: the next event is a ``lifecycle/exit``, or the chain ends) is replayed
+as far as its record goes, every event compared; then it is stopped and the incarnation's
+replay ends there: the rest is not reproducible, and not a divergence.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ CALL_LIMIT_FACTOR = 20
 CALL_LIMIT_MIN = 5.0
 
 
+class _RecordEnds(Exception):
+    """Raised where a replayed call goes past the end of a record that has no outcome for it."""
+
+
 class Diverged(Exception):
     def __init__(self, seq: int, why: str) -> None:
         super().__init__(f"event {seq}: {why}")
@@ -52,13 +58,14 @@ class Report:
     calls: int
     incarnations: int
     stopped_at: int | None = None       # an interrupted call the replay could not reproduce
+    stopped_why: str = ""
     divergence: Diverged | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"actor": self.actor, "ok": self.divergence is None, "events": self.events,
                                "calls": self.calls, "incarnations": self.incarnations}
         if self.stopped_at is not None:
-            out["not_reproducible_from"] = self.stopped_at
+            out.update(not_reproducible_from=self.stopped_at, not_reproducible_why=self.stopped_why)
         if self.divergence is not None:
             out.update(seq=self.divergence.seq, error=self.divergence.why)
         return out
@@ -87,6 +94,8 @@ class Replayer:
         self.incarnations = 0
         self.output: wasi.Output | None = None
         self.exports: dict[str, Export] = {}
+        self.end = len(events)             # where the record of what runs now ends
+        self.cut: str | None = None        # why that record ends before the call's outcome
 
     def run(self) -> Report:
         report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
@@ -96,7 +105,7 @@ class Replayer:
                 if self.events[i].type == "lifecycle/start":
                     i, stopped = self._incarnation(i)
                     if stopped is not None and report.stopped_at is None:
-                        report.stopped_at = stopped
+                        report.stopped_at, report.stopped_why = stopped
                 else:
                     i += 1
         except Diverged as d:
@@ -111,8 +120,9 @@ class Replayer:
 
     # ---- one incarnation ------------------------------------------------------------------
 
-    def _incarnation(self, start: int) -> tuple[int, int | None]:
+    def _incarnation(self, start: int) -> tuple[int, tuple[int, str] | None]:
         self.incarnations += 1
+        self.end, self.cut = len(self.events), None
         info = decode_data(self.events[start].data)
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
@@ -150,10 +160,10 @@ class Replayer:
             body = decode_data(ev.data)
             if body.get("event") != "call":
                 raise Diverged(ev.seq, f"a recorded {body.get('event')} without its call")
-            outcome = self._call(i, body, instance, store, state)
-            if outcome is None:                  # interrupted in the record: not reproducible
-                return self._next_start(i), ev.seq
-            i, state = outcome
+            try:
+                i, state = self._call(i, body, instance, store, state)
+            except _RecordEnds as end:           # interrupted in the record: not reproducible
+                return self._next_start(i), (ev.seq, str(end))
         return i, None
 
     def _instantiated_from(self, start: int) -> int:
@@ -170,14 +180,16 @@ class Replayer:
         return i
 
     def _call(self, i: int, body: dict[str, Any], instance: wc.Instance, store: wasmtime.Store,
-              state: bytes | None) -> tuple[int, bytes | None] | None:
+              state: bytes | None) -> tuple[int, bytes | None]:
+        """Makes the call recorded at ``i`` again; raises _RecordEnds where a record without
+        its outcome is exhausted (at once if it holds nothing the actor did in the call)."""
         function = body["function"]
         interface, fn = function.rsplit(".", 1)
         params = _params(body["params"])
         self._produce(i, "wasm", records.call_event(function, params))
-        duration, interrupted = self._recorded_end(i)
-        if interrupted:
-            return None
+        duration, self.end, self.cut = self._recorded_end(i)
+        if self.cut is not None and self.end == i + 1:
+            raise _RecordEnds(self.cut)
         self.calls += 1
         self.cursor = i + 1
         export = self.exports.get(function)
@@ -192,13 +204,10 @@ class Replayer:
         try:
             tag, payload = export(state, params)
         except wasmtime.WasmtimeError as e:
-            if overran.is_set():
+            if overran.is_set() and self.cursor < self.end:
                 raise Diverged(self.events[i].seq, f"the call runs past {seconds:g}s; the record has it "
                                                    f"finish in {duration:.3g}s") from None
-            j = self._next_actor_event()
-            rec_body = decode_data(self.events[j].data)
-            if rec_body.get("event") == "error" and rec_body.get("reason") in NOT_REPRODUCIBLE:
-                return None
+            j = self._next_actor_event()         # _RecordEnds if the epoch stopped it at the record's end
             self._produce(j, "wasm", records.error_event(function, "trap", records.trap_message(e)))
             return j + 1, state                  # the instance is dead; only lifecycle events follow
         finally:
@@ -212,16 +221,28 @@ class Replayer:
         self._produce(j, "wasm", event)
         return j + 1, new_state
 
-    def _recorded_end(self, i: int) -> tuple[float, bool]:
-        """How the call recorded at ``i`` ended: seconds until the next event that ends a call,
-        and whether wall-clock time cut it short (then it is not reproducible)."""
-        for j in range(i + 1, len(self.events)):
-            ev = self.events[j]
-            if ev.type == "wasm" or ev.type == "lifecycle/start":
-                body = decode_data(ev.data) if ev.type == "wasm" else {}
-                interrupted = body.get("event") == "error" and body.get("reason") in NOT_REPRODUCIBLE
-                return max(0.0, (ev.time_ns - self.events[i].time_ns) / 1e9), interrupted
-        return 0.0, False
+    def _recorded_end(self, i: int) -> tuple[float, int, str | None]:
+        """How the call recorded at ``i`` ended: seconds until the event that ends it, where its
+        record ends, and why that record has no outcome to compare (None when it has one): time
+        cut the call short, or its incarnation ended in it. Such a record ends after the last
+        event the actor produced in the call."""
+        events = self.events
+        j = i + 1
+        while j < len(events) and events[j].type != "wasm" and not events[j].type.startswith("lifecycle/"):
+            j += 1
+        seconds = max(0.0, (events[min(j, len(events) - 1)].time_ns - events[i].time_ns) / 1e9)
+        body = decode_data(events[j].data) if j < len(events) else {}
+        if j == len(events):
+            cut = "the record ends during this call"
+        elif events[j].type != "wasm":
+            cut = f"the worker died during this call ({body.get('reason', 'no exit recorded')})"
+        elif body.get("event") == "error" and body.get("reason") in NOT_REPRODUCIBLE:
+            cut = f"the call was cut short ({body['reason']})"
+        else:
+            return seconds, len(events), None
+        while j > i + 1 and _skipped(events[j - 1]):
+            j -= 1
+        return seconds, j, cut
 
     def _next_actor_event(self) -> int:
         """The index of the next event the actor produces, after what it wrote to stdout/stderr
@@ -241,10 +262,11 @@ class Replayer:
         """Skips what the actor does not produce: lifecycle and limit events, and the refusals
         its handlers recorded (the call they refused comes next, and is checked)."""
         events = self.events
-        while self.cursor < len(events) and (events[self.cursor].type.startswith(("lifecycle/", "limit/"))
-                                             or events[self.cursor].type.endswith("/permission-denied")):
+        while self.cursor < self.end and _skipped(events[self.cursor]):
             self.cursor += 1
-        if self.cursor >= len(events):
+        if self.cursor >= self.end:
+            if self.cut is not None:
+                raise _RecordEnds(self.cut)
             raise Diverged(events[-1].seq + 1, "the replay goes on after the record ends")
 
     def _produce(self, i: int, event_type: str, value: Any) -> None:
@@ -256,6 +278,8 @@ class Replayer:
             raise Diverged(rec.seq, f"the replay produced {event_type} {_short(value)}, the record has "
                                     f"{rec.type} {_short(decode_data(rec.data))}")
         self.cursor = i + 1
+        if self.cut is not None and self.cursor == self.end:
+            self.engine.increment_epoch()   # the record ends here: stop the call at its next loop or call
 
     def _feeder(self, interface: str, fn: str) -> Callable[..., Any]:
         """A host function answering with what the record says it answered (rebuilt by the
@@ -274,6 +298,11 @@ class Replayer:
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
+
+
+def _skipped(ev: Event) -> bool:
+    """Not produced by the actor: lifecycle and limit events, and its handlers' refusals."""
+    return ev.type.startswith(("lifecycle/", "limit/")) or ev.type.endswith("/permission-denied")
 
 
 def _short(value: Any, limit: int = 200) -> str:

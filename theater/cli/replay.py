@@ -21,9 +21,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     """Replay an actor offline: instantiate its component afresh for each incarnation in its
     chain, make every recorded call again, answer every host call with its recorded output,
     and compare each event the actor produces with the record by hash. Reports the first
-    divergence (exit 5). Calls the record shows cut short by wall-clock time (a timeout, a
-    stop) cannot be reproduced: the replay of that incarnation ends there, and says so. A
-    call that runs 20 times longer than it did when recorded (at least 5 s) has diverged.
+    divergence (exit 5). A call the record shows cut short by wall-clock time (a timeout, a
+    stop) or by the death of its worker (SIGKILL, the OOM killer, a crash) cannot be reproduced:
+    it is replayed as far as its record goes, then the replay of that incarnation ends there,
+    and says so. A call that runs 20 times longer than it did when recorded (at least 5 s) has
+    diverged.
 
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
     component or --component FILE. Needs no server. It may take 600 s unless --timeout says.
@@ -52,7 +54,7 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json(report)
     elif report["ok"]:
-        extra = (f"; not reproducible from event {report['not_reproducible_from']} (cut short by time)"
+        extra = (f"; not reproducible from event {report['not_reproducible_from']}: {report['not_reproducible_why']}"
                  if "not_reproducible_from" in report else "")
         _output.line(f"ok      {report['actor']}  {report['calls']} calls in {report['incarnations']} incarnation(s), "
               f"{report['events']} events reproduced{extra}")
