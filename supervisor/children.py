@@ -9,6 +9,7 @@ must be inside that directory (see ``_spawn``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from theater.paths import read_regular, within
 
 from .registry import ActorRecord, Status
 from .services import Services
+
+log = logging.getLogger("theater.server")
 
 KINDS = ("spawn", "children", "stop_child", "restart_child", "child_state", "child_events")
 
@@ -60,6 +63,9 @@ def handle(services: Services, parent: ActorRecord, header: dict[str, Any], data
         _HANDLERS[header["k"]](ask)
     except TheaterError as e:
         ask.fail(e)
+    except Exception as e:      # a bug: logged, and the parent's call hears it rather than waits out its time
+        log.exception("theater-server: internal error handling %s from %s", header["k"], parent.actor_id)
+        ask.fail(TheaterError(f"internal error in the server: {type(e).__name__}: {e}"))
 
 
 def _spawn(ask: Ask) -> None:

@@ -127,6 +127,27 @@ def test_a_path_with_a_nul_byte_is_an_err(server, family):
     assert "Traceback" not in log and "internal error" not in log, log[-3000:]
 
 
+def test_a_parents_request_the_server_breaks_on_is_answered():
+    """An error the server did not expect in a parent's request (a bug, as the NUL byte's
+    ValueError was) is logged and answered, not left for the parent's call to wait out."""
+    from types import SimpleNamespace
+
+    from supervisor import children
+
+    class Registry:
+        @property
+        def actors(self):
+            raise RuntimeError("a bug")
+
+    said: list = []
+    services = SimpleNamespace(registry=Registry(), outbox=SimpleNamespace(to_worker=lambda *a: said.append(a)))
+    parent = SimpleNamespace(actor_id="p", children=["c"])
+    children.handle(services, parent, {"k": "children", "id": "r1"}, [])
+    ((to, answer),) = said
+    assert (to, answer["k"], answer["re"]) == ("p", "error", "r1"), answer
+    assert answer["error"] == "internal error in the server: RuntimeError: a bug", answer
+
+
 def test_a_component_spawned_again_unchanged_is_not_read_again(server, family):
     """The server reads and hashes a child's component file once; later spawns of the same,
     unchanged file name the stored component (a componentize-py child is 18 MB: read and hashed
