@@ -142,8 +142,9 @@ def _child_state(ask: Ask) -> None:
 
 
 def _child_events(ask: Ask) -> None:
-    ask.services.outbox.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id},
-                                  then=lambda h, frames: ask.answer(h, frames, "actor", "events"))
+    ask.services.outbox.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id,
+                                   "since": ask.header.get("since") or 0},
+                                  then=lambda h, frames: ask.answer(h, frames, "actor", "events", "more"))
 
 
 _HANDLERS = {

@@ -234,6 +234,27 @@ def test_a_query_lost_in_a_chain_restart_is_answered_with_an_error(server, c, tm
     assert types.startswith(b"lifecycle/start"), types
 
 
+def test_get_child_events_returns_the_whole_chain_or_says_why_not(c, tmp_path):
+    """The chain answers a page of 2,000 events at a time: a parent got the first page of a longer
+    chain as if it were the whole. Now it gets every event, or an Err when they would not fit the
+    memory it takes one message into."""
+    parent, (child,) = family(c, tmp_path, {}, ("child", {"type": "permanent"}))
+    assert c.request(child, b"n2500") == b"logged"
+    length = len(c.events(child))
+    types = c.request(parent, b"E" + child.encode()).decode().split(",")
+    assert len(types) == length > 2500, (len(types), length)
+    assert types.count("theater:simple/runtime/log") == 2500 + 1          # its init logs once too
+
+    small = write_parent(tmp_path, "small")
+    small.write_text(small.read_text() + '\n[limits]\nmemory = "1MiB"\n')
+    small_parent = c.start(small)["id"]
+    kid = spawn(c, small_parent, write_probe(tmp_path, "kid", '[limits]\nmemory = "1MiB"'))
+    assert c.request(kid, b"n3000") == b"logged"        # ~100 bytes an event: over 256 KiB
+    reply = c.request(small_parent, b"E" + kid.encode())
+    assert reply.startswith(b"error: the chain of " + kid.encode() + b" is larger than this actor's message limit"), \
+        reply
+
+
 # ---- b. trap -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["transient", "temporary"])

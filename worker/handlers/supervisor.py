@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from theater.errors import TheaterError
-from theater.events import from_wire
+from theater.events import Event, from_wire
 
 from ..mailbox import Incoming
-from ..values import Ok, errors_as_err, record
+from ..values import Err, Ok, errors_as_err, record
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/supervisor"
@@ -24,6 +24,9 @@ CALLBACKS = {"child_error": "handle-child-error", "child_exit": "handle-child-ex
              "child_external_stop": "handle-child-external-stop"}
 # Requests that change something outside this actor (the rest only read).
 EFFECTS = {"spawn", "stop_child", "restart_child"}
+# What one event of get-child-events takes in the actor's memory beside its data and type:
+# its hashes, the record's fields.
+EVENT_OVERHEAD = 96
 # A child not ready this long before the parent's call stops waiting is stopped by the server.
 SPAWN_MARGIN = 0.5
 # How the server's exit reasons map onto the WIT's error-type enum.
@@ -61,9 +64,22 @@ class Supervisor(Handler):
             header, frames = ask("child_state", child=child)
             return Ok(frames[0] if header.get("has_state") and frames else None)
 
-        def get_child_events(child: str) -> Ok:
-            header, frames = ask("child_events", child=child)
-            events = [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
+        def get_child_events(child: str) -> Ok | Err:
+            """The whole chain, page by page (the chain answers a page at a time), as long as it
+            fits what this actor takes in one message: a first page alone looked like the whole."""
+            events: list[Event] = []
+            room = self.host.manifest.limits.max_message
+            more = True
+            while more:
+                header, frames = ask("child_events", child=child, since=events[-1].seq + 1 if events else 0)
+                page = [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
+                room -= sum(len(e.data) + len(e.type) + EVENT_OVERHEAD for e in page)
+                if room < 0:
+                    return Err(f"the chain of {child} is larger than this actor's message limit "
+                               f"({self.host.manifest.limits.max_message} bytes); {len(events) + len(page)} "
+                               f"events read so far")
+                events += page
+                more = bool(header.get("more")) and bool(page)
             return Ok([record(hash=e.hash, parent_hash=e.parent, event_type=e.type, data=e.data,
                               timestamp=e.time_ns // 1_000_000, description=None) for e in events])
 
