@@ -255,6 +255,18 @@ def test_a_clients_channel_closes_when_its_actor_restarts(server):
             c.call("channel_send", b"two", channel=ch)
 
 
+def test_an_actor_sends_to_itself_by_id_name_or_prefix(server):
+    """By its full id a send to itself was queued; by its name or an id prefix it was refused as
+    "it cannot wait on its own reply", though a one-way message waits for none."""
+    with server.client(timeout=30) as c:
+        me = c.start(ACTORS / "parent.toml")["id"]
+        for target in (me, "parent", me[:8]):
+            assert c.request(me, f"P{target} to-self".encode()) == b"ok", target
+        wait_for(lambda: sum(b"to-self" in e.data for e in c.events(me, types=["wasm"])
+                             if b"handle-send" in e.data) == 3, what="three handle-send calls of its own messages")
+        assert c.request(me, b"Qparent x").startswith(b"error: an actor cannot request itself")
+
+
 # ---- deferred replies ----------------------------------------------------------------------------
 
 def _outstanding_request(server, actor: str) -> tuple[threading.Thread, dict[str, CLIResult], str]:

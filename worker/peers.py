@@ -46,16 +46,19 @@ class Peers:
         self.by_sock: dict[zmq.Socket, Outgoing] = {}
         self.on_moved: list[Callable[[str], None]] = []   # told when a peer stops or restarts
 
-    def _connect(self, target: str) -> Outgoing:
+    def _connect(self, target: str) -> Outgoing | None:
+        """The connection to ``target``'s inbox (made on first use); None when ``target`` is this
+        actor itself, by id, name or prefix."""
         canonical = self.aliases.get(target, target)
+        if canonical == self.actor_id:
+            return None
         out = self.outgoing.get(canonical)
         if out is not None:
             return out
         header, _ = self.loop.control_request({"k": "resolve", "actor": target})
-        canonical = header["actor"]
+        canonical = self.aliases[target] = header["actor"]
         if canonical == self.actor_id:
-            raise Refused(f"actor {canonical} is this actor itself; it cannot wait on its own reply")
-        self.aliases[target] = canonical
+            return None
         sock = self.loop.ctx.socket(zmq.DEALER)     # its routing id is libzmq's: see worker.senders
         sock.setsockopt(zmq.SNDHWM, PEER_HWM)
         sock.setsockopt(zmq.LINGER, 1000)
@@ -72,10 +75,10 @@ class Peers:
     def send(self, target: str, header: dict[str, Any], *frames: bytes) -> None:
         """Queues a one-way message; waits first (serving the sockets) while too many are on their
         way to the peer, within the running call's deadline."""
-        if target == self.actor_id:
+        out = self._connect(target)
+        if out is None:
             self.local(header["what"], header, frames[0] if frames else b"")
             return
-        out = self._connect(target)
         if wire.readable(out.sock):   # a refusal may be waiting (we may be deep in one wasm call)
             self.loop.drain(out.sock)
         self.loop.take_acks()         # ... and acknowledgements that let earlier sends go
@@ -126,9 +129,9 @@ class Peers:
 
     def call(self, target: str, header: dict[str, Any], *frames: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Sends a request or channel open and waits for its reply, within the current call's deadline."""
-        if target == self.actor_id:
-            raise Refused("an actor cannot request itself: it is busy running this call")
         out = self._connect(target)
+        if out is None:
+            raise Refused("an actor cannot request itself: it is busy running this call")
         canonical, sock = out.peer, out.sock
         self.loop.before_effect()       # nothing leaves ahead of the events that led to it
         msg = protocol.encode({**header, **out.stamp}, *frames)
