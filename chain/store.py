@@ -58,15 +58,16 @@ class Head:
     name: str = ""
     state: bytes | None = None
     has_state: bool = False
+    state_seq: int | None = None   # the event that set the state (its data holds it)
     state_dirty: bool = False
     name_dirty: bool = False
     durable: int = -1        # the last event stored
 
     def snapshot(self) -> tuple[Any, ...]:
-        return self.aid, self.seq, self.hash, self.stamp, self.state, self.has_state, self.state_dirty
+        return self.aid, self.seq, self.hash, self.stamp, self.state, self.has_state, self.state_seq, self.state_dirty
 
     def restore(self, snap: tuple[Any, ...]) -> None:
-        self.aid, self.seq, self.hash, self.stamp, self.state, self.has_state, self.state_dirty = snap
+        self.aid, self.seq, self.hash, self.stamp, self.state, self.has_state, self.state_seq, self.state_dirty = snap
 
 
 @dataclass
@@ -87,6 +88,8 @@ class ChainStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=" + ("FULL" if durability == "machine" else "NORMAL"))
         self.db.executescript(SCHEMA)
+        if "state_seq" not in {row[1] for row in self.db.execute("PRAGMA table_info(actors)")}:
+            self.db.execute("ALTER TABLE actors ADD COLUMN state_seq INTEGER")     # a database from before it
         self.key = key
         self.durability = durability
         self.heads: dict[str, Head] = {}
@@ -104,13 +107,14 @@ class ChainStore:
     def head(self, actor_id: str, name: str = "") -> Head:
         h = self.heads.get(actor_id)
         if h is None:
-            row = self.db.execute("SELECT aid, seq, hash, stamp, has_state, state, name FROM actors WHERE actor = ?",
-                                  (actor_id,)).fetchone()
+            row = self.db.execute("SELECT aid, seq, hash, stamp, has_state, state, name, state_seq FROM actors "
+                                  "WHERE actor = ?", (actor_id,)).fetchone()
             if row is None:
                 h = Head(actor_id, None, -1, None, None, name)
             else:
-                aid, seq, hash_, stamp, has_state, state, stored_name = row
-                h = Head(actor_id, aid, seq, hash_, stamp, stored_name, state, bool(has_state), durable=seq)
+                aid, seq, hash_, stamp, has_state, state, stored_name, state_seq = row
+                h = Head(actor_id, aid, seq, hash_, stamp, stored_name, self._state(actor_id, aid, state, state_seq),
+                         bool(has_state), state_seq, durable=seq)
             self.heads[actor_id] = h
         if name and not h.name:
             h.name, h.name_dirty = name, True       # written with its next commit
@@ -123,6 +127,19 @@ class ChainStore:
             return None
         r = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (head.aid, seq)).fetchone()
         return r[0] if r else None
+
+    def _state(self, actor_id: str, aid: int, copy: bytes | None, state_seq: int | None) -> bytes | None:
+        """An actor's last state, from the event that set it: that event is hash-linked and signed
+        (an edit of it fails ``verify``); the actors row's copy is not, and an edit of the copy
+        alone was the state the actor resumed from, laundered into its next lifecycle/start."""
+        if state_seq is None:
+            return copy                 # stored before the event was noted (an older database)
+        row = self.db.execute("SELECT data FROM events WHERE aid = ? AND seq = ?", (aid, state_seq)).fetchone()
+        state = decode_data(row[0]).get("state") if row else None
+        if state != copy:
+            log.error("chain: actor %s: the stored copy of its state differs from event %d, which set it; the "
+                      "event's is used (chains.db was changed outside theater?)", actor_id, state_seq)
+        return state
 
     def stage(self, actor_id: str, meta: dict[str, Any], data: bytes) -> bool:
         """Checks one event from a worker and stages it; False if it is a duplicate we hold."""
@@ -147,6 +164,7 @@ class ChainStore:
         self._push(h, seq, type_, data, actual, time_ns)
         if meta.get("state"):
             h.state = decode_data(data).get("state")
+            h.state_seq = seq
             h.has_state = True
             h.state_dirty = True
         return True
@@ -198,8 +216,8 @@ class ChainStore:
             for row in last.values():
                 h = row.head
                 if h.state_dirty:
-                    db.execute("UPDATE actors SET seq=?, hash=?, stamp=?, has_state=1, state=? WHERE aid=?",
-                               (row.seq, row.hash, row.stamp, h.state, h.aid))
+                    db.execute("UPDATE actors SET seq=?, hash=?, stamp=?, has_state=1, state=?, state_seq=? "
+                               "WHERE aid=?", (row.seq, row.hash, row.stamp, h.state, h.state_seq, h.aid))
                 else:
                     db.execute("UPDATE actors SET seq=?, hash=?, stamp=? WHERE aid=?",
                                (row.seq, row.hash, row.stamp, h.aid))

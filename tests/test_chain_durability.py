@@ -313,6 +313,32 @@ def test_a_call_that_records_faster_than_a_stopped_chain_waits_for_it(server, tm
     assert (spam, rows) == (n, span), (spam, rows, span)
 
 
+def test_an_actor_resumes_from_the_state_its_chain_holds_not_an_edited_copy(server, tmp_path):
+    """The actors row keeps a copy of each actor's last state, signed by nothing: edited while the
+    server was down, it was the state the actor resumed from, and its next lifecycle/start recorded
+    it, signed; verify and replay passed. The state now comes from the event that set it, whose
+    edit verify catches."""
+    actor = start(server, probe_manifest(tmp_path, "bank"))
+    with server.client() as c:
+        assert c.request(actor, b"sbalance=10") == b"ok"
+    wait_stored(server.home, actor, b"ok")
+    server.stop()
+    db = sqlite3.connect(server.home.chains_db)
+    db.execute("UPDATE actors SET state = ? WHERE actor = ?", (b"balance=1000000", actor))
+    db.commit()
+    db.close()
+    second = Server(server.home)
+    try:
+        second.start()
+        with second.client() as c:
+            wait_for(lambda: c.inspect(actor)["status"] == "running", timeout=20, what="the actor to be back")
+            assert c.state(actor) == b"balance=10"
+            assert c.request(actor, b"e") == b""
+        assert "differs from event" in (server.home.logs / "server.log").read_text()
+    finally:
+        second.stop()
+
+
 def test_server_sigkilled_while_busy_then_a_new_server_resumes_the_actors(server, tmp_path):
     # 500 events/s: a call of 5,000 lasts 10 s, so it is still running when the server is killed
     # even if the kill comes seconds late on a loaded machine (at 2,000/s it sometimes finished)

@@ -197,6 +197,24 @@ def test_reads_from_any_point_give_the_events_a_full_read_gives(tmp_path):
     assert list(reader.events("b", 20)) == list(ChainReader(tmp_path / "chains.db").events("b"))[20:]
 
 
+def test_a_database_from_before_the_state_event_was_noted_opens_and_keeps_its_states(tmp_path):
+    """chains.db gained actors.state_seq (the event that set the state); one without it gets the
+    column, and an actor stored then resumes from the row's copy, as it did."""
+    import sqlite3
+
+    from chain.store import ChainStore
+    from theater.chaindb import SCHEMA
+
+    path = tmp_path / "chains.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.replace("    state BLOB,", "    state BLOB").replace("    state_seq INTEGER\n", ""))
+    db.execute("INSERT INTO actors (actor, seq, has_state, state) VALUES ('a', -1, 1, x'05')")
+    db.commit()
+    db.close()
+    assert ChainStore(path, Ed25519PrivateKey.generate()).head("a").state == b"\x05"
+    assert "state_seq" in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(actors)")}
+
+
 def failed_verify(r, *needles: str, code: int = 5) -> str:
     """`theater verify` failed as a verification (or usage) failure: one line, no traceback."""
     detail = f"exit {r.code}, stderr {r.err!r}, stdout {r.out!r}"

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS actors (
     hash BLOB,                            -- its hash
     stamp BLOB,                           -- its time stamp
     has_state INTEGER NOT NULL DEFAULT 0, -- the last committed state (from the last wasm result)
-    state BLOB
+    state BLOB,                           -- a copy: the event state_seq holds it, hash-linked
+    state_seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS types (tid INTEGER PRIMARY KEY, type TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
