@@ -132,14 +132,15 @@ class Supervision:
         return True
 
     def _ready(self, rec: ActorRecord) -> None:
-        if rec.run.stop_reason is not None:
-            return      # stopped while it started: who waits hears so once it has exited (_finish_stop)
-        rec.status = Status.RUNNING
-        rec.run.ready = self.clock()
-        rec.ready_at = self.wall()
-        self.directory.up(rec)
-        for cb in self.start_waiters.pop(rec.actor_id, []):
-            cb(None)
+        """Its init is done: who waits for it hears so, unless it is being stopped (they hear that
+        once it has exited: _finish_stop); an ordered restart goes on with the next either way."""
+        if rec.run.stop_reason is None:
+            rec.status = Status.RUNNING
+            rec.run.ready = self.clock()
+            rec.ready_at = self.wall()
+            self.directory.up(rec)
+            for cb in self.start_waiters.pop(rec.actor_id, []):
+                cb(None)
         cont, rec.on_ready_next = rec.on_ready_next, None
         if cont is not None:
             cont()

@@ -153,3 +153,25 @@ def test_a_child_not_ready_when_its_parent_stops_waiting_is_stopped(server, tmp_
         wait_for(lambda: not [a for a in c.call("list")[0]["actors"] if a["parent"] == parent], timeout=30,
                  what="the parent to have no child")
         assert c.request(parent, b"L") == b""
+
+
+def test_an_ordered_restart_goes_on_when_its_first_actor_is_stopped_during_its_start(server, tmp_path):
+    """one_for_all restarts its children in order, each once the one before is ready. The first,
+    stopped by a client while its init ran, became ready and then stopped: the rest must still
+    start (not wait in "restarting" for ever)."""
+    with server.client(timeout=30) as c:
+        parent = c.start(write_parent(tmp_path, strategy="one_for_all", intensity=10, period="60s"))["id"]
+        silent = c.start(write_probe(tmp_path, "silent"))["id"]
+        slow_manifest = write_probe(tmp_path, "slow", type="permanent")
+        slow_manifest.write_text(slow_manifest.read_text() + 'shutdown = "10s"\n\n[limits]\ncall_timeout = "4s"\n')
+        slow = c.request(parent, f"Islow.toml ask-init {silent}".encode()).decode()    # its init: ~3.6 s
+        assert not slow.startswith("error"), slow
+        crashing, other = (spawn(c, parent, write_probe(tmp_path, n, type="permanent")) for n in ("b", "c"))
+        with pytest.raises(TheaterError):
+            c.request(crashing, b"t")                   # all three restart, in order: slow first
+        wait_for(lambda: c.inspect(slow)["restarts"] == 1 and c.inspect(slow)["pid"] is not None, timeout=20,
+                 what="the slow child's restart to begin its init")
+        assert c.stop(slow)["status"] == "stopped"
+        for kid in (crashing, other):
+            wait_for(lambda kid=kid: (i := c.inspect(kid))["status"] == "running" and i["restarts"] == 1,
+                     timeout=30, what=f"{kid} to be restarted after the stopped one")
