@@ -162,6 +162,10 @@ class ForkServer:
         assert self.sock is not None
         return self.sock.fileno()
 
+    @property
+    def pid(self) -> int | None:
+        return self.child.proc.pid if self.child is not None and self.child.proc is not None else None
+
     def spawn(self, actor_id: str, name: str, component: str, fuel: bool, confine: dict[str, Any]) -> None:
         """Forks a worker for the actor; ``confine`` is what it does to itself first (see worker/zygote)."""
         assert self.sock is not None

@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from theater import keys, protocol
+from theater import keys, peercred, protocol
 from theater import manifest as manifests
 from theater.config import ServerConfig
 from theater.errors import Refused, TheaterError, UsageError
@@ -37,6 +37,7 @@ from theater.sandbox import Layers
 
 from . import compiled
 from . import limits as limits_
+from .callers import Callers
 from .compiles import Compiles
 from .console import Console
 from .directory import Directory
@@ -91,6 +92,7 @@ class Server:
         self.sandbox = sandbox or Layers()
         self.forkserver = ForkServer(home, log_args, self.limits.worker_parents(),
                                      self.sandbox.args() + (["--seccomp-log"] if seccomp_log else []))
+        self.callers = Callers(lambda: self.forkserver.pid, self.limits.worker_parents())
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
                                                 "--durability", self.config.durability])
         self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False
@@ -356,6 +358,16 @@ class Server:
         self.ctx.destroy(linger=0)
         log.info("theater-server stopped")
 
+    def _refused_client(self, frames: list[zmq.Frame]) -> str | None:
+        """Why a client's message is refused: its CURVE key was revoked, or it comes from an
+        actor's worker (supervisor.callers); None if it is taken."""
+        if self.zap is not None and self.zap.revoked(frames):
+            return "this client's CURVE key was revoked (it left keys/authorized)"
+        if (pid := peercred.pid(frames[0])) is not None and self.callers.worker(pid):
+            log.warning("management socket: refused a request of process %d, an actor's worker (or its child)", pid)
+            return "the management socket takes no requests from an actor's worker"
+        return None
+
     def _tick(self) -> None:
         self.outbox.expire()
         if self.zap is not None:                # a revoked key's streams end as its requests do
@@ -370,19 +382,16 @@ class Server:
 
     def _drain(self, sock: zmq.Socket) -> None:
         for _ in range(1000):          # then let the other sockets have a turn
-            try:           # a worker's messages as Frames: they carry its credentials (gate.py)
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock is not self.control and not (
-                    sock is self.mgmt and self.zap is not None))    # CURVE: each message carries its key
+            try:           # as Frames, they carry their sender's credentials (gate.py) or CURVE key
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=sock not in (self.control, self.mgmt))
             except zmq.Again:
                 return
             if sock is self.mgmt:
-                if self.zap is not None:
-                    if self.zap.revoked(frames):
-                        self.outbox.fail(frames[0].bytes, protocol.request_id([f.bytes for f in frames[1:]]),
-                                         Refused("this client's CURVE key was revoked (it left keys/authorized)"))
-                        continue
-                    frames = [f.bytes for f in frames]
-                self._guarded(self.inbox.from_client, frames)
+                why = self._refused_client(frames)
+                if why is not None:
+                    self.outbox.fail(frames[0].bytes, protocol.request_id([f.bytes for f in frames[1:]]), Refused(why))
+                    continue
+                self._guarded(self.inbox.from_client, [f.bytes for f in frames])
             elif sock is self.control:
                 self._guarded(self.inbox.from_worker, frames)
             elif sock is self.chain:

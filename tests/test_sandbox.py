@@ -156,6 +156,27 @@ def test_a_worker_cannot_put_a_socket_of_its_own_in_place_of_an_inbox(sandboxed,
     assert inbox.is_socket()
 
 
+MANAGE = """from pathlib import Path
+from theater.client import Client
+from theater.paths import Home
+try:
+    with Client(Home(Path({home!r})), timeout=10) as c:
+        result = [a["name"] for a in c.call("list")[0]["actors"]]
+except Exception as e:
+    result = f"{{type(e).__name__}}: {{e}}"
+"""
+
+
+def test_a_worker_cannot_use_the_management_socket(sandboxed, shared):
+    """Without --user a worker runs as the server's user, whom the socket's mode lets in: native
+    code in a worker could list, read, stop and start actors (one granted the home: the host key).
+    The server refuses a request whose sender (SO_PEERCRED) is a worker or its child."""
+    actor, _ = shared
+    answer = probe(sandboxed, actor, MANAGE.format(home=str(sandboxed.home.root)))
+    assert "Refused: the management socket takes no requests from an actor's worker" in answer, answer
+    assert sandboxed.cli("list").code == 0                 # the operator's CLI is served as ever
+
+
 def test_a_worker_confined_ahead_is_confined_all_the_same(sandboxed, tmp_path, tcp_listener):
     """Most actors start in a spare that put up the usual confinement while it waited (worker.spare):
     the probes above, on one of them."""
@@ -206,6 +227,8 @@ def test_without_the_sandbox_the_same_probes_get_through(plugin_env, home, tmp_p
         actor = start_probe(s, tmp_path)
         assert probe(s, actor, CONNECT.format(port=tcp_listener)) == "'connected'"
         assert probe(s, actor, f"result = len(open({str(home.host_key)!r}, 'rb').read()) > 0") == "True"
+        # but the management socket still knows a worker (the fork server's child, in its cgroup)
+        assert "takes no requests from an actor's worker" in probe(s, actor, MANAGE.format(home=str(home.root)))
     finally:
         s.stop()
 
