@@ -253,6 +253,9 @@ class Supervision:
         return Action.RESTART, restart.plan(flags.strategy, siblings, rec.actor_id, types)
 
     def _carry_out(self, rec: ActorRecord, exit_: Exit, action: Action, detail: Any) -> None:
+        cont, rec.on_ready_next = rec.on_ready_next, None
+        if cont is not None and action != Action.RESTART:     # it ended before it was ready: the
+            cont()                                          # ordered restart goes on (a new plan would)
         self._forget_children(rec)
         self._notify_parent(rec, exit_)
         err = exits.start_error(rec, exit_)        # (an exit is rare: made whether anyone waits or not)
@@ -316,6 +319,8 @@ class Supervision:
         rec.status = Status.RESTARTING
         reason = f"{exit_.kind}: {exit_.reason}"
         due = object()
+        for r in filter(None, map(self.registry.get, p.start)):     # before the stops: a later ticket wins
+            r.restart_due = due
 
         def restart_all() -> None:
             for dropped in filter(None, map(self.registry.get, p.drop)):
@@ -323,16 +328,13 @@ class Supervision:
             self._start_in_order([self.registry.actors[c] for c in p.start if c in self.registry.actors], reason, due)
 
         def after_stop() -> None:
-            for c in p.start:
-                if c in self.registry.actors:
-                    self.registry.actors[c].restart_due = due
             self.outbox.later(delay, restart_all) if delay > 0 else restart_all()
         self.stops.many([self.registry.actors[c] for c in p.stop if c in self.registry.actors],
                         f"restart (after {rec.name} ended)", after_stop, by_parent=True)
 
     def _start_in_order(self, recs: list[ActorRecord], reason: str, due: object) -> None:
         """Starts each after the previous is ready (OTP start order); state per the manifest."""
-        recs = [r for r in recs if r.restart_due is due and not self.stopping]
+        recs = [r for r in recs if r.restart_due is due and not r.alive and not self.stopping]
         if not recs:
             return
         first, rest = recs[0], recs[1:]
@@ -370,7 +372,7 @@ class Supervision:
         due = rec.restart_due = object()
 
         def relaunch() -> None:
-            if rec.restart_due is not due or self.stopping:
+            if rec.restart_due is not due or self.stopping or self.registry.get(rec.actor_id) is not rec:
                 return on_ready(ActorFailed(f"actor {rec.name} was stopped before it restarted"))
             rec.restart_due = None
             rec.count_restart()

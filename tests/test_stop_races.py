@@ -25,10 +25,10 @@ from .conftest import Server, pid_alive, wait_for
 from .test_supervision import spawn, wait_note, write_parent, write_probe
 
 
-def crashing(tmp_path: Path, name: str) -> Path:
-    """A permanent probe restarted 2 s after it fails (its [restart] table is the manifest's last)."""
+def crashing(tmp_path: Path, name: str, backoff: str = "2s") -> Path:
+    """A permanent probe restarted ``backoff`` after it fails (its [restart] table is the manifest's last)."""
     path = write_probe(tmp_path, name, type="permanent")
-    path.write_text(path.read_text() + 'backoff = { min = "2s", max = "2s", jitter = 0 }\n')
+    path.write_text(path.read_text() + f'backoff = {{ min = "{backoff}", max = "{backoff}", jitter = 0 }}\n')
     return path
 
 
@@ -64,14 +64,14 @@ def test_a_child_waiting_out_its_backoff_ends_with_its_killed_parent(server, tmp
     it again as an orphan: in `list`, in no tree, not stopped with anyone, holding up shutdown."""
     with server.client(timeout=20) as c:
         parent = c.start(write_parent(tmp_path, strategy="one_for_one", intensity=10, period="60s"))["id"]
-        slow = spawn(c, parent, write_probe(tmp_path, "slow", shutdown="6s"))
-        child = spawn(c, parent, crashing(tmp_path, "child"))
+        slow = spawn(c, parent, write_probe(tmp_path, "slow", shutdown="10s"))
+        child = spawn(c, parent, crashing(tmp_path, "child", backoff="4s"))
         freeze(c, slow)
         with pytest.raises(TheaterError):
             c.request(child, b"t")
         wait_restarting(c, child)
-        os.kill(c.inspect(parent)["pid"], signal.SIGKILL)        # its children end with it
-        # the frozen child is killed at its 6 s timeout, long after the 2 s backoff ran out
+        os.kill(c.inspect(parent)["pid"], signal.SIGKILL)        # its children end with it (well within 4 s)
+        # the frozen child is killed at its 10 s timeout, long after the 4 s backoff ran out
         wait_for(lambda: slow not in listed(c), timeout=30, what="the frozen child to be stopped and forgotten")
         assert child not in listed(c)
         assert workers_of(server, child) == []
@@ -175,3 +175,40 @@ def test_an_ordered_restart_goes_on_when_its_first_actor_is_stopped_during_its_s
         for kid in (crashing, other):
             wait_for(lambda kid=kid: (i := c.inspect(kid))["status"] == "running" and i["restarts"] == 1,
                      timeout=30, what=f"{kid} to be restarted after the stopped one")
+
+
+def test_a_restart_asked_during_a_planned_restart_starts_the_actor_once(server, tmp_path):
+    """A one_for_all restart waits for its siblings to stop; a parent's restart-child of the crashed
+    child meanwhile started it, and the plan then started it again: two workers, one chain."""
+    with server.client(timeout=30) as c:
+        parent = c.start(write_parent(tmp_path, strategy="one_for_all", intensity=10, period="60s"))["id"]
+        slow = spawn(c, parent, write_probe(tmp_path, "slow", type="permanent", shutdown="6s"))
+        child = spawn(c, parent, crashing(tmp_path, "child"))
+        freeze(c, slow)
+        with pytest.raises(TheaterError):
+            c.request(child, b"t")
+        wait_restarting(c, child)
+        assert c.request(parent, b"T" + child.encode()) == b"ok"
+        # the plan goes on once the frozen sibling is killed (at 6 s) and restarted
+        wait_for(lambda: (i := c.inspect(slow))["status"] == "running" and i["restarts"] == 1, timeout=30,
+                 what="the frozen sibling to be restarted by the plan")
+        assert len(workers_of(server, child)) == 1
+        assert [e.type for e in c.events(child, types=["lifecycle/start"])] == ["lifecycle/start"] * 2
+
+
+def test_an_ordered_restart_goes_on_when_its_first_actor_is_killed_before_it_is_ready(server, tmp_path):
+    """The next sibling of an ordered restart starts once the one before is ready; one stopped
+    (brutal_kill) before its init ended never was, and the next waited in "restarting" for ever."""
+    with server.client(timeout=30) as c:
+        silent = c.start(write_probe(tmp_path, "silent"))["id"]
+        parent = c.start(write_parent(tmp_path, strategy="one_for_all", intensity=10, period="60s"))["id"]
+        first = spawn(c, parent, write_probe(tmp_path, "a", type="permanent", shutdown="brutal_kill"))
+        second = spawn(c, parent, write_probe(tmp_path, "b", type="permanent"))
+        assert c.request(first, f"sask-init {silent}".encode()) == b"ok"      # its next init is slow
+        with pytest.raises(TheaterError):
+            c.request(second, b"t")
+        wait_for(lambda: (i := c.inspect(first))["restarts"] == 1 and i["pid"] is not None, timeout=20,
+                 what="the first child's restart to begin")
+        assert c.request(parent, b"K" + first.encode()) == b"ok"
+        wait_for(lambda: (i := c.inspect(second))["status"] == "running" and i["restarts"] == 1, timeout=30,
+                 what="the second child to be restarted")
