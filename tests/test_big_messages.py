@@ -177,3 +177,17 @@ def test_an_answer_over_the_askers_own_limit_is_its_err_not_its_death():
     assert not ms.channels
     ((target, header),) = host.peers.sent
     assert (target, header["what"]) == ("big", "chan_close")
+
+
+def test_a_childs_state_over_the_parents_message_limit_is_its_err():
+    """A child's state is an answer like a reply: held to the parent's message limit (a quarter of
+    its memory), or lowering it into the parent's memory traps the parent."""
+    from worker.handlers.supervisor import INTERFACE, Supervisor
+
+    host = SimpleNamespace(actor_id="parent", manifest=SimpleNamespace(limits=Limits(memory=4 << 20)))
+    handler = Supervisor(host, {})
+    handler._ask = lambda kind, *_f, **_k: ({"has_state": True}, [bytes((1 << 20) + 1)])
+    get_state = handler.functions()[INTERFACE]["get-child-state"]
+    assert get_state("kid").message.startswith(f"the child's state was refused: a message of {(1 << 20) + 1} bytes")
+    handler._ask = lambda kind, *_f, **_k: ({"has_state": True}, [bytes(1 << 20)])
+    assert len(handler.functions()[INTERFACE]["get-child-state"]("kid").value) == 1 << 20    # at the limit: taken

@@ -125,6 +125,30 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         ctx.destroy(linger=0)
 
 
+def test_a_socket_closed_by_what_it_delivered_is_read_no_further():
+    """What a message sets off may drop the very connection being read (a refusal recorded, the
+    record waiting for the event rate, the wait serving the notice that the peer stopped, which
+    closes the connection): reading on raised ZMQError, and the actor failed (reason host)."""
+    ctx = zmq.Context()
+    try:
+        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in ("control", "chain", "inbox")}
+        for name, (ours, theirs) in pairs.items():
+            ours.bind(f"inproc://{name}")
+            theirs.connect(f"inproc://{name}")
+        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
+                    "a", "a")
+        ours, theirs = pairs["chain"]
+        seen: list[dict] = []
+        loop.on_chain["ack"] = lambda h: (seen.append(h), ours.close(linger=0))
+        for n in range(2):
+            theirs.send_multipart(protocol.encode({"k": "ack", "actor": "a", "seq": n}))
+        wait_for(lambda: wire.readable(ours), what="the acknowledgements to arrive")
+        loop.drain(ours)
+        assert [h["seq"] for h in seen] == [0] and ours.closed
+    finally:
+        ctx.destroy(linger=0)
+
+
 def _sender_a_with_a_peer(ctx: zmq.Context) -> tuple[Loop, Peers, list[dict], tuple[zmq.Socket, zmq.Socket]]:
     """Actor a's loop and peers on inproc pairs; what it records; its connection to a peer
     (ours) and the peer's end (theirs), whose refusals and acknowledgements a takes."""
@@ -182,6 +206,30 @@ def test_a_peer_can_refuse_only_what_it_was_sent(monkeypatch):
         refuse(5)
         assert recorded[-1]["messages"] == 2
     finally:
+        ctx.destroy(linger=0)
+
+
+def test_a_send_to_a_peer_that_went_while_it_looked_goes_to_its_next_connection(monkeypatch):
+    """``send`` reads what the peer said first, which may serve the notice that the peer stopped or
+    restarted: the connection it held is gone then (its messages counted as lost), and the message
+    goes to the peer's next one, not into the old one's void."""
+    from types import SimpleNamespace
+
+    ctx = zmq.Context()
+    try:
+        loop, peers, _recorded, (ours, theirs) = _sender_a_with_a_peer(ctx)
+        loop.poller.register(ours, zmq.POLLIN)
+        old = peers.outgoing["b"] = peers.by_sock[ours] = Outgoing("b", ours, loop.watch, {"from": "a", "t": "x"})
+        new = Outgoing("b", theirs, loop.watch, {"from": "a", "t": "y"})
+        held: list = []
+        loop.chain = SimpleNamespace(hold=held.append)
+        monkeypatch.setattr(loop, "take_acks", lambda: peers.moved("b"))     # the notice, served meanwhile
+        real_connect = peers._connect
+        monkeypatch.setattr(peers, "_connect", lambda target: real_connect(target) if "b" in peers.outgoing else new)
+        peers.send("b", {"k": "msg", "what": "send"}, b"m")
+        assert (old.unsent, new.unsent, len(held)) == (0, 1, 1)
+    finally:
+        loop.chain = None
         ctx.destroy(linger=0)
 
 

@@ -20,3 +20,15 @@ def test_what_arrives_after_the_drop_is_refused_at_once():
     assert told[-1] == (("peer", b"b2"), {"k": "reply", "rid": "r9", "ok": False, "code": "refused",
                                           "error": "actor a1 stopped"})
     assert not box.items
+
+
+def test_a_full_mailbox_stops_reading_before_it_records_that_it_is_full():
+    """Recording may wait (the event rate, a chain that is behind), serving the sockets meanwhile:
+    the inbox must be paused first, or every peer's message is let in past the limit while it waits."""
+    paused: list[bool] = []
+    at_record: list[list[bool]] = []
+    box = Mailbox("a", 2, reply=lambda *_a, **_k: None, record=lambda *_: at_record.append(list(paused)),
+                  pause=paused.append)
+    for i in range(2):
+        box.admit(Incoming("send", {}, b"%d" % i, ("peer", b"p")), counted=True)
+    assert at_record == [[True]]

@@ -8,10 +8,12 @@ input and output and every export call its parameters and result.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -212,6 +214,45 @@ def test_a_channel_whose_other_end_restarted_is_closed_at_this_end_too(server):
         assert not any(b"two" in e.data for e in c.events(echo, types=["wasm"]))
 
 
+def _echo(tmp_path, limits: str) -> Path:
+    """The channel example's echo with ``limits``, its manifest in tmp_path."""
+    m = tmp_path / "echo.toml"
+    m.write_text((EXAMPLES / "channel" / "echo.toml").read_text().replace(
+        'component = "echo.wat"', f'component = "{EXAMPLES / "channel" / "echo.wat"}"') + f"\n[limits]\n{limits}\n")
+    return m
+
+
+def _channel_messages(c, actor: str) -> list[bytes]:
+    evs = [decode_data(e.data) for e in c.events(actor, types=["wasm"])]
+    return [e["params"][1] for e in evs if e.get("event") == "call"
+            and e.get("function", "").endswith("handle-channel-message")]
+
+
+def test_what_a_peer_sent_before_it_stopped_arrives_before_its_channel_closes(server, tmp_path):
+    """The server's notice that the peer stopped comes on another socket than the peer's messages:
+    read first, it closed the channel ahead of the messages still waiting, which were refused to
+    a peer that was gone. Those messages are read first now."""
+    with server.client(timeout=30) as c:
+        echo = c.start(_echo(tmp_path, "mailbox = 1"))["id"]
+        probe = c.start(ACTORS / "probe.toml")["id"]
+        ch = c.request(probe, b"C" + echo.encode()).decode()
+        assert c.request(probe, f"K{ch} m0".encode()) == b"ok"
+        # echo answers on the channel: it has resolved the probe, so it hears when the probe stops
+        wait_for(lambda: any(b"echo: m0" in e.data for e in c.events(echo, types=[f"{MSH}/send-on-channel"])),
+                 what="echo's answer")
+        pid = c.inspect(echo)["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for i in range(1, 6):
+                assert c.request(probe, f"K{ch} m{i}".encode()) == b"ok"
+            c.stop(probe)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: any(b"handle-channel-close" in e.data for e in c.events(echo, types=["wasm"])),
+                 what="echo to hear the channel closed")
+        assert _channel_messages(c, echo) == [b"m0", b"m1", b"m2", b"m3", b"m4", b"m5"]
+
+
 def test_a_message_on_a_channel_not_open_here_is_refused_to_its_sender():
     """A channel this incarnation never opened or accepted (the other end gave up waiting for the
     accept, or this end restarted): its messages are refused to their sender, not taken unread."""
@@ -223,16 +264,21 @@ def test_a_message_on_a_channel_not_open_here_is_refused_to_its_sender():
 
         def __init__(self) -> None:
             self.refused: list[tuple[Incoming, str]] = []
+            self.recorded: list[tuple[str, dict[str, Any]]] = []
 
         def refuse(self, item: Incoming, error: str) -> None:
             self.refused.append((item, error))
+
+        def record(self, event_type: str, value: dict[str, Any]) -> None:
+            self.recorded.append((event_type, value))
 
     host = Host()
     ms = message_server.MessageServer(host, {})
     item = Incoming("chan_msg", {"ch": "c1", "from": "opener"}, b"lost?", ("peer", b"p1"))
     ms.deliver(item)
-    assert host.refused == [(item, "actor receiver has no open channel c1 (closed, or it restarted since it was "
-                                   "opened)")]
+    why = "actor receiver has no open channel c1 (closed, or restarted since)"
+    assert host.refused == [(item, why)]
+    assert host.recorded == [("limit/refused", {"from": "opener", "error": why})]   # in case the sender is gone
     ms.deliver(Incoming("chan_close", {"ch": "c1", "from": "opener"}, b"", ("peer", b"p1")))
     assert len(host.refused) == 1       # closing what is closed loses nothing
 

@@ -298,8 +298,8 @@ class Loop:
         frames = wire.recv(sock)
         while frames is not None:
             self._dispatch(sock, frames)
-            if sock is self.inbox and self.inbox_paused:
-                return                  # the mailbox just filled: the rest waits in ZeroMQ's queue
+            if sock.closed or (sock is self.inbox and self.inbox_paused):
+                return      # a peer's, dropped meanwhile; or the mailbox just filled (the rest waits in ZeroMQ)
             frames = wire.recv(sock) if wire.readable(sock) else None
 
     def drain_inbox(self, most: int) -> None:

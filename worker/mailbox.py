@@ -99,8 +99,8 @@ class Mailbox:
         self.items.append(item)
         if self.full_since is None and len(self.items) >= self.limit:
             self.full_since = time.monotonic()
+            self._pause(True)       # first: recording may wait (the event rate, the chain), serving the sockets
             self._record("limit/mailbox", {"event": "full", "mailbox": self.limit})
-            self._pause(True)
 
     def take(self) -> Incoming:
         """The next item to run; lets in what waits for the room it leaves."""

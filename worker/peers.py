@@ -82,6 +82,9 @@ class Peers:
         if wire.readable(out.sock):   # a refusal may be waiting (we may be deep in one wasm call)
             self.loop.drain(out.sock)
         self.loop.take_acks()         # ... and acknowledgements that let earlier sends go
+        if out.gone is not None:      # the peer went meanwhile (a record that waited served a notice)
+            out = self._connect(target)
+            assert out is not None
         if out.crowded:
             self._wait_for_room(out, target)
         size = sum(map(len, frames))

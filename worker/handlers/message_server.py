@@ -22,6 +22,8 @@ from ..values import Err, Ok, errors_as_err
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/message-server-host"
+# Messages read from the inbox, at most, before a channel to a peer that went is closed.
+INBOX_READ = 10_000
 CLIENT = "theater:simple/message-server-client"
 
 
@@ -167,18 +169,22 @@ class MessageServer(Handler):
         elif what == "chan_msg":
             if h["ch"] in self.channels:
                 self._call("handle-channel-message", (h["ch"], payload), item)
-            else:       # never opened here, or closed (this side restarted since): its sender records it
-                self.host.refuse(item, f"actor {self.host.actor_id} has no open channel {h['ch']} (closed, or "
-                                       f"it restarted since it was opened)")
+            else:       # never opened here, or closed (either end restarted since): both chains say so
+                why = f"actor {self.host.actor_id} has no open channel {h['ch']} (closed, or restarted since)"
+                self.host.record("limit/refused", {"from": item.sender, "error": why})
+                self.host.refuse(item, why)
         elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
             self._call("handle-channel-close", (h["ch"],), item)
 
     def _peer_moved(self, actor_id: str) -> None:
         """The other end of some channels stopped or restarted (its next incarnation knows none of
-        them): each is closed here too, and the actor hears it as a close, after what came before."""
-        for ch, chan in self.channels.items():
-            if chan.peer == actor_id:
-                self.host.to_self("chan_close", {"ch": ch})
+        them): each is closed here too, and the actor hears it as a close, after what that end sent
+        before it went (already in the inbox, read first)."""
+        closing = [ch for ch, chan in self.channels.items() if chan.peer == actor_id]
+        if closing:
+            self.peers.loop.drain_inbox(INBOX_READ)
+        for ch in closing:
+            self.host.to_self("chan_close", {"ch": ch})
 
     def _oversized(self, item: Incoming, what: str, size: int) -> None:
         """The actor answered with more than one message carries (ZeroMQ would drop it, and the

@@ -60,9 +60,12 @@ class Supervisor(Handler):
             ask("restart_child", child=child)
             return Ok()
 
-        def get_child_state(child: str) -> Ok:
+        def get_child_state(child: str) -> Ok | Err:
             header, frames = ask("child_state", child=child)
-            return Ok(frames[0] if header.get("has_state") and frames else None)
+            state = frames[0] if header.get("has_state") and frames else None
+            if state is not None and (why := self.host.manifest.limits.too_large(self.host.actor_id, len(state))):
+                return Err(f"the child's state was refused: {why}")       # as any answer over the limit
+            return Ok(state)
 
         def get_child_events(child: str) -> Ok | Err:
             """The whole chain, page by page (the chain answers a page at a time), as long as it
