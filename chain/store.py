@@ -40,6 +40,10 @@ def _int64(value: Any) -> bool:
 
 log = logging.getLogger("theater.chain")
 
+# How the key "state" starts in an event's canonical CBOR (a text string of 5 bytes): the events
+# that may carry a state are found by it in SQL, then decoded to be sure.
+_STATE_KEY = b"\x65state"
+
 # durability = "process": the WAL is fsynced this long after a commit at the latest.
 FSYNC_WITHIN = 0.005
 
@@ -113,8 +117,10 @@ class ChainStore:
                 h = Head(actor_id, None, -1, None, None, name)
             else:
                 aid, seq, hash_, stamp, has_state, state, stored_name, state_seq = row
-                h = Head(actor_id, aid, seq, hash_, stamp, stored_name, self._state(actor_id, aid, state, state_seq),
-                         bool(has_state), state_seq, durable=seq)
+                if has_state:
+                    state, state_seq = self._state(actor_id, aid, state, state_seq)
+                h = Head(actor_id, aid, seq, hash_, stamp, stored_name, state, bool(has_state), state_seq,
+                         durable=seq)
             self.heads[actor_id] = h
         if name and not h.name:
             h.name, h.name_dirty = name, True       # written with its next commit
@@ -128,18 +134,27 @@ class ChainStore:
         r = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (head.aid, seq)).fetchone()
         return r[0] if r else None
 
-    def _state(self, actor_id: str, aid: int, copy: bytes | None, state_seq: int | None) -> bytes | None:
-        """An actor's last state, from the event that set it: that event is hash-linked and signed
-        (an edit of it fails ``verify``); the actors row's copy is not, and an edit of the copy
-        alone was the state the actor resumed from, laundered into its next lifecycle/start."""
-        if state_seq is None:
-            return copy                 # stored before the event was noted (an older database)
-        row = self.db.execute("SELECT data FROM events WHERE aid = ? AND seq = ?", (aid, state_seq)).fetchone()
-        state = decode_data(row[0]).get("state") if row else None
-        if state != copy:
-            log.error("chain: actor %s: the stored copy of its state differs from event %d, which set it; the "
-                      "event's is used (chains.db was changed outside theater?)", actor_id, state_seq)
-        return state
+    def _state(self, actor_id: str, aid: int, copy: bytes | None, state_seq: int | None) -> tuple[bytes | None,
+                                                                                                 int | None]:
+        """An actor's last state and the event that set it: the last wasm result that carries one,
+        hash-linked and signed (an edit of it fails ``verify``). The row's copy and ``state_seq``
+        are not: an edited copy was the state the actor resumed from, laundered into its next
+        lifecycle/start; ``state_seq`` only says where to begin looking (the events after it are
+        looked at too, and those before if none is found there: it may be missing or edited)."""
+        tid = self.types.get("wasm")
+        for since in (state_seq, 0) if state_seq else (0,):
+            rows = self.db.execute("SELECT seq, data FROM events WHERE aid = ? AND seq >= ? AND tid = ? "
+                                   "AND instr(data, ?) > 0 ORDER BY seq DESC", (aid, since, tid, _STATE_KEY))
+            for seq, data in rows:
+                value = decode_data(data)
+                if isinstance(value, dict) and value.get("event") == "result" and "state" in value:
+                    if (value["state"], seq) != (copy, state_seq):
+                        log.error("chain: actor %s: its stored state differs from the one its chain holds (event "
+                                  "%d); the chain's is used (chains.db was changed outside theater?)", actor_id, seq)
+                    return value["state"], seq
+        log.error("chain: actor %s: no event of its chain holds the state stored for it; it resumes with none "
+                  "(chains.db was changed outside theater?)", actor_id)
+        return None, None
 
     def stage(self, actor_id: str, meta: dict[str, Any], data: bytes) -> bool:
         """Checks one event from a worker and stages it; False if it is a duplicate we hold."""

@@ -313,18 +313,26 @@ def test_a_call_that_records_faster_than_a_stopped_chain_waits_for_it(server, tm
     assert (spam, rows) == (n, span), (spam, rows, span)
 
 
-def test_an_actor_resumes_from_the_state_its_chain_holds_not_an_edited_copy(server, tmp_path):
+@pytest.mark.parametrize("edit", ["copy", "copy, no event noted", "older event noted"])
+def test_an_actor_resumes_from_the_state_its_chain_holds_not_an_edited_copy(server, tmp_path, edit):
     """The actors row keeps a copy of each actor's last state, signed by nothing: edited while the
     server was down, it was the state the actor resumed from, and its next lifecycle/start recorded
     it, signed; verify and replay passed. The state now comes from the event that set it, whose
     edit verify catches."""
     actor = start(server, probe_manifest(tmp_path, "bank"))
     with server.client() as c:
+        assert c.request(actor, b"sbalance=1000000") == b"ok"
         assert c.request(actor, b"sbalance=10") == b"ok"
     wait_stored(server.home, actor, b"ok")
     server.stop()
     db = sqlite3.connect(server.home.chains_db)
-    db.execute("UPDATE actors SET state = ? WHERE actor = ?", (b"balance=1000000", actor))
+    (seq,) = db.execute("SELECT state_seq FROM actors WHERE actor = ?", (actor,)).fetchone()
+    if edit == "older event noted":        # the result that set balance=1000000: two events earlier
+        db.execute("UPDATE actors SET state = ?, state_seq = ? WHERE actor = ?", (b"balance=1000000", seq - 2, actor))
+    else:
+        db.execute("UPDATE actors SET state = ? WHERE actor = ?", (b"balance=1000000", actor))
+        if edit == "copy, no event noted":
+            db.execute("UPDATE actors SET state_seq = NULL WHERE actor = ?", (actor,))
     db.commit()
     db.close()
     second = Server(server.home)
@@ -334,7 +342,7 @@ def test_an_actor_resumes_from_the_state_its_chain_holds_not_an_edited_copy(serv
             wait_for(lambda: c.inspect(actor)["status"] == "running", timeout=20, what="the actor to be back")
             assert c.state(actor) == b"balance=10"
             assert c.request(actor, b"e") == b""
-        assert "differs from event" in (server.home.logs / "server.log").read_text()
+        assert "its stored state differs from the one its chain holds" in (server.home.logs / "server.log").read_text()
     finally:
         second.stop()
 

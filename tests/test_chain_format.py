@@ -198,20 +198,27 @@ def test_reads_from_any_point_give_the_events_a_full_read_gives(tmp_path):
 
 
 def test_a_database_from_before_the_state_event_was_noted_opens_and_keeps_its_states(tmp_path):
-    """chains.db gained actors.state_seq (the event that set the state); one without it gets the
-    column, and an actor stored then resumes from the row's copy, as it did."""
+    """chains.db gained actors.state_seq (where the state's event is); one without it gets the
+    column, and its actors resume from the last state their chains hold."""
     import sqlite3
 
     from chain.store import ChainStore
-    from theater.chaindb import SCHEMA
+    from theater.events import encode_data, event_hash
 
-    path = tmp_path / "chains.db"
+    path, key = tmp_path / "chains.db", Ed25519PrivateKey.generate()
+    store = ChainStore(path, key)
+    head = None
+    for seq, state in enumerate((b"\x04", b"\x05")):          # two wasm results, each with a state
+        data = encode_data({"event": "result", "function": "f", "result": [], "state": state})
+        head = event_hash("a", seq, head, "wasm", data)
+        store.stage("a", {"seq": seq, "hash": head.hex(), "type": "wasm", "time_ns": 1, "state": 1}, data)
+    store.commit()
+    store.close()
     db = sqlite3.connect(path)
-    db.executescript(SCHEMA.replace("    state BLOB,", "    state BLOB").replace("    state_seq INTEGER\n", ""))
-    db.execute("INSERT INTO actors (actor, seq, has_state, state) VALUES ('a', -1, 1, x'05')")
-    db.commit()
+    db.executescript("CREATE TABLE before AS SELECT aid, actor, name, seq, hash, stamp, has_state, state FROM actors;"
+                     "DROP TABLE actors; ALTER TABLE before RENAME TO actors;")
     db.close()
-    assert ChainStore(path, Ed25519PrivateKey.generate()).head("a").state == b"\x05"
+    assert ChainStore(path, key).head("a").state == b"\x05"
     assert "state_seq" in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(actors)")}
 
 
