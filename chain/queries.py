@@ -22,6 +22,9 @@ from .store import ChainStore
 # One query returns at most this many events (their metadata, ~330 bytes each, must fit a
 # header); the client asks again from the next seq.
 QUERY_LIMIT = 2_000
+# ... and their data at most this many bytes (but always one event): events may be large, and
+# 2,000 of them in the chain process's memory at once took it to gigabytes.
+QUERY_BYTES = 16 << 20
 
 
 class Queries:
@@ -64,9 +67,13 @@ class Queries:
             since = int(header.get("since") or 0)
             if header.get("last") and not types:      # the newest `limit` from `since` on (a live view)
                 since = max(since, self.reader.length(actor_id) - limit)
-            found = list(self.reader.events(actor_id, since, limit + 1, types))
-            more = len(found) > limit
-            found = found[:limit]
+            found, size, more = [], 0, False
+            for e in self.reader.events(actor_id, since, limit + 1, types):
+                if len(found) == limit or (found and size + len(e.data) > QUERY_BYTES):
+                    more = True
+                    break
+                found.append(e)
+                size += len(e.data)
             return ({"actor": actor_id, "events": [ev.to_wire(e) for e in found], "more": more},
                     [e.data for e in found])
         if what == "state":

@@ -52,6 +52,40 @@ def test_get_chain_hands_the_actor_its_chain_and_replays_from_the_record(server)
     assert report["ok"] and report["calls"] == 4, report
 
 
+def test_get_chain_hands_over_more_than_one_page_of_the_chain_and_replays(server):
+    """The chain answers 2,000 events a page: get-chain gave the actor the first page of a longer
+    chain. It gets the whole (within its message limit), and the replay rebuilds the same."""
+    c = server.client()
+    probe = c.start(ACTORS / "probe.toml")["id"]
+    assert c.request(probe, b"n2500") == b"logged"
+    count = int(c.request(probe, b"h"))
+    (call,) = [e for e in c.events(probe) if e.type == "theater:simple/runtime/get-chain"]
+    assert count == call.seq > 2500, (count, call.seq)
+    code, report, err = replay(server, probe)
+    assert code == 0 and report["ok"], err
+
+
+def test_a_chain_query_is_bounded_in_bytes_as_in_events(tmp_path):
+    """2,000 events of any size were held in the chain process at once for one query (up to
+    gigabytes, for an actor's get-chain); a page now stops at QUERY_BYTES, with at least one event."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from chain.queries import QUERY_BYTES, Queries
+    from chain.store import ChainStore
+    from theater.chaindb import ChainReader
+
+    store = ChainStore(tmp_path / "chains.db", Ed25519PrivateKey.generate())
+    big = QUERY_BYTES // 3 + 1
+    for i in range(5):
+        store.append("a", "x", bytes([i]) * big, 1_000 + i)
+    store.commit()
+    queries = Queries(store, ChainReader(tmp_path / "chains.db"), Ed25519PrivateKey.generate(), dict)
+    header, frames = queries.answer({"k": "query", "what": "events", "actor": "a"})
+    assert (len(frames), header["more"]) == (2, True)
+    header, frames = queries.answer({"k": "query", "what": "events", "actor": "a", "since": 4})
+    assert (len(frames), header["more"]) == (1, False)
+
+
 def test_replay_follows_restarts_and_reproduces_traps(server):
     c = server.client()
     probe = c.start(ACTORS / "probe.toml")["id"]

@@ -29,6 +29,26 @@ log = logging.getLogger("theater.worker")
 
 # How long get-chain waits for the chain to hold every event so far.
 SETTLE_TIMEOUT = 10.0
+# What one event of a chain handed to the actor takes in its memory beside its data and type:
+# its hashes, the record's fields.
+EVENT_OVERHEAD = 96
+
+
+def read_chain(fetch: Callable[[int], Answer], room: int) -> tuple[list[events.Event], bool]:
+    """A chain from its start, page by page (the chain answers a page at a time: a first page
+    alone looked like the whole), as far as ``room`` bytes of the actor's memory take it; the
+    events, and whether they are all of them. ``fetch(since)`` asks for the page from ``since``."""
+    got: list[events.Event] = []
+    while True:
+        header, frames = fetch(got[-1].seq + 1 if got else 0)
+        page = [events.from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
+        for e in page:
+            room -= len(e.data) + len(e.type) + EVENT_OVERHEAD
+            if room < 0:
+                return got, False
+            got.append(e)
+        if not header.get("more") or not page:
+            return got, True
 
 
 class Host:
@@ -112,10 +132,12 @@ class Host:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def own_events(self) -> list[events.Event]:
-        """This actor's chain as stored so far, including events still on their way."""
+        """This actor's chain as stored so far, including events still on their way: from its
+        start, as far as its message limit takes it (a replay rebuilds the same prefix)."""
         self._recorder.settle(SETTLE_TIMEOUT)
-        header, frames = self._loop.chain_request({"k": "query", "what": "events", "actor": self.actor_id})
-        return [events.from_wire(self.actor_id, m, d) for m, d in zip(header["events"], frames, strict=True)]
+        return read_chain(lambda since: self._loop.chain_request(
+            {"k": "query", "what": "events", "actor": self.actor_id, "since": since}),
+            self.manifest.limits.max_message)[0]
 
     def shutdown(self, data: bytes | None) -> None:
         """Ends the actor normally once the running call returns."""

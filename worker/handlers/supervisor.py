@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from theater.errors import TheaterError
-from theater.events import Event, from_wire
 
+from ..host import read_chain
 from ..mailbox import Incoming
 from ..values import Err, Ok, errors_as_err, record
 from .base import Functions, Handler, register
@@ -24,9 +24,6 @@ CALLBACKS = {"child_error": "handle-child-error", "child_exit": "handle-child-ex
              "child_external_stop": "handle-child-external-stop"}
 # Requests that change something outside this actor (the rest only read).
 EFFECTS = {"spawn", "stop_child", "restart_child"}
-# What one event of get-child-events takes in the actor's memory beside its data and type:
-# its hashes, the record's fields.
-EVENT_OVERHEAD = 96
 # A child not ready this long before the parent's call stops waiting is stopped by the server.
 SPAWN_MARGIN = 0.5
 # How the server's exit reasons map onto the WIT's error-type enum.
@@ -68,21 +65,11 @@ class Supervisor(Handler):
             return Ok(state)
 
         def get_child_events(child: str) -> Ok | Err:
-            """The whole chain, page by page (the chain answers a page at a time), as long as it
-            fits what this actor takes in one message: a first page alone looked like the whole."""
-            events: list[Event] = []
             room = self.host.manifest.limits.max_message
-            more = True
-            while more:
-                header, frames = ask("child_events", child=child, since=events[-1].seq + 1 if events else 0)
-                page = [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
-                room -= sum(len(e.data) + len(e.type) + EVENT_OVERHEAD for e in page)
-                if room < 0:
-                    return Err(f"the chain of {child} is larger than this actor's message limit "
-                               f"({self.host.manifest.limits.max_message} bytes); {len(events) + len(page)} "
-                               f"events read so far")
-                events += page
-                more = bool(header.get("more")) and bool(page)
+            events, whole = read_chain(lambda since: ask("child_events", child=child, since=since), room)
+            if not whole:
+                return Err(f"the chain of {child} is larger than this actor's message limit ({room} bytes); "
+                           f"{len(events)} events fit")
             return Ok([record(hash=e.hash, parent_hash=e.parent, event_type=e.type, data=e.data,
                               timestamp=e.time_ns // 1_000_000, description=None) for e in events])
 
