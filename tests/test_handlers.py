@@ -11,6 +11,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import struct
 import threading
 import time
@@ -321,6 +322,24 @@ def test_execute_command_is_killed_at_its_timeout_with_what_it_started(server, t
     assert a("X", "", "sleep", "120") == b"ok:error:sleep did not finish within 1s and was killed"
     assert not [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
     assert a("o") == b"ok"                                   # the actor is fine
+
+
+def test_a_job_a_program_puts_in_a_group_of_its_own_does_not_outlive_the_call(server, tree):
+    """Red-team finding: only the program's own process group was killed, and a granted program
+    may start a session or group of its own: a shell's background job (``set -m``) ran on with
+    init as its parent, after the call, the actor's stop and the server's. The worker is the
+    subreaper of what it starts now, and kills what is left of it at the end of the call."""
+    a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["bash"]'))
+    code, out, _ = _command(a("X", "", "bash", "-c", "set -m; (while :; do sleep 0.05; done) & echo $!"))
+    job = int(out)
+    try:
+        assert code == 0
+        wait_for(lambda: not psutil.pid_exists(job) or psutil.Process(job).status() == psutil.STATUS_ZOMBIE,
+                 timeout=10, what="the background job to be gone")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(job, signal.SIGKILL)            # red, it would outlive the test too
+    assert a("o") == b"ok"
 
 
 def test_a_grant_that_cannot_be_honoured_is_refused_at_start_in_one_line(server, tmp_path):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 _PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -26,6 +27,13 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if parent is not None and os.getppid() != parent:
         os._exit(0)     # the parent died before the request took effect
+
+
+def adopt_orphans() -> None:
+    """Makes this process the subreaper of whatever it starts: orphans of its descendants become
+    its children, not init's (a worker kills what a program left running: worker.commands)."""
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def no_new_privileges() -> None:

@@ -2,13 +2,17 @@
 environment, a working directory given as a descriptor, a timeout, bounded output.
 
 The program is started in a session of its own, so that at the end (normal exit, timeout,
-or the actor asked to stop) its whole process group is killed: nothing it started outlives
-the call. While it runs the worker keeps serving its sockets (``serve``).
+or the actor asked to stop) its whole process group is killed; and the worker is the
+subreaper of what it starts (``theater._linux.adopt_orphans``), so a job the program put in
+a group or session of its own (``setsid``, a shell's ``set -m``) becomes the worker's child
+when its parent ends, and is killed too: nothing it started outlives the call. While it runs
+the worker keeps serving its sockets (``serve``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import selectors
 import signal
@@ -26,6 +30,8 @@ ENVIRONMENT = {"PATH": SAFE_PATH, "GIT_CONFIG_NOSYSTEM": "1"}
 MAX_OUTPUT = 1 << 20
 # How often the sockets are served while the program runs.
 SERVE_EVERY = 0.05
+# Rounds of killing what is left (each kill may hand us the killed one's children).
+MAX_ROUNDS = 100
 
 
 @dataclass
@@ -71,7 +77,31 @@ def run(argv: list[str], cwd_fd: int, timeout: float, serve: Callable[[float], N
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+        _kill_strays()
     return Outcome(code, *(_text(out[s], dropped[s]) for s in (proc.stdout, proc.stderr)))
+
+
+def _kill_strays() -> None:
+    """Kills this worker's remaining children: what a program left running outside its group,
+    adopted when its parent ended (the worker starts nothing else)."""
+    for _ in range(MAX_ROUNDS):
+        strays = _children()
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in strays:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for path in glob.glob("/proc/self/task/*/children"):
+        with contextlib.suppress(OSError), open(path) as f:
+            pids.update(int(p) for p in f.read().split())
+    return pids
 
 
 def _text(data: bytearray, dropped: int) -> str:

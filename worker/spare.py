@@ -77,6 +77,7 @@ def run(home: Home, channel: socket.socket, zygote: int, cgroups: list[str], box
     """Gets ready (rehearses on ``stage``; confines itself for ``ahead`` when given, sandboxed only),
     waits for an actor, becomes it; the process exit status."""
     _linux.die_with_parent(signal.SIGTERM, parent=zygote)
+    _linux.adopt_orphans()          # what a granted program leaves running stays within reach (commands)
     if cgroups and not _linux.join_new_cgroups(cgroups, f"w-{os.getpid()}"):
         log.warning("worker %d: could not make or join its cgroup; it will run without its limits", os.getpid())
     _linux.close_fds_except(channel.fileno(), *preload.fds())
