@@ -5,16 +5,17 @@ The socket's mode (0600) lets in every process of the server's user, and without
 the workers run as that user: a worker whose actor escaped wasmtime into native code could
 start, stop and read any actor, and start one granted the home (the host key). So each
 message's sender (SO_PEERCRED, which a peer cannot choose: ``theater.peercred``) is checked:
-a process in another network namespace than the server (the sandbox gives each worker one,
-and what it starts inherits it), in one of the workers' cgroups (a process stays in its
-group however it is reparented), or descended from the worker fork server, is refused. A
-verdict is kept per process (its pid and start time: a pid reused later is judged again).
+a process in one of the workers' cgroups (a process stays in its group however it is
+reparented), descended from the worker fork server, or in a worker's network namespace (the
+sandbox gives each worker one, and what it starts inherits it) is refused; a client in some
+other namespace (a container) is not. A verdict is kept per process (its pid and start
+time: a pid reused later is judged again).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 # Verdicts kept at most (then forgotten at once: each is cheap to make again).
 MAX_KEPT = 4096
@@ -23,12 +24,14 @@ MAX_DEPTH = 64
 
 
 class Callers:
-    def __init__(self, fork_server: Callable[[], int | None], worker_groups: list[str]) -> None:
+    def __init__(self, fork_server: Callable[[], int | None], workers: Callable[[], Iterable[int]],
+                 worker_groups: list[str]) -> None:
         self._fork_server = fork_server                 # its pid (it changes if it restarts)
+        self._workers = workers                         # the live workers' pids
         # /proc/<pid>/cgroup names a group by its path under its hierarchy: the parents'
         # last parts (``theater-<pid>``) are this server's, and every worker's group is inside
         self._groups = tuple(f"/{os.path.basename(g.rstrip('/'))}/" for g in worker_groups)
-        self._netns = _netns(os.getpid())
+        self._netns = _netns(os.getpid())              # the server's: the workers' without a sandbox
         self._kept: dict[tuple[int, str], bool] = {}
 
     def worker(self, pid: int) -> bool:
@@ -47,7 +50,7 @@ class Callers:
 
     def _judge(self, pid: int, parent: int) -> bool:
         netns = _netns(pid)
-        if netns is not None and self._netns is not None and netns != self._netns:
+        if netns is not None and netns != self._netns and netns in {_netns(w) for w in self._workers()}:
             return True
         if self._groups:
             try:

@@ -177,6 +177,23 @@ def test_a_worker_cannot_use_the_management_socket(sandboxed, shared):
     assert sandboxed.cli("list").code == 0                 # the operator's CLI is served as ever
 
 
+def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_path):
+    """A worker is told by its cgroup, its descent from the fork server, or a worker's network
+    namespace; another namespace alone (a client in a container, the socket mounted) is not one."""
+    from supervisor.callers import Callers
+
+    other = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        wait_for(lambda: os.readlink(f"/proc/{other.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+                 what="the namespace of its own")
+        assert not Callers(lambda: None, lambda: [], []).worker(other.pid)
+        assert Callers(lambda: None, lambda: [other.pid], []).worker(other.pid)       # a worker's namespace
+        assert Callers(lambda: os.getpid(), lambda: [], []).worker(other.pid)         # the fork server's child
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_a_worker_confined_ahead_is_confined_all_the_same(sandboxed, tmp_path, tcp_listener):
     """Most actors start in a spare that put up the usual confinement while it waited (worker.spare):
     the probes above, on one of them."""
