@@ -7,9 +7,11 @@ start, stop and read any actor, and start one granted the home (the host key). S
 message's sender (SO_PEERCRED, which a peer cannot choose: ``theater.peercred``) is checked:
 a process in one of the workers' cgroups (a process stays in its group however it is
 reparented), descended from the worker fork server, or in a worker's network namespace (the
-sandbox gives each worker one, and what it starts inherits it) is refused; a client in some
-other namespace (a container) is not. A verdict is kept per process (its pid and start
-time: a pid reused later is judged again).
+sandbox gives each worker one, and what it starts inherits it; each is noted at the worker's
+hello, and kept after it exits: a process it left may hold it still) is refused; a client in
+some other namespace (a container) is not, nor one whose process cannot be read (another pid
+namespace: its pid is 0). A verdict is kept per process (its pid and start time: a pid reused
+later is judged again).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Callable, Iterable
 MAX_KEPT = 4096
 # How far up the parents go looking for the fork server.
 MAX_DEPTH = 64
+# Workers' network namespaces kept (the oldest forgotten first).
+MAX_NAMESPACES = 65536
 
 
 class Callers:
@@ -33,13 +37,22 @@ class Callers:
         self._groups = tuple(f"/{os.path.basename(g.rstrip('/'))}/" for g in worker_groups)
         self._netns = _netns(os.getpid())              # the server's: the workers' without a sandbox
         self._kept: dict[tuple[int, str], bool] = {}
+        self._namespaces: dict[str, None] = {}          # workers' network namespaces, oldest first
+
+    def note(self, pid: int) -> None:
+        """A worker said hello (confined by then): its network namespace is a worker's for good."""
+        netns = _netns(pid)
+        if netns is not None and netns != self._netns:
+            self._namespaces.pop(netns, None)
+            self._namespaces[netns] = None
+            if len(self._namespaces) > MAX_NAMESPACES:
+                del self._namespaces[next(iter(self._namespaces))]
 
     def worker(self, pid: int) -> bool:
-        """Whether ``pid`` is a worker, or was started by one (a process gone is one: nothing
-        answers it anyway)."""
+        """Whether ``pid`` is a worker, or was started by one."""
         started = _stat(pid)
         if started is None:
-            return True
+            return False        # gone, or not ours to read (another pid namespace: pid 0)
         key = (pid, started[1])
         verdict = self._kept.get(key)
         if verdict is None:
@@ -50,7 +63,8 @@ class Callers:
 
     def _judge(self, pid: int, parent: int) -> bool:
         netns = _netns(pid)
-        if netns is not None and netns != self._netns and netns in {_netns(w) for w in self._workers()}:
+        if netns is not None and netns != self._netns and (
+                netns in self._namespaces or netns in {_netns(w) for w in self._workers()}):
             return True
         if self._groups:
             try:

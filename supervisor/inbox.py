@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from theater import protocol
@@ -26,8 +27,10 @@ log = logging.getLogger("theater.server")
 
 
 class Inbox:
-    def __init__(self, services: Services, directory: Directory, gate: Gate) -> None:
+    def __init__(self, services: Services, directory: Directory, gate: Gate,
+                 hello: Callable[[int], None] = lambda _pid: None) -> None:
         self.services = services
+        self.hello = hello              # told each worker's pid as it says hello (supervisor.callers)
         self.outbox = services.outbox
         self.registry = services.registry
         self.supervision = services.supervision
@@ -78,6 +81,8 @@ class Inbox:
                 self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
                     "this actor's manifest grants no supervisor handler")))
         else:
+            if kind == "hello":
+                self.hello(rec.run.pid or header["pid"])
             self.supervision.on_worker(rec, header, data)
 
     def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:

@@ -155,7 +155,7 @@ class Server:
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
                                  self.listen, self.public_key, self.gateway, self.directory)
-        self.inbox = Inbox(self.services, self.directory, self.gate)
+        self.inbox = Inbox(self.services, self.directory, self.gate, self.callers.note)
         self.gate.deliver = self.inbox.worker_message
         if self.console is not None:    # before any CURVE setting: the console has no keys
             unlink_socket(self.home.console_socket)

@@ -254,8 +254,8 @@ class Supervision:
 
     def _carry_out(self, rec: ActorRecord, exit_: Exit, action: Action, detail: Any) -> None:
         cont, rec.on_ready_next = rec.on_ready_next, None
-        if cont is not None and action != Action.RESTART:     # it ended before it was ready: the
-            cont()                                          # ordered restart goes on (a new plan would)
+        if cont is not None and action in (Action.STOPPED, Action.EXITED):   # ended before it was ready:
+            cont()                                          # the ordered restart goes on (not when it failed)
         self._forget_children(rec)
         self._notify_parent(rec, exit_)
         err = exits.start_error(rec, exit_)        # (an exit is rare: made whether anyone waits or not)

@@ -342,6 +342,31 @@ def test_a_job_a_program_puts_in_a_group_of_its_own_does_not_outlive_the_call(se
     assert a("o") == b"ok"
 
 
+def test_a_deep_chain_of_such_jobs_is_killed_to_its_end(server, tree):
+    """Each kill hands the worker the killed one's children: a chain of jobs each in a group of
+    its own, 150 deep, outlived a bound of 100 rounds; the end of a call now kills to the end."""
+    (tree / "data").mkdir(exist_ok=True)
+    (tree / "data" / "chain.sh").write_text('n=$1\nif [ "$n" -gt 0 ]; then set -m; bash chain.sh $((n-1)) & fi\n'
+                                            'exec sleep 60\n')
+    a = Actor(server, manifest(tree, filesystem='path = "data"\nallowed_commands = ["bash", "sleep"]\n'
+                                                 'command_timeout = "3s"'))
+    data = str((tree / "data").resolve())
+
+    def left() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if p.info["cmdline"] == ["sleep", "60"] and p.cwd() == data:
+                    found.append(p)
+        return found
+    try:
+        assert a("X", "", "bash", "chain.sh", "150") == b"ok:error:bash did not finish within 3s and was killed"
+        wait_for(lambda: not left(), timeout=20, what="every job of the chain to be gone")
+    finally:
+        for p in left():
+            p.kill()                            # red, they would outlive the test
+
+
 def test_a_grant_that_cannot_be_honoured_is_refused_at_start_in_one_line(server, tmp_path):
     r = server.cli("start", str(manifest(tmp_path, filesystem='path = "missing"')))
     assert r.code != 0

@@ -189,6 +189,19 @@ def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_pa
         assert not Callers(lambda: None, lambda: [], []).worker(other.pid)
         assert Callers(lambda: None, lambda: [other.pid], []).worker(other.pid)       # a worker's namespace
         assert Callers(lambda: os.getpid(), lambda: [], []).worker(other.pid)         # the fork server's child
+        # a process a worker left in its namespace is known by it after the worker is gone
+        callers = Callers(lambda: None, lambda: [], [])
+        callers.note(other.pid)                                                       # its hello
+        left = subprocess.Popen(["nsenter", f"--net=/proc/{other.pid}/ns/net", "sleep", "60"])
+        try:
+            wait_for(lambda: os.readlink(f"/proc/{left.pid}/ns/net") == os.readlink(f"/proc/{other.pid}/ns/net"),
+                     what="the process left behind in its namespace")
+            other.kill()
+            other.wait()
+            assert callers.worker(left.pid)
+        finally:
+            left.kill()
+            left.wait()
     finally:
         other.kill()
         other.wait()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
 import selectors
 import signal
@@ -30,8 +31,11 @@ ENVIRONMENT = {"PATH": SAFE_PATH, "GIT_CONFIG_NOSYSTEM": "1"}
 MAX_OUTPUT = 1 << 20
 # How often the sockets are served while the program runs.
 SERVE_EVERY = 0.05
-# Rounds of killing what is left (each kill may hand us the killed one's children).
-MAX_ROUNDS = 100
+# How long killing what is left may take (each kill may hand us the killed one's children).
+KILL_WITHIN = 5.0
+
+log = logging.getLogger("theater.worker")
+_NO_CHILDREN_FILE: list[bool] = []
 
 
 @dataclass
@@ -82,23 +86,28 @@ def run(argv: list[str], cwd_fd: int, timeout: float, serve: Callable[[float], N
 
 
 def _kill_strays() -> None:
-    """Kills this worker's remaining children: what a program left running outside its group,
-    adopted when its parent ended (the worker starts nothing else)."""
-    for _ in range(MAX_ROUNDS):
-        strays = _children()
-        if not strays:
-            return
+    """Kills this worker's remaining children, and their groups: what a program left running
+    outside its group, adopted when its parent ended (the worker starts nothing else); their
+    own children come to the worker as they die, and go in the next round."""
+    end = time.monotonic() + KILL_WITHIN
+    while (strays := _children()) and time.monotonic() < end:
         for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
         for pid in strays:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
 
 
 def _children() -> set[int]:
+    paths = glob.glob("/proc/self/task/*/children")
+    if not paths and not _NO_CHILDREN_FILE:
+        _NO_CHILDREN_FILE.append(True)          # said once
+        log.warning("this kernel lists no process's children (CONFIG_PROC_CHILDREN): what a granted program "
+                    "leaves running outside its group is not killed")
     pids: set[int] = set()
-    for path in glob.glob("/proc/self/task/*/children"):
+    for path in paths:
         with contextlib.suppress(OSError), open(path) as f:
             pids.update(int(p) for p in f.read().split())
     return pids

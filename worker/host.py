@@ -29,6 +29,9 @@ log = logging.getLogger("theater.worker")
 
 # How long get-chain waits for the chain to hold every event so far.
 SETTLE_TIMEOUT = 10.0
+# Messages a worker may take past its mailbox limit when a peer goes (Host.read_inbox): what
+# ZeroMQ queues for one peer.
+INBOX_EXTRA = 1000
 # What one event of a chain handed to the actor takes in its memory beside its data and type:
 # its hashes, the record's fields.
 EVENT_OVERHEAD = 96
@@ -91,6 +94,13 @@ class Host:
 
     def to_self(self, what: str, header: dict[str, Any], payload: bytes = b"") -> None:
         self._mailbox.put_local(what, header, payload)
+
+    def read_inbox(self) -> None:
+        """Takes what waits in the inbox now, paused or not, up to a second mailbox-full past the
+        limit (and at least INBOX_EXTRA): what a peer that went had sent comes before what follows
+        its going (see MessageServer)."""
+        limit = self._mailbox.limit
+        self._loop.drain_inbox(max(0, limit + max(limit, INBOX_EXTRA) - len(self._mailbox)))
 
     def before_effect(self) -> None:
         """Call before anything leaves the worker because of what the actor did (a request to the

@@ -285,6 +285,20 @@ def test_children_over_their_parents_intensity_escalate(tmp_path):
     assert parent.restarts == 1 and parent.status == Status.RUNNING    # restarted by the root
 
 
+def test_an_ordered_restart_goes_no_further_when_its_supervisor_escalates(tmp_path):
+    """one_for_all starts its children in order; one whose restart fails over the parent's
+    intensity escalates, and the children after it must not be started (they would run their
+    init only to be killed with their parent)."""
+    w = World(tmp_path)
+    parent, kids = w.parent_with("one_for_all", 3, parent_restart='intensity = 1\nperiod = "10s"')
+    w.forks.behaviour["c0"] = "fail"        # its next init traps: the second restart within 10 s
+    parent_pid = parent.pid
+    w.crash(kids[2])
+    w.advance(0.1)
+    assert (parent_pid, signal.SIGKILL) in w.forks.signals
+    assert [w.incarnations(k) for k in kids] == [2, 1, 1]
+
+
 # ---- backoff ---------------------------------------------------------------------------------
 
 def _next_launch(w: World, rec: ActorRecord, before: int) -> None:

@@ -22,8 +22,9 @@ from ..values import Err, Ok, errors_as_err
 from .base import Functions, Handler, register
 
 INTERFACE = "theater:simple/message-server-host"
-# Messages read from the inbox, at most, before a channel to a peer that went is closed.
-INBOX_READ = 10_000
+# Channels closed because their other end went, remembered (oldest forgotten first): a message
+# that comes on one later is recorded here, its sender being gone.
+GONE_KEPT = 1024
 CLIENT = "theater:simple/message-server-client"
 
 
@@ -45,6 +46,7 @@ class MessageServer(Handler):
         self.peers = self.host.peers
         self.outstanding: dict[str, Route] = {}     # requests answered later with respond-to-request
         self.channels: dict[str, Channel] = {}
+        self.gone: dict[str, None] = {}             # closed when their other end went (GONE_KEPT)
         self.peers.on_moved.append(self._peer_moved)
 
     # ---- host functions -----------------------------------------------------------------
@@ -169,9 +171,10 @@ class MessageServer(Handler):
         elif what == "chan_msg":
             if h["ch"] in self.channels:
                 self._call("handle-channel-message", (h["ch"], payload), item)
-            else:       # never opened here, or closed (either end restarted since): both chains say so
+            else:       # never opened here, or closed (either end restarted since): its sender hears it
                 why = f"actor {self.host.actor_id} has no open channel {h['ch']} (closed, or restarted since)"
-                self.host.record("limit/refused", {"from": item.sender, "error": why})
+                if h["ch"] in self.gone:        # ... and a sender that is gone cannot: recorded here
+                    self.host.record("limit/refused", {"from": item.sender, "error": why})
                 self.host.refuse(item, why)
         elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
             self._call("handle-channel-close", (h["ch"],), item)
@@ -182,9 +185,12 @@ class MessageServer(Handler):
         before it went (already in the inbox, read first)."""
         closing = [ch for ch, chan in self.channels.items() if chan.peer == actor_id]
         if closing:
-            self.peers.loop.drain_inbox(INBOX_READ)
+            self.host.read_inbox()
         for ch in closing:
             self.host.to_self("chan_close", {"ch": ch})
+            self.gone[ch] = None
+            if len(self.gone) > GONE_KEPT:
+                del self.gone[next(iter(self.gone))]
 
     def _oversized(self, item: Incoming, what: str, size: int) -> None:
         """The actor answered with more than one message carries (ZeroMQ would drop it, and the
