@@ -17,7 +17,7 @@ later is judged again).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 # Verdicts kept at most (then forgotten at once: each is cheap to make again).
 MAX_KEPT = 4096
@@ -28,10 +28,8 @@ MAX_NAMESPACES = 65536
 
 
 class Callers:
-    def __init__(self, fork_server: Callable[[], int | None], workers: Callable[[], Iterable[int]],
-                 worker_groups: list[str]) -> None:
+    def __init__(self, fork_server: Callable[[], int | None], worker_groups: list[str]) -> None:
         self._fork_server = fork_server                 # its pid (it changes if it restarts)
-        self._workers = workers                         # the live workers' pids
         # /proc/<pid>/cgroup names a group by its path under its hierarchy: the parents'
         # last parts (``theater-<pid>``) are this server's, and every worker's group is inside
         self._groups = tuple(f"/{os.path.basename(g.rstrip('/'))}/" for g in worker_groups)
@@ -63,8 +61,7 @@ class Callers:
 
     def _judge(self, pid: int, parent: int) -> bool:
         netns = _netns(pid)
-        if netns is not None and netns != self._netns and (
-                netns in self._namespaces or netns in {_netns(w) for w in self._workers()}):
+        if netns is not None and netns in self._namespaces:
             return True
         if self._groups:
             try:

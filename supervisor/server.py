@@ -92,7 +92,7 @@ class Server:
         self.sandbox = sandbox or Layers()
         self.forkserver = ForkServer(home, log_args, self.limits.worker_parents(),
                                      self.sandbox.args() + (["--seccomp-log"] if seccomp_log else []))
-        self.callers = Callers(lambda: self.forkserver.pid, lambda: self.registry.by_pid, self.limits.worker_parents())
+        self.callers = Callers(lambda: self.forkserver.pid, self.limits.worker_parents())
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
                                                 "--durability", self.config.durability])
         self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False

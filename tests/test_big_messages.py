@@ -167,7 +167,8 @@ def test_an_answer_over_the_askers_own_limit_is_its_err_not_its_death():
         def send(self, target, header, *frames):
             self.sent.append((target, header))
 
-    host = SimpleNamespace(actor_id="small", peers=Peers(), manifest=SimpleNamespace(limits=Limits(memory=4 * MiB)))
+    limits = Limits(memory=4 * MiB)
+    host = SimpleNamespace(actor_id="small", peers=Peers(), over_limit=lambda a: limits.too_large("small", len(a)))
     ms = message_server.MessageServer(host, {})
     why = f"a message of {MiB + 1} bytes is over actor small's limit of {MiB} bytes"
     result = ms.request("big", b"q")
@@ -184,7 +185,8 @@ def test_a_childs_state_over_the_parents_message_limit_is_its_err():
     its memory), or lowering it into the parent's memory traps the parent."""
     from worker.handlers.supervisor import INTERFACE, Supervisor
 
-    host = SimpleNamespace(actor_id="parent", manifest=SimpleNamespace(limits=Limits(memory=4 << 20)))
+    limits = Limits(memory=4 << 20)
+    host = SimpleNamespace(actor_id="parent", over_limit=lambda a: limits.too_large("parent", len(a)))
     handler = Supervisor(host, {})
     handler._ask = lambda kind, *_f, **_k: ({"has_state": True}, [bytes((1 << 20) + 1)])
     get_state = handler.functions()[INTERFACE]["get-child-state"]

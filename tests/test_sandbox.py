@@ -186,12 +186,12 @@ def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_pa
     try:
         wait_for(lambda: os.readlink(f"/proc/{other.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
                  what="the namespace of its own")
-        assert not Callers(lambda: None, lambda: [], []).worker(other.pid)
-        assert Callers(lambda: None, lambda: [other.pid], []).worker(other.pid)       # a worker's namespace
-        assert Callers(lambda: os.getpid(), lambda: [], []).worker(other.pid)         # the fork server's child
-        # a process a worker left in its namespace is known by it after the worker is gone
-        callers = Callers(lambda: None, lambda: [], [])
+        assert not Callers(lambda: None, []).worker(other.pid)
+        callers = Callers(lambda: None, [])
         callers.note(other.pid)                                                       # its hello
+        assert callers.worker(other.pid)                                              # a worker's namespace
+        assert Callers(lambda: os.getpid(), []).worker(other.pid)                     # the fork server's child
+        # a process a worker left in its namespace is known by it after the worker is gone
         left = subprocess.Popen(["nsenter", f"--net=/proc/{other.pid}/ns/net", "sleep", "60"])
         try:
             wait_for(lambda: os.readlink(f"/proc/{left.pid}/ns/net") == os.readlink(f"/proc/{other.pid}/ns/net"),

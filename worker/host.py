@@ -95,6 +95,12 @@ class Host:
     def to_self(self, what: str, header: dict[str, Any], payload: bytes = b"") -> None:
         self._mailbox.put_local(what, header, payload)
 
+    def over_limit(self, answer: bytes) -> str | None:
+        """Why an answer (a reply, a channel's first message, a child's state) is refused: it is held
+        to this actor's message limit like any message to it, so a peer cannot make it fail by
+        answering with more than its memory takes."""
+        return self.manifest.limits.too_large(self.actor_id, len(answer))
+
     def read_inbox(self) -> None:
         """Takes what waits in the inbox now, paused or not, up to a second mailbox-full past the
         limit (and at least INBOX_EXTRA): what a peer that went had sent comes before what follows

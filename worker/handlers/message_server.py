@@ -72,7 +72,7 @@ class MessageServer(Handler):
         if not header["ok"]:
             return Err(str(header.get("error", "request failed")))
         reply = frames[0] if frames else b""
-        if why := self._over_limit(reply):
+        if why := self.host.over_limit(reply):
             return Err(f"the reply was refused: {why}")
         return Ok(reply)
 
@@ -85,18 +85,13 @@ class MessageServer(Handler):
         if not header.get("accepted"):
             return Err(f"actor {target} did not accept the channel")
         peer = header.get("actor", target)
-        if frames and (why := self._over_limit(frames[0])):     # closed again: the acceptor hears it
+        if frames and (why := self.host.over_limit(frames[0])):     # closed again: the acceptor hears it
             self.peers.send(peer, {"k": "msg", "what": "chan_close", "ch": ch})
             return Err(f"the channel's first message was refused: {why}")
         self.channels[ch] = Channel(peer, None)
         if frames:     # the accept carried a first message: it arrives like any other
             self.host.to_self("chan_msg", {"ch": ch}, frames[0])
         return Ok(ch)
-
-    def _over_limit(self, answer: bytes) -> str | None:
-        """An answer is held to this actor's message limit like any message to it: a peer cannot
-        make it fail by answering with more than its memory takes."""
-        return self.host.manifest.limits.too_large(self.host.actor_id, len(answer))
 
     def send_on_channel(self, ch: str, msg: bytes) -> Ok | Err:
         _fits(msg)

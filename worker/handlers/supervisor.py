@@ -60,8 +60,8 @@ class Supervisor(Handler):
         def get_child_state(child: str) -> Ok | Err:
             header, frames = ask("child_state", child=child)
             state = frames[0] if header.get("has_state") and frames else None
-            if state is not None and (why := self.host.manifest.limits.too_large(self.host.actor_id, len(state))):
-                return Err(f"the child's state was refused: {why}")       # as any answer over the limit
+            if state is not None and (why := self.host.over_limit(state)):
+                return Err(f"the child's state was refused: {why}")
             return Ok(state)
 
         def get_child_events(child: str) -> Ok | Err:
