@@ -335,7 +335,7 @@ def test_a_job_a_program_puts_in_a_group_of_its_own_does_not_outlive_the_call(se
     try:
         assert code == 0
         wait_for(lambda: not psutil.pid_exists(job) or psutil.Process(job).status() == psutil.STATUS_ZOMBIE,
-                 timeout=10, what="the background job to be gone")
+                 timeout=30, what="the background job to be gone")
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(job, signal.SIGKILL)            # red, it would outlive the test too

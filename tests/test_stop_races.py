@@ -56,7 +56,7 @@ def freeze(c: Client, actor: str) -> int:
 
 
 def wait_restarting(c: Client, actor: str) -> None:
-    wait_for(lambda: c.inspect(actor)["status"] == "restarting", timeout=10, what=f"{actor} to wait out its backoff")
+    wait_for(lambda: c.inspect(actor)["status"] == "restarting", timeout=30, what=f"{actor} to wait out its backoff")
 
 
 def test_a_child_waiting_out_its_backoff_ends_with_its_killed_parent(server, tmp_path):
@@ -111,7 +111,7 @@ def test_a_stop_during_a_restart_wins(server, tmp_path):
     t = threading.Thread(target=restart)
     t.start()
     with server.client(timeout=20) as c:
-        wait_for(lambda: c.inspect(actor)["status"] == "stopping", timeout=10, what="the restart's stop")
+        wait_for(lambda: c.inspect(actor)["status"] == "stopping", timeout=30, what="the restart's stop")
         assert c.stop(actor)["status"] == "stopped"
         t.join(30)
         assert not t.is_alive(), "the restart was never answered"
@@ -128,7 +128,7 @@ def test_a_call_cut_short_by_a_stop_is_a_stop(server, tmp_path):
         child = spawn(c, parent, write_probe(tmp_path, "kid"))
         assert c.request(parent, f"P{child} l".encode()) == b"ok"    # it loops from now on
         wait_for(lambda: any(decode_data(e.data).get("event") == "call" for e in c.events(child, types=["wasm"])
-                             if b"handle-send" in e.data), what="the child's looping call to start")
+                             if b"handle-send" in e.data), timeout=30, what="the child's looping call to start")
         assert server.cli("stop", child).code == 0
         assert wait_note(c, parent, child) == f"external:{child}:-;"
         (ex,) = [decode_data(e.data) for e in c.events(child, types=["lifecycle/exit"])]
