@@ -185,11 +185,28 @@ class ChainStore:
         return True
 
     def append(self, actor_id: str, type_: str, data: bytes, time_ns: int) -> int:
-        """Links an event at the head (the server's lifecycle records); returns its seq."""
+        """Links an event at the head (the server's lifecycle records); returns its seq. The same
+        record already at the head is that record sent again (the server sends again what a dead
+        chain process did not answer, which it may have committed): linked once, its seq returned.
+        Nothing else comes between (the server waits for its answer before it acts on it), and two
+        real records are never alike (each names its incarnation)."""
         h = self.head(actor_id)
+        if self._at_head(h) == (type_, data):
+            return h.seq
         seq = h.seq + 1
         self._push(h, seq, type_, data, event_hash(actor_id, seq, h.hash, type_, data), time_ns)
         return seq
+
+    def _at_head(self, h: Head) -> tuple[str, bytes] | None:
+        """(type, data) of the actor's last event, staged or stored."""
+        if h.seq > h.durable:
+            row = next((r for r in reversed(self.staged) if r.head is h and r.seq == h.seq), None)
+            return (row.type, row.data) if row is not None else None
+        if h.aid is None:
+            return None
+        r = self.db.execute("SELECT t.type, e.data FROM events e JOIN types t ON t.tid = e.tid "
+                            "WHERE e.aid = ? AND e.seq = ?", (h.aid, h.seq)).fetchone()
+        return (r[0], r[1]) if r else None
 
     def _push(self, h: Head, seq: int, type_: str, data: bytes, hash_: bytes, time_ns: int) -> None:
         if h.actor_id not in self._before:

@@ -211,6 +211,31 @@ def test_a_duplicate_is_acknowledged_and_stored_once(chain):
     assert [s for s, _, _ in chain.stored(actor)] == [0, 1]
 
 
+def test_a_record_sent_again_after_a_chain_restart_is_stored_once(home):
+    """The server sends again every record a dead chain process did not answer; one that died
+    after its commit had stored it already (a second lifecycle/exit would be a second exit)."""
+    actor = str(uuid.uuid4())
+    exit_ = encode_data({"kind": "abnormal", "reason": "killed", "incarnation": 1})
+    first = RawChain(home)
+    try:
+        first.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+        assert first.append(actor, [make_event(actor, 0, None)])["seq"] == 0
+        assert first.call({"k": "record", "actor": actor, "type": "lifecycle/exit"}, exit_)[0]["seq"] == 1
+    finally:
+        first.proc.kill()           # as if it died before its answer left
+        first.proc.wait()
+        first.ctx.destroy(linger=0)
+    again = RawChain(home)
+    try:
+        assert again.call({"k": "record", "actor": actor, "type": "lifecycle/exit"}, exit_)[0]["seq"] == 1
+        later = encode_data({"kind": "abnormal", "reason": "killed", "incarnation": 2})
+        assert again.call({"k": "record", "actor": actor, "type": "lifecycle/exit"}, later)[0]["seq"] == 2
+        assert [(s, t) for s, t, _ in again.stored(actor)] == [(0, "test/event"), (1, "lifecycle/exit"),
+                                                               (2, "lifecycle/exit")]
+    finally:
+        again.close()
+
+
 def test_events_nobody_waits_on_are_acknowledged_in_the_chains_own_time(chain):
     """Appends without ``sync`` are acknowledged lazily (chain.acks.ACK_DELAY after their
     commit), every actor's, the oldest first, with no turn walking all of them."""
