@@ -10,6 +10,7 @@ must be inside that directory (see ``_spawn``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from theater.paths import read_regular, within
 
 from .registry import ActorRecord, Status
 from .services import Services
+from .stopping import call_off
 
 log = logging.getLogger("theater.server")
 
@@ -34,11 +36,14 @@ class Ask:
     parent: ActorRecord
     header: dict[str, Any]
     data: list[bytes]
+    answered: bool = False
 
     def ok(self, *frames: bytes, **fields: Any) -> None:
+        self.answered = True
         self.services.outbox.to_worker(self.parent.actor_id, protocol.ok(self.header["id"], **fields), *frames)
 
     def fail(self, exc: TheaterError) -> None:
+        self.answered = True
         self.services.outbox.to_worker(self.parent.actor_id, protocol.error(self.header["id"], exc))
 
     def answer(self, header: dict[str, Any], frames: list[bytes], *fields: str) -> None:
@@ -89,13 +94,27 @@ def _spawn(ask: Ask) -> None:
             ask.ok(child=rec.actor_id)
     sup = services.supervision
     rec = sup.start(m, text, base, sha, init, parent=parent.actor_id, on_ready=ready)
-    if (within := header.get("within_ms")) is not None:      # its parent stops waiting then
+    _unless_ready_in_time(ask, rec, lambda: sup.remove(rec))
 
-        def too_late() -> None:
-            if rec.status == Status.STARTING and services.registry.get(rec.actor_id) is rec:
-                sup.stop(rec, "not ready before its parent's call stopped waiting", lambda: sup.remove(rec),
-                         by_parent=True)
-        services.outbox.later(within / 1000, too_late)
+
+def _unless_ready_in_time(ask: Ask, rec: ActorRecord, stopped: Callable[[], None]) -> None:
+    """Stops a child still starting when its parent's call stops waiting (``within_ms``): the
+    parent hears that it failed, so it must not come up behind the parent's back (each retry
+    would add another). A restart still stopping the old incarnation then does not go on."""
+    within = ask.header.get("within_ms")
+    if within is None:
+        return
+    sup, registry = ask.services.supervision, ask.services.registry
+    due = rec.restart_due
+
+    def too_late() -> None:
+        if ask.answered or registry.get(rec.actor_id) is not rec:      # it came up (and may have gone) in time
+            return
+        if due is not None and rec.restart_due is due:
+            call_off([rec])
+        elif rec.status in (Status.STARTING, Status.RESTARTING) and rec.restart_due is None:
+            sup.stop(rec, "not ready before its parent's call stopped waiting", stopped, by_parent=True)
+    ask.services.outbox.later(within / 1000, too_late)
 
 
 def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
@@ -127,12 +146,15 @@ def _stop_child(ask: Ask) -> None:
 
 
 def _restart_child(ask: Ask) -> None:
+    child = ask.child()
+
     def ready(err: TheaterError | None) -> None:
         if err is not None:
             ask.fail(err)
         else:
             ask.ok()
-    ask.services.supervision.restart_now(ask.child(), f"restart asked by its parent {ask.parent.name}", ready)
+    ask.services.supervision.restart_now(child, f"restart asked by its parent {ask.parent.name}", ready)
+    _unless_ready_in_time(ask, child, lambda: None)
 
 
 def _child_state(ask: Ask) -> None:

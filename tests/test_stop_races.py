@@ -212,3 +212,42 @@ def test_an_ordered_restart_goes_on_when_its_first_actor_is_killed_before_it_is_
         assert c.request(parent, b"K" + first.encode()) == b"ok"
         wait_for(lambda: (i := c.inspect(second))["status"] == "running" and i["restarts"] == 1, timeout=30,
                  what="the second child to be restarted")
+
+
+def test_a_child_not_ready_when_its_parents_restart_stops_waiting_is_stopped(server, tmp_path):
+    """Likewise a restart-child: the new incarnation's init outlasts the parent's call, which
+    returns Err; the child is stopped then, not brought up behind the parent's back."""
+    with server.client(timeout=20) as c:
+        manifest = write_parent(tmp_path)
+        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        parent = c.start(manifest)["id"]
+        silent = c.start(write_probe(tmp_path, "silent"))["id"]
+        slow = write_probe(tmp_path, "slow")
+        slow.write_text(slow.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        child = spawn(c, parent, slow)
+        assert c.request(child, f"sask-init {silent}".encode()) == b"ok"      # its next init is slow
+        reply = c.request(parent, f"T{child}".encode())
+        assert reply.startswith(b"error: "), reply
+        wait_for(lambda: c.inspect(child)["status"] not in ("running", "starting", "stopping", "restarting"),
+                 timeout=30, what="the child to be stopped")
+        (ex,) = [decode_data(e.data) for e in c.events(child, types=["lifecycle/exit"])][-1:]
+        assert "not ready before its parent's call stopped waiting" in str(ex), ex
+
+
+def test_a_restart_whose_old_incarnation_outlasts_the_parents_wait_does_not_go_on(server, tmp_path):
+    """The parent's restart-child gave up while the child's old incarnation was still stopping
+    (frozen: its stop takes its whole shutdown timeout); the new one is not started after."""
+    with server.client(timeout=20) as c:
+        manifest = write_parent(tmp_path)
+        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "2s"\n')
+        parent = c.start(manifest)["id"]
+        frozen = write_probe(tmp_path, "frozen")
+        frozen.write_text(frozen.read_text() + '\n[limits]\ncall_timeout = "2s"\n')
+        child = spawn(c, parent, frozen)
+        pid = freeze(c, child)
+        reply = c.request(parent, f"T{child}".encode())
+        assert reply.startswith(b"error: "), reply
+        wait_for(lambda: not pid_alive(pid), timeout=30, what="the old incarnation to be killed")
+        wait_for(lambda: c.inspect(child)["status"] not in ("running", "starting", "stopping", "restarting"),
+                 timeout=30, what="the child to stay stopped")
+        assert c.inspect(child)["incarnation"] == 1

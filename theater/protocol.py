@@ -102,7 +102,7 @@ KINDS: dict[str, Kind] = {
                   optional={"within_ms": N}),                 # the parent's wait for the child's init
     "children": Kind({"id": S}, reply="ok"),
     "stop_child": Kind({"id": S, "child": S}, reply="ok"),
-    "restart_child": Kind({"id": S, "child": S}, reply="ok"),
+    "restart_child": Kind({"id": S, "child": S}, reply="ok", optional={"within_ms": N}),
     "child_state": Kind({"id": S, "child": S}, reply="ok"),
     "child_events": Kind({"id": S, "child": S}, reply="ok"),
     # control: server -> worker

@@ -54,7 +54,7 @@ class Supervisor(Handler):
             return Ok()
 
         def restart_child(child: str) -> Ok:
-            ask("restart_child", child=child)
+            ask("restart_child", child=child, within_ms=self._within_ms())
             return Ok()
 
         def get_child_state(child: str) -> Ok | Err:
