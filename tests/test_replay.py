@@ -198,3 +198,29 @@ def test_a_replayed_call_that_never_ends_is_a_divergence_not_a_hang(server, tmp_
                 if e.type == "wasm" and decode_data(e.data)["function"].endswith("handle-request"))
     assert report["ok"] is False and report["seq"] == call
     assert "the call runs past 5s" in report["error"], report
+
+
+def test_every_cut_call_is_named_and_only_what_was_made_again_is_counted(server, tmp_path):
+    """Two incarnations each ended in a call cut short by its time limit: the replay names both
+    (it named only the first), and counts as reproduced only the events it made again, not the
+    host's lifecycle records nor what followed each cut."""
+    manifest = tmp_path / "slow.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"',
+                        f'component = "{ACTORS / "probe.wat"}"') + '\n[limits]\ncall_timeout = "300ms"\n')
+    c = server.client()
+    probe = c.start(manifest)["id"]
+    for restarts in (1, 2):
+        assert server.cli("message", probe, "l", "--request").code != 0
+        wait_for(lambda n=restarts: (i := c.inspect(probe))["status"] == "running" and i["restarts"] == n,
+                 timeout=30, what=f"restart {restarts}")
+    cut = [e.seq for e in c.events(probe) if e.type == "wasm" and decode_data(e.data).get("event") == "call"
+           and decode_data(e.data)["function"].endswith("handle-request")]
+    code, report, err = replay(server, probe)
+    assert code == 0, (err, report)
+    assert [x["seq"] for x in report["not_reproducible"]] == cut, report
+    assert report["not_reproducible_from"] == cut[0], report
+    records = [e for e in c.events(probe) if e.type.startswith("lifecycle/")]
+    assert report["reproduced"] == report["events"] - len(records) - len(cut), report    # each cut: its error event
+    human = server.cli("replay", probe)
+    assert human.code == 0 and f"event {cut[0]}: the call was cut short" in human.text
+    assert f"event {cut[1]}: the call was cut short" in human.text, human.text

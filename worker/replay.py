@@ -19,7 +19,7 @@ import gc
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +57,18 @@ class Report:
     events: int
     calls: int
     incarnations: int
-    stopped_at: int | None = None       # an interrupted call the replay could not reproduce
-    stopped_why: str = ""
+    reproduced: int = 0                 # events the replay made again and found alike (not the host's records)
+    # each interrupted call the replay could not reproduce: (its seq, why); its incarnation's
+    # replay ended there
+    cut: list[tuple[int, str]] = field(default_factory=list)
     divergence: Diverged | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"actor": self.actor, "ok": self.divergence is None, "events": self.events,
-                               "calls": self.calls, "incarnations": self.incarnations}
-        if self.stopped_at is not None:
-            out.update(not_reproducible_from=self.stopped_at, not_reproducible_why=self.stopped_why)
+                               "reproduced": self.reproduced, "calls": self.calls, "incarnations": self.incarnations}
+        if self.cut:
+            out.update(not_reproducible_from=self.cut[0][0], not_reproducible_why=self.cut[0][1],
+                       not_reproducible=[{"seq": seq, "why": why} for seq, why in self.cut])
         if self.divergence is not None:
             out.update(seq=self.divergence.seq, error=self.divergence.why)
         return out
@@ -92,6 +95,7 @@ class Replayer:
         self.cursor = 0
         self.calls = 0
         self.incarnations = 0
+        self.reproduced = 0
         self.output: wasi.Output | None = None
         self.exports: dict[str, Export] = {}
         self.end = len(events)             # where the record of what runs now ends
@@ -103,9 +107,9 @@ class Replayer:
         try:
             while i < len(self.events):
                 if self.events[i].type == "lifecycle/start":
-                    i, stopped = self._incarnation(i)
-                    if stopped is not None and report.stopped_at is None:
-                        report.stopped_at, report.stopped_why = stopped
+                    i, cut = self._incarnation(i)
+                    if cut is not None:
+                        report.cut.append(cut)
                 else:
                     i += 1
         except Diverged as d:
@@ -115,7 +119,7 @@ class Replayer:
             # panics otherwise): drop the last incarnation's store and exports now
             self.exports = {}
             gc.collect()
-        report.calls, report.incarnations = self.calls, self.incarnations
+        report.calls, report.incarnations, report.reproduced = self.calls, self.incarnations, self.reproduced
         return report
 
     # ---- one incarnation ------------------------------------------------------------------
@@ -277,6 +281,7 @@ class Replayer:
         if mine != rec.hash:
             raise Diverged(rec.seq, f"the replay produced {event_type} {_short(value)}, the record has "
                                     f"{rec.type} {_short(decode_data(rec.data))}")
+        self.reproduced += 1
         self.cursor = i + 1
         if self.cut is not None and self.cursor == self.end:
             self.engine.increment_epoch()   # the record ends here: stop the call at its next loop or call

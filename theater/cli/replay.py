@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from typing import Any
 
 import orjson
 
@@ -54,13 +55,22 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         _output.emit_json(report)
     elif report["ok"]:
-        extra = (f"; not reproducible from event {report['not_reproducible_from']}: {report['not_reproducible_why']}"
-                 if "not_reproducible_from" in report else "")
         _output.line(f"ok      {report['actor']}  {report['calls']} calls in {report['incarnations']} incarnation(s), "
-              f"{report['events']} events reproduced{extra}")
+                     f"{report['reproduced']} of its {report['events']} events reproduced (the rest are the host's "
+                     f"records{', and what followed a cut call' if 'not_reproducible' in report else ''})"
+                     f"{_cut(report.get('not_reproducible', []))}")
     else:
         _output.line(f"DIVERGED  {report['actor']}  event {report['seq']}: {report['error']}")
     return 0 if report["ok"] else 5
+
+
+def _cut(calls: list[dict[str, Any]], shown: int = 3) -> str:
+    """The calls the replay could not reproduce, the first few by name."""
+    if not calls:
+        return ""
+    named = "; ".join(f"event {c['seq']}: {c['why']}" for c in calls[:shown])
+    more = f"; and {len(calls) - shown} more (--json lists them)" if len(calls) > shown else ""
+    return f"; not reproducible from {named}{more}"
 
 
 def _replay_args(p: argparse.ArgumentParser) -> None:
