@@ -222,6 +222,67 @@ def test_a_database_from_before_the_state_event_was_noted_opens_and_keeps_its_st
     assert "state_seq" in {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(actors)")}
 
 
+def test_an_actors_state_is_found_without_reading_its_chain(tmp_path):
+    """An actor resumes from the last event holding its state; found by a scan of every event
+    after the one noted, a chain of a million calls since its last state change took seconds to
+    resume. The store finds it through the index of the events that may hold one (a database
+    from before the index gets it), and the state is still the chain's, not the noted copy."""
+    import sqlite3
+
+    from chain.store import _STATE_QUERY, ChainStore
+    from theater.chaindb import STATE_PREFIX
+    from theater.events import encode_data, event_hash
+
+    path, key = tmp_path / "chains.db", Ed25519PrivateKey.generate()
+    store = ChainStore(path, key)
+    head = None
+    for seq in range(300):
+        value = {"event": "result", "function": "f", "result": ["real estate"]}
+        if seq in (3, 7):
+            value["state"] = bytes([seq])
+        data = encode_data(value)
+        head = event_hash("a", seq, head, "wasm", data)
+        store.stage("a", {"seq": seq, "hash": head.hex(), "type": "wasm", "time_ns": 1, "state": int(seq in (3, 7))},
+                    data)
+    store.commit()
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DROP INDEX state_events")
+    db.execute("UPDATE actors SET state_seq = 3, state = ?", (b"\x03",))      # noted wrongly
+    db.commit()
+    db.close()
+    store = ChainStore(path, key)
+    assert store.head("a").state == b"\x07" and store.head("a").state_seq == 7
+    plan = " ".join(str(r) for r in store.db.execute("EXPLAIN QUERY PLAN " + _STATE_QUERY, (1, 1)))
+    assert "USING INDEX state_events (aid=? AND tid=?)" in plan, plan
+    (indexed,) = store.db.execute(f"SELECT count(*) FROM events INDEXED BY state_events WHERE aid = 1 AND tid = ? "
+                                  f"AND substr(data, 1, 20) = x'{STATE_PREFIX.hex()}'",
+                                  (store.types["wasm"],)).fetchone()
+    assert indexed == 2         # not the 298 others ("real estate" holds the bytes of the key "state")
+    store.close()
+
+
+def test_every_event_that_sets_a_state_is_in_the_index_of_them(tmp_path):
+    """The index holds the events whose data begins as a wasm result with a state does: the
+    worker's encoding of one must begin so (a new key would hide new states from resumes, which
+    would take an older one), and the chain refuses an event marked as setting the state that
+    does not."""
+    from chain.store import ChainStore
+    from theater.chaindb import STATE_PREFIX
+    from theater.events import encode_data, event_hash
+    from worker.records import result_event
+
+    for returns, state in (((), b""), (("x", [1, 2]), b"s" * 300)):
+        event, changed = result_event("theater:simple/actor.init", returns, None, state)
+        assert changed and encode_data(event).startswith(STATE_PREFIX)
+    store = ChainStore(tmp_path / "chains.db", Ed25519PrivateKey.generate())
+    data = encode_data({"event": "result", "function": "f", "result": [], "state": b"s", "more": 1})
+    meta = {"seq": 0, "hash": event_hash("a", 0, None, "wasm", data).hex(), "type": "wasm", "time_ns": 1, "state": 1}
+    with pytest.raises(ValueError, match="must be a wasm result holding it"):
+        store.stage("a", meta, data)
+    store.close()
+
+
 def failed_verify(r, *needles: str, code: int = 5) -> str:
     """`theater verify` failed as a verification (or usage) failure: one line, no traceback."""
     detail = f"exit {r.code}, stderr {r.err!r}, stdout {r.out!r}"

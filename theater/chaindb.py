@@ -24,7 +24,11 @@ from .ids import MIN_PREFIX, ambiguous_name
 if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-SCHEMA = """
+# How the canonical CBOR of a wasm result that sets the state begins: a map of 4 keys, "event":
+# "result", then "state" (keys sort by length, then bytes). The index below holds just those.
+STATE_PREFIX = bytes.fromhex("a4656576656e7466726573756c74657374617465")
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS actors (
     aid INTEGER PRIMARY KEY,
     actor TEXT UNIQUE NOT NULL,
@@ -47,6 +51,9 @@ CREATE TABLE IF NOT EXISTS events (
     sig BLOB,
     PRIMARY KEY (aid, seq)
 ) WITHOUT ROWID;
+-- the wasm results that set a state: where an actor's last state is found without reading its
+-- whole chain (chain.store)
+CREATE INDEX IF NOT EXISTS state_events ON events(aid, tid, seq) WHERE substr(data, 1, 20) = x'{STATE_PREFIX.hex()}';
 """
 
 
