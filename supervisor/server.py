@@ -186,9 +186,9 @@ class Server:
             except TheaterError as e:
                 log.error("cannot restore actor %s: %s", doc.get("id"), e.message)
                 continue
-            log.info("restoring actor %s (%s)", doc["id"], m.name)
+            log.info("restoring actor %s (%s)%s", doc["id"], m.name, " as it ended" if doc.get("ended") else "")
             self.supervision.start(m, doc["manifest"], doc["base"], doc["component"], doc.get("init_state"),
-                                   actor_id=doc["id"])
+                                   actor_id=doc["id"], ended=doc.get("ended"))
 
     def _share_with_workers(self) -> None:
         """--user: workers run as another user. Through its group only (never other users) they

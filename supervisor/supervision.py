@@ -27,7 +27,7 @@ from theater.errors import ActorFailed, NotFound, Refused, TheaterError
 from theater.ids import new_actor_id
 from theater.manifest import Manifest
 
-from . import exits, restart
+from . import exits, hangs, restart
 from .compiles import Compiles, Outcome
 from .directory import Directory
 from .launch import ForkServer
@@ -40,12 +40,6 @@ from .stopping import Stopper, call_off
 
 log = logging.getLogger("theater.server")
 
-# A worker must say hello and finish init within this long, counted from its fork (its
-# component is compiled before: loading it takes milliseconds).
-STARTUP_TIMEOUT = 60.0
-# A worker silent for its call timeout plus this long is called hung and killed; it sends
-# a heartbeat every 2 s when idle, so this is several missed beats.
-HANG_GRACE = 10.0
 # Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
 # component's mapping, the store.
 WORKER_NOFILE = 1024
@@ -78,8 +72,10 @@ class Supervision:
     # ---- starting ------------------------------------------------------------------------
 
     def start(self, manifest: Manifest, text: str, base: str, component: str, init_state: bytes | None,
-              parent: str | None = None, on_ready: Ready | None = None, actor_id: str | None = None) -> ActorRecord:
-        """Starts a new actor (or, given ``actor_id``, brings back a saved one, resuming its state)."""
+              parent: str | None = None, on_ready: Ready | None = None, actor_id: str | None = None,
+              ended: dict[str, Any] | None = None) -> ActorRecord:
+        """Starts a new actor (or, given ``actor_id``, brings back a saved one, resuming its state;
+        one saved as ``ended`` is listed so, not started)."""
         spec = ChildSpec(actor_id or new_actor_id(), manifest, text, base, component, init_state, parent,
                          manifest.effective_limits(self.config.limits))
         rec = ActorRecord(spec, started_at=self.wall())
@@ -88,6 +84,9 @@ class Supervision:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
         if actor_id is not None:            # restored after a server restart: not counted as a restart
             rec.next_mode = rec.restart_mode
+        if ended is not None:
+            self.saved.restore_end(rec, ended)
+            return rec
         self._launch(rec, "server restart" if actor_id else None)
         if parent is None:          # while its worker starts (saving takes ~0.3 ms)
             self.saved.save(rec)
@@ -99,6 +98,8 @@ class Supervision:
         rec.status = Status.STARTING if rec.run.number == 1 else Status.RESTARTING
         rec.child_restarts = []          # a restarted supervisor counts its children's restarts afresh
         spec = rec.spec
+        if spec.parent is None:
+            self.saved.launched(rec)
         # a restarted child's grants, again (its spawn checked): a folder swapped for a link since
         p = self.registry.get(spec.parent) if spec.parent and rec.run.number > 1 else None
         if p and (why := attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base, self.config.limits)):
@@ -186,17 +187,10 @@ class Supervision:
             rec.run.stats.update({k: v for k, v in header.items() if isinstance(v, int)})
 
     def check_hangs(self) -> None:
-        now = self.clock()
-        for rec in list(self.registry):
-            run = rec.run
-            if not rec.alive or run.kill_reason:
-                continue
-            starting = rec.status in (Status.STARTING, Status.RESTARTING)
-            limit = STARTUP_TIMEOUT if starting else rec.spec.limits.call_timeout + HANG_GRACE
-            if now - run.last_seen > limit:
-                log.error("actor %s (%s) is not responding; killing it", rec.actor_id, rec.name)
-                run.kill_reason = "start timeout" if starting else "hang"
-                self._signal(rec, signal.SIGKILL)
+        for rec, reason in hangs.overdue(self.registry, self.clock()):
+            log.error("actor %s (%s) is not responding; killing it", rec.actor_id, rec.name)
+            rec.run.kill_reason = reason
+            self._signal(rec, signal.SIGKILL)
 
     def _signal(self, rec: ActorRecord, sig: int) -> None:
         if rec.pid is not None:
@@ -281,6 +275,8 @@ class Supervision:
                 self._escalate(parent, detail)
         elif action == Action.RESTART:
             self._restart(rec, exit_, detail)
+        if rec.parent is None and rec.status in (Status.EXITED, Status.FAILED) and self.registry.get(rec.actor_id):
+            self.saved.save(rec)            # how it ended, for the next server (supervisor.persist)
 
     def _forget_children(self, rec: ActorRecord) -> None:
         """An incarnation's children end with it (its next one spawns its own); their chains stay.

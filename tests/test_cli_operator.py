@@ -289,3 +289,52 @@ def test_a_restored_actor_that_fails_to_start_stays_listed_for_prune(home):
         assert orjson.loads(server.cli("list", "--json").out) == [] and not saved.exists()
     finally:
         server.stop()
+
+
+def test_actors_that_had_ended_come_back_as_they_ended(home, tmp_path):
+    """A job done is not done again by the next server: an actor that had exited (or failed
+    for good) is listed as it ended, with its last error, and not run, until someone restarts
+    it (then it comes back running, at the next server too) or prunes it. The next server had
+    run them all again and forgotten their errors."""
+    def probe(name: str, restart: str) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"',
+                        f'component = "{ACTORS / "probe.wat"}"').replace('name = "probe"', f'name = "{name}"')
+                        + f'\n[restart]\ntype = "{restart}"\n')
+        return path
+
+    server = Server(home).start()
+    try:
+        done, broken, running = (cli_start(server, probe(n, t)) for n, t in
+                                 (("done", "transient"), ("broken", "temporary"), ("running", "permanent")))
+        assert server.cli("message", done, "zfinished", "--request").code == 0
+        server.cli("message", broken, "t", "--request")
+        with server.client() as c:
+            wait_for(lambda: (c.inspect(done)["status"], c.inspect(broken)["status"]) == ("exited", "failed"),
+                     timeout=30, what="the two to end")
+            before = {a: c.inspect(a) for a in (done, broken)}
+            assert "trap" in before[broken]["last_error"], before
+    finally:
+        server.stop()
+    server = Server(home).start()
+    try:
+        with server.client() as c:
+            wait_for(lambda: c.inspect(running)["status"] == "running", timeout=60, what="the running one back")
+            for actor, status in ((done, "exited"), (broken, "failed")):
+                now = c.inspect(actor)
+                assert (now["status"], now["pid"], now["last_error"]) == (status, None, before[actor]["last_error"])
+                assert now["last_exit"] == before[actor]["last_exit"], (now, before[actor])
+                starts = [e for e in c.events(actor) if e.type == "lifecycle/start"]
+                assert len(starts) == 1, starts         # not run again
+            assert orjson.loads(server.cli("restart", done, "--json").out)["pid"]
+            pruned = orjson.loads(server.cli("prune", "--json").out)
+            assert [p["id"] for p in pruned] == [broken]
+    finally:
+        server.stop()
+    server = Server(home).start()
+    try:
+        with server.client() as c:
+            wait_for(lambda: c.inspect(done)["status"] == "running", timeout=60, what="the restarted one back")
+            assert sorted(a["id"] for a in c.call("list")[0]["actors"]) == sorted([done, running])
+    finally:
+        server.stop()

@@ -206,7 +206,7 @@ def test_shutdown_ends_a_temporary_actor_normally(server, tmp_path):
 
 def test_a_worker_that_goes_silent_is_killed_as_hung_and_restarted(server, tmp_path):
     """A stopped process sends no heartbeats: once it has been silent for its call timeout
-    plus the server's grace (supervision.HANG_GRACE, 10 s), the server kills it, records the
+    plus the server's grace (hangs.HANG_GRACE, 10 s), the server kills it, records the
     exit as a hang, and the restart policy brings the actor back with its state."""
     manifest = probe_manifest(tmp_path)
     manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "1s"\n')

@@ -18,12 +18,13 @@ import pytest
 
 from supervisor.compiles import Compiles, Outcome
 from supervisor.directory import Directory
+from supervisor.hangs import HANG_GRACE, STARTUP_TIMEOUT
 from supervisor.limits import RlimitController
 from supervisor.outbox import Outbox
 from supervisor.persist import SavedActors
 from supervisor.registry import ActorRecord, Registry, Status
 from supervisor.restart import DEFAULT_BACKOFF
-from supervisor.supervision import HANG_GRACE, STARTUP_TIMEOUT, Supervision
+from supervisor.supervision import Supervision
 from theater import manifest as manifests
 from theater.config import Compile, ServerConfig
 from theater.errors import Refused, TheaterError
