@@ -25,7 +25,7 @@ from theater import _landlock
 from theater.errors import TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, Server, run_cli, wait_for
+from .conftest import ACTORS, Server, request_in_thread, run_cli, wait_for
 
 HANDLERS = ACTORS / "handlers.wat"
 
@@ -365,6 +365,45 @@ def test_a_deep_chain_of_such_jobs_is_killed_to_its_end(server, tree):
     finally:
         for p in left():
             p.kill()                            # red, they would outlive the test
+
+
+def test_what_a_worker_killed_left_running_does_not_outlive_it(server, tree):
+    """A worker killed (kill -9, the OOM killer, its time limit) while a granted program ran left
+    the program and its jobs to init: nothing killed them. The fork server is their subreaper
+    now: it kills them, a chain of jobs each in a session of its own to its end, and reaps them,
+    and reports only the worker's exit to the server."""
+    (tree / "data").mkdir(exist_ok=True)
+    (tree / "data" / "jobs.sh").write_text(
+        "echo $$ >> pids\n"
+        "setsid bash -c 'echo $$ >> pids; setsid sleep 300 & echo $! >> pids; wait' &\n"
+        "wait\n")
+    a = Actor(server, manifest(tree, filesystem='path = "data"\nallowed_commands = ["bash", "setsid", "sleep"]\n'
+                                                 'command_timeout = "300s"'))
+    worker = a.client.inspect(a.id)["pid"]
+    pids = tree / "data" / "pids"
+    call, _ = request_in_thread(server, a.id, b"X\0bash\0jobs.sh")
+    jobs: list[psutil.Process] = []
+    try:
+        # the program, its job in a session of its own, and that job's own
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3, timeout=30,
+                 what="the program and its jobs to start")
+        jobs = [psutil.Process(int(p)) for p in pids.read_text().split()]
+        assert all(os.getsid(p.pid) == p.pid for p in jobs)     # each in a session of its own
+        os.kill(worker, signal.SIGKILL)
+        # gone means reaped: a zombie is still running for psutil
+        wait_for(lambda: not any(p.is_running() for p in jobs), timeout=30, what="the program and its jobs to be gone")
+    finally:
+        for p in jobs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()                        # red, they would outlive the test
+        call.join(60)
+    # the server saw the worker's exit, and only that one: the actor (permanent) is restarted
+    info = wait_for(lambda: (i := a.client.inspect(a.id))["status"] == "running" and i["restarts"] == 1 and i,
+                    timeout=30, what="the actor to be restarted")
+    assert info["pid"] != worker and "SIGKILL" in info["last_error"], info
+    assert a("o") == b"ok"
+    reported = {int(pid) for pid in re.findall(r"zygote: worker (\d+) exited", server.log_tail(100_000))}
+    assert worker in reported and not reported & {p.pid for p in jobs}, reported
 
 
 def test_a_grant_that_cannot_be_honoured_is_refused_at_start_in_one_line(server, tmp_path):

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import glob
 import os
 import resource
 import signal
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 _PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
 _PR_SET_NO_NEW_PRIVS = 38
@@ -31,9 +32,40 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
 
 def adopt_orphans() -> None:
     """Makes this process the subreaper of whatever it starts: orphans of its descendants become
-    its children, not init's (a worker kills what a program left running: worker.commands)."""
+    its children, not init's (a worker kills what a program left running: worker.commands; the
+    fork server, what a worker killed left running: worker.zygote)."""
     if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def children() -> set[int]:
+    """This process's children, those of all its threads: from /proc/self/task/*/children, or,
+    on a kernel without them (CONFIG_PROC_CHILDREN), from each process's parent in /proc/*/stat."""
+    pids: set[int] = set()
+    if paths := glob.glob("/proc/self/task/*/children"):
+        for path in paths:
+            with contextlib.suppress(OSError), open(path) as f:
+                pids.update(int(p) for p in f.read().split())
+        return pids
+    me = os.getpid()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        # the fields after the command's closing parenthesis (it may hold any byte): state, ppid
+        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat", "rb") as f:
+            if int(f.read().rsplit(b")", 1)[1].split()[1]) == me:
+                pids.add(int(name))
+    return pids
+
+
+def kill_children(keep: Collection[int] = ()) -> set[int]:
+    """SIGKILLs each child of this process but ``keep``, and the process group it leads (the
+    jobs it started there); the pids signalled. Safe from pid reuse: a child's pid, and so a
+    group of that number, stays its own until the child is reaped."""
+    pids = children().difference(keep)
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid, signal.SIGKILL)
+    return pids
 
 
 def no_new_privileges() -> None:

@@ -12,8 +12,6 @@ the worker keeps serving its sockets (``serve``).
 from __future__ import annotations
 
 import contextlib
-import glob
-import logging
 import os
 import selectors
 import signal
@@ -21,6 +19,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from theater import _linux
 
 # Where a bare program name is looked up.
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -33,9 +33,6 @@ MAX_OUTPUT = 1 << 20
 SERVE_EVERY = 0.05
 # How long killing what is left may take (each kill may hand us the killed one's children).
 KILL_WITHIN = 5.0
-
-log = logging.getLogger("theater.worker")
-_NO_CHILDREN_FILE: list[bool] = []
 
 
 @dataclass
@@ -90,27 +87,10 @@ def _kill_strays() -> None:
     outside its group, adopted when its parent ended (the worker starts nothing else); their
     own children come to the worker as they die, and go in the next round."""
     end = time.monotonic() + KILL_WITHIN
-    while (strays := _children()) and time.monotonic() < end:
-        for pid in strays:
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
+    while (strays := _linux.kill_children()) and time.monotonic() < end:
         for pid in strays:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-
-
-def _children() -> set[int]:
-    paths = glob.glob("/proc/self/task/*/children")
-    if not paths and not _NO_CHILDREN_FILE:
-        _NO_CHILDREN_FILE.append(True)          # said once
-        log.warning("this kernel lists no process's children (CONFIG_PROC_CHILDREN): what a granted program "
-                    "leaves running outside its group is not killed")
-    pids: set[int] = set()
-    for path in paths:
-        with contextlib.suppress(OSError), open(path) as f:
-            pids.update(int(p) for p in f.read().split())
-    return pids
 
 
 def _text(data: bytearray, dropped: int) -> str:

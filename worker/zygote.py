@@ -20,6 +20,11 @@ the pid, before it answers the worker's hello, so no actor code runs unlimited.
 The zygote is the workers' parent: it reaps them, removes each one's inbox socket, and reports
 each exit status to the server over a SOCK_SEQPACKET socket (one JSON message per packet). It dies with the
 server (PR_SET_PDEATHSIG, SIGKILL: even stopped), and its workers die with it, after flushing their events.
+It is also the subreaper of what they start (``theater._linux.adopt_orphans``): a worker killed (its
+time limit, the OOM killer, kill -9) while a granted program ran, or a job it put in a session of its
+own, would leave them to init, and nothing an actor starts may outlive it. Once a worker is reaped,
+the zygote kills every child it did not fork, with its group, round after round as each one's
+children come to it in turn, and reaps them: they are no workers, and their exits are not reported.
 
 With ``--sandbox`` (``worker.sandbox``), the zygote first moves into a network namespace of its
 own, and each worker confines itself before it opens its sockets. Once an actor with the usual
@@ -99,6 +104,7 @@ class Zygote:
         self.ahead_off = False      # a spare confined ahead died before it was needed: no more of them
         self.retired: set[int] = set()      # spares let go unused: their exits are not reported
         self.dead: dict[int, Spare] = {}    # spares found dead when assigned, not reaped yet
+        self.forked: set[int] = set()       # spares and workers not reaped yet: any other child is an orphan
         self.violations = Violations(seccomp_log)
         self.poller = select.poll()
         self.pid = os.getpid()
@@ -142,6 +148,7 @@ class Zygote:
             self.sandbox = Sandbox.start(self.layers, self.seccomp_log, self.home)
         gc.collect()
         gc.freeze()          # keep the collector from touching (and so copying) shared pages in children
+        _linux.adopt_orphans()      # before the first fork: what a worker killed leaves running comes to us
         self._top_up()
         for fd in (self.sock.fileno(), sig_r):
             self.poller.register(fd, select.POLLIN)
@@ -271,6 +278,7 @@ class Zygote:
             finally:
                 os._exit(code)
         theirs.close()
+        self.forked.add(pid)
         log.debug("zygote: spare %d forked%s", pid, " to confine itself ahead" if ahead is not None else "")
         s = Spare(pid, ours, ahead)
         self.spares.append(s)
@@ -304,13 +312,18 @@ class Zygote:
         s.chan.close()
 
     def _reap(self) -> None:
+        reaped = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                break
             if pid == 0:
-                return
+                break
+            reaped = True
+            if pid not in self.forked:
+                continue        # an orphan (killed below, or a zombie when it came to us): no worker
+            self.forked.discard(pid)
             # its inbox: nobody else removes it (a worker killed or trapped does not unbind), and
             # restart storms left thousands (issue 16, finding 12)
             self.home.worker_socket(pid).unlink(missing_ok=True)
@@ -330,7 +343,12 @@ class Zygote:
                 self._top_up_within(SPARE_DELAY)
                 self._lost_spare(lost, status, call)
                 continue
+            log.debug("zygote: worker %d exited (%s)", pid, _status(status))
             self._report({"op": "exited", "pid": pid, "status": status, **({"seccomp": call} if call else {})})
+        if reaped and (orphans := _linux.kill_children(self.forked)):
+            # what an ended worker (or an orphan killed last round) left running: their children
+            # come to us as they die, and go at the next reap
+            log.info("zygote: killed %s, left running by a worker that ended", ", ".join(map(str, sorted(orphans))))
 
     def _remove_groups(self, pid: int) -> None:
         """A spare's own cgroups (made by itself, empty now), best effort: what is left goes with
