@@ -7,6 +7,12 @@ incarnation listens at a new address, with a new key. A resolve for an actor tha
 is starting or restarting, or whose worker has just exited (what comes next waits for the
 exit's record in the chain), is answered when it is ready, or when it will not come back.
 
+A worker that accepted a channel from an actor it never resolved asks to be told too
+(``watch_peer``), naming the opener's incarnation (from its ``chan_open``): if that incarnation
+has already ended, the notice goes at once, so a watch that comes late misses nothing. A
+``peer`` notice names the incarnation that ended, and answers and watches are for the current
+one only: every watch ends with it.
+
 Others may listen too (``listeners``): each is told ``("up", rec)`` when an incarnation is
 ready, ``("down", rec)`` when its process has ended (``rec.last_exit`` says how) and
 ``("gone", rec)`` when the actor will not come back. The metrics count spawns, exits and
@@ -37,7 +43,7 @@ class Directory:
     def __init__(self, registry: Registry, outbox: Outbox) -> None:
         self.registry = registry
         self.outbox = outbox
-        self.watchers: dict[str, set[str]] = {}
+        self.watchers: dict[str, set[str]] = {}                  # actor -> who to tell when its incarnation ends
         self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
         self.listeners: list[Callable[[str, ActorRecord], None]] = [self._push_to_watchers]
         self.observers: dict[str, bytes] = {}                    # watch subscription -> client
@@ -92,7 +98,18 @@ class Directory:
         assert rec.run.inbox_key is not None
         self.watchers.setdefault(rec.actor_id, set()).add(asker)
         self.outbox.to_worker(asker, protocol.ok(rid, actor=rec.actor_id, endpoint=rec.run.endpoint,
-                                                 ticket=tickets.ticket(rec.run.inbox_key, asker)))
+                                                 ticket=tickets.ticket(rec.run.inbox_key, asker),
+                                                 incarnation=rec.run.number))
+
+    def follow(self, asker: ActorRecord, header: dict[str, Any]) -> None:
+        """``asker`` is told when that incarnation of the actor ends: now, if it has (or the actor
+        is unknown), since ``down`` has then told its watchers already."""
+        actor, number = header["actor"], header["incarnation"]
+        rec = self.registry.get(actor)
+        if rec is not None and rec.alive and rec.run.number == number:
+            self.watchers.setdefault(actor, set()).add(asker.actor_id)
+        else:
+            self.outbox.to_worker(asker.actor_id, {"k": "peer", "actor": actor, "incarnation": number})
 
     def up(self, rec: ActorRecord) -> None:
         for asker, rid in self.waiting.pop(rec.actor_id, []):
@@ -101,7 +118,7 @@ class Directory:
 
     def down(self, rec: ActorRecord) -> None:
         for watcher in self.watchers.pop(rec.actor_id, ()):
-            self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id})
+            self.outbox.to_worker(watcher, {"k": "peer", "actor": rec.actor_id, "incarnation": rec.run.number})
         self._tell("down", rec)
 
     def _tell(self, what: str, rec: ActorRecord) -> None:

@@ -2,7 +2,7 @@
 
 From clients (the management socket): a request for the API. From workers (the control socket):
 answers to what the server asked, a worker's own lifecycle news, its requests about peers
-(``resolve``) and children, and what it writes on channels whose other end is a client. From
+(``resolve``, ``watch_peer``) and children, and what it writes on channels whose other end is a client. From
 the chain: answers. A message that does not decode is logged (or, from a client, answered with
 the reason) and dropped; a worker is known by the connection its hello came on.
 """
@@ -74,6 +74,8 @@ class Inbox:
             self._worker_msg(rec.actor_id, header, data)
         elif kind == "resolve":
             self.directory.resolve(rec, header)
+        elif kind == "watch_peer":
+            self.directory.follow(rec, header)
         elif kind in children.KINDS:
             if rec.manifest.has_handler("supervisor"):
                 children.handle(self.services, rec, header, data)

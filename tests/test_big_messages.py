@@ -159,6 +159,10 @@ def test_an_answer_over_the_askers_own_limit_is_its_err_not_its_death():
     class Peers:
         on_moved: list = []
         sent: list = []
+        incarnation = 1
+
+        def incarnation_of(self, _actor):
+            return None
 
         def call(self, _target, header, *_frames):
             answer = {"ok": True, "accepted": True, "actor": "big"} if header["what"] == "chan_open" else {"ok": True}

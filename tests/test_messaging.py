@@ -214,6 +214,95 @@ def test_a_channel_whose_other_end_restarted_is_closed_at_this_end_too(server):
         assert not any(b"two" in e.data for e in c.events(echo, types=["wasm"]))
 
 
+@pytest.mark.parametrize("end", ["restart", "kill"])
+def test_a_channel_whose_opener_went_is_closed_at_the_acceptor_that_never_wrote_to_it(server, end):
+    """Only those who resolved an actor heard that it went: an acceptor that never wrote to the
+    opener kept its end open after the opener's incarnation was over, its actor unaware until it
+    wrote on it. Now the acceptor asks the server to watch the opener's incarnation, and its end
+    closes (``handle-channel-close``) when that incarnation ends, however it ends."""
+    with server.client(timeout=30) as c:
+        echo = c.start(EXAMPLES / "channel" / "echo.toml")["id"]
+        probe = c.start(ACTORS / "probe.toml")["id"]
+        ch = c.request(probe, b"C" + echo.encode()).decode()
+        assert not ch.startswith("error"), ch
+
+        def calls(fn: str) -> list[Any]:
+            evs = [decode_data(e.data) for e in c.events(echo, types=["wasm"])]
+            return [e["params"] for e in evs if e.get("event") == "call" and e.get("function") == f"{CLIENT}.{fn}"]
+        wait_for(lambda: calls("handle-channel-open"), timeout=30, interval=0.2, what="echo's accept in its chain")
+        assert calls("handle-channel-close") == []
+        if end == "restart":
+            c.call("restart", actor=probe)
+        else:
+            os.kill(c.inspect(probe)["pid"], signal.SIGKILL)
+        wait_for(lambda: calls("handle-channel-close"), timeout=30, interval=0.2,
+                 what="echo's end of the channel to close")
+        assert calls("handle-channel-close") == [[ch]]
+        assert c.inspect(echo)["restarts"] == 0
+
+
+def test_a_watch_of_an_opener_that_comes_late_misses_nothing():
+    """The acceptor asks to watch the opener's incarnation only once it has run the open, when that
+    incarnation may be over (its notice already sent to others) and a later one running. The server
+    tells it at once; the acceptor closes the channels of the incarnation that ended, keeps a later
+    one's, and asks once per incarnation, not per channel."""
+    from supervisor.directory import Directory
+    from worker.handlers import message_server
+    from worker.mailbox import Incoming
+    from worker.peers import Peers
+
+    told: list[tuple[str, dict[str, Any]]] = []
+    opener = SimpleNamespace(actor_id="opener", alive=True, run=SimpleNamespace(number=2))
+    directory = Directory(SimpleNamespace(get={"opener": opener}.get),
+                          SimpleNamespace(to_worker=lambda actor, header: told.append((actor, header))))
+    acceptor = SimpleNamespace(actor_id="acceptor")
+    directory.follow(acceptor, {"actor": "opener", "incarnation": 1})        # over: told at once
+    directory.follow(acceptor, {"actor": "nobody", "incarnation": 1})
+    directory.follow(acceptor, {"actor": "opener", "incarnation": 2})        # current: watched
+    assert told == [("acceptor", {"k": "peer", "actor": "opener", "incarnation": 1}),
+                    ("acceptor", {"k": "peer", "actor": "nobody", "incarnation": 1})]
+    directory.down(opener)
+    assert told[-1] == ("acceptor", {"k": "peer", "actor": "opener", "incarnation": 2})
+    assert not directory.watchers
+
+    asked: list[dict[str, Any]] = []
+    closed: list[str] = []
+    loop = SimpleNamespace(send_control=asked.append)
+    peers = Peers(loop, "acceptor", lambda *_: None, lambda *_: None, incarnation=1)
+
+    class Host:
+        actor_id = "acceptor"
+
+        def __init__(self) -> None:
+            self.peers = peers
+
+        def exports(self, *_):
+            return True
+
+        def call(self, _iface, _fn, _params):
+            return ({"accepted": True, "message": None},)
+
+        def reply(self, *_a, **_k):
+            pass
+
+        def to_self(self, what, header, payload=b""):      # the close, delivered at once
+            closed.append(header["ch"])
+            ms.deliver(Incoming(what, header, payload, ("peer", b"self")))
+
+        def read_inbox(self):
+            pass
+
+    ms = message_server.MessageServer(Host(), {})
+    for ch, incarnation in (("c1", 1), ("c2", 1), ("c3", 2)):
+        ms.deliver(Incoming("chan_open", {"rid": ch, "ch": ch, "from": "opener", "incarnation": incarnation},
+                            b"", ("peer", b"p")))
+    assert asked == [{"k": "watch_peer", "actor": "opener", "incarnation": i} for i in (1, 2)]
+    peers.moved("opener", 1)          # the answer to the first watch, after the second was asked
+    assert closed == ["c1", "c2"] and peers.followed == {"opener": 2}
+    peers.moved("opener", 2)
+    assert closed == ["c1", "c2", "c3"] and peers.followed == {} and not ms.channels
+
+
 def _echo(tmp_path, limits: str) -> Path:
     """The channel example's echo with ``limits``, its manifest in tmp_path."""
     m = tmp_path / "echo.toml"

@@ -97,7 +97,9 @@ KINDS: dict[str, Kind] = {
     "failed": Kind({"actor": S, "reason": S, "error": S}, reply="ok"),    # with "id": the server acknowledges
     "exiting": Kind({"actor": S, "reason": S}, reply="ok"),
     "heartbeat": Kind({}),
-    "resolve": Kind({"id": S, "actor": S}, reply="ok"),
+    "resolve": Kind({"id": S, "actor": S}, reply="ok"),    # answered with its endpoint, ticket, incarnation
+    # tell me (peer) when this incarnation ends; at once if it has: a channel's opener I never resolved
+    "watch_peer": Kind({"actor": S, "incarnation": N}),
     "spawn": Kind({"id": S, "manifest": S}, reply="ok",    # an actor granted `supervisor`, about its children
                   optional={"within_ms": N}),                 # the parent's wait for the child's init
     "children": Kind({"id": S}, reply="ok"),
@@ -108,12 +110,13 @@ KINDS: dict[str, Kind] = {
     # control: server -> worker
     "get_state": Kind({"id": S}, reply="ok"),
     "stop_actor": Kind({"reason": S}),
-    "peer": Kind({"actor": S}),                 # endpoint moved or gone (endpoint = null)
+    "peer": Kind({"actor": S}, optional={"incarnation": N}),     # that incarnation stopped or restarted
     "chain_restarted": Kind({}),
     # data plane: worker -> worker
     # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply;
-    # from a peer, with its sender's id and ticket (theater.tickets), which its receiver checks
-    "msg": Kind({"what": S}, reply="reply", optional={"from": S, "t": S}),
+    # from a peer, with its sender's id and ticket (theater.tickets), which its receiver checks; a
+    # chan_open, with its opener's incarnation (its acceptor asks the server to watch it: watch_peer)
+    "msg": Kind({"what": S}, reply="reply", optional={"from": S, "t": S, "incarnation": N}),
     "reply": Kind({"rid": S, "ok": B}),
     "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
     "took": Kind({"count": N}),                 # count one-way messages were taken (their calls stored)

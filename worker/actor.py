@@ -131,11 +131,11 @@ class Actor:
         self.recorder = recorder = Recorder(chain, throttle, loop.pump, loop.wait_for_chain)
         self.mailbox = mailbox = Mailbox(self.actor_id, m.limits.mailbox, loop.reply, recorder.record,
                                          loop.pause_inbox)
-        peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record)
+        peers = Peers(loop, self.actor_id, mailbox.put_local, recorder.record, config.get("incarnation", 0))
         loop.on.update(refused=lambda h, _b, _r, sock: peers.refused(sock, str(h.get("error", "refused")),
                                                                      _count(h.get("count"))),
                        took=lambda h, _b, _r, sock: peers.took(sock, _count(h.get("count"))),
-                       peer=lambda h, *_: peers.moved(h["actor"]))
+                       peer=lambda h, *_: peers.moved(h["actor"], h.get("incarnation")))
         self.peers = peers
         self.gateway = Gateway(loop, self.home.gateway_endpoint)
         host = Host(self.actor_id, self.name, m, loop, mailbox, peers, recorder, self._shutdown, self.gateway,

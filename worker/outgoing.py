@@ -35,9 +35,11 @@ Watch = Callable[[zmq.Socket, Callable[[], None] | None], None]
 
 
 class Outgoing:
-    def __init__(self, peer: str, sock: zmq.Socket, watch: Watch, stamp: dict[str, str]) -> None:
+    def __init__(self, peer: str, sock: zmq.Socket, watch: Watch, stamp: dict[str, str],
+                 incarnation: int | None = None) -> None:
         self.peer = peer
         self.sock = sock
+        self.incarnation = incarnation    # the peer's that the server resolved (None: not known)
         self.stamp = stamp          # on each message to the peer: our id and our ticket to it
         self.unsent = 0             # accepted by send, not yet handed to ZeroMQ (held or queued)
         self.unsent_bytes = 0

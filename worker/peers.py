@@ -8,6 +8,13 @@ message goes to the new address. A peer that does not keep up slows its senders 
 ran (``took``) and refuses those it turns away; when it stops or restarts, every message it
 did neither for (still held here, or lost in its queues when its process was killed) is
 recorded as not delivered (docs/isolation.md, Mailbox).
+
+An actor that only received from a peer never resolved it, so nobody would tell it that peer
+went: a channel it accepted would stay open after its opener's incarnation ended. So it asks
+the server to watch that incarnation (``follow``: once per incarnation of a peer, not per
+channel), named by the opener's ``chan_open``; the server answers ``peer`` at once if that
+incarnation has already ended. Notices name the incarnation that ended, so a late one leaves
+a later incarnation's connection (and channels) alone.
 """
 
 from __future__ import annotations
@@ -35,16 +42,19 @@ NO_CALL_WAIT = 10.0
 
 class Peers:
     def __init__(self, loop: Loop, actor_id: str, local: Callable[[str, dict[str, Any], bytes], None],
-                 record: Callable[[str, Any], None]) -> None:
+                 record: Callable[[str, Any], None], incarnation: int = 0) -> None:
         self.loop = loop
         self.actor_id = actor_id
+        self.incarnation = incarnation           # this actor's own (the server's count of its workers)
         self.local = local                       # a message to this actor itself
         self.record = record
         self.outgoing: dict[str, Outgoing] = {}  # canonical id -> the connection and what waits for it
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
         self.down: set[str] = set()              # peers reported gone while we waited on them
         self.by_sock: dict[zmq.Socket, Outgoing] = {}
-        self.on_moved: list[Callable[[str], None]] = []   # told when a peer stops or restarts
+        self.followed: dict[str, int] = {}       # peer -> its incarnation the server watches for us
+        # told when a peer stops or restarts: its id, and the incarnation that ended (None: any)
+        self.on_moved: list[Callable[[str, int | None], None]] = []
 
     def _connect(self, target: str) -> Outgoing | None:
         """The connection to ``target``'s inbox (made on first use); None when ``target`` is this
@@ -67,7 +77,8 @@ class Peers:
         self.loop.poller.register(sock, zmq.POLLIN)
         self.loop.to_peers.add(sock)
         self.outgoing[canonical] = out = Outgoing(canonical, sock, self.loop.watch,
-                                                  {"from": self.actor_id, "t": header["ticket"]})
+                                                  {"from": self.actor_id, "t": header["ticket"]},
+                                                  header.get("incarnation"))
         self.by_sock[sock] = out
         self.down.discard(canonical)
         return out
@@ -153,11 +164,29 @@ class Peers:
             self.check(canonical)
         return self.loop.wait_reply(header["rid"], check=lambda: self.check(canonical), sock=sock, peer=canonical)
 
-    def moved(self, actor_id: str) -> None:
-        """The server says this actor stopped or restarted: drop the connection. Messages it did not
-        take are lost with it: recorded (what it said before it went is read first)."""
-        out = self.outgoing.pop(actor_id, None)
-        if out is not None:
+    def incarnation_of(self, actor_id: str) -> int | None:
+        """The incarnation of ``actor_id`` our connection reaches (None: none, or not known)."""
+        out = self.outgoing.get(actor_id)
+        return out.incarnation if out is not None else None
+
+    def follow(self, actor_id: str, incarnation: int) -> None:
+        """Asks the server to tell us (``peer``) when this incarnation of ``actor_id`` ends, unless
+        it does already: we resolved that incarnation, or asked before."""
+        if actor_id == self.actor_id or incarnation in (self.followed.get(actor_id), self.incarnation_of(actor_id)):
+            return
+        self.followed[actor_id] = incarnation
+        self.loop.send_control({"k": "watch_peer", "actor": actor_id, "incarnation": incarnation})
+
+    def moved(self, actor_id: str, incarnation: int | None = None) -> None:
+        """The server says this incarnation of the actor (None: whichever we knew) stopped or
+        restarted: drop the connection. Messages it did not take are lost with it: recorded (what
+        it said before it went is read first). What concerns a later incarnation stays (the
+        notice answered a ``follow`` that came late)."""
+        if not later(self.followed.get(actor_id), incarnation):
+            self.followed.pop(actor_id, None)
+        out = self.outgoing.get(actor_id)
+        if out is not None and not later(out.incarnation, incarnation):
+            del self.outgoing[actor_id]
             if wire.readable(out.sock):
                 self.loop.drain(out.sock)
             why = (f"actor {actor_id} stopped or restarted before it took (or acknowledged taking) the messages "
@@ -170,10 +199,11 @@ class Peers:
             del self.by_sock[out.sock]
             out.sock.close(linger=0)
             self.down.add(actor_id)
-        for alias in [a for a, c in self.aliases.items() if c == actor_id]:
-            del self.aliases[alias]
+        if actor_id not in self.outgoing:
+            for alias in [a for a, c in self.aliases.items() if c == actor_id]:
+                del self.aliases[alias]
         for tell in self.on_moved:
-            tell(actor_id)
+            tell(actor_id, incarnation)
 
     def check(self, actor_id: str) -> None:
         if actor_id in self.down:
@@ -182,3 +212,9 @@ class Peers:
     def close(self) -> None:
         for out in self.outgoing.values():
             out.sock.close()
+
+
+def later(known: int | None, ended: int | None) -> bool:
+    """Whether incarnation ``known`` comes after the one a notice says ``ended`` (None: not known;
+    a notice naming none ended whichever we knew)."""
+    return known is not None and ended is not None and known > ended

@@ -6,6 +6,11 @@ Messages from outside (the CLI) arrive from the server on the control socket and
 answered there. Either way a message is a ``msg`` with ``what`` one of send, request,
 chan_open, chan_msg, chan_close; a request or channel open is answered by a ``reply``
 with the same ``rid``.
+
+A channel closes at this end when its other end's incarnation ends (its next one knows none of
+its channels). The opener hears it from the server as it resolved the acceptor; the acceptor
+may never have written to the opener, so the opener's ``chan_open`` names its incarnation and
+the acceptor asks the server to watch it (``Peers.follow``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from theater.ids import new_channel_id, new_request_id
 from theater.protocol import MAX_PAYLOAD
 
 from ..mailbox import Incoming, Route
+from ..peers import later
 from ..values import Err, Ok, errors_as_err
 from .base import Functions, Handler, register
 
@@ -32,6 +38,7 @@ CLIENT = "theater:simple/message-server-client"
 class Channel:
     peer: str | None          # the other actor's id, or None for an outside client
     route: Route | None       # how to reach an outside client (through the server)
+    incarnation: int | None = None    # the other actor's (None: not known; closed when any ends)
 
 
 @register
@@ -79,7 +86,8 @@ class MessageServer(Handler):
     def open_channel(self, target: str, msg: bytes) -> Ok | Err:
         _fits(msg)
         ch, rid = new_channel_id(), new_request_id()
-        header, frames = self.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch}, msg)
+        header, frames = self.peers.call(target, {"k": "msg", "what": "chan_open", "rid": rid, "ch": ch,
+                                                  "incarnation": self.peers.incarnation}, msg)
         if not header["ok"]:
             return Err(str(header.get("error", "channel refused")))
         if not header.get("accepted"):
@@ -88,7 +96,7 @@ class MessageServer(Handler):
         if frames and (why := self.host.over_limit(frames[0])):     # closed again: the acceptor hears it
             self.peers.send(peer, {"k": "msg", "what": "chan_close", "ch": ch})
             return Err(f"the channel's first message was refused: {why}")
-        self.channels[ch] = Channel(peer, None)
+        self.channels[ch] = Channel(peer, None, self.peers.incarnation_of(peer))
         if frames:     # the accept carried a first message: it arrives like any other
             self.host.to_self("chan_msg", {"ch": ch}, frames[0])
         return Ok(ch)
@@ -159,8 +167,10 @@ class MessageServer(Handler):
                 self._oversized(item, "answer to a channel open", len(message))
                 return
             if accepted:
-                peer = item.sender
-                self.channels[h["ch"]] = Channel(peer, None if peer else item.route)
+                peer, incarnation = item.sender, h.get("incarnation")
+                self.channels[h["ch"]] = Channel(peer, None if peer else item.route, incarnation)
+                if peer is not None and incarnation is not None:     # told when the opener goes
+                    self.peers.follow(peer, incarnation)
             reply = {"k": "reply", "rid": h["rid"], "ok": True, "accepted": accepted, "actor": self.host.actor_id}
             self.host.reply(item.route, reply, *([message] if message is not None else []))
         elif what == "chan_msg":
@@ -174,11 +184,12 @@ class MessageServer(Handler):
         elif what == "chan_close" and self.channels.pop(h["ch"], None) is not None:
             self._call("handle-channel-close", (h["ch"],), item)
 
-    def _peer_moved(self, actor_id: str) -> None:
+    def _peer_moved(self, actor_id: str, incarnation: int | None) -> None:
         """The other end of some channels stopped or restarted (its next incarnation knows none of
         them): each is closed here too, and the actor hears it as a close, after what that end sent
-        before it went (already in the inbox, read first)."""
-        closing = [ch for ch, chan in self.channels.items() if chan.peer == actor_id]
+        before it went (already in the inbox, read first). A later incarnation's channels stay."""
+        closing = [ch for ch, chan in self.channels.items()
+                   if chan.peer == actor_id and not later(chan.incarnation, incarnation)]
         if closing:
             self.host.read_inbox()
         for ch in closing:
