@@ -21,7 +21,6 @@ from theater.paths import read_regular, within
 
 from .registry import ActorRecord, Status
 from .services import Services
-from .stopping import call_off
 
 log = logging.getLogger("theater.server")
 
@@ -98,22 +97,19 @@ def _spawn(ask: Ask) -> None:
 
 
 def _unless_ready_in_time(ask: Ask, rec: ActorRecord, stopped: Callable[[], None]) -> None:
-    """Stops a child still starting when its parent's call stops waiting (``within_ms``): the
+    """Stops a child not yet ready when its parent's call stops waiting (``within_ms``): the
     parent hears that it failed, so it must not come up behind the parent's back (each retry
-    would add another). A restart still stopping the old incarnation then does not go on."""
+    would add another), whether it is starting, a restart waits for its old incarnation to stop,
+    or its supervisor restarts it after a failed init."""
     within = ask.header.get("within_ms")
     if within is None:
         return
     sup, registry = ask.services.supervision, ask.services.registry
-    due = rec.restart_due
 
     def too_late() -> None:
-        if ask.answered or registry.get(rec.actor_id) is not rec:      # it came up (and may have gone) in time
-            return
-        if due is not None and rec.restart_due is due:
-            call_off([rec])
-        elif rec.status in (Status.STARTING, Status.RESTARTING) and rec.restart_due is None:
-            sup.stop(rec, "not ready before its parent's call stopped waiting", stopped, by_parent=True)
+        if ask.answered or registry.get(rec.actor_id) is not rec or rec.status == Status.RUNNING:
+            return          # ready in time (and it may have gone since), or already ended
+        sup.stop(rec, "not ready before its parent's call stopped waiting", stopped, by_parent=True)
     ask.services.outbox.later(within / 1000, too_late)
 
 

@@ -4,9 +4,11 @@ Each top-level actor has ``$THEATER_HOME/actors/<id>.json`` (written atomically 
 starts, removed when someone stops it): its manifest, component hash and initial state.
 A server that stops or crashes leaves them; the next one restarts each actor, which
 resumes from the last state its chain committed, under the same id, so its chain
-continues from its head. An actor that had ended (it exited, or failed for good) is written
-again with how (``ended``): the next server lists it so, with its last error, and does not
-run it again (a job done is not done twice) until someone restarts it; ``prune`` forgets it.
+continues from its head. An actor that had ended on its own (it exited, or failed for good
+under its restart policy; not one stopped, nor one whose start failed, which the next server
+tries again) is written again with how (``ended``): the next server lists it so, with its last
+error, and does not run it again (a job done is not done twice) until someone restarts it;
+``prune`` forgets it.
 Children are not restored: their parents spawn them again.
 An ephemeral server (``--ephemeral``, what ``theater run`` starts) keeps none: what it ran
 must not come back as a ghost at the next start on that home.
@@ -62,12 +64,22 @@ class SavedActors:
         if rec.actor_id in self._ended:
             self.save(rec)
 
-    def restore_end(self, rec: ActorRecord, ended: dict[str, Any]) -> None:
-        """Gives a record brought back by a server restart how its actor had ended."""
-        rec.status, rec.last_error, rec.restarts = Status(ended["status"]), ended.get("last_error"), ended["restarts"]
-        if (e := ended.get("last_exit")) is not None:
-            rec.last_exit = Exit(ExitKind(e["kind"]), e["reason"], e.get("error"), status=e.get("status"))
+    def restore_end(self, rec: ActorRecord, ended: dict[str, Any]) -> bool:
+        """Gives a record brought back by a server restart how its actor had ended; False (logged)
+        if what was saved cannot be read: it then starts, as before it had ended."""
+        try:
+            status, restarts, e = Status(ended["status"]), int(ended["restarts"]), ended.get("last_exit")
+            last_exit = Exit(ExitKind(e["kind"]), str(e["reason"]), e.get("error"), status=e.get("status")) \
+                if e else None
+        except (KeyError, TypeError, ValueError) as err:
+            log.error("actor %s: how it ended cannot be read from %s (%r); it starts again", rec.actor_id,
+                      self.folder / f"{rec.actor_id}.json", err)
+            return False
+        if status not in (Status.EXITED, Status.FAILED):
+            return False
+        rec.status, rec.restarts, rec.last_exit, rec.last_error = status, restarts, last_exit, ended.get("last_error")
         self._ended.add(rec.actor_id)
+        return True
 
     def remove(self, actor_id: str) -> None:
         self._ended.discard(actor_id)

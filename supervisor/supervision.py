@@ -84,8 +84,7 @@ class Supervision:
             self.start_waiters.setdefault(rec.actor_id, []).append(on_ready)
         if actor_id is not None:            # restored after a server restart: not counted as a restart
             rec.next_mode = rec.restart_mode
-        if ended is not None:
-            self.saved.restore_end(rec, ended)
+        if ended is not None and self.saved.restore_end(rec, ended):
             return rec
         self._launch(rec, "server restart" if actor_id else None)
         if parent is None:          # while its worker starts (saving takes ~0.3 ms)
@@ -217,8 +216,11 @@ class Supervision:
         action, detail = self._decide(rec, exit_, was_starting)
         log.info("actor %s (%s) exited: %s %s%s -> %s", rec.actor_id, rec.name, exit_.kind, exit_.reason,
                  f" ({exit_.error})" if exit_.error else "", action)
+        # "at": incarnations are counted anew by each server, and the chain links a record it
+        # holds at the head already only once (a record sent again after a chain restart)
         self.outbox.record(rec.actor_id, "lifecycle/exit", {**exit_.to_dict(), "incarnation": run.number,
-                                                            "data": exit_.data, "action": str(action)},
+                                                            "data": exit_.data, "action": str(action),
+                                                            "at": int(self.wall() * 1000)},
                            then=lambda: self._carry_out(rec, exit_, action, detail))
 
     def _decide(self, rec: ActorRecord, exit_: Exit, was_starting: bool) -> tuple[Action, Any]:
@@ -275,8 +277,8 @@ class Supervision:
                 self._escalate(parent, detail)
         elif action == Action.RESTART:
             self._restart(rec, exit_, detail)
-        if rec.parent is None and rec.status in (Status.EXITED, Status.FAILED) and self.registry.get(rec.actor_id):
-            self.saved.save(rec)            # how it ended, for the next server (supervisor.persist)
+        if action in (Action.EXITED, Action.GIVE_UP, Action.ESCALATE) and rec.parent is None and not self.stopping:
+            self.saved.save(rec)            # how it ended, for the next server (not a stop: supervisor.persist)
 
     def _forget_children(self, rec: ActorRecord) -> None:
         """An incarnation's children end with it (its next one spawns its own); their chains stay.

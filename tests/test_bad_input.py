@@ -645,7 +645,7 @@ def test_replay_takes_the_timeout_given_whatever_its_value(home, monkeypatch, gi
 
     def run(cmd, **kwargs):
         seen["timeout"] = kwargs["timeout"]
-        report = {"ok": True, "actor": "a", "calls": 0, "incarnations": 0, "events": 0}
+        report = {"ok": True, "actor": "a", "calls": 0, "incarnations": 0, "events": 0, "reproduced": 0}
         return subprocess.CompletedProcess(cmd, 0, orjson.dumps(report), b"")
     monkeypatch.setattr(cli_replay.subprocess, "run", run)
     assert cli_main(["--home", str(home.root), "replay", "--file", str(VECTORS / "chain-v1.jsonl"), *given]) == 0

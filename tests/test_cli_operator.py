@@ -338,3 +338,24 @@ def test_actors_that_had_ended_come_back_as_they_ended(home, tmp_path):
             assert sorted(a["id"] for a in c.call("list")[0]["actors"]) == sorted([done, running])
     finally:
         server.stop()
+
+
+def test_an_actor_whose_saved_end_cannot_be_read_starts_and_the_others_too(home):
+    """A saved actor whose ``ended`` was edited into nonsense stopped the whole server's start
+    (an exception out of the restore); it is logged and the actor starts, as before it ended."""
+    server = Server(home).start()
+    try:
+        probe = cli_start(server, ACTORS / "probe.toml")
+        other = cli_start(server, ACTORS / "probe.toml")
+    finally:
+        server.stop()
+    saved = home.actors / f"{probe}.json"
+    saved.write_bytes(orjson.dumps({**orjson.loads(saved.read_bytes()), "ended": {"status": "asleep"}}))
+    server = Server(home).start()
+    try:
+        with server.client() as c:
+            wait_for(lambda: {c.inspect(a)["status"] for a in (probe, other)} == {"running"}, timeout=60,
+                     what="both to be back")
+        assert "how it ended cannot be read" in (home.logs / "server.log").read_text()
+    finally:
+        server.stop()

@@ -135,17 +135,24 @@ def test_a_call_cut_short_by_a_stop_is_a_stop(server, tmp_path):
         assert (ex["kind"], ex["action"]) == ("shutdown", "stopped"), ex
 
 
+def parent_and_slow_child(c: Client, tmp_path: Path) -> tuple[str, str, Path]:
+    """A parent and a probe that never answers, both with 3 s calls; and the manifest of a child
+    with the same limit (its init is slow when its state is ``ask-init <the silent probe>``)."""
+    manifest = write_parent(tmp_path)
+    manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+    parent = c.start(manifest)["id"]
+    silent = c.start(write_probe(tmp_path, "silent"))["id"]
+    slow = write_probe(tmp_path, "slow")
+    slow.write_text(slow.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+    return parent, silent, slow
+
+
 def test_a_child_not_ready_when_its_parent_stops_waiting_is_stopped(server, tmp_path):
     """The parent's spawn gave up at its call's time limit (an Err), yet the child's start went on
     and it ran as the parent's child: each retry added another. The server now stops a child that
     is not ready a little before the parent's call stops waiting for it."""
     with server.client(timeout=20) as c:
-        manifest = write_parent(tmp_path)
-        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
-        parent = c.start(manifest)["id"]
-        silent = c.start(write_probe(tmp_path, "silent"))["id"]
-        slow = write_probe(tmp_path, "slow")
-        slow.write_text(slow.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        parent, silent, _ = parent_and_slow_child(c, tmp_path)
         # its init waits for a reply that never comes, until its own time limit: the parent's, which
         # began a little earlier; so the child would be ready just after its parent stopped waiting
         reply = c.request(parent, f"Islow.toml ask-init {silent}".encode())
@@ -218,12 +225,7 @@ def test_a_child_not_ready_when_its_parents_restart_stops_waiting_is_stopped(ser
     """Likewise a restart-child: the new incarnation's init outlasts the parent's call, which
     returns Err; the child is stopped then, not brought up behind the parent's back."""
     with server.client(timeout=20) as c:
-        manifest = write_parent(tmp_path)
-        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
-        parent = c.start(manifest)["id"]
-        silent = c.start(write_probe(tmp_path, "silent"))["id"]
-        slow = write_probe(tmp_path, "slow")
-        slow.write_text(slow.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        parent, silent, slow = parent_and_slow_child(c, tmp_path)
         child = spawn(c, parent, slow)
         assert c.request(child, f"sask-init {silent}".encode()) == b"ok"      # its next init is slow
         reply = c.request(parent, f"T{child}".encode())
@@ -251,3 +253,23 @@ def test_a_restart_whose_old_incarnation_outlasts_the_parents_wait_does_not_go_o
         wait_for(lambda: c.inspect(child)["status"] not in ("running", "starting", "stopping", "restarting"),
                  timeout=30, what="the child to stay stopped")
         assert c.inspect(child)["incarnation"] == 1
+
+
+def test_a_child_whose_restarted_init_failed_is_not_restarted_after_its_parent_stopped_waiting(server, tmp_path):
+    """The parent's restart-child: the new incarnation's init traps, and its supervisor waits out
+    a backoff longer than the parent's call before the next try. At the call's deadline the
+    restart is called off and the child stopped, not tried again behind the parent's back."""
+    with server.client(timeout=20) as c:
+        manifest = write_parent(tmp_path)
+        manifest.write_text(manifest.read_text() + '\n[limits]\ncall_timeout = "3s"\n')
+        parent = c.start(manifest)["id"]
+        child_manifest = crashing(tmp_path, "crashing", backoff="6s")
+        child_manifest.write_text(child_manifest.read_text().replace(
+            "[restart]", '[limits]\ncall_timeout = "3s"\n\n[restart]', 1))
+        child = spawn(c, parent, child_manifest)
+        assert c.request(child, b"strap-init") == b"ok"                 # its next init traps
+        reply = c.request(parent, f"T{child}".encode())
+        assert reply.startswith(b"error: "), reply
+        wait_for(lambda: c.inspect(child)["status"] == "exited", timeout=30, what="the child to be stopped")
+        starts = len([e for e in c.events(child) if e.type == "lifecycle/start"])
+        assert starts == 2, starts              # its first, and the restart whose init trapped: no third

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from theater.errors import TheaterError
+from theater.errors import TheaterError, Timeout
 
 from ..host import read_chain
 from ..mailbox import Incoming
@@ -83,9 +83,14 @@ class Supervisor(Handler):
     def _within_ms(self) -> int | None:
         """How long the server may take over a child's start before it stops it and says so: a
         little less than this call waits, so the parent hears whether its child runs (a child it
-        had given up on ran on, and each retry added another)."""
+        had given up on ran on, and each retry added another). With no time left for that, the
+        start is not asked for (a restart would only stop a running child)."""
         left = self.host.call_time_left()
-        return None if left is None else max(0, int((left - SPAWN_MARGIN) * 1000))
+        if left is None:
+            return None
+        if left <= SPAWN_MARGIN:
+            raise Timeout(f"too little of this call's time is left to wait for a child's start ({left:.2f}s)")
+        return int((left - SPAWN_MARGIN) * 1000)
 
     def _ask(self, kind: str, *frames: bytes, **fields: Any) -> tuple[dict[str, Any], list[bytes]]:
         if kind in EFFECTS:
