@@ -97,6 +97,10 @@ class ChainStore:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=" + ("FULL" if durability == "machine" else "NORMAL"))
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'events'").fetchone() and \
+                not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'state_events'").fetchone():
+            log.warning("chain: indexing the events that set a state in %s (once; a large database takes a while)",
+                        path)
         self.db.executescript(SCHEMA)
         if "state_seq" not in {row[1] for row in self.db.execute("PRAGMA table_info(actors)")}:
             self.db.execute("ALTER TABLE actors ADD COLUMN state_seq INTEGER")     # a database from before it

@@ -68,7 +68,7 @@ class Streams:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(str(path))
         # the workers' group may connect when they run as another user (run/ is then the
-        # server's user's and that group's alone: see supervisor.server._share_with_workers)
+        # server's user's and that group's alone: see supervisor.sharing)
         run = path.parent.stat()
         if run.st_mode & 0o070:
             os.chown(path, -1, run.st_gid)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     lock.truncate()
     lock.write(str(os.getpid()))
     lock.flush()
-    home.make_private()         # (once no other server uses this home: see Server._share_with_workers)
+    home.make_private()         # (once no other server uses this home: see supervisor.sharing)
     if args.no_cgroups:
         controller: limits.Controller = limits.RlimitController(reason="disabled by --no-cgroups")
     else:

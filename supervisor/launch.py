@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 
 from theater import grants
 from theater.errors import UsageError
@@ -58,6 +59,22 @@ class Child:
         self.args = args
         self.pass_fds = pass_fds
         self.proc: subprocess.Popen[bytes] | None = None
+        self._work: tuple[float, int] | None = None     # CPU seconds and bytes read or written, last asked
+
+    def working(self) -> bool:
+        """Whether it used CPU or the disk since the last time this was asked (never, the first
+        time): a helper slow to answer may be doing a long job (the chain process building an
+        index of a large chains.db), not be stuck."""
+        try:
+            p = psutil.Process(self.pid) if self.pid else None
+            if p is None:
+                return False
+            cpu, io = p.cpu_times(), p.io_counters()
+        except psutil.Error:
+            return False
+        work = (cpu.user + cpu.system, io.read_bytes + io.write_bytes + io.read_chars)
+        before, self._work = self._work, work
+        return before is not None and work != before
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", self.module, *([self.command] if self.command else []),

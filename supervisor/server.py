@@ -35,7 +35,7 @@ from theater.manifest import Backoff
 from theater.paths import Home
 from theater.sandbox import Layers
 
-from . import compiled
+from . import compiled, sharing
 from . import limits as limits_
 from .callers import Callers
 from .compiles import Compiles
@@ -65,6 +65,8 @@ log = logging.getLogger("theater.server")
 CHAIN_BACKOFF = Backoff(min=0.2, max=30.0, jitter=0.0)
 # How long the server waits for the chain process's first answer at start.
 CHAIN_START_TIMEOUT = 15.0
+# ... and, as long as it works (CPU, disk: a large chains.db's migration), at most this long.
+CHAIN_START_MOST = 1800.0
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
 
@@ -130,7 +132,7 @@ class Server:
         os.chmod(self.home.run / "w", 0o700)
         compiled.settle(self.home)
         if self.user:
-            self._share_with_workers()
+            sharing.share_home(self.home, self.user[1])
         self.chain_proc.start()
         self.chain = self._dealer(self.home.chain_endpoint, b"s" + os.urandom(15))
         self.events = self.ctx.socket(zmq.SUB)
@@ -142,10 +144,10 @@ class Server:
         self.control.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         self.control.bind(self.home.control_endpoint)
         if self.user:
-            self._socket_for_workers(self.home.run / "control.sock")
+            sharing.share_socket(self.home.run / "control.sock", self.user[1])
         self._wait_for_chain()
         if self.user:
-            self._socket_for_workers(self.home.run / "chain.sock")
+            sharing.share_socket(self.home.run / "chain.sock", self.user[1])
         self.forkserver.start()
         self.forkserver.ping()
         self.mgmt = self.ctx.socket(zmq.ROUTER)
@@ -190,27 +192,6 @@ class Server:
             self.supervision.start(m, doc["manifest"], doc["base"], doc["component"], doc.get("init_state"),
                                    actor_id=doc["id"], ended=doc.get("ended"))
 
-    def _share_with_workers(self) -> None:
-        """--user: workers run as another user. Through its group only (never other users) they
-        may traverse the home and run/ (not list them) and read components/ (setgid: new files
-        get the group); reach the inboxes in run/w (traverse, never make, rename or remove: the
-        server's user binds them); read cache/ (compiled components: native code the fork server
-        and every worker trust, so only the server's user writes there, see compiled.py)."""
-        assert self.user is not None
-        gid = self.user[1]
-        for d, mode in ((self.home.root, 0o710), (self.home.run, 0o710), (self.home.run / "w", 0o710),
-                        (self.home.components, 0o2750), (self.home.cache, 0o2750)):
-            os.chown(d, os.getuid(), gid)         # run/w and cache/ were the workers' before (an older server)
-            os.chmod(d, mode)
-        for p in [*self.home.components.iterdir(), *self.home.cache.rglob("*")]:
-            os.chown(p, os.getuid(), gid)
-            os.chmod(p, 0o2750 if p.is_dir() else 0o640)
-
-    def _socket_for_workers(self, path: Any) -> None:
-        assert self.user is not None
-        os.chown(path, 0, self.user[1])
-        os.chmod(path, 0o660)
-
     def _dealer(self, endpoint: str, identity: bytes) -> zmq.Socket:
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, identity)
@@ -220,18 +201,24 @@ class Server:
 
     def _wait_for_chain(self) -> None:
         """Waits for the chain process's first answer; if it exits first (a damaged chains.db, a
-        run/chain.sock it cannot bind), fails at once with the last line it wrote."""
+        run/chain.sock it cannot bind), fails at once with the last line it wrote. One that has not
+        answered in CHAIN_START_TIMEOUT but works (CPU, disk: an upgrade's index of a large
+        chains.db) is given as long again, and systemd told so, up to CHAIN_START_MOST."""
         self.chain.send_multipart(protocol.encode({"k": "query", "id": "boot", "what": "key"}))
-        deadline = time.monotonic() + CHAIN_START_TIMEOUT
+        start = time.monotonic()
+        deadline = start + CHAIN_START_TIMEOUT
         while not self.chain.poll(100):
-            status = self.chain_proc.poll()
-            if status is not None:
+            if (status := self.chain_proc.poll()) is not None:
                 said = self.chain_proc.last_line()
                 raise TheaterError(f"the chain process exited (status {status}) before it started"
                                    + (f": {said}" if said else ""))
-            if time.monotonic() > deadline:
-                raise TheaterError(f"the chain process did not start within {CHAIN_START_TIMEOUT:g}s "
-                                   f"(see the server log)")
+            if (now := time.monotonic()) > deadline:
+                if not self.chain_proc.working() or now - start > CHAIN_START_MOST:
+                    raise TheaterError(f"the chain process did not start within {now - start:.0f}s "
+                                       f"(see the server log)")
+                log.warning("the chain process is still starting after %.0fs (opening chains.db); waiting", now - start)
+                self.health.notifier.extend(2 * CHAIN_START_TIMEOUT, "opening chains.db")
+                deadline = now + CHAIN_START_TIMEOUT
         header, _ = protocol.decode(self.chain.recv_multipart())
         self.public_key = header.get("public_key", "")
 
