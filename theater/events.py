@@ -23,6 +23,7 @@ import fnmatch
 import functools
 import hashlib
 import hmac
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,48 @@ def checkpoint_message(actor_id: str, seq: int, hash_: bytes, stamp: bytes) -> b
     return CHECKPOINT_DOMAIN + _lp(actor_id.encode()) + _u64(seq) + hash_ + stamp
 
 
+# Canonical CBOR (RFC 8949 4.2, cbor2's ``canonical=True``) differs from cbor2's plain encoding
+# only in the order of map keys, the size of floats and the order of sets. Most event data has
+# none of those but the event's own map, which worker.records builds in canonical order: such a
+# value is encoded plainly, byte for byte the same and 3-4x faster (a call event: 1.8 against
+# 4.8 us idle, 2.8 against 10.6 under load), which every event of every call pays.
+_SCALARS = frozenset({bytes, str, int, bool, type(None)})
+_CHECKED_MOST = 32          # longer lists and maps go to the canonical encoder: checking costs more
+_KEY_ORDERS: dict[tuple[Any, ...], bool] = {}       # a map's keys -> whether in canonical order
+
+
 def encode_data(value: Any) -> bytes:
+    if _plainly_canonical(value):
+        return cbor2.dumps(value)
     return cbor2.dumps(value, canonical=True)
+
+
+def _plainly_canonical(value: Any) -> bool:
+    """Whether ``value``'s plain encoding is its canonical one: scalars, lists, and maps whose
+    text keys are in canonical order (shorter encodings first, then bytewise), all the way down."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is list:
+        return len(value) <= _CHECKED_MOST and _all_plain(value)
+    if kind is not dict or len(value) > _CHECKED_MOST:
+        return False
+    keys = tuple(value)
+    ordered = _KEY_ORDERS.get(keys)
+    if ordered is None:
+        encoded = [cbor2.dumps(k) if type(k) is str else None for k in keys]
+        ordered = None not in encoded and all((len(a), a) < (len(b), b) for a, b in itertools.pairwise(encoded))
+        if len(_KEY_ORDERS) >= 1024:
+            _KEY_ORDERS.clear()
+        _KEY_ORDERS[keys] = ordered
+    return ordered and _all_plain(value.values())
+
+
+def _all_plain(values: Iterable[Any]) -> bool:
+    for v in values:  # noqa: SIM110 (a loop, not all() over a generator: twice as fast, on every event)
+        if type(v) not in _SCALARS and not _plainly_canonical(v):
+            return False
+    return True
 
 
 def decode_data(data: bytes) -> Any:

@@ -13,23 +13,27 @@ from theater.events import Event
 
 from .values import record, to_data
 
+# Each event's keys are in canonical CBOR order (shorter first, then bytewise), as its data is
+# encoded: theater.events.encode_data then takes the fast way.
 
 def call_event(function: str, params: tuple[Any, ...]) -> dict[str, Any]:
-    return {"event": "call", "function": function, "params": to_data(params)}
+    return {"event": "call", "params": to_data(params), "function": function}
 
 
 def result_event(function: str, returns: tuple[Any, ...], old_state: bytes | None,
                  new_state: bytes | None) -> tuple[dict[str, Any], bool]:
     """The result event, and whether the state changed (then the event carries it)."""
-    event: dict[str, Any] = {"event": "result", "function": function, "result": to_data(returns)}
+    event: dict[str, Any] = {"event": "result"}
     changed = new_state != old_state
     if changed:
         event["state"] = new_state
+    event["result"] = to_data(returns)
+    event["function"] = function
     return event, changed
 
 
 def error_event(function: str, reason: str, message: str) -> dict[str, Any]:
-    return {"event": "error", "function": function, "reason": reason, "error": message}
+    return {"error": message, "event": "error", "reason": reason, "function": function}
 
 
 def host_event(args: tuple[Any, ...], output: Any) -> dict[str, Any]:
