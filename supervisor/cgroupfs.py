@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
+import signal
 import time
 from pathlib import Path
+
+log = logging.getLogger("theater.server")
 
 
 def write(path: Path, value: str | int) -> None:
@@ -56,11 +60,21 @@ def rmdir(path: Path, timeout: float) -> bool:
         time.sleep(0.01)
 
 
-def remove_tree(parent: Path) -> None:
+def remove_tree(parent: Path, kill: bool = False) -> None:
+    """Removes a group and the groups in it; ``kill``: first SIGKILLs every process still in
+    them (what a server that died left: a program an actor ran, in a session of its own, outlives
+    its worker only until the next server starts)."""
+    if kill:
+        pids = {int(p) for f in parent.rglob("cgroup.procs") for p in (read(f) or "").split() if p.isdigit()}
+        for pid in pids - {os.getpid()}:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if pids:
+            log.warning("killed %d processes left in %s by a server that died", len(pids), parent)
     with contextlib.suppress(OSError):
         for child in parent.iterdir():
             if child.is_dir():
-                rmdir(child, 0.2)
+                rmdir(child, 1.0 if kill else 0.2)
     rmdir(parent, 0.5)
 
 

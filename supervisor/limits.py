@@ -377,12 +377,12 @@ def _try_cgroup1(base_name: str, root: Path) -> Cgroup1Controller | str:
 
 
 def _sweep(where: Path, base_name: str) -> None:
-    """Removes the empty groups of servers that died without cleaning up (``<base>-<pid>``)."""
+    """Removes the groups of servers that died (``<base>-<pid>``), and what their actors left there."""
     with contextlib.suppress(OSError):
         for d in where.glob(f"{base_name}-*"):
             pid = d.name.removeprefix(f"{base_name}-")
             if pid.isdigit() and not (PROC / pid).exists():
-                cgroupfs.remove_tree(d)
+                cgroupfs.remove_tree(d, kill=True)
 
 
 def detect(base_name: str = "theater", root: Path = CGROUP_ROOT, proc: Path = PROC) -> Controller:

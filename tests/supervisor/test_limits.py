@@ -127,6 +127,29 @@ def test_detect_picks_cgroup_v1_here(v1: Cgroup1Controller) -> None:
     assert v1.parents["memory"].is_dir()
 
 
+def test_what_a_dead_servers_actors_left_is_killed_by_the_next_one(procs: list[subprocess.Popen]) -> None:
+    """A server killed outright leaves its groups, and in them what its workers started in a
+    session of their own (the workers die with the server; such a job is no child of theirs).
+    The next server kills those and removes the groups."""
+    if why := _v1_usable():
+        pytest.skip(why)
+    dead = subprocess.Popen(["true"])
+    dead.wait()                                         # a pid no server has any more
+    group = V1_MEMORY / f"theater-sweep-{dead.pid}" / "w-1"
+    group.mkdir(parents=True)
+    job = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    procs.append(job)
+    cgroupfs.write(group / "cgroup.procs", job.pid)
+    ctrl = detect(base_name="theater-sweep")
+    try:
+        assert job.wait(timeout=30) == -signal.SIGKILL
+        assert not group.parent.exists()
+    finally:
+        ctrl.close()
+        if group.exists():
+            cgroupfs.remove_tree(group.parent, kill=True)
+
+
 def test_limits_are_written(v1: Cgroup1Controller) -> None:
     with made(v1, memory=64 * MiB, cpu=0.2, pids=5) as g:
         mem = g.dirs[0]
