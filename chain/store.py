@@ -45,10 +45,13 @@ log = logging.getLogger("theater.chain")
 # result, state), so an actor's head loads at the same speed whatever the length of its chain.
 # Should none be found there (an encoding the index does not know), every event that holds
 # the key "state" (x'65' "state") is looked at, as before the index. Each is decoded to be sure.
+# (Only rows of the chain: an integer seq up to the head. SQLite sorts a blob or text above any
+# number, and a row with one, added by an edit, would otherwise be taken first.)
 _STATE_QUERY = ("SELECT seq, data FROM events INDEXED BY state_events WHERE aid = ? AND tid = ? "
-                f"AND substr(data, 1, 20) = x'{STATE_PREFIX.hex()}' ORDER BY seq DESC")
+                f"AND substr(data, 1, 20) = x'{STATE_PREFIX.hex()}' AND typeof(seq) = 'integer' "
+                "AND seq BETWEEN 0 AND ? ORDER BY seq DESC")
 _STATE_SCAN = ("SELECT seq, data FROM events WHERE aid = ? AND tid = ? AND instr(data, x'657374617465') > 0 "
-               "ORDER BY seq DESC")
+               "AND typeof(seq) = 'integer' AND seq BETWEEN 0 AND ? ORDER BY seq DESC")
 
 # durability = "process": the WAL is fsynced this long after a commit at the latest.
 FSYNC_WITHIN = 0.005
@@ -128,7 +131,7 @@ class ChainStore:
             else:
                 aid, seq, hash_, stamp, has_state, state, stored_name, state_seq = row
                 if has_state:
-                    state, state_seq = self._state(actor_id, aid, state, state_seq)
+                    state, state_seq = self._state(actor_id, aid, seq, state, state_seq)
                 h = Head(actor_id, aid, seq, hash_, stamp, stored_name, state, bool(has_state), state_seq,
                          durable=seq)
             self.heads[actor_id] = h
@@ -144,14 +147,14 @@ class ChainStore:
         r = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (head.aid, seq)).fetchone()
         return r[0] if r else None
 
-    def _state(self, actor_id: str, aid: int, copy: bytes | None, state_seq: int | None) -> tuple[bytes | None,
-                                                                                                 int | None]:
+    def _state(self, actor_id: str, aid: int, head: int, copy: bytes | None,
+               state_seq: int | None) -> tuple[bytes | None, int | None]:
         """An actor's last state and the event that set it: the last wasm result that carries one,
         hash-linked and signed (an edit of it fails ``verify``). The row's copy and ``state_seq``
         are not: an edited copy was the state the actor resumed from, laundered into its next
         lifecycle/start; they are only compared with what the chain holds."""
         for query in (_STATE_QUERY, _STATE_SCAN):
-            for seq, data in self.db.execute(query, (aid, self.types.get("wasm"))):
+            for seq, data in self.db.execute(query, (aid, self.types.get("wasm"), head)):
                 value = decode_data(data)
                 if isinstance(value, dict) and value.get("event") == "result" and "state" in value:
                     if (value["state"], seq) != (copy, state_seq):

@@ -253,8 +253,8 @@ def test_an_actors_state_is_found_without_reading_its_chain(tmp_path):
     db.close()
     store = ChainStore(path, key)
     assert store.head("a").state == b"\x07" and store.head("a").state_seq == 7
-    plan = " ".join(str(r) for r in store.db.execute("EXPLAIN QUERY PLAN " + _STATE_QUERY, (1, 1)))
-    assert "USING INDEX state_events (aid=? AND tid=?)" in plan, plan
+    plan = " ".join(str(r) for r in store.db.execute("EXPLAIN QUERY PLAN " + _STATE_QUERY, (1, 1, 299)))
+    assert "USING INDEX state_events (aid=? AND tid=?" in plan, plan
     (indexed,) = store.db.execute(f"SELECT count(*) FROM events INDEXED BY state_events WHERE aid = 1 AND tid = ? "
                                   f"AND substr(data, 1, 20) = x'{STATE_PREFIX.hex()}'",
                                   (store.types["wasm"],)).fetchone()

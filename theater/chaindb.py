@@ -15,11 +15,12 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotFound, UsageError, VerifyError
 from .events import Checkpoint, Event, Report, next_stamp, type_matches, verify_chain
 from .ids import MIN_PREFIX, ambiguous_name
+from .protocol import MAX_INT
 
 if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -107,6 +108,10 @@ class ChainReader:
             if row is None or row[0] != head:
                 raise VerifyError(f"event {length - 1}: differs from the head the store records for this chain",
                                   length - 1)
+        (stored,) = self.db.execute("SELECT count(*) FROM events WHERE aid = ?", (aid,)).fetchone()
+        if stored != report.events:         # rows no read reaches: a seq below 0, or not a number
+            raise VerifyError(f"the store holds {stored} events for this chain, of which {report.events} are "
+                              f"its chain: rows were added beside it", report.events)
         return report
 
     def resolve(self, key: str) -> str:
@@ -138,7 +143,8 @@ class ChainReader:
                "JOIN types t ON t.tid = e.tid WHERE e.aid = ? AND e.seq >= ? ORDER BY e.seq")
         n, last = 0, None
         try:
-            for seq, type_, data, hash_, time_ns, sig in self.db.execute(sql, (aid, since)):
+            for row in self.db.execute(sql, (aid, since)):
+                seq, type_, data, hash_, time_ns, sig = _checked(row)
                 last = (seq, parent, stamp)
                 stamp, prev = next_stamp(stamp, hash_, time_ns), parent
                 parent = hash_
@@ -172,3 +178,16 @@ class ChainReader:
             stamp = next_stamp(stamp, hash_, time_ns)
             parent = hash_
         return parent, stamp
+
+
+def _checked(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A stored event's columns, each of the type the format says (an edited row may hold
+    anything SQLite takes): a wrong one is a bad event, not a crash of whoever reads it."""
+    seq, type_, data, hash_, time_ns, sig = row
+    if not (type(seq) is int and 0 <= seq <= MAX_INT):
+        raise VerifyError(f"a stored event's seq is {seq!r}, not an integer from 0 to {MAX_INT}")
+    if not (type(type_) is str and type(data) is bytes and type(hash_) is bytes and len(hash_) == 32
+            and type(time_ns) is int and 0 <= time_ns <= MAX_INT and (sig is None or type(sig) is bytes)):
+        raise VerifyError(f"event {seq}: a stored column is not of its type (type text, data and hash blobs, "
+                          f"time_ns an integer from 0, sig a blob or null)", seq)
+    return row

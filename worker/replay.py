@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,10 @@ NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
 # many times as long as it took when recorded, and at least CALL_LIMIT_MIN seconds.
 CALL_LIMIT_FACTOR = 20
 CALL_LIMIT_MIN = 5.0
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")     # a component is named by its SHA-256: never a path
+_UNKNOWN = object()
 
 
 class _RecordEnds(Exception):
@@ -100,11 +105,13 @@ class Replayer:
         self.exports: dict[str, Export] = {}
         self.end = len(events)             # where the record of what runs now ends
         self.cut: str | None = None        # why that record ends before the call's outcome
+        self.last_state: Any = _UNKNOWN    # the state the last result that set one set: a resume's
 
     def run(self) -> Report:
         report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
         i = 0
         try:
+            self._check_links()
             while i < len(self.events):
                 if self.events[i].type == "lifecycle/start":
                     i, cut = self._incarnation(i)
@@ -122,12 +129,30 @@ class Replayer:
         report.calls, report.incarnations, report.reproduced = self.calls, self.incarnations, self.reproduced
         return report
 
+    def _check_links(self) -> None:
+        """Every event hashes to its recorded hash, after the one before it: the records a replay
+        takes without making them again (each start's state and component) cannot have been
+        edited either. (Who signed them is ``theater verify``'s to check.)"""
+        events = self.events
+        for i, ev in enumerate(events):
+            parent = events[i - 1].hash if i else ev.parent
+            if (i and ev.seq != events[i - 1].seq + 1) or \
+                    event_hash(ev.actor_id, ev.seq, parent, ev.type, ev.data) != ev.hash:
+                raise Diverged(ev.seq, "the record's event is not the one its hash says, after the one before it "
+                                       "(edited? `theater verify` names what)")
+
     # ---- one incarnation ------------------------------------------------------------------
 
     def _incarnation(self, start: int) -> tuple[int, tuple[int, str] | None]:
         self.incarnations += 1
         self.end, self.cut = len(self.events), None
         info = decode_data(self.events[start].data)
+        here = self.events[start].seq
+        if not (isinstance(info.get("component"), str) and _DIGEST.fullmatch(info["component"])):
+            raise Diverged(here, f"the record names its component {_short(info.get('component'))}, not by its SHA-256")
+        if info.get("mode") == "resume" and self.last_state is not _UNKNOWN and info.get("state") != self.last_state:
+            raise Diverged(here, f"the incarnation resumes from the state {_short(info.get('state'))}; the last call "
+                                 f"that set one left {_short(self.last_state)}")
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
         comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
@@ -221,8 +246,10 @@ class Replayer:
             self._produce(j, "wasm", records.error_event(function, "error", payload))
             return j + 1, state
         new_state, returns = records.split_result(payload)
-        event, _ = records.result_event(function, returns, state, new_state)
+        event, changed = records.result_event(function, returns, state, new_state)
         self._produce(j, "wasm", event)
+        if changed:
+            self.last_state = new_state
         return j + 1, new_state
 
     def _recorded_end(self, i: int) -> tuple[float, int, str | None]:

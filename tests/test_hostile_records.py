@@ -1,0 +1,162 @@
+"""Records edited by someone who can write the home (chains.db, an export file): the chain
+resumes no actor from a row its chain does not hold, ``verify`` and ``export`` name a malformed
+row instead of crashing, and ``replay`` neither loads what an edited record points at nor
+replays a resume from a state its calls did not leave (red-team findings, 2026-12-03)."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+
+import cbor2
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from theater.events import encode_data, event_hash
+
+from .conftest import EXAMPLES, Server, cli_start, wait_for
+
+COUNTER = EXAMPLES / "counter" / "manifest.toml"
+FN = "theater:simple/message-server-client.handle-request"
+
+
+def test_a_row_beside_the_chain_is_no_state_to_resume_from(tmp_path):
+    """SQLite sorts a blob or text seq above every number, and a negative one is in no read of
+    the chain: a row added with either, holding a forged state, was the state resumed from."""
+    from chain.store import ChainStore
+
+    path, key = tmp_path / "chains.db", Ed25519PrivateKey.generate()
+    store = ChainStore(path, key)
+    head = None
+    for seq in range(3):
+        data = encode_data({"event": "result", "state": bytes([seq]), "result": [], "function": FN})
+        head = event_hash("a", seq, head, "wasm", data)
+        store.stage("a", {"seq": seq, "hash": head.hex(), "type": "wasm", "time_ns": 1, "state": 1}, data)
+    store.commit()
+    store.close()
+    forged = encode_data({"event": "result", "state": b"5000", "result": [], "function": FN})
+    db = sqlite3.connect(path)
+    for seq in (b"\x00", "zz", -1):
+        db.execute("INSERT INTO events SELECT aid, ?, tid, ?, hash, 0, NULL FROM events WHERE seq = 0", (seq, forged))
+    db.commit()
+    db.close()
+    store = ChainStore(path, key)
+    assert (store.head("a").state, store.head("a").state_seq) == (b"\x02", 2)
+    store.close()
+
+
+def _counter_home(home) -> str:
+    server = Server(home).start()
+    try:
+        actor = cli_start(server, COUNTER)
+        for _ in range(2):
+            assert server.cli("message", actor, "+1", "--request").code == 0
+    finally:
+        server.stop()
+    return actor
+
+
+def test_verify_and_export_name_a_malformed_row_and_count_rows_beside_the_chain(home):
+    """They crashed with a traceback on a column of the wrong type, and verify said ok with a
+    row beside the chain (a negative seq no read reaches)."""
+    actor = _counter_home(home)
+    db_path = home.chains_db
+    original = db_path.read_bytes()
+    wrong_type = "a stored column is not of its type"
+    for edit, verify_says, export_says in (
+            ("UPDATE events SET seq = X'00' WHERE seq = 1", "event 1: missing", "seq is b'\\x00', not an integer"),
+            ("UPDATE events SET time_ns = 'abc' WHERE seq = 1", wrong_type, wrong_type),
+            ("UPDATE events SET hash = hex(hash) WHERE seq = 1", wrong_type, wrong_type),
+            ("UPDATE events SET sig = 'x' WHERE sig IS NOT NULL", wrong_type, wrong_type),
+            ("INSERT INTO events SELECT aid, -1, tid, data, hash, time_ns, NULL FROM events WHERE seq = 0",
+             "rows were added beside it", None)):         # export reads the chain, not what is beside it
+        db_path.write_bytes(original)
+        for wal in (home.root / "chains.db-wal", home.root / "chains.db-shm"):
+            wal.unlink(missing_ok=True)
+        db = sqlite3.connect(db_path)
+        db.execute(edit)
+        db.commit()
+        db.close()
+        for command, said in ((("verify",), verify_says), (("export", actor, "-o", str(home.root / "o.jsonl")),
+                                                           export_says)):
+            if said is None:
+                continue
+            r = _cli(home, *command)
+            text = (r.out.decode() + r.err).strip()
+            assert r.code == 5 and "Traceback" not in text, (edit, command, r)
+            assert len(text.splitlines()) == 1 and said in text, (edit, command, text)
+
+
+def _cli(home, *args: str):
+    from .conftest import run_cli
+    return run_cli(home, *args)
+
+
+def test_replay_takes_no_component_path_and_no_edited_start_from_a_record(home, tmp_path):
+    actor = _counter_home(home)
+    out = tmp_path / "counter.jsonl"
+    assert _cli(home, "export", actor, "-o", str(out)).code == 0
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+
+    def rewritten(change) -> str:
+        """The export with ``change`` applied to its first lifecycle/start, every hash after it
+        recomputed (as a forger would: replay checks links, not signatures)."""
+        recs = [dict(r) for r in lines]
+        parent = None
+        for r in recs:
+            if r["type"] == "lifecycle/start" and r["seq"] == 0:
+                body = cbor2.loads(base64.b64decode(r["data"]))
+                change(body)
+                r["data"] = base64.b64encode(cbor2.dumps(body, canonical=True)).decode()
+            r["parent"] = parent.hex() if parent else None
+            parent = event_hash(r["actor"], r["seq"], parent, r["type"], base64.b64decode(r["data"]))
+            r["hash"] = parent.hex()
+        path = tmp_path / f"edited-{len(list(tmp_path.iterdir()))}.jsonl"
+        path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
+        return str(path)
+
+    evil = tmp_path / "evil"
+    r = _cli(home, "replay", "--file", rewritten(lambda b: b.update(component=str(evil / "x"))), "--json")
+    report = orjson.loads(r.out)
+    assert r.code == 5 and report["seq"] == 0 and "not by its SHA-256" in report["error"], r
+    assert not evil.exists() and not list(tmp_path.glob("evil*"))
+    # an edit left with its old hash is caught before anything runs
+    edited = [dict(r) for r in lines]
+    edited[0]["data"] = base64.b64encode(cbor2.dumps({"mode": "init", "state": b"1000"}, canonical=True)).decode()
+    path = tmp_path / "stale-hash.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in edited))
+    r = _cli(home, "replay", "--file", str(path), "--json")
+    assert r.code == 5 and "is not the one its hash says" in orjson.loads(r.out)["error"], r
+
+
+def test_replay_refuses_a_resume_from_a_state_its_calls_did_not_leave(home, tmp_path):
+    """A chain whose store was edited made the actor resume from an older (or forged) state: the
+    signed lifecycle/start holds it, and the calls before it say otherwise."""
+    actor = _counter_home(home)
+    server = Server(home).start()          # the next server resumes it: a lifecycle/start "resume"
+    try:
+        wait_for(lambda: server.cli("message", actor, "+1", "--request").out == b"3", timeout=60,
+                 what="the counter back, at 3")
+    finally:
+        server.stop()
+    assert _cli(home, "replay", actor).code == 0
+    out = tmp_path / "counter.jsonl"
+    assert _cli(home, "export", actor, "-o", str(out)).code == 0
+    recs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    parent = None
+    resumed = None
+    for r in recs:
+        if r["type"] == "lifecycle/start" and r["body"].get("mode") == "resume":
+            body = cbor2.loads(base64.b64decode(r["data"]))
+            body["state"] = b"1"            # an older state than the calls before it left
+            r["data"] = base64.b64encode(cbor2.dumps(body, canonical=True)).decode()
+            resumed = r["seq"]
+        r["parent"] = parent.hex() if parent else None
+        parent = event_hash(r["actor"], r["seq"], parent, r["type"], base64.b64decode(r["data"]))
+        r["hash"] = parent.hex()
+    assert resumed is not None
+    path = tmp_path / "rolled-back.jsonl"
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
+    r = _cli(home, "replay", "--file", str(path), "--component", str(EXAMPLES / "counter" / "counter.wat"), "--json")
+    report = orjson.loads(r.out)
+    assert r.code == 5 and report["seq"] == resumed and "resumes from the state" in report["error"], r
