@@ -44,7 +44,9 @@ class Directory:
         self.registry = registry
         self.outbox = outbox
         self.watchers: dict[str, set[str]] = {}                  # actor -> who to tell when its incarnation ends
-        self.waiting: dict[str, list[tuple[str, str]]] = {}     # actor -> [(asker, request id)]
+        # actor -> {asker: request id}: a worker waits on one resolve at a time, so one each (its
+        # latest; an earlier one it gave up on), however many it sends (a flood grew this unbounded)
+        self.waiting: dict[str, dict[str, str]] = {}
         self.listeners: list[Callable[[str, ActorRecord], None]] = [self._push_to_watchers]
         self.observers: dict[str, bytes] = {}                    # watch subscription -> client
 
@@ -88,7 +90,11 @@ class Directory:
         elif rec.status in (Status.STARTING, Status.RESTARTING, Status.RUNNING):
             # running with no endpoint: its worker just exited, and what comes next (a restart,
             # or not) waits for the exit's record in the chain; either answers the asker
-            self.waiting.setdefault(rec.actor_id, []).append((asker.actor_id, rid))
+            waiting = self.waiting.setdefault(rec.actor_id, {})
+            if (earlier := waiting.get(asker.actor_id)) is not None:
+                self.outbox.to_worker(asker.actor_id, protocol.error(earlier, Refused(
+                    f"a later resolve of actor {rec.actor_id} took this one's place")))
+            waiting[asker.actor_id] = rid
         else:
             self.outbox.to_worker(asker.actor_id, protocol.error(rid, Refused(f"actor {rec.actor_id} is {rec.status}")))
 
@@ -112,7 +118,7 @@ class Directory:
             self.outbox.to_worker(asker.actor_id, {"k": "peer", "actor": actor, "incarnation": number})
 
     def up(self, rec: ActorRecord) -> None:
-        for asker, rid in self.waiting.pop(rec.actor_id, []):
+        for asker, rid in self.waiting.pop(rec.actor_id, {}).items():
             self._answer(rec, asker, rid)
         self._tell("up", rec)
 
@@ -131,7 +137,7 @@ class Directory:
 
     def gone(self, rec: ActorRecord, why: TheaterError) -> None:
         """The actor will not come back: answer everyone still waiting for it."""
-        for asker, rid in self.waiting.pop(rec.actor_id, []):
+        for asker, rid in self.waiting.pop(rec.actor_id, {}).items():
             self.outbox.to_worker(asker, protocol.error(rid, why))
         self.watchers.pop(rec.actor_id, None)
         self._tell("gone", rec)

@@ -25,6 +25,13 @@ from .services import Services
 
 log = logging.getLogger("theater.server")
 
+# What a worker may ask of the server (resolve, watch_peer, its children), per second and at
+# once: the server has one thread, and a flood of asks from one actor (a loop resolving a name
+# nobody has, or a compromised worker) took it from every other. Those over it are refused.
+ASKS_PER_SECOND = 1000.0
+ASKS_AT_ONCE = 2000.0
+ASKS = frozenset({"resolve", "watch_peer", *children.KINDS})
+
 
 class Inbox:
     def __init__(self, services: Services, directory: Directory, gate: Gate,
@@ -66,10 +73,15 @@ class Inbox:
 
     def worker_message(self, rec: ActorRecord, header: dict[str, Any], data: list[bytes]) -> None:
         """A message from ``rec``'s worker."""
-        rec.run.last_seen = time.monotonic()
+        rec.run.last_seen = now = time.monotonic()
         kind = header["k"]
+        if kind in ASKS and not self._within_budget(rec, now):
+            if "id" in header:
+                self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
+                    f"over its rate of requests to the server ({ASKS_PER_SECOND:g} a second)")))
+            return
         if kind in ("ok", "error", "reply"):
-            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data)
+            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data, by=rec.actor_id)
         elif kind == "msg":
             self._worker_msg(rec.actor_id, header, data)
         elif kind == "resolve":
@@ -86,6 +98,21 @@ class Inbox:
             if kind == "hello":
                 self.hello(rec.run.pid or header["pid"])
             self.supervision.on_worker(rec, header, data)
+
+    @staticmethod
+    def _within_budget(rec: ActorRecord, now: float) -> bool:
+        """Takes one of the incarnation's ask tokens (refilled at ASKS_PER_SECOND), if it has one."""
+        tokens, then = rec.run.asks
+        tokens = ASKS_AT_ONCE if then < 0 else min(ASKS_AT_ONCE, tokens + (now - then) * ASKS_PER_SECOND)
+        if tokens >= 1:
+            rec.run.asks = (tokens - 1, now)
+            return True
+        rec.run.asks = (tokens, now)
+        refused = rec.run.stats["asks_refused"] = rec.run.stats.get("asks_refused", 0) + 1
+        if refused % 1000 == 1:
+            log.warning("actor %s (%s): over its rate of requests to the server, refused (%d so far)",
+                        rec.actor_id, rec.name, refused)
+        return False
 
     def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:
         """A worker writing on a channel whose other end is a client."""

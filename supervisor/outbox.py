@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ class Outbox:
         self._arrivals: dict[tuple[bytes, str], tuple[str, float]] = {}
 
     def new_id(self) -> str:
-        return f"s{next(self._ids)}"
+        return f"s{next(self._ids)}-{os.urandom(4).hex()}"      # not guessable from the last one
 
     # ---- timers ----------------------------------------------------------------------------
 
@@ -190,11 +191,14 @@ class Outbox:
 
     # ---- answers -----------------------------------------------------------------------------
 
-    def answered(self, rid: str, header: dict[str, Any], data: list[bytes]) -> None:
-        """An answer from a worker or the chain: to its continuation, or to its client."""
-        p = self.pending.pop(rid, None)
-        if p is None:
+    def answered(self, rid: str, header: dict[str, Any], data: list[bytes], by: str | None = None) -> None:
+        """An answer from the worker of actor ``by`` or (None) the chain: to its continuation, or
+        to its client. Only the one asked may answer: a worker cannot answer what the server asked
+        the chain (a record it would fake as stored) or another actor."""
+        p = self.pending.get(rid)
+        if p is None or p.actor != by:
             return
+        del self.pending[rid]
         if p.then is not None:
             p.then(header, data)
             return

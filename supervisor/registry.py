@@ -96,6 +96,7 @@ class Incarnation:
     report: Exit | None = None         # what the worker said before exiting
     compiled: dict[str, Any] | None = None   # the compile this start waited for (seconds, peak, bytes)
     stats: dict[str, int] = field(default_factory=dict)
+    asks: tuple[float, float] = (0.0, -1.0)    # its requests' budget: (tokens, when counted), supervisor.inbox
 
 
 @dataclass(eq=False)

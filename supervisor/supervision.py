@@ -44,6 +44,8 @@ log = logging.getLogger("theater.server")
 # component's mapping, the store.
 WORKER_NOFILE = 1024
 
+HEARTBEAT_STATS = ("events", "calls", "mailbox", "dropped")     # what a worker's heartbeat reports
+
 Done = Callable[[], None]
 Ready = Callable[[TheaterError | None], None]
 
@@ -182,8 +184,8 @@ class Supervision:
                 rec.run.report.data = data[0]
             if "id" in header:
                 self.outbox.to_worker(rec.actor_id, protocol.ok(header["id"]))
-        elif kind == "heartbeat":
-            rec.run.stats.update({k: v for k, v in header.items() if isinstance(v, int)})
+        elif kind == "heartbeat":           # what a worker counts, and nothing else (each key is kept)
+            rec.run.stats.update({k: v for k in HEARTBEAT_STATS if isinstance(v := header.get(k), int)})
 
     def check_hangs(self) -> None:
         for rec, reason in hangs.overdue(self.registry, self.clock()):

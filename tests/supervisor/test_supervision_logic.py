@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import random
 import signal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -500,3 +501,83 @@ def test_a_peer_asking_for_an_actor_between_its_exit_and_its_restart_waits_for_t
     w.advance(1.0)
     (answer,) = [h for a, h in w.outbox.sent if a == asker.actor_id and h.get("re") == "r1"]
     assert answer["k"] == "ok" and answer["endpoint"] == target.run.endpoint and target.pid is not None
+
+
+def test_a_heartbeat_keeps_only_what_a_worker_counts(tmp_path):
+    """Red-team finding: every integer field of a heartbeat was kept, so a worker (compromised)
+    grew the server by ~34 MB a message until its incarnation ended."""
+    w = World(tmp_path)
+    rec = w.start("a")
+    w.sup.on_worker(rec, {"k": "heartbeat", "events": 7, "calls": 2, "mailbox": 0, "dropped": 1,
+                          **{f"x{i}": i for i in range(1000)}}, [])
+    assert {k: rec.run.stats[k] for k in ("events", "calls", "mailbox", "dropped")} == \
+        {"events": 7, "calls": 2, "mailbox": 0, "dropped": 1}
+    assert not any(k.startswith("x") for k in rec.run.stats), rec.run.stats
+
+
+def test_only_the_one_asked_answers(tmp_path):
+    """Red-team finding: a worker's ok/error answered whatever request id it named: the server's
+    queries and lifecycle records to the chain (its ids a counter) and requests to other actors."""
+    from supervisor.outbox import Outbox
+
+    box = Outbox(Registry(), Clock())
+    heard: list[str] = []
+    box.chain = SimpleNamespace(send_multipart=lambda _frames: None)
+    box.ask_chain({"k": "query", "what": "events", "actor": "b"}, then=lambda h, _d: heard.append(("chain", h["k"])))
+    (chain_rid,) = box.pending
+    box.to_worker = lambda *_a, **_k: True
+    box.ask_worker("b", {"k": "get_state"}, then=lambda h, _d: heard.append(("b", h["k"])))
+    (worker_rid,) = set(box.pending) - {chain_rid}
+    forged = {"k": "error", "code": "refused", "error": "forged"}
+    box.answered(chain_rid, {**forged, "re": chain_rid}, [], by="a")        # a worker, for the chain
+    box.answered(worker_rid, {**forged, "re": worker_rid}, [], by="a")      # a for b
+    assert heard == [] and len(box.pending) == 2
+    box.answered(chain_rid, {"k": "ok", "re": chain_rid}, [])
+    box.answered(worker_rid, {"k": "ok", "re": worker_rid}, [], by="b")
+    assert heard == [("chain", "ok"), ("b", "ok")]
+
+
+def test_resolves_parked_for_a_starting_actor_are_one_per_asker(tmp_path):
+    """Red-team finding: every resolve of an actor still starting was parked, and all of them
+    answered when it was up: a flood of 1.1 million held the server for ~45 s."""
+    from supervisor.directory import Directory
+
+    told: list[tuple[str, dict[str, Any]]] = []
+    target = SimpleNamespace(actor_id="t", status=Status.STARTING, run=SimpleNamespace(
+        endpoint=None, inbox_key=b"k" * 32, number=1))
+    directory = Directory(SimpleNamespace(lookup=lambda _id: target),
+                          SimpleNamespace(to_worker=lambda actor, header: told.append((actor, header))))
+    for i in range(1000):
+        directory.resolve(SimpleNamespace(actor_id="flooder"), {"id": f"r{i}", "actor": "t"})
+    directory.resolve(SimpleNamespace(actor_id="other"), {"id": "o", "actor": "t"})
+    assert {a: dict(w) for a, w in directory.waiting.items()} == {"t": {"flooder": "r999", "other": "o"}}
+    assert len(told) == 999 and all(h["k"] == "error" for _, h in told)     # each earlier one told so
+    told.clear()
+    target.status, target.run.endpoint = Status.RUNNING, "ipc://t"
+    directory.up(target)
+    assert sorted((a, h["re"]) for a, h in told) == [("flooder", "r999"), ("other", "o")]
+
+
+def test_an_actor_over_its_rate_of_asks_is_refused_and_others_are_not(tmp_path, monkeypatch):
+    """Red-team finding: a loop resolving a name nobody has (or a compromised worker) asked the
+    server thousands of times a second, and took its one thread from every other actor."""
+    from supervisor import inbox as inbox_mod
+
+    w = World(tmp_path)
+    a, b = w.start("a"), w.start("b")
+    resolved: list[str] = []
+    box = inbox_mod.Inbox(SimpleNamespace(outbox=w.outbox, registry=w.registry, supervision=w.sup),
+                          SimpleNamespace(resolve=lambda rec, _h: resolved.append(rec.name)), gate=None)
+    now = [100.0]
+    monkeypatch.setattr(inbox_mod.time, "monotonic", lambda: now[0])
+    for i in range(3000):
+        box.worker_message(a, {"k": "resolve", "id": f"r{i}", "actor": "x"}, [])
+    assert resolved.count("a") == inbox_mod.ASKS_AT_ONCE
+    refusals = [h for actor, h in w.outbox.sent if actor == a.actor_id and h.get("k") == "error"]
+    assert len(refusals) == 3000 - inbox_mod.ASKS_AT_ONCE and "over its rate" in refusals[0]["error"]
+    assert a.run.stats["asks_refused"] == len(refusals)
+    box.worker_message(b, {"k": "resolve", "id": "b1", "actor": "x"}, [])       # another actor's budget
+    now[0] += 0.5                                                                # half a second refills
+    for i in range(600):
+        box.worker_message(a, {"k": "resolve", "id": f"s{i}", "actor": "x"}, [])
+    assert resolved.count("b") == 1 and resolved.count("a") == inbox_mod.ASKS_AT_ONCE + 500
