@@ -247,6 +247,10 @@ class ChainService:
                     self._handle(p.peer, p.cred, p.frames, later)
         elif kind == "shutdown":
             self.stop(idle=0.0)
+        elif not self.access.is_server(cred) and any(p == peer for p, _h, _d in later):
+            # a worker asks one thing at a time (worker.host pages its chain): a flood of queries
+            # answered in one turn held every actor's commit back for seconds
+            self._refuse(peer, header, "one query at a time")
         else:
             later.append((peer, header, data))
 

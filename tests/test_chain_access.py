@@ -372,3 +372,41 @@ def test_a_worker_users_process_cannot_forge_read_or_hijack(user_server, worker_
     assert "refused" in (home.logs / "server.log").read_text()
     with server.client() as c:
         assert c.inspect(victim)["pid"] == pid and pid_alive(pid)
+
+
+FLOOD = """
+import json, sys, zmq
+sys.stdin.readline()                                   # bound by now
+sock = zmq.Context().socket(zmq.DEALER)
+sock.connect(sys.argv[1])
+queries = sys.argv[2:]
+for q in queries:
+    sock.send(q.encode())
+for _ in queries:
+    print(sock.recv_multipart()[0].decode(), flush=True)
+"""
+
+
+def test_a_worker_asks_the_chain_one_thing_at_a_time(chain):
+    """Red-team finding: a (compromised) worker sent thousands of queries of its own chain at
+    once; answered in one turn, they held every actor's commit back for seconds. A worker's
+    second query in one turn is refused (a worker pages its chain one query after another)."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    assert chain.append(actor, [make_event(actor, 0, None)])["k"] == "ack"
+    queries = [j(k="query", id=f"q{i}", what="events", actor=actor) for i in range(200)]
+    p = subprocess.Popen([sys.executable, "-c", FLOOD, chain.home.chain_endpoint, *queries],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
+        assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"      # the bind is taken
+        out, err = p.communicate(b"go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    answers = [orjson.loads(line) for line in out.splitlines()]
+    kinds = [a["k"] for a in answers]
+    # each turn of the chain answers one of them (how many turns the burst spans depends on the load)
+    assert len(answers) == len(queries) and 1 <= kinds.count("ok") <= len(queries) // 2, (kinds, err)
+    assert all("one query at a time" in a["error"] for a in answers if a["k"] == "error"), answers
