@@ -16,7 +16,7 @@ from typing import Any
 
 from theater import manifest as manifests
 from theater import protocol
-from theater.errors import ManifestError, NotFound, TheaterError, from_wire
+from theater.errors import ManifestError, NotFound, Refused, TheaterError, from_wire
 from theater.paths import read_regular, within
 
 from .registry import ActorRecord, Status
@@ -82,6 +82,8 @@ def _spawn(ask: Ask) -> None:
     m = manifests.parse(text, source)
     services.check_manifest(m)
     services.check_child(parent, m, base)
+    if len(alive := _live_children(ask)) >= (most := parent.spec.limits.children):
+        raise Refused(f"this actor has {len(alive)} children, as many as its [limits] children ({most}) allows")
     path = manifests.component_path(m, base, root=root)
     sha = services.child_component(m, path, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
@@ -126,10 +128,13 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
     return text, str(path), str(path.parent)
 
 
-def _children(ask: Ask) -> None:
+def _live_children(ask: Ask) -> list[str]:
     actors = ask.services.registry.actors
-    ask.ok(children=[c for c in ask.parent.children
-                     if c in actors and actors[c].status not in (Status.EXITED, Status.FAILED)])
+    return [c for c in ask.parent.children if c in actors and actors[c].status not in (Status.EXITED, Status.FAILED)]
+
+
+def _children(ask: Ask) -> None:
+    ask.ok(children=_live_children(ask))
 
 
 def _stop_child(ask: Ask) -> None:

@@ -671,3 +671,20 @@ def test_tree_json_nests_children_under_their_parent(server, c, tmp_path):
     assert c.request(parent, b"L").decode() == a
     text = server.cli("tree")
     assert text.code == 0 and "restarts=1" in text.text and a[:8] in text.text
+
+
+def test_an_actor_has_no_more_children_at_once_than_its_limit(c, tmp_path):
+    """Red-team finding: a parent spawned children in a loop without bound (60 in 1.2 s, two
+    gigabytes). Its [limits] children caps how many it has at once; a stopped one frees a place."""
+    manifest = write_parent(tmp_path)
+    manifest.write_text(manifest.read_text() + "\n[limits]\nchildren = 2\n")
+    parent = c.start(manifest)["id"]
+    probe = write_probe(tmp_path, "kid", extra="[limits]\nchildren = 2")
+    first, _second = spawn(c, parent, probe), spawn(c, parent, probe)
+    reply = c.request(parent, b"S" + probe.name.encode())
+    assert reply.startswith(b"error: ") and b"as many as its [limits] children (2) allows" in reply, reply
+    assert c.request(parent, f"K{first}".encode()) == b"ok"
+    spawn(c, parent, probe)
+    looser = write_probe(tmp_path, "looser", extra="[limits]\nchildren = 3")
+    reply = c.request(parent, b"S" + looser.name.encode())
+    assert reply.startswith(b"error: ") and b"children = 3: looser than its parent" in reply, reply

@@ -72,6 +72,7 @@ class Limits:
     mailbox: int = 1000               # queued messages before senders wait for room
     events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
     event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
+    children: int = 100               # children it may have at once (granted supervisor); spawns beyond are refused
 
     @property
     def max_message(self) -> int:
@@ -365,6 +366,7 @@ class Checker:
             cpu=float(cpu),
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
+            children=self.integer(raw, "children", "[limits]", d.children, minimum=0),
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second,
                                              least="64KiB a second (less would hold up every call: each "
                                                    "records hundreds of bytes)"),
