@@ -20,6 +20,7 @@ refusals at most ``REFUSALS_LOGGED`` a minute, so a scanner cannot flood the log
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -106,6 +107,9 @@ class Gatekeeper:
         self._keys: set[str] = set()           # keys/authorized as last read (``revoked``)
         self._read_at = -REREAD_EVERY
         self.keys_of: dict[bytes, str] = {}    # a CURVE client's routing identity -> its key
+        # each key's last admission (monotonic): keys/authorized held it then, which a listing
+        # read before does not know (a key added since, its client just let in, is no revoked one)
+        self._admitted: dict[str, float] = {}
 
     def start(self) -> None:
         self.thread.start()
@@ -152,14 +156,18 @@ class Gatekeeper:
             return False
         self.keys_of[frames[0].bytes] = key
         self._reread()
-        return key not in self._keys
+        return self._gone(key)
 
     def revoked_clients(self, subscribed: set[bytes]) -> list[bytes]:
         """Of the clients holding subscriptions (events followed, actors watched), those whose key
         has been revoked: their streams end too. Other clients are forgotten."""
         self._reread()
         self.keys_of = {c: k for c, k in self.keys_of.items() if c in subscribed}
-        return [c for c, k in self.keys_of.items() if k not in self._keys]
+        return [c for c, k in self.keys_of.items() if self._gone(k)]
+
+    def _gone(self, key: str) -> bool:
+        """Not in keys/authorized as last read, nor let in since that read."""
+        return key not in self._keys and self._admitted.get(key, -math.inf) < self._read_at
 
     def _reread(self) -> None:
         now = time.monotonic()
@@ -189,6 +197,7 @@ class Gatekeeper:
             self._refused(f"refused a CURVE client from {peer}: key {key} is not in {self.home.keys / 'authorized'}")
             return [version, rid, b"400", b"unknown key", b"", b""]
         log.info("management: CURVE client %r (key %s) connected from %s", name, key, peer)
+        self._admitted[key] = time.monotonic()
         return [version, rid, b"200", b"OK", key.encode(), b""]       # each message then carries the key
 
     def _handshake_failed(self, event: dict) -> None:

@@ -200,6 +200,42 @@ def test_a_handshake_that_cannot_be_checked_is_refused(home, monkeypatch):
     assert answer[:3] == [b"1.0", b"7", b"500"]
 
 
+class _Frame:
+    """A received frame as ``Gatekeeper.revoked`` reads it: its bytes, and the key ZAP gave it."""
+
+    def __init__(self, data: bytes, key: str) -> None:
+        self.bytes, self.key = data, key
+
+    def get(self, _name: str) -> str:
+        return self.key
+
+
+def test_a_key_let_in_after_the_last_listing_is_not_taken_for_revoked(home, monkeypatch):
+    """CI flake turned finding: the listing ``revoked`` checks is read again at most once a
+    second, and a client whose key was added since, and let in by the handshake (which reads
+    the folder each time), had its first request refused as revoked."""
+    import zmq
+    from zmq.utils import z85
+
+    now = [100.0]
+    monkeypatch.setattr(security.time, "monotonic", lambda: now[0])
+    folder = home.keys / "authorized"
+    folder.mkdir(parents=True, exist_ok=True)
+    (alice, _), (bob, _) = zmq.curve_keypair(), zmq.curve_keypair()
+    (folder / "alice.key").write_text(alice.decode() + "\n")
+    gate = security.Gatekeeper(None, home, "tcp://127.0.0.1:1")
+    assert not gate.revoked([_Frame(b"a", alice.decode())])           # the listing is read now
+    (folder / "bob.key").write_text(bob.decode() + "\n")
+    now[0] += 0.2
+    answer = gate._guarded([b"1.0", b"7", b"theater", b"127.0.0.1", b"", b"CURVE", z85.decode(bob)])
+    assert answer[2] == b"200", answer
+    assert not gate.revoked([_Frame(b"b", bob.decode())])             # let in after that read
+    (folder / "bob.key").unlink()                                      # now revoked:
+    now[0] += security.REREAD_EVERY                                    # the next listing knows it
+    assert gate.revoked([_Frame(b"b", bob.decode())])
+    assert gate.revoked_clients({b"a", b"b"}) == [b"b"]
+
+
 def test_a_revoked_key_ends_the_sessions_it_opened(home, other_homes):
     """Red-team finding: deleting a client's key file refused its next connection only; a
     session it had open went on being served."""
