@@ -105,7 +105,7 @@ class Replayer:
         self.exports: dict[str, Export] = {}
         self.end = len(events)             # where the record of what runs now ends
         self.cut: str | None = None        # why that record ends before the call's outcome
-        self.last_state: Any = _UNKNOWN    # the state the last result that set one set: a resume's
+        self.last_state: Any = _UNKNOWN    # what the last call that set a state left: a resume starts there
 
     def run(self) -> Report:
         report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
