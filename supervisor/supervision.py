@@ -134,9 +134,9 @@ class Supervision:
         return True
 
     def _ready(self, rec: ActorRecord) -> None:
-        """Its init is done: who waits for it hears so, unless it is being stopped (they hear that
-        once it has exited: _finish_stop); an ordered restart goes on with the next either way."""
-        if rec.run.stop_reason is None:
+        """Its init is done (said once: a second ready announces nothing): who waits for it hears so,
+        unless it is being stopped (they hear that once it has exited: _finish_stop); an ordered restart goes on."""
+        if rec.run.stop_reason is None and rec.run.ready is None:
             rec.status = Status.RUNNING
             rec.run.ready = self.clock()
             rec.ready_at = self.wall()

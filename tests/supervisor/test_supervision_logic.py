@@ -515,6 +515,19 @@ def test_a_heartbeat_keeps_only_what_a_worker_counts(tmp_path):
     assert not any(k.startswith("x") for k in rec.run.stats), rec.run.stats
 
 
+def test_a_second_ready_announces_nothing(tmp_path):
+    """Red-team finding: a worker's repeated ready ran the actor's 'up' again each time (every
+    watching client told, the metrics counted)."""
+    w = World(tmp_path)
+    rec = w.start("a")
+    ups: list[str] = []
+    w.sup.directory.listeners.append(lambda what, r: ups.append(what))
+    ready_at = rec.run.ready
+    for _ in range(3):
+        w.sup.on_worker(rec, {"k": "ready"}, [])
+    assert ups == [] and rec.run.ready == ready_at
+
+
 def test_only_the_one_asked_answers(tmp_path):
     """Red-team finding: a worker's ok/error answered whatever request id it named: the server's
     queries and lifecycle records to the chain (its ids a counter) and requests to other actors."""
