@@ -24,7 +24,7 @@ import functools
 import hashlib
 import hmac
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -234,26 +234,38 @@ MAX_EXPORT_LINE = MAX_PAYLOAD * 4 // 3 + (64 << 10)
 
 
 def read_export(path: str | Path) -> list[Event]:
-    """The events of a `theater export` file (JSON Lines); a bad line is named by number. A file
-    with no events is refused too: it proves nothing, and a chain cut down to nothing must not
-    verify as "ok"."""
-    out = []
+    """The events of a `theater export` file (JSON Lines), all of them (see ``export_events``)."""
+    return list(export_events(path))
+
+
+def export_events(path: str | Path) -> Iterator[Event]:
+    """The events of a `theater export` file (JSON Lines), one line at a time (``verify --file``
+    holds no more than the event it checks: a large file of bogus records took 279 MB to refuse
+    at its first); a bad line is named by number. A file with no events is refused too: it
+    proves nothing, and a chain cut down to nothing must not verify as "ok"."""
+    seen = False
     try:
         with open(path, "rb") as f:
             for i, line in enumerate(iter(lambda: f.readline(MAX_EXPORT_LINE + 1), b""), 1):
                 if len(line) > MAX_EXPORT_LINE:     # an endless line (/dev/zero) is not read whole
-                    raise VerifyError(f"{path}:{i}: over {MAX_EXPORT_LINE} bytes: not an event record")
+                    raise MalformedExport(f"{path}:{i}: over {MAX_EXPORT_LINE} bytes: not an event record")
                 if not line.strip():
                     continue
                 try:
-                    out.append(Event.from_json(orjson.loads(line)))
+                    event = Event.from_json(orjson.loads(line))
                 except (orjson.JSONDecodeError, VerifyError) as e:
-                    raise VerifyError(f"{path}:{i}: not an event record: {e}") from None
+                    raise MalformedExport(f"{path}:{i}: not an event record: {e}") from None
+                seen = True
+                yield event
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    if not out:
-        raise VerifyError(f"{path}: no events (an empty export verifies nothing)", 0)
-    return out
+    if not seen:
+        raise MalformedExport(f"{path}: no events (an empty export verifies nothing)", 0)
+
+
+class MalformedExport(VerifyError):
+    """A file that holds no chain to verify (a line that is no event record, no events at all):
+    the whole command fails, not one chain of it."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,17 @@ import orjson
 from ..chaindb import ChainReader
 from ..client import Client
 from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
-from ..events import Checkpoint, Event, Report, decode_data, from_wire, read_export, type_matches, verify_chain
+from ..events import (
+    Checkpoint,
+    Event,
+    MalformedExport,
+    Report,
+    decode_data,
+    export_events,
+    from_wire,
+    type_matches,
+    verify_chain,
+)
 from ..paths import read_regular
 from . import _output, curve
 from ._context import Context, actor_arg, count
@@ -262,8 +272,7 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     # (label, how to verify it given the checkpoint it is held to)
     chains: list[tuple[str, Callable[[Checkpoint | None], Report]]]
     if args.file:
-        events = read_export(args.file)
-        chains = [("file", lambda held: verify_chain(events, public, held))]
+        chains = [("file", lambda held: verify_chain(export_events(args.file), public, held))]
     else:
         reader = _reader(ctx)
         stored = [c.actor_id for c in reader.chains()]
@@ -281,6 +290,8 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
         try:
             r = verify_one(held)
             results.append({"actor": r.actor_id or label, "ok": True, "events": r.events, "signatures": r.signatures})
+        except MalformedExport:
+            raise
         except VerifyError as e:
             failed += 1
             results.append({"actor": label, "ok": False, "seq": e.seq, "error": e.message})
