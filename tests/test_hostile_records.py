@@ -192,3 +192,18 @@ def test_verify_of_a_file_stops_at_its_first_bad_event_without_reading_the_rest(
         done.set()
         writer.join(10)
     assert r.code == 5 and b"event 0" in r.out + r.err.encode(), r
+
+
+def test_a_component_whose_start_never_ends_is_stopped_in_replay(home, tmp_path):
+    """Red-team finding (read, not run): replay instantiated a component with no time limit, so a
+    start function that loops held it until the CLI's 600 s. It is stopped as a call is."""
+    actor = _counter_home(home)
+    looping = tmp_path / "looping.wat"                  # the counter, its module's start a loop
+    text = (EXAMPLES / "counter" / "counter.wat").read_text()
+    last_import = '(import "rt" "log" (func $log (param i32 i32)))\n'
+    assert text.count(last_import) == 1 and "(start" not in text
+    looping.write_text(text.replace(last_import, last_import + "(func $spin (loop br 0)) (start $spin)\n"))
+    r = _cli(home, "replay", actor, "--component", str(looping), "--json", "--timeout", "120")
+    assert r.out, r
+    report = orjson.loads(r.out)
+    assert r.code == 5 and "instantiation runs past" in report["error"], r

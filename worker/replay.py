@@ -166,11 +166,18 @@ class Replayer:
         # host calls made while instantiating (WASI's set-up reads the environment) are
         # recorded just before lifecycle/start
         self.cursor = self._instantiated_from(start)
+        overran = threading.Event()         # a start function that never ends is stopped, as a call is
+        limit = threading.Timer(CALL_LIMIT_MIN, lambda: (overran.set(), engine.increment_epoch()))
+        limit.start()
         try:
             instance = linker.instantiate(store, comp)
         except wasmtime.WasmtimeError:
             raise_host_exception()          # a divergence found by a feeder while instantiating
+            if overran.is_set():
+                raise Diverged(here, f"the component's instantiation runs past {CALL_LIMIT_MIN:g}s") from None
             raise
+        finally:
+            limit.cancel()
         linker.close()
         self._drain_output()                # written while instantiating, if anything was
         if self.cursor < start:
