@@ -185,15 +185,23 @@ def server(home: Home) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def configured_server(home: Home, server_toml: str) -> Iterator[Server]:
-    """A server on ``home`` started with ``server_toml`` as its ``server.toml``."""
-    home.ensure()
-    (home.root / "server.toml").write_text(server_toml)
+def running(home: Home) -> Iterator[Server]:
+    """A server on ``home`` for the ``with`` block: one of several a test starts in turn on the
+    same home (what the previous one left is what the next one finds)."""
     s = Server(home).start()
     try:
         yield s
     finally:
         s.stop()
+
+
+@contextlib.contextmanager
+def configured_server(home: Home, server_toml: str) -> Iterator[Server]:
+    """A server on ``home`` started with ``server_toml`` as its ``server.toml``."""
+    home.ensure()
+    (home.root / "server.toml").write_text(server_toml)
+    with running(home) as s:
+        yield s
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ import pytest
 from theater._wasm_errors import compile_error
 from theater.paths import Home
 
-from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_start, kill_all, pid_alive, run_cli, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, cli_start, kill_all, pid_alive, run_cli, running, wait_for
 from .test_bad_input import one_line
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
@@ -303,10 +303,9 @@ def test_actors_that_had_ended_come_back_as_they_ended(home, tmp_path):
                         + f'\n[restart]\ntype = "{restart}"\n')
         return path
 
-    server = Server(home).start()
-    try:
-        done, broken, running = (cli_start(server, probe(n, t)) for n, t in
-                                 (("done", "transient"), ("broken", "temporary"), ("running", "permanent")))
+    with running(home) as server:
+        done, broken, kept = (cli_start(server, probe(n, t)) for n, t in
+                              (("done", "transient"), ("broken", "temporary"), ("kept", "permanent")))
         assert server.cli("message", done, "zfinished", "--request").code == 0
         server.cli("message", broken, "t", "--request")
         with server.client() as c:
@@ -314,48 +313,31 @@ def test_actors_that_had_ended_come_back_as_they_ended(home, tmp_path):
                      timeout=30, what="the two to end")
             before = {a: c.inspect(a) for a in (done, broken)}
             assert "trap" in before[broken]["last_error"], before
-    finally:
-        server.stop()
-    server = Server(home).start()
-    try:
-        with server.client() as c:
-            wait_for(lambda: c.inspect(running)["status"] == "running", timeout=60, what="the running one back")
-            for actor, status in ((done, "exited"), (broken, "failed")):
-                now = c.inspect(actor)
-                assert (now["status"], now["pid"], now["last_error"]) == (status, None, before[actor]["last_error"])
-                assert now["last_exit"] == before[actor]["last_exit"], (now, before[actor])
-                starts = [e for e in c.events(actor) if e.type == "lifecycle/start"]
-                assert len(starts) == 1, starts         # not run again
-            assert orjson.loads(server.cli("restart", done, "--json").out)["pid"]
-            pruned = orjson.loads(server.cli("prune", "--json").out)
-            assert [p["id"] for p in pruned] == [broken]
-    finally:
-        server.stop()
-    server = Server(home).start()
-    try:
-        with server.client() as c:
-            wait_for(lambda: c.inspect(done)["status"] == "running", timeout=60, what="the restarted one back")
-            assert sorted(a["id"] for a in c.call("list")[0]["actors"]) == sorted([done, running])
-    finally:
-        server.stop()
+    with running(home) as server, server.client() as c:
+        wait_for(lambda: c.inspect(kept)["status"] == "running", timeout=60, what="the running one back")
+        for actor, status in ((done, "exited"), (broken, "failed")):
+            now = c.inspect(actor)
+            assert (now["status"], now["pid"], now["last_error"]) == (status, None, before[actor]["last_error"])
+            assert now["last_exit"] == before[actor]["last_exit"], (now, before[actor])
+            starts = [e for e in c.events(actor) if e.type == "lifecycle/start"]
+            assert len(starts) == 1, starts         # not run again
+        assert orjson.loads(server.cli("restart", done, "--json").out)["pid"]
+        pruned = orjson.loads(server.cli("prune", "--json").out)
+        assert [p["id"] for p in pruned] == [broken]
+    with running(home) as server, server.client() as c:
+        wait_for(lambda: c.inspect(done)["status"] == "running", timeout=60, what="the restarted one back")
+        assert sorted(a["id"] for a in c.call("list")[0]["actors"]) == sorted([done, kept])
 
 
 def test_an_actor_whose_saved_end_cannot_be_read_starts_and_the_others_too(home):
     """A saved actor whose ``ended`` was edited into nonsense stopped the whole server's start
     (an exception out of the restore); it is logged and the actor starts, as before it ended."""
-    server = Server(home).start()
-    try:
+    with running(home) as server:
         probe = cli_start(server, ACTORS / "probe.toml")
         other = cli_start(server, ACTORS / "probe.toml")
-    finally:
-        server.stop()
     saved = home.actors / f"{probe}.json"
     saved.write_bytes(orjson.dumps({**orjson.loads(saved.read_bytes()), "ended": {"status": "asleep"}}))
-    server = Server(home).start()
-    try:
-        with server.client() as c:
-            wait_for(lambda: {c.inspect(a)["status"] for a in (probe, other)} == {"running"}, timeout=60,
-                     what="both to be back")
+    with running(home) as server, server.client() as c:
+        wait_for(lambda: {c.inspect(a)["status"] for a in (probe, other)} == {"running"}, timeout=60,
+                 what="both to be back")
         assert "how it ended cannot be read" in (home.logs / "server.log").read_text()
-    finally:
-        server.stop()

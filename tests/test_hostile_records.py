@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from theater.events import encode_data, event_hash
 
-from .conftest import EXAMPLES, Server, cli_start, wait_for
+from .conftest import EXAMPLES, ROOT, cli_start, run_cli, running, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 FN = "theater:simple/message-server-client.handle-request"
@@ -46,14 +46,32 @@ def test_a_row_beside_the_chain_is_no_state_to_resume_from(tmp_path):
 
 
 def _counter_home(home) -> str:
-    server = Server(home).start()
-    try:
+    with running(home) as server:
         actor = cli_start(server, COUNTER)
         for _ in range(2):
             assert server.cli("message", actor, "+1", "--request").code == 0
-    finally:
-        server.stop()
     return actor
+
+
+def _forged(home, actor: str, path, which, change) -> int:
+    """Writes ``actor``'s export to ``path`` with ``change`` made to the data of the first
+    event ``which(record)`` picks, every hash after it recomputed (as a forger would: replay
+    checks links, not signatures); that event's seq."""
+    assert run_cli(home, "export", actor, "-o", str(path)).code == 0
+    recs = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    chosen, parent = None, None
+    for r in recs:
+        if chosen is None and which(r):
+            body = cbor2.loads(base64.b64decode(r["data"]))
+            change(body)
+            r["data"] = base64.b64encode(cbor2.dumps(body, canonical=True)).decode()
+            chosen = r["seq"]
+        r["parent"] = parent.hex() if parent else None
+        parent = event_hash(r["actor"], r["seq"], parent, r["type"], base64.b64decode(r["data"]))
+        r["hash"] = parent.hex()
+    assert chosen is not None
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
+    return chosen
 
 
 def test_verify_and_export_name_a_malformed_row_and_count_rows_beside_the_chain(home):
@@ -81,51 +99,27 @@ def test_verify_and_export_name_a_malformed_row_and_count_rows_beside_the_chain(
                                                            export_says)):
             if said is None:
                 continue
-            r = _cli(home, *command)
+            r = run_cli(home, *command)
             text = (r.out.decode() + r.err).strip()
             assert r.code == 5 and "Traceback" not in text, (edit, command, r)
             assert len(text.splitlines()) == 1 and said in text, (edit, command, text)
 
 
-def _cli(home, *args: str):
-    from .conftest import run_cli
-    return run_cli(home, *args)
-
-
 def test_replay_takes_no_component_path_and_no_edited_start_from_a_record(home, tmp_path):
     actor = _counter_home(home)
-    out = tmp_path / "counter.jsonl"
-    assert _cli(home, "export", actor, "-o", str(out)).code == 0
-    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-
-    def rewritten(change) -> str:
-        """The export with ``change`` applied to its first lifecycle/start, every hash after it
-        recomputed (as a forger would: replay checks links, not signatures)."""
-        recs = [dict(r) for r in lines]
-        parent = None
-        for r in recs:
-            if r["type"] == "lifecycle/start" and r["seq"] == 0:
-                body = cbor2.loads(base64.b64decode(r["data"]))
-                change(body)
-                r["data"] = base64.b64encode(cbor2.dumps(body, canonical=True)).decode()
-            r["parent"] = parent.hex() if parent else None
-            parent = event_hash(r["actor"], r["seq"], parent, r["type"], base64.b64decode(r["data"]))
-            r["hash"] = parent.hex()
-        path = tmp_path / f"edited-{len(list(tmp_path.iterdir()))}.jsonl"
-        path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
-        return str(path)
-
-    evil = tmp_path / "evil"
-    r = _cli(home, "replay", "--file", rewritten(lambda b: b.update(component=str(evil / "x"))), "--json")
+    evil, forged = tmp_path / "evil", tmp_path / "forged.jsonl"
+    _forged(home, actor, forged, lambda r: r["seq"] == 0, lambda b: b.update(component=str(evil / "x")))
+    r = run_cli(home, "replay", "--file", str(forged), "--json")
     report = orjson.loads(r.out)
     assert r.code == 5 and report["seq"] == 0 and "not by its SHA-256" in report["error"], r
     assert not evil.exists() and not list(tmp_path.glob("evil*"))
     # an edit left with its old hash is caught before anything runs
-    edited = [dict(r) for r in lines]
+    out = tmp_path / "counter.jsonl"
+    assert run_cli(home, "export", actor, "-o", str(out)).code == 0
+    edited = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     edited[0]["data"] = base64.b64encode(cbor2.dumps({"mode": "init", "state": b"1000"}, canonical=True)).decode()
-    path = tmp_path / "stale-hash.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps(r) for r in edited))
-    r = _cli(home, "replay", "--file", str(path), "--json")
+    out.write_bytes(b"\n".join(orjson.dumps(r) for r in edited))
+    r = run_cli(home, "replay", "--file", str(out), "--json")
     assert r.code == 5 and "is not the one its hash says" in orjson.loads(r.out)["error"], r
 
 
@@ -133,31 +127,15 @@ def test_replay_refuses_a_resume_from_a_state_its_calls_did_not_leave(home, tmp_
     """A chain whose store was edited made the actor resume from an older (or forged) state: the
     signed lifecycle/start holds it, and the calls before it say otherwise."""
     actor = _counter_home(home)
-    server = Server(home).start()          # the next server resumes it: a lifecycle/start "resume"
-    try:
+    with running(home) as server:           # the next server resumes it: a lifecycle/start "resume"
         wait_for(lambda: server.cli("message", actor, "+1", "--request").out == b"3", timeout=60,
                  what="the counter back, at 3")
-    finally:
-        server.stop()
-    assert _cli(home, "replay", actor).code == 0
-    out = tmp_path / "counter.jsonl"
-    assert _cli(home, "export", actor, "-o", str(out)).code == 0
-    recs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    parent = None
-    resumed = None
-    for r in recs:
-        if r["type"] == "lifecycle/start" and r["body"].get("mode") == "resume":
-            body = cbor2.loads(base64.b64decode(r["data"]))
-            body["state"] = b"1"            # an older state than the calls before it left
-            r["data"] = base64.b64encode(cbor2.dumps(body, canonical=True)).decode()
-            resumed = r["seq"]
-        r["parent"] = parent.hex() if parent else None
-        parent = event_hash(r["actor"], r["seq"], parent, r["type"], base64.b64decode(r["data"]))
-        r["hash"] = parent.hex()
-    assert resumed is not None
-    path = tmp_path / "rolled-back.jsonl"
-    path.write_bytes(b"\n".join(orjson.dumps(r) for r in recs))
-    r = _cli(home, "replay", "--file", str(path), "--component", str(EXAMPLES / "counter" / "counter.wat"), "--json")
+    assert run_cli(home, "replay", actor).code == 0
+    forged = tmp_path / "rolled-back.jsonl"
+    resumed = _forged(home, actor, forged, lambda r: r["type"] == "lifecycle/start" and r["body"]["mode"] == "resume",
+                      lambda b: b.update(state=b"1"))      # an older state than the calls before it left
+    r = run_cli(home, "replay", "--file", str(forged), "--component", str(EXAMPLES / "counter" / "counter.wat"),
+                "--json")
     report = orjson.loads(r.out)
     assert r.code == 5 and report["seq"] == resumed and "resumes from the state" in report["error"], r
 
@@ -168,8 +146,6 @@ def test_verify_of_a_file_stops_at_its_first_bad_event_without_reading_the_rest(
     ends, it still names the first bad event and exits."""
     import os
     import threading
-
-    from .conftest import ROOT, run_cli
 
     vectors = ROOT / "tests" / "vectors"
 
@@ -203,7 +179,7 @@ def test_a_component_whose_start_never_ends_is_stopped_in_replay(home, tmp_path)
     last_import = '(import "rt" "log" (func $log (param i32 i32)))\n'
     assert text.count(last_import) == 1 and "(start" not in text
     looping.write_text(text.replace(last_import, last_import + "(func $spin (loop br 0)) (start $spin)\n"))
-    r = _cli(home, "replay", actor, "--component", str(looping), "--json", "--timeout", "120")
+    r = run_cli(home, "replay", actor, "--component", str(looping), "--json", "--timeout", "120")
     assert r.out, r
     report = orjson.loads(r.out)
     assert r.code == 5 and "instantiation runs past" in report["error"], r
