@@ -15,12 +15,14 @@ import fcntl
 import os
 import pwd
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from theater import __version__, _linux, grants, sandbox
-from theater.config import ServerConfig, load_server_config
+from theater.config import ServerConfig, host_actors, load_server_config
 from theater.errors import TheaterError, UsageError
 from theater.paths import Home
+from theater.protocol import MAX_INT
 
 from . import limits, logs, unit
 from .console import Console
@@ -72,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help="server config: default [limits] for actors, [root] restart flags "
                         "(default: $THEATER_HOME/server.toml if it exists)")
+    p.add_argument("--max-actors", metavar="N",
+                   help="live actors at once, all told: a start or spawn past it is refused (default: [root] "
+                        f"max_actors in server.toml, else what this host's memory and pids hold: {host_actors()})")
     p.add_argument("--user", metavar="NAME", help="run workers as this user (when the server runs as root)")
     p.add_argument("--no-cgroups", action="store_true",
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
@@ -101,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             sink = logs.LogSink(None if args.log_stdout else home.logs / "server.log")
         except OSError as e:
             raise UsageError(_home_problem(home, e)) from None
-        config, user = _config(home, args.config), _user(args.user)
+        config, user = _max_actors(_config(home, args.config), args.max_actors), _user(args.user)
         curve = needs_curve(home, args.listen or home.management_endpoint, args.curve)
         if args.metrics_remote and not args.metrics:
             raise UsageError("--metrics-remote goes with --metrics HOST:PORT")
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         server.open()
         if not args.log_stdout:
             print(f"theater-server: listening on {server.listen} (home {home.root}, log {sink.describe()})\n"
-                  f"theater-server: limits: {controller.describe()}\n"
+                  f"theater-server: limits: {controller.describe()}; at most {config.max_actors} live actors\n"
                   f"theater-server: sandbox: {layers.describe()}"
                   + (f"\ntheater-server: metrics at {server.health.metrics_url}" if exporter else "")
                   + (f"\ntheater-server: console at {server.health.console_url}" if console else ""), flush=True)
@@ -191,6 +196,15 @@ def _config(home: Home, given: str | None) -> ServerConfig:
         raise UsageError(f"--config {given}: {what} (leave --config out to use "
                          f"{home.root / 'server.toml'}, or the defaults)")
     return load_server_config(Path(given) if given else home.root / "server.toml")
+
+
+def _max_actors(config: ServerConfig, given: str | None) -> ServerConfig:
+    """--max-actors N over server.toml's [root] max_actors."""
+    if given is None:
+        return config
+    if not (given.isascii() and given.isdigit() and 1 <= int(given) <= MAX_INT):
+        raise UsageError(f"--max-actors {given}: expected a whole number of actors from 1 to {MAX_INT}")
+    return replace(config, max_actors=int(given))
 
 
 def _user(name: str | None) -> tuple[int, int] | None:

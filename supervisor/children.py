@@ -16,9 +16,10 @@ from typing import Any
 
 from theater import manifest as manifests
 from theater import protocol
-from theater.errors import ManifestError, NotFound, Refused, TheaterError, from_wire
+from theater.errors import ManifestError, NotFound, TheaterError, from_wire
 from theater.paths import read_regular, within
 
+from . import room
 from .registry import ActorRecord, Status
 from .services import Services
 
@@ -82,8 +83,7 @@ def _spawn(ask: Ask) -> None:
     m = manifests.parse(text, source)
     services.check_manifest(m)
     services.check_child(parent, m, base)
-    if len(alive := _live_children(ask)) >= (most := parent.spec.limits.children):
-        raise Refused(f"this actor has {len(alive)} children, as many as its [limits] children ({most}) allows")
+    room.check(services.registry, services.supervision.config, parent)
     path = manifests.component_path(m, base, root=root)
     sha = services.child_component(m, path, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
@@ -128,13 +128,8 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
     return text, str(path), str(path.parent)
 
 
-def _live_children(ask: Ask) -> list[str]:
-    actors = ask.services.registry.actors
-    return [c for c in ask.parent.children if c in actors and actors[c].status not in (Status.EXITED, Status.FAILED)]
-
-
 def _children(ask: Ask) -> None:
-    ask.ok(children=_live_children(ask))
+    ask.ok(children=ask.services.registry.live_children(ask.parent))
 
 
 def _stop_child(ask: Ask) -> None:
@@ -148,6 +143,8 @@ def _stop_child(ask: Ask) -> None:
 
 def _restart_child(ask: Ask) -> None:
     child = ask.child()
+    if not child.live:          # it ended: started again, it takes a place
+        room.check(ask.services.registry, ask.services.supervision.config, ask.parent)
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:

@@ -142,6 +142,13 @@ class ActorRecord:
         return self.run.pid is not None
 
     @property
+    def live(self) -> bool:
+        """Starting, running, restarting or stopping: it has a process, or is about to, and so
+        holds a place under the bounds on actors (``supervisor.room``); ``alive`` is whether it
+        has a pid now."""
+        return self.status not in (Status.EXITED, Status.FAILED)
+
+    @property
     def restart_mode(self) -> str:
         """How an incarnation after the first starts: from the last committed state, or init."""
         return "resume" if self.manifest.restart.state == "last" else "init"
@@ -262,15 +269,47 @@ class Registry:
                           + (f": {rec.last_error}" if rec.last_error and rec.status == Status.FAILED else ""))
         return rec
 
+    def live_children(self, rec: ActorRecord) -> list[str]:
+        return [c for c in rec.children if c in self.actors and self.actors[c].live]
+
+    def line(self, rec: ActorRecord) -> list[ActorRecord]:
+        """``rec`` and its ancestors, its top-level actor first."""
+        out = [rec]
+        while (up := self.actors.get(out[-1].parent or "")) is not None:
+            out.append(up)
+        return out[::-1]
+
+    def live_beneath(self, line: list[ActorRecord]) -> list[int]:
+        """How many live descendants each actor of ``line`` (from ``self.line``) has: one walk of
+        the top-level actor's tree, not one for each member (a deep tree would cost its depth
+        times its size). An actor with ``m`` members of the line above it counts for those ``m``."""
+        above = [0] * (len(line) + 1)       # live actors with exactly m members of the line above them
+        stack = [(line[0], 0)]
+        while stack:
+            rec, m = stack.pop()
+            if rec.live and m:
+                above[m] += 1
+            if m < len(line) and rec is line[m]:
+                m += 1
+            stack.extend((self.actors[c], m) for c in rec.children if c in self.actors)
+        counts, total = [], 0
+        for m in range(len(line), 0, -1):   # line[k] has those with more than k members above
+            total += above[m]
+            counts.append(total)
+        return counts[::-1]
+
     def descendants(self, rec: ActorRecord) -> list[ActorRecord]:
-        """Children first in reverse start order, depth first: the order to stop them in."""
+        """Children first in reverse start order, depth first: the order to stop them in. Walked
+        without recursion: a tree may be deeper than Python's recursion limit (the default
+        ``[limits] descendants`` lets one grow 1000 deep), and it must still stop. (The reverse of a walk that
+        takes each actor before its children, in start order.)"""
         out: list[ActorRecord] = []
-        for cid in reversed(rec.children):
-            child = self.actors.get(cid)
-            if child is not None:
-                out.extend(self.descendants(child))
+        stack = list(reversed(rec.children))
+        while stack:
+            if (child := self.actors.get(stack.pop())) is not None:
                 out.append(child)
-        return out
+                stack.extend(reversed(child.children))
+        return out[::-1]
 
     def tree(self) -> list[dict[str, Any]]:
         def node(rec: ActorRecord) -> dict[str, Any]:

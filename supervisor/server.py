@@ -244,8 +244,8 @@ class Server:
             self.console.watch_output(self.outputs)
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
-        log.info("theater-server serving: %s (home %s); limits: %s; sandbox: %s", self.listen, self.home.root,
-                 self.limits.describe(), self.sandbox.describe())
+        log.info("theater-server serving: %s (home %s); limits: %s; at most %d live actors; sandbox: %s", self.listen,
+                 self.home.root, self.limits.describe(), self.config.max_actors, self.sandbox.describe())
         for layer, why in self.sandbox.missing.items():
             log.warning("theater-server: sandbox layer %s is not in force: %s", layer, why)
         while not (self.stopping and self.supervision.idle()):

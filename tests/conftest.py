@@ -185,10 +185,10 @@ def server(home: Home) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def running(home: Home) -> Iterator[Server]:
-    """A server on ``home`` for the ``with`` block: one of several a test starts in turn on the
-    same home (what the previous one left is what the next one finds)."""
-    s = Server(home).start()
+def running(home: Home, *flags: str) -> Iterator[Server]:
+    """A server on ``home`` (with theater-server ``flags``) for the ``with`` block: one of several a
+    test starts in turn on the same home (what the previous one left is what the next one finds)."""
+    s = Server(home, *flags).start()
     try:
         yield s
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from theater import admission
 from theater import manifest as manifests
-from theater.config import load_server_config
+from theater.config import host_actors, load_server_config
 from theater.errors import ManifestError
 
 HEAD = 'name = "a"\nversion = "1"\ncomponent = "a.wat"\n'
@@ -67,6 +67,8 @@ def test_server_config_refuses_unknown_keys(tmp_path, text, where):
     (f'[limits]\nprocess_memory = "1{"0" * 310}B"\n', "at most 1024TiB"),  # and int(inf)
     ('[limits]\nmemory = "0B"\n', "at least 64KiB (one wasm page)"),
     ('[limits]\nevent_bytes_per_second = "0B"\n', "at least 64KiB a second (less would hold up every call"),
+    ("[limits]\ndescendants = -1\n", "[limits] descendants = -1: expected an integer from 0 to 9223372036854775807"),
+    ('[limits]\ndescendants = "lots"\n', "[limits] descendants = 'lots': expected an integer from 0 to"),
 ])
 def test_numbers_past_what_they_reach_are_refused_where_they_are_read(text, says):
     assert says in refusal(text)
@@ -84,16 +86,23 @@ def test_every_restart_option_is_read():
 
 def test_every_limit_is_read():
     lim = parse('[limits]\nmemory = "1MiB"\nprocess_memory = "100MiB"\ncall_timeout = "2s"\nfuel = 5\ncpu = 0.25\n'
-                'mailbox = 9\nevents_per_second = 11\nevent_bytes_per_second = "1MiB"\n').limits
+                'mailbox = 9\nevents_per_second = 11\nevent_bytes_per_second = "1MiB"\nchildren = 3\ndescendants = 7\n'
+                ).limits
     assert lim == manifests.Limits(memory=1 << 20, process_memory=100 << 20, call_timeout=2.0, fuel=5, cpu=0.25,
-                                   mailbox=9, events_per_second=11, event_bytes_per_second=1 << 20)
+                                   mailbox=9, events_per_second=11, event_bytes_per_second=1 << 20, children=3,
+                                   descendants=7)
 
 
 def test_server_config_root_flags_are_read(tmp_path):
     path = tmp_path / "server.toml"
-    path.write_text('[root]\nstrategy = "one_for_all"\nintensity = 9\nperiod = "30s"\n[limits]\nmailbox = 5\n')
+    path.write_text('[root]\nstrategy = "one_for_all"\nintensity = 9\nperiod = "30s"\nmax_actors = 12\n'
+                    '[limits]\nmailbox = 5\n')
     c = load_server_config(path)
-    assert (c.strategy, c.intensity, c.period, c.limits.mailbox) == ("one_for_all", 9, 30.0, 5)
+    assert (c.strategy, c.intensity, c.period, c.max_actors, c.limits.mailbox) == ("one_for_all", 9, 30.0, 12, 5)
+    assert load_server_config(tmp_path / "none.toml").max_actors == host_actors() >= 500   # on this machine
+    path.write_text("[root]\nmax_actors = 0\n")
+    with pytest.raises(ManifestError, match=r"server.toml: \[root\] max_actors = 0: expected an integer from 1 to"):
+        load_server_config(path)
 
 
 # ---- [[mcp.tool]]: the tools an actor offers MCP clients ----------------------------------------

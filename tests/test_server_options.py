@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from theater import __version__
 
 from .conftest import EXAMPLES, Server, cli_start, one_line_error, run_server, wait_for
@@ -24,6 +26,13 @@ def test_a_missing_config_is_refused_not_ignored(home, tmp_path):
     assert not (home.run / "server.json").exists()            # nothing started
     one_line_error(run_server("--home", str(home.root), "--config", str(tmp_path)), "theater-server: ",
                    f"--config {tmp_path}: a directory, not a file")
+
+
+@pytest.mark.parametrize("given", ["0", "many", "²"])
+def test_a_bad_max_actors_is_one_line(home, given):
+    one_line_error(run_server("--home", str(home.root), "--max-actors", given), "theater-server: ",
+                   f"--max-actors {given}: expected a whole number of actors from 1 to")
+    assert not (home.run / "server.json").exists()
 
 
 def test_a_home_that_is_a_file_is_said_in_words(tmp_path):

@@ -14,6 +14,7 @@ Top-level actors are supervised by the root: one_for_one, intensity 3 within 5 s
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -27,10 +28,10 @@ import pytest
 
 from theater import protocol
 from theater.client import Client
-from theater.errors import NotFound, TheaterError
+from theater.errors import NotFound, Refused, TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, pid_alive, wait_for
+from .conftest import ACTORS, one_line_error, pid_alive, running, wait_for
 
 PROBE = ACTORS / "probe.wat"
 PARENT = ACTORS / "parent.wat"
@@ -88,6 +89,10 @@ def spawn(c: Client, parent: str, manifest: Path) -> str:
     child = reply.decode()
     assert c.inspect(child)["parent"] == parent
     return child
+
+
+def actors(c: Client) -> list[dict[str, Any]]:
+    return c.call("list")[0]["actors"]
 
 
 def notes(c: Client, parent: str) -> str:
@@ -688,3 +693,54 @@ def test_an_actor_has_no_more_children_at_once_than_its_limit(c, tmp_path):
     looser = write_probe(tmp_path, "looser", extra="[limits]\nchildren = 3")
     reply = c.request(parent, b"S" + looser.name.encode())
     assert reply.startswith(b"error: ") and b"children = 3: looser than its parent" in reply, reply
+
+
+def test_a_tree_and_the_server_hold_no_more_live_actors_than_their_bounds(home, tmp_path):
+    """Each actor is a process: [limits] children bounds one parent's, but a tree grew with its depth
+    and nothing bounded the server's. [limits] descendants bounds a tree beneath each of its
+    members, --max-actors the server's; a start, a spawn or a restart past either is refused with
+    one line (the parent's Err is in its chain), the tree runs on, and an actor that ends frees
+    its place."""
+    manifest = write_parent(tmp_path)
+    manifest.write_text(manifest.read_text() + "\n[limits]\ndescendants = 2\n")
+    mid = write_parent(tmp_path, "mid")
+    mid.write_text(mid.read_text() + "\n[limits]\ndescendants = 2\n")
+    probe = write_probe(tmp_path, "kid", extra="[limits]\ndescendants = 2")
+    lone = write_probe(tmp_path, "lone", "[limits]\ndescendants = 2", type="temporary")
+
+    def ends(actor: str) -> None:
+        assert c.request(actor, b"zbye") == b"bye"
+        wait_for(lambda: c.inspect(actor)["status"] == "exited", what=f"{actor} to exit")
+    with running(home, "--max-actors", "4") as server, server.client(timeout=20) as c:
+        parent = c.start(manifest)["id"]
+        middle = spawn(c, parent, mid)
+        kid = spawn(c, middle, lone)                                     # 3 live: parent, mid, kid
+        full = b"has 2 live descendants, as many as its [limits] descendants (2) allows"
+        assert c.request(parent, b"S" + probe.name.encode()) == b"error: this actor " + full
+        beneath_parent = b"error: its ancestor " + f"parent ({parent}) ".encode() + full
+        assert c.request(middle, b"S" + probe.name.encode()) == beneath_parent
+        looser = write_probe(tmp_path, "looser", extra="[limits]\ndescendants = 3")
+        assert b"descendants = 3: looser than its parent's (2)" in c.request(middle, b"S" + looser.name.encode())
+
+        temporary = c.start(lone)["id"]                                  # 4 live: the server's bound
+        one_line_error(server.cli("start", str(lone)), "theater: ",
+                       "the server has 4 live actors, as many as it allows (4)", "theater-server --max-actors N",
+                       f"[root] max_actors in {home.root}/server.toml", code=7)
+        ends(kid)                                                        # 3 live: room beneath the parent
+        other = c.start(lone)["id"]
+        server_full = "the server has 4 live actors, as many as it allows (4)"
+        assert c.request(parent, b"S" + probe.name.encode()).startswith(b"error: " + server_full.encode())
+        c.stop(other)                                                    # room in the server again
+        spawn(c, parent, probe)
+        assert c.request(middle, b"T" + kid.encode()) == beneath_parent  # started again, it would be a 3rd
+        ends(temporary)
+        other = c.start(lone)["id"]
+        with pytest.raises(Refused, match=re.escape(server_full)):
+            c.call("restart", actor=temporary)                           # started again, it would be a 5th
+        statuses = {a["id"]: a["status"] for a in actors(c)}
+        assert (statuses.pop(temporary), statuses.pop(kid)) == ("exited", "exited"), statuses
+        assert set(statuses.values()) == {"running"} and len(statuses) == 4, statuses
+        spawns = [decode_data(e.data)["output"] for e in c.events(parent, types=["theater:simple/supervisor/spawn"])]
+        refusals = [o["err"] for o in spawns if "err" in o]                # the parent's chain holds both
+        assert len(refusals) == 2 and refusals[0].endswith(full.decode()), spawns
+        assert refusals[1].startswith(server_full), spawns

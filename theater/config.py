@@ -6,6 +6,7 @@ as for manifests (whose checks this shares).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,24 @@ from .manifest import MAX_MANIFEST_FILE, STRATEGIES, Checker, Limits, read_toml,
 from .paths import read_regular
 
 DURABILITY = ("process", "machine")     # [chain] durability: docs/chain-format.md
+# What an idle actor takes of the host (README, Performance): its worker's own memory (6.8 MiB
+# measured, and its share of the server's), and its pids (4 threads, each a pid; counted twice,
+# so that half the host's pids stay for everything else).
+ACTOR_MEMORY = 8 << 20
+ACTOR_PIDS = 8
+
+
+def host_actors() -> int:
+    """The default bound on live actors (``[root] max_actors``): as many idle actors as this
+    host's memory holds, and its pids allow; each actor is a process, so past that a runaway tree
+    takes the host (about 3000 on a 24 GiB host; a busy actor takes more: an operator who knows
+    the actors sets the bound)."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        pids = int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        pids = 32768                    # the kernel's default
+    return max(1, min(memory // ACTOR_MEMORY, pids // ACTOR_PIDS))
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,7 @@ class ServerConfig:
     store_max_bytes: int = 1 << 30     # the whole of $THEATER_HOME/store
     compile: Compile = field(default_factory=Compile)
     durability: str = "process"        # [chain]: when an acknowledged event is safe (docs/chain-format.md)
+    max_actors: int = field(default_factory=host_actors)   # [root]: live actors at once, the server's whole tree
     source: Path = Path("server.toml")  # the file read (or that would be): the gateway reads it again,
                                        # and messages say where to change a setting
 
@@ -62,7 +82,7 @@ def load_server_config(path: Path) -> ServerConfig:
                         ("chain", chain)):
         if not isinstance(table, dict):
             raise c.fail(name, f"expected a [{name}] table")
-    c.unknown(root, {"strategy", "intensity", "period"}, "[root]")
+    c.unknown(root, {"strategy", "intensity", "period", "max_actors"}, "[root]")
     c.unknown(store, {"max_bytes"}, "[store]")
     c.unknown(comp, {"memory", "timeout"}, "[compile]")
     c.unknown(chain, {"durability"}, "[chain]")
@@ -86,6 +106,7 @@ def load_server_config(path: Path) -> ServerConfig:
     return ServerConfig(limits=c.limits(doc.get("limits", {})), strategy=strategy,
                         intensity=c.integer(root, "intensity", "[root]", d.intensity, minimum=0),
                         period=c.duration(root, "period", "[root]", d.period, positive=True),
+                        max_actors=c.integer(root, "max_actors", "[root]", d.max_actors, minimum=1),
                         secrets=dict(secrets), store_max_bytes=store_max, source=path, durability=durability,
                         compile=Compile(c.size(comp, "memory", d.compile.memory, "[compile]"),
                                         c.duration(comp, "timeout", "[compile]", d.compile.timeout, positive=True)))

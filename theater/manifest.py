@@ -73,6 +73,7 @@ class Limits:
     events_per_second: int = 10_000   # above this the actor is throttled (and that is recorded)
     event_bytes_per_second: int = 16 << 20   # the same for the bytes its events carry
     children: int = 100               # children it may have at once (granted supervisor); spawns beyond are refused
+    descendants: int = 1000           # live actors beneath it, children's children included; spawns beyond refused
 
     @property
     def max_message(self) -> int:
@@ -293,9 +294,6 @@ class Checker:
                     except ValueError as e:      # a table's message names the part of it that is wrong
                         shown = "" if isinstance(h[key], dict) else f" = {h[key]!r}"
                         raise self.fail(f"{where} ({type_}) {key}{shown}", str(e)) from None
-            for key in spec.required:
-                if key not in h:
-                    raise self.fail(f"{where} ({type_}) {key}", "missing (this handler needs it)")
             out.append(Handler(spec.type, config))
         return tuple(out)
 
@@ -367,6 +365,7 @@ class Checker:
             mailbox=self.integer(raw, "mailbox", "[limits]", d.mailbox, minimum=1),
             events_per_second=self.integer(raw, "events_per_second", "[limits]", d.events_per_second, minimum=1),
             children=self.integer(raw, "children", "[limits]", d.children, minimum=0),
+            descendants=self.integer(raw, "descendants", "[limits]", d.descendants, minimum=0),
             event_bytes_per_second=self.size(raw, "event_bytes_per_second", d.event_bytes_per_second,
                                              least="64KiB a second (less would hold up every call: each "
                                                    "records hundreds of bytes)"),

@@ -12,6 +12,7 @@ from theater import __version__
 from theater import manifest as manifests
 from theater.errors import Refused, TheaterError
 
+from .. import room
 from ..registry import Status
 from .request import Request
 
@@ -34,6 +35,7 @@ def start(req: Request) -> None:
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
+    room.check(req.services.registry, req.services.supervision.config, None)
     if h.get("component_sha") and not req.frames[0]:
         sha = req.services.stored_component(h["component_sha"])
     else:
@@ -74,6 +76,8 @@ def restart(req: Request) -> None:
     rec = req.services.registry.lookup(req.header["actor"])
     if rec.status in (Status.STARTING, Status.RESTARTING, Status.STOPPING):
         raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status} already")
+    if not rec.live:            # it ended: started again, it takes a place
+        room.check(req.services.registry, req.services.supervision.config, req.services.registry.get(rec.parent or ""))
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:

@@ -28,8 +28,9 @@ _LIMIT_TEXT = (   # (key, label, how to show it; 0 means "none" for these)
     ("memory", "memory", format_size), ("process_memory", "process memory", format_size),
     ("call_timeout", "call timeout", human_duration), ("fuel", "fuel", str), ("cpu", "cpu", lambda v: f"{v:g} core"),
     ("mailbox", "mailbox", str), ("events_per_second", "events/s", str),
-    ("event_bytes_per_second", "event bytes/s", format_size), ("children", "children", str))
-_ZERO_IS_ZERO = frozenset({"children"})         # not "off": no children at all
+    ("event_bytes_per_second", "event bytes/s", format_size), ("children", "children", str),
+    ("descendants", "descendants", str))
+_ZERO_IS_ZERO = frozenset({"children", "descendants"})      # not "off": no children at all
 
 
 def limits_text(limits: dict[str, Any]) -> str:

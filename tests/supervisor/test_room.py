@@ -1,0 +1,84 @@
+"""supervisor.room and the registry's counts, in-process: which bound a new actor would pass, in
+trees no test would start as processes (thousands deep)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from supervisor import room
+from supervisor.registry import ActorRecord, ChildSpec, Registry, Status
+from theater import manifest as manifests
+from theater.config import ServerConfig
+from theater.errors import Refused
+
+MANIFEST = manifests.parse('name = "a"\nversion = "1"\ncomponent = "a.wat"\n')
+
+
+def add(registry: Registry, parent: ActorRecord | None, status: Status = Status.RUNNING,
+        **limits: int) -> ActorRecord:
+    n = len(registry)
+    spec = ChildSpec(f"a{n}", MANIFEST, "", ".", "sha", None, parent.actor_id if parent else None,
+                     manifests.Limits(**limits))
+    rec = ActorRecord(spec, status=status)
+    registry.add(rec)
+    return rec
+
+
+def below(registry: Registry, rec: ActorRecord) -> list[ActorRecord]:
+    """Registry.descendants as it was written first, recursively (the order to stop them in)."""
+    out = []
+    for child in reversed([registry.actors[c] for c in rec.children]):
+        out.extend(below(registry, child))
+        out.append(child)
+    return out
+
+
+def brute(registry: Registry, rec: ActorRecord) -> int:
+    return sum(d.live for d in below(registry, rec))
+
+
+def test_each_member_of_a_line_counts_the_live_actors_beneath_it():
+    rng = random.Random(7)
+    registry = Registry()
+    recs = [add(registry, None)]
+    for _ in range(300):
+        recs.append(add(registry, rng.choice(recs), rng.choice([Status.RUNNING, Status.STOPPING, Status.EXITED])))
+    for rec in rng.sample(recs, 30):
+        line = registry.line(rec)
+        assert line[0] is recs[0] and line[-1] is rec
+        assert registry.live_beneath(line) == [brute(registry, r) for r in line]
+        assert registry.descendants(rec) == below(registry, rec)
+
+
+def test_a_tree_deeper_than_pythons_recursion_is_counted_and_listed():
+    registry = Registry()
+    rec = add(registry, None)
+    for _ in range(5000):
+        rec = add(registry, rec)
+    line = registry.line(rec)
+    assert len(line) == 5001 and registry.live_beneath(line) == list(range(5000, -1, -1))
+    assert registry.descendants(line[0]) == line[:0:-1]         # and it can be stopped: the deepest first
+
+
+def test_the_nearest_full_bound_is_the_one_named():
+    registry = Registry()
+    top = add(registry, None, descendants=3)
+    mid = add(registry, top, descendants=3, children=1)
+    kid = add(registry, mid)
+    config = ServerConfig(max_actors=4)
+    with pytest.raises(Refused, match=r"^this actor has 1 children, as many as its \[limits\] children \(1\)"):
+        room.check(registry, config, mid)
+    other = add(registry, top)                          # top: 3 live beneath it
+    with pytest.raises(Refused, match=rf"^its ancestor a \({top.actor_id}\) has 3 live descendants, as many as "
+                                      r"its \[limits\] descendants \(3\) allows$"):
+        room.check(registry, config, kid)
+    with pytest.raises(Refused, match=r"^this actor has 3 live descendants"):
+        room.check(registry, config, top)
+    with pytest.raises(Refused, match=r"^the server has 4 live actors, as many as it allows \(4\); raise the bound "
+                                      r"with theater-server --max-actors N, or \[root\] max_actors in server.toml$"):
+        room.check(registry, config, None)
+    other.status = Status.EXITED                        # an ended actor holds no place
+    room.check(registry, config, top)
+    room.check(registry, config, None)
