@@ -10,6 +10,7 @@ import pytest
 from supervisor import room
 from supervisor.registry import ActorRecord, ChildSpec, Registry, Status
 from theater import manifest as manifests
+from theater import protocol
 from theater.config import ServerConfig
 from theater.errors import Refused
 
@@ -82,3 +83,16 @@ def test_the_nearest_full_bound_is_the_one_named():
     other.status = Status.EXITED                        # an ended actor holds no place
     room.check(registry, config, top)
     room.check(registry, config, None)
+
+
+def test_a_tree_is_at_most_max_depth_generations_and_shows_whole():
+    registry = Registry()
+    rec = add(registry, None)
+    for _ in range(room.MAX_DEPTH - 1):
+        room.check(registry, ServerConfig(), rec)
+        rec = add(registry, rec)
+    with pytest.raises(Refused, match=rf"^this actor is {room.MAX_DEPTH} generations deep in its tree, the most a "
+                                      rf"tree may have \({room.MAX_DEPTH}\): a child of it would be one more$"):
+        room.check(registry, ServerConfig(), rec)
+    header, *_ = protocol.encode({"k": "ok", "re": "x", "tree": registry.tree()})   # what `theater tree` gets
+    assert header.count(b'"children":[]') == 1
