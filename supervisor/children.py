@@ -16,7 +16,7 @@ from typing import Any
 
 from theater import manifest as manifests
 from theater import protocol
-from theater.errors import ManifestError, NotFound, TheaterError, from_wire
+from theater.errors import ManifestError, NotFound, Refused, TheaterError, from_wire
 from theater.paths import read_regular, within
 
 from . import room
@@ -157,14 +157,24 @@ def _restart_child(ask: Ask) -> None:
 
 def _child_state(ask: Ask) -> None:
     child = ask.child()
-    ask.services.ask_state(child.actor_id, child.status == Status.RUNNING,
-                           then=lambda h, frames: ask.answer(h, frames, "has_state"))
+    _parked(ask, ask.services.ask_state(child.actor_id, child.status == Status.RUNNING,
+                                        then=lambda h, frames: ask.answer(h, frames, "has_state")))
 
 
 def _child_events(ask: Ask) -> None:
-    ask.services.outbox.ask_chain({"k": "query", "what": "events", "actor": ask.child().actor_id,
-                                   "since": ask.header.get("since") or 0},
-                                  then=lambda h, frames: ask.answer(h, frames, "actor", "events", "more"))
+    _parked(ask, ask.services.outbox.ask_chain(
+        {"k": "query", "what": "events", "actor": ask.child().actor_id, "since": ask.header.get("since") or 0},
+        then=lambda h, frames: ask.answer(h, frames, "actor", "events", "more")))
+
+
+def _parked(ask: Ask, rid: str) -> None:
+    """A parent waits for one child_state or child_events answer at a time (its call waits for
+    it): one still parked when it asks again is one it gave up on, and is answered now. So a
+    worker sending them without waiting (each would be parked up to PENDING_TIMEOUT, a child
+    that does not answer) holds one place in ``pending``, not one per ask."""
+    run = ask.parent.run
+    earlier, run.child_query = run.child_query, rid
+    ask.services.outbox.supersede(earlier, Refused("a later child_state or child_events of this actor took its place"))
 
 
 _HANDLERS = {

@@ -154,24 +154,31 @@ class Outbox:
             return False
 
     def ask_worker(self, actor_id: str, header: dict[str, Any], *frames: bytes, client: bytes | None = None,
-                   client_id: str = "", then: Then | None = None) -> None:
-        """Sends a request to a worker; its answer goes to ``client`` (or ``then``)."""
+                   client_id: str = "", then: Then | None = None) -> str:
+        """Sends a request to a worker; its answer goes to ``client`` (or ``then``). Its id."""
         rid = new_request_id()     # the actor sees it as the request id: unique, not a counter
         header = {**header, "rid" if header["k"] == "msg" else "id": rid}
         self.pending[rid] = Pending(client, client_id, actor_id, then, self.clock() + PENDING_TIMEOUT)
         if not self.to_worker(actor_id, header, *frames):
             self.give_up(self.pending.pop(rid), TheaterError(f"actor {actor_id} is not reachable"))
+        return rid
 
     def ask_chain(self, header: dict[str, Any], *frames: bytes, client: bytes | None = None, client_id: str = "",
-                  then: Then | None = None) -> None:
+                  then: Then | None = None) -> str:
         """A query or record for the chain. Records survive a chain restart (sent again: at
-        least once); queries fail back to their client, who may ask again."""
+        least once); queries fail back to their client, who may ask again. Its id."""
         assert self.chain is not None
         rid = self.new_id()
         msg = protocol.encode({**header, "id": rid}, *frames)
         self.pending[rid] = Pending(client, client_id, None, then, self.clock() + PENDING_TIMEOUT,
                                     retry=msg if header["k"] == "record" else None)
         self.chain.send_multipart(msg)
+        return rid
+
+    def supersede(self, rid: str | None, err: TheaterError) -> None:
+        """Gives up on ``rid`` now, if it still waits: a later request took its place."""
+        if rid is not None and (p := self.pending.pop(rid, None)) is not None:
+            self.give_up(p, err)
 
     def record(self, actor_id: str, event_type: str, value: dict[str, Any], then: Callable[[], None]) -> None:
         """Appends a server-side event to an actor's chain, then continues (once it is durable)."""

@@ -97,6 +97,7 @@ class Incarnation:
     compiled: dict[str, Any] | None = None   # the compile this start waited for (seconds, peak, bytes)
     stats: dict[str, int] = field(default_factory=dict)
     asks: tuple[float, float] = (0.0, -1.0)    # its requests' budget: (tokens, when counted), supervisor.inbox
+    child_query: str | None = None     # its child_state or child_events parked for an answer (supervisor.children)
 
 
 @dataclass(eq=False)

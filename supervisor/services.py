@@ -76,10 +76,10 @@ class Services:
             raise ManifestError(f"{m.source}: {why}")
 
     def ask_state(self, actor_id: str, running: bool, client: bytes | None = None, client_id: str = "",
-                  then: Then | None = None) -> None:
-        """The actor's state: from its worker while it runs, else the last one its chain committed."""
+                  then: Then | None = None) -> str:
+        """The actor's state: from its worker while it runs, else the last one its chain committed
+        (the request's id)."""
         answer: dict[str, Any] = {"client": client, "client_id": client_id, "then": then}
         if running:
-            self.outbox.ask_worker(actor_id, {"k": "get_state"}, **answer)
-        else:
-            self.outbox.ask_chain({"k": "query", "what": "state", "actor": actor_id}, **answer)
+            return self.outbox.ask_worker(actor_id, {"k": "get_state"}, **answer)
+        return self.outbox.ask_chain({"k": "query", "what": "state", "actor": actor_id}, **answer)

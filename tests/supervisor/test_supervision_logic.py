@@ -594,3 +594,27 @@ def test_an_actor_over_its_rate_of_asks_is_refused_and_others_are_not(tmp_path, 
     for i in range(600):
         box.worker_message(a, {"k": "resolve", "id": f"s{i}", "actor": "x"}, [])
     assert resolved.count("b") == 1 and resolved.count("a") == inbox_mod.ASKS_AT_ONCE + 500
+
+
+def test_a_parents_child_queries_are_parked_one_at_a_time(tmp_path):
+    """A parent's worker that sent child_state after child_state without waiting (compromised; a
+    child that never answers) had each parked for PENDING_TIMEOUT: up to 300,000 within its budget
+    of asks. The latest is parked; each earlier one is answered at once, as given up."""
+    from supervisor import children
+    from supervisor.services import Services
+
+    w = World(tmp_path)
+    parent, (kid,) = w.parent_with("one_for_one", 1)
+    services = SimpleNamespace(outbox=w.outbox, registry=w.registry)
+    services.ask_state = Services.ask_state.__get__(services)
+    for i in range(1000):
+        children.handle(services, parent, {"k": "child_state", "id": f"q{i}", "child": kid.actor_id}, [])
+    asked = [h for actor, h in w.outbox.sent if actor == kid.actor_id and h["k"] == "get_state"]
+    assert len(asked) == 1000 and len(w.outbox.pending) == 1                   # one parked, the latest
+    told = {h["re"]: h for actor, h in w.outbox.sent if actor == parent.actor_id and h.get("re", "")[:1] == "q"}
+    assert sorted(told) == sorted(f"q{i}" for i in range(999))
+    assert all(h["k"] == "error" and "took its place" in h["error"] for h in told.values())
+    w.outbox.answered(asked[-1]["id"], {"k": "ok", "re": asked[-1]["id"], "has_state": True}, [b"s"],
+                      by=kid.actor_id)
+    last = [h for actor, h in w.outbox.sent if actor == parent.actor_id][-1]
+    assert last["k"] == "ok" and last["re"] == "q999" and not w.outbox.pending
