@@ -44,7 +44,7 @@ def test_ctrl_c_during_run_on_a_fresh_home_stops_the_actor_and_leaves_no_ghost(h
     started: set[int] = set()
     try:
         first = run.stderr.readline().decode() if run.stderr else ""
-        assert first.startswith("[theater] started counter"), first
+        assert first.startswith("[theater] started counter") and "Ctrl-C stops it" in first, first
         started = {p.pid for p in psutil.Process(run.pid).children(recursive=True)}
         os.killpg(run.pid, signal.SIGINT)                 # what the terminal does on Ctrl-C
         _, err = run.communicate(timeout=120)

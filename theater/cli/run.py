@@ -41,7 +41,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         info = start_with_progress(ctx, args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
-            _output.line(f"[theater] started {name} {actor}", sys.stderr)
+            # an actor that serves messages runs until it shuts itself down: say how to end it
+            _output.line(f"[theater] started {name} {actor} (it runs until it ends; Ctrl-C stops it)", sys.stderr)
         return _watch(args, ctx, actor, name)
     except KeyboardInterrupt:
         return 130
