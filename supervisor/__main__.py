@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from theater import __version__, _linux, grants, sandbox
-from theater.config import ServerConfig, host_actors, load_server_config
+from theater.capacity import host_actors
+from theater.config import ServerConfig, load_server_config
 from theater.errors import TheaterError, UsageError
 from theater.paths import Home
 from theater.protocol import MAX_INT
@@ -76,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: $THEATER_HOME/server.toml if it exists)")
     p.add_argument("--max-actors", metavar="N",
                    help="live actors at once, all told: a start or spawn past it is refused (default: [root] "
-                        f"max_actors in server.toml, else what this host's memory and pids hold: {host_actors()})")
+                        "max_actors in server.toml, else what the memory and pids of this host, or of the server's "
+                        f"cgroup, hold for idle actors: {host_actors()})")
     p.add_argument("--user", metavar="NAME", help="run workers as this user (when the server runs as root)")
     p.add_argument("--no-cgroups", action="store_true",
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")

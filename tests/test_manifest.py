@@ -9,7 +9,8 @@ import pytest
 
 from theater import admission
 from theater import manifest as manifests
-from theater.config import host_actors, load_server_config
+from theater.capacity import host_actors
+from theater.config import load_server_config
 from theater.errors import ManifestError
 
 HEAD = 'name = "a"\nversion = "1"\ncomponent = "a.wat"\n'

@@ -6,37 +6,17 @@ as for manifests (whose checks this shares).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import secrets as _secrets
 from ._units import parse_size
+from .capacity import host_actors
 from .errors import ManifestError
 from .manifest import MAX_MANIFEST_FILE, STRATEGIES, Checker, Limits, read_toml, reason
 from .paths import read_regular
 
 DURABILITY = ("process", "machine")     # [chain] durability: docs/chain-format.md
-# What an idle actor takes of the host (README, Performance): its worker's own memory (6.8 MiB
-# measured, and its share of the server's), and its pids (4 threads, each a pid; counted twice,
-# so that half the host's pids stay for everything else).
-ACTOR_MEMORY = 8 << 20
-ACTOR_PIDS = 8
-
-
-def host_actors() -> int:
-    """The default bound on live actors (``[root] max_actors``): as many idle actors as this
-    host's memory holds, and its pids allow; each actor is a process, so past that a runaway tree
-    takes the host (about 3000 on a 24 GiB host; a busy actor takes more: an operator who knows
-    the actors sets the bound)."""
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        pids = int(Path("/proc/sys/kernel/pid_max").read_text())
-    except (OSError, ValueError):
-        pids = 32768                    # the kernel's default
-    return max(1, min(memory // ACTOR_MEMORY, pids // ACTOR_PIDS))
-
-
 @dataclass(frozen=True)
 class Compile:
     """``[compile]``: what the process that compiles a component may use. It is not charged to
