@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from theater.events import encode_data, event_hash
 
-from .conftest import EXAMPLES, ROOT, cli_start, run_cli, running, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, cli_start, run_cli, running, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
+MiB = 1 << 20
 FN = "theater:simple/message-server-client.handle-request"
 
 
@@ -58,6 +59,11 @@ def _forged(home, actor: str, path, which, change) -> int:
     event ``which(record)`` picks, every hash after it recomputed (as a forger would: replay
     checks links, not signatures); that event's seq."""
     assert run_cli(home, "export", actor, "-o", str(path)).code == 0
+    return _edited(path, which, change)
+
+
+def _edited(path, which, change) -> int:
+    """``_forged`` on an export already in ``path``."""
     recs = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     chosen, parent = None, None
     for r in recs:
@@ -183,3 +189,43 @@ def test_a_component_whose_start_never_ends_is_stopped_in_replay(home, tmp_path)
     assert r.out, r
     report = orjson.loads(r.out)
     assert r.code == 5 and "instantiation runs past" in report["error"], r
+
+
+def test_a_replay_is_held_to_the_process_memory_its_record_says(server, tmp_path):
+    """Red-team finding: replay ran a component with no memory limit, so a record forged to make
+    it grow its memory (here "g", which writes to every page it gets, for the "eok" the actor
+    was sent) had the replayer take the host's. Held to the process memory its record says
+    (96MiB beyond what the replayer holds), it stops there and says so in one line, exit 1: not
+    a divergence, not a crash. A record that claims more than half the memory the machine has
+    free is held to that; one whose limits are no such values is refused at its start."""
+    manifest = tmp_path / "grows.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"', f'component = '
+                        f'"{ACTORS / "probe.wat"}"') + '\n[limits]\nmemory = "1GiB"\nprocess_memory = "96MiB"\n')
+    with server.client() as c:
+        actor = c.start(manifest)["id"]
+        assert c.request(actor, b"eok") == b"ok"
+
+    def is_eok(r) -> bool:
+        return r["type"] == "wasm" and r["body"]["event"] == "call" and r["body"]["params"][1:] == [{"utf8": "eok"}]
+    forged = tmp_path / "grows.jsonl"
+    call = _forged(server.home, actor, forged, is_eok, lambda b: b["params"].__setitem__(1, b"g"))
+    r = run_cli(server.home, "replay", "--file", str(forged), "--json", timeout=120)
+    report = orjson.loads(r.out)
+    assert r.code == 1 and report["limit"] == "process_memory" and report["seq"] == call + 1, r
+    assert "process memory limit (the record's): 100663296 bytes" in report["error"], report
+    human = run_cli(server.home, "replay", "--file", str(forged), timeout=120)
+    text = (human.out.decode() + human.err).strip()
+    assert human.code == 1 and len(text.splitlines()) == 1 and text.startswith("LIMIT"), human
+
+    # limits claimed beyond what the machine has are held to half its free memory (the linear
+    # memory, 64MiB here, stops the probe first); limits that are no such values are refused
+    claims = tmp_path / "claims.jsonl"
+    for limits, code, limit, said in (
+            ({"memory": 64 * MiB, "process_memory": 1 << 50}, 1, "memory", "held to half the memory"),
+            ({"memory": 8 << 30, "process_memory": 96 * MiB}, 5, None, "limits say memory = 8589934592")):
+        claims.write_bytes(forged.read_bytes())
+        start = _edited(claims, lambda r: r["type"] == "lifecycle/start", lambda b, x=limits: b.update(limits=x))
+        r = run_cli(server.home, "replay", "--file", str(claims), "--json", timeout=120)
+        report = orjson.loads(r.out)
+        assert r.code == code and report.get("limit") == limit and said in report["error"], r
+        assert report["seq"] == (call + 1 if limit else start), report

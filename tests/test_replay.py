@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -11,9 +13,13 @@ import pytest
 from theater.errors import TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, EXAMPLES, request_in_thread, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, request_in_thread, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
+MiB = 1 << 20
+# Runs a command, then prints its status and the peak RSS of its processes (the replayer's too).
+PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
+        "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
 
 
 def replay(server, *args: str):
@@ -224,3 +230,52 @@ def test_every_cut_call_is_named_and_only_what_was_made_again_is_counted(server,
     human = server.cli("replay", probe)
     assert human.code == 0 and f"event {cut[0]}: the call was cut short" in human.text
     assert f"event {cut[1]}: the call was cut short" in human.text, human.text
+
+
+def _probe(tmp_path, name: str, limits: str):
+    manifest = tmp_path / f"{name}.toml"
+    manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"', f'component = '
+                        f'"{ACTORS / "probe.wat"}"').replace('name = "probe"', f'name = "{name}"')
+                        + f'\n[limits]\n{limits}\n[restart]\ntype = "temporary"\n')
+    return manifest
+
+
+def _replay_peak(server, actor: str) -> tuple[int, int]:
+    """`theater replay ACTOR`'s exit status, and the most memory one of its processes held."""
+    p = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-m", "theater", "--home", str(server.home.root),
+                        "replay", actor], capture_output=True, timeout=120, cwd=ROOT, check=True)
+    code, peak = p.stdout.split()
+    return int(code), int(peak)
+
+
+def test_a_replay_holds_the_component_to_the_linear_memory_its_record_says(server, tmp_path):
+    """A probe held to 2MiB of linear memory grows it until refused ("g" touches every page it
+    gets): its replay had no limit and grew it to 4GiB. Each lifecycle/start now records the
+    limits, and the replay grows the memory as far as the actor did: its peak is that of
+    replaying a probe that never grew, give or take a little."""
+    c = server.client()
+    limits = 'memory = "2MiB"\nprocess_memory = "1GiB"'
+    small, idle = (c.start(_probe(tmp_path, name, limits))["id"] for name in ("small", "idle"))
+    assert c.request(small, b"g") == b"grow-failed"
+    assert c.request(idle, b"eok") == b"ok"
+    start = next(e for e in c.events(small) if e.type == "lifecycle/start")
+    assert decode_data(start.data)["limits"] == {"memory": 2 * MiB, "process_memory": 1 << 30}
+    (idle_code, idle_peak), (code, peak) = (_replay_peak(server, actor) for actor in (idle, small))
+    assert idle_code == code == 0
+    assert peak < idle_peak + 4 * MiB, (peak, idle_peak)
+
+
+def test_compiling_a_component_for_a_replay_is_held_to_the_compile_memory(server, tmp_path):
+    """The replayer compiles a component it has not seen (--component) in its own process: held
+    to [compile] memory, as the server's compile step is. Past it wasmtime aborts the process;
+    the CLI names the limit in one line (exit 1), not "the replayer failed"."""
+    c = server.client()
+    probe = c.start(_probe(tmp_path, "compiled", 'memory = "2MiB"'))["id"]
+    assert c.request(probe, b"eok") == b"ok"
+    (server.home.root / "server.toml").write_text('[compile]\nmemory = "1MiB"\n')
+    other = tmp_path / "other.wat"
+    other.write_text((ACTORS / "probe.wat").read_text().replace('"grow-failed"', '"grow-failed!"'))
+    r = server.cli("replay", probe, "--component", str(other))
+    said = (r.out.decode() + r.err).strip()
+    assert r.code == 1 and len(said.splitlines()) == 1, r
+    assert "the replay reached its compile memory limit ([compile] memory)" in said, r

@@ -110,6 +110,35 @@ def lower_limit(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
+def set_data_limit(value: int) -> int:
+    """The soft RLIMIT_DATA = ``value`` (at most the hard limit, left as it is), which this
+    process may raise again: for limits on code it runs that makes no system calls (wasm).
+    What was set."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (value, hard))
+    return value
+
+
+def data_size() -> int:
+    """The bytes RLIMIT_DATA counts in this process now (``VmData``: private writable mappings)."""
+    return _kib_field("/proc/self/status", "VmData:")
+
+
+def memory_available() -> int:
+    """What the kernel estimates it can give without swapping (``MemAvailable``), in bytes."""
+    return _kib_field("/proc/meminfo", "MemAvailable:")
+
+
+def _kib_field(path: str, name: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(name):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{path} has no {name}")
+
+
 def raise_nofile() -> int:
     """The server and the chain hold a connection per worker: soft descriptor limit = hard."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -21,6 +21,7 @@ import orjson
 
 from theater import _linux, _logging, grants
 from theater.chaindb import ChainReader
+from theater.config import load_server_config
 from theater.errors import TheaterError, UsageError
 from theater.events import Event, read_export
 from theater.manifest import MAX_FILE
@@ -81,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         events = _load(home, args.actor, args.file)
         component = _component(args.component)
-        report = replay(events, home.components, home.cache, component)
+        config = load_server_config(home.root / "server.toml")     # limits a record does not say
+        report = replay(events, home.components, home.cache, config.limits, config.compile.memory, component)
     except TheaterError as e:
         print(orjson.dumps({"ok": False, "code": e.code, "error": e.message}).decode())
         return 2
     print(orjson.dumps(report.to_json()).decode())
-    return 0 if report.divergence is None else 5
+    return 0 if report.ok else 1 if report.limit is not None else 5
 
 
 def _component(given: str | None) -> Path | None:

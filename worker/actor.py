@@ -29,7 +29,7 @@ from theater import manifest as manifests
 from theater.errors import ActorFailed, Failure, TheaterError
 from theater.paths import Home
 
-from . import component, handlers, wasi, wit
+from . import component, handlers, records, wasi, wit
 from .calls import Calls
 from .chainlink import ChainLink
 from .gateway import Gateway
@@ -180,6 +180,7 @@ class Actor:
             "incarnation": config.get("incarnation", 0), "component": config["component"],
             "manifest": {"name": m.name, "version": m.version}, "mode": "resume" if resuming else "init",
             "state": state, "reason": config.get("reason"), "compiled": config.get("compiled"),
+            "limits": records.held_limits(m.limits),
         })
         calls.call(ACTOR, "init", (self.actor_id,))
         chain.flush()

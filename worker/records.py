@@ -10,11 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from theater.events import Event
+from theater.manifest import Limits
 
 from .values import record, to_data
 
 # Each event's keys are in canonical CBOR order (shorter first, then bytewise), as its data is
 # encoded: theater.events.encode_data then takes the fast way.
+
+def held_limits(limits: Limits) -> dict[str, int]:
+    """The limits a ``lifecycle/start`` records: those a replay holds the incarnation to."""
+    return {"memory": limits.memory, "process_memory": limits.process_memory}
+
 
 def call_event(function: str, params: tuple[Any, ...]) -> dict[str, Any]:
     return {"event": "call", "params": to_data(params), "function": function}

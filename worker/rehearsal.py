@@ -119,7 +119,8 @@ def _play(stage: Stage) -> None:
     instance = linker.instantiate(store, stage.component)
     linker.close()
     record("lifecycle/start", {"incarnation": 1, "component": NOBODY * 2, "mode": "init", "state": None,
-                               "manifest": {"name": m.name, "version": m.version}})
+                               "manifest": {"name": m.name, "version": m.version},
+                               "limits": records.held_limits(m.limits)})
     name = f"{ACTOR_INTERFACE}.init"
     record("wasm", records.call_event(name, (NOBODY,)))
     init = Export.of(instance, store, ACTOR_INTERFACE, "init", shape.signature(ACTOR_INTERFACE, "init"))

@@ -11,6 +11,9 @@ recorded. A call whose record ends without its outcome (wall-clock time cut it s
 its worker died in it: the next event is a ``lifecycle/exit``, or the chain ends) is replayed
 as far as its record goes, every event compared; then it is stopped and the incarnation's
 replay ends there: the rest is not reproducible, and not a divergence.
+
+Each incarnation is held to the memory limits its record says the live actor had (see
+``replaylimits``); a replay that fails at one of them reports that limit, not a divergence.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import hashlib
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,13 @@ from wasmtime import component as wc
 
 from theater import grants
 from theater.events import Event, decode_data, encode_data, event_hash
+from theater.manifest import Limits
+from theater.paths import wasmtime_version
 
-from . import component, handlers, records, wasi
+from . import component, handlers, records, replaylimits, wasi, wit
 from .crossing import Export, raise_host_exception
+from .replaylimits import Alarm, Held, ProcessData
+from .replayreport import Diverged, Report
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
@@ -49,34 +55,8 @@ class _RecordEnds(Exception):
     """Raised where a replayed call goes past the end of a record that has no outcome for it."""
 
 
-class Diverged(Exception):
-    def __init__(self, seq: int, why: str) -> None:
-        super().__init__(f"event {seq}: {why}")
-        self.seq = seq
-        self.why = why
-
-
-@dataclass
-class Report:
-    actor: str
-    events: int
-    calls: int
-    incarnations: int
-    reproduced: int = 0                 # events the replay made again and found alike (not the host's records)
-    # each interrupted call the replay could not reproduce: (its seq, why); its incarnation's
-    # replay ended there
-    cut: list[tuple[int, str]] = field(default_factory=list)
-    divergence: Diverged | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"actor": self.actor, "ok": self.divergence is None, "events": self.events,
-                               "reproduced": self.reproduced, "calls": self.calls, "incarnations": self.incarnations}
-        if self.cut:
-            out.update(not_reproducible_from=self.cut[0][0], not_reproducible_why=self.cut[0][1],
-                       not_reproducible=[{"seq": seq, "why": why} for seq, why in self.cut])
-        if self.divergence is not None:
-            out.update(seq=self.divergence.seq, error=self.divergence.why)
-        return out
+class _AtLimit(Exception):
+    """Raised where the replay cannot go on for a limit: (seq, which limit, what it says)."""
 
 
 def _output(value: Any) -> Any:
@@ -93,10 +73,17 @@ def _params(value: Any) -> Any:
 
 
 class Replayer:
-    def __init__(self, events: list[Event], component: Callable[[str], tuple[Path, str]], cache: Path) -> None:
+    def __init__(self, events: list[Event], component: Callable[[str], tuple[Path, str]], cache: Path,
+                 defaults: Limits, compile_memory: int) -> None:
         self.events = events
         self.component = component         # recorded SHA-256 -> (file, cache key)
         self.cache = cache
+        self.defaults = defaults           # the limits of an incarnation whose record does not say
+        self.compile_memory = compile_memory
+        wit.signatures(), wasmtime_version()    # what reads this Python's files, before any limit
+        self.data = ProcessData()          # counted from here: the replayer holds the chain already
+        self.held: Held | None = None      # the running incarnation's limits
+        self.alarm = Alarm()
         self.cursor = 0
         self.calls = 0
         self.incarnations = 0
@@ -120,14 +107,29 @@ class Replayer:
                 else:
                     i += 1
         except Diverged as d:
-            report.divergence = d
+            self.data.release()
+            limit = replaylimits.reached(self.held, self.data)
+            if limit is None:
+                report.divergence = d
+            else:
+                report.limit = (d.seq, limit[0], f"{limit[1]}; then {d.why}")
+        except MemoryError:
+            self.data.release()
+            report.limit = (self._here(), self.data.kind, self.data.says())
+        except _AtLimit as a:
+            report.limit = a.args
         finally:
+            self.alarm.disarm()
             # a store with WASI output callbacks must go before the interpreter exits (wasmtime
             # panics otherwise): drop the last incarnation's store and exports now
             self.exports = {}
             gc.collect()
+            self.data.release()
         report.calls, report.incarnations, report.reproduced = self.calls, self.incarnations, self.reproduced
         return report
+
+    def _here(self) -> int:
+        return self.events[min(self.cursor, len(self.events) - 1)].seq
 
     def _check_links(self) -> None:
         """Every event hashes to its recorded hash, after the one before it: the records a replay
@@ -145,7 +147,7 @@ class Replayer:
 
     def _incarnation(self, start: int) -> tuple[int, tuple[int, str] | None]:
         self.incarnations += 1
-        self.end, self.cut = len(self.events), None
+        self.end, self.cut, self.held = len(self.events), None, None
         info = decode_data(self.events[start].data)
         here = self.events[start].seq
         if not (isinstance(info.get("component"), str) and _DIGEST.fullmatch(info["component"])):
@@ -153,31 +155,34 @@ class Replayer:
         if info.get("mode") == "resume" and self.last_state is not _UNKNOWN and info.get("state") != self.last_state:
             raise Diverged(here, f"the incarnation resumes from the state {_short(info.get('state'))}; the last call "
                                  f"that set one left {_short(self.last_state)}")
-        engine = component.make_engine(False)
-        path, key = self.component(info["component"])
-        comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
+        engine, comp, held = self._load(info, here)
         linker = wc.Linker(engine)
         handlers.link(linker, engine, comp, self.shape, self._feeder)
         self.output = wasi.link(linker, engine, comp, self.shape.imports, self._feeder)
         store = wasmtime.Store(engine)
         if self.output is not None:
             self.output.attach(store)
+        store.set_limits(memory_size=held.memory)
         store.set_epoch_deadline(1)
         # host calls made while instantiating (WASI's set-up reads the environment) are
         # recorded just before lifecycle/start
         self.cursor = self._instantiated_from(start)
         overran = threading.Event()         # a start function that never ends is stopped, as a call is
-        limit = threading.Timer(CALL_LIMIT_MIN, lambda: (overran.set(), engine.increment_epoch()))
-        limit.start()
+        self.alarm.arm(CALL_LIMIT_MIN, lambda: (overran.set(), engine.increment_epoch()))
         try:
             instance = linker.instantiate(store, comp)
-        except wasmtime.WasmtimeError:
+        except wasmtime.WasmtimeError as e:
             raise_host_exception()          # a divergence found by a feeder while instantiating
             if overran.is_set():
                 raise Diverged(here, f"the component's instantiation runs past {CALL_LIMIT_MIN:g}s") from None
+            if "exceeds memory limits" in str(e):
+                raise _AtLimit(here, "memory", f"the component needs more linear memory than its limit "
+                                               f"({held.memory} bytes; {held.source})") from None
+            if "os error 12" in str(e) or self.data.at_limit():      # ENOMEM: the data rlimit
+                raise _AtLimit(here, self.data.kind, self.data.says()) from None
             raise
         finally:
-            limit.cancel()
+            self.alarm.disarm()
         linker.close()
         self._drain_output()                # written while instantiating, if anything was
         if self.cursor < start:
@@ -185,7 +190,6 @@ class Replayer:
             raise Diverged(ev.seq, f"the record has {ev.type} while the component was instantiated; "
                                    f"the replay's instantiation did not make it")
         self.engine = engine
-        self.exports = {}
         state: bytes | None = info.get("state")
         i = start + 1
         while i < len(self.events) and self.events[i].type != "lifecycle/start":
@@ -201,6 +205,23 @@ class Replayer:
             except _RecordEnds as end:           # interrupted in the record: not reproducible
                 return self._next_start(i), (ev.seq, str(end))
         return i, None
+
+    def _load(self, info: dict[str, Any], here: int) -> tuple[wasmtime.Engine, wc.Component, Held]:
+        """The incarnation's engine, component (compiled within ``[compile] memory``, as the server
+        compiles) and limits, which hold this process from here on."""
+        try:
+            held = replaylimits.of_record(info, self.defaults, self.data.ceiling)
+        except ValueError as e:
+            raise Diverged(here, str(e)) from None
+        self.exports, self.output = {}, None
+        gc.collect()                       # the last incarnation's memories go before this one is counted
+        engine = component.make_engine(False)
+        path, key = self.component(info["component"])
+        self.data.allow(self.compile_memory, "compile_memory", "compile memory limit ([compile] memory)")
+        comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
+        self.data.allow(held.process_memory, "process_memory", f"process memory limit ({held.source})")
+        self.held = held
+        return engine, comp, held
 
     def _instantiated_from(self, start: int) -> int:
         """Where the events of the instantiation before the lifecycle/start at ``start`` begin:
@@ -235,8 +256,7 @@ class Replayer:
         store.set_epoch_deadline(1)
         seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()
-        limit = threading.Timer(seconds, lambda: (overran.set(), self.engine.increment_epoch()))
-        limit.start()
+        self.alarm.arm(seconds, lambda: (overran.set(), self.engine.increment_epoch()))
         try:
             tag, payload = export(state, params)
         except wasmtime.WasmtimeError as e:
@@ -247,7 +267,7 @@ class Replayer:
             self._produce(j, "wasm", records.error_event(function, "trap", records.trap_message(e)))
             return j + 1, state                  # the instance is dead; only lifecycle events follow
         finally:
-            limit.cancel()
+            self.alarm.disarm()
         j = self._next_actor_event()
         if tag == "err":
             self._produce(j, "wasm", records.error_event(function, "error", payload))
@@ -349,11 +369,13 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def replay(events: list[Event], components: Path, cache: Path, component_file: Path | None = None) -> Report:
+def replay(events: list[Event], components: Path, cache: Path, defaults: Limits, compile_memory: int,
+           component_file: Path | None = None) -> Report:
     """Replays one actor's chain; components are found by SHA-256 in ``components`` (or given,
-    and then cached under their own hash, not the recorded one)."""
+    and then cached under their own hash, not the recorded one). Sets this process's data
+    rlimit (``replaylimits``): run it in a process of its own."""
     def find(sha: str) -> tuple[Path, str]:
         if component_file is None:
             return components / f"{sha}.wasm", sha
         return component_file, "given-" + hashlib.sha256(component_file.read_bytes()).hexdigest()
-    return Replayer(events, find, cache).run()
+    return Replayer(events, find, cache, defaults, compile_memory).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from typing import Any
@@ -16,6 +17,10 @@ from .chains import settle
 
 # A replay compiles and runs a whole chain: it has this long unless --timeout says otherwise.
 REPLAY_TIMEOUT = 600.0
+# What Rust says before it aborts a process that could not get memory (wasmtime, at the data
+# rlimit), and what the replayer says of each limit it sets (worker/replaylimits.py).
+_NO_MEMORY = re.compile(r"memory allocation of (\d+) bytes failed")
+_HELD = re.compile(r"^held to its (.+?):", re.MULTILINE)
 
 
 def replay(args: argparse.Namespace, ctx: Context) -> int:
@@ -27,6 +32,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     it is replayed as far as its record goes, then the replay of that incarnation ends there,
     and says so. A call that runs 20 times longer than it did when recorded (at least 5 s) has
     diverged.
+
+    Each incarnation is held to the memory limits its record says the actor had (its linear
+    memory, and the replayer's process, by process_memory beyond what it holds), else to the
+    home's defaults; a replay that fails at one says which (exit 1). A record's process_memory
+    is held to half the memory the machine has free.
 
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
     component or --component FILE. Needs no server. It may take 600 s unless --timeout says.
@@ -48,6 +58,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
         report = orjson.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, orjson.JSONDecodeError):
         said = proc.stderr.decode(errors="replace").strip().splitlines()
+        text = proc.stderr.decode(errors="replace")
+        if proc.returncode < 0 and (m := _NO_MEMORY.search(text)):
+            held = _HELD.findall(text)
+            raise TheaterError(f"the replay reached its {held[-1] if held else 'memory limit'}: wasmtime could not "
+                               f"get {m[1]} more bytes and stopped the replayer") from None
         why = said[-1][:300] if said else f"it ended with status {proc.returncode}"
         raise TheaterError(f"the replayer failed: {why}") from None
     if "code" in report:
@@ -59,9 +74,11 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
                      f"{report['reproduced']} of its {report['events']} events reproduced (the rest are the host's "
                      f"records{', and what followed a cut call' if 'not_reproducible' in report else ''})"
                      f"{_cut(report.get('not_reproducible', []))}")
+    elif "limit" in report:
+        _output.line(f"LIMIT     {report['actor']}  event {report['seq']}: {report['error']}")
     else:
         _output.line(f"DIVERGED  {report['actor']}  event {report['seq']}: {report['error']}")
-    return 0 if report["ok"] else 5
+    return 0 if report["ok"] else 1 if "limit" in report else 5
 
 
 def _cut(calls: list[dict[str, Any]], shown: int = 3) -> str:
