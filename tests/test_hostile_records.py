@@ -195,9 +195,10 @@ def test_a_replay_is_held_to_the_process_memory_its_record_says(server, tmp_path
     """Red-team finding: replay ran a component with no memory limit, so a record forged to make
     it grow its memory (here "g", which writes to every page it gets, for the "eok" the actor
     was sent) had the replayer take the host's. Held to the process memory its record says
-    (96MiB beyond what the replayer holds), it stops there and says so in one line, exit 1: not
-    a divergence, not a crash. A record that claims more than half the memory the machine has
-    free is held to that; one whose limits are no such values is refused at its start."""
+    (96MiB beyond what the replayer holds with the component loaded), it stops there and says
+    so in one line, exit 1: not a divergence, not a crash. A record that claims more than half
+    the memory the machine has free is held to that; one whose limits are no such values is
+    refused at its start."""
     manifest = tmp_path / "grows.toml"
     manifest.write_text((ACTORS / "probe.toml").read_text().replace('component = "probe.wat"', f'component = '
                         f'"{ACTORS / "probe.wat"}"') + '\n[limits]\nmemory = "1GiB"\nprocess_memory = "96MiB"\n')
@@ -212,7 +213,7 @@ def test_a_replay_is_held_to_the_process_memory_its_record_says(server, tmp_path
     r = run_cli(server.home, "replay", "--file", str(forged), "--json", timeout=120)
     report = orjson.loads(r.out)
     assert r.code == 1 and report["limit"] == "process_memory" and report["seq"] == call + 1, r
-    assert "process memory limit (the record's): 100663296 bytes" in report["error"], report
+    assert "process memory limit (the record's): 100663296 bytes more" in report["error"], report
     human = run_cli(server.home, "replay", "--file", str(forged), timeout=120)
     text = (human.out.decode() + human.err).strip()
     assert human.code == 1 and len(text.splitlines()) == 1 and text.startswith("LIMIT"), human

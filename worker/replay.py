@@ -30,6 +30,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
+from theater.errors import ComponentError
 from theater.events import Event, decode_data, encode_data, event_hash
 from theater.manifest import Limits
 from theater.paths import wasmtime_version
@@ -49,6 +50,7 @@ CALL_LIMIT_MIN = 5.0
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")     # a component is named by its SHA-256: never a path
 _UNKNOWN = object()
+_ENOMEM = "(os error 12)"                   # how wasmtime says the data rlimit refused it memory
 
 
 class _RecordEnds(Exception):
@@ -80,8 +82,8 @@ class Replayer:
         self.cache = cache
         self.defaults = defaults           # the limits of an incarnation whose record does not say
         self.compile_memory = compile_memory
-        wit.signatures(), wasmtime_version()    # what reads this Python's files, before any limit
-        self.data = ProcessData()          # counted from here: the replayer holds the chain already
+        _before_limits()
+        self.data = ProcessData()
         self.held: Held | None = None      # the running incarnation's limits
         self.alarm = Alarm()
         self.cursor = 0
@@ -178,7 +180,7 @@ class Replayer:
             if "exceeds memory limits" in str(e):
                 raise _AtLimit(here, "memory", f"the component needs more linear memory than its limit "
                                                f"({held.memory} bytes; {held.source})") from None
-            if "os error 12" in str(e) or self.data.at_limit():      # ENOMEM: the data rlimit
+            if _ENOMEM in str(e) or self.data.at_limit():
                 raise _AtLimit(here, self.data.kind, self.data.says()) from None
             raise
         finally:
@@ -218,7 +220,12 @@ class Replayer:
         engine = component.make_engine(False)
         path, key = self.component(info["component"])
         self.data.allow(self.compile_memory, "compile_memory", "compile memory limit ([compile] memory)")
-        comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
+        try:
+            comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
+        except ComponentError as e:          # "not a valid component: Cannot allocate memory", at the limit
+            if _ENOMEM in e.message or self.data.at_limit():
+                raise _AtLimit(here, self.data.kind, self.data.says()) from None
+            raise
         self.data.allow(held.process_memory, "process_memory", f"process memory limit ({held.source})")
         self.held = held
         return engine, comp, held
@@ -357,6 +364,13 @@ class Replayer:
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
+
+
+def _before_limits() -> None:
+    """What must not wait for a memory limit: reading this Python's files, and starting
+    wasmtime's compile threads (a thread refused its stack panics wasmtime, which then hangs)."""
+    wit.signatures(), wasmtime_version()
+    wasmtime.Module(component.make_engine(False), "(module (func) (func))")
 
 
 def _skipped(ev: Event) -> bool:

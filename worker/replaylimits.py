@@ -7,12 +7,13 @@ and component), in the replayer's process: without the same limits, a component 
 its memory took the host's. Each ``lifecycle/start`` records the two (``records.held_limits``);
 a record that does not say (written before they were) gets the home's defaults.
 
-The replayer's process holds more than a worker (the whole chain, the compiler), so its data
-may grow by ``process_memory`` beyond what it held when the replay began: never less room
-than the live worker had. A record is data, and may be forged: what it claims is held to half
-of the memory the machine has free when the replay begins, so no record takes the host's.
-Compiling a component is held to ``[compile] memory`` beyond the same start, as the server's
-compile process is.
+The replayer's process holds more than a worker (the whole chain, what compiling left), so
+an incarnation's data may grow by ``process_memory`` beyond what the replayer holds once its
+component is loaded: never less room than the live worker had, whose limit counts its
+interpreter too. Compiling a component is held to ``[compile] memory`` beyond what it held
+before, as the server's compile process is. A record is data, and may be forged: what it
+claims is held to half of the memory the machine has free when the replay begins, so no
+record takes the host's.
 
 The limit is ``RLIMIT_DATA``'s soft value (the replayer raises it again between compiling and
 running; the component, being wasm, makes no system call to do the same). A grow it refuses
@@ -75,20 +76,19 @@ def of_record(info: dict[str, Any], defaults: Limits, ceiling: int) -> Held:
 
 
 class ProcessData:
-    """This process's data rlimit, counted from what it held when made (the replay's start)."""
+    """This process's data rlimit, each allowance counted from what it held when it was set."""
 
     def __init__(self) -> None:
-        self.base = _linux.data_size()
+        self.base = 0
         self.ceiling = _linux.memory_available() // 2
         self.allowed: int | None = None       # none yet
         self.kind, self.what = "", ""
 
     def allow(self, extra: int, kind: str, what: str) -> None:
-        """From now on, the data may grow by ``extra`` beyond the base (``kind``: the report's name
-        of that limit, ``what``: the words for it).
-        Said on stderr: wasmtime aborts the process when it gets no memory, and then the CLI
-        names the last limit from there."""
-        self.allowed, self.kind, self.what = extra, kind, what
+        """From now on, the data may grow by ``extra`` beyond what it is now (``kind``: the
+        report's name of that limit, ``what``: the words for it). Said on stderr too: wasmtime
+        aborts the process when it gets no memory, and the CLI then names the last limit set."""
+        self.base, self.allowed, self.kind, self.what = _linux.data_size(), extra, kind, what
         print(f"held to {self.says(reached=False)}", file=sys.stderr, flush=True)
         _linux.set_data_limit(self.base + extra)
 
@@ -103,7 +103,7 @@ class ProcessData:
         return allowed is not None and _linux.data_size() + max(SLACK_MIN, allowed // 16) > self.base + allowed
 
     def says(self, reached: bool = True) -> str:
-        limit = f"its {self.what}: {self.allowed} bytes beyond what the replayer held at its start"
+        limit = f"its {self.what}: {self.allowed} bytes more than the replayer held as it set it"
         return f"the replay reached {limit}" if reached else limit
 
 
