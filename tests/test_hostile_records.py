@@ -222,8 +222,9 @@ def test_a_replay_is_held_to_the_process_memory_its_record_says(server, tmp_path
     # memory, 64MiB here, stops the probe first); limits that are no such values are refused
     claims = tmp_path / "claims.jsonl"
     for limits, code, limit, said in (
-            ({"memory": 64 * MiB, "process_memory": 1 << 50}, 1, "memory", "held to half the memory"),
-            ({"memory": 8 << 30, "process_memory": 96 * MiB}, 5, None, "limits say memory = 8589934592")):
+            ({"fuel": 0, "memory": 64 * MiB, "process_memory": 1 << 50}, 1, "memory", "held to half the memory"),
+            ({"fuel": 0, "memory": 8 << 30, "process_memory": 96 * MiB}, 5, None, "limits say memory = 8589934592"),
+            ({"fuel": -1, "memory": 64 * MiB, "process_memory": 96 * MiB}, 5, None, "limits say fuel = -1")):
         claims.write_bytes(forged.read_bytes())
         start = _edited(claims, lambda r: r["type"] == "lifecycle/start", lambda b, x=limits: b.update(limits=x))
         r = run_cli(server.home, "replay", "--file", str(claims), "--json", timeout=120)

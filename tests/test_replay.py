@@ -259,7 +259,7 @@ def test_a_replay_holds_the_component_to_the_linear_memory_its_record_says(serve
     assert c.request(small, b"g") == b"grow-failed"
     assert c.request(idle, b"eok") == b"ok"
     start = next(e for e in c.events(small) if e.type == "lifecycle/start")
-    assert decode_data(start.data)["limits"] == {"memory": 2 * MiB, "process_memory": 1 << 30}
+    assert decode_data(start.data)["limits"] == {"fuel": 0, "memory": 2 * MiB, "process_memory": 1 << 30}
     (idle_code, idle_peak), (code, peak) = (_replay_peak(server, actor) for actor in (idle, small))
     assert idle_code == code == 0
     assert peak < idle_peak + 4 * MiB, (peak, idle_peak)
@@ -279,3 +279,19 @@ def test_compiling_a_component_for_a_replay_is_held_to_the_compile_memory(server
     said = (r.out.decode() + r.err).strip()
     assert r.code == 1 and len(said.splitlines()) == 1, r
     assert "the replay reached its compile memory limit ([compile] memory)" in said, r
+
+
+def test_a_call_that_used_up_its_fuel_replays_alike(server, tmp_path):
+    """Fuel is deterministic, and a call that used it up is recorded as such: its replay ran
+    without fuel, so the same call ran on (a busy loop: "runs past 5s", a divergence). Each start
+    records its fuel, and the replay gives every call the same."""
+    c = server.client()
+    fueled = c.start(_probe(tmp_path, "fueled", "fuel = 100000"))["id"]
+    assert c.request(fueled, b"eok") == b"ok"
+    with pytest.raises(TheaterError, match="fuel"):
+        c.request(fueled, b"w5")
+    wait_for(lambda: c.inspect(fueled)["status"] == "failed", what="the fueled probe to fail")
+    failed = [decode_data(e.data) for e in c.events(fueled) if e.type == "wasm"][-1]
+    assert (failed["reason"], failed["error"]) == ("fuel", "call used up its fuel (100000)"), failed
+    r = server.cli("replay", fueled)
+    assert r.code == 0 and r.out.decode().startswith("ok ") and " 3 calls " in r.out.decode(), r

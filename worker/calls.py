@@ -102,8 +102,8 @@ class Calls:
             return "timeout", f"call exceeded its time limit ({self.limits.call_timeout:g}s)"
         if reason is not None:
             return "stopped", "interrupted: the actor was asked to stop"
-        if "all fuel consumed" in str(e):
-            return "fuel", f"call used up its fuel ({self.limits.fuel})"
+        if records.fuel_ran_out(e):
+            return "fuel", records.out_of_fuel(self.limits.fuel)
         full = memories.full(self.limits.memory)
         if full is not None:                 # an allocator giving up after a refused memory.grow
             return "memory", (f"trapped with its linear memory full ({full} of its {self.limits.memory} bytes, "

@@ -18,8 +18,19 @@ from .values import record, to_data
 # encoded: theater.events.encode_data then takes the fast way.
 
 def held_limits(limits: Limits) -> dict[str, int]:
-    """The limits a ``lifecycle/start`` records: those a replay holds the incarnation to."""
-    return {"memory": limits.memory, "process_memory": limits.process_memory}
+    """The limits a ``lifecycle/start`` records: those a replay holds the incarnation to (fuel
+    is deterministic: a call that used up its fuel live uses it up again)."""
+    return {"fuel": limits.fuel, "memory": limits.memory, "process_memory": limits.process_memory}
+
+
+def out_of_fuel(fuel: int) -> str:
+    """What a call that used up its ``fuel`` ends with (its error event's, live and replayed)."""
+    return f"call used up its fuel ({fuel})"
+
+
+def fuel_ran_out(e: BaseException) -> bool:
+    """Whether wasmtime stopped a call for its fuel."""
+    return "all fuel consumed" in str(e)
 
 
 def call_event(function: str, params: tuple[Any, ...]) -> dict[str, Any]:

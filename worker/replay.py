@@ -165,6 +165,8 @@ class Replayer:
         if self.output is not None:
             self.output.attach(store)
         store.set_limits(memory_size=held.memory)
+        if held.fuel:
+            store.set_fuel(held.fuel)       # instantiation runs wasm too, as it did live
         store.set_epoch_deadline(1)
         # host calls made while instantiating (WASI's set-up reads the environment) are
         # recorded just before lifecycle/start
@@ -217,11 +219,11 @@ class Replayer:
             raise Diverged(here, str(e)) from None
         self.exports, self.output = {}, None
         gc.collect()                       # the last incarnation's memories go before this one is counted
-        engine = component.make_engine(False)
+        engine = component.make_engine(held.fuel > 0)
         path, key = self.component(info["component"])
         self.data.allow(self.compile_memory, "compile_memory", "compile memory limit ([compile] memory)")
         try:
-            comp, self.shape, _ = component.load(engine, self.cache, path, key, False)
+            comp, self.shape, _ = component.load(engine, self.cache, path, key, held.fuel > 0)
         except ComponentError as e:          # "not a valid component: Cannot allocate memory", at the limit
             if _ENOMEM in e.message or self.data.at_limit():
                 raise _AtLimit(here, self.data.kind, self.data.says()) from None
@@ -261,6 +263,9 @@ class Replayer:
             export = self.exports[function] = Export.of(instance, store, interface, fn,
                                                         self.shape.signature(component.unversioned(interface), fn))
         store.set_epoch_deadline(1)
+        fuel = self.held.fuel if self.held is not None else 0
+        if fuel:
+            store.set_fuel(fuel)
         seconds = max(CALL_LIMIT_MIN, CALL_LIMIT_FACTOR * duration)
         overran = threading.Event()
         self.alarm.arm(seconds, lambda: (overran.set(), self.engine.increment_epoch()))
@@ -271,7 +276,10 @@ class Replayer:
                 raise Diverged(self.events[i].seq, f"the call runs past {seconds:g}s; the record has it "
                                                    f"finish in {duration:.3g}s") from None
             j = self._next_actor_event()         # _RecordEnds if the epoch stopped it at the record's end
-            self._produce(j, "wasm", records.error_event(function, "trap", records.trap_message(e)))
+            if fuel and records.fuel_ran_out(e):
+                self._produce(j, "wasm", records.error_event(function, "fuel", records.out_of_fuel(fuel)))
+            else:
+                self._produce(j, "wasm", records.error_event(function, "trap", records.trap_message(e)))
             return j + 1, state                  # the instance is dead; only lifecycle events follow
         finally:
             self.alarm.disarm()

@@ -52,6 +52,7 @@ class Held:
     memory: int
     process_memory: int
     source: str
+    fuel: int = 0                   # each call's (and the instantiation's); 0: none
 
 
 def of_record(info: dict[str, Any], defaults: Limits, ceiling: int) -> Held:
@@ -59,11 +60,15 @@ def of_record(info: dict[str, Any], defaults: Limits, ceiling: int) -> Held:
     names a value that is no such limit. ``process_memory`` at most ``ceiling``."""
     said = info.get("limits")
     if said is None:
+        # (no fuel: a record that does not say is older than fuel's replay, which ran without it)
         memory, process, source = defaults.memory, defaults.process_memory, "the defaults: the record does not say"
+        fuel = 0
     else:
-        if not isinstance(said, dict) or set(said) != {"memory", "process_memory"}:
-            raise ValueError(f"the record's limits are {said!r}: expected memory and process_memory")
-        memory, process, source = said["memory"], said["process_memory"], "the record's"
+        if not isinstance(said, dict) or set(said) != {"fuel", "memory", "process_memory"}:
+            raise ValueError(f"the record's limits are {said!r}: expected fuel, memory and process_memory")
+        memory, process, fuel, source = said["memory"], said["process_memory"], said["fuel"], "the record's"
+        if isinstance(fuel, bool) or not isinstance(fuel, int) or not 0 <= fuel < 1 << 63:
+            raise ValueError(f"the record's limits say fuel = {fuel!r}: expected a count from 0 to {(1 << 63) - 1}")
         for name, value, most in (("memory", memory, MAX_WASM_MEMORY), ("process_memory", process, None)):
             if isinstance(value, bool) or not isinstance(value, int) or value < LEAST or \
                     (most is not None and value > most):
@@ -72,7 +77,7 @@ def of_record(info: dict[str, Any], defaults: Limits, ceiling: int) -> Held:
     if process > ceiling:
         process, source = ceiling, (f"{source}, {human_size(process)} held to half the memory this machine "
                                     f"had free ({human_size(ceiling)})")
-    return Held(memory, process, source)
+    return Held(memory, process, source, fuel)
 
 
 class ProcessData:
