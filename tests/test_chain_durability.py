@@ -309,6 +309,7 @@ def test_a_call_that_records_faster_than_a_stopped_chain_waits_for_it(server, tm
         os.kill(chain, signal.SIGCONT)
     t.join(300)
     assert out["value"].out == b"logged", out
+    wait_stored(server.home, actor, b"logged", timeout=120)    # a reply waits for its events' write, not their commit
     rows, span, spam = stored_counts(server.home, actor)
     assert (spam, rows) == (n, span), (spam, rows, span)
 

@@ -66,8 +66,11 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
 
         def settled() -> Samples | None:
             s = scrape(url)
+            # (a mailbox is as its worker's last heartbeat saw it: one sent while a message waited
+            # says 1 until the next, up to two seconds on)
             return s if value(s, "theater_actor_restarts_total") == 1 and \
-                value(s, "theater_actors", status="running") == 2 else None
+                value(s, "theater_actors", status="running") == 2 and \
+                value(s, "theater_actor_mailbox", actor=counter, name="counter") == 0 else None
         s = wait_for(settled, timeout=30, what="a snapshot with the restart")
         # a page elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) reads nothing
         port = int(url.split(":")[2].split("/")[0])

@@ -135,8 +135,7 @@ def test_a_parents_request_the_server_breaks_on_is_answered():
     from supervisor import children
 
     class Registry:
-        @property
-        def actors(self):
+        def live_children(self, _parent):
             raise RuntimeError("a bug")
 
     said: list = []

@@ -33,9 +33,8 @@ from theater import grants
 from theater.errors import ComponentError
 from theater.events import Event, decode_data, encode_data, event_hash
 from theater.manifest import Limits
-from theater.paths import wasmtime_version
 
-from . import component, handlers, records, replaylimits, wasi, wit
+from . import component, handlers, records, replaylimits, wasi
 from .crossing import Export, raise_host_exception
 from .replaylimits import Alarm, Held, ProcessData
 from .replayreport import Diverged, Report
@@ -82,7 +81,7 @@ class Replayer:
         self.cache = cache
         self.defaults = defaults           # the limits of an incarnation whose record does not say
         self.compile_memory = compile_memory
-        _before_limits()
+        replaylimits.prepare()
         self.data = ProcessData()
         self.held: Held | None = None      # the running incarnation's limits
         self.alarm = Alarm()
@@ -372,13 +371,6 @@ class Replayer:
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
         return feed
-
-
-def _before_limits() -> None:
-    """What must not wait for a memory limit: reading this Python's files, and starting
-    wasmtime's compile threads (a thread refused its stack panics wasmtime, which then hangs)."""
-    wit.signatures(), wasmtime_version()
-    wasmtime.Module(component.make_engine(False), "(module (func) (func))")
 
 
 def _skipped(ev: Event) -> bool:
