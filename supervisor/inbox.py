@@ -17,7 +17,7 @@ from typing import Any
 from theater import protocol
 from theater.errors import ProtocolError, Refused, TheaterError
 
-from . import api, children
+from . import api, channels, children
 from .directory import Directory
 from .gate import Gate
 from .registry import ActorRecord
@@ -55,7 +55,8 @@ class Inbox:
         if handler is None:
             self.outbox.fail(client, header.get("id", ""), ProtocolError(f"{header['k']!r} is not a client request"))
             return
-        self.outbox.received(client, header.get("id", ""), header["k"])
+        if "id" in header:          # a request (a notice, such as channel_ack, is answered by nobody)
+            self.outbox.received(client, header["id"], header["k"])
         req = api.Request(self.services, client, header.get("id", ""), header, data)
         try:
             handler(req)
@@ -83,7 +84,7 @@ class Inbox:
         if kind in ("ok", "error", "reply"):
             self.outbox.answered(header.get("re") or header.get("rid", ""), header, data, by=rec.actor_id)
         elif kind == "msg":
-            self._worker_msg(rec.actor_id, header, data)
+            channels.relay(self.outbox, rec.actor_id, header, data)
         elif kind == "resolve":
             self.directory.resolve(rec, header)
         elif kind == "watch_peer":
@@ -113,19 +114,6 @@ class Inbox:
             log.warning("actor %s (%s): over its rate of requests to the server, refused (%d so far)",
                         rec.actor_id, rec.name, refused)
         return False
-
-    def _worker_msg(self, actor_id: str, header: dict[str, Any], data: list[bytes]) -> None:
-        """A worker writing on a channel whose other end is a client."""
-        ch = header.get("ch", "")
-        entry = self.outbox.channels.get(ch)
-        if entry is None:
-            return
-        client, _ = entry
-        if header["what"] == "chan_msg":
-            self.outbox.push(client, {"k": "channel_message", "channel": ch}, *data[:1])
-        elif header["what"] == "chan_close":
-            del self.outbox.channels[ch]
-            self.outbox.push(client, {"k": "channel_closed", "channel": ch})
 
     def from_chain(self, frames: list[bytes]) -> None:
         try:

@@ -29,6 +29,7 @@ from theater.errors import TheaterError, Timeout, from_wire
 from theater.events import encode_data
 from theater.ids import new_request_id
 
+from .channels import Channels
 from .registry import Registry
 
 log = logging.getLogger("theater.server")
@@ -71,7 +72,7 @@ class Outbox:
         self.workers: zmq.Socket | None = None       # control ROUTER
         self.chain: zmq.Socket | None = None         # DEALER to the chain process
         self.pending: dict[str, Pending] = {}
-        self.channels: dict[str, tuple[bytes, str]] = {}      # channel id -> (client, actor id)
+        self.channels = Channels()                   # those with a client at one end
         self._timers: list[Timer] = []
         self._seq = itertools.count()
         self._ids = itertools.count()
@@ -227,10 +228,10 @@ class Outbox:
             if p.actor == actor_id:
                 del self.pending[rid]
                 self.give_up(p, TheaterError(reason))
-        for ch, (client, actor) in list(self.channels.items()):
-            if actor == actor_id:
-                del self.channels[ch]
-                self.push(client, {"k": "channel_closed", "channel": ch})
+        for ch in self.channels.of_actor(actor_id):
+            chan = self.channels.pop(ch)
+            assert chan is not None
+            self.push(chan.client, {"k": "channel_closed", "channel": ch})
 
     def expire(self) -> None:
         """Gives up on requests past their deadline (and stops timing requests never answered)."""

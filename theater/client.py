@@ -5,7 +5,9 @@
         print(c.request(actor, b"+1"))
 
 Requests block until their answer (or ``timeout``); pushes the server sends meanwhile
-(events of a subscription, channel messages) are kept for ``next_push``.
+(events of a subscription, channel messages) are kept for ``next_push``. A channel's messages
+are acknowledged to the server as ``next_push`` hands them out (``channel_ack``): the actor
+sends no more than ``protocol.CLIENT_WINDOW`` bytes this client has not read.
 
 Over TCP the client speaks CURVE when this home trusts a key for the server's address
 (``keys/servers/HOST:PORT.key``, see ``theater key --curve --client``), and must off
@@ -78,6 +80,7 @@ class Client:
             raise UsageError(f"server address {self.endpoint}: {e.strerror}") from None
         self._ids = itertools.count(1)
         self.pushes: deque[tuple[dict[str, Any], list[bytes]]] = deque()
+        self.unacked: dict[str, int] = {}          # channel -> bytes of its messages read, not acknowledged
         # called with each "compiling" push a start gets while its component compiles (see start)
         self.on_progress: Callable[[dict[str, Any]], None] | None = None
         self.digests = FileDigests()     # components this client sent: a start names them by digest
@@ -174,14 +177,34 @@ class Client:
                 deadline = max(deadline, time.monotonic() + PING_TIMEOUT)
 
     def next_push(self, timeout: float | None) -> tuple[dict[str, Any], list[bytes]] | None:
+        """The next push (waiting up to ``timeout``), None if none came; a channel message handed
+        out here counts as read (``_read``)."""
         if self.pushes:
-            return self.pushes.popleft()
-        if not self._poll(None if timeout is None else timeout * 1000):
+            push = self.pushes.popleft()
+        elif not self._poll(None if timeout is None else timeout * 1000):
             return None
-        try:
-            return protocol.decode(self.sock.recv_multipart())
-        except ProtocolError:
-            return None
+        else:
+            try:
+                push = protocol.decode(self.sock.recv_multipart())
+            except ProtocolError:
+                return None
+        self._read(*push)
+        return push
+
+    def _read(self, header: dict[str, Any], data: list[bytes]) -> None:
+        """Acknowledges what was read of a channel once that is half the window, or once nothing
+        more waits here (the actor may be waiting for less than half a window of credit)."""
+        ch = header.get("channel")
+        if header["k"] == "channel_closed":
+            self.unacked.pop(ch, None)
+        if header["k"] != "channel_message" or not isinstance(ch, str):
+            return
+        read = self.unacked.get(ch, 0) + len(data[0])
+        if read >= protocol.CLIENT_WINDOW // 2 or (read and not self.pushes and not self.sock.poll(0)):
+            self.unacked.pop(ch, None)
+            self.sock.send_multipart(protocol.encode({"k": "channel_ack", "channel": ch, "bytes": read}))
+        else:
+            self.unacked[ch] = read
 
     # ---- requests ----------------------------------------------------------------------------
 

@@ -30,6 +30,11 @@ MAX_MESSAGE = 64 << 20          # ZeroMQ MAXMSGSIZE on every socket that faces a
 # The most bytes one message carries beside its header. Past MAX_MESSAGE, ZeroMQ drops the
 # connection without a word, so senders check this first and say so (issue 16, finding 5).
 MAX_PAYLOAD = MAX_MESSAGE - MAX_HEADER
+# Bytes an actor may have on their way to a client on one channel (sent, not yet acknowledged
+# by the client's ``channel_ack``); past it its ``send-on-channel`` waits. One message may always
+# go when nothing is on its way, so a single message of up to MAX_PAYLOAD still passes. A client
+# acknowledges what it has read once that is half of this (or it has read all there is).
+CLIENT_WINDOW = 4 << 20
 
 S, N, B, L, D = str, int, bool, list, dict
 
@@ -72,6 +77,7 @@ KINDS: dict[str, Kind] = {
     "channel_open": Kind({"id": S, "actor": S}, frames=1, reply="ok"),
     "channel_send": Kind({"id": S, "channel": S}, frames=1, reply="ok"),
     "channel_close": Kind({"id": S, "channel": S}, reply="ok"),
+    "channel_ack": Kind({"channel": S, "bytes": N}),        # a notice: bytes of the channel's messages read
     "events": Kind({"id": S, "actor": S}, reply="ok"),
     "subscribe": Kind({"id": S, "actor": S}, reply="ok"),
     "unsubscribe": Kind({"id": S, "sub": S}, reply="ok"),
@@ -88,7 +94,7 @@ KINDS: dict[str, Kind] = {
     "event": Kind({"sub": S}, frames=1),
     "missed": Kind({"sub": S, "count": N}),
     "channel_message": Kind({"channel": S}, frames=1),
-    "channel_closed": Kind({"channel": S}),
+    "channel_closed": Kind({"channel": S}, optional={"error": S}),    # error: the server closed it, and why
     "compiling": Kind({"request": S, "component": S, "bytes": N}),   # a start waits; "seconds" so far
     "actors_changed": Kind({"sub": S, "actor": S, "status": S}),
     # control: worker -> server
@@ -112,6 +118,9 @@ KINDS: dict[str, Kind] = {
     "stop_actor": Kind({"reason": S}),
     "peer": Kind({"actor": S}, optional={"incarnation": N}),     # that incarnation stopped or restarted
     "chain_restarted": Kind({}),
+    # the client read ``bytes`` of what you sent on channel ``ch``; with ``error``: the server closed
+    # the channel (why), and what you send on it no longer goes anywhere
+    "chan_ack": Kind({"ch": S, "bytes": N}, optional={"error": S}),
     # data plane: worker -> worker
     # what: send | request | chan_open | chan_msg | chan_close; with "rid" it is answered by a reply;
     # from a peer, with its sender's id and ticket (theater.tickets), which its receiver checks; a

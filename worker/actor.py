@@ -194,6 +194,8 @@ class Actor:
             self.handlers.append(h)
             for kind, counted in h.kinds.items():
                 self.by_kind[kind] = (h, counted)
+            for kind, take in h.notices().items():
+                self.loop.on[kind] = _from_server(take)
 
     # ---- what arrives -----------------------------------------------------------------------
 
@@ -323,6 +325,14 @@ class Actor:
             self.peers.close()
         if self.gateway is not None:
             self.gateway.close()
+
+
+def _from_server(take: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
+    """A handler's notice, taken from the server's control socket only."""
+    def on(header: dict[str, Any], _body: list[bytes], route: Route, _sock: zmq.Socket) -> None:
+        if route[0] == "control":
+            take(header)
+    return on
 
 
 def _count(value: Any) -> int:

@@ -122,15 +122,21 @@ class Host:
         """Lets ``seconds`` pass while serving the sockets (control traffic, acknowledgements,
         heartbeats go on; ``wait(0)`` serves them once); raises Refused as soon as the actor
         is asked to stop."""
-        deadline = time.monotonic() + seconds
+        self.wait_until(lambda: False, time.monotonic() + seconds)
+
+    def wait_until(self, ready: Callable[[], bool], deadline: float) -> bool:
+        """Serves the sockets (at least once) until ``ready()`` or ``deadline`` (``time.monotonic()``);
+        whether it is ready. Raises Refused as soon as the actor is asked to stop."""
         watchdog = self._loop.watchdog
         while True:
             if watchdog is not None and watchdog.stop_requested:
                 raise Refused("the actor is stopping")
             left = deadline - time.monotonic()
             self._loop.pump(min(max(left, 0.0), HEARTBEAT_INTERVAL))
+            if ready():
+                return True
             if left <= 0:
-                return
+                return False
 
     def ask_server(self, header: dict[str, Any], *frames: bytes) -> Answer:
         return self._loop.control_request(header, *frames)

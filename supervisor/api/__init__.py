@@ -36,6 +36,7 @@ HANDLERS: dict[str, Handler] = {
     "channel_open": messages.channel_open,
     "channel_send": messages.channel_send,
     "channel_close": messages.channel_close,
+    "channel_ack": messages.channel_ack,
 }
 
 __all__ = ["HANDLERS", "Handler", "Request"]

@@ -1,7 +1,8 @@
 """Messages from outside to actors: send, request, and channels with a client at one end.
 
 The server relays these over the worker's control socket as the same ``msg`` the data
-plane uses, and relays the worker's ``reply`` back to the client.
+plane uses, and relays the worker's ``reply`` back to the client. What the actor writes on a
+client's channel, and the client's acknowledgements of it, are ``supervisor.channels``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import orjson
 from theater.errors import NotFound, ProtocolError, Refused
 from theater.ids import new_channel_id
 
+from .. import channels
 from ..registry import ActorRecord
 from .request import Request
 
@@ -61,9 +63,13 @@ def request(req: Request) -> None:
 
 
 def channel_open(req: Request) -> None:
-    """{actor} [first message] -> {channel, accepted} [the actor's first message?]"""
+    """{actor} [first message] -> {channel, accepted} [the actor's first message?]; refused while
+    the client holds CHANNELS_PER_CLIENT (each may have a window of messages in flight here)."""
+    outbox = req.services.outbox
     rec = req.services.registry.running(req.header["actor"])
     _fits(rec, req.frames[0])
+    if why := channels.too_many(outbox.channels, req.client):
+        raise Refused(why)
     ch = new_channel_id()
 
     def answered(header: dict, frames: list[bytes]) -> None:
@@ -71,19 +77,22 @@ def channel_open(req: Request) -> None:
             req.fail(NotFound(str(header.get("error", "channel refused"))))
             return
         accepted = bool(header.get("accepted"))
+        if accepted and (why := channels.too_many(outbox.channels, req.client)):    # others opened meanwhile
+            outbox.to_worker(rec.actor_id, {"k": "msg", "what": "chan_close", "ch": ch})
+            req.fail(Refused(why))
+            return
         if accepted:
-            req.services.outbox.channels[ch] = (req.client, rec.actor_id)
+            outbox.channels.add(ch, req.client, rec.actor_id)
         req.ok(*frames, channel=ch, accepted=accepted, actor=rec.actor_id)
-    req.services.outbox.ask_worker(rec.actor_id, {"k": "msg", "what": "chan_open", "ch": ch}, req.frames[0],
-                                   then=answered)
+    outbox.ask_worker(rec.actor_id, {"k": "msg", "what": "chan_open", "ch": ch}, req.frames[0], then=answered)
 
 
 def _channel(req: Request) -> tuple[str, str]:
     ch = req.header["channel"]
-    entry = req.services.outbox.channels.get(ch)
-    if entry is None or entry[0] != req.client:
+    chan = req.services.outbox.channels.get(ch)
+    if chan is None or chan.client != req.client:
         raise NotFound(f"no open channel {ch}")
-    return ch, entry[1]
+    return ch, chan.actor
 
 
 def channel_send(req: Request) -> None:
@@ -98,6 +107,12 @@ def channel_send(req: Request) -> None:
 
 def channel_close(req: Request) -> None:
     ch, actor_id = _channel(req)
-    del req.services.outbox.channels[ch]
+    req.services.outbox.channels.pop(ch)
     req.services.outbox.to_worker(actor_id, {"k": "msg", "what": "chan_close", "ch": ch})
     req.ok(channel=ch)
+
+
+def channel_ack(req: Request) -> None:
+    """{channel, bytes}, a notice (no answer): the client read that much of the actor's messages on
+    its channel. One for a channel it does not hold (closed meanwhile) credits nothing."""
+    channels.ack(req.services.outbox, req.client, req.header["channel"], req.header["bytes"])

@@ -7,7 +7,7 @@ import select
 import sys
 import time
 
-from ..errors import UsageError
+from ..errors import Refused, UsageError
 from ..events import readable
 from ..protocol import MAX_PAYLOAD
 from . import _output
@@ -53,6 +53,8 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
     each message from the actor is printed as one line; end of input closes the channel.
 
     --json prints one JSON object per line: {"opened": ...}, {"message": ...}, {"closed": ...}.
+    A channel the server closed (it could not pass a message on) ends the command with its reason
+    (exit status 7, refused).
     """
     c = ctx.client
     header, frames = c.call("channel_open", _payload(args), actor=args.actor)
@@ -77,6 +79,8 @@ def channel_open(args: argparse.Namespace, ctx: Context) -> int:
             if h.get("channel") == ch:
                 if h["k"] == "channel_closed":
                     show("closed", None)
+                    if h.get("error"):
+                        raise Refused(h["error"])
                     return 0
                 show("message", data[0] if data else b"")
                 if quiet_since is not None:

@@ -6,6 +6,8 @@ A handler is a class registered under its manifest type (``@register``). It decl
   functions  the host functions of each interface it grants (``functions()``);
   kinds      the mailbox kinds it handles, and whether each counts against the mailbox limit;
   deliver    how such an item runs the actor's exports (the exports come from the grant spec);
+  notices    the server's notices it takes at once, not through the mailbox (``notices()``:
+             what a running call may be waiting for, such as a channel's credit);
   recording  a function returns its value, or ``Recorded(value, data)`` when the event should
              record a shorter form; ``replayed`` turns a recorded output back into the value
              handed to wasm when the call is replayed (default: the recorded output itself).
@@ -34,6 +36,10 @@ class Handler:
         self.config = config
 
     def functions(self) -> Functions:
+        return {}
+
+    def notices(self) -> Mapping[str, Callable[[dict[str, Any]], None]]:
+        """The server's notices this handler takes as they arrive: kind -> what to do with its header."""
         return {}
 
     def deliver(self, item: Incoming) -> None:

@@ -11,19 +11,26 @@ A channel closes at this end when its other end's incarnation ends (its next one
 its channels). The opener hears it from the server as it resolved the acceptor; the acceptor
 may never have written to the opener, so the opener's ``chan_open`` names its incarnation and
 the acceptor asks the server to watch it (``Peers.follow``).
+
+A channel whose other end is a client goes through the server, which holds what the client has
+not read yet: its messages wait (``send-on-channel`` serves the sockets within the call's time)
+while ``CLIENT_WINDOW`` bytes sent on it are unacknowledged; the server passes on the client's
+acknowledgements (``chan_ack``), or closes the channel with the reason (``supervisor.channels``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from theater.errors import Refused
 from theater.ids import new_channel_id, new_request_id
-from theater.protocol import MAX_PAYLOAD
+from theater.protocol import CLIENT_WINDOW, MAX_PAYLOAD
 
 from ..mailbox import Incoming, Route
-from ..peers import later
+from ..peers import NO_CALL_WAIT, later
 from ..values import Err, Ok, errors_as_err
 from .base import Functions, Handler, register
 
@@ -39,6 +46,13 @@ class Channel:
     peer: str | None          # the other actor's id, or None for an outside client
     route: Route | None       # how to reach an outside client (through the server)
     incarnation: int | None = None    # the other actor's (None: not known; closed when any ends)
+    unacked: int = 0          # to a client: bytes sent on it that it has not acknowledged reading
+    closed: str | None = None   # to a client: why the server closed it (its close is on its way to the actor)
+
+    def fits(self, size: int) -> bool:
+        """Whether a message of ``size`` bytes may go to the client now: within the window, or
+        alone (nothing unacknowledged: one message up to MAX_PAYLOAD always goes)."""
+        return not self.unacked or self.unacked + size <= CLIENT_WINDOW
 
 
 @register
@@ -106,7 +120,28 @@ class MessageServer(Handler):
         chan = self.channels.get(ch)
         if chan is None:
             return Err(f"no open channel {ch}")
+        if chan.route is not None:      # a client's: within its window
+            self._wait_for_credit(ch, chan, len(msg))
+            chan.unacked += len(msg)
         return self._to_channel(chan, {"k": "msg", "what": "chan_msg", "ch": ch}, msg)
+
+    def _wait_for_credit(self, ch: str, chan: Channel, size: int) -> None:
+        """Serves the sockets until the client has read enough of the channel for ``size`` more
+        bytes (it acknowledges half a window at a time); fails when the call's time is up, the
+        actor is asked to stop, or the server closed the channel (both recorded)."""
+        if chan.closed is None and chan.fits(size):
+            return
+        if chan.closed is None:
+            host = self.host
+            host.record("limit/waiting", {"channel": ch, "unacked": chan.unacked})
+            deadline = host.call_deadline() or time.monotonic() + NO_CALL_WAIT
+            if not host.wait_until(lambda: chan.closed is not None or chan.fits(size), deadline):
+                why = (f"the client of channel {ch} is not reading: {chan.unacked} bytes sent on it are still "
+                       f"unacknowledged as this call's time runs out")
+                host.record("limit/refused", {"channel": ch, "error": why})
+                raise Refused(why)
+        if chan.closed is not None:
+            raise Refused(chan.closed)
 
     def close_channel(self, ch: str) -> Ok | Err:
         chan = self.channels.pop(ch, None)
@@ -139,6 +174,25 @@ class MessageServer(Handler):
         return Ok()
 
     # ---- receiving ----------------------------------------------------------------------
+
+    def notices(self) -> Mapping[str, Callable[[dict[str, Any]], None]]:
+        return {"chan_ack": self._acked}
+
+    def _acked(self, header: dict[str, Any]) -> None:
+        """The server: a client read ``bytes`` of what was sent on its channel; or (``error``) it
+        closed the channel, which could not pass a message on (recorded here, and the actor hears
+        the close after what arrived before it)."""
+        ch = header["ch"]
+        chan = self.channels.get(ch)
+        if chan is None or chan.route is None or chan.closed is not None:
+            return
+        error = header.get("error")
+        if error is not None:
+            chan.closed = error
+            self.host.record("limit/refused", {"channel": ch, "error": error})
+            self.host.to_self("chan_close", {"ch": ch})
+            return
+        chan.unacked = max(0, chan.unacked - header["bytes"])
 
     def deliver(self, item: Incoming) -> None:
         """Runs the export for one mailbox item (the actor fails if the export does)."""
