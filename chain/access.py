@@ -8,8 +8,9 @@ Then:
 
 * the server may record, query, bind, unbind and shut down (and append for an actor it
   bound to its own pid: the tests' stand-in for a worker);
-* an actor's bound worker may ``append`` and ``resume`` for that actor, and query that
-  actor's own events (its ``get-chain``); nothing about any other actor;
+* an actor's bound worker may ``append`` (on its event stream only, where the chain paces it:
+  chain.rates) and ``resume`` for that actor, and query that actor's own events (its
+  ``get-chain``); nothing about any other actor;
 * anyone else may do nothing: refused, and logged (one line a second at most).
 
 A worker asks for its resume while the server is still telling the chain its pid, so a
@@ -85,13 +86,15 @@ class Access:
         if pid is not None:
             self.actor_of.pop(pid, None)
 
-    def check(self, cred: tuple[int, int, int] | None, header: dict[str, Any]) -> str | None:
-        """None if the sender may send this message, else why not. ``"park"``: a worker
-        message from a pid the server has not bound (yet)."""
+    def check(self, cred: tuple[int, int, int] | None, header: dict[str, Any], stream: bool) -> str | None:
+        """None if the sender may send this message (on an event ``stream``, or the ROUTER), else
+        why not. ``"park"``: a worker message from a pid the server has not bound (yet)."""
         kind = header["k"]
         server = self.is_server(cred)
         if kind in SERVER_ONLY:
             return None if server else f"only the server may send {kind}"
+        if kind == "append" and not stream and not server:
+            return "a worker's events go on its event stream (run/chain-stream.sock)"
         pid = cred[2] if cred is not None else None
         bound = self.actor_of.get(pid) if pid is not None else None
         if kind in WORKER:

@@ -4,9 +4,11 @@ Workers ship their events (``append``) on plain unix streams (``run/chain-stream
 ``streams``), and hear their acknowledgements there. One ROUTER (``run/chain.sock``) takes
 ``resume`` and queries from workers, ``record``, ``bind`` and queries from the server. Each
 message is attributed by its sender's pid as the kernel reports it, and checked against
-what that process may do (``access``). One XPUB (``run/events.sock``) publishes each stored
-event under the topic ``actor.<id>`` to whoever subscribed (observers only: PUB drops what a
-slow subscriber cannot take, and subscribers catch up from the store by sequence number).
+what that process may do (``access``); a worker's stream is read no faster than its actor's
+``[limits]`` allow, with room to spare (``rates``: an honest worker slows itself first). One
+XPUB (``run/events.sock``) publishes each stored event under the topic ``actor.<id>`` to
+whoever subscribed (observers only: PUB drops what a slow subscriber cannot take, and
+subscribers catch up from the store by sequence number).
 
 Events are staged as they arrive and committed in groups (one transaction, signed), and
 only then acknowledged: the group commit that makes durable, signed events cheap. A group
@@ -42,6 +44,7 @@ from .access import Access
 from .acks import Acks
 from .publisher import Publisher
 from .queries import Queries
+from .rates import Rates
 from .store import ChainStore, Rejected, Unwritable
 from .streams import StreamPeer, Streams
 
@@ -77,6 +80,7 @@ class ChainService:
         self.store = ChainStore(home.chains_db, self.key, durability)
         self.queries = Queries(self.store, ChainReader(home.chains_db), self.key, self._stats)
         self.access = Access(parent)
+        self.rates = Rates()
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
@@ -116,7 +120,8 @@ class ChainService:
                 if now - self.last_input > self.stop_idle or now - self.stopping_since > STOP_MAX:
                     break
             now = time.monotonic()
-            self.streams.tick(now)
+            for pid in self.streams.tick(now):      # a hold kept a worker waiting
+                self.rates.kept(self.access.actor_of.get(pid), pid, now)
             if now >= self.sweep_at:
                 self.streams.sweep(now, self.access.actor_of.__contains__)
                 self.sweep_at = now + SWEEP_EVERY
@@ -138,6 +143,7 @@ class ChainService:
             self._acknowledge()
             for p in self.access.expired(time.monotonic()):
                 self._refuse(p.peer, orjson.loads(p.frames[0]), "its process is no actor's worker")
+        self.streams.tick(math.inf)         # what a slowed worker wrote is taken too
         self.streams.read_all()
         self._drain(router=False)
         self._commit()
@@ -157,9 +163,9 @@ class ChainService:
         ack = self.acks.next_due()
         if ack is not None:
             due.append(ack)
-        expiry = self.access.next_expiry()
-        if expiry is not None:
-            due.append(expiry)
+        for at in (self.access.next_expiry(), self.streams.next_release()):
+            if at is not None:
+                due.append(at)
         return max(0, math.ceil((min(due) - time.monotonic()) * 1000))
 
     def _on_term(self, *_: Any) -> None:
@@ -218,12 +224,17 @@ class ChainService:
 
     def _handle(self, peer: bytes, cred: Cred, body: list[bytes],
                 later: list[tuple[bytes, dict[str, Any], list[bytes]]]) -> None:
+        stream = isinstance(peer, StreamPeer)
         try:
             header, data = protocol.decode(body)
         except ProtocolError as e:
+            if stream:
+                self._pace(peer, cred, body, None)
             self._send(peer, {"k": "error", "re": protocol.request_id(body), **e.to_wire()})
             return
-        why = self.access.check(cred, header)
+        if stream:
+            self._pace(peer, cred, body, header)
+        why = self.access.check(cred, header, stream)
         if why == "park" and cred is not None and self.access.park(cred, peer, body):
             return
         if why is not None:
@@ -237,12 +248,14 @@ class ChainService:
             self._stage(self._append(peer, header, data))
         elif kind in ("bind", "unbind"):
             # what a dead worker wrote is in its stream before the server can see it die: taken
-            # while that worker may still write for its actor
-            self.streams.read_all()
+            # while that worker may still write for its actor (held or not)
+            self.streams.read_all({self.access.pid_of.get(header["actor"]), header.get("pid")})
             self._from_streams(later)
             if kind == "unbind":
                 self.access.unbind(header["actor"])
+                self.rates.drop(header["actor"], time.monotonic())
             else:
+                self.rates.bind(header, time.monotonic())
                 for p in self.access.bind(header["actor"], header["pid"]):
                     self._handle(p.peer, p.cred, p.frames, later)
         elif kind == "shutdown":
@@ -253,6 +266,15 @@ class ChainService:
             self._refuse(peer, header, "one query at a time")
         else:
             later.append((peer, header, data))
+
+    def _pace(self, peer: bytes, cred: Cred, body: list[bytes], header: dict[str, Any] | None) -> None:
+        """Charges a message from a worker's stream to its actor's rates; past them, the stream
+        is left unread until they allow more (chain.rates). Not from a pid not bound yet (it
+        waits for its bind), nor while the chain refuses events (they will come again)."""
+        actor_id = self.access.actor_of.get(cred[2]) if cred is not None and self.unwritable is None else None
+        now = time.monotonic()
+        if wait := self.rates.charge(actor_id, body, header, now):
+            self.streams.hold(peer, now + wait)
 
     def _refuse(self, peer: bytes, header: dict[str, Any], why: str) -> None:
         kind = header.get("k")
@@ -327,6 +349,7 @@ class ChainService:
             log.warning("chain: writes resumed after %.1fs refused (%s)",
                         time.monotonic() - self.unwritable_since, self.unwritable)
             self.unwritable = None
+            self.rates.resumed(time.monotonic())
             self._status()
         self.acks.stored(time.monotonic())
         if rows:
@@ -364,9 +387,9 @@ class ChainService:
             log.debug("chain: reply to %r dropped: %s", peer, e)
 
     def _stats(self) -> dict[str, Any]:
-        """For the server's metrics: events made durable since this process started, and how
-        long group commits take."""
-        return {"events": self.committed, "commit_seconds": self.commit_seconds.to_wire()}
+        """For the server's metrics: events made durable since this process started, how long
+        group commits take, and how many times a worker was slowed to its actor's rates."""
+        return {"events": self.committed, "commit_seconds": self.commit_seconds.to_wire(), "slowed": self.rates.slowed}
 
 
 def _bind(sock: zmq.Socket, endpoint: str) -> None:

@@ -7,7 +7,9 @@ acknowledgements go back on the connection their events came on. Nothing here bl
 answer the worker does not read in time ends its connection (it connects again, and sends
 what is not acknowledged again). A connection is read to its end, whatever its writing
 says: a dead worker's last events are still there after the kernel refuses to take an
-acknowledgement for it. The connections are watched through one epoll descriptor in the
+acknowledgement for it. A connection whose actor writes faster than its limits is left unread
+for a while (``hold``, see chain.rates): its worker's writes wait, as while the chain cannot
+write (``pause``). The connections are watched through one epoll descriptor in the
 chain's poller: a turn of its loop costs the same with 3 workers or 500 (``zmq.Poller`` polls
 each descriptor it holds at every turn: 37 us a turn with 500 idle ones, 1.6 us through epoll).
 """
@@ -20,7 +22,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import zmq
@@ -84,6 +86,7 @@ class Streams:
         self.inbox: list[tuple[StreamPeer, Cred, list[bytes]]] = []     # read, not yet handled
         self.opened = 0
         self.paused = False                 # the chain cannot write: leave events in the kernel's hands
+        self.held: dict[bytes, float] = {}  # peer -> until when it is left unread (its actor's rate)
         self.accept_at: float | None = None     # out of descriptors: accept again then
 
     def ready(self, fd: int) -> None:
@@ -97,19 +100,21 @@ class Streams:
                 continue
             if events & select.EPOLLOUT and not conn.deaf:
                 self._flush(conn)
-            if events & _READABLE and conn.peer in self.by_peer and not self.paused:
+            if not self._reading(conn):
+                if events & _ENDED and conn.mask:   # its end is read once it is read again,
+                    self.epoll.unregister(cfd)      # not reported at every turn until then
+                    conn.mask = 0
+            elif events & _READABLE and conn.peer in self.by_peer:
                 self._read(conn)
-            elif self.paused and events & _ENDED:   # its end is read once the chain reads again,
-                self.epoll.unregister(cfd)          # not reported at every turn until then
-                conn.mask = 0
 
-    def read_all(self) -> None:
+    def read_all(self, pids: Collection[int | None] = ()) -> None:
         """Reads whatever every connection holds, those waiting to be accepted included: what
-        was written before a query, a record or a bind was sent is handled before it."""
+        was written before a query, a record or a bind was sent is handled before it. A held
+        connection is read only if its process is in ``pids`` (its actor is bound or unbound)."""
         self._accept()
         for fd, _ in self.peek.poll(0):     # one system call, not one read per connection
             conn = self.by_fd.get(fd)
-            if conn is None:
+            if conn is None or (conn.peer in self.held and conn.cred[2] not in pids):
                 continue
             self._read(conn)
             while conn.stream.more and conn.peer in self.by_peer:
@@ -145,10 +150,31 @@ class Streams:
             for conn in self.by_fd.values():
                 self._watch(conn)
 
-    def tick(self, now: float) -> None:
+    def hold(self, peer: bytes, until: float) -> None:
+        """Leaves ``peer``'s connection unread until then (its answers still go)."""
+        conn = self.by_peer.get(peer)
+        if conn is not None:
+            self.held[peer] = max(until, self.held.get(peer, until))
+            self._watch(conn)
+
+    def next_release(self) -> float | None:
+        return min(self.held.values()) if self.held else None
+
+    def tick(self, now: float) -> list[int]:
+        """Accepts again, and reads again the held connections, when their time has come; the
+        processes of those that wrote more meanwhile (the hold kept them waiting)."""
         if self.accept_at is not None and now >= self.accept_at:
             self.accept_at = None
             self.poller.register(self.listener.fileno(), zmq.POLLIN)
+        waited: list[int] = []
+        if self.held:
+            for peer in [p for p, until in self.held.items() if until <= now]:
+                del self.held[peer]
+                conn = self.by_peer[peer]
+                if _waiting(conn):
+                    waited.append(conn.cred[2])
+                self._watch(conn)
+        return waited
 
     def sweep(self, now: float, bound: Callable[[int], bool]) -> None:
         """Closes the connections whose process has been no actor's worker (``bound``) for
@@ -160,8 +186,12 @@ class Streams:
             elif now - conn.bound_at > UNBOUND_FOR:
                 self._drop(conn, f"its process has been no actor's worker for {UNBOUND_FOR:g}s")
 
+    def _reading(self, conn: Conn) -> bool:
+        return not self.paused and conn.peer not in self.held
+
     def _watch(self, conn: Conn) -> None:
-        mask = (0 if self.paused else select.EPOLLIN) | (select.EPOLLOUT if conn.stream.out and not conn.deaf else 0)
+        mask = (select.EPOLLIN if self._reading(conn) else 0) | \
+            (select.EPOLLOUT if conn.stream.out and not conn.deaf else 0)
         if mask == conn.mask:
             return
         fd = conn.stream.fileno()
@@ -240,4 +270,15 @@ class Streams:
         self.peek.unregister(fd)
         del self.by_fd[fd]
         del self.by_peer[conn.peer]
+        self.held.pop(conn.peer, None)
         conn.stream.close()
+
+
+def _waiting(conn: Conn) -> bool:
+    """Whether more was written on ``conn`` than it has read (a read would not wait)."""
+    if conn.stream.inbuf:
+        return True
+    try:
+        return bool(conn.stream.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:             # nothing yet (or its end: said by the next read)
+        return False

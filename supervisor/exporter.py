@@ -137,6 +137,9 @@ class Exporter:
                                   "started.", value=stats["events"])
         yield _histogram("theater_chain_commit_seconds", "One group commit of the chain (link, sign, write, "
                          "fsync).", Histogram.from_wire(stats["commit_seconds"]))
+        yield CounterMetricFamily("theater_chain_slowed", "Times the chain slowed a worker that wrote events "
+                                  "faster than its actor's limits allow (a worker slows itself first: a bug, or "
+                                  "a compromised worker).", value=stats["slowed"])
 
     def _ask_chain(self) -> dict[str, Any] | None:
         if self.ctx is None:

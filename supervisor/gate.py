@@ -13,7 +13,7 @@ The fork server's ``spawned`` report and the worker's hello race (the worker sta
 the fork server reports it); a hello that arrives first waits here for the report. The gate
 watches the registry for each incarnation's pid: it then lets a waiting hello in, and tells
 the chain process which pid is each actor's worker (``bind``/``unbind``), so the chain takes
-each actor's events only from its own worker.
+each actor's events only from its own worker, and no faster than the actor's limits allow.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Gate:
             self.early.pop(rec.actor_id, None)
             self.tell_chain({"k": "unbind", "actor": rec.actor_id})
             return
-        self.tell_chain({"k": "bind", "actor": rec.actor_id, "pid": new})
+        self.tell_chain(_bind(rec, new))
         found = None
         for ident, pid, header, data in self.early.pop(rec.actor_id, []):
             if pid == new and found is None and rec.run.ident is None:
@@ -115,7 +115,7 @@ class Gate:
         """A new chain process knows no worker: tell it every live one."""
         for rec in self.registry:
             if rec.pid is not None:
-                self.tell_chain({"k": "bind", "actor": rec.actor_id, "pid": rec.pid})
+                self.tell_chain(_bind(rec, rec.pid))
 
     def refused(self, pid: int | None, why: str) -> None:
         """One log line a second at most, counting the rest."""
@@ -126,3 +126,9 @@ class Gate:
         more = f" ({self._unlogged} more refused since)" if self._unlogged else ""
         log.warning("control message from pid %s refused: %s%s", pid, why, more)
         self._logged_at, self._unlogged = now, 0
+
+
+def _bind(rec: ActorRecord, pid: int) -> dict[str, Any]:
+    """The chain's ``bind``: with the event rates it holds the worker to (chain.rates)."""
+    return {"k": "bind", "actor": rec.actor_id, "pid": pid, "events_per_second": rec.spec.limits.events_per_second,
+            "event_bytes_per_second": rec.spec.limits.event_bytes_per_second}

@@ -6,7 +6,8 @@ and records, queries and binds only from the server; everything else is refused 
 reason, and the chain goes on. Part 1 drives a chain process directly (this test process
 is its "server": ``--parent`` is our pid) and a second local process (tests/rogue.py).
 Part 2 runs a real server with ``--user`` and a rogue process of the workers' user, which
-tries to forge, read and hijack, and fails at each.
+tries to forge, read and hijack, and fails at each. Part 3: nor does it take a worker's word
+that it slows itself (chain.rates), in a chain process of our own again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import socket
 import subprocess
 import sys
@@ -410,3 +412,180 @@ def test_a_worker_asks_the_chain_one_thing_at_a_time(chain):
     # each turn of the chain answers one of them (how many turns the burst spans depends on the load)
     assert len(answers) == len(queries) and 1 <= kinds.count("ok") <= len(queries) // 2, (kinds, err)
     assert all("one query at a time" in a["error"] for a in answers if a["k"] == "error"), answers
+
+
+# ---- part 3: a worker that does not slow itself -----------------------------------------------------
+
+def test_an_honest_workers_pace_never_holds_it_up():
+    """A worker slowed by its own throttle (worker.throttle: a second's burst at its limits)
+    ships its events every 5 ms with its own limit/throttled events, and they reach the chain up
+    to a second late and in bunches (a busy chain): the chain's buckets (chain.rates) never hold
+    its stream when it has more to write, whatever the limits, for events or bytes (a large
+    event is held, for less time than the worker then waits on its own)."""
+    from chain.rates import Rates
+    from worker.throttle import Throttle
+
+    rng = random.Random(16)
+    for per_second, size, byte_limit in ((1, 100, 64 << 10), (100, 200, 1 << 20), (2_000, 10, 16 << 20),
+                                         (10_000, 200, 1 << 20), (5, 300 << 10, 64 << 10)):
+        now = arrived = free_at = reported = 0.0
+        throttle = Throttle(per_second, byte_limit, now)
+        rates = Rates()
+        rates.bind({"actor": "a", "pid": 1, "events_per_second": per_second, "event_bytes_per_second": byte_limit},
+                   now)
+        rates.paces["a"].events.tokens = rates.paces["a"].events.size     # without a new worker's credit
+        batch: list[dict[str, Any]] = []
+        while now < 8:
+            waited = throttle.wait(now)
+            now += waited
+            if waited and now - reported >= 1:      # the worker's limit/throttled: not throttled itself
+                batch.append({"seq": 0, "hash": "00" * 32, "type": "limit/throttled", "time_ns": 0})
+                reported = now
+            if not batch:
+                first = now
+            batch.append({"seq": 1 << 40, "hash": "ab" * 32, "type": "theater:simple/runtime/log",
+                          "time_ns": time.time_ns()})
+            if len(batch) == 256 or now - first >= 0.005:
+                throttle.spent(size * len(batch), now)
+                header = {"k": "append", "actor": "a", "events": batch, "sizes": [size] * len(batch)}
+                arrived = max(arrived, now + rng.random())
+                assert arrived >= free_at, (per_second, size, byte_limit, now)     # it was not held up
+                free_at = arrived + rates.charge("a", [orjson.dumps(header), b"x" * (size * len(batch))], header,
+                                                 arrived)
+                batch = []
+            now += 0.00001                          # the actor's own work between two events
+        assert throttle.delayed, "the worker never slowed itself: nothing was shown"
+
+
+def test_a_workers_backlog_passes_when_the_chain_takes_events_again():
+    """A worker sends at once every event the chain has not acknowledged (up to MAX_UNACKED)
+    to a new chain process, or once a full disk is written again: that is not a flood."""
+    from chain.rates import BACKLOG, Rates
+    from worker.chainlink import MAX_UNACKED
+
+    assert BACKLOG >= MAX_UNACKED
+    rates = Rates()
+    rates.bind({"actor": "a", "pid": 1, "events_per_second": 100}, 0.0)
+    size = int(rates.paces["a"].events.size)
+
+    def backlog(n: int, now: float) -> float:
+        header = {"k": "append", "events": [{}] * n}
+        return rates.charge("a", [orjson.dumps(header), b""], header, now)
+    assert backlog(MAX_UNACKED + size, 0.0) == 0               # a new worker, or a new chain process
+    assert backlog(200, 0.1) > 1                                # then the rate holds
+    rates.resumed(60.0)                                         # writes resumed after a full disk
+    assert backlog(MAX_UNACKED + size, 60.0) == 0
+    assert backlog(200, 60.1) > 1
+
+
+def test_a_worker_appends_on_its_stream_only(chain):
+    """Appends on the ROUTER would pass the chain's pacing of the worker's stream (chain.rates):
+    a worker's are refused there, bound or not (the server's own, the tests', are taken)."""
+    actor = str(uuid.uuid4())
+    meta, data, _ = make_event(actor, 0, None)
+    append = j(k="append", actor=actor, events=[meta], sizes=[len(data)], sync=True)
+    p = subprocess.Popen(rogue_command(None, "ask", chain.home.chain_endpoint, append, data.hex(), "--wait", "20"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
+        out, err = p.communicate(timeout=40)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    answers = [orjson.loads(line)["header"] for line in out.splitlines() if line.startswith(b"{")]
+    assert answers and answers[-1]["k"] == "nack" and "its event stream" in answers[-1]["error"], (answers, err)
+    assert chain.stored(actor) == []
+
+
+WRITER = """
+import select, sys, time
+import orjson
+from theater import protocol
+from theater.events import encode_data, event_hash
+from theater.stream import Stream
+
+# a worker's stream, written by hand: `pace` events a second, one a message, or (0) all it can
+path, actor, pace = sys.argv[1], sys.argv[2], float(sys.argv[3])
+sys.stdin.readline()                                    # bound by now
+stream = Stream.connect(path, protocol.MAX_MESSAGE)
+seq, head, acked, written, marks = 0, None, -1, -1, []
+batch, next_at = (1 if pace else 256), time.monotonic()
+while True:
+    due = not stream.out and time.monotonic() >= next_at
+    timeout = 0 if due else None if stream.out else next_at - time.monotonic()
+    readable, writable, _ = select.select([sys.stdin, stream.sock], [stream.sock] if stream.out else [], [],
+                                          max(0, timeout) if timeout is not None else None)
+    if sys.stdin in readable:                           # closed: done
+        break
+    if stream.sock in readable:
+        for frames in stream.receive():
+            h = orjson.loads(frames[0])
+            acked = max(acked, h["seq"]) if h["k"] == "ack" else acked
+    if writable:
+        stream.flush()
+    if due:
+        events = []
+        for _ in range(batch):
+            data = encode_data({"n": seq})
+            head = event_hash(actor, seq, head, "test/event", data)
+            events.append(({"seq": seq, "hash": head.hex(), "type": "test/event", "time_ns": time.time_ns()}, data))
+            seq += 1
+        header = {"k": "append", "actor": actor, "events": [m for m, _ in events], "sizes": [len(d) for _, d in events]}
+        marks.append((stream.send(protocol.encode(header, b"".join(d for _, d in events))), seq - 1))
+        next_at += batch / pace if pace else 0
+    while marks and marks[0][0] <= stream.written:      # messages the kernel took whole
+        written = marks.pop(0)[1]
+print(orjson.dumps({"written": written, "acked": acked}).decode(), flush=True)
+"""
+
+
+def test_a_worker_writing_above_its_rate_is_slowed_by_the_chain(chain):
+    """The worker is the untrusted side: one that does not slow itself (here: a process that
+    writes its actor's events onto its stream as fast as it can) is read no faster than its
+    actor's limits allow, with room to spare (chain.rates), neither refused nor losing anything,
+    while another actor's events keep flowing, and the slowed one still hears its
+    acknowledgements and has its queries answered. It is logged once, and counted."""
+    rate = 200
+    flooder, honest = str(uuid.uuid4()), str(uuid.uuid4())
+    procs = {actor: subprocess.Popen([sys.executable, "-c", WRITER, str(chain.home.chain_stream), actor, pace],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+             for actor, pace in ((flooder, "0"), (honest, "50"))}
+    reader = ChainReader(chain.home.chains_db)
+    reports: dict[str, Any] = {}
+    slowed = f"actor {flooder} (pid {procs[flooder].pid}) writes events faster than its limits allow"
+    try:
+        chain.send({"k": "bind", "actor": flooder, "pid": procs[flooder].pid, "events_per_second": rate})
+        chain.send({"k": "bind", "actor": honest, "pid": procs[honest].pid, "events_per_second": 1000})
+        assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"      # the binds are taken
+        for p in procs.values():
+            assert p.stdin is not None
+            p.stdin.write(b"go\n")
+            p.stdin.flush()
+        wait_for(lambda: slowed in chain.log.read_text(), timeout=60, what="the chain to slow the flooder")
+        b = reader.length(honest)
+        wait_for(lambda: reader.length(honest) > b, timeout=30, what="a commit after the flooder was slowed")
+        t0, n0, b0 = time.monotonic(), reader.length(flooder), reader.length(honest)
+        head = chain.call({"k": "query", "what": "head", "actor": flooder})[0]
+        assert head["k"] == "ok" and head["checkpoint"]["seq"] >= n0 - 1, head
+        wait_for(lambda: reader.length(honest) >= b0 + 100 and reader.length(flooder) > n0, timeout=120,
+                 what="100 more events of the honest actor, and more of the flooder's")
+        t1, n1 = time.monotonic(), reader.length(flooder)
+    finally:
+        for actor, p in procs.items():
+            out, err = p.communicate(b"", timeout=60)
+            assert p.returncode == 0, err.decode()
+            reports[actor] = orjson.loads(out)
+    # held to its rate: 1.25 times it and 20 a second, after a burst of two seconds of that (and
+    # what one read takes past it): generously, twice the rate and ten seconds' worth
+    assert n1 - n0 <= 2 * rate * (t1 - t0) + 10 * rate, (n1 - n0, t1 - t0)
+    assert reports[flooder]["acked"] >= n0 - 1, (reports, n0)      # its acknowledgements came meanwhile
+    log = chain.log.read_text()
+    assert log.count("writes events faster than its limits allow") == 1, log    # once, and not the honest one
+    assert chain.call({"k": "query", "what": "stats"})[0]["slowed"] == 1
+    # nothing lost: once its worker is gone, the server's unbind has the chain take all it wrote
+    chain.send({"k": "unbind", "actor": flooder})
+    wait_for(lambda: reader.length(flooder) == reports[flooder]["written"] + 1, timeout=60,
+             what="every event the flooder wrote to be stored")
+    assert reader.length(honest) == reports[honest]["written"] + 1
+    reader.close()

@@ -100,6 +100,7 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
     assert value(s, "theater_chain_up") == 1
     assert value(s, "theater_chain_events_total") > 10
     assert value(s, "theater_chain_commit_seconds_count") > 0
+    assert value(s, "theater_chain_slowed_total") == 0                  # honest workers slow themselves
     assert value(s, "process_resident_memory_bytes") > 0                # the server itself
 
 

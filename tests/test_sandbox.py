@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from theater import _landlock, sandbox
+from theater.chaindb import ChainReader
 from theater.errors import TheaterError
 from worker import executables
 from worker.commands import SAFE_PATH
@@ -175,6 +176,41 @@ def test_a_worker_cannot_use_the_management_socket(sandboxed, shared):
     answer = probe(sandboxed, actor, MANAGE.format(home=str(sandboxed.home.root)))
     assert "Refused: the management socket takes no requests from an actor's worker" in answer, answer
     assert sandboxed.cli("list").code == 0                 # the operator's CLI is served as ever
+
+
+FLOOD = """
+import gc
+from worker.chainlink import ChainLink
+link = next(o for o in gc.get_objects() if isinstance(o, ChainLink))
+for i in range({n}):
+    link.emit("test/flood", i)
+link.flush()
+result = link.seq
+"""
+
+
+def test_a_worker_that_does_not_slow_itself_is_slowed_by_the_chain(sandboxed, tmp_path):
+    """Python in a worker (as actor code escaped into it would run) records past its throttle,
+    straight on its chain link: the chain reads its stream no faster than the limits the server
+    told it (chain.rates), says so once, and loses nothing; the actor still answers."""
+    from chain.rates import BACKLOG, BURST, SLACK, SLACK_EVENTS
+
+    rate = 2000
+    n = BACKLOG + int(BURST * (rate * SLACK + SLACK_EVENTS)) + 3 * rate     # past what goes at once
+    actor = start_probe(sandboxed, tmp_path, "flooder", grant=f"[limits]\nevents_per_second = {rate}\n")
+    pid = inspect(sandboxed, actor)["pid"]
+    last = int(probe(sandboxed, actor, FLOOD.format(n=n)))
+    log = sandboxed.home.logs / "server.log"
+    said = f"actor {actor} (pid {pid}) writes events faster than its limits allow ({rate} events/s"
+    wait_for(lambda: said in log.read_text(), timeout=30, what="the chain's line on the flooder")
+    reader = ChainReader(sandboxed.home.chains_db)
+    try:
+        wait_for(lambda: reader.length(actor) > last, timeout=60, what="every event of the flood stored")
+    finally:
+        reader.close()
+    assert probe(sandboxed, actor, "result = 'still here'") == "'still here'"
+    assert sandboxed.cli("verify", actor).code == 0
+    assert log.read_text().count(said) == 1
 
 
 def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_path):

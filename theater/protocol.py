@@ -139,7 +139,8 @@ KINDS: dict[str, Kind] = {
     "record": Kind({"id": S, "actor": S, "type": S}, frames=1, reply="ok"),
     "query": Kind({"id": S, "what": S}, reply="ok"),
     "shutdown": Kind({}),                       # the server tells the chain (or the gateway) to finish and exit
-    "bind": Kind({"actor": S, "pid": N}),        # the server: this process is the actor's worker now
+    # the server: this process is the actor's worker now, and the actor's event rates (chain.rates)
+    "bind": Kind({"actor": S, "pid": N}, optional={"events_per_second": N, "event_bytes_per_second": N}),
     "unbind": Kind({"actor": S}),               # ... and now none is
     "chain_status": Kind({}),                   # the chain to the server: why it refuses events (error), or not
     # gateway plane: server -> gateway (accepted from the server's pid only)

@@ -60,7 +60,9 @@ def test_a_hello_before_the_spawn_report_waits_for_it(setup):
     assert gate.admit(hello(b"w1", 100, 100)) is None             # waits
     server.registry.set_pid(rec, 100)                              # the fork server's report
     assert len(server.delivered) == 1 and server.delivered[0][0] is rec and rec.run.ident == b"w1"
-    assert server.told == [{"k": "bind", "actor": "actor-1", "pid": 100}]
+    # with the rates the chain holds the worker to
+    assert server.told == [{"k": "bind", "actor": "actor-1", "pid": 100, "events_per_second": 10_000,
+                            "event_bytes_per_second": 16 << 20}]
     assert gate.admit(msg(b"w1", 100, k="ready", actor="actor-1")) is not None
 
 
