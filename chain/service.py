@@ -64,8 +64,7 @@ STOP_MAX = 3.0
 # Seconds one group commit takes (link, sign, write, fsync), counted for the `stats` query
 # (the server's metrics): a millisecond or so here, more on a slow or busy disk.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-# While the database refuses writes, one commit is tried at most this often.
-RETRY_WRITE = 1.0
+RETRY_WRITE = 1.0       # while the database refuses writes, one commit is tried at most this often
 # How often streams whose process is no actor's worker are looked for (chain.streams.UNBOUND_FOR).
 SWEEP_EVERY = 1.0
 
@@ -188,6 +187,8 @@ class ChainService:
         if anyone waits on it, then answers."""
         later: list[tuple[bytes, dict[str, Any], list[bytes]]] = []       # records and queries
         self.writable = self._writable()        # one try per turn while the database refuses
+        if self.writable and self.unwritable is not None:   # a try: read all that waited (one read a
+            self.streams.read_all()                         # try took a minute to reach a worker's probe)
         self._from_streams(later)
         for _ in range(ROUTER_TURN if router else 0):      # however many events the streams brought
             try:
