@@ -330,7 +330,8 @@ def test_a_job_a_program_puts_in_a_group_of_its_own_does_not_outlive_the_call(se
     init as its parent, after the call, the actor's stop and the server's. The worker is the
     subreaper of what it starts now, and kills what is left of it at the end of the call."""
     a = Actor(server, manifest(tree, filesystem='path = "data"\nnew_dir = true\nallowed_commands = ["bash"]'))
-    code, out, _ = _command(a("X", "", "bash", "-c", "set -m; (while :; do sleep 0.05; done) >/dev/null 2>&1 & echo $!"))
+    job_script = "set -m; (while :; do sleep 0.05; done) >/dev/null 2>&1 & echo $!"     # holds no pipe of the call's
+    code, out, _ = _command(a("X", "", "bash", "-c", job_script))
     job = int(out)
     try:
         assert code == 0
