@@ -389,7 +389,8 @@ def test_what_a_worker_killed_left_running_does_not_outlive_it(server, tree):
         wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3, timeout=30,
                  what="the program and its jobs to start")
         jobs = [psutil.Process(int(p)) for p in pids.read_text().split()]
-        assert all(os.getsid(p.pid) == p.pid for p in jobs)     # each in a session of its own
+        # each in a session of its own (the last echoes its pid as it forks, before its setsid())
+        wait_for(lambda: all(os.getsid(p.pid) == p.pid for p in jobs), timeout=30, what="each job's own session")
         os.kill(worker, signal.SIGKILL)
         # gone means reaped: a zombie is still running for psutil
         wait_for(lambda: not any(p.is_running() for p in jobs), timeout=30, what="the program and its jobs to be gone")
