@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from theater._units import human_size
+from theater.bucket import Bucket
 from theater.manifest import Limits
 
 log = logging.getLogger("theater.chain")
@@ -46,29 +47,6 @@ BURST = 2.0
 BACKLOG = 20_000
 # Header bytes an event may take unpaid (its seq, hash, type and time: ~170 bytes).
 HEADER_ALLOWANCE = 512
-
-
-class Bucket:
-    """Tokens refilled at ``rate`` up to ``BURST`` seconds' worth (a credit above that is kept
-    until spent); a take may leave a debt."""
-
-    def __init__(self, rate: float, now: float, credit: float = 0.0) -> None:
-        self.rate = rate
-        self.size = rate * BURST
-        self.tokens = self.size + credit
-        self.at = now
-
-    def take(self, amount: float, now: float) -> float:
-        """Takes ``amount`` (a negative one gives); seconds until the bucket is out of debt (0:
-        it is not in debt)."""
-        tokens = self.tokens
-        if tokens < self.size:
-            tokens = min(self.size, tokens + (now - self.at) * self.rate)
-        self.tokens, self.at = tokens - amount, now
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-    def full(self, now: float) -> bool:
-        return self.tokens + (now - self.at) * self.rate >= self.size
 
 
 @dataclass
@@ -91,8 +69,8 @@ class Rates:
         self.drop(header["actor"], now)
         events = max(1, header.get("events_per_second") or Limits.events_per_second)
         size = max(1, header.get("event_bytes_per_second") or Limits.event_bytes_per_second)
-        self.paces[header["actor"]] = Pace((events, size), Bucket(events * SLACK + SLACK_EVENTS, now, BACKLOG),
-                                           Bucket(size * SLACK, now))
+        self.paces[header["actor"]] = Pace((events, size), Bucket(events * SLACK + SLACK_EVENTS, now, BURST, BACKLOG),
+                                           Bucket(size * SLACK, now, BURST))
 
     def drop(self, actor_id: str, now: float) -> None:
         """Its worker is gone (unbound)."""

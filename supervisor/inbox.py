@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from theater import protocol
+from theater.bucket import Bucket
 from theater.errors import ProtocolError, Refused, TheaterError
 
 from . import api, channels, children
@@ -103,12 +104,10 @@ class Inbox:
     @staticmethod
     def _within_budget(rec: ActorRecord, now: float) -> bool:
         """Takes one of the incarnation's ask tokens (refilled at ASKS_PER_SECOND), if it has one."""
-        tokens, then = rec.run.asks
-        tokens = ASKS_AT_ONCE if then < 0 else min(ASKS_AT_ONCE, tokens + (now - then) * ASKS_PER_SECOND)
-        if tokens >= 1:
-            rec.run.asks = (tokens - 1, now)
+        if rec.run.asks is None:
+            rec.run.asks = Bucket(ASKS_PER_SECOND, now, ASKS_AT_ONCE / ASKS_PER_SECOND)
+        if rec.run.asks.allows(1, now):
             return True
-        rec.run.asks = (tokens, now)
         refused = rec.run.stats["asks_refused"] = rec.run.stats.get("asks_refused", 0) + 1
         if refused % 1000 == 1:
             log.warning("actor %s (%s): over its rate of requests to the server, refused (%d so far)",

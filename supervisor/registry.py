@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from theater import grants
+from theater.bucket import Bucket
 from theater.errors import NotFound, Refused, UsageError
 from theater.ids import MIN_PREFIX, ambiguous_name
 from theater.manifest import Limits, Manifest
@@ -96,7 +97,7 @@ class Incarnation:
     report: Exit | None = None         # what the worker said before exiting
     compiled: dict[str, Any] | None = None   # the compile this start waited for (seconds, peak, bytes)
     stats: dict[str, int] = field(default_factory=dict)
-    asks: tuple[float, float] = (0.0, -1.0)    # its requests' budget: (tokens, when counted), supervisor.inbox
+    asks: Bucket | None = None         # its requests' budget, from its first (supervisor.inbox)
     child_query: str | None = None     # its child_state or child_events parked for an answer (supervisor.children)
 
 
@@ -300,10 +301,10 @@ class Registry:
         return counts[::-1]
 
     def descendants(self, rec: ActorRecord) -> list[ActorRecord]:
-        """Children first in reverse start order, depth first: the order to stop them in. Walked
-        without recursion: a tree may be deeper than Python's recursion limit (the default
-        ``[limits] descendants`` lets one grow 1000 deep), and it must still stop. (The reverse of a walk that
-        takes each actor before its children, in start order.)"""
+        """Children first in reverse start order, depth first: the order to stop them in (the
+        reverse of a walk that takes each actor before its children, in start order). Without
+        recursion: a tree restored from before supervisor.room's depth bound may be deeper than
+        Python's recursion limit, and it must still stop."""
         out: list[ActorRecord] = []
         stack = list(reversed(rec.children))
         while stack:

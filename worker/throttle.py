@@ -9,19 +9,7 @@ are encoded (as their batch ships), so an actor over its byte rate waits on its 
 
 from __future__ import annotations
 
-
-class Bucket:
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.at = now
-
-    def wait(self, amount: float, now: float) -> float:
-        """Takes ``amount``; returns how long the caller must wait before it was due (0 = now)."""
-        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        self.tokens -= amount
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+from theater.bucket import Bucket
 
 
 class Throttle:
@@ -34,7 +22,7 @@ class Throttle:
 
     def wait(self, now: float) -> float:
         """Takes one event; returns how long to wait (0 = go ahead): for the event, or for bytes owed."""
-        delay = max(self.events.wait(1, now), self.bytes.wait(0, now))
+        delay = max(self.events.take(1, now), self.bytes.take(0, now))
         if delay > 0:
             self.delayed += 1
             self.waited += delay
@@ -42,7 +30,7 @@ class Throttle:
 
     def spent(self, size: int, now: float) -> None:
         """Counts bytes of events just encoded (they are on their way already; later events wait)."""
-        self.bytes.wait(size, now)
+        self.bytes.take(size, now)
 
     def report(self, now: float, every: float = 1.0) -> dict[str, float] | None:
         """What to record, at most once per ``every`` seconds while throttling goes on."""
