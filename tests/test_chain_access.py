@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -300,18 +300,11 @@ def test_an_event_stream_held_by_a_process_that_is_no_actors_worker_is_closed(ch
 def test_a_resume_that_comes_before_its_bind_waits_for_it(chain):
     """A worker asks for its resume while the server is still telling the chain its pid."""
     actor = str(uuid.uuid4())
-    p = subprocess.Popen(rogue_command(None, "ask", chain.home.chain_endpoint,
-                                       j(k="resume", id="r", actor=actor, name="late"), "--wait", "20"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    try:
+
+    def started(p: subprocess.Popen[bytes]) -> None:
         wait_for(lambda: "chain: " in chain.log.read_text() and pid_alive(p.pid), what="the rogue to start")
         time.sleep(0.3)         # not synchronisation: lets the resume arrive first, as it often does
-        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
-        out, err = p.communicate(timeout=40)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    out, err = _ask_then_bind(chain, actor, [j(k="resume", id="r", actor=actor, name="late")], started)
     answers = [orjson.loads(line) for line in out.splitlines() if line.startswith(b"{")]
     assert answers and answers[-1]["header"]["k"] == "ok", (answers, err)
     assert answers[-1]["header"]["seq"] == -1
@@ -484,15 +477,7 @@ def test_a_worker_appends_on_its_stream_only(chain):
     actor = str(uuid.uuid4())
     meta, data, _ = make_event(actor, 0, None)
     append = j(k="append", actor=actor, events=[meta], sizes=[len(data)], sync=True)
-    p = subprocess.Popen(rogue_command(None, "ask", chain.home.chain_endpoint, append, data.hex(), "--wait", "20"),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    try:
-        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
-        out, err = p.communicate(timeout=40)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    out, err = _ask_then_bind(chain, actor, [append, data.hex()])
     answers = [orjson.loads(line)["header"] for line in out.splitlines() if line.startswith(b"{")]
     assert answers and answers[-1]["k"] == "nack" and "its event stream" in answers[-1]["error"], (answers, err)
     assert chain.stored(actor) == []
@@ -589,3 +574,19 @@ def test_a_worker_writing_above_its_rate_is_slowed_by_the_chain(chain):
              what="every event the flooder wrote to be stored")
     assert reader.length(honest) == reports[honest]["written"] + 1
     reader.close()
+
+
+def _ask_then_bind(chain, actor: str, message: list[str],
+                   before: Callable[[subprocess.Popen[bytes]], None] = lambda _p: None) -> tuple[bytes, bytes]:
+    """A rogue process sends ``message`` (a header, and frames in hex) on the chain's ROUTER; the
+    server then binds it as ``actor``'s worker (after ``before``); what it heard, and its stderr."""
+    p = subprocess.Popen(rogue_command(None, "ask", chain.home.chain_endpoint, *message, "--wait", "20"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        before(p)
+        chain.send({"k": "bind", "actor": actor, "pid": p.pid})
+        return p.communicate(timeout=40)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
