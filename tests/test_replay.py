@@ -290,7 +290,7 @@ def test_a_call_that_used_up_its_fuel_replays_alike(server, tmp_path):
     assert c.request(fueled, b"eok") == b"ok"
     with pytest.raises(TheaterError, match="fuel"):
         c.request(fueled, b"w5")
-    wait_for(lambda: c.inspect(fueled)["status"] == "failed", what="the fueled probe to fail")
+    wait_for(lambda: c.inspect(fueled)["status"] == "failed", timeout=30, what="the fueled probe to fail")
     failed = [decode_data(e.data) for e in c.events(fueled) if e.type == "wasm"][-1]
     assert (failed["reason"], failed["error"]) == ("fuel", "call used up its fuel (100000)"), failed
     r = server.cli("replay", fueled)

@@ -600,7 +600,7 @@ def test_killed_parent_takes_its_children_down(c, tmp_path):
         wait_for(lambda pid=pid: not pid_alive(pid), what=f"child pid {pid} to exit")
     assert info["children"] == [] and c.request(parent, b"L") == b""
     for k in kids:      # forgotten once its exit is in its chain, which may follow its process's end
-        wait_for(lambda k=k: gone(c, k), what=f"child {k} to be forgotten")
+        wait_for(lambda k=k: gone(c, k), timeout=30, what=f"child {k} to be forgotten")
         (ex,) = wait_exits(c, k)
         assert (ex["kind"], ex["action"]) == ("shutdown", "stopped"), ex
 
@@ -710,8 +710,8 @@ def test_a_tree_and_the_server_hold_no_more_live_actors_than_their_bounds(home, 
 
     def ends(actor: str) -> None:
         assert c.request(actor, b"zbye") == b"bye"
-        wait_for(lambda: c.inspect(actor)["status"] == "exited", what=f"{actor} to exit")
-    with running(home, "--max-actors", "4") as server, server.client(timeout=20) as c:
+        wait_for(lambda: c.inspect(actor)["status"] == "exited", timeout=30, what=f"{actor} to exit")
+    with running(home, "--max-actors", "4") as server, server.client(timeout=60) as c:
         parent = c.start(manifest)["id"]
         middle = spawn(c, parent, mid)
         kid = spawn(c, middle, lone)                                     # 3 live: parent, mid, kid
