@@ -9,9 +9,11 @@ from __future__ import annotations
 import subprocess
 
 import orjson
+import pytest
 import zmq
 
 from theater import protocol, tickets
+from theater.errors import Timeout
 from theater.events import decode_data
 from worker import outgoing, wire
 from worker.loop import Loop, Sockets
@@ -109,8 +111,9 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         def deliver(sock: zmq.Socket, header: dict) -> None:
             loop._dispatch(sock, protocol.encode(header))
 
-        deliver(gateway, {"k": "ok", "re": "g1"})
-        assert "g1" in loop.replies and loop.senders.dropped == 0
+        rid = loop.ask(gateway, {"k": "get"})
+        deliver(gateway, {"k": "ok", "re": rid})
+        assert rid in loop.replies and loop.senders.dropped == 0
         deliver(peer, {"k": "reply", "rid": "p1", "ok": True})               # nobody waits for it
         deliver(peer, {"k": "msg", "what": "send"})                          # a peer only answers
         assert "p1" not in loop.replies and loop.senders.dropped == 1
@@ -121,6 +124,32 @@ def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_f
         assert "p2" not in loop.replies
         deliver(peer, {"k": "reply", "rid": "p2", "ok": True})
         assert "p2" in loop.replies
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_an_answer_nobody_waits_for_any_more_is_not_kept():
+    """An answer that comes after its wait gave up (the call's time limit), or to nothing this
+    worker asked, was kept in ``replies`` for the worker's whole life: one entry a timeout."""
+    ctx = zmq.Context()
+    try:
+        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in ("control", "chain", "inbox")}
+        for name, (ours, theirs) in pairs.items():
+            ours.bind(f"inproc://{name}")
+            theirs.connect(f"inproc://{name}")
+        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
+                    "a", "a")
+        rid = loop.ask(loop.control, {"k": "spawn"})
+        with pytest.raises(Timeout):
+            loop.wait_reply(rid, timeout=0.01)
+        for sock, header in ((loop.control, {"k": "error", "re": rid, "code": "timeout", "error": "late"}),
+                             (loop.control, {"k": "ok", "re": "never-asked"}),
+                             (loop.chain_sock, {"k": "ok", "re": "never-asked-either"})):
+            loop._dispatch(sock, protocol.encode(header))
+        assert loop.replies == {} and loop.asked == set()
+        second = loop.ask(loop.chain_sock, {"k": "query"})          # one still waited for is kept
+        loop._dispatch(loop.chain_sock, protocol.encode({"k": "ok", "re": second}))
+        assert loop.wait_reply(second, timeout=1)[0]["re"] == second
     finally:
         ctx.destroy(linger=0)
 

@@ -109,6 +109,7 @@ class Loop:
         for sock in (self.control, self.chain_sock, self.inbox):
             self.poller.register(sock, zmq.POLLIN)
         self.replies: dict[str, Answer] = {}
+        self.asked: set[str] = set()                               # our requests' ids, until answered or given up on
         self.senders = Senders(name)                               # who wrote each inbox message
         self.to_peers: set[zmq.Socket] = set()                      # our connections to peers (worker.peers)
         self.awaited: dict[str, zmq.Socket | None] = {}            # replies waited for, and where (``wait_reply``)
@@ -205,6 +206,7 @@ class Loop:
         """Sends a request without waiting; its id, for ``wait_reply``."""
         rid = header.setdefault("id", os.urandom(8).hex())
         sock.send_multipart(protocol.encode(header, *frames))
+        self.asked.add(rid)
         if sock is self.control:
             self.last_control = time.monotonic()
         return rid
@@ -231,7 +233,10 @@ class Loop:
         try:
             return self._wait(rid, deadline, check, peer, stoppable)
         finally:
+            # given up on (a timeout, a stop): its answer, if it comes, is kept for nobody
             self.awaited.pop(rid, None)
+            self.asked.discard(rid)
+            self.replies.pop(rid, None)
 
     def _wait(self, rid: str, deadline: float, check: Callable[[], None] | None, peer: str | None,
               stoppable: bool) -> Answer:
@@ -368,18 +373,24 @@ class Loop:
             handler = self.on_chain.get(kind)
             if handler is not None:
                 handler(header)
-            elif "re" in header:
-                self.replies[header["re"]] = (header, body)
+            else:
+                self._answered(header.get("re"), header, body)
         elif kind == "reply":
             # from a peer, only a reply waited for on that connection (not late, made up, or another's)
             if not peer or self.awaited.get(header["rid"]) is sock:
                 self.replies[header["rid"]] = (header, body)
         elif kind in ("ok", "error"):
-            self.replies[header["re"]] = (header, body)
+            self._answered(header.get("re"), header, body)
         else:
             on = self.on.get(kind)
             if on is not None:
                 on(header, body, ("peer", ident) if ident is not None else ("control", None), sock)
+
+    def _answered(self, rid: Any, header: dict[str, Any], body: list[bytes]) -> None:
+        """Keeps the answer to one of our requests still waited for; any other (late, after its
+        wait gave up; or never asked) would be kept for nobody, for the worker's whole life."""
+        if isinstance(rid, str) and rid in self.asked:
+            self.replies[rid] = (header, body)
 
     def close(self) -> None:
         for sock in (self.control, self.chain_sock, self.inbox):
