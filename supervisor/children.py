@@ -19,7 +19,6 @@ from theater import protocol
 from theater.errors import ManifestError, NotFound, Refused, TheaterError, from_wire
 from theater.paths import read_regular, within
 
-from . import room
 from .registry import ActorRecord, Status
 from .services import Services
 
@@ -83,7 +82,7 @@ def _spawn(ask: Ask) -> None:
     m = manifests.parse(text, source)
     services.check_manifest(m)
     services.check_child(parent, m, base)
-    room.check(services.registry, services.supervision.config, parent)
+    services.room.check(parent)
     path = manifests.component_path(m, base, root=root)
     sha = services.child_component(m, path, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
@@ -144,7 +143,7 @@ def _stop_child(ask: Ask) -> None:
 def _restart_child(ask: Ask) -> None:
     child = ask.child()
     if not child.live:          # it ended: started again, it takes a place
-        room.check(ask.services.registry, ask.services.supervision.config, ask.parent)
+        ask.services.room.check(ask.parent)
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:

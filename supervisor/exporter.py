@@ -24,6 +24,7 @@ from theater.endpoints import host_name, host_port, is_loopback, loopback_host_h
 from theater.errors import ProtocolError, UsageError
 
 from .metrics import Metrics
+from .room import BOUNDS
 
 try:
     import prometheus_client
@@ -96,6 +97,9 @@ class Exporter:
                         {k: snap.exits.get(k, 0) for k in ("normal", "shutdown", "abnormal")})
         yield _by_label(CounterMetricFamily, "theater_actor_limit_stops", "Actors stopped by one of their "
                         "limits, by limit.", "limit", snap.limit_stops)
+        yield _by_label(CounterMetricFamily, "theater_actors_refused", "New actors (starts, spawns, restarts of "
+                        "ended ones) refused by a bound on live actors, by bound.", "bound",
+                        {k: snap.refused.get(k, 0) for k in BOUNDS})
         yield _histogram("theater_actor_spawn_seconds", "From an actor's launch to its init done.", snap.spawn)
         requests = HistogramMetricFamily("theater_request_seconds", "Client requests, from their arrival at "
                                          "the server to its answer, by kind.", labels=["kind"])

@@ -2,8 +2,9 @@
 
 The loop observes: an incarnation ready (spawn latency, from the launch to ``init`` done) or
 ended (exits by kind, limit stops by limit, restarts), and a client request answered (its
-latency, by kind). Once a second (``health``) it publishes a ``Snapshot``, immutable, holding
-copies of every counter and histogram and a row per actor. The exporter's HTTP thread
+latency, by kind); new actors refused by a bound are counted by ``room``. Once a second
+(``health``) it publishes a ``Snapshot``, immutable, holding copies of every counter and
+histogram and a row per actor. The exporter's HTTP thread
 (``exporter``) only ever reads the latest snapshot, a single reference swapped whole: a scrape
 sees one moment of the server, never a registry half-way through a change, and never holds
 the loop up. What a snapshot cannot hold is read at scrape time, outside the loop: each
@@ -19,6 +20,7 @@ from theater._histogram import Histogram
 from .directory import Directory
 from .outbox import Outbox
 from .registry import ActorRecord, Registry, Status
+from .room import Room
 
 # Seconds. A spawn is a fork plus instantiation (milliseconds), or a first compile (seconds).
 SPAWN_BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -50,13 +52,15 @@ class Snapshot:
     limit_stops: dict[str, int] = field(default_factory=dict)
     spawn: Histogram = field(default_factory=lambda: Histogram(SPAWN_BUCKETS))
     requests: dict[str, Histogram] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 class Metrics:
     """Counters kept by the loop; ``snapshot`` is what other threads may read."""
 
-    def __init__(self, registry: Registry, directory: Directory, outbox: Outbox) -> None:
+    def __init__(self, registry: Registry, directory: Directory, outbox: Outbox, room: Room) -> None:
         self.registry = registry
+        self.room = room
         self.restarts = 0
         self.exits: dict[str, int] = {}
         self.limit_stops: dict[str, int] = {}
@@ -104,5 +108,6 @@ class Metrics:
         for gone in self._restarts_seen.keys() - {r.id for r in rows}:
             del self._restarts_seen[gone]
         self.snapshot = Snapshot(rows, by_status, self.restarts, dict(self.exits), dict(self.limit_stops),
-                                 self.spawn.copy(), {k: h.copy() for k, h in self.requests.items()})
+                                 self.spawn.copy(), {k: h.copy() for k, h in self.requests.items()},
+                                 dict(self.room.refused))
         return self.snapshot

@@ -53,6 +53,7 @@ from .persist import SavedActors
 from .registry import Registry
 from .relay import Relay
 from .restart import next_backoff
+from .room import Room
 from .sdnotify import Notifier
 from .security import secure_listener
 from .services import Services
@@ -108,7 +109,8 @@ class Server:
                                  time.monotonic, user)
         self.supervision = Supervision(self.registry, self.outbox, self.forkserver, self.limits, self.saved,
                                        self.directory, self.config, self.compiles, user=user)
-        self.metrics = Metrics(self.registry, self.directory, self.outbox) if metrics else None
+        self.room = Room(self.registry, self.config)
+        self.metrics = Metrics(self.registry, self.directory, self.outbox, self.room) if metrics else None
         self.health = Health(home, self.registry, self.outbox, notifier or Notifier(), self.metrics)
         self.console = console          # the web console's process: a client of self.mgmt
 
@@ -156,7 +158,7 @@ class Server:
         self.mgmt.setsockopt(zmq.SNDHWM, 100_000)
         self.outbox.clients, self.outbox.workers, self.outbox.chain = self.mgmt, self.control, self.chain
         self.services = Services(self.home, self.registry, self.supervision, self.outbox, self.relay, self.limits,
-                                 self.listen, self.public_key, self.gateway, self.directory)
+                                 self.room, self.listen, self.public_key, self.gateway, self.directory)
         self.inbox = Inbox(self.services, self.directory, self.gate, self.callers.note)
         self.gate.deliver = self.inbox.worker_message
         if self.console is not None:    # before any CURVE setting: the console has no keys

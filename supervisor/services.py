@@ -24,6 +24,7 @@ from .limits import Controller
 from .outbox import Outbox, Then
 from .registry import ActorRecord, Registry
 from .relay import Relay
+from .room import Room
 from .supervision import Supervision
 
 
@@ -35,6 +36,7 @@ class Services:
     outbox: Outbox
     relay: Relay
     limits: Controller
+    room: Room
     listen: str
     public_key: str = ""
     gateway: GatewayLink | None = None

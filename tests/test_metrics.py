@@ -49,7 +49,7 @@ def slow_probe(tmp_path: Path) -> Path:
 
 
 def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home, tmp_path):
-    server = OpsServer(home, "--metrics", "127.0.0.1:0").start()
+    server = OpsServer(home, "--metrics", "127.0.0.1:0", "--max-actors", "2").start()
     try:
         url = server.info()["metrics"]
         assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/metrics"), url
@@ -63,6 +63,8 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
         with server.client() as c:
             wait_for(lambda: (i := c.inspect(slow))["status"] == "running" and i["restarts"] == 1,
                      what="the slow probe restarted")
+        third = server.cli("start", COUNTER)                          # past --max-actors: refused, counted
+        assert third.code == 7 and "--max-actors" in third.err, third
 
         def settled() -> Samples | None:
             s = scrape(url)
@@ -70,7 +72,8 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
             # says 1 until the next, up to two seconds on)
             return s if value(s, "theater_actor_restarts_total") == 1 and \
                 value(s, "theater_actors", status="running") == 2 and \
-                value(s, "theater_actor_mailbox", actor=counter, name="counter") == 0 else None
+                value(s, "theater_actor_mailbox", actor=counter, name="counter") == 0 and \
+                value(s, "theater_actors_refused_total", bound="max_actors") == 1 else None
         s = wait_for(settled, timeout=30, what="a snapshot with the restart")
         # a page elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) reads nothing
         port = int(url.split(":")[2].split("/")[0])
@@ -88,10 +91,11 @@ def test_a_scrape_counts_actors_requests_spawns_exits_limits_and_the_chain(home,
     assert value(s, "theater_actors", status="failed") == 0
     assert value(s, "theater_actor_exits_total", kind="abnormal") == 1
     assert value(s, "theater_actor_limit_stops_total", limit="call_timeout") == 1
+    assert value(s, "theater_actors_refused_total", bound="children") == 0
     assert value(s, "theater_actor_spawn_seconds_count") == 3          # two starts and a restart
     assert 0 < value(s, "theater_actor_spawn_seconds_sum") < 60 * 3
     assert value(s, "theater_request_seconds_count", kind="request") >= 4
-    assert value(s, "theater_request_seconds_count", kind="start") == 2
+    assert value(s, "theater_request_seconds_count", kind="start") == 3           # the refused one too
     assert value(s, "theater_request_seconds_bucket", kind="request", le="+Inf") >= 4
     for actor, name in ((counter, "counter"), (slow, "slow")):
         assert value(s, "theater_actor_mailbox", actor=actor, name=name) == 0

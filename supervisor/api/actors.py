@@ -12,7 +12,6 @@ from theater import __version__
 from theater import manifest as manifests
 from theater.errors import Refused, TheaterError
 
-from .. import room
 from ..registry import Status
 from .request import Request
 
@@ -35,7 +34,7 @@ def start(req: Request) -> None:
     h = req.header
     m = manifests.parse(h["manifest"], h["source"])
     req.services.check_manifest(m)
-    room.check(req.services.registry, req.services.supervision.config, None)
+    req.services.room.check(None)
     if h.get("component_sha") and not req.frames[0]:
         sha = req.services.stored_component(h["component_sha"])
     else:
@@ -77,7 +76,7 @@ def restart(req: Request) -> None:
     if rec.status in (Status.STARTING, Status.RESTARTING, Status.STOPPING):
         raise Refused(f"actor {rec.actor_id} ({rec.name}) is {rec.status} already")
     if not rec.live:            # it ended: started again, it takes a place
-        room.check(req.services.registry, req.services.supervision.config, req.services.registry.get(rec.parent or ""))
+        req.services.room.check(req.services.registry.get(rec.parent or ""))
 
     def ready(err: TheaterError | None) -> None:
         if err is not None:

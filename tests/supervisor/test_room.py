@@ -68,31 +68,61 @@ def test_the_nearest_full_bound_is_the_one_named():
     top = add(registry, None, descendants=3)
     mid = add(registry, top, descendants=3, children=1)
     kid = add(registry, mid)
-    config = ServerConfig(max_actors=4)
+    bounds = room.Room(registry, ServerConfig(max_actors=4))
     with pytest.raises(Refused, match=r"^this actor has 1 children, as many as its \[limits\] children \(1\)"):
-        room.check(registry, config, mid)
+        bounds.check(mid)
     other = add(registry, top)                          # top: 3 live beneath it
     with pytest.raises(Refused, match=rf"^its ancestor a \({top.actor_id}\) has 3 live descendants, as many as "
                                       r"its \[limits\] descendants \(3\) allows$"):
-        room.check(registry, config, kid)
+        bounds.check(kid)
     with pytest.raises(Refused, match=r"^this actor has 3 live descendants"):
-        room.check(registry, config, top)
+        bounds.check(top)
     with pytest.raises(Refused, match=r"^the server has 4 live actors, as many as it allows \(4\); raise the bound "
                                       r"with theater-server --max-actors N, or \[root\] max_actors in server.toml$"):
-        room.check(registry, config, None)
+        bounds.check(None)
     other.status = Status.EXITED                        # an ended actor holds no place
-    room.check(registry, config, top)
-    room.check(registry, config, None)
+    bounds.check(top)
+    bounds.check(None)
 
 
 def test_a_tree_is_at_most_max_depth_generations_and_shows_whole():
     registry = Registry()
     rec = add(registry, None)
+    bounds = room.Room(registry, ServerConfig())
     for _ in range(room.MAX_DEPTH - 1):
-        room.check(registry, ServerConfig(), rec)
+        bounds.check(rec)
         rec = add(registry, rec)
     with pytest.raises(Refused, match=rf"^this actor is {room.MAX_DEPTH} generations deep in its tree, the most a "
                                       rf"tree may have \({room.MAX_DEPTH}\): a child of it would be one more$"):
-        room.check(registry, ServerConfig(), rec)
+        bounds.check(rec)
     header, *_ = protocol.encode({"k": "ok", "re": "x", "tree": registry.tree()})   # what `theater tree` gets
     assert header.count(b'"children":[]') == 1
+
+
+def test_refusals_are_counted_by_bound_and_logged_at_most_once_a_minute_each(caplog):
+    """An actor spawning in a loop past its bound is refused at every try: each is counted (the
+    metrics), and the log says so once, then again a minute on with how many it left unsaid."""
+    registry = Registry()
+    top = add(registry, None, children=1)
+    add(registry, top)
+    now = [100.0]
+    bounds = room.Room(registry, ServerConfig(max_actors=2), clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="theater.server"):
+        for _ in range(5):
+            with pytest.raises(Refused):
+                bounds.check(top)
+            now[0] += 1
+        with pytest.raises(Refused):
+            bounds.check(None)
+        now[0] += room.LOG_EVERY
+        with pytest.raises(Refused):
+            bounds.check(top)
+    assert bounds.refused == {"children": 6, "max_actors": 1}
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"theater-server: refused a new actor under a ({top.actor_id}): this actor has 1 children, as many as "
+        "its [limits] children (1) allows",
+        "theater-server: refused a new actor at the top level: the server has 2 live actors, as many as it allows "
+        "(2); raise the bound with theater-server --max-actors N, or [root] max_actors in server.toml",
+        f"theater-server: refused a new actor under a ({top.actor_id}): this actor has 1 children, as many as "
+        "its [limits] children (1) allows (4 more refused past this bound in the last 65s)"]
