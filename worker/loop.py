@@ -65,10 +65,9 @@ class Sockets:
 
     @staticmethod
     def listen(home: Home) -> int:
-        """The inbox's unix socket, bound and listening (its descriptor, for ``open``). A spare
-        makes it while it is still the server's user: workers may not make, rename or remove
-        files in run/w (one could put its own socket in another's place), and the fork server
-        removes it when the worker has exited."""
+        """The inbox's unix socket, bound and listening (its descriptor, for ``open``). A spare makes
+        it while still the server's user: workers may not make, rename or remove files in run/w (one
+        could put its socket in another's place); the fork server removes it once the worker exits."""
         path = home.worker_socket(os.getpid())
         path.unlink(missing_ok=True)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -152,10 +151,10 @@ class Loop:
             self.pump(min(remaining, HEARTBEAT_INTERVAL))
 
     def wait_for_chain(self) -> None:
-        """Serves the sockets while MAX_UNACKED of this actor's events wait for the chain (it is
-        slow or stopped): a call that records faster than the chain stores waits for it, so the
-        events cannot fill the worker's memory until the kernel kills it, and lose them all.
-        At the call's deadline, or once a stop is asked for, it goes on: the time limit ends the call."""
+        """Serves the sockets while MAX_UNACKED of this actor's events wait for the chain (slow or
+        stopped): a call recording faster than the chain stores waits, so the events cannot fill the
+        worker's memory till the kernel kills it, losing them all. At the call's deadline, or once a
+        stop is asked for, it goes on: the time limit ends the call."""
         chain = self.chain
         if chain is None or not chain.backed_up:
             return
@@ -222,9 +221,8 @@ class Loop:
 
     def wait_reply(self, rid: str, timeout: float | None = None, check: Callable[[], None] | None = None,
                    sock: zmq.Socket | None = None, peer: str | None = None, stoppable: bool = True) -> Answer:
-        """Pumps every socket until the reply to ``rid`` arrives, the running call's deadline
-        passes, ``check`` raises (the peer is gone), or (if ``stoppable``) a stop is asked for. The reply is expected
-        on ``sock`` (a peer's connection) when given: a reply on any other is not taken."""
+        """Pumps every socket until the reply to ``rid`` arrives, the call's deadline passes, ``check``
+        raises (the peer is gone), or (if ``stoppable``) a stop is asked for; taken only from ``sock``, if given."""
         if timeout is not None:
             deadline = time.monotonic() + timeout
         else:
@@ -232,8 +230,7 @@ class Loop:
         self.awaited[rid] = sock
         try:
             return self._wait(rid, deadline, check, peer, stoppable)
-        finally:
-            # given up on (a timeout, a stop): its answer, if it comes, is kept for nobody
+        finally:                                # given up on (a timeout, a stop) or taken
             self.awaited.pop(rid, None)
             self.asked.discard(rid)
             self.replies.pop(rid, None)
@@ -298,8 +295,7 @@ class Loop:
         chain.maybe_resend(now)
 
     def drain(self, sock: zmq.Socket) -> None:
-        """Handles every message waiting on ``sock``, which a poll (or ``readable``) has just
-        said holds one."""
+        """Handles every message waiting on ``sock`` (a poll or ``readable`` just said it holds one)."""
         frames = wire.recv(sock)
         while frames is not None:
             self._dispatch(sock, frames)
@@ -387,8 +383,7 @@ class Loop:
                 on(header, body, ("peer", ident) if ident is not None else ("control", None), sock)
 
     def _answered(self, rid: Any, header: dict[str, Any], body: list[bytes]) -> None:
-        """Keeps the answer to one of our requests still waited for; any other (late, after its
-        wait gave up; or never asked) would be kept for nobody, for the worker's whole life."""
+        """Keeps an answer still waited for: a late one, or one to nothing asked, would stay for good."""
         if isinstance(rid, str) and rid in self.asked:
             self.replies[rid] = (header, body)
 
