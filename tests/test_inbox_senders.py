@@ -93,18 +93,23 @@ def test_a_ticket_vouches_for_one_sender_to_one_receiver():
     assert not fresh.vouched(good)
 
 
+def _loop_on_pairs(ctx: zmq.Context, *extra: str) -> tuple[Loop, dict[str, tuple[zmq.Socket, zmq.Socket]]]:
+    """Actor a's loop on inproc DEALER pairs (its control, chain and inbox, and ``extra`` ones):
+    the loop's end of each pair (ours), and the other (theirs)."""
+    pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in ("control", "chain", "inbox", *extra)}
+    for name, (ours, theirs) in pairs.items():
+        ours.bind(f"inproc://{name}")
+        theirs.connect(f"inproc://{name}")
+    sockets = Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox")
+    return Loop(ctx, sockets, "a", "a"), pairs
+
+
 def test_a_worker_takes_answers_from_its_own_services_and_only_awaited_replies_from_peers():
     """The server, the chain and the gateway answer with ok or error; a peer may only answer, and only
     what is waited for (a late or made-up reply would be kept for nobody)."""
     ctx = zmq.Context()
     try:
-        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in
-                 ("control", "chain", "inbox", "gateway", "peer")}
-        for name, (ours, theirs) in pairs.items():
-            ours.bind(f"inproc://{name}")
-            theirs.connect(f"inproc://{name}")
-        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
-                    "a", "a")
+        loop, pairs = _loop_on_pairs(ctx, "gateway", "peer")
         gateway, peer = pairs["gateway"][0], pairs["peer"][0]
         loop.to_peers.add(peer)
 
@@ -133,12 +138,7 @@ def test_an_answer_nobody_waits_for_any_more_is_not_kept():
     worker asked, was kept in ``replies`` for the worker's whole life: one entry a timeout."""
     ctx = zmq.Context()
     try:
-        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in ("control", "chain", "inbox")}
-        for name, (ours, theirs) in pairs.items():
-            ours.bind(f"inproc://{name}")
-            theirs.connect(f"inproc://{name}")
-        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
-                    "a", "a")
+        loop, _ = _loop_on_pairs(ctx)
         rid = loop.ask(loop.control, {"k": "spawn"})
         with pytest.raises(Timeout):
             loop.wait_reply(rid, timeout=0.01)
@@ -160,12 +160,7 @@ def test_a_socket_closed_by_what_it_delivered_is_read_no_further():
     closes the connection): reading on raised ZMQError, and the actor failed (reason host)."""
     ctx = zmq.Context()
     try:
-        pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in ("control", "chain", "inbox")}
-        for name, (ours, theirs) in pairs.items():
-            ours.bind(f"inproc://{name}")
-            theirs.connect(f"inproc://{name}")
-        loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"),
-                    "a", "a")
+        loop, pairs = _loop_on_pairs(ctx)
         ours, theirs = pairs["chain"]
         seen: list[dict] = []
         loop.on_chain["ack"] = lambda h: (seen.append(h), ours.close(linger=0))
@@ -181,12 +176,7 @@ def test_a_socket_closed_by_what_it_delivered_is_read_no_further():
 def _sender_a_with_a_peer(ctx: zmq.Context) -> tuple[Loop, Peers, list[dict], tuple[zmq.Socket, zmq.Socket]]:
     """Actor a's loop and peers on inproc pairs; what it records; its connection to a peer
     (ours) and the peer's end (theirs), whose refusals and acknowledgements a takes."""
-    names = ("control", "chain", "inbox", "peer")
-    pairs = {name: (ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)) for name in names}
-    for name, (ours, theirs) in pairs.items():
-        ours.bind(f"inproc://{name}")
-        theirs.connect(f"inproc://{name}")
-    loop = Loop(ctx, Sockets(pairs["control"][0], pairs["chain"][0], pairs["inbox"][0], "inproc://inbox"), "a", "a")
+    loop, pairs = _loop_on_pairs(ctx, "peer")
     recorded: list[dict] = []
     peers = Peers(loop, "a", lambda *_: None, lambda _type, data: recorded.append(data))
     loop.on.update(took=lambda h, _b, _r, sock: peers.took(sock, h["count"]),
