@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,13 @@ def test_ctrl_c_during_run_on_a_fresh_home_stops_the_actor_and_leaves_no_ghost(h
         first = run.stderr.readline().decode() if run.stderr else ""
         assert first.startswith("[theater] started counter") and "Ctrl-C stops it" in first, first
         started = {p.pid for p in psutil.Process(run.pid).children(recursive=True)}
+        # how to reach it from a terminal without this one's THEATER_HOME: said, and true
+        how = run.stderr.readline().decode().rstrip("\n") if run.stderr else ""
+        said = how.removeprefix("[theater] message it from another terminal: ")
+        assert said != how and said.startswith("theater --home "), how
+        words = [sys.executable, "-m", *shlex.split(said.replace("TEXT", "+1"))]
+        env = {k: v for k, v in os.environ.items() if k != "THEATER_HOME"}
+        assert subprocess.run(words, capture_output=True, cwd=ROOT, env=env, timeout=60).stdout == b"1", how
         os.killpg(run.pid, signal.SIGINT)                 # what the terminal does on Ctrl-C
         _, err = run.communicate(timeout=120)
     finally:

@@ -11,6 +11,7 @@ from .. import admission
 from .. import manifest as manifests
 from .._units import human_size
 from ..events import readable
+from ..manifest import Manifest
 from . import _output
 from ._context import Context, actor_arg, read_input, seconds
 
@@ -24,7 +25,7 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     --json prints {"id": ..., "name": ..., "pid": ...}.
     """
     state = read_input(args.state, "--state") if args.state else None
-    info = start_with_progress(ctx, args.manifest, state)
+    info, _ = start_with_progress(ctx, args.manifest, state)
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
     else:
@@ -32,14 +33,16 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
-    """The start request; a first start that compiles its component shows how long, on a terminal.
-    The manifest is checked before the server is reached: a bad one is said as such, server or not."""
-    admission.check(manifests.load(Path(manifest).absolute()))
+def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> tuple[dict[str, Any], Manifest]:
+    """The start request (its answer, and the manifest); a first start that compiles its component
+    shows how long, on a terminal. The manifest is checked before the server is reached: a bad one
+    is said as such, server or not."""
+    m = manifests.load(Path(manifest).absolute())
+    admission.check(m)
     progress = _output.Progress()
     ctx.client.on_progress = progress
     try:
-        return ctx.client.start(manifest, state)
+        return ctx.client.start(manifest, state), m
     finally:
         progress.done()
 

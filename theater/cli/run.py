@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from ..errors import TheaterError, Unreachable, UsageError
 from ..events import decode_data, readable
@@ -38,11 +40,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     actor = None
     try:
         state = read_input(args.state, "--state") if args.state else None
-        info = start_with_progress(ctx, args.manifest, state)
+        info, manifest = start_with_progress(ctx, args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
-            # an actor that serves messages runs until it shuts itself down: say how to end it
+            # an actor that serves messages runs until it shuts itself down: say how to end it, and
+            # how to reach it meanwhile
             _output.line(f"[theater] started {name} {actor} (it runs until it ends; Ctrl-C stops it)", sys.stderr)
+            if manifest.has_handler("message-server"):
+                _output.line(f"[theater] message it from another terminal: {_cli(ctx)} message {name} TEXT --request",
+                             sys.stderr)
         return _watch(args, ctx, actor, name)
     except KeyboardInterrupt:
         return 130
@@ -57,6 +63,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 embedded.wait(15)
             except subprocess.TimeoutExpired:
                 embedded.kill()
+
+
+def _cli(ctx: Context) -> str:
+    """``theater``, with what another terminal needs to reach the same server (it may lack this
+    one's THEATER_HOME)."""
+    words = ["theater"]
+    if ctx.home.root != Path.home() / ".theater":
+        words += ["--home", str(ctx.home.root)]
+    if ctx.server:
+        words += ["--server", ctx.server]
+    return shlex.join(words)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
