@@ -84,7 +84,7 @@ def _spawn(ask: Ask) -> None:
     services.check_child(parent, m, base)
     services.room.check(parent)
     path = manifests.component_path(m, base, root=root)
-    sha = services.child_component(m, path, f"{source}: component {m.component!r}")
+    sha = services.child_component(m, path, root, f"{source}: component {m.component!r}")
     init = data[0] if header.get("has_init") and data else manifests.resolve_init_state(m, base, root=root)
 
     def ready(err: TheaterError | None) -> None:
@@ -120,7 +120,7 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
         return given, f"manifest from {parent.name}", parent.spec.base
     try:
         path = within(parent.spec.base, given)
-        text = read_regular(path, manifests.MAX_MANIFEST_FILE).decode("utf-8")
+        text = read_regular(path, manifests.MAX_MANIFEST_FILE, beneath=parent.spec.base).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
         raise ManifestError(f"manifest {given!r}: cannot read it: {reason}") from None

@@ -60,14 +60,14 @@ class Services:
     def stored_component(self, sha: str) -> str:
         return components.stored(self.home, sha)
 
-    def child_component(self, m: Manifest, path: Path, what: str) -> str:
-        """Stores the component file a spawn names (``manifest.component_path``); a file spawned
-        before and unchanged since is known by its digest, not read again."""
+    def child_component(self, m: Manifest, path: Path, root: str, what: str) -> str:
+        """Stores the component file a spawn names (``manifest.component_path``, inside ``root``); a
+        file spawned before and unchanged since is known by its digest, not read again."""
         sha = self.digests.get(path)
         if sha is not None and components.is_stored(self.home, sha):
             return sha
         before = stamp(path)
-        sha = self.store_component(manifests.read_component(m, path), what, str(path))
+        sha = self.store_component(manifests.read_component(m, path, root), what, str(path))
         self.digests.remember(path, before, sha)
         return sha
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import wasmtime
 
-from theater import digests
+from theater import digests, paths
+from theater.paths import read_regular, within
 from worker.adapter import _leb128
 
 from .conftest import ACTORS, Server
@@ -95,6 +96,34 @@ def test_a_spawn_reads_only_regular_files_inside_the_parents_directory(server, f
     assert not kid.startswith("error"), kid
     assert c.request(parent, b"G" + kid.encode()) == b'{"v":1}'
     assert "Traceback" not in (server.home.logs / "server.log").read_text()
+
+
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "without-openat2"])
+def test_a_file_checked_inside_the_parents_directory_is_read_from_there_whatever_is_swapped_in(
+        tmp_path, monkeypatch, openat2):
+    """The check (``within``) resolves the path, the read opens it again: an actor that can write in
+    its directory could swap a folder or the file for a symlink out of it in between, and have the
+    server (root, often) read any file as its child's manifest, component or state. The read does
+    not leave the directory (openat2's RESOLVE_BENEATH; without openat2, what was opened is checked)."""
+    if not openat2:
+        monkeypatch.setattr(paths, "_SYS_OPENAT2", 1 << 20)      # no such system call: ENOSYS
+    root, elsewhere = tmp_path / "parent", tmp_path / "elsewhere"
+    for d in (root / "sub", elsewhere):
+        d.mkdir(parents=True)
+        (d / "state.json").write_bytes(SECRET if d == elsewhere else b"{}")
+    os.symlink("sub", root / "link")                            # a link that stays inside is fine
+    assert read_regular(within(root, "link/state.json"), 100, beneath=root) == b"{}"
+
+    checked = within(root, "sub/state.json")
+    (root / "sub").rename(root / "was")
+    os.symlink(elsewhere, root / "sub")                         # the folder swapped for a link out
+    with pytest.raises(OSError, match="outside"):
+        read_regular(checked, 100, beneath=root)
+    checked = within(root, "was/state.json")
+    os.symlink(elsewhere / "state.json", root / "was" / "new")
+    os.replace(root / "was" / "new", root / "was" / "state.json")    # the file itself
+    with pytest.raises(OSError, match="outside"):
+        read_regular(checked, 100, beneath=root)
 
 
 def test_a_manifest_or_init_state_that_fails_to_parse_is_an_err(server, family):

@@ -161,9 +161,9 @@ def component_path(manifest: Manifest, base_dir: str | Path, root: str | Path | 
     return _path(manifest, "component", manifest.component, base_dir, root)
 
 
-def read_component(manifest: Manifest, path: Path) -> bytes:
-    """The bytes of the component file at ``path`` (from ``component_path``)."""
-    return _read_at(manifest, "component", manifest.component, path)
+def read_component(manifest: Manifest, path: Path, root: str | Path | None = None) -> bytes:
+    """The bytes of the component file at ``path`` (from ``component_path``; not leaving ``root``)."""
+    return _read_at(manifest, "component", manifest.component, path, root)
 
 
 def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Path | None = None) -> bytes | None:
@@ -186,7 +186,7 @@ def resolve_init_state(manifest: Manifest, base_dir: str | Path, root: str | Pat
 
 
 def _read(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> bytes:
-    return _read_at(manifest, key, given, _path(manifest, key, given, base_dir, root))
+    return _read_at(manifest, key, given, _path(manifest, key, given, base_dir, root), root)
 
 
 def _path(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: str | Path | None) -> Path:
@@ -196,9 +196,9 @@ def _path(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: 
         raise _unreadable(manifest, key, given, e) from None
 
 
-def _read_at(manifest: Manifest, key: str, given: str, path: Path) -> bytes:
+def _read_at(manifest: Manifest, key: str, given: str, path: Path, root: str | Path | None) -> bytes:
     try:
-        return read_regular(path, MAX_FILE)
+        return read_regular(path, MAX_FILE, beneath=root)
     except OSError as e:
         raise _unreadable(manifest, key, given, e) from None
 

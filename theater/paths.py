@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import functools
 import os
@@ -224,14 +225,15 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(tmp)
 
 
-def read_regular(path: Path, limit: int) -> bytes:
+def read_regular(path: Path, limit: int, beneath: str | Path | None = None) -> bytes:
     """A regular file's bytes, at most ``limit`` of them. Anything else is refused with an
     OSError whose strerror says why, before it is opened where possible and in any case
     without blocking: a FIFO's open() waits for a writer, and a device may do anything on
-    open() or read() (issue 16, finding 1)."""
+    open() or read() (issue 16, finding 1). With ``beneath`` (the root ``within`` checked
+    ``path`` against), the open does not leave it either, whatever was swapped in since."""
     st = os.stat(path)
     _check_regular(st, limit)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    fd = _open_beneath(Path(beneath), path) if beneath is not None else os.open(path, _READ)
     try:
         _check_regular(os.fstat(fd), limit)        # what was opened, if it changed since the stat
         chunks, size = [], 0
@@ -243,6 +245,50 @@ def read_regular(path: Path, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+# openat2(2), Linux 5.6: one number on every architecture. RESOLVE_BENEATH: no step of the path
+# (a "..", a symlink, an absolute one) may lead out of the directory it starts from.
+_SYS_OPENAT2 = 437
+_RESOLVE_NO_MAGICLINKS, _RESOLVE_BENEATH = 0x02, 0x08
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _open_beneath(root: Path, path: Path) -> int:
+    """``path`` (a real path inside ``root``, from ``within``), opened for reading without leaving
+    ``root``: an actor that can write inside it could otherwise swap a directory or the file for a
+    symlink out of it between the check and the open (the server reads as its own user). Where
+    openat2 is missing (before Linux 5.6, or refused by a container's seccomp filter), what was
+    opened is checked instead, by its /proc/self/fd link."""
+    top = root.resolve()
+    outside = OSError(errno.EACCES, f"outside {top}, the directory the actor may read")
+    if not path.is_relative_to(top):
+        raise outside
+    dirfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        how = _OpenHow(_READ, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+        fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), os.fsencode(path.relative_to(top)),
+                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        err = ctypes.get_errno()
+    finally:
+        os.close(dirfd)
+    if fd >= 0:
+        return int(fd)
+    if err == errno.EXDEV:                          # a step led out: swapped since the check
+        raise outside
+    if err not in (errno.ENOSYS, errno.EPERM):
+        raise OSError(err, os.strerror(err))
+    fd = os.open(path, _READ)
+    if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(top):
+        os.close(fd)
+        raise outside
+    return fd
 
 
 def check_regular(path: Path, limit: int) -> None:
