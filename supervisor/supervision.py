@@ -55,17 +55,10 @@ class Supervision:
                  saved: SavedActors, directory: Directory, config: ServerConfig, compiles: Compiles,
                  user: tuple[int, int] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
-        self.registry = registry
-        self.outbox = outbox
-        self.launcher = launcher
-        self.limits = limits
-        self.saved = saved
-        self.directory = directory
-        self.config = config
-        self.compiles = compiles
+        self.registry, self.outbox, self.launcher, self.limits = registry, outbox, launcher, limits
+        self.saved, self.directory, self.config, self.compiles = saved, directory, config, compiles
         self.user = list(user) if user else None
-        self.clock = clock
-        self.wall = wall
+        self.clock, self.wall = clock, wall
         self.rng = rng or random.Random()
         self.stopping = False
         self.start_waiters: dict[str, list[Ready]] = {}
@@ -101,17 +94,21 @@ class Supervision:
         spec = rec.spec
         if spec.parent is None:
             self.saved.launched(rec)
-        # a restarted child's grants, again (its spawn checked): a folder swapped for a link since
-        p = self.registry.get(spec.parent) if spec.parent and rec.run.number > 1 else None
-        if p and (why := attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base, self.config.limits)):
+        # a restarted child's grants, again (its spawn checked: a folder swapped for a link since),
+        # and every child's paths as its worker gets them (resolved once), within its parent's
+        p, view = self.registry.get(spec.parent or ""), sandbox.view(spec.manifest, spec.base)
+        why = p and ((rec.run.number > 1 and attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base,
+                                                                self.config.limits))
+                     or sandbox.view_beyond(view, sandbox.view(p.manifest, p.spec.base)))
+        if why:
             return self._not_spawned(rec, Outcome(reason="manifest", error=f"{spec.manifest.source}: {why}"))
-        confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": sandbox.view(spec.manifest, spec.base),
+        confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": view,
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
         self.compiles.then_spawn(rec, self.launcher, confine, self._not_spawned)
 
     def _not_spawned(self, rec: ActorRecord, outcome: Outcome) -> None:
-        """Stopped while its component compiled, it cannot be compiled (see compiles), or a
-        restarted child's grants are no longer within its parent's: no worker is forked."""
+        """Stopped while its component compiled, it cannot be compiled (see compiles), or a child's
+        grants or paths are no longer within its parent's: no worker is forked."""
         if outcome.error is None:
             return self._finish_stop(rec)
         rec.run.report = exits.reported(f"start:{outcome.reason}", outcome.error)

@@ -21,7 +21,8 @@ import orjson
 import psutil
 import pytest
 
-from theater import _landlock, sandbox
+from theater import _landlock, _linux, paths, sandbox
+from theater import manifest as manifests
 from theater.chaindb import ChainReader
 from theater.errors import TheaterError
 from worker import executables
@@ -354,6 +355,47 @@ def test_landlock_alone_refuses_reads_outside_and_tcp(tmp_path, tcp_listener):
                 return 3
             except PermissionError:
                 return 0
+
+    assert _in_child(child) == 0
+
+
+@pytest.mark.skipif(_landlock.abi() < 1, reason="needs Landlock")
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "without-openat2"])
+def test_a_granted_directory_swapped_for_a_link_after_its_check_is_not_in_the_view(tmp_path, monkeypatch, openat2):
+    """The server resolves a child's granted directory when it launches it and checks it against
+    its parent's (sandbox.view, view_beyond); the worker opens it for its Landlock rule later. A
+    parent that writes there could swap it for a link in between, and the worker took the link's
+    target (anywhere: /etc) into its view, to read and write. It now fails its start instead."""
+    if not openat2:
+        monkeypatch.setattr(paths, "_SYS_OPENAT2", 1 << 20)      # no such system call: ENOSYS
+    parent, elsewhere = tmp_path / "parent", tmp_path / "elsewhere"
+    (parent / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "shadow").write_text("secret")
+    os.symlink("real", parent / "kid")
+    kid = manifests.parse('name = "k"\nversion = "1"\ncomponent = "k.wat"\n[[handler]]\ntype = "filesystem"\n'
+                          'path = "kid"\n')
+    mine = manifests.parse('name = "p"\nversion = "1"\ncomponent = "p.wat"\n[[handler]]\n'
+                           'type = "filesystem"\npath = "."\n')
+    view = sandbox.view(kid, str(parent))
+    assert view["write"] == [str((parent / "real").resolve())]         # resolved once, at the launch
+    assert sandbox.view_beyond(view, sandbox.view(mine, str(parent))) is None
+    assert "outside its parent's directories" in sandbox.view_beyond(view, sandbox.view(mine, str(elsewhere)))
+    (parent / "real").rename(parent / "was")
+    os.symlink(elsewhere, parent / "real")                              # swapped after the check
+
+    def child() -> int:
+        _linux.no_new_privileges()
+        try:
+            _landlock.restrict([(p, _landlock.READ | _landlock.WRITE) for p in view["write"]], _landlock.abi(),
+                               exact=view["write"])
+        except OSError as e:
+            return 0 if "a symlink now" in str(e) else 1
+        try:
+            (elsewhere / "shadow").read_text()
+            return 2                                                    # the link's target was granted
+        except PermissionError:
+            return 3
 
     assert _in_child(child) == 0
 

@@ -16,7 +16,9 @@ import ctypes
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+
+from .paths import RESOLVE_NO_SYMLINKS, openat2
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446   # the same on every architecture
 _CREATE_RULESET_VERSION = 1
@@ -71,17 +73,36 @@ def abi() -> int:
         raise
 
 
+def _open_exact(path: str) -> int:
+    """``path`` (a real path) opened as it is: if a step of it is a symlink now (swapped in since
+    it was checked), an OSError, not what the link leads to."""
+    changed = OSError(errno.ELOOP, f"{path} is not the directory that was checked (a symlink now)")
+    try:
+        return openat2(path, os.O_PATH | os.O_CLOEXEC, RESOLVE_NO_SYMLINKS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise changed from None
+        if e.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)        # without openat2: what was opened, checked
+    if os.readlink(f"/proc/self/fd/{fd}") != path:
+        os.close(fd)
+        raise changed
+    return fd
+
+
 def handled_fs(version: int) -> int:
     """Every filesystem right the kernel of this ABI knows (all of them are denied unless granted)."""
     return _FS_BY_ABI.get(version, (1 << 16) - 1) if version > 0 else 0
 
 
-def restrict(rules: Iterable[tuple[str, int]], version: int) -> list[str]:
+def restrict(rules: Iterable[tuple[str, int]], version: int, exact: Collection[str] = ()) -> list[str]:
     """Confines this thread (and what it starts from now on) to ``rules``: (path, rights) pairs,
     the rights granted beneath a directory (or on a file, its file rights only). Paths that do
-    not exist are skipped and returned. Also, from ABI 4, no TCP bind or connect; from ABI 6, no
-    signals and no abstract unix sockets outside the domain. Needs ``no_new_privs`` (or
-    CAP_SYS_ADMIN). OSError if the kernel refuses."""
+    not exist are skipped and returned. Paths in ``exact`` (real paths someone checked) are
+    taken only as they are: one that is, or passes through, a symlink now is an OSError. Also,
+    from ABI 4, no TCP bind or connect; from ABI 6, no signals and no abstract unix sockets
+    outside the domain. Needs ``no_new_privs`` (or CAP_SYS_ADMIN). OSError if the kernel refuses."""
     fs = handled_fs(version)
     attr = _RulesetAttr(fs, _NET_BIND_TCP | _NET_CONNECT_TCP if version >= 4 else 0,
                         _SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL if version >= 6 else 0)
@@ -91,8 +112,10 @@ def restrict(rules: Iterable[tuple[str, int]], version: int) -> list[str]:
     try:
         for path, rights in rules:
             try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
+                fd = _open_exact(path) if path in exact else os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError as e:
+                if path in exact and not isinstance(e, FileNotFoundError):
+                    raise
                 missing.append(path)
                 continue
             try:

@@ -204,7 +204,9 @@ register(Spec("environment", imports=("theater:simple/environment",), keys={
     "denied_vars": _strings("variable names", _var_name),
     "allow_list_all": _flag}))
 def _filesystem_view(config: Mapping[str, Any], base: str) -> dict[str, list[str]]:
-    root = os.path.join(base, config["path"])
+    # resolved now, and taken by the worker only as it is (theater._landlock.restrict's ``exact``):
+    # a symlink swapped in afterwards fails the start instead of widening the view
+    root = os.path.realpath(os.path.join(base, config["path"]))
     return {"write": [root], "make": [root] if config.get("new_dir") else [],
             "run": list(config.get("allowed_commands", ()))}
 

@@ -248,9 +248,11 @@ def read_regular(path: Path, limit: int, beneath: str | Path | None = None) -> b
 
 
 # openat2(2), Linux 5.6: one number on every architecture. RESOLVE_BENEATH: no step of the path
-# (a "..", a symlink, an absolute one) may lead out of the directory it starts from.
+# (a "..", a symlink, an absolute one) may lead out of the directory it starts from;
+# RESOLVE_NO_SYMLINKS: no step may be a symlink at all.
 _SYS_OPENAT2 = 437
-_RESOLVE_NO_MAGICLINKS, _RESOLVE_BENEATH = 0x02, 0x08
+RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
+_AT_FDCWD = -100
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -258,6 +260,18 @@ _libc.syscall.restype = ctypes.c_long
 
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(path: str | Path, flags: int, resolve: int, dirfd: int = _AT_FDCWD) -> int:
+    """openat2(2): a descriptor, or OSError (ENOSYS where the kernel lacks it, or a seccomp
+    filter refuses it: the caller checks what it opened another way)."""
+    how = _OpenHow(flags, 0, resolve)
+    fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), os.fsencode(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(fd)
 
 
 def _open_beneath(root: Path, path: Path) -> int:
@@ -272,18 +286,14 @@ def _open_beneath(root: Path, path: Path) -> int:
         raise outside
     dirfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        how = _OpenHow(_READ, 0, _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
-        fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), os.fsencode(path.relative_to(top)),
-                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-        err = ctypes.get_errno()
+        return openat2(path.relative_to(top), _READ, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, dirfd)
+    except OSError as e:
+        if e.errno == errno.EXDEV:                  # a step led out: swapped since the check
+            raise outside from None
+        if e.errno not in (errno.ENOSYS, errno.EPERM):
+            raise
     finally:
         os.close(dirfd)
-    if fd >= 0:
-        return int(fd)
-    if err == errno.EXDEV:                          # a step led out: swapped since the check
-        raise outside
-    if err not in (errno.ENOSYS, errno.EPERM):
-        raise OSError(err, os.strerror(err))
     fd = os.open(path, _READ)
     if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(top):
         os.close(fd)

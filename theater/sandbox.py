@@ -109,6 +109,17 @@ def view(manifest: Manifest, base: str) -> dict[str, list[str]]:
     return out
 
 
+def view_beyond(child: dict[str, list[str]], parent: dict[str, list[str]]) -> str | None:
+    """Why a child's view (``view``, resolved when it was made) reaches past its parent's, or None.
+    The grants were compared at the spawn (``theater.attenuation``); this compares the paths the
+    worker will be given, resolved once: a parent that can write in its directory could swap a
+    folder for a symlink between that check and this resolution."""
+    for path in child["write"]:
+        if not any(path == mine or path.startswith(mine.rstrip(os.sep) + os.sep) for mine in parent["write"]):
+            return f"{path} is outside its parent's directories (it changed since the spawn was checked)"
+    return None
+
+
 def outside(paths: Iterable[str | Path], private: Path) -> list[str]:
     """``paths`` less any that is ``private`` or holds it or lies inside it (the home's keys and
     chains must not enter a worker's view through, say, a current directory on sys.path)."""

@@ -102,7 +102,7 @@ class Sandbox:
                 os.makedirs(path, mode=0o700, exist_ok=True)
         if self.landlock_abi:
             try:
-                ll.restrict(rules(home, view, self.python), self.landlock_abi)
+                ll.restrict(rules(home, view, self.python), self.landlock_abi, exact=view.get("write", ()))
             except OSError as e:
                 raise SandboxError(f"Landlock refused the worker's view: {e.strerror}") from None
 

@@ -618,3 +618,27 @@ def test_a_parents_child_queries_are_parked_one_at_a_time(tmp_path):
                       by=kid.actor_id)
     last = [h for actor, h in w.outbox.sent if actor == parent.actor_id][-1]
     assert last["k"] == "ok" and last["re"] == "q999" and not w.outbox.pending
+
+
+def test_a_child_whose_directory_leads_out_of_its_parents_now_is_not_forked(tmp_path):
+    """The spawn checked the child's grants; its directory is resolved again when its worker is
+    launched (the view the worker gets): swapped for a link out in between, no worker is forked."""
+    w = World(tmp_path)
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+
+    def start(name: str, path: str, parent: ActorRecord | None) -> ActorRecord:
+        text = (f'name = "{name}"\nversion = "1"\ncomponent = "x.wat"\n[[handler]]\ntype = "filesystem"\n'
+                f'path = "{path}"\n[[handler]]\ntype = "supervisor"\n[restart]\ntype = "temporary"\n')
+        rec = w.sup.start(manifests.parse(text, f"{name}.toml"), text, str(tmp_path), "0" * 64, None,
+                          parent=parent.actor_id if parent else None)
+        w.settle()
+        return rec
+    parent = start("parent", "data", None)
+    inside = start("inside", "data/x", parent)
+    assert inside.status == Status.RUNNING
+    (tmp_path / "data" / "x").rmdir()
+    (tmp_path / "data" / "x").symlink_to(tmp_path / "outside")       # after the spawn's check
+    kid = start("kid", "data/x", parent)
+    assert w.incarnations(kid) == 0 and kid.status != Status.RUNNING
+    assert kid.last_error is not None and "outside its parent's directories" in kid.last_error, kid.last_error
