@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from worker import beneath
+from theater import beneath
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import orjson
 import psutil
 import pytest
 
-from theater import _landlock, _linux, paths, sandbox
+from theater import _landlock, _linux, beneath, sandbox
 from theater import manifest as manifests
 from theater.chaindb import ChainReader
 from theater.errors import TheaterError
@@ -367,7 +367,7 @@ def test_a_granted_directory_swapped_for_a_link_after_its_check_is_not_in_the_vi
     parent that writes there could swap it for a link in between, and the worker took the link's
     target (anywhere: /etc) into its view, to read and write. It now fails its start instead."""
     if not openat2:
-        monkeypatch.setattr(paths, "_SYS_OPENAT2", 1 << 20)      # no such system call: ENOSYS
+        monkeypatch.setattr(beneath, "HAVE_OPENAT2", False)      # a kernel without it
     parent, elsewhere = tmp_path / "parent", tmp_path / "elsewhere"
     (parent / "real").mkdir(parents=True)
     elsewhere.mkdir()

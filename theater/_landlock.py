@@ -18,7 +18,7 @@ import os
 import stat
 from collections.abc import Collection, Iterable
 
-from .paths import RESOLVE_NO_SYMLINKS, openat2
+from .beneath import open_exact
 
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446   # the same on every architecture
 _CREATE_RULESET_VERSION = 1
@@ -76,19 +76,12 @@ def abi() -> int:
 def _open_exact(path: str) -> int:
     """``path`` (a real path) opened as it is: if a step of it is a symlink now (swapped in since
     it was checked), an OSError, not what the link leads to."""
-    changed = OSError(errno.ELOOP, f"{path} is not the directory that was checked (a symlink now)")
     try:
-        return openat2(path, os.O_PATH | os.O_CLOEXEC, RESOLVE_NO_SYMLINKS)
+        return open_exact(path, os.O_PATH)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise changed from None
-        if e.errno not in (errno.ENOSYS, errno.EPERM):
-            raise
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)        # without openat2: what was opened, checked
-    if os.readlink(f"/proc/self/fd/{fd}") != path:
-        os.close(fd)
-        raise changed
-    return fd
+            raise OSError(errno.ELOOP, f"{path} is not the directory that was checked (a symlink now)") from None
+        raise
 
 
 def handled_fs(version: int) -> int:

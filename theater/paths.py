@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import functools
 import os
@@ -26,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import beneath
 from .errors import UsageError
 
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
@@ -247,58 +247,28 @@ def read_regular(path: Path, limit: int, beneath: str | Path | None = None) -> b
         os.close(fd)
 
 
-# openat2(2), Linux 5.6: one number on every architecture. RESOLVE_BENEATH: no step of the path
-# (a "..", a symlink, an absolute one) may lead out of the directory it starts from;
-# RESOLVE_NO_SYMLINKS: no step may be a symlink at all.
-_SYS_OPENAT2 = 437
-RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
-_AT_FDCWD = -100
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def openat2(path: str | Path, flags: int, resolve: int, dirfd: int = _AT_FDCWD) -> int:
-    """openat2(2): a descriptor, or OSError (ENOSYS where the kernel lacks it, or a seccomp
-    filter refuses it: the caller checks what it opened another way)."""
-    how = _OpenHow(flags, 0, resolve)
-    fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dirfd), os.fsencode(path), ctypes.byref(how),
-                       ctypes.c_size_t(ctypes.sizeof(how)))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return int(fd)
 
 
 def _open_beneath(root: Path, path: Path) -> int:
     """``path`` (a real path inside ``root``, from ``within``), opened for reading without leaving
     ``root``: an actor that can write inside it could otherwise swap a directory or the file for a
-    symlink out of it between the check and the open (the server reads as its own user). Where
-    openat2 is missing (before Linux 5.6, or refused by a container's seccomp filter), what was
-    opened is checked instead, by its /proc/self/fd link."""
+    symlink out of it between the check and the open (the server reads as its own user)."""
     top = root.resolve()
     outside = OSError(errno.EACCES, f"outside {top}, the directory the actor may read")
     if not path.is_relative_to(top):
         raise outside
     dirfd = os.open(top, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return openat2(path.relative_to(top), _READ, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS, dirfd)
-    except OSError as e:
-        if e.errno == errno.EXDEV:                  # a step led out: swapped since the check
-            raise outside from None
-        if e.errno not in (errno.ENOSYS, errno.EPERM):
-            raise
+        return beneath.open_beneath(dirfd, str(path.relative_to(top)), _READ)
+    except beneath.Escape:
+        raise outside from None
+    except OSError as e:            # without openat2 every link is refused: one is there now
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(errno.EACCES, "it changed since it was checked (a link now stands in its path)") from None
+        raise
     finally:
         os.close(dirfd)
-    fd = os.open(path, _READ)
-    if not Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(top):
-        os.close(fd)
-        raise outside
-    return fd
 
 
 def check_regular(path: Path, limit: int) -> None:

@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from theater.beneath import Escape, open_beneath, split
 from theater.errors import ManifestError, TheaterError
 from theater.grants import SPECS
 
 from .. import commands
-from ..beneath import Escape, open_beneath, split
 from ..host import Host
 from ..values import Err, Ok
 from .base import Functions, Handler, register

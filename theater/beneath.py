@@ -1,4 +1,6 @@
-"""Opening paths strictly beneath one directory: what confines the ``filesystem`` handler.
+"""Opening paths strictly beneath one directory: what confines the ``filesystem`` handler,
+and the server's reads of the files a spawn names (``theater.paths.read_regular``); and real
+paths taken only as they are (``open_exact``: a Landlock view's granted directories).
 
 A path an actor gives is resolved by the kernel relative to a descriptor of the granted
 directory, never by comparing strings: ``openat2`` with ``RESOLVE_BENEATH`` fails with
@@ -14,10 +16,13 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 
 _SYS_OPENAT2 = 437                  # the same number on every architecture (added in Linux 5.6)
 _RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
+_AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -30,9 +35,9 @@ class Escape(OSError):
     """The path leads outside the directory (or is absolute): refused, whatever is there."""
 
 
-def _openat2(root: int, path: str, flags: int, mode: int) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0,
-                   _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS)
+def _openat2(root: int, path: str, flags: int, mode: int,
+             resolve: int = _RESOLVE_BENEATH | _RESOLVE_NO_MAGICLINKS) -> int:
+    how = _OpenHow(flags | os.O_CLOEXEC, mode if flags & os.O_CREAT else 0, resolve)
     fd = _libc.syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_long(root), ctypes.c_char_p(os.fsencode(path)),
                        ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
     if fd < 0:
@@ -78,14 +83,32 @@ def _probe() -> bool:
 HAVE_OPENAT2 = _probe()
 
 
-def open_beneath(root: int, path: str, flags: int, mode: int = 0o600, openat2: bool = HAVE_OPENAT2) -> int:
+def open_beneath(root: int, path: str, flags: int, mode: int = 0o600, openat2: bool | None = None) -> int:
     """A descriptor for ``path`` (relative, "" = the directory itself) beneath the directory
     ``root``; ``Escape`` if it is absolute or leads outside, OSError for everything else."""
     if path.startswith("/"):
         raise Escape(errno.EXDEV, "is absolute (paths are relative to the granted directory)", path)
     if "\0" in path:
         raise OSError(errno.EINVAL, "contains a NUL byte", path)
-    return (_openat2 if openat2 else _walk)(root, path or ".", flags, mode)
+    return (_openat2 if (HAVE_OPENAT2 if openat2 is None else openat2) else _walk)(root, path or ".", flags, mode)
+
+
+def open_exact(path: str, flags: int) -> int:
+    """A descriptor for the real path ``path`` as it is: if any step of it is a symlink (one
+    swapped in since someone resolved and checked it), OSError ELOOP, not what it leads to."""
+    if not path.startswith("/") or "\0" in path:
+        raise OSError(errno.EINVAL, "not an absolute path", path)
+    if HAVE_OPENAT2:
+        return _openat2(_AT_FDCWD, path, flags, 0, _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS)
+    root = os.open("/", os.O_PATH | os.O_CLOEXEC)
+    try:
+        fd = _walk(root, path, flags, 0)            # every step with O_NOFOLLOW: no symlink at all ...
+    finally:
+        os.close(root)
+    if stat.S_ISLNK(os.fstat(fd).st_mode):          # ... but O_PATH opens a last one as itself
+        os.close(fd)
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    return fd
 
 
 def split(path: str) -> tuple[str, str]:
