@@ -4,7 +4,8 @@ A test-only plug-in (``tests/plugins/probe.py``, loaded through ``THEATER_PLUGIN
 Python a request carries inside the actor's worker, after its sandbox is up: each test asks
 it to do what the sandbox must stop, and reads the answer (a refusal, recorded in the chain
 as the host call's output) or the stop (the worker killed, the exit recorded with reason
-``seccomp`` and the call named).
+``seccomp`` and the call named). Replayed, the same probes run again in the replayer, which
+confines itself alike (worker/replaysandbox.py).
 """
 
 from __future__ import annotations
@@ -284,6 +285,81 @@ def test_a_new_namespace_kills_the_worker(sandboxed, tmp_path):
     actor = start_probe(sandboxed, tmp_path)
     ex = killed_for(sandboxed, actor, "import ctypes\nresult = ctypes.CDLL(None).unshare(0x10000000)")
     assert ex["reason"] == "seccomp" and "(unshare)" in ex["error"]
+
+
+# What a worker's sandbox refuses, and the answer each gets there; the replayer runs each again
+# (tests/plugins/probe_handler.py), and its replay reproduces the record only if it gets the same.
+STATUS = ("result = [x.split() for x in open('/proc/self/status')"
+          " if x.split(':')[0] in ('CapEff', 'NoNewPrivs', 'Seccomp')]")
+NETDEV = "result = [x.split(':')[0].strip() for x in open('/proc/net/dev').readlines()[2:]]"
+CONFINED = [
+    ("result = open({key!r}, 'rb').read()", "PermissionError: [Errno 13] Permission denied"),
+    ("result = open('/etc/passwd').read()", "PermissionError: [Errno 13] Permission denied"),
+    ("import os\nresult = os.listdir({home!r})", "PermissionError: [Errno 13] Permission denied"),
+    ("open({outside!r}, 'w')", "PermissionError: [Errno 13] Permission denied"),
+    ("import socket\nresult = socket.socket()", "PermissionError: [Errno 1] Operation not permitted"),
+    (NETDEV, "['lo']"),
+    (STATUS, "[['CapEff:', '0000000000000000'], ['NoNewPrivs:', '1'], ['Seccomp:', '2']]"),
+]
+
+
+def test_a_replay_runs_the_actor_confined_as_its_worker_was(sandboxed, tmp_path):
+    """A replay runs an actor's component and record, which may be hostile, in a process the
+    operator started (often as root). The replayer confines itself as a worker does before it
+    runs the actor's code: no home, no /etc/passwd, no writes, no AF_INET socket, a network
+    namespace of its own, no_new_privs, seccomp, no capability. --no-sandbox leaves the three
+    layers out, as the server's does: the replayer reads the host key, and the replay diverges."""
+    actor = start_probe(sandboxed, tmp_path, "replayed", grant="")
+    paths = {"key": str(sandboxed.home.host_key), "home": str(sandboxed.home.root), "outside": str(tmp_path / "x")}
+    for code, answer in CONFINED:
+        assert probe(sandboxed, actor, code.format(**paths)).startswith(answer), code
+    r = sandboxed.cli("replay", actor)
+    assert (r.code, r.err) == (0, ""), r
+    assert r.text.startswith(f"ok      {actor}  {len(CONFINED) + 1} calls in 1 incarnation(s)"), r.text
+    r = sandboxed.cli("replay", actor, "--no-sandbox")
+    key_read = next(e["seq"] for e in cli_events(sandboxed, actor) if e["type"] == "test:probe/probe/run")
+    assert r.code == 5 and f"DIVERGED  {actor}  event {key_read + 1}: the replay produced wasm" in r.text, r
+
+
+def test_a_replayer_without_landlock_keeps_its_other_layers_and_says_so(sandboxed, tmp_path):
+    """On a kernel without Landlock the replayer leaves that layer out, as the server does for
+    its workers, keeps the others, and says so on stderr (the CLI passes it on)."""
+    actor = start_probe(sandboxed, tmp_path, "unlandlocked", grant="")
+    for code in (STATUS, NETDEV, "import socket\nresult = socket.socket()"):
+        probe(sandboxed, actor, code)
+    replayer = ("import sys\nfrom theater import _landlock\n_landlock.abi = lambda: 0\n"
+                "from worker.__main__ import main\nsys.exit(main(sys.argv[1:]))")
+    p = subprocess.run([sys.executable, "-c", replayer, "replay", "--home", str(sandboxed.home.root), actor],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert p.returncode == 0 and orjson.loads(p.stdout)["ok"], (p.stdout, p.stderr)
+    assert "sandbox layer landlock is not in force: the kernel has no Landlock\n" in p.stderr, p.stderr
+
+
+def test_the_cli_passes_on_a_layer_the_replayer_lacks(home, monkeypatch, capsys):
+    from theater.cli import main as cli_main
+    from theater.cli import replay as cli_replay
+
+    report = {"ok": True, "actor": "a", "calls": 0, "incarnations": 0, "events": 0, "reproduced": 0}
+    said = b"held to its compile memory limit ([compile] memory): 1 bytes more\n" \
+           b"sandbox layer landlock is not in force: the kernel has no Landlock\n"
+    monkeypatch.setattr(cli_replay.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, orjson.dumps(report), said))
+    assert cli_main(["--home", str(home.root), "replay", "a"]) == 0
+    assert capsys.readouterr().err == "theater: replay: sandbox layer landlock is not in force: the kernel has " \
+                                      "no Landlock\n"
+
+
+def test_a_replayer_that_makes_a_fatal_call_is_killed_and_the_cli_says_so(sandboxed, tmp_path):
+    """The worker's fatal calls kill the replayer at once (it has no fork server to report them
+    to): here execve, made only in the replayer, as actor code escaped into it would."""
+    actor = start_probe(sandboxed, tmp_path, "escaping", grant="")
+    code = ("import os, sys\nif 'worker.replaysandbox' in sys.modules:\n    os.execv('/bin/true', ['true'])\n"
+            "result = 'in the worker'")
+    assert probe(sandboxed, actor, code) == "'in the worker'"
+    r = sandboxed.cli("replay", actor)
+    said = (r.text + r.err).strip()
+    assert r.code == 1 and len(said.splitlines()) == 1, r
+    assert "the replayer made a system call its sandbox forbids, and was killed (seccomp)" in said, r
 
 
 def test_without_the_sandbox_the_same_probes_get_through(plugin_env, home, tmp_path, tcp_listener):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from theater import _linux, _logging, grants
+from theater import _linux, _logging, grants, sandbox
 from theater.chaindb import ChainReader
 from theater.config import load_server_config
 from theater.errors import TheaterError, UsageError
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
     rep.add_argument("--file", help="an export (JSON Lines) instead of the store")
     rep.add_argument("--component", help="the component file (default: the home's copy, by SHA-256)")
+    rep.add_argument("--no-sandbox", action="store_true",
+                     help="without seccomp, Landlock and a network namespace of its own (worker/replaysandbox.py)")
     args = p.parse_args(argv)
     grants.load_plugins()
     home = Home.resolve(args.home)
@@ -77,13 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         return run(home, args.sha256, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None,
                    (int(cwasm_fd), int(shape_fd)))
     from .replay import replay
+    from .replaysandbox import confine
 
     _linux.die_with_parent(signal.SIGKILL)      # the CLI that asked may give up (or be killed)
     try:
         events = _load(home, args.actor, args.file)
         component = _component(args.component)
         config = load_server_config(home.root / "server.toml")     # limits a record does not say
-        report = replay(events, home.components, home.cache, config.limits, config.compile.memory, component)
+        report = replay(events, home.components, home.cache, config.limits, config.compile.memory, component,
+                        lambda: confine(home, sandbox.detect(not args.no_sandbox)))
     except TheaterError as e:
         print(orjson.dumps({"ok": False, "code": e.code, "error": e.message}).decode())
         return 2
@@ -108,7 +112,10 @@ def _load(home: Home, actor: str | None, file: str | None) -> list[Event]:
     if not actor:
         raise UsageError("give an actor id, or --file")
     reader = ChainReader(home.chains_db)
-    return list(reader.events(reader.resolve(actor)))
+    try:
+        return list(reader.events(reader.resolve(actor)))
+    finally:
+        reader.close()          # the replayer confines itself next: it keeps no descriptor of the store
 
 
 if __name__ == "__main__":

@@ -14,13 +14,16 @@ replay ends there: the rest is not reproducible, and not a divergence.
 
 Each incarnation is held to the memory limits its record says the live actor had (see
 ``replaylimits``); a replay that fails at one of them reports that limit, not a divergence.
+
+The replayer reads everything first: the chain, and each component its incarnations run
+(``replaycomponents``). Then it confines itself (``replay``'s ``confine``:
+``worker.replaysandbox``), and only then runs the actor's code.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,14 +33,14 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
-from theater.errors import ComponentError
 from theater.events import Event, decode_data, encode_data, event_hash
 from theater.manifest import Limits
 
-from . import component, handlers, records, replaylimits, wasi
+from . import component, handlers, records, replaylimits, wasi, wit
 from .crossing import Export, raise_host_exception
-from .replaylimits import Alarm, Held, ProcessData
-from .replayreport import Diverged, Report
+from .replaycomponents import DIGEST, Components
+from .replaylimits import ENOMEM, Alarm, Held, ProcessData
+from .replayreport import AtLimit, Diverged, Report
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
@@ -46,18 +49,11 @@ NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
 CALL_LIMIT_FACTOR = 20
 CALL_LIMIT_MIN = 5.0
 
-
-_DIGEST = re.compile(r"[0-9a-f]{64}")     # a component is named by its SHA-256: never a path
 _UNKNOWN = object()
-_ENOMEM = "(os error 12)"                   # how wasmtime says the data rlimit refused it memory
 
 
 class _RecordEnds(Exception):
     """Raised where a replayed call goes past the end of a record that has no outcome for it."""
-
-
-class _AtLimit(Exception):
-    """Raised where the replay cannot go on for a limit: (seq, which limit, what it says)."""
 
 
 def _output(value: Any) -> Any:
@@ -74,17 +70,13 @@ def _params(value: Any) -> Any:
 
 
 class Replayer:
-    def __init__(self, events: list[Event], component: Callable[[str], tuple[Path, str]], cache: Path,
+    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str]], cache: Path,
                  defaults: Limits, compile_memory: int) -> None:
+        """Reads all the replay needs (``find``: a recorded SHA-256 -> its file and cache key)."""
         self.events = events
-        self.component = component         # recorded SHA-256 -> (file, cache key)
-        self.cache = cache
         self.defaults = defaults           # the limits of an incarnation whose record does not say
-        self.compile_memory = compile_memory
-        replaylimits.prepare()
         self.data = ProcessData()
         self.held: Held | None = None      # the running incarnation's limits
-        self.alarm = Alarm()
         self.cursor = 0
         self.calls = 0
         self.incarnations = 0
@@ -94,12 +86,19 @@ class Replayer:
         self.end = len(events)             # where the record of what runs now ends
         self.cut: str | None = None        # why that record ends before the call's outcome
         self.last_state: Any = _UNKNOWN    # what the last call that set a state left: a resume starts there
+        self.unlinked = self._unlinked()         # (then the replay ends at once: nothing to compile)
+        self.components = Components([] if self.unlinked else events, find, cache, defaults, self.data,
+                                     compile_memory)
+        wit.package(), handlers.load()     # read now, not once confined
 
     def run(self) -> Report:
+        """The replay, once everything is read (``__init__``); it runs the actor's code."""
         report = Report(self.events[0].actor_id if self.events else "", len(self.events), 0, 0)
+        self.alarm = Alarm()
         i = 0
         try:
-            self._check_links()
+            if self.unlinked is not None:
+                raise self.unlinked
             while i < len(self.events):
                 if self.events[i].type == "lifecycle/start":
                     i, cut = self._incarnation(i)
@@ -117,7 +116,7 @@ class Replayer:
         except MemoryError:
             self.data.release()
             report.limit = (self._here(), self.data.kind, self.data.says())
-        except _AtLimit as a:
+        except AtLimit as a:
             report.limit = a.args
         finally:
             self.alarm.disarm()
@@ -132,17 +131,18 @@ class Replayer:
     def _here(self) -> int:
         return self.events[min(self.cursor, len(self.events) - 1)].seq
 
-    def _check_links(self) -> None:
-        """Every event hashes to its recorded hash, after the one before it: the records a replay
-        takes without making them again (each start's state and component) cannot have been
-        edited either. (Who signed them is ``theater verify``'s to check.)"""
+    def _unlinked(self) -> Diverged | None:
+        """The first event that does not hash to its recorded hash, after the one before it: the
+        records a replay takes without making them again (each start's state and component)
+        cannot have been edited either. (Who signed them is ``theater verify``'s to check.)"""
         events = self.events
         for i, ev in enumerate(events):
             parent = events[i - 1].hash if i else ev.parent
             if (i and ev.seq != events[i - 1].seq + 1) or \
                     event_hash(ev.actor_id, ev.seq, parent, ev.type, ev.data) != ev.hash:
-                raise Diverged(ev.seq, "the record's event is not the one its hash says, after the one before it "
-                                       "(edited? `theater verify` names what)")
+                return Diverged(ev.seq, "the record's event is not the one its hash says, after the one before it "
+                                        "(edited? `theater verify` names what)")
+        return None
 
     # ---- one incarnation ------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class Replayer:
         self.end, self.cut, self.held = len(self.events), None, None
         info = decode_data(self.events[start].data)
         here = self.events[start].seq
-        if not (isinstance(info.get("component"), str) and _DIGEST.fullmatch(info["component"])):
+        if not (isinstance(info.get("component"), str) and DIGEST.fullmatch(info["component"])):
             raise Diverged(here, f"the record names its component {_short(info.get('component'))}, not by its SHA-256")
         if info.get("mode") == "resume" and self.last_state is not _UNKNOWN and info.get("state") != self.last_state:
             raise Diverged(here, f"the incarnation resumes from the state {_short(info.get('state'))}; the last call "
@@ -179,10 +179,10 @@ class Replayer:
             if overran.is_set():
                 raise Diverged(here, f"the component's instantiation runs past {CALL_LIMIT_MIN:g}s") from None
             if "exceeds memory limits" in str(e):
-                raise _AtLimit(here, "memory", f"the component needs more linear memory than its limit "
+                raise AtLimit(here, "memory", f"the component needs more linear memory than its limit "
                                                f"({held.memory} bytes; {held.source})") from None
-            if _ENOMEM in str(e) or self.data.at_limit():
-                raise _AtLimit(here, self.data.kind, self.data.says()) from None
+            if ENOMEM in str(e) or self.data.at_limit():
+                raise AtLimit(here, self.data.kind, self.data.says()) from None
             raise
         finally:
             self.alarm.disarm()
@@ -210,23 +210,15 @@ class Replayer:
         return i, None
 
     def _load(self, info: dict[str, Any], here: int) -> tuple[wasmtime.Engine, wc.Component, Held]:
-        """The incarnation's engine, component (compiled within ``[compile] memory``, as the server
-        compiles) and limits, which hold this process from here on."""
+        """The incarnation's engine, component (``replaycomponents``) and limits, which hold this
+        process from here on."""
         try:
             held = replaylimits.of_record(info, self.defaults, self.data.ceiling)
         except ValueError as e:
             raise Diverged(here, str(e)) from None
         self.exports, self.output = {}, None
         gc.collect()                       # the last incarnation's memories go before this one is counted
-        engine = component.make_engine(held.fuel > 0)
-        path, key = self.component(info["component"])
-        self.data.allow(self.compile_memory, "compile_memory", "compile memory limit ([compile] memory)")
-        try:
-            comp, self.shape, _ = component.load(engine, self.cache, path, key, held.fuel > 0)
-        except ComponentError as e:          # "not a valid component: Cannot allocate memory", at the limit
-            if _ENOMEM in e.message or self.data.at_limit():
-                raise _AtLimit(here, self.data.kind, self.data.says()) from None
-            raise
+        engine, comp, self.shape = self.components.load(info["component"], held.fuel > 0, here)
         self.data.allow(held.process_memory, "process_memory", f"process memory limit ({held.source})")
         self.held = held
         return engine, comp, held
@@ -384,12 +376,15 @@ def _short(value: Any, limit: int = 200) -> str:
 
 
 def replay(events: list[Event], components: Path, cache: Path, defaults: Limits, compile_memory: int,
-           component_file: Path | None = None) -> Report:
+           component_file: Path | None, confine: Callable[[], None]) -> Report:
     """Replays one actor's chain; components are found by SHA-256 in ``components`` (or given,
-    and then cached under their own hash, not the recorded one). Sets this process's data
-    rlimit (``replaylimits``): run it in a process of its own."""
+    and then cached under their own hash, not the recorded one). ``confine`` runs once all is
+    read, before the actor's code. Sets this process's data rlimit (``replaylimits``): run it in
+    a process of its own."""
     def find(sha: str) -> tuple[Path, str]:
         if component_file is None:
             return components / f"{sha}.wasm", sha
         return component_file, "given-" + hashlib.sha256(component_file.read_bytes()).hexdigest()
-    return Replayer(events, find, cache, defaults, compile_memory).run()
+    replayer = Replayer(events, find, cache, defaults, compile_memory)
+    confine()
+    return replayer.run()

@@ -34,25 +34,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import wasmtime
-
 from theater import _linux
 from theater._units import human_size
 from theater.manifest import MAX_WASM_MEMORY, Limits
-from theater.paths import wasmtime_version
 
-from . import component, memories, wit
+from . import memories
 
 # A memory or the process's data this close to its limit is at it (as memories.full says).
 SLACK_MIN = memories.SLACK_MIN
 LEAST = 64 << 10                # one wasm page: no limit is lower (as a manifest's)
-
-
-def prepare() -> None:
-    """What must not wait for a memory limit: reading this Python's files, and starting
-    wasmtime's compile threads (a thread refused its stack panics wasmtime, which then hangs)."""
-    wit.signatures(), wasmtime_version()
-    wasmtime.Module(component.make_engine(False), "(module (func) (func))")
+ENOMEM = "(os error 12)"        # how wasmtime says the data rlimit refused it memory
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""What a replay found (``worker/replay.py``): its report, and the divergence it stopped at."""
+"""What a replay found (``worker/replay.py``): its report, and the divergence or limit it stopped at."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ class Diverged(Exception):
         super().__init__(f"event {seq}: {why}")
         self.seq = seq
         self.why = why
+
+
+class AtLimit(Exception):
+    """Raised where the replay cannot go on for a limit: (seq, which limit, what it says)."""
 
 
 @dataclass

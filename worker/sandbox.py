@@ -71,13 +71,12 @@ class Sandbox:
         on = [layer for layer in layers if layer in sandbox.LAYERS]
         if "net" in on:
             try:
-                _own_network()
+                own_network()
             except OSError as e:
                 log.error("zygote: workers keep the host's network: %s", e)
                 on.remove("net")
         abi = ll.abi() if "landlock" in on else 0
-        python = tuple(sandbox.outside({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                                        *sys.path, *_package_roots()}, home.root)) if abi else ()
+        python = python_dirs(home, sys.path) if abi else ()
         filters = {}
         if "seccomp" in on:
             from . import seccomp  # here, not above: without libseccomp the fork server must still run
@@ -95,7 +94,7 @@ class Sandbox:
         if confine.get("user"):
             _linux.become(*confine["user"])
         else:
-            _drop_capabilities()
+            drop_capabilities()
         view = confine.get("view") or {}
         for path in view.get("make", ()):
             with contextlib.suppress(OSError):      # the filesystem handler says why, in its own words
@@ -133,15 +132,26 @@ def lower_data(confine: dict[str, Any]) -> None:
 def rules(home: Home, view: dict[str, list[str]], python: tuple[str, ...]) -> list[tuple[str, int]]:
     """The worker's Landlock rules: (path, rights)."""
     runs = [p for p in (_program(name) for name in view.get("run", ())) if p]
-    out = [(p, ll.READ) for p in python]
-    out += [(p, ll.READ) for p in LIBRARIES] + [(p, ll.READ) for p in READABLE]
-    out += [("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]
+    out = [*readable(python), ("/dev/null", ll.READ_FILE | ll.WRITE_FILE)]
     out += [(str(home.cache), ll.READ | ll.REMOVE_FILE)]                  # a damaged compiled form is removed
     out += [(p, ll.READ | ll.WRITE) for p in view.get("write", ())]
     # the programs, their loaders and a script's interpreter; nothing else (worker.executables)
     out += [(p, ll.READ_FILE | ll.EXECUTE) for p in dict.fromkeys(x for p in runs
                                                                    for x in executables.needed(p, commands.SAFE_PATH))]
     return out
+
+
+def readable(python: tuple[str, ...]) -> list[tuple[str, int]]:
+    """What every sandboxed process reads (and nothing more): the interpreter's directories
+    (``python_dirs``), the system's libraries, ``READABLE``."""
+    return [(p, ll.READ) for p in (*python, *LIBRARIES, *READABLE)]
+
+
+def python_dirs(home: Home, search: list[str]) -> tuple[str, ...]:
+    """The interpreter's directories: its prefixes, ``search`` (its module search path) and this
+    installation's packages, less the home (resolved once: ``readable``)."""
+    return tuple(sandbox.outside({sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                  *search, *_package_roots()}, home.root))
 
 
 def _package_roots() -> set[str]:
@@ -154,7 +164,7 @@ def _program(name: str) -> str | None:
     return os.path.realpath(found) if found else None
 
 
-def _own_network() -> None:
+def own_network() -> None:
     """unshare(2) this process into a new network namespace (and, not being root, a user
     namespace mapping only its own ids), with the loopback left down."""
     uid, gid = os.geteuid(), os.getegid()
@@ -176,9 +186,10 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
-def _drop_capabilities() -> None:
-    """A worker left running as root (no --user) keeps uid 0 but loses every capability: it can
-    no longer pass over file permissions, and with no_new_privs no program it starts regains any."""
+def drop_capabilities() -> None:
+    """A worker left running as root (no --user), or the replayer, keeps its uid but loses every
+    capability (of the calling thread: call it before any other starts): it can no longer pass
+    over file permissions, and with no_new_privs no program it starts regains any."""
     data = (_CapData * 2)()
     if _libc.capset(ctypes.byref(_CapHeader(_CAP_VERSION_3, 0)), data) != 0:
         err = ctypes.get_errno()

@@ -9,7 +9,8 @@ ZeroMQ threads exist by then), and gets a *listener* descriptor back: a fatal ca
 made but suspended, and announced on that descriptor. The worker hands the listener to the
 fork server and closes its own copy (a worker holding it could answer for itself); the fork
 server kills the worker and reports the call's name (``worker.violations``). Should the fork
-server be gone, a suspended call fails with ENOSYS.
+server be gone, a suspended call fails with ENOSYS. The replayer (``worker.replaysandbox``)
+loads the same list, built with ``kill``: it takes no listener, and a fatal call kills it.
 """
 
 from __future__ import annotations
@@ -47,11 +48,14 @@ _PRCTLS = {"PR_SET_PDEATHSIG": 1, "PR_GET_PDEATHSIG": 2, "PR_GET_DUMPABLE": 3, "
            "PR_SET_VMA": 0x53564D41}
 
 
-def build(commands: bool, log: bool = False) -> bytes:
+def build(commands: bool, log: bool = False, kill: bool = False) -> bytes:
     """The filter as BPF: ``commands`` lets the worker start the programs its grant lists;
     ``log`` has every call outside the list announced to the fork server, which logs it and lets
-    it through (for deriving the list on a new platform, never in production)."""
+    it through (for deriving the list on a new platform, never in production). A call in FATAL
+    (or a new namespace) is announced to the fork server, which kills the worker; with ``kill``
+    (the replayer, which has no fork server) the kernel kills the process itself."""
     f = sc.SyscallFilter(sc.NOTIFY if log else sc.ERRNO(errno.EPERM))
+    fatal = sc.KILL_PROCESS if kill else sc.NOTIFY
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)       # another ABI's numbers (int 0x80, x32)
     allowed = {name for group in ALLOWED.values() for name in group}
     if commands:
@@ -60,14 +64,14 @@ def build(commands: bool, log: bool = False) -> bytes:
         _rule(f, sc.ALLOW, name)
     if not log:        # (in log mode the default announces them already)
         for name in sorted({n for group in FATAL.values() for n in group} - allowed):
-            _rule(f, sc.NOTIFY, name)
+            _rule(f, fatal, name)
     for domain_call in ("socket", "socketpair"):
         f.add_rule(sc.ALLOW, domain_call, sc.Arg(0, sc.EQ, _AF_UNIX))
     # threads always; processes only with commands (glibc's fork and posix_spawn use clone too)
     mask, want = (_NEW_ANY, 0) if commands else (_NEW_ANY | _CLONE_THREAD, _CLONE_THREAD)
     f.add_rule(sc.ALLOW, "clone", sc.Arg(0, sc.MASKED_EQ, mask, want))
     for bit in _CLONE_NEW.values() if not log else ():
-        f.add_rule(sc.NOTIFY, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
+        f.add_rule(fatal, "clone", sc.Arg(0, sc.MASKED_EQ, bit, bit))
     # clone3 hides its flags in memory the filter cannot read: ENOSYS makes glibc use clone
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for request in _IOCTLS.values():
@@ -105,12 +109,13 @@ class _Filter(ctypes.Structure):
 SECCOMP_NR = sc.resolve_syscall(sc.Arch.NATIVE, "seccomp")
 
 
-def load(bpf: bytes) -> int:
-    """Puts the filter on every thread of this process; the listener descriptor for its fatal calls.
-    Needs ``no_new_privs``. OSError if the kernel refuses (the worker must not go on)."""
+def load(bpf: bytes, listener: bool = True) -> int:
+    """Puts the filter on every thread of this process; the listener descriptor for its fatal calls
+    (``listener``: a worker's; else 0). Needs ``no_new_privs``. OSError if the kernel refuses (the
+    process must not go on)."""
     buf = ctypes.create_string_buffer(bpf, len(bpf))
     prog = _Filter(len(bpf) // 8, ctypes.addressof(buf))
-    flags = _FLAG_TSYNC | _FLAG_TSYNC_ESRCH | _FLAG_NEW_LISTENER
+    flags = _FLAG_TSYNC | _FLAG_TSYNC_ESRCH | (_FLAG_NEW_LISTENER if listener else 0)
     fd = _libc.syscall(ctypes.c_long(SECCOMP_NR), ctypes.c_uint(_SET_MODE_FILTER), ctypes.c_uint(flags),
                        ctypes.byref(prog))
     if fd < 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -21,6 +22,8 @@ REPLAY_TIMEOUT = 600.0
 # rlimit), and what the replayer says of each limit it sets (worker/replaylimits.py).
 _NO_MEMORY = re.compile(r"memory allocation of (\d+) bytes failed")
 _HELD = re.compile(r"^held to its (.+?):", re.MULTILINE)
+# What the replayer says of a sandbox layer this machine lacks (worker/replaysandbox.py).
+_MISSING = re.compile(r"^sandbox layer .+ is not in force: .+$", re.MULTILINE)
 
 
 def replay(args: argparse.Namespace, ctx: Context) -> int:
@@ -38,6 +41,12 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     home's defaults; a replay that fails at one says which (exit 1). A record's process_memory
     is held to half the memory the machine has free.
 
+    The replayer confines itself, once it has read the chain and compiled the components and
+    before it runs any of the actor's code, as a worker does: no capabilities, no_new_privs, no
+    core dumps; a network namespace of its own, a Landlock view that reads nothing of the home
+    and writes nowhere, the workers' seccomp allow-list (docs/isolation.md). A layer this
+    machine lacks is left out, and said; --no-sandbox leaves out those three.
+
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
     component or --component FILE. Needs no server. It may take 600 s unless --timeout says.
     """
@@ -49,11 +58,15 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
         cmd += ["--file", args.file]
     if args.component:
         cmd += ["--component", args.component]
+    if args.no_sandbox:
+        cmd.append("--no-sandbox")
     limit = ctx.timeout if ctx.timeout_given else REPLAY_TIMEOUT
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=limit)
     except subprocess.TimeoutExpired:
         raise Timeout(f"the replay did not finish within {limit:g}s (--timeout sets the limit)") from None
+    for missing in _MISSING.findall(proc.stderr.decode(errors="replace")):
+        _output.note(f"replay: {missing}")
     try:
         report = orjson.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, orjson.JSONDecodeError):
@@ -63,6 +76,10 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
             held = _HELD.findall(text)
             raise TheaterError(f"the replay reached its {held[-1] if held else 'memory limit'}: wasmtime could not "
                                f"get {m[1]} more bytes and stopped the replayer") from None
+        if proc.returncode == -signal.SIGSYS:
+            raise TheaterError("the replayer made a system call its sandbox forbids, and was killed (seccomp): "
+                               "a hostile component escaping wasmtime, or a call the allow-list lacks "
+                               "(--no-sandbox replays without it)") from None
         why = said[-1][:300] if said else f"it ended with status {proc.returncode}"
         raise TheaterError(f"the replayer failed: {why}") from None
     if "code" in report:
@@ -94,6 +111,9 @@ def _replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("actor", nargs="?", help="actor id (or a unique prefix) in this home's store")
     p.add_argument("--file", metavar="FILE", help="replay an export (JSON Lines) instead")
     p.add_argument("--component", metavar="FILE", help="the component (default: this home's copy)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="the replayer without seccomp, Landlock and a network namespace of its own, as "
+                        "theater-server --no-sandbox runs workers (docs/isolation.md)")
 
 
 COMMANDS = {"replay": (replay, "replay an actor's recorded calls and compare every event", _replay_args)}
