@@ -321,18 +321,24 @@ def test_a_replay_runs_the_actor_confined_as_its_worker_was(sandboxed, tmp_path)
     assert r.code == 5 and f"DIVERGED  {actor}  event {key_read + 1}: the replay produced wasm" in r.text, r
 
 
-def test_a_replayer_without_landlock_keeps_its_other_layers_and_says_so(sandboxed, tmp_path):
-    """On a kernel without Landlock the replayer leaves that layer out, as the server does for
-    its workers, keeps the others, and says so on stderr (the CLI passes it on)."""
+def test_a_replayer_without_landlock_or_a_namespace_keeps_its_other_layers_and_says_so(sandboxed, tmp_path):
+    """On a kernel without Landlock, and one that refuses the network namespace it offered, the
+    replayer leaves those out, as the server and the fork server do for workers, keeps the
+    others, and says so on stderr (the CLI passes it on)."""
     actor = start_probe(sandboxed, tmp_path, "unlandlocked", grant="")
-    for code in (STATUS, NETDEV, "import socket\nresult = socket.socket()"):
+    for code in (STATUS, "import socket\nresult = socket.socket()"):
         probe(sandboxed, actor, code)
-    replayer = ("import sys\nfrom theater import _landlock\n_landlock.abi = lambda: 0\n"
+    replayer = ("import errno, sys\nfrom theater import _landlock\nfrom worker import replaysandbox\n"
+                "_landlock.abi = lambda: 0\n"
+                "def refused():\n    raise OSError(errno.EPERM, 'unshare: Operation not permitted')\n"
+                "replaysandbox.own_network = refused\n"
                 "from worker.__main__ import main\nsys.exit(main(sys.argv[1:]))")
     p = subprocess.run([sys.executable, "-c", replayer, "replay", "--home", str(sandboxed.home.root), actor],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0 and orjson.loads(p.stdout)["ok"], (p.stdout, p.stderr)
     assert "sandbox layer landlock is not in force: the kernel has no Landlock\n" in p.stderr, p.stderr
+    assert "sandbox layer net is not in force: cannot make a network namespace: unshare: Operation not permitted" \
+        in p.stderr, p.stderr
 
 
 def test_the_cli_passes_on_a_layer_the_replayer_lacks(home, monkeypatch, capsys):

@@ -4,8 +4,9 @@ has read all it needs (the chain, the components compiled), before any of the ac
 A replay runs a component and a record that come from an actor, which may be hostile, in a
 process the operator started (often as root): wasm and the record's limits contain the
 component; these layers contain the replayer should wasmtime not. The layers are a worker's,
-decided the same way (``theater.sandbox.detect``: one this machine lacks is left out and said
-on stderr, which the CLI passes on; one it has that will not go up ends the replay), and
+decided and put up the same way (``theater.sandbox.detect``: one this machine lacks is left out
+and said on stderr, which the CLI passes on; a network namespace the kernel refuses after all
+too, as the fork server leaves it out; Landlock or seccomp refused ends the replay), and
 ``--no-sandbox`` turns the same three off as the server's does:
 
 * always: no core dumps, ``no_new_privs``, no capability (as root, too);
@@ -42,11 +43,12 @@ def confine(home: Home, layers: Layers) -> None:
         from . import seccomp  # here: without libseccomp, a replay with the other layers still runs
 
         bpf = seccomp.build(False, kill=True)
+    missing = dict(layers.missing)
     if "net" in layers.on:
         try:
             own_network()
         except OSError as e:
-            raise SandboxError(f"cannot give the replayer a network namespace of its own: {e.strerror}") from None
+            missing["net"] = f"cannot make a network namespace: {e.strerror}"
     _linux.harden()
     drop_capabilities()
     if "landlock" in layers.on:
@@ -61,5 +63,5 @@ def confine(home: Home, layers: Layers) -> None:
             seccomp.load(bpf, listener=False)
         except OSError as e:
             raise SandboxError(str(e)) from None
-    for layer, why in layers.missing.items():
+    for layer, why in missing.items():
         print(f"sandbox layer {layer} is not in force: {why}", file=sys.stderr, flush=True)
