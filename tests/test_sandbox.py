@@ -482,6 +482,23 @@ def test_a_granted_directory_swapped_for_a_link_after_its_check_is_not_in_the_vi
     assert _in_child(child) == 0
 
 
+def test_a_new_dir_is_made_where_it_was_checked_not_where_a_link_swapped_in_leads(tmp_path):
+    """A ``new_dir`` grant's directory is made by the worker before its Landlock view is up: made
+    through a link swapped into its (resolved) path, it appeared wherever the link led."""
+    parent, elsewhere = tmp_path / "parent", tmp_path / "elsewhere"
+    (parent / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    beneath.make_dirs_exact(str(parent / "real" / "a" / "b"), 0o700)     # as os.makedirs, where nothing changed
+    beneath.make_dirs_exact(str(parent / "real" / "a" / "b"), 0o700)
+    assert (parent / "real" / "a" / "b").is_dir()
+    wanted = str(parent / "real" / "new")                           # resolved at the launch
+    (parent / "real").rename(parent / "was")
+    os.symlink(elsewhere, parent / "real")
+    with pytest.raises(OSError):
+        beneath.make_dirs_exact(wanted, 0o700)
+    assert not (elsewhere / "new").exists()
+
+
 def test_what_a_granted_program_needs_to_execute(tmp_path):
     """The program, its ELF loader, a script's interpreter (through env too); nothing else."""
     ls = os.path.realpath(shutil.which("ls", path=SAFE_PATH))

@@ -13,6 +13,7 @@ seccomp filter that hides it) the fallback walks the path one component at a tim
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -109,6 +110,26 @@ def open_exact(path: str, flags: int) -> int:
         os.close(fd)
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
     return fd
+
+
+def make_dirs_exact(path: str, mode: int) -> None:
+    """``os.makedirs(path, mode, exist_ok=True)`` for a real path, without following a symlink
+    swapped into it since it was resolved (that would make directories where the link leads):
+    OSError (ELOOP, ENOTDIR) at the first step that is not a directory."""
+    if not path.startswith("/") or "\0" in path:
+        raise OSError(errno.EINVAL, "not an absolute path", path)
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in (p for p in path.split("/") if p not in ("", ".")):
+            if part == "..":
+                raise OSError(errno.EINVAL, "not a real path", path)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, mode, dir_fd=fd)
+            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+    finally:
+        os.close(fd)
 
 
 def split(path: str) -> tuple[str, str]:

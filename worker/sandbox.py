@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from theater import _landlock as ll
-from theater import _linux, sandbox
+from theater import _linux, beneath, sandbox
 from theater.errors import Failure
 from theater.paths import Home
 
@@ -98,7 +98,7 @@ class Sandbox:
         view = confine.get("view") or {}
         for path in view.get("make", ()):
             with contextlib.suppress(OSError):      # the filesystem handler says why, in its own words
-                os.makedirs(path, mode=0o700, exist_ok=True)
+                beneath.make_dirs_exact(path, 0o700)      # resolved at the launch: no link followed
         if self.landlock_abi:
             try:
                 ll.restrict(rules(home, view, self.python), self.landlock_abi, exact=view.get("write", ()))
