@@ -120,7 +120,7 @@ def _read_manifest(parent: ActorRecord, given: str) -> tuple[str, str, str]:
         return given, f"manifest from {parent.name}", parent.spec.base
     try:
         path = within(parent.spec.base, given)
-        text = read_regular(path, manifests.MAX_MANIFEST_FILE, beneath=parent.spec.base).decode("utf-8")
+        text = read_regular(path, manifests.MAX_MANIFEST_FILE, root=parent.spec.base).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
         raise ManifestError(f"manifest {given!r}: cannot read it: {reason}") from None

@@ -112,18 +112,18 @@ def test_a_file_checked_inside_the_parents_directory_is_read_from_there_whatever
         d.mkdir(parents=True)
         (d / "state.json").write_bytes(SECRET if d == elsewhere else b"{}")
     os.symlink("sub", root / "link")                            # a link that stays inside is fine
-    assert read_regular(within(root, "link/state.json"), 100, beneath=root) == b"{}"
+    assert read_regular(within(root, "link/state.json"), 100, root=root) == b"{}"
 
     checked = within(root, "sub/state.json")
     (root / "sub").rename(root / "was")
     os.symlink(elsewhere, root / "sub")                         # the folder swapped for a link out
     with pytest.raises(OSError, match=r"outside|changed since it was checked"):
-        read_regular(checked, 100, beneath=root)
+        read_regular(checked, 100, root=root)
     checked = within(root, "was/state.json")
     os.symlink(elsewhere / "state.json", root / "was" / "new")
     os.replace(root / "was" / "new", root / "was" / "state.json")    # the file itself
     with pytest.raises(OSError, match=r"outside|changed since it was checked"):
-        read_regular(checked, 100, beneath=root)
+        read_regular(checked, 100, root=root)
 
 
 def test_a_manifest_or_init_state_that_fails_to_parse_is_an_err(server, family):

@@ -198,7 +198,7 @@ def _path(manifest: Manifest, key: str, given: str, base_dir: str | Path, root: 
 
 def _read_at(manifest: Manifest, key: str, given: str, path: Path, root: str | Path | None) -> bytes:
     try:
-        return read_regular(path, MAX_FILE, beneath=root)
+        return read_regular(path, MAX_FILE, root=root)
     except OSError as e:
         raise _unreadable(manifest, key, given, e) from None
 

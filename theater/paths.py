@@ -225,15 +225,18 @@ def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
             os.unlink(tmp)
 
 
-def read_regular(path: Path, limit: int, beneath: str | Path | None = None) -> bytes:
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def read_regular(path: Path, limit: int, root: str | Path | None = None) -> bytes:
     """A regular file's bytes, at most ``limit`` of them. Anything else is refused with an
     OSError whose strerror says why, before it is opened where possible and in any case
     without blocking: a FIFO's open() waits for a writer, and a device may do anything on
-    open() or read() (issue 16, finding 1). With ``beneath`` (the root ``within`` checked
+    open() or read() (issue 16, finding 1). With ``root`` (the directory ``within`` checked
     ``path`` against), the open does not leave it either, whatever was swapped in since."""
     st = os.stat(path)
     _check_regular(st, limit)
-    fd = _open_beneath(Path(beneath), path) if beneath is not None else os.open(path, _READ)
+    fd = _open_beneath(Path(root), path) if root is not None else os.open(path, _READ)
     try:
         _check_regular(os.fstat(fd), limit)        # what was opened, if it changed since the stat
         chunks, size = [], 0
@@ -245,9 +248,6 @@ def read_regular(path: Path, limit: int, beneath: str | Path | None = None) -> b
         return b"".join(chunks)
     finally:
         os.close(fd)
-
-
-_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
 def _open_beneath(root: Path, path: Path) -> int:
