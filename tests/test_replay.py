@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -13,13 +14,24 @@ import pytest
 from theater.errors import TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, EXAMPLES, ROOT, request_in_thread, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, request_in_thread, run_cli, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 MiB = 1 << 20
 # Runs a command, then prints its status and the peak RSS of its processes (the replayer's too).
 PEAK = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
         "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+# A sitecustomize that notes each replayer as it starts, and each compile process as it ends
+# (with the threads it has then), as "pid parent command threads" lines in $THEATER_TEST_TRACE.
+TRACE = """import atexit, os, sys
+def _note():
+    with open(os.environ["THEATER_TEST_TRACE"], "a") as f:
+        f.write(f"{os.getpid()} {os.getppid()} {sys.argv[1]} {len(os.listdir('/proc/self/task'))}\\n")
+if os.environ.get("THEATER_TEST_TRACE") and sys.argv[1:2] == ["replay"]:
+    _note()
+elif os.environ.get("THEATER_TEST_TRACE") and sys.argv[1:2] == ["compile"]:
+    atexit.register(_note)
+"""
 
 
 def replay(server, *args: str):
@@ -265,10 +277,10 @@ def test_a_replay_holds_the_component_to_the_linear_memory_its_record_says(serve
     assert peak < idle_peak + 4 * MiB, (peak, idle_peak)
 
 
-def test_compiling_a_component_for_a_replay_is_held_to_the_compile_memory(server, tmp_path):
-    """The replayer compiles a component it has not seen (--component) in its own process: held
-    to [compile] memory, as the server's compile step is. Past it wasmtime aborts the process;
-    the CLI names the limit in one line (exit 1), not "the replayer failed"."""
+def test_compiling_a_component_for_a_replay_is_held_to_the_compile_memory_and_timeout(server, tmp_path):
+    """A component the replay has not seen (--component) is compiled within [compile] memory and
+    [compile] timeout, as the server's compile step is: past either the replay says which limit
+    in one line (exit 1), not "the replayer failed"."""
     c = server.client()
     probe = c.start(_probe(tmp_path, "compiled", 'memory = "2MiB"'))["id"]
     assert c.request(probe, b"eok") == b"ok"
@@ -279,6 +291,55 @@ def test_compiling_a_component_for_a_replay_is_held_to_the_compile_memory(server
     said = (r.out.decode() + r.err).strip()
     assert r.code == 1 and len(said.splitlines()) == 1, r
     assert "the replay reached its compile memory limit ([compile] memory)" in said, r
+    (server.home.root / "server.toml").write_text('[compile]\ntimeout = "1ms"\n')
+    r = server.cli("replay", probe, "--component", str(other))
+    assert r.code == 1 and r.out.decode().startswith("LIMIT "), r
+    assert "the replay reached its compile timeout ([compile] timeout)" in r.out.decode(), r
+
+
+def test_a_component_the_cache_lacks_is_compiled_for_the_replay_in_a_compile_process(server, tmp_path):
+    """The replayer may start no thread before it confines itself, so it compiled a component the
+    cache lacked on one thread: twice as long as the server on 2 cores. The server's compile step
+    does it now, a child of the replayer with wasmtime's compile threads, and writes the cache:
+    the next replay compiles nothing. Where the cache is not the replayer's to write (another
+    user's, read-only), it compiles into temporary files and leaves nothing there."""
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    c.request(counter, b"+1")
+    shim, trace = tmp_path / "shim", tmp_path / "trace"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(TRACE)
+    env = {**os.environ, "THEATER_TEST_TRACE": str(trace),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))}
+    cache = server.home.cache
+
+    def replayed(given) -> list[list[str]]:
+        trace.write_text("")
+        r = run_cli(server.home, "replay", counter, "--component", str(given), env=env)
+        assert r.code == 0 and r.out.startswith(b"ok "), r
+        return [line.split() for line in trace.read_text().splitlines()]
+
+    given = tmp_path / "counter.wat"
+    given.write_bytes((EXAMPLES / "counter" / "counter.wat").read_bytes())
+    key = "given-" + hashlib.sha256(given.read_bytes()).hexdigest()
+    (replayer, compiler) = replayed(given)
+    assert (replayer[2], compiler[2], compiler[1]) == ("replay", "compile", replayer[0]), (replayer, compiler)
+    assert int(compiler[3]) > 1, compiler                 # it compiled with wasmtime's compile threads
+    assert server.home.compiled(key, False).exists() and server.home.shape(key).exists()
+    assert [note[2] for note in replayed(given)] == ["replay"]
+
+    other = tmp_path / "other.wat"
+    other.write_bytes(given.read_bytes() + b"\n;; another component\n")
+    dirs = [cache, *(d for d in cache.rglob("*") if d.is_dir())]
+    kept = sorted(cache.rglob("*"))
+    for d in dirs:        # another user's cache (as root, who writes anywhere), else one it cannot write
+        os.chown(d, 65534, -1) if os.geteuid() == 0 else d.chmod(0o500)
+    try:
+        assert [note[2] for note in replayed(other)] == ["replay", "compile"]
+    finally:
+        for d in dirs:
+            os.chown(d, os.geteuid(), -1) if os.geteuid() == 0 else d.chmod(0o700)
+    assert sorted(cache.rglob("*")) == kept
 
 
 def test_a_call_that_used_up_its_fuel_replays_alike(server, tmp_path):

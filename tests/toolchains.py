@@ -288,7 +288,8 @@ def precompiled(home: Home, wasm: Path) -> None:
 
 # what `python -m worker compile` does, into a folder of the test cache
 _COMPILE = """import sys; from pathlib import Path
-from worker.component import compile_into, make_engine
+from worker.component import compiled_bytes, make_engine
 out = Path(sys.argv[2])
-compile_into(make_engine(False), Path(sys.argv[1]), out / "cwasm", out / "shape")
+for name, data in zip(("cwasm", "shape"), compiled_bytes(make_engine(False), Path(sys.argv[1])), strict=True):
+    (out / name).write_bytes(data)
 """

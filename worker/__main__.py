@@ -2,7 +2,7 @@
 the replayer.
 
     python -m worker serve --home H --fd N        (started by theater-server)
-    python -m worker compile --home H SHA256      (started by theater-server, see worker/compiler.py)
+    python -m worker compile --home H SHA256      (started by theater-server and by the replayer: worker/compiler.py)
     python -m worker replay --home H ACTOR        (run by `theater replay`)
 
 Each worker process renames itself ``python -m worker --actor ID --name NAME`` so ``ps``
@@ -44,15 +44,16 @@ def main(argv: list[str] | None = None) -> int:
                        help="comma-separated: net,landlock,seccomp (see theater/sandbox.py; default: none)")
     serve.add_argument("--seccomp-log", action="store_true",
                        help="seccomp allows every call and the fork server logs those outside the allow-list")
-    comp = sub.add_parser("compile", help="compile one stored component into the cache (theater-server runs it)")
+    comp = sub.add_parser("compile", help="compile a component for the cache (theater-server and the replayer run it)")
     comp.add_argument("--home", required=True, help="THEATER_HOME (components/, cache/)")
     comp.add_argument("sha256", help="the component, as stored in components/<sha256>.wasm")
+    comp.add_argument("--file", help="compile this file instead (the replayer's: its components, and --component)")
     comp.add_argument("--fuel", action="store_true", help="for an engine that counts fuel (else: epochs only)")
     comp.add_argument("--data-limit", type=int, default=0, metavar="BYTES",
-                      help="lower RLIMIT_DATA to this first (when the server has no cgroup for it)")
+                      help="lower RLIMIT_DATA to this first (where no cgroup does: always for the replayer)")
     comp.add_argument("--user", metavar="UID:GID", help="drop to this user before compiling")
     comp.add_argument("--out", required=True, metavar="FD,FD",
-                      help="write the compiled component and its shape to these descriptors (the server's files)")
+                      help="write the compiled component and its shape to these descriptors (of the caller's files)")
     rep = sub.add_parser("replay", help="replay one actor's chain; prints a JSON report")
     rep.add_argument("--home", required=True, help="THEATER_HOME (chains.db, components/, cache/)")
     rep.add_argument("actor", nargs="?", help="the actor whose stored chain to replay")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
         uid, _, gid = (args.user or "").partition(":")
         cwasm_fd, _, shape_fd = args.out.partition(",")
-        return run(home, args.sha256, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None,
+        wasm = Path(args.file) if args.file else home.components / f"{args.sha256}.wasm"
+        return run(wasm, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None,
                    (int(cwasm_fd), int(shape_fd)))
     from .replay import replay
     from .replaysandbox import confine
@@ -86,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         events = _load(home, args.actor, args.file)
         component = _component(args.component)
         config = load_server_config(home.root / "server.toml")     # limits a record does not say
-        report = replay(events, home.components, home.cache, config.limits, config.compile.memory, component,
-                        lambda: confine(home, sandbox.detect(not args.no_sandbox)))
+        report = replay(events, home, config, component, lambda: confine(home, sandbox.detect(not args.no_sandbox)))
     except TheaterError as e:
         print(orjson.dumps({"ok": False, "code": e.code, "error": e.message}).decode())
         return 2

@@ -11,6 +11,10 @@ this process lowers its own RLIMIT_DATA (``--data-limit``). The server kills it 
 component, and writes only to the two descriptors the server gave it (``--out``), of files the
 server then moves into the cache (supervisor/compiled.py).
 
+The replayer (``theater replay``) starts it too, for a component the cache lacks, before it
+confines itself (worker/replaycompile.py): with ``--data-limit`` (it has no cgroup), and
+``--file``, the component's path (the home's copy, or ``theater replay --component``'s).
+
 It prints one JSON line: ``{"ok": true, "seconds", "peak", "bytes"}`` (exit 0) or
 ``{"ok": false, "error"}`` for a component that is not valid or does not check (exit 2). Out of
 memory it exits 3 (Python's MemoryError), or Rust's allocator aborts it (SIGABRT, saying
@@ -24,12 +28,12 @@ import resource
 import signal
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
 from theater import _linux
 from theater.errors import ComponentError
-from theater.paths import Home
 
 from .component import compiled_bytes, make_engine
 from .wit import signatures
@@ -38,17 +42,25 @@ EXIT_INVALID = 2
 EXIT_MEMORY = 3
 
 
-def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, int] | None,
-        out: tuple[int, int]) -> int:
-    """Compiles, writing the compiled form and its shape to ``out`` (descriptors of files the
-    server made: under --user the cache is not ours to write, see supervisor/compiled.py)."""
+def run(wasm: Path, fuel: bool, data_limit: int, user: tuple[int, int] | None, out: tuple[int, int]) -> int:
+    """Compiles ``wasm``, writing the compiled form and its shape to ``out`` (descriptors of files
+    the server or the replayer made: under --user the cache is not ours to write, see
+    supervisor/compiled.py)."""
     _linux.die_with_parent(signal.SIGKILL)       # a compile nobody waits for is not worth finishing
     if data_limit:
         _linux.lower_limit(resource.RLIMIT_DATA, data_limit)
+    try:
+        return _compile(wasm, fuel, user, out)
+    except MemoryError:                           # anywhere past the limit: reading the WIT package too
+        os.write(2, b"compile: out of memory (MemoryError)\n")
+        return EXIT_MEMORY
+
+
+def _compile(wasm: Path, fuel: bool, user: tuple[int, int] | None, out: tuple[int, int]) -> int:
     _linux.harden(nofile=256)                     # it reads untrusted input: no core dumps, no privileges
     # everything that may import or read this Python's files is done first (as the zygote does):
     # the workers' user may not be able to read them
-    wasm, engine = home.components / f"{sha256}.wasm", make_engine(fuel)
+    engine = make_engine(fuel)
     signatures()
     if not sys.stdin.readline():                  # "go": we are in our cgroup (or the server is gone)
         return 1
@@ -62,9 +74,6 @@ def run(home: Home, sha256: str, fuel: bool, data_limit: int, user: tuple[int, i
     except ComponentError as e:
         _say({"ok": False, "error": e.message})
         return EXIT_INVALID
-    except MemoryError:
-        os.write(2, b"compile: out of memory (MemoryError)\n")
-        return EXIT_MEMORY
     _say({"ok": True, "seconds": round(time.monotonic() - started, 3), "bytes": wasm.stat().st_size,
           "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
     return 0

@@ -5,9 +5,9 @@ Compiled artifacts live in ``$THEATER_HOME/cache/<wasmtime version>/<flavour>/<s
 part of the key; N is the byte adapter's version), its checked shape beside them. What is
 compiled is the actor inside the byte adapter (``worker.adapter``: bytes cross in bulk), or the
 actor as it is when the adapter cannot wrap it (``Shape.adapted`` says which). Compiling
-(``compile_into``) is done by ``python -m worker compile``, a process of its own that the server
-starts and no actor is charged for (Cranelift needs ~400 MiB for an 18 MB component); a worker
-only loads (``load_compiled``: an mmap, about 1 ms).
+(``compiled_bytes``) is done by ``python -m worker compile``, a process of its own that the server
+(and the replayer) starts and no actor is charged for (Cranelift needs ~400 MiB for an 18 MB
+component); a worker only loads (``load_compiled``: an mmap, about 1 ms).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from theater import grants
 from theater._wasm_errors import compile_error, wat_error
 from theater.errors import ComponentError, TheaterError
 from theater.manifest import Manifest
-from theater.paths import compiled_path, shape_path, write_atomically
 
 from . import adapter, wit
 from .wit import PACKAGE, is_wasi, render_func, signatures, wasi_unprovided
@@ -79,39 +78,11 @@ class Shape:
                                      f"(add [[handler]] type = \"{spec.type if spec else '?'}\" to {manifest.source})")
 
 
-def load(engine: wasmtime.Engine, cache_dir: Path, wasm_path: Path, sha256: str,
-         fuel: bool) -> tuple[wc.Component, Shape, bool]:
-    """The compiled component, its checked shape, and whether this load compiled it. For replay
-    and tests, which compile in their own process; a worker only ever ``load_compiled``."""
-    cwasm, shape_file = compiled_path(cache_dir, sha256, fuel), shape_path(cache_dir, sha256)
-    if cwasm.exists():
-        try:
-            return (*load_compiled(engine, cwasm, shape_file), False)
-        except TheaterError:
-            pass                               # damaged, and removed: compile again
-    return (*compile_into(engine, wasm_path, cwasm, shape_file), True)
-
-
 def compiled_bytes(engine: wasmtime.Engine, wasm_path: Path) -> tuple[bytes, bytes]:
-    """What ``compile_into`` writes, for a writer that has no path to write it to."""
-    return _files(*build(engine, _read_wasm(wasm_path), wasm_path.stem[:12]))
-
-
-def _files(component: wc.Component, shape: Shape) -> tuple[bytes, bytes]:
-    """The compiled form and the shape, as the cache holds them."""
-    return component.serialize(), orjson.dumps(asdict(shape))
-
-
-def compile_into(engine: wasmtime.Engine, wasm_path: Path, cwasm: Path,
-                 shape_file: Path) -> tuple[wc.Component, Shape]:
-    """Compiles the component at ``wasm_path`` (binary, or WAT text) and writes it and its shape
-    (each whole or not at all); nothing is written for a component that does not check."""
+    """The component at ``wasm_path`` (binary, or WAT text) compiled, and its shape, as the cache
+    holds them (``python -m worker compile`` writes them); ComponentError for one that does not check."""
     component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
-    # readable by the workers' group when the server's user writes a cache shared with them
-    # (setgid, --user) from outside the server (theater replay); private in a private cache
-    for path, data in zip((cwasm, shape_file), _files(component, shape), strict=True):
-        write_atomically(path, data, mode=0o640)
-    return component, shape
+    return component.serialize(), orjson.dumps(asdict(shape))
 
 
 def build(engine: wasmtime.Engine, wasm: bytes, name: str) -> tuple[wc.Component, Shape]:

@@ -33,11 +33,14 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
+from theater.config import ServerConfig
 from theater.events import Event, decode_data, encode_data, event_hash
 from theater.manifest import Limits
+from theater.paths import Home
 
 from . import component, handlers, records, replaylimits, wasi, wit
 from .crossing import Export, raise_host_exception
+from .replaycompile import Compiler
 from .replaycomponents import DIGEST, Components
 from .replaylimits import ENOMEM, Alarm, Held, ProcessData
 from .replayreport import AtLimit, Diverged, Report
@@ -70,8 +73,8 @@ def _params(value: Any) -> Any:
 
 
 class Replayer:
-    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str]], cache: Path,
-                 defaults: Limits, compile_memory: int) -> None:
+    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str]], compiler: Compiler,
+                 defaults: Limits) -> None:
         """Reads all the replay needs (``find``: a recorded SHA-256 -> its file and cache key)."""
         self.events = events
         self.defaults = defaults           # the limits of an incarnation whose record does not say
@@ -87,8 +90,7 @@ class Replayer:
         self.cut: str | None = None        # why that record ends before the call's outcome
         self.last_state: Any = _UNKNOWN    # what the last call that set a state left: a resume starts there
         self.unlinked = self._unlinked()         # (then the replay ends at once: nothing to compile)
-        self.components = Components([] if self.unlinked else events, find, cache, defaults, self.data,
-                                     compile_memory)
+        self.components = Components([] if self.unlinked else events, find, compiler, defaults, self.data)
         wit.package(), handlers.load()     # read now, not once confined
 
     def run(self) -> Report:
@@ -375,16 +377,17 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def replay(events: list[Event], components: Path, cache: Path, defaults: Limits, compile_memory: int,
-           component_file: Path | None, confine: Callable[[], None]) -> Report:
-    """Replays one actor's chain; components are found by SHA-256 in ``components`` (or given,
-    and then cached under their own hash, not the recorded one). ``confine`` runs once all is
-    read, before the actor's code. Sets this process's data rlimit (``replaylimits``): run it in
-    a process of its own."""
+def replay(events: list[Event], home: Home, config: ServerConfig, component_file: Path | None,
+           confine: Callable[[], None]) -> Report:
+    """Replays one actor's chain; components are found by SHA-256 in the home (or given, and
+    then cached under their own hash, not the recorded one), compiled within ``config``'s
+    ``[compile]`` limits, each incarnation held to its record's limits else ``config``'s. ``confine``
+    runs once all is read, before the actor's code. Sets this process's data rlimit
+    (``replaylimits``): run it in a process of its own."""
     def find(sha: str) -> tuple[Path, str]:
         if component_file is None:
-            return components / f"{sha}.wasm", sha
+            return home.components / f"{sha}.wasm", sha
         return component_file, "given-" + hashlib.sha256(component_file.read_bytes()).hexdigest()
-    replayer = Replayer(events, find, cache, defaults, compile_memory)
+    replayer = Replayer(events, find, Compiler(home, config.compile, config.source), config.limits)
     confine()
     return replayer.run()

@@ -7,15 +7,15 @@ and component), in the replayer's process: without the same limits, a component 
 its memory took the host's. Each ``lifecycle/start`` records the two (``records.held_limits``);
 a record that does not say (written before they were) gets the home's defaults.
 
-The replayer's process holds more than a worker (the whole chain, what compiling left), so
-an incarnation's data may grow by ``process_memory`` beyond what the replayer holds once its
+The replayer's process holds more than a worker (the whole chain, the compiled components),
+so an incarnation's data may grow by ``process_memory`` beyond what the replayer holds once its
 component is loaded: never less room than the live worker had, whose limit counts its
-interpreter too. Compiling a component is held to ``[compile] memory`` beyond what it held
-before, as the server's compile process is. A record is data, and may be forged: what it
-claims is held to half of the memory the machine has free when the replay begins, so no
-record takes the host's.
+interpreter too. Loading a compiled component is held to ``[compile] memory`` beyond what it
+held before (compiling one, by the compile process's own limit: ``replaycompile``). A
+record is data, and may be forged: what it claims is held to half of the memory the machine
+has free when the replay begins, so no record takes the host's.
 
-The limit is ``RLIMIT_DATA``'s soft value (the replayer raises it again between compiling and
+The limit is ``RLIMIT_DATA``'s soft value (the replayer raises it again between loading and
 running; the component, being wasm, makes no system call to do the same). A grow it refuses
 is not seen as it happens (see ``memories``): a replay that fails, or whose Python gets a
 ``MemoryError``, while a memory is full or the data at its limit, stopped at that limit.

@@ -41,11 +41,14 @@ def replay(args: argparse.Namespace, ctx: Context) -> int:
     home's defaults; a replay that fails at one says which (exit 1). A record's process_memory
     is held to half the memory the machine has free.
 
-    The replayer confines itself, once it has read the chain and compiled the components and
-    before it runs any of the actor's code, as a worker does: no capabilities, no_new_privs, no
-    core dumps; a network namespace of its own, a Landlock view that reads nothing of the home
-    and writes nowhere, the workers' seccomp allow-list (docs/isolation.md). A layer this
-    machine lacks is left out, and said; --no-sandbox leaves out those three.
+    A component not yet in the home's cache is compiled as the server compiles it, in a process
+    of its own within [compile] memory and timeout of server.toml (a stop at either: exit 1),
+    into the cache when it is the user's own. The replayer confines itself, once it has read
+    the chain and compiled the components and before it runs any of the actor's code, as a
+    worker does: no capabilities, no_new_privs, no core dumps; a network namespace of its own,
+    a Landlock view that reads nothing of the home and writes nowhere, the workers' seccomp
+    allow-list (docs/isolation.md). A layer this machine lacks is left out, and said;
+    --no-sandbox leaves out those three.
 
     Works on the home's store (ACTOR) or on an export (--file), with the home's copy of the
     component or --component FILE. Needs no server. It may take 600 s unless --timeout says.
