@@ -26,11 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
-
 from theater._units import format_size
 from theater.config import Compile
 from theater.paths import Home
+from theater.protocol import last_json
 
 from .compiled import Compiled
 from .launch import ForkServer, clean_env, signal_name
@@ -233,7 +232,7 @@ class Compiles:
                 log.exception("theater-server: internal error after a compile (continuing)")
 
     def _outcome(self, job: Job, status: int, out: bytes) -> Outcome:
-        said = _last_json(out)
+        said = last_json(out)
         if status == 0 and said.get("ok"):
             return Outcome(compiled={k: said[k] for k in ("seconds", "peak", "bytes") if k in said})
         if status == EXIT_INVALID and "error" in said:
@@ -264,15 +263,6 @@ class Compiles:
                 job.output.close()
         self.jobs.clear()
         self.queue.clear()
-
-
-def _last_json(out: bytes) -> dict[str, Any]:
-    for line in reversed(out.splitlines()):
-        if line.startswith(b"{"):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                value = orjson.loads(line)
-                return value if isinstance(value, dict) else {}
-    return {}
 
 
 def _mb(size: int) -> str:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
@@ -34,6 +34,7 @@ from theater._units import format_size, human_size
 from theater.config import Compile
 from theater.errors import ComponentError, TheaterError
 from theater.paths import Home, compiled_path, shape_path
+from theater.protocol import last_json
 
 from .compiler import EXIT_INVALID, EXIT_MEMORY
 from .component import Shape
@@ -97,7 +98,7 @@ class Compiler:
 
     def _check(self, status: int, out: bytes, wasm: Path) -> None:
         """Raises what went wrong, as the server tells it (supervisor/compiles.py)."""
-        said = _last_json(out)
+        said = last_json(out)
         if status == 0 and said.get("ok"):
             return
         if status == EXIT_INVALID and "error" in said:
@@ -176,15 +177,6 @@ def _component(wasm: Path) -> str:
         return f"the component ({human_size(wasm.stat().st_size)})"
     except OSError:
         return "the component"
-
-
-def _last_json(out: bytes) -> dict[str, Any]:
-    for line in reversed(out.splitlines()):
-        if line.startswith(b"{"):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                value = orjson.loads(line)
-                return value if isinstance(value, dict) else {}
-    return {}
 
 
 def _signal_name(signum: int) -> str:
