@@ -157,6 +157,25 @@ class _Outputs:
         self.files, self.parts = [], []
 
 
+def trusted(path: Path) -> bool:
+    """Whether the compiled form at ``path`` may be loaded: it and every directory above it are
+    this user's or root's, and none can be changed by anyone else (but a sticky directory's other
+    entries: ssh's rule for its keys). A compiled form is native code, run as it is: another
+    user's cache (root replaying their home) holds whatever they put there."""
+    me = os.geteuid()
+    real = path.resolve()
+    for p in (real, *real.parents):
+        try:
+            st = p.lstat()
+        except OSError:
+            return False
+        if st.st_uid not in (me, 0) or stat.S_ISLNK(st.st_mode):
+            return False
+        if st.st_mode & 0o022 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+            return False
+    return True
+
+
 def _own(cache: Path) -> bool:
     """The cache is this user's: a replay adds to it as the server would. Not another user's,
     whose server would empty a cache holding files it did not make (root replaying their home)."""

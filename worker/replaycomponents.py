@@ -28,7 +28,7 @@ from theater.paths import compiled_path, shape_path
 
 from . import component
 from .component import Shape
-from .replaycompile import AtCompileLimit, Compiler
+from .replaycompile import AtCompileLimit, Compiler, trusted
 from .replaylimits import ENOMEM, ProcessData, of_record
 from .replayreport import AtLimit
 
@@ -54,10 +54,11 @@ class Components:
                 self.compiled[sha, fuel] = self._compiled(*find(sha), fuel)
 
     def _compiled(self, path: Path, key: str, fuel: bool) -> tuple[bytes | bytearray, Shape] | Exception:
-        """The cache's compiled form (one that does not load is removed), else one compiled now."""
+        """The cache's compiled form (one that does not load is removed) if it can be trusted,
+        else one compiled now."""
         cache = self.compiler.home.cache
         cwasm = compiled_path(cache, key, fuel)
-        if cwasm.exists():
+        if cwasm.exists() and trusted(cwasm) and trusted(shape_path(cache, key)):
             self._allow()
             try:
                 comp, shape = component.load_compiled(component.make_engine(fuel, threads=False), cwasm,
