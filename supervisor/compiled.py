@@ -23,12 +23,10 @@ import stat
 import tempfile
 from pathlib import Path
 
+from theater.compiling import PREFIX
 from theater.paths import Home
 
 log = logging.getLogger("theater.server")
-
-PREFIX = ".compiling-"
-
 
 class Compiled:
     def __init__(self, home: Home, sha: str, fuel: bool, group: int | None) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,13 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from theater._linux import signal_name
 from theater._units import format_size
+from theater.compiling import ending
 from theater.config import Compile
 from theater.paths import Home
-from theater.protocol import last_json
 
 from .compiled import Compiled
-from .launch import ForkServer, clean_env, signal_name
+from .launch import ForkServer, clean_env
 from .limits import Controller, Group, RlimitGroup
 from .registry import ActorRecord, Status
 
@@ -46,7 +46,6 @@ COMPILE_PIDS = 256
 # How often a waiting client hears how long the compile has taken so far.
 PROGRESS_INTERVAL = 1.0
 # Exit statuses of python -m worker compile (worker/compiler.py).
-EXIT_INVALID, EXIT_MEMORY = 2, 3
 
 
 @dataclass
@@ -232,17 +231,16 @@ class Compiles:
                 log.exception("theater-server: internal error after a compile (continuing)")
 
     def _outcome(self, job: Job, status: int, out: bytes) -> Outcome:
-        said = last_json(out)
-        if status == 0 and said.get("ok"):
+        how, said = ending(status, out)
+        if how == "ok":
             return Outcome(compiled={k: said[k] for k in ("seconds", "peak", "bytes") if k in said})
-        if status == EXIT_INVALID and "error" in said:
+        if how == "invalid":
             return Outcome(reason="component", error=str(said["error"]))
         if job.timed_out:
             return Outcome(reason="compile", error=(
                 f"compiling it ({_mb(job.size)}) took longer than the compile timeout ({self.config.timeout:g}s); "
                 f"raise `timeout` under [compile] in {self.source}"))
-        if status == EXIT_MEMORY or (status == -signal.SIGABRT and b"memory allocation" in out) \
-                or (job.group is not None and job.group.oom_killed()):
+        if how == "memory" or (job.group is not None and job.group.oom_killed()):
             return Outcome(reason="compile", error=(
                 f"too big to compile ({_mb(job.size)}) within the compile memory ceiling "
                 f"({format_size(self.config.memory)}); raise `memory` under [compile] in {self.source}"))

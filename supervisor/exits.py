@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import signal
 
+from theater._linux import signal_name
 from theater.errors import ActorFailed, ComponentError, ManifestError, Refused, TheaterError
 
-from .launch import describe_status, signal_name
+from .launch import describe_status
 from .registry import ActorRecord, Exit, ExitKind
 
 

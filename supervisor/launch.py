@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -333,8 +332,3 @@ def describe_status(status: int) -> tuple[str, int]:
     return "exit", os.waitstatus_to_exitcode(status)
 
 
-def signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"

@@ -166,3 +166,11 @@ def become(uid: int, gid: int) -> None:
     os.setuid(uid)
     if sig.value:
         die_with_parent(sig.value, parent)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGKILL`` for 9 (and "signal N" for a number that is none)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

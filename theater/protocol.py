@@ -17,7 +17,6 @@ Planes (who talks to whom):
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,13 +226,3 @@ def ok(request_id: str, **fields: Any) -> dict[str, Any]:
 def error(request_id: str, exc: TheaterError) -> dict[str, Any]:
     return {"k": "error", "re": request_id, **exc.to_wire()}
 
-
-def last_json(out: bytes) -> dict[str, Any]:
-    """The last JSON object a helper process printed on a line of its own (the compile step,
-    worker/compiler.py, reports so to the server and to the replayer), or {}."""
-    for line in reversed(out.splitlines()):
-        if line.startswith(b"{"):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                value = orjson.loads(line)
-                return value if isinstance(value, dict) else {}
-    return {}

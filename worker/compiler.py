@@ -33,13 +33,11 @@ from pathlib import Path
 import orjson
 
 from theater import _linux
+from theater.compiling import EXIT_INVALID, EXIT_MEMORY
 from theater.errors import ComponentError
 
 from .component import compiled_bytes, make_engine
 from .wit import signatures
-
-EXIT_INVALID = 2
-EXIT_MEMORY = 3
 
 
 def run(wasm: Path, fuel: bool, data_limit: int, user: tuple[int, int] | None, out: tuple[int, int]) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -30,18 +29,14 @@ from typing import IO
 
 import orjson
 
+from theater._linux import signal_name
 from theater._units import format_size, human_size
+from theater.compiling import PREFIX, ending
 from theater.config import Compile
 from theater.errors import ComponentError, TheaterError
 from theater.paths import Home, compiled_path, shape_path
-from theater.protocol import last_json
 
-from .compiler import EXIT_INVALID, EXIT_MEMORY
 from .component import Shape
-
-# What a compile left in the cache when it was cut short: the server's start removes files so
-# named (supervisor/compiled.py), the replay's as its own.
-PREFIX = ".compiling-"
 
 
 class AtCompileLimit(Exception):
@@ -98,18 +93,18 @@ class Compiler:
 
     def _check(self, status: int, out: bytes, wasm: Path) -> None:
         """Raises what went wrong, as the server tells it (supervisor/compiles.py)."""
-        said = last_json(out)
-        if status == 0 and said.get("ok"):
+        how, said = ending(status, out)
+        if how == "ok":
             return
-        if status == EXIT_INVALID and "error" in said:
+        if how == "invalid":
             raise ComponentError(str(said["error"]))
-        if status == EXIT_MEMORY or (status == -signal.SIGABRT and b"memory allocation" in out):
+        if how == "memory":
             raise AtCompileLimit("compile_memory", (
                 f"the replay reached its compile memory limit ([compile] memory): {_component(wasm)} does "
                 f"not compile within {format_size(self.limits.memory)}; raise `memory` under [compile] in "
                 f"{self.source}"))
         lines = out.decode(errors="replace").strip().splitlines()
-        what = f"status {status}" if status >= 0 else _signal_name(-status)
+        what = f"status {status}" if status >= 0 else signal_name(-status)
         raise TheaterError(f"the compile process failed ({what}): {lines[-1][:300] if lines else 'it said nothing'}")
 
 
@@ -197,9 +192,3 @@ def _component(wasm: Path) -> str:
     except OSError:
         return "the component"
 
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
