@@ -19,13 +19,13 @@ each actor's events only from its own worker, and no faster than the actor's lim
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from theater import peercred, protocol
+from theater._logging import Sparse
 from theater.errors import ProtocolError
 
 from .registry import ActorRecord, Registry, Status
@@ -48,8 +48,7 @@ class Gate:
         self.deliver: Deliver | None = None       # where a hello let in late goes (the server's inbox)
         registry.pid_watchers.append(self._pid_changed)
         self.early: dict[str, list[tuple[bytes, int, dict[str, Any], list[bytes]]]] = {}
-        self._logged_at = 0.0
-        self._unlogged = 0
+        self._log = Sparse(log, LOG_EVERY)
 
     def admit(self, frames: list[zmq.Frame]) -> Message | None:
         """The actor a control message is from, with its header and data; None if it is refused
@@ -119,13 +118,7 @@ class Gate:
 
     def refused(self, pid: int | None, why: str) -> None:
         """One log line a second at most, counting the rest."""
-        now = time.monotonic()
-        if now - self._logged_at < LOG_EVERY:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more refused since)" if self._unlogged else ""
-        log.warning("control message from pid %s refused: %s%s", pid, why, more)
-        self._logged_at, self._unlogged = now, 0
+        self._log.warning(None, f"control message from pid {pid} refused: {why}")
 
 
 def _bind(rec: ActorRecord, pid: int) -> dict[str, Any]:

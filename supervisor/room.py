@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from theater._logging import Sparse
 from theater.config import ServerConfig
 from theater.errors import Refused
 
@@ -39,9 +40,9 @@ class Room:
     """The bounds, checked against the registry as it is now; what they refused, counted."""
 
     def __init__(self, registry: Registry, config: ServerConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        self.registry, self.config, self.clock = registry, config, clock
+        self.registry, self.config = registry, config
         self.refused: dict[str, int] = {}               # bound -> refusals since the server started
-        self._logged: dict[str, tuple[float, int]] = {}     # bound -> (last line's time, refusals since)
+        self._log = Sparse(log, LOG_EVERY, clock)
 
     def check(self, parent: ActorRecord | None) -> None:
         """Refused if one more live actor under ``parent`` (None: a top-level one) would pass a bound."""
@@ -50,15 +51,8 @@ class Room:
             return
         bound, why = found
         self.refused[bound] = self.refused.get(bound, 0) + 1
-        now = self.clock()
-        last, since = self._logged.get(bound, (-LOG_EVERY, 0))
-        if now - last < LOG_EVERY:
-            self._logged[bound] = (last, since + 1)
-        else:
-            more = f" ({since} more refused past this bound in the last {now - last:.0f}s)" if since else ""
-            where = f"under {parent.name} ({parent.actor_id})" if parent is not None else "at the top level"
-            log.warning("theater-server: refused a new actor %s: %s%s", where, why, more)
-            self._logged[bound] = (now, 0)
+        where = f"under {parent.name} ({parent.actor_id})" if parent is not None else "at the top level"
+        self._log.warning(bound, f"theater-server: refused a new actor {where}: {why}")
         raise Refused(why)
 
 

@@ -15,6 +15,8 @@ import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from . import _linux
@@ -92,3 +94,23 @@ def setup(level: str, journal: bool, stream: IO[Any] = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JournalFormatter() if journal else PlainFormatter())
     logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+class Sparse:
+    """Warnings a flood could repeat (a rogue's refused messages, an actor spawning in a loop past
+    its bound): one line for each key every ``every`` seconds at most, the next saying how many
+    were left unsaid."""
+
+    def __init__(self, log: logging.Logger, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log, self.every, self.clock = log, every, clock
+        self._last: dict[Any, tuple[float, int]] = {}      # key -> (last line's time, lines unsaid since)
+
+    def warning(self, key: Any, line: str) -> None:
+        now = self.clock()
+        last, unsaid = self._last.get(key, (-self.every, 0))
+        if now - last < self.every:
+            self._last[key] = (last, unsaid + 1)
+            return
+        more = f" ({unsaid} more in the last {now - last:.0f}s)" if unsaid else ""
+        self.log.warning("%s%s", line, more)
+        self._last[key] = (now, 0)

@@ -125,4 +125,4 @@ def test_refusals_are_counted_by_bound_and_logged_at_most_once_a_minute_each(cap
         "theater-server: refused a new actor at the top level: the server has 2 live actors, as many as it allows "
         "(2); raise the bound with theater-server --max-actors N, or [root] max_actors in server.toml",
         f"theater-server: refused a new actor under a ({top.actor_id}): this actor has 1 children, as many as "
-        "its [limits] children (1) allows (4 more refused past this bound in the last 65s)"]
+        "its [limits] children (1) allows (4 more in the last 65s)"]
