@@ -360,3 +360,29 @@ def test_a_call_that_used_up_its_fuel_replays_alike(server, tmp_path):
     assert (failed["reason"], failed["error"]) == ("fuel", "call used up its fuel (100000)"), failed
     r = server.cli("replay", fueled)
     assert r.code == 0 and r.out.decode().startswith("ok ") and " 3 calls " in r.out.decode(), r
+
+
+def test_a_component_changed_after_it_was_hashed_is_not_compiled_under_the_old_hash(tmp_path):
+    """The replayer names a --component's cache entry by the SHA-256 of the bytes it read; the
+    compile step reads the file again, later, in another process. A file changed in between was
+    compiled and cached under the first bytes' name, and loaded for them from then on (by the
+    next replay, and by the server for a stored component): the step now refuses bytes that are
+    not the digest it was given."""
+    from theater.config import Compile
+    from theater.errors import ComponentError
+    from theater.paths import Home
+    from worker.replaycompile import Compiler
+
+    home = Home.resolve(str(tmp_path / "home"))
+    home.ensure()
+    named = (EXAMPLES / "counter" / "counter.wat").read_bytes()
+    wasm = tmp_path / "counter.wat"
+    wasm.write_bytes(named + b"\n;; changed after it was hashed\n")
+    digest = hashlib.sha256(named).hexdigest()
+    compiler = Compiler(home, Compile(), tmp_path / "server.toml")
+    with pytest.raises(ComponentError, match="changed since it was named"):
+        compiler.compile(wasm, digest, "given-" + digest, False)
+    assert not home.compiled("given-" + digest, False).exists()
+    digest = hashlib.sha256(wasm.read_bytes()).hexdigest()     # as read: compiled and cached
+    compiler.compile(wasm, digest, "given-" + digest, False)
+    assert home.compiled("given-" + digest, False).exists()

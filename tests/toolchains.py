@@ -273,7 +273,7 @@ def precompiled(home: Home, wasm: Path) -> None:
             if not saved.is_dir():                    # another process may have compiled it meanwhile
                 tmp = Path(tempfile.mkdtemp(prefix=".compiled-", dir=saved.parent))
                 try:
-                    subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp)], check=True, cwd=ROOT,
+                    subprocess.run([sys.executable, "-c", _COMPILE, str(wasm), str(tmp), sha], check=True, cwd=ROOT,
                                    timeout=900)
                     os.rename(tmp, saved)             # whole or not at all
                 finally:
@@ -290,6 +290,7 @@ def precompiled(home: Home, wasm: Path) -> None:
 _COMPILE = """import sys; from pathlib import Path
 from worker.component import compiled_bytes, make_engine
 out = Path(sys.argv[2])
-for name, data in zip(("cwasm", "shape"), compiled_bytes(make_engine(False), Path(sys.argv[1])), strict=True):
+for name, data in zip(("cwasm", "shape"), compiled_bytes(make_engine(False), Path(sys.argv[1]), sys.argv[3]),
+                      strict=True):
     (out / name).write_bytes(data)
 """

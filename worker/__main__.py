@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--home", required=True, help="THEATER_HOME (components/, cache/)")
     comp.add_argument("sha256", help="the component, as stored in components/<sha256>.wasm")
     comp.add_argument("--file", help="compile this file instead (the replayer's: its components, and --component)")
+    comp.add_argument("--digest", metavar="SHA256",
+                      help="the SHA-256 --file's bytes must have (it is refused if they changed since)")
     comp.add_argument("--fuel", action="store_true", help="for an engine that counts fuel (else: epochs only)")
     comp.add_argument("--data-limit", type=int, default=0, metavar="BYTES",
                       help="lower RLIMIT_DATA to this first (where no cgroup does: always for the replayer)")
@@ -77,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
 
         uid, _, gid = (args.user or "").partition(":")
         cwasm_fd, _, shape_fd = args.out.partition(",")
+        if args.file and not args.digest:
+            p.error("--file needs --digest: the SHA-256 its bytes must have")
         wasm = Path(args.file) if args.file else home.components / f"{args.sha256}.wasm"
-        return run(wasm, args.fuel, args.data_limit, (int(uid), int(gid)) if args.user else None,
-                   (int(cwasm_fd), int(shape_fd)))
+        return run(wasm, args.digest or args.sha256, args.fuel, args.data_limit,
+                   (int(uid), int(gid)) if args.user else None, (int(cwasm_fd), int(shape_fd)))
     from .replay import replay
     from .replaysandbox import confine
 

@@ -13,7 +13,9 @@ server then moves into the cache (supervisor/compiled.py).
 
 The replayer (``theater replay``) starts it too, for a component the cache lacks, before it
 confines itself (worker/replaycompile.py): with ``--data-limit`` (it has no cgroup), and
-``--file``, the component's path (the home's copy, or ``theater replay --component``'s).
+``--file``, the component's path (the home's copy, or ``theater replay --component``'s), and
+``--digest``, the SHA-256 the replayer found it to have. Either way the bytes it reads must have
+that digest (the server's: the name they are stored under), or it refuses them as invalid.
 
 It prints one JSON line: ``{"ok": true, "seconds", "peak", "bytes"}`` (exit 0) or
 ``{"ok": false, "error"}`` for a component that is not valid or does not check (exit 2). Out of
@@ -40,7 +42,8 @@ from .component import compiled_bytes, make_engine
 from .wit import signatures
 
 
-def run(wasm: Path, fuel: bool, data_limit: int, user: tuple[int, int] | None, out: tuple[int, int]) -> int:
+def run(wasm: Path, digest: str, fuel: bool, data_limit: int, user: tuple[int, int] | None,
+        out: tuple[int, int]) -> int:
     """Compiles ``wasm``, writing the compiled form and its shape to ``out`` (descriptors of files
     the server or the replayer made: under --user the cache is not ours to write, see
     supervisor/compiled.py)."""
@@ -48,13 +51,13 @@ def run(wasm: Path, fuel: bool, data_limit: int, user: tuple[int, int] | None, o
     if data_limit:
         _linux.lower_limit(resource.RLIMIT_DATA, data_limit)
     try:
-        return _compile(wasm, fuel, user, out)
+        return _compile(wasm, digest, fuel, user, out)
     except MemoryError:                           # anywhere past the limit: reading the WIT package too
         os.write(2, b"compile: out of memory (MemoryError)\n")
         return EXIT_MEMORY
 
 
-def _compile(wasm: Path, fuel: bool, user: tuple[int, int] | None, out: tuple[int, int]) -> int:
+def _compile(wasm: Path, digest: str, fuel: bool, user: tuple[int, int] | None, out: tuple[int, int]) -> int:
     _linux.harden(nofile=256)                     # it reads untrusted input: no core dumps, no privileges
     # everything that may import or read this Python's files is done first (as the zygote does):
     # the workers' user may not be able to read them
@@ -66,7 +69,7 @@ def _compile(wasm: Path, fuel: bool, user: tuple[int, int] | None, out: tuple[in
         _linux.become(*user)                      # (which keeps our parent-death signal)
     started = time.monotonic()
     try:
-        for fd, data in zip(out, compiled_bytes(engine, wasm), strict=True):
+        for fd, data in zip(out, compiled_bytes(engine, wasm, digest), strict=True):
             with open(fd, "wb") as f:
                 f.write(data)
     except ComponentError as e:

@@ -12,6 +12,7 @@ component); a worker only loads (``load_compiled``: an mmap, about 1 ms).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,10 +79,13 @@ class Shape:
                                      f"(add [[handler]] type = \"{spec.type if spec else '?'}\" to {manifest.source})")
 
 
-def compiled_bytes(engine: wasmtime.Engine, wasm_path: Path) -> tuple[bytes, bytes]:
+def compiled_bytes(engine: wasmtime.Engine, wasm_path: Path, digest: str) -> tuple[bytes, bytes]:
     """The component at ``wasm_path`` (binary, or WAT text) compiled, and its shape, as the cache
-    holds them (``python -m worker compile`` writes them); ComponentError for one that does not check."""
-    component, shape = build(engine, _read_wasm(wasm_path), wasm_path.stem[:12])
+    holds them under ``digest`` (``python -m worker compile`` writes them); ComponentError for one
+    that does not check, or whose bytes as read here are not ``digest``'s: the cache's key was
+    worked out by another process, earlier, and a file changed in between would put one
+    component's code under another's name, loaded for it from then on."""
+    component, shape = build(engine, _read_wasm(wasm_path, digest), wasm_path.stem[:12])
     return component.serialize(), orjson.dumps(asdict(shape))
 
 
@@ -119,12 +123,15 @@ def load_compiled(engine: wasmtime.Engine, cwasm: Path, shape_file: Path) -> tup
     return component, shape
 
 
-def _read_wasm(path: Path) -> bytes:
-    """The component's binary (WAT text is assembled)."""
+def _read_wasm(path: Path, digest: str) -> bytes:
+    """The component's binary (WAT text is assembled), if its bytes are ``digest``'s."""
     try:
         wasm = path.read_bytes()
     except OSError as e:
         raise ComponentError(f"component {path.stem[:12]} is missing from {path.parent}: {e.strerror}") from None
+    if hashlib.sha256(wasm).hexdigest() != digest:
+        raise ComponentError(f"{path} changed since it was named (its SHA-256 is no longer {digest[:12]}): "
+                             "not compiled")
     if not wasm.startswith(b"\x00asm"):
         try:
             wasm = bytes(wasmtime.wat2wasm(wasm.decode()))

@@ -73,9 +73,10 @@ def _params(value: Any) -> Any:
 
 
 class Replayer:
-    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str]], compiler: Compiler,
+    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str, str]], compiler: Compiler,
                  defaults: Limits) -> None:
-        """Reads all the replay needs (``find``: a recorded SHA-256 -> its file and cache key)."""
+        """Reads all the replay needs (``find``: a recorded SHA-256 -> its file, the file's
+        SHA-256 and its cache key)."""
         self.events = events
         self.defaults = defaults           # the limits of an incarnation whose record does not say
         self.data = ProcessData()
@@ -384,10 +385,11 @@ def replay(events: list[Event], home: Home, config: ServerConfig, component_file
     ``[compile]`` limits, each incarnation held to its record's limits else ``config``'s. ``confine``
     runs once all is read, before the actor's code. Sets this process's data rlimit
     (``replaylimits``): run it in a process of its own."""
-    def find(sha: str) -> tuple[Path, str]:
+    def find(sha: str) -> tuple[Path, str, str]:
         if component_file is None:
-            return home.components / f"{sha}.wasm", sha
-        return component_file, "given-" + hashlib.sha256(component_file.read_bytes()).hexdigest()
+            return home.components / f"{sha}.wasm", sha, sha
+        digest = hashlib.sha256(component_file.read_bytes()).hexdigest()
+        return component_file, digest, "given-" + digest
     replayer = Replayer(events, find, Compiler(home, config.compile, config.source), config.limits)
     confine()
     return replayer.run()

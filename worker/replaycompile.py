@@ -51,23 +51,24 @@ class Compiler:
     limits: Compile
     source: Path
 
-    def compile(self, wasm: Path, key: str, fuel: bool) -> tuple[bytes, Shape]:
+    def compile(self, wasm: Path, digest: str, key: str, fuel: bool) -> tuple[bytes, Shape]:
         """``wasm`` compiled (cached under ``key``), and its shape. Raises ComponentError (not a
-        valid component), AtCompileLimit, or TheaterError (the compile process failed)."""
+        valid component, or its bytes no longer ``digest``'s), AtCompileLimit, or TheaterError
+        (the compile process failed)."""
         cache = self.home.cache
         outputs = _Outputs([compiled_path(cache, key, fuel), shape_path(cache, key)], _own(cache))
         try:
-            status, out = self._run(wasm, key, fuel, outputs)
+            status, out = self._run(wasm, digest, key, fuel, outputs)
             self._check(status, out, wasm)
             return outputs.take()
         finally:
             outputs.discard()
 
-    def _run(self, wasm: Path, key: str, fuel: bool, outputs: _Outputs) -> tuple[int, bytes]:
+    def _run(self, wasm: Path, digest: str, key: str, fuel: bool, outputs: _Outputs) -> tuple[int, bytes]:
         """The compile process's exit status and what it said (its last 64 KiB)."""
         fds = [f.fileno() for f in outputs.files]
         cmd = [sys.executable, "-m", "worker", "compile", "--home", str(self.home.root), key,
-               "--file", str(wasm.absolute()), *(["--fuel"] if fuel else []),
+               "--file", str(wasm.absolute()), "--digest", digest, *(["--fuel"] if fuel else []),
                "--data-limit", str(self.limits.memory), "--out", ",".join(map(str, fds))]
         with tempfile.TemporaryFile() as said:
             try:

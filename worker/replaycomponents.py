@@ -36,7 +36,7 @@ DIGEST = re.compile(r"[0-9a-f]{64}")     # a component is named by its SHA-256: 
 
 
 class Components:
-    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str]], compiler: Compiler,
+    def __init__(self, events: list[Event], find: Callable[[str], tuple[Path, str, str]], compiler: Compiler,
                  defaults: Limits, data: ProcessData) -> None:
         self.data = data
         self.compiler = compiler
@@ -53,7 +53,7 @@ class Components:
             if isinstance(sha, str) and DIGEST.fullmatch(sha) and (sha, fuel) not in self.compiled:
                 self.compiled[sha, fuel] = self._compiled(*find(sha), fuel)
 
-    def _compiled(self, path: Path, key: str, fuel: bool) -> tuple[bytes | bytearray, Shape] | Exception:
+    def _compiled(self, path: Path, digest: str, key: str, fuel: bool) -> tuple[bytes | bytearray, Shape] | Exception:
         """The cache's compiled form (one that does not load is removed) if it can be trusted,
         else one compiled now."""
         cache = self.compiler.home.cache
@@ -71,7 +71,7 @@ class Components:
             finally:
                 self.data.release()
         try:
-            return self.compiler.compile(path, key, fuel)
+            return self.compiler.compile(path, digest, key, fuel)
         except (AtCompileLimit, TheaterError) as e:
             return e
 
