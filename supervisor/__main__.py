@@ -30,6 +30,7 @@ from .console import Console
 from .sdnotify import Notifier
 from .security import needs_curve
 from .server import Server
+from .usage import Parser
 
 EPILOG = """\
 examples:
@@ -46,7 +47,7 @@ Operating it (systemd, server.toml, logs, metrics, remote access): docs/operatio
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="theater-server", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run the Theater server: WebAssembly actors, each in its own process, supervised, "
                     "with every action in a signed event chain.")
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve a read-only web console there (needs: pip install 'theater[console]'); off "
                         "loopback it asks for the token `theater console --token` prints")
     p.add_argument("--console-token", action="store_true", help="ask for the console's token on loopback too")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                   help="the least severe lines the server's log keeps (default: info)")
     p.add_argument("--log-stdout", action="store_true",
                    help="log to stdout instead of $THEATER_HOME/logs/server.log (for the journal when "
                         "$JOURNAL_STREAM says stdout is it: <N> priorities, no timestamps)")
@@ -73,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ephemeral", action="store_true",
                    help="neither bring back saved actors nor save new ones (what `theater run` starts)")
     p.add_argument("--config", metavar="FILE",
-                   help="server config: default [limits] for actors, [root] restart flags "
-                        "(default: $THEATER_HOME/server.toml if it exists)")
+                   help="server config: default [limits] for actors, [root] restart flags and max_actors, "
+                        "[chain] durability, [compile], [store], [secrets] (docs/operations.md; default: "
+                        "$THEATER_HOME/server.toml if it exists)")
     p.add_argument("--max-actors", metavar="N",
                    help="live actors at once, all told: a start or spawn past it is refused (default: [root] "
                         "max_actors in server.toml, else what the memory and pids of this host, or of the server's "
@@ -82,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user", metavar="NAME", help="run workers as this user (when the server runs as root)")
     p.add_argument("--no-cgroups", action="store_true",
                    help="do not put workers in cgroups (process memory falls back to an rlimit, no cpu share)")
-    p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup", help="where cgroups are mounted")
+    p.add_argument("--cgroup-root", metavar="DIR", default="/sys/fs/cgroup",
+                   help="where cgroups are mounted (default: /sys/fs/cgroup)")
     p.add_argument("--no-sandbox", action="store_true",
                    help="workers without seccomp, Landlock and their own network namespace (docs/isolation.md)")
     p.add_argument("--sandbox-log", action="store_true",

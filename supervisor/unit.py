@@ -15,7 +15,6 @@ restricted to network namespaces, the one kind the workers' sandbox makes.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pwd
 import re
@@ -25,6 +24,8 @@ from pathlib import Path
 
 from theater import __version__
 from theater.errors import UsageError
+
+from .usage import Parser
 
 DEFAULT_HOME = "/var/lib/theater"
 # How long systemd waits between watchdog pings (the server pings at half of it).
@@ -148,7 +149,7 @@ def _checked_user(name: str | None, here: bool) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="theater-server unit", description="Print a systemd unit that runs this installation's server "
         "(Type=notify, watchdog, cgroup delegation, hardening). See docs/operations.md.")
     p.add_argument("--user", metavar="NAME", help="the user the actors' workers run as (recommended)")

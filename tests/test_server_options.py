@@ -35,6 +35,19 @@ def test_a_bad_max_actors_is_one_line(home, given):
     assert not (home.run / "server.json").exists()
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--log-level", "verbose"], "--log-level: invalid choice: 'verbose'"),
+    (["--lisen", "tcp://127.0.0.1:0"], "unrecognized arguments: --lisen"),
+    (["--max-actors"], "--max-actors: expected one argument"),
+    (["unit", "--usr", "x"], "unrecognized arguments: --usr"),
+])
+def test_a_usage_error_is_one_line_not_the_whole_usage(home, args, needle):
+    """As docs/operations.md says of every option; argparse's own printed eight lines of usage first."""
+    prog = "theater-server unit" if args[0] == "unit" else "theater-server"
+    one_line_error(run_server(*args, "--home", str(home.root)), f"{prog}: ", needle, f"`{prog} --help`")
+    assert not (home.run / "server.json").exists()
+
+
 def test_a_home_that_is_a_file_is_said_in_words(tmp_path):
     afile = tmp_path / "home"
     afile.write_text("")
