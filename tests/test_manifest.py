@@ -106,6 +106,20 @@ def test_server_config_root_flags_are_read(tmp_path):
         load_server_config(path)
 
 
+def test_a_project_folder_given_for_its_manifest_is_pointed_to_it(tmp_path):
+    """`theater run hello` after `theater build hello` (which takes the folder): the one line
+    says which file to give."""
+    (tmp_path / "manifest.toml").write_text(HEAD)
+    with pytest.raises(ManifestError) as e:
+        manifests.load(tmp_path)
+    assert e.value.message == (f"{tmp_path}: cannot read manifest: not a regular file (a directory); "
+                               f"its manifest is {tmp_path / 'manifest.toml'}")
+    (tmp_path / "manifest.toml").unlink()                         # no manifest inside: nothing to point to
+    with pytest.raises(ManifestError) as e:
+        manifests.load(tmp_path)
+    assert e.value.message.endswith("not a regular file (a directory)")
+
+
 # ---- [[mcp.tool]]: the tools an actor offers MCP clients ----------------------------------------
 
 def test_mcp_tools_are_read():

@@ -127,7 +127,8 @@ def load(path: str | Path) -> Manifest:
     except FileNotFoundError:
         raise ManifestError(f"{p}: no such manifest file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"{p}: cannot read manifest: {reason(e)}") from None
+        hint = f"; its manifest is {p / 'manifest.toml'}" if (p / "manifest.toml").is_file() else ""
+        raise ManifestError(f"{p}: cannot read manifest: {reason(e)}{hint}") from None
     return parse(text, str(p))
 
 
