@@ -75,6 +75,12 @@ def test_new_and_build_refuse_bad_input_in_one_line(home, tmp_path):
     one_line_error(run_cli(home, "new", str(tmp_path / "taken")), "theater:", "not an empty folder")
     assert not (tmp_path / "taken" / "manifest.toml").exists()
     one_line_error(run_cli(home, "build", str(tmp_path / "nowhere")), "theater:", "no such manifest file")
+    copied = new(home, tmp_path / "copied")            # a copy of examples/agent, whose WIT is a relative link
+    deps = copied / "wit" / "deps" / "theater-simple"
+    shutil.rmtree(deps)
+    deps.symlink_to("../../../../theater/wit")
+    one_line_error(run_cli(home, "build", str(copied)), "theater:", str(deps), "../../../../theater/wit",
+                   "not there", str(WIT))
     project = new(home, tmp_path / "broken", "--lang", "wat")
     wat = project / "broken.wat"
     wat.write_text(wat.read_text().replace("(component", "(compnent", 1))

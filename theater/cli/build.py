@@ -52,6 +52,7 @@ def build(args: argparse.Namespace, ctx: Context) -> int:
     if not app.is_file():
         raise UsageError(f"{folder}: no {app.name}: `theater build` builds Python actors (and checks WAT ones); "
                          "for Rust and JavaScript see docs/writing-actors.md")
+    _check_links(folder / "wit")
     world = args.world or _world(folder / "wit")
     where = folder.resolve()
     cmd = [*_componentize_py(), "-d", str(where / "wit"), "-w", world, "componentize",
@@ -130,6 +131,15 @@ def _innermost(causes: str) -> list[str]:
         return []
     first = re.sub(r"^\d+: ", "", last[0]).strip()
     return [first, *textwrap.dedent("\n".join(last[1:])).rstrip().splitlines()]
+
+
+def _check_links(wit: Path) -> None:
+    """A link in the project's WIT that leads nowhere, said with its name: a copied project (
+    examples/agent links theater's WIT) got "No such file or directory (os error 2)", naming nothing."""
+    for entry in (*wit.glob("*"), *wit.glob("deps/*")):
+        if entry.is_symlink() and not entry.exists():
+            raise UsageError(f"{entry}: a link to {os.readlink(entry)}, which is not there; put a copy of the "
+                             f"WIT it stands for there (theater's own: {Path(manifest.__file__).parent / 'wit'})")
 
 
 def _world(wit: Path) -> str:
