@@ -186,6 +186,10 @@ def test_the_json_api(console, tmp_path):
     read = wait_for(lambda: [s for s in api(f"/api/samples?actor={probe}")["samples"] if s["rss"]], timeout=30,
                     what="a sample of the probe's process")
     assert read[-1]["rss"] > 1 << 20
+    by_prefix = api(f"/api/samples?actor={probe[:8]}")       # as every ?actor= takes (docs/console.md)
+    assert by_prefix["actor"] == probe and by_prefix["samples"], by_prefix
+    for route in ("samples", "stream"):                      # not an empty series, or a stream of nulls
+        assert "no actor 'nope'" in api(f"/api/{route}?actor=nope", 404)["error"]
     assert "limit" in api(f"/api/actors/{probe}/events?limit=abc", 400)["error"]
     assert "no actor" in api("/api/actors/nope", 404)["error"]
     with server.client() as c:

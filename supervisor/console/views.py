@@ -177,16 +177,24 @@ def api_verify(app: App, req: Request, key: str) -> Response:
 
 @routes.get("/api/samples")
 def api_samples(app: App, req: Request) -> Response:
-    return json_response({"every": SAMPLE_EVERY, "actor": req.arg("actor"),
-                          "samples": app.hub.samples.series(req.arg("actor") or None)})
+    actor_id = _actor_arg(app, req)
+    return json_response({"every": SAMPLE_EVERY, "actor": actor_id, "samples": app.hub.samples.series(actor_id)})
 
 
 @routes.get("/api/stream")
 def api_stream(app: App, req: Request) -> None:
+    req.handler.stream(app.hub, _actor_arg(app, req))
+
+
+def _actor_arg(app: App, req: Request) -> str | None:
+    """``?actor=``'s full id (given an id, a unique prefix or a name, as everywhere; samples are
+    kept by id, so a name found none); an actor the server does not know is a 404."""
     key = req.arg("actor") or None
-    if key is not None and not _is_id(key):
-        raise UsageError(f"?actor={key[:40]!r}: expected an actor id")
-    req.handler.stream(app.hub, key)
+    if key is None:
+        return None
+    if not _is_id(key):
+        raise UsageError(f"?actor={key[:40]!r}: expected an actor id, a unique prefix of one, or a name")
+    return app.hub.call("inspect", actor=key)[0]["actor"]["id"]
 
 
 def _is_id(key: str) -> bool:
