@@ -81,6 +81,9 @@ def test_new_and_build_refuse_bad_input_in_one_line(home, tmp_path):
     deps.symlink_to("../../../../theater/wit")
     one_line_error(run_cli(home, "build", str(copied)), "theater:", str(deps), "../../../../theater/wit",
                    "not there", str(WIT))
+    unbuilt = new(home, tmp_path / "unbuilt")          # `theater new`, then `theater start`: the build skipped
+    one_line_error(run_cli(home, "start", str(unbuilt / "manifest.toml")), "theater:", "'unbuilt.wasm'",
+                   "not built yet", f"`theater build {unbuilt}`")
     project = new(home, tmp_path / "broken", "--lang", "wat")
     wat = project / "broken.wat"
     wat.write_text(wat.read_text().replace("(component", "(compnent", 1))

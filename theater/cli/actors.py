@@ -10,6 +10,7 @@ from typing import Any
 from .. import admission
 from .. import manifest as manifests
 from .._units import human_size
+from ..errors import ManifestError
 from ..events import readable
 from ..manifest import Manifest
 from . import _output
@@ -37,7 +38,12 @@ def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> tup
     """The start request (its answer, and the manifest); a first start that compiles its component
     shows how long, on a terminal. The manifest is checked before the server is reached: a bad one
     is said as such, server or not."""
-    m = manifests.load(Path(manifest).absolute())
+    path = Path(manifest).absolute()
+    m = manifests.load(path)
+    if not (path.parent / m.component).exists() and (path.parent / "app.py").is_file():
+        # `theater new` then `theater run`, the build skipped: the file missing is not the news
+        raise ManifestError(f"{path}: component = {m.component!r} is not built yet: "
+                            f"`theater build {path.parent}` builds it from app.py")
     admission.check(m)
     progress = _output.Progress()
     ctx.client.on_progress = progress
