@@ -289,6 +289,9 @@ def test_no_server_running(home, tmp_path):
     bad = tmp_path / "bad.toml"            # a bad manifest is said as such first, server or not
     bad.write_text('name = "x"\nversion = 1\n')
     one_line(run_cli(home, "start", str(bad)), "bad.toml", "version", code=2)
+    # and `theater run` says so before it starts a server for the run (it started one, then failed)
+    one_line(run_cli(home, "run", str(bad)), "bad.toml", "version", code=2)
+    assert not (home.root / "logs" / "server.log").exists()
 
 
 def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, tmp_path):
@@ -316,6 +319,8 @@ def test_odd_addresses_inputs_and_arguments_are_one_line_without_a_server(home, 
         (("replay", "--file", str(VECTORS / "chain-v1.jsonl"), "--component", "/nonexistent"),
          ("--component /nonexistent: No such file or directory",), 2),
         (("replay",), ("give an actor id, or --file",), 2),
+        (("mcp", "--manage"), ("--manage is for --http", "--read-only leaves them out"), 2),
+        (("mcp", "--manage", "--read-only", "--http", "0"), ("contradict",), 2),
         (("replay", "zzzz"), ("no chains database",), 3),
         (("message", "x", "--file", "/nonexistent"), ("--file /nonexistent: No such file or directory",), 2),
         (("start", str(COUNTER), "--state", str(tmp_path)), (f"--state {tmp_path}: Is a directory",), 2),

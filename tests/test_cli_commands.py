@@ -185,6 +185,27 @@ def test_top_shows_cpu_and_rates_on_the_first_screen_in_human_units(module_serve
     assert re.search(r"\d+(\.\d)? (MiB|KiB)", row), row
 
 
+
+def test_top_watch_into_a_pipe_parts_its_screens_with_a_blank_line_not_escape_codes(module_server):
+    """`theater top --watch | less` (or into a file) got a terminal's clear-screen codes."""
+    server = module_server
+    cli_start(server, COUNTER)
+    p = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "top", "--watch",
+                          "--interval", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+    assert p.stdout is not None
+    out = b""
+    try:
+        while out.count(b"NAME") < 3 and select.select([p.stdout], [], [], 60)[0]:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        p.kill()
+        p.wait()
+    assert out.count(b"NAME") >= 3 and out.startswith(b"ID"), out
+    assert b"\x1b" not in out and out.count(b"\n\nID ") >= 2, out
+
 def test_inspect_shows_limits_and_describes_stopped_and_saved_actors(server, tmp_path):
     manifest = tmp_path / "counter.toml"
     manifest.write_text((EXAMPLES / "counter" / "manifest.toml").read_text()

@@ -152,6 +152,11 @@ def when(time_ns: int) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}"
 
 
-def clear_screen() -> None:
-    """The one escape sequence the CLI writes on purpose (`top --watch`)."""
-    print("\x1b[2J\x1b[H", end="", flush=True)
+def new_screen(first: bool) -> None:
+    """Clears a terminal for the next screen (`top --watch`): the one escape sequence the CLI
+    writes on purpose, and only to a terminal; into a pipe or a file, screens are parted by a
+    blank line."""
+    if sys.stdout.isatty():
+        print("\x1b[2J\x1b[H", end="", flush=True)
+    elif not first:
+        print(flush=True)

@@ -25,8 +25,9 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     compiles it (seconds for a large one); a terminal shows how long it has taken so far.
     --json prints {"id": ..., "name": ..., "pid": ...}.
     """
+    checked_manifest(args.manifest)
     state = read_input(args.state, "--state") if args.state else None
-    info, _ = start_with_progress(ctx, args.manifest, state)
+    info = start_with_progress(ctx, args.manifest, state)
     if ctx.json:
         _output.emit_json({"id": info["id"], "name": info["name"], "pid": info.get("pid")})
     else:
@@ -34,10 +35,9 @@ def start(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> tuple[dict[str, Any], Manifest]:
-    """The start request (its answer, and the manifest); a first start that compiles its component
-    shows how long, on a terminal. The manifest is checked before the server is reached: a bad one
-    is said as such, server or not."""
+def checked_manifest(manifest: str) -> Manifest:
+    """The manifest, checked here before any server is reached (or, for `theater run`, started):
+    a bad one is said as such, server or not."""
     path = Path(manifest).absolute()
     m = manifests.load(path)
     if not (path.parent / m.component).exists() and (path.parent / "app.py").is_file():
@@ -45,10 +45,16 @@ def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> tup
         raise ManifestError(f"{path}: component = {m.component!r} is not built yet: "
                             f"`theater build {path.parent}` builds it from app.py")
     admission.check(m)
+    return m
+
+
+def start_with_progress(ctx: Context, manifest: str, state: bytes | None) -> dict[str, Any]:
+    """The start request's answer; a first start that compiles its component shows how long,
+    on a terminal."""
     progress = _output.Progress()
     ctx.client.on_progress = progress
     try:
-        return ctx.client.start(manifest, state), m
+        return ctx.client.start(manifest, state)
     finally:
         progress.done()
 
@@ -147,16 +153,16 @@ def top(args: argparse.Namespace, ctx: Context) -> int:
         if first and not ctx.json and any("cpu_seconds" in a and "cpu_percent" not in a for a in info["actors"]):
             time.sleep(min(args.interval, FIRST_SAMPLE))      # a rate needs two samples
             info = ctx.client.call("top")[0]
-        first = False
         if ctx.json:
             shown = {"actors": info["actors"], "server": info["server"]}
             _output.emit_json_line(shown) if args.watch else _output.emit_json(shown)
         else:
             if args.watch:
-                _output.clear_screen()
+                _output.new_screen(first)
             _top_table(info)
         if not args.watch:
             return 0
+        first = False
         time.sleep(args.interval)
 
 

@@ -29,6 +29,11 @@ def mcp(args: argparse.Namespace, ctx: Context) -> int:
     if importlib.util.find_spec("mcp") is None:
         raise UsageError(MISSING)
     host, port = _address(args.http) if args.http is not None else (None, 0)
+    if args.manage and args.read_only:
+        raise UsageError("--manage and --read-only contradict each other: give one")
+    if args.manage and host is None:
+        raise UsageError("--manage is for --http: over stdio theater_start and theater_stop are offered "
+                         "already (--read-only leaves them out)")
     if host is not None and not is_loopback(host) and not args.allow_remote:
         raise UsageError(f"--http {args.http}: {host} is not a loopback address; anyone who can reach it can call "
                          "these tools without authenticating. Add --allow-remote if that is what you want")

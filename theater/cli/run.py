@@ -16,7 +16,7 @@ from ..errors import TheaterError, Unreachable, UsageError
 from ..events import decode_data, readable
 from . import _output, logs
 from ._context import Context, read_input
-from .actors import start_with_progress
+from .actors import checked_manifest, start_with_progress
 from .chains import follow, summary
 
 # How long an embedded server may take to come up (imports, chain process, fork server).
@@ -36,11 +36,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """
     for sig in (signal.SIGTERM, signal.SIGHUP):     # ended another way than Ctrl-C: clean up the same
         signal.signal(sig, _interrupt)
+    manifest = checked_manifest(args.manifest)          # before a server is started for it
+    state = read_input(args.state, "--state") if args.state else None
     embedded = _ensure_server(ctx)
     actor = None
     try:
-        state = read_input(args.state, "--state") if args.state else None
-        info, manifest = start_with_progress(ctx, args.manifest, state)
+        info = start_with_progress(ctx, args.manifest, state)
         actor, name = info["id"], info["name"]
         if not ctx.json:
             # an actor that serves messages runs until it shuts itself down: say how to end it, and
