@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from theater.chaindb import SCHEMA, STATE_PREFIX
+from theater.chaindb import SCHEMA, STATE_PREFIX, last_state
 from theater.errors import Rejected
 from theater.events import checkpoint_message, decode_data, event_hash, next_stamp
 from theater.protocol import MAX_INT
@@ -39,19 +39,6 @@ def _int64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
 
 log = logging.getLogger("theater.chain")
-
-# An actor's last state is in its last wasm result that holds one: found newest first through an
-# index of just those (theater.chaindb.SCHEMA: their canonical CBOR begins with the keys event,
-# result, state), so an actor's head loads at the same speed whatever the length of its chain.
-# Should none be found there (an encoding the index does not know), every event that holds
-# the key "state" (x'65' "state") is looked at, as before the index. Each is decoded to be sure.
-# (Only rows of the chain: an integer seq up to the head. SQLite sorts a blob or text above any
-# number, and a row with one, added by an edit, would otherwise be taken first.)
-_STATE_QUERY = ("SELECT seq, data FROM events INDEXED BY state_events WHERE aid = ? AND tid = ? "
-                f"AND substr(data, 1, 20) = x'{STATE_PREFIX.hex()}' AND typeof(seq) = 'integer' "
-                "AND seq BETWEEN 0 AND ? ORDER BY seq DESC")
-_STATE_SCAN = ("SELECT seq, data FROM events WHERE aid = ? AND tid = ? AND instr(data, x'657374617465') > 0 "
-               "AND typeof(seq) = 'integer' AND seq BETWEEN 0 AND ? ORDER BY seq DESC")
 
 # durability = "process": the WAL is fsynced this long after a commit at the latest.
 FSYNC_WITHIN = 0.005
@@ -153,14 +140,12 @@ class ChainStore:
         hash-linked and signed (an edit of it fails ``verify``). The row's copy and ``state_seq``
         are not: an edited copy was the state the actor resumed from, laundered into its next
         lifecycle/start; they are only compared with what the chain holds."""
-        for query in (_STATE_QUERY, _STATE_SCAN):
-            for seq, data in self.db.execute(query, (aid, self.types.get("wasm"), head)):
-                value = decode_data(data)
-                if isinstance(value, dict) and value.get("event") == "result" and "state" in value:
-                    if (value["state"], seq) != (copy, state_seq):
-                        log.error("chain: actor %s: its stored state differs from the one its chain holds (event "
-                                  "%d); the chain's is used (chains.db was changed outside theater?)", actor_id, seq)
-                    return value["state"], seq
+        found = last_state(self.db, aid, self.types.get("wasm"), head)
+        if found is not None:
+            if found != (copy, state_seq):
+                log.error("chain: actor %s: its stored state differs from the one its chain holds (event "
+                          "%d); the chain's is used (chains.db was changed outside theater?)", actor_id, found[1])
+            return found
         log.error("chain: actor %s: no event of its chain holds the state stored for it; it resumes with none "
                   "(chains.db was changed outside theater?)", actor_id)
         return None, None

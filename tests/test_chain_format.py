@@ -229,8 +229,8 @@ def test_an_actors_state_is_found_without_reading_its_chain(tmp_path):
     from before the index gets it), and the state is still the chain's, not the noted copy."""
     import sqlite3
 
-    from chain.store import _STATE_QUERY, ChainStore
-    from theater.chaindb import STATE_PREFIX
+    from chain.store import ChainStore
+    from theater.chaindb import _STATE_QUERY, STATE_PREFIX
     from theater.events import encode_data, event_hash
 
     path, key = tmp_path / "chains.db", Ed25519PrivateKey.generate()

@@ -194,6 +194,8 @@ def test_stopped_actors_and_stored_chains_are_known_by_name(server, tmp_path):
     server.stop()                              # and with no server: the store is read directly
     one_line(run_cli(server.home, "events", "counter"), "'counter' names 2 actors", code=2)
     assert run_cli(server.home, "events", counter[:8]).code == 0
+    assert run_cli(server.home, "state", counter[:8]).out == b"1"      # (it said no server was running)
+    one_line(run_cli(server.home, "state", "counter"), "'counter' names 2 actors", code=2)
 
 
 def test_a_name_two_running_actors_share_says_so(module_server, tmp_path):

@@ -10,10 +10,10 @@ from typing import Any
 from .. import admission
 from .. import manifest as manifests
 from .._units import human_size
-from ..errors import ManifestError
+from ..errors import ManifestError, Unreachable
 from ..events import readable
 from ..manifest import Manifest
-from . import _output
+from . import _output, chains
 from ._context import Context, actor_arg, read_input, seconds
 
 
@@ -187,10 +187,18 @@ def _top_table(info: dict[str, Any]) -> None:
 def state(args: argparse.Namespace, ctx: Context) -> int:
     """Write an actor's current state (its bytes) to stdout.
 
-    From the running worker, or, for a stopped actor, the last state its chain committed.
-    --json prints {"actor": ..., "state": {"utf8": ...} | {"b64": ...} | null}.
+    From the running worker, or, for a stopped actor (or with no server running), the last
+    state its chain committed. --json prints {"actor": ..., "state": {"utf8": ...} | {"b64":
+    ...} | null}.
     """
-    value = ctx.client.state(args.actor)
+    try:
+        value = ctx.client.state(args.actor)
+    except Unreachable:          # no server: the chain is on disk all the same
+        store = chains.open_store(ctx)
+        try:
+            value = store.state(store.resolve(args.actor))
+        finally:
+            store.close()
     if ctx.json:
         _output.emit_json({"actor": args.actor, "state": readable(value) if value is not None else None})
     elif value is not None:

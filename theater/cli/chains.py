@@ -124,7 +124,7 @@ def stored(ctx: Context, actor: str, since: int = 0, limit: int | None = None,
     try:
         return ctx.client.events(actor, since, limit, types)
     except Unreachable:          # no server: the chain is on disk all the same
-        reader = _reader(ctx)
+        reader = open_store(ctx)
         return list(reader.events(reader.resolve(actor), since, limit, tuple(types or ())))
 
 
@@ -133,7 +133,7 @@ def tail(ctx: Context, actor: str, types: list[str], n: int) -> tuple[list[Event
     try:
         length = ctx.client.call("head", actor=actor)[0]["checkpoint"]["seq"] + 1
     except Unreachable:
-        reader = _reader(ctx)
+        reader = open_store(ctx)
         actor_id = reader.resolve(actor)
         length = next(c.length for c in reader.chains() if c.actor_id == actor_id)
     except NotFound:            # a chain with no event yet
@@ -221,7 +221,9 @@ def settle(ctx: Context) -> None:
         ctx.client.call("chains")
 
 
-def _reader(ctx: Context) -> ChainReader:
+def open_store(ctx: Context) -> ChainReader:
+    """The home's chains database, read directly (once a running server's chain has stored what
+    its workers wrote: ``settle``)."""
     settle(ctx)
     return ChainReader(ctx.home.chains_db)
 
@@ -234,7 +236,7 @@ def _public(ctx: Context, given: str | None) -> Any:
 
 def export(args: argparse.Namespace, ctx: Context) -> int:
     """Write an actor's whole chain as JSON Lines (one event per line) for offline verification."""
-    reader = _reader(ctx)
+    reader = open_store(ctx)
     actor_id = reader.resolve(args.actor)
     try:
         out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
@@ -274,7 +276,7 @@ def verify(args: argparse.Namespace, ctx: Context) -> int:
     if args.file:
         chains = [("file", lambda held: verify_chain(export_events(args.file), public, held))]
     else:
-        reader = _reader(ctx)
+        reader = open_store(ctx)
         stored = [c.actor_id for c in reader.chains()]
         ids = [reader.resolve(args.actor)] if args.actor else list(stored)
         if trusted is not None and not args.actor and trusted.actor_id not in ids:
@@ -330,7 +332,7 @@ def key(args: argparse.Namespace, ctx: Context) -> int:
 
 def chains(args: argparse.Namespace, ctx: Context) -> int:
     """List the chains stored in this home (running actors and stopped ones)."""
-    found = _reader(ctx).chains()
+    found = open_store(ctx).chains()
     rows = [{"actor": c.actor_id, "name": c.name, "length": c.length, "head": c.head.hex() if c.head else None}
             for c in found]
     if ctx.json:
