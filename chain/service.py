@@ -65,7 +65,7 @@ STOP_MAX = 3.0
 # (the server's metrics): a millisecond or so here, more on a slow or busy disk.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 RETRY_WRITE = 1.0       # while the database refuses writes, one commit is tried at most this often
-# How often streams whose process is no actor's worker are looked for (chain.streams.UNBOUND_FOR).
+# How often streams of no actor's worker (streams.UNBOUND_FOR) and idle heads (store.forget_idle) go.
 SWEEP_EVERY = 1.0
 
 Cred = tuple[int, int, int] | None
@@ -122,8 +122,7 @@ class ChainService:
             for pid in self.streams.tick(now):      # a hold kept a worker waiting
                 self.rates.kept(self.access.actor_of.get(pid), pid, now)
             if now >= self.sweep_at:
-                self.streams.sweep(now, self.access.actor_of.__contains__)
-                self.sweep_at = now + SWEEP_EVERY
+                self._sweep(now)
             self.streams.pause(self.unwritable is not None and now < self.retry_at)
             router = False
             for sock, _ in self.poller.poll(self._timeout()):
@@ -152,19 +151,20 @@ class ChainService:
         self.ctx.destroy(linger=500)
         log.info("chain: stopped")
 
+    def _sweep(self, now: float) -> None:
+        """What no worker holds any more: strangers' streams, the heads of actors without one."""
+        self.streams.sweep(now, self.access.actor_of.__contains__)
+        self.store.forget_idle(self.access.pid_of)
+        self.sweep_at = now + SWEEP_EVERY
+
     def _timeout(self) -> int:
         """Milliseconds until the next commit, acknowledgement or parked message is due."""
         due = [time.monotonic() + (0.1 if self.stopping_since is not None else 1.0)]
         if self.staged:
             due.append(self.staged_since + COMMIT_DELAY)
-        if self.unwritable is not None:
-            due.append(self.retry_at)
-        ack = self.acks.next_due()
-        if ack is not None:
-            due.append(ack)
-        for at in (self.access.next_expiry(), self.streams.next_release()):
-            if at is not None:
-                due.append(at)
+        later = (self.acks.next_due(), self.access.next_expiry(), self.streams.next_release(),
+                 self.retry_at if self.unwritable is not None else None)
+        due += [at for at in later if at is not None]
         return max(0, math.ceil((min(due) - time.monotonic()) * 1000))
 
     def _on_term(self, *_: Any) -> None:

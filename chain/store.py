@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,14 @@ class ChainStore:
         if name and not h.name:
             h.name, h.name_dirty = name, True       # written with its next commit
         return h
+
+    def forget_idle(self, bound: Container[str]) -> None:
+        """Drops the heads of actors with no worker (not in ``bound``) and nothing staged or
+        unwritten: ``head`` reads them again from the database if they are needed. Each head
+        holds its actor's last state, and one was kept for every actor the process had seen."""
+        for actor_id in [a for a, h in self.heads.items() if a not in bound and h.seq == h.durable
+                         and not (h.state_dirty or h.name_dirty)]:
+            del self.heads[actor_id]
 
     def known_hash(self, head: Head, seq: int) -> bytes | None:
         if seq > head.durable:          # staged in this group (a resend brings thousands: no scan)

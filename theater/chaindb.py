@@ -27,6 +27,10 @@ if TYPE_CHECKING:          # a CLI command that verifies nothing does not import
 
 # How the canonical CBOR of a wasm result that sets the state begins: a map of 4 keys, "event":
 # "result", then "state" (keys sort by length, then bytes). The index below holds just those.
+# Chains whose last read's end a reader keeps (``ChainReader._resume``), the least recently read
+# forgotten first: the chain process's reader serves every chain a long-running server ever had.
+RESUME_KEPT = 1024
+
 STATE_PREFIX = bytes.fromhex("a4656576656e7466726573756c74657374617465")
 
 SCHEMA = f"""
@@ -193,7 +197,10 @@ class ChainReader:
                     return
         finally:
             if last is not None:
+                self._resume.pop(aid, None)             # to the end: the most recently read
                 self._resume[aid] = last
+                if len(self._resume) > RESUME_KEPT:
+                    del self._resume[next(iter(self._resume))]
 
     def _aid(self, actor_id: str) -> int:
         row = self.db.execute("SELECT aid FROM actors WHERE actor = ?", (actor_id,)).fetchone()
