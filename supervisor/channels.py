@@ -69,6 +69,13 @@ class Channels:
     def held_by(self, client: bytes) -> int:
         return self._held.get(client, 0)
 
+    def clients(self) -> set[bytes]:
+        """The clients holding a channel."""
+        return set(self._held)
+
+    def of_client(self, client: bytes) -> list[str]:
+        return [ch for ch, chan in self._open.items() if chan.client == client]
+
     def of_actor(self, actor: str) -> list[str]:
         return [ch for ch, chan in self._open.items() if chan.actor == actor]
 

@@ -62,7 +62,7 @@ class Directory:
         return set(self.observers.values())
 
     def drop(self, client: bytes) -> None:
-        """Ends every watch of ``client`` (its access was revoked)."""
+        """Ends every watch of ``client`` (its access was revoked, or it is gone)."""
         for sub in [s for s, c in self.observers.items() if c == client]:
             del self.observers[sub]
 

@@ -50,7 +50,7 @@ class Relay:
         return {s.client for s in self.subs.values()}
 
     def drop(self, client: bytes) -> None:
-        """Ends every subscription of ``client`` (its access was revoked)."""
+        """Ends every subscription of ``client`` (its access was revoked, or it is gone)."""
         for sub_id in [i for i, s in self.subs.items() if s.client == client]:
             self.unsubscribe(sub_id)
 

@@ -35,7 +35,7 @@ from theater.manifest import Backoff
 from theater.paths import Home
 from theater.sandbox import Layers
 
-from . import compiled, sharing
+from . import compiled, keepalive, sharing
 from . import limits as limits_
 from .callers import Callers
 from .compiles import Compiles
@@ -246,6 +246,7 @@ class Server:
             self.console.watch_output(self.outputs)
         poller.register(sig_r, zmq.POLLIN)
         self.outbox.later(1.0, self._tick)
+        self.outbox.later(keepalive.KEEPALIVE_EVERY, self._keepalive)
         log.info("theater-server serving: %s (home %s); limits: %s; at most %d live actors; sandbox: %s", self.listen,
                  self.home.root, self.limits.describe(), self.config.max_actors, self.sandbox.describe())
         for layer, why in self.sandbox.missing.items():
@@ -366,6 +367,10 @@ class Server:
         self.supervision.check_hangs()
         self._check_helpers()
         self.outbox.later(1.0, self._tick)
+
+    def _keepalive(self) -> None:
+        keepalive.sweep(self.outbox, self.relay, self.directory)
+        self.outbox.later(keepalive.KEEPALIVE_EVERY, self._keepalive)
 
     # ---- messages in --------------------------------------------------------------------------
 

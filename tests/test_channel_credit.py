@@ -9,6 +9,8 @@ numbered messages of ``size`` bytes back, within that one call.
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +24,7 @@ from theater.client import Client
 from theater.events import decode_data, readable
 from theater.protocol import CLIENT_WINDOW
 
-from .conftest import ACTORS, Server, wait_for
+from .conftest import ACTORS, EXAMPLES, ROOT, Server, wait_for
 
 MiB = 1 << 20
 SEND = "theater:simple/message-server-host/send-on-channel"
@@ -257,3 +259,24 @@ def test_theater_channel_open_ends_with_the_reason_the_server_closed_the_channel
     with pytest.raises(Refused, match=error):
         messages.channel_open(args, SimpleNamespace(client=client, json=False))
     assert capsys.readouterr().err.endswith("channel ch1 closed\n")
+
+
+def test_a_killed_clients_channel_is_closed_and_a_live_one_is_not_bothered(server):
+    """ZeroMQ does not say a client left: the channel of a `theater channel open` killed on a quiet
+    actor stayed open in the server and the actor for the server's life (supervisor.keepalive)."""
+    with server.client() as c:
+        echo = c.start(EXAMPLES / "channel" / "echo.toml")["id"]
+        # open before the other is killed: the sweep that finds that one gone pushes a keepalive here too
+        header, _ = c.call("channel_open", b"hi", actor=echo)
+        killed = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(server.home.root), "channel", "open",
+                                   echo, "hi"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+        try:
+            assert killed.stdout is not None and killed.stdout.readline() == b"welcome\n"
+        finally:
+            killed.kill()
+            killed.wait()
+        wait_for(lambda: b"channel closed" in server.cli("logs", echo).out, timeout=30, what="the channel's close")
+        assert c.next_push(0) is None          # the server's keepalives were not handed out
+        c.call("channel_send", b"still", channel=header["channel"])
+        push = c.next_push(30)
+        assert push is not None and push[1] == [b"echo: still"]

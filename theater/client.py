@@ -171,25 +171,28 @@ class Client:
                 if self.on_progress is not None:
                     self.on_progress(header)
                 deadline = max(deadline, time.monotonic() + (self.timeout if timeout is None else timeout))
-            elif "re" not in header:
+            elif "re" not in header and header.get("k") != "keepalive":
                 self.pushes.append((header, data))
                 # the server is alive and our answer is behind these pushes: keep waiting
                 deadline = max(deadline, time.monotonic() + PING_TIMEOUT)
 
     def next_push(self, timeout: float | None) -> tuple[dict[str, Any], list[bytes]] | None:
         """The next push (waiting up to ``timeout``), None if none came; a channel message handed
-        out here counts as read (``_read``)."""
-        if self.pushes:
-            push = self.pushes.popleft()
-        elif not self._poll(None if timeout is None else timeout * 1000):
-            return None
-        else:
-            try:
-                push = protocol.decode(self.sock.recv_multipart())
-            except ProtocolError:
+        out here counts as read (``_read``). The server's ``keepalive`` is not handed out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.pushes:
+                push = self.pushes.popleft()
+            elif not self._poll(None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000):
                 return None
-        self._read(*push)
-        return push
+            else:
+                try:
+                    push = protocol.decode(self.sock.recv_multipart())
+                except ProtocolError:
+                    return None
+            if push[0].get("k") != "keepalive":
+                self._read(*push)
+                return push
 
     def _read(self, header: dict[str, Any], data: list[bytes]) -> None:
         """Acknowledges what was read of a channel once that is half the window, or once nothing

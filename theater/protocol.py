@@ -97,6 +97,7 @@ KINDS: dict[str, Kind] = {
     "channel_closed": Kind({"channel": S}, optional={"error": S}),    # error: the server closed it, and why
     "compiling": Kind({"request": S, "component": S, "bytes": N}),   # a start waits; "seconds" so far
     "actors_changed": Kind({"sub": S, "actor": S, "status": S}),
+    "keepalive": Kind({}),      # to a client holding a channel, subscription or watch: to be ignored
     # control: worker -> server
     "hello": Kind({"actor": S, "pid": N, "endpoint": S}, reply="ok"),    # answered with how to start
     "ready": Kind({"actor": S}),
