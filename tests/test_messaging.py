@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -301,6 +302,62 @@ def test_a_watch_of_an_opener_that_comes_late_misses_nothing():
     assert closed == ["c1", "c2"] and peers.followed == {"opener": 2}
     peers.moved("opener", 2)
     assert closed == ["c1", "c2", "c3"] and peers.followed == {} and not ms.channels
+
+
+class PeerLoop:
+    """What worker.peers uses of the worker's loop: peers resolve to inboxes nobody listens on,
+    and a wait for room or a reply runs ``pumped`` (a notice arriving meanwhile)."""
+
+    def __init__(self) -> None:
+        import zmq
+
+        self.ctx = zmq.Context.instance()
+        self.poller = zmq.Poller()
+        self.to_peers: set[Any] = set()
+        self.pumped = lambda: None
+
+    def control_request(self, header: dict[str, Any]) -> tuple[dict[str, Any], list[bytes]]:
+        actor = header["actor"]
+        return {"actor": actor, "endpoint": f"ipc:///tmp/th-nobody-{actor}", "ticket": "t", "incarnation": 1}, []
+
+    def send_control(self, _header: dict[str, Any]) -> None:
+        pass
+
+    def watch(self, *_: Any) -> None:
+        pass
+
+    def before_effect(self) -> None:
+        pass
+
+    def call_deadline(self) -> float:
+        return time.monotonic() + 30
+
+    def pump(self, _timeout: float) -> None:
+        self.pumped()
+
+    def wait_reply(self, _rid: str, check: Any, **_: Any) -> None:
+        self.pumped()
+        check()
+        raise AssertionError("the check let a wait on a peer gone go on")
+
+
+def test_a_workers_peers_leave_nothing_behind_when_they_stop():
+    """A worker kept the id of every peer that ever stopped (to fail a request waiting on one):
+    an actor talking to short-lived ones (ping to a new pong each time) grew without bound."""
+    from worker.peers import Peers
+
+    loop = PeerLoop()
+    peers = Peers(loop, "ping", lambda *_: None, lambda *_: None)      # type: ignore[arg-type]
+    for i in range(20):
+        peers._connect(f"pong{i}")
+        peers.follow(f"pong{i}", 1)
+        peers.moved(f"pong{i}", 1)
+    assert {k: v for k, v in vars(peers).items() if isinstance(v, (dict, set, list)) and v} == {}
+    assert not loop.to_peers
+
+    loop.pumped = lambda: peers.moved("pong")        # it stops while the request waits
+    with pytest.raises(NotFound, match="actor pong stopped before it answered"):
+        peers.call("pong", {"k": "msg", "what": "request", "rid": "r1"}, b"x")
 
 
 def _echo(tmp_path, limits: str) -> Path:

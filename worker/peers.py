@@ -50,7 +50,6 @@ class Peers:
         self.record = record
         self.outgoing: dict[str, Outgoing] = {}  # canonical id -> the connection and what waits for it
         self.aliases: dict[str, str] = {}        # as the actor wrote it -> canonical id
-        self.down: set[str] = set()              # peers reported gone while we waited on them
         self.by_sock: dict[zmq.Socket, Outgoing] = {}
         self.followed: dict[str, int] = {}       # peer -> its incarnation the server watches for us
         # told when a peer stops or restarts: its id, and the incarnation that ended (None: any)
@@ -80,7 +79,6 @@ class Peers:
                                                   {"from": self.actor_id, "t": header["ticket"]},
                                                   header.get("incarnation"))
         self.by_sock[sock] = out
-        self.down.discard(canonical)
         return out
 
     def send(self, target: str, header: dict[str, Any], *frames: bytes) -> None:
@@ -161,8 +159,8 @@ class Peers:
             if deadline is None or time.monotonic() >= deadline:
                 raise Refused(f"actor {target} is not keeping up ({PEER_HWM} messages queued to it)") from None
             self.loop.pump(0.001)
-            self.check(canonical)
-        return self.loop.wait_reply(header["rid"], check=lambda: self.check(canonical), sock=sock, peer=canonical)
+            _check(out)
+        return self.loop.wait_reply(header["rid"], check=lambda: _check(out), sock=sock, peer=canonical)
 
     def incarnation_of(self, actor_id: str) -> int | None:
         """The incarnation of ``actor_id`` our connection reaches (None: none, or not known)."""
@@ -198,16 +196,11 @@ class Peers:
             self.loop.to_peers.discard(out.sock)
             del self.by_sock[out.sock]
             out.sock.close(linger=0)
-            self.down.add(actor_id)
         if actor_id not in self.outgoing:
             for alias in [a for a, c in self.aliases.items() if c == actor_id]:
                 del self.aliases[alias]
         for tell in self.on_moved:
             tell(actor_id, incarnation)
-
-    def check(self, actor_id: str) -> None:
-        if actor_id in self.down:
-            raise NotFound(f"actor {actor_id} stopped before it answered")
 
     def close(self) -> None:
         for out in self.outgoing.values():
@@ -218,3 +211,11 @@ def later(known: int | None, ended: int | None) -> bool:
     """Whether incarnation ``known`` comes after the one a notice says ``ended`` (None: not known;
     a notice naming none ended whichever we knew)."""
     return known is not None and ended is not None and known > ended
+
+
+def _check(out: Outgoing) -> None:
+    """Raises if the peer a request waits on stopped or restarted (``Peers.moved``): its answer
+    will not come. By the connection, not the peer's id: a set of ids of peers gone grew by
+    one for every peer that ever stopped, for the worker's life."""
+    if out.gone is not None:
+        raise NotFound(f"actor {out.peer} stopped before it answered")
