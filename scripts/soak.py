@@ -10,14 +10,16 @@ clients and between actors; actors that trap or are killed and are restarted by 
 parent actor that spawns and stops children; channels opened and closed by actors and by
 `theater channel open`; `theater` commands (events, inspect, state, verify, top, list, chains,
 logs, prune) and Prometheus scrapes (the server runs with --metrics); and clients killed
-(SIGKILL) in the middle of a request, an `events --follow` or an open channel.
+(SIGKILL) in the middle of a request, an `events --follow` or an open channel. With --console,
+the web console too, with a page open on every actor (scripts/bench_console.py).
 
 Every --interval seconds it samples, per process (the server, the chain process, the worker fork
-server and one long-lived actor's worker): RSS and USS, open fds (and how many are sockets),
-threads and children; the zombies under the server; the files in THEATER_HOME/run; the size of
-chains.db (WAL included); and the actors the server lists. At the end it prints the samples and,
-for each figure, its growth per hour after --warmup (a least-squares slope): what grows with
-churn, rather than settling, is a leak to look at. A tool for operators and developers, not a test: its figures
+server, the console's and one long-lived actor's worker): RSS and USS, open fds (and how many are sockets),
+threads and children; the USS and fds of every long-lived actor's worker, summed (L.); the
+zombies under the server; the files in THEATER_HOME/run; the size of chains.db (WAL included);
+and the actors the server lists. At the end it prints the samples and, for each figure, its
+growth per hour after --warmup (a least-squares slope): what grows with churn, rather than
+settling, is a leak to look at. A tool for operators and developers, not a test: its figures
 depend on the machine. The churn is rate-limited and runs in one thread (the machine may be
 shared); the soak stops by itself and kills only the processes it started.
 """
@@ -78,6 +80,7 @@ class Soak:
         self.tmp = Path(tempfile.mkdtemp(prefix="ths-", dir="/tmp"))     # short: unix socket paths
         self.home = Home(self.tmp / "h")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.viewer: subprocess.Popen[bytes] | None = None      # --console: pages open on every actor
         self.manifests = self._manifests()
         self.ids: dict[str, str] = {}           # the long-lived actors, by name
         self.stopped: list[str] = []            # actors stopped by the churn (for verify, events, inspect)
@@ -117,7 +120,8 @@ class Soak:
     # ---- the server -------------------------------------------------------------------------
 
     def start_server(self) -> None:
-        flags = ["--metrics", "127.0.0.1:0", *(["--no-sandbox"] if self.args.no_sandbox else [])]
+        flags = ["--metrics", "127.0.0.1:0", *(["--no-sandbox"] if self.args.no_sandbox else []),
+                 *(["--console", "127.0.0.1:0"] if self.args.console else [])]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "supervisor", "--home", str(self.home.root), "--log-level", "info", *flags],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -129,12 +133,28 @@ class Soak:
             try:
                 with Client(self.home, timeout=2) as c:
                     c.ping()
+                if self.args.console:
+                    self._open_console()
                 return
             except Unreachable:
                 time.sleep(0.05)
         raise SystemExit("the server did not start within 30 s")
 
+    def _open_console(self) -> None:
+        """A browser's load on the web console (bench_console.py): the tree page, and a tab on every
+        running actor, opened and closed as actors come and go."""
+        url = orjson.loads((self.home.run / "server.json").read_bytes())["console"]
+        self.viewer = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bench_console.py")), url],
+                                       stdout=subprocess.PIPE, cwd=ROOT)
+        assert self.viewer.stdout is not None
+        if self.viewer.stdout.readline() != b"ready\n":
+            raise SystemExit("the console viewer (bench_console.py) did not start")
+
     def stop_server(self) -> None:
+        if self.viewer is not None:
+            self.viewer.terminate()
+            self.viewer.communicate(timeout=30)
+            self.viewer = None
         for p in self.children:
             with contextlib.suppress(ProcessLookupError):
                 p.kill()
@@ -361,6 +381,8 @@ class Soak:
                     out["chain"] = p
                 elif line[1:4] == ["-m", "worker", "serve"]:
                     out["fork"] = p
+                elif line[1:3] == ["-m", "supervisor.console"]:
+                    out["console"] = p
         return out
 
     def sample(self, c: Client) -> dict[str, Any]:
@@ -379,6 +401,14 @@ class Soak:
                 s[f"{role}.thr"] = p.num_threads()
                 if role != "keeper":
                     s[f"{role}.kids"] = len(p.children())
+        lived = []          # every long-lived actor's worker, summed: one that talks to short-lived ones too
+        for actor in self.ids.values():
+            with contextlib.suppress(TheaterError, KeyError, psutil.Error, OSError):
+                p = psutil.Process(c.inspect(actor)["pid"])
+                lived.append((p.memory_full_info().uss, len(os.listdir(f"/proc/{p.pid}/fd"))))
+        if lived:
+            s["lived.uss"] = sum(u for u, _ in lived) / 2**20
+            s["lived.fds"] = sum(f for _, f in lived)
         tree = procs["server"].children(recursive=True)
         s["zombies"] = sum(1 for p in tree if _status(p) == psutil.STATUS_ZOMBIE)
         s["run_files"] = sum(len(files) for _, _, files in os.walk(self.home.run))
@@ -403,7 +433,7 @@ class Soak:
         print(f"\ngrowth after the warm-up ({self.args.warmup:g} min, {len(after)} samples): least-squares slope; "
               f"<- marks a figure that grew more than 1% of its peak an hour (chains.db does: chains are kept)")
         print(f"  {'figure':16} {'first':>10} {'last':>10} {'min':>10} {'max':>10} {'per hour':>12}")
-        for key in [k for k in self.samples[0] if k not in ("t", "ops")] if self.samples else []:
+        for key in dict.fromkeys(k for s in self.samples for k in s if k not in ("t", "ops")):
             points = [(s["t"], s[key]) for s in after if key in s]
             if len(points) < 2:
                 continue
@@ -423,7 +453,8 @@ COLUMNS = [("t", "min", 5), ("ops", "ops", 5)] + [
     (f"{role}.{what}", f"{short}{what}", 7) for role, short in (("server", "s."), ("chain", "c."), ("fork", "f."),
                                                                 ("keeper", "k."))
     for what in ("rss", "uss", "fds", "socks", "thr", "kids") if not (role == "keeper" and what == "kids")] + [
-    ("zombies", "zomb", 5), ("run_files", "run", 4), ("db_mib", "dbMiB", 6), ("actors", "actrs", 5)]
+    ("lived.uss", "L.uss", 6), ("lived.fds", "L.fds", 5), ("zombies", "zomb", 5), ("run_files", "run", 4),
+    ("db_mib", "dbMiB", 6), ("actors", "actrs", 5)]
 
 
 def _header() -> str:
@@ -471,6 +502,8 @@ def main() -> None:
                     help="minutes left out of the growth figures: caches and spares fill (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the churn's random choices (default %(default)s)")
     ap.add_argument("--no-sandbox", action="store_true", help="run the server with --no-sandbox")
+    ap.add_argument("--console", action="store_true",
+                    help="run the server with --console, and pages open on every actor (bench_console.py)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home (its logs, chains.db) at the end")
     ap.add_argument("--out", type=Path, help="also write the samples and growth figures as JSON here")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each sample as it is taken")
