@@ -7,19 +7,20 @@
 Runs a real server in a temporary THEATER_HOME and, for --minutes, churns as production does, a
 few operations a second (--rate): actors started and stopped; one-way messages and requests from
 clients and between actors; actors that trap or are killed and are restarted by supervision; a
-parent actor that spawns and stops children; channels opened and closed by actors and by
-`theater channel open`; `theater` commands (events, inspect, state, verify, top, list, chains,
-logs, prune) and Prometheus scrapes (the server runs with --metrics); and clients killed
-(SIGKILL) in the middle of a request, an `events --follow` or an open channel. With --console,
-the web console too, with a page open on every actor (scripts/bench_console.py).
+parent actor that spawns and stops children; actors that store content and make HTTP requests (to
+a loopback server of the soak's) through the gateway process; channels opened and closed by actors
+and by `theater channel open`; `theater` commands (events, inspect, state, verify, top, list,
+chains, logs, prune) and Prometheus scrapes (the server runs with --metrics); and clients killed
+(SIGKILL) in the middle of a request, an `events --follow` or an open channel. With --console, the
+web console too, with a page open on every actor (scripts/bench_console.py).
 
 Every --interval seconds it samples, per process (the server, the chain process, the worker fork
-server, the console's and one long-lived actor's worker): RSS and USS, open fds (and how many are sockets),
-threads and children; the USS and fds of every long-lived actor's worker, summed (L.); the
-zombies under the server; the files in THEATER_HOME/run; the size of chains.db (WAL included);
-and the actors the server lists. At the end it prints the samples and, for each figure, its
-growth per hour after --warmup (a least-squares slope): what grows with churn, rather than
-settling, is a leak to look at. A tool for operators and developers, not a test: its figures
+server, the gateway, the console and one long-lived actor's worker): RSS and USS, open fds (and
+how many are sockets), threads and children; the USS and fds of every long-lived actor's worker,
+summed (L.); the zombies under the server; the files in THEATER_HOME/run; the size of chains.db
+(WAL included); and the actors the server lists. At the end it prints the samples and, for each
+figure, its growth per hour after --warmup (a least-squares slope): what grows with churn, rather
+than settling, is a leak to look at. A tool for operators and developers, not a test: its figures
 depend on the machine. The churn is rate-limited and runs in one thread (the machine may be
 shared); the soak stops by itself and kills only the processes it started.
 """
@@ -28,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.server
 import os
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -67,6 +70,25 @@ ABRUPT_CLIENT = textwrap.dedent("""
     """)
 
 
+class _Web(http.server.BaseHTTPRequestHandler):
+    """What the agent actor's HTTP requests reach, through the gateway: a loopback server here."""
+
+    def do_GET(self) -> None:
+        body = b"soak"
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+def _fields(op: str, *fields: bytes) -> bytes:
+    """A message to tests/actors/agent.wat: an op byte and u32-length-prefixed fields."""
+    return op.encode() + b"".join(struct.pack("<I", len(f)) + f for f in fields)
+
+
 def manifest(name: str, wat: Path, handlers: tuple[str, ...] = ("runtime", "message-server"), extra: str = "") -> str:
     """A manifest for a test or example WAT actor, with its mailbox and event rates out of the way."""
     hs = "".join(f'[[handler]]\ntype = "{h}"\n' for h in handlers)
@@ -81,6 +103,8 @@ class Soak:
         self.home = Home(self.tmp / "h")
         self.proc: subprocess.Popen[bytes] | None = None
         self.viewer: subprocess.Popen[bytes] | None = None      # --console: pages open on every actor
+        self.web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Web)      # the agent's requests go here
+        threading.Thread(target=self.web.serve_forever, daemon=True).start()
         self.manifests = self._manifests()
         self.ids: dict[str, str] = {}           # the long-lived actors, by name
         self.stopped: list[str] = []            # actors stopped by the churn (for verify, events, inspect)
@@ -109,6 +133,9 @@ class Soak:
             "pong": manifest("pong", EXAMPLES / "ping-pong" / "pong.wat"),
             "hello": manifest("hello", EXAMPLES / "hello" / "hello.wat", ("runtime",),
                               '[restart]\ntype = "transient"\n'),
+            "agent": manifest("agent", ACTORS / "agent.wat", ("message-server",))
+            + f'[[handler]]\ntype = "http-client"\nallowed_hosts = ["127.0.0.1:{self.web.server_port}"]\n'
+              f'[[handler]]\ntype = "store"\n',
         }
         shutil.copy(counter, self.tmp / "counter.wat")
         out = {}
@@ -151,6 +178,7 @@ class Soak:
             raise SystemExit("the console viewer (bench_console.py) did not start")
 
     def stop_server(self) -> None:
+        self.web.shutdown()
         if self.viewer is not None:
             self.viewer.terminate()
             self.viewer.communicate(timeout=30)
@@ -307,6 +335,21 @@ class Soak:
         if self.ops["abrupt"] % 10 == 9:      # the never-answered requests answered at last, to nobody
             c.request(self.ids["sink"], b"r")
 
+    def op_agent(self, c: Client) -> None:
+        """An actor that stores content and makes an HTTP request, both through the gateway process."""
+        a = c.start(self.manifests["agent"])["id"]
+        store = self._agent(c, a, "n")
+        digest = self._agent(c, a, "s", store, os.urandom(64))
+        self._agent(c, a, "g", store, digest)
+        self._agent(c, a, "H", b"GET", f"http://127.0.0.1:{self.web.server_port}/soak".encode())
+        self._stopped(c, a)
+
+    def _agent(self, c: Client, actor: str, op: str, *fields: bytes) -> bytes:
+        reply = c.request(actor, _fields(op, *fields))
+        if reply[:1] != b"O":
+            raise TheaterError(f"agent {op}: {reply[:200]!r}")
+        return reply[1:]
+
     def op_hello(self, c: Client) -> None:
         """An actor that ends itself (transient: not restarted); `prune` forgets it (op_cli)."""
         self.stopped.append(c.start(self.manifests["hello"])["id"])
@@ -335,7 +378,7 @@ class Soak:
         del self.stopped[:-100]
 
     OPS: dict[str, int] = {"start_stop": 3, "messages": 4, "ping_pong": 2, "crash": 1, "children": 2,
-                           "channel_actor": 2, "channel_client": 1, "abrupt": 2, "hello": 1, "cli": 3}
+                           "channel_actor": 2, "channel_client": 1, "abrupt": 2, "hello": 1, "cli": 3, "agent": 1}
 
     def churn(self, until: float) -> None:
         names = list(self.OPS)
@@ -383,6 +426,8 @@ class Soak:
                     out["fork"] = p
                 elif line[1:3] == ["-m", "supervisor.console"]:
                     out["console"] = p
+                elif line[1:3] == ["-m", "supervisor.gateway"]:
+                    out["gateway"] = p
         return out
 
     def sample(self, c: Client) -> dict[str, Any]:
