@@ -28,6 +28,7 @@ from theater.paths import Home
 
 log = logging.getLogger("theater.server")
 
+
 class Compiled:
     def __init__(self, home: Home, sha: str, fuel: bool, group: int | None) -> None:
         self.group = group

@@ -45,7 +45,6 @@ PARALLEL = 2
 COMPILE_PIDS = 256
 # How often a waiting client hears how long the compile has taken so far.
 PROGRESS_INTERVAL = 1.0
-# Exit statuses of python -m worker compile (worker/compiler.py).
 
 
 @dataclass

@@ -330,5 +330,3 @@ def describe_status(status: int) -> tuple[str, int]:
     if os.WIFSIGNALED(status):
         return "signal", os.WTERMSIG(status)
     return "exit", os.waitstatus_to_exitcode(status)
-
-

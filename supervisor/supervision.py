@@ -40,10 +40,8 @@ from .stopping import Stopper, call_off
 
 log = logging.getLogger("theater.server")
 
-# Descriptors a worker may open: its sockets (one per peer it talks to), the compiled
-# component's mapping, the store.
+# Descriptors a worker may open: its sockets (one per peer it talks to), its component's mapping, the store.
 WORKER_NOFILE = 1024
-
 HEARTBEAT_STATS = ("events", "calls", "mailbox", "dropped")     # what a worker's heartbeat reports
 
 Done = Callable[[], None]
@@ -94,17 +92,22 @@ class Supervision:
         spec = rec.spec
         if spec.parent is None:
             self.saved.launched(rec)
-        # a restarted child's grants, again (its spawn checked: a folder swapped for a link since),
-        # and every child's paths as its worker gets them (resolved once), within its parent's
-        p, view = self.registry.get(spec.parent or ""), sandbox.view(spec.manifest, spec.base)
-        why = p and ((rec.run.number > 1 and attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base,
-                                                                self.config.limits))
-                     or sandbox.view_beyond(view, sandbox.view(p.manifest, p.spec.base)))
-        if why:
+        view = sandbox.view(spec.manifest, spec.base)
+        if why := self._beyond_parent(rec, view):
             return self._not_spawned(rec, Outcome(reason="manifest", error=f"{spec.manifest.source}: {why}"))
         confine = {"user": self.user, "nofile": WORKER_NOFILE, "view": view,
                    "data_limit": spec.limits.process_memory if self.limits.kind == "rlimit" else 0}
         self.compiles.then_spawn(rec, self.launcher, confine, self._not_spawned)
+
+    def _beyond_parent(self, rec: ActorRecord, view: dict[str, list[str]]) -> str | None:
+        """Why a child may not start: its grants after a restart (a link swapped in since its spawn
+        checked them), or its paths as its worker gets them (resolved once), beyond its parent's."""
+        spec, p = rec.spec, self.registry.get(rec.spec.parent or "")
+        if p is None:
+            return None
+        again = rec.run.number > 1 and attenuation.beyond(p.manifest, p.spec.base, spec.manifest, spec.base,
+                                                          self.config.limits)
+        return again or sandbox.view_beyond(view, sandbox.view(p.manifest, p.spec.base))
 
     def _not_spawned(self, rec: ActorRecord, outcome: Outcome) -> None:
         """Stopped while its component compiled, it cannot be compiled (see compiles), or a child's

@@ -25,12 +25,12 @@ from .protocol import MAX_INT
 if TYPE_CHECKING:          # a CLI command that verifies nothing does not import cryptography
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-# How the canonical CBOR of a wasm result that sets the state begins: a map of 4 keys, "event":
-# "result", then "state" (keys sort by length, then bytes). The index below holds just those.
 # Chains whose last read's end a reader keeps (``ChainReader._resume``), the least recently read
 # forgotten first: the chain process's reader serves every chain a long-running server ever had.
 RESUME_KEPT = 1024
 
+# How the canonical CBOR of a wasm result that sets the state begins: a map of 4 keys, "event":
+# "result", then "state" (keys sort by length, then bytes). The index below holds just those.
 STATE_PREFIX = bytes.fromhex("a4656576656e7466726573756c74657374617465")
 
 SCHEMA = f"""
@@ -63,8 +63,8 @@ CREATE INDEX IF NOT EXISTS state_events ON events(aid, tid, seq) WHERE substr(da
 
 
 # An actor's last state is in its last wasm result that holds one: found newest first through an
-# index of just those (SCHEMA: their canonical CBOR begins with the keys event,
-# result, state), so an actor's head loads at the same speed whatever the length of its chain.
+# index of just those (SCHEMA: their canonical CBOR begins with the keys event, result, state),
+# so an actor's head loads at the same speed whatever the length of its chain.
 # Should none be found there (an encoding the index does not know), every event that holds
 # the key "state" (x'65' "state") is looked at, as before the index. Each is decoded to be sure.
 # (Only rows of the chain: an integer seq up to the head. SQLite sorts a blob or text above any

@@ -385,11 +385,12 @@ def replay(events: list[Event], home: Home, config: ServerConfig, component_file
     ``[compile]`` limits, each incarnation held to its record's limits else ``config``'s. ``confine``
     runs once all is read, before the actor's code. Sets this process's data rlimit
     (``replaylimits``): run it in a process of its own."""
+    given = hashlib.sha256(component_file.read_bytes()).hexdigest() if component_file is not None else ""
+
     def find(sha: str) -> tuple[Path, str, str]:
         if component_file is None:
             return home.components / f"{sha}.wasm", sha, sha
-        digest = hashlib.sha256(component_file.read_bytes()).hexdigest()
-        return component_file, digest, "given-" + digest
+        return component_file, given, "given-" + given
     replayer = Replayer(events, find, Compiler(home, config.compile, config.source), config.limits)
     confine()
     return replayer.run()

@@ -57,12 +57,11 @@ class Components:
         """The cache's compiled form (one that does not load is removed) if it can be trusted,
         else one compiled now."""
         cache = self.compiler.home.cache
-        cwasm = compiled_path(cache, key, fuel)
-        if cwasm.exists() and trusted(cwasm) and trusted(shape_path(cache, key)):
+        cwasm, shape_file = compiled_path(cache, key, fuel), shape_path(cache, key)
+        if cwasm.exists() and trusted(cwasm) and trusted(shape_file):
             self._allow()
             try:
-                comp, shape = component.load_compiled(component.make_engine(fuel, threads=False), cwasm,
-                                                      shape_path(cache, key))
+                comp, shape = component.load_compiled(component.make_engine(fuel, threads=False), cwasm, shape_file)
                 return comp.serialize(), shape
             except TheaterError:
                 pass                            # damaged, and removed: compile again
