@@ -129,23 +129,35 @@ class ChainReader:
         """``verify_chain`` over the stored chain, which must also reach the head the store
         records for it. That record is written with its events, in one transaction: an
         unsigned checkpoint, which catches events deleted from the end (or all of them) where
-        hashes and signatures alone cannot (docs/chain-format.md)."""
-        aid = self._aid(actor_id)
-        length, head = self.db.execute("SELECT seq + 1, hash FROM actors WHERE aid = ?", (aid,)).fetchone()
-        report = verify_chain(self.events(actor_id), public_key, trusted)     # read after: it only grows
-        if report.events < length:
-            raise VerifyError(f"event {report.events}: missing; the store records {length} events for this "
-                              f"chain (its events were cut short)", report.events)
-        if length:
-            row = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?", (aid, length - 1)).fetchone()
-            if row is None or row[0] != head:
-                raise VerifyError(f"event {length - 1}: differs from the head the store records for this chain",
-                                  length - 1)
-        (stored,) = self.db.execute("SELECT count(*) FROM events WHERE aid = ?", (aid,)).fetchone()
-        if stored != report.events:         # rows no read reaches: a seq below 0, or not a number
-            raise VerifyError(f"the store holds {stored} events for this chain, of which {report.events} are "
-                              f"its chain: rows were added beside it", report.events)
-        return report
+        hashes and signatures alone cannot (docs/chain-format.md).
+
+        Every read is of one snapshot (one read transaction): a chain the chain process
+        writes meanwhile is verified as it stood, not taken for one with rows added beside it."""
+        self.db.execute("BEGIN")
+        events = None
+        try:
+            aid = self._aid(actor_id)
+            length, head = self.db.execute("SELECT seq + 1, hash FROM actors WHERE aid = ?", (aid,)).fetchone()
+            events = self.events(actor_id)
+            report = verify_chain(events, public_key, trusted)
+            if report.events < length:
+                raise VerifyError(f"event {report.events}: missing; the store records {length} events for this "
+                                  f"chain (its events were cut short)", report.events)
+            if length:
+                row = self.db.execute("SELECT hash FROM events WHERE aid = ? AND seq = ?",
+                                      (aid, length - 1)).fetchone()
+                if row is None or row[0] != head:
+                    raise VerifyError(f"event {length - 1}: differs from the head the store records for this "
+                                      f"chain", length - 1)
+            (stored,) = self.db.execute("SELECT count(*) FROM events WHERE aid = ?", (aid,)).fetchone()
+            if stored != report.events:         # rows no read reaches: a seq below 0, or not a number
+                raise VerifyError(f"the store holds {stored} events for this chain, of which {report.events} are "
+                                  f"its chain: rows were added beside it", report.events)
+            return report
+        finally:
+            if events is not None:
+                events.close()          # a read verify_chain stopped at an error ends before the snapshot
+            self.db.rollback()
 
     def state(self, actor_id: str) -> bytes | None:
         """The last state the actor's chain committed (None: it set none)."""
