@@ -31,7 +31,7 @@ from typing import Any
 import zmq
 
 from theater import protocol, tickets
-from theater.errors import NotFound, Refused, TheaterError
+from theater.errors import NotFound, Refused, TheaterError, UsageError
 
 from .outbox import Outbox
 from .registry import ActorRecord, Registry, Status
@@ -81,8 +81,8 @@ class Directory:
     def resolve(self, asker: ActorRecord, header: dict[str, Any]) -> None:
         rid = header["id"]
         try:
-            rec = self.registry.lookup(header["actor"])
-        except NotFound as e:
+            rec = self.registry.lookup(header["actor"], see=None)
+        except (NotFound, UsageError) as e:
             self.outbox.to_worker(asker.actor_id, protocol.error(rid, e))
             return
         if rec.status == Status.RUNNING and rec.run.endpoint:

@@ -247,10 +247,11 @@ class Registry:
     def get(self, actor_id: str) -> ActorRecord | None:
         return self.actors.get(actor_id)
 
-    def lookup(self, key: str) -> ActorRecord:
+    def lookup(self, key: str, see: str | None = "theater list") -> ActorRecord:
         """By full id, name, or id prefix (``MIN_PREFIX`` characters at least), exact matches
         first: the rule ``theater.chaindb.ChainReader.resolve`` follows for stored chains.
-        NotFound or UsageError say which and why."""
+        NotFound or UsageError say which and why, pointing a person to the command ``see``
+        (None: the asker is an actor, which has no commands)."""
         rec = self.actors.get(key)
         if rec is not None:
             return rec
@@ -260,8 +261,8 @@ class Registry:
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            raise NotFound(f"no actor {key!r} (see `theater list`)")
-        raise UsageError(ambiguous_name(key, [r.actor_id for r in matches], "theater list"))
+            raise NotFound(f"no actor {key!r}" + (f" (see `{see}`)" if see else ""))
+        raise UsageError(ambiguous_name(key, [r.actor_id for r in matches], see))
 
     def running(self, key: str) -> ActorRecord:
         """Like ``lookup``, for what only a running actor can take: Refused says what it is instead."""

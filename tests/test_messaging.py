@@ -242,6 +242,30 @@ def test_a_channel_whose_opener_went_is_closed_at_the_acceptor_that_never_wrote_
         assert c.inspect(echo)["restarts"] == 0
 
 
+def test_an_actor_asking_for_an_unknown_or_ambiguous_name_is_answered_at_once():
+    """An actor's resolve of a name no actor has, or two have, gets an error at once (an
+    ambiguous one was an exception in the server's loop: logged as a bug, the request left to
+    its time limit), and an actor is not pointed to commands it cannot run."""
+    from supervisor.directory import Directory
+    from supervisor.registry import Registry
+
+    registry = Registry()
+    for actor_id in ("aaaa0001", "bbbb0002"):
+        registry.actors[actor_id] = SimpleNamespace(actor_id=actor_id, name="twin")
+    told: list[tuple[str, dict[str, Any]]] = []
+    directory = Directory(registry, SimpleNamespace(to_worker=lambda actor, header: told.append((actor, header))))
+    asker = SimpleNamespace(actor_id="asker")
+    directory.resolve(asker, {"id": "r1", "actor": "twin"})
+    directory.resolve(asker, {"id": "r2", "actor": "nobody"})
+    assert [(actor, h["k"], h["re"], h["code"]) for actor, h in told] == [
+        ("asker", "error", "r1", "usage"), ("asker", "error", "r2", "not_found")]
+    assert "'twin' names 2 actors (aaaa0001, bbbb0002)" in told[0][1]["error"]
+    assert told[1][1]["error"] == "no actor 'nobody'"
+    assert not any("theater" in h["error"] for _, h in told)
+    with pytest.raises(NotFound, match=r"no actor 'nobody' \(see `theater list`\)"):
+        registry.lookup("nobody")                       # a person is pointed to the command
+
+
 def test_a_watch_of_an_opener_that_comes_late_misses_nothing():
     """The acceptor asks to watch the opener's incarnation only once it has run the open, when that
     incarnation may be over (its notice already sent to others) and a later one running. The server

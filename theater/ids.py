@@ -25,10 +25,12 @@ def new_request_id() -> str:
     return os.urandom(8).hex()
 
 
-def ambiguous_name(key: str, ids: list[str], see: str) -> str:
-    """What to say when a name (or a prefix) fits several actors: which, and what to give instead."""
+def ambiguous_name(key: str, ids: list[str], see: str | None) -> str:
+    """What to say when a name (or a prefix) fits several actors: which, and what to give
+    instead, pointing a person to the command ``see`` (None: the asker is an actor)."""
     shown = ", ".join(i[:8] for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
-    return f"{key!r} names {len(ids)} actors ({shown}): give an id or a unique prefix of one (see `{see}`)"
+    return (f"{key!r} names {len(ids)} actors ({shown}): give an id or a unique prefix of one"
+            + (f" (see `{see}`)" if see else ""))
 
 
 def name_problem(name: str) -> str | None:
