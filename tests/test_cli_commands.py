@@ -117,6 +117,12 @@ def test_events_tail_types_and_times(module_server):
     one_line(server.cli("events", counter, "--tail", "2", "--limit", "1"), "--tail", "--limit", code=2)
     one_line(server.cli("events", counter, "--tail", "-1"), "--tail", code=2)
     one_line(server.cli("events", counter, "--type", ""), "--type", code=2)
+    typo = server.cli("events", counter, "--type", "lgo", "--type", "wasm-cal", "--json")
+    assert (typo.code, orjson.loads(typo.out)) == (0, [])               # nothing matches: not an error
+    assert typo.err.strip() == ("theater: no stored event matches --type lgo --type wasm-cal "
+                                "(types: `theater events ACTOR`; matching: --help)")
+    assert "from 2 matches --type lgo" in server.cli("events", counter, "--type", "lgo", "--since", "2").err
+    assert server.cli("events", counter, "--type", "log").err == ""    # something found: nothing said
 
 
 def test_restart_resumes_its_state_and_starts_a_failed_actor_again(module_server, tmp_path):

@@ -108,6 +108,9 @@ def events(args: argparse.Namespace, ctx: Context) -> int:
         else:
             for ev in found:
                 _print_event(ev, False)
+        if types and not found:         # a legitimate answer, or a typo: say which filter gave it
+            _output.note(f"no stored event{f' from {since}' if since else ''} matches --type "
+                         f"{' --type '.join(types)} (types: `theater events ACTOR`; matching: --help)")
         return 0
     for ev in found:
         _print_event(ev, ctx.json)
