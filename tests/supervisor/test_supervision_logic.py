@@ -558,7 +558,7 @@ def test_resolves_parked_for_a_starting_actor_are_one_per_asker(tmp_path):
     told: list[tuple[str, dict[str, Any]]] = []
     target = SimpleNamespace(actor_id="t", status=Status.STARTING, run=SimpleNamespace(
         endpoint=None, inbox_key=b"k" * 32, number=1))
-    directory = Directory(SimpleNamespace(lookup=lambda _id: target),
+    directory = Directory(SimpleNamespace(lookup=lambda _id, see: target),
                           SimpleNamespace(to_worker=lambda actor, header: told.append((actor, header))))
     for i in range(1000):
         directory.resolve(SimpleNamespace(actor_id="flooder"), {"id": f"r{i}", "actor": "t"})
