@@ -285,6 +285,16 @@ def test_only_the_server_records_queries_and_binds(chain):
     assert "refused" in chain.log.read_text()
 
 
+def test_a_header_whose_fault_the_decoder_could_not_name_is_refused_and_the_chain_goes_on(chain):
+    """An object field missing, or a reply's ``types`` not a list, raised KeyError or TypeError out
+    of protocol.decode, not its ProtocolError: the chain process died of it, and any process that
+    reaches run/chain.sock (every worker does) could have kept it dying."""
+    h, _ = chain.call({"k": "grant", "actor": "a", "pid": 1})        # (decoded before its sender is looked at)
+    assert h["k"] == "error" and h["code"] == "protocol" and "config" in h["error"], h
+    chain.send({"k": "ok", "re": "x", "types": 5})
+    assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"
+
+
 def test_an_event_stream_held_by_a_process_that_is_no_actors_worker_is_closed(chain):
     """A connection to the events' stream from a process no actor is bound to (here: ours) is
     closed by the chain in time (chain.streams.UNBOUND_FOR), not held open for good."""

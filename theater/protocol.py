@@ -193,7 +193,7 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
         if value is not None and (not isinstance(value, typ) or (typ is int and not _integer(value, 0))):
             wanted = f"an integer from 0 to {MAX_INT}" if typ is int else f"a {typ.__name__}"
             raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")
-    types = header.get("types")
+    types = header.get("types") if "types" in optional else None        # a reply's is anything
     if types is not None and not all(isinstance(t, str) for t in types):
         raise ProtocolError(f"{kind}: field 'types' must be a list of strings")
     body = frames[1:]
@@ -211,7 +211,7 @@ def request_id(frames: list[bytes]) -> str:
     return value if isinstance(value, str) else ""
 
 
-_NAMES = {S: "string", N: "64-bit integer", B: "bool", L: "list"}
+_NAMES = {S: "string", N: "64-bit integer", B: "bool", L: "list", D: "JSON object"}
 
 
 def _integer(value: Any, minimum: int) -> bool:
