@@ -69,6 +69,7 @@ def test_a_spawn_reads_only_regular_files_inside_the_parents_directory(server, f
     c, parent, folder, secret = family
     os.symlink(secret, folder / "link.json")
     os.symlink(secret.parent, folder / "up")
+    os.symlink("loop", folder / "loop")
     os.mkfifo(folder / "fifo.wasm")
     os.mkfifo(folder / "fifo.json")
     (folder / "ok.json").write_text('{"v": 1}')
@@ -89,6 +90,10 @@ def test_a_spawn_reads_only_regular_files_inside_the_parents_directory(server, f
     refused(c, parent, "../../x/m.toml", "outside")
     refused(c, parent, str(secret.parent / "m.toml"), "relative")
     refused(c, parent, "up/m.toml", "outside")
+    # a symlink loop (Path.resolve raised RuntimeError: an internal error, a traceback each time)
+    refused(c, parent, "loop/m.toml", "loop of symbolic links")
+    refused(c, parent, child_toml(component="loop/x.wasm"), "component", "loop of symbolic links")
+    refused(c, parent, child_toml(extra='init_state = "loop/s.json"'), "init_state", "loop of symbolic links")
     answers_promptly(server)
 
     # inside the directory (even by way of ..) a spawn works, and its init_state arrives

@@ -301,8 +301,11 @@ def within(root: str | Path, given: str, base: str | Path | None = None) -> Path
         raise OSError(errno.EACCES, "an actor may only name relative paths")
     if "\0" in given:                 # os.stat and resolve() would raise ValueError, not OSError
         raise OSError(errno.EINVAL, "a path may not contain a NUL byte")
-    top = Path(root).resolve()
-    real = (Path(base if base is not None else root) / given).resolve()
+    try:
+        top = Path(root).resolve()
+        real = (Path(base if base is not None else root) / given).resolve()
+    except RuntimeError:              # a symlink loop (resolve raises RuntimeError for it until Python 3.13)
+        raise OSError(errno.ELOOP, "a loop of symbolic links") from None
     if not real.is_relative_to(top):
         raise OSError(errno.EACCES, f"outside {top}, the directory the actor may read")
     return real
