@@ -42,9 +42,11 @@ Deliver = Callable[[ActorRecord, dict[str, Any], list[bytes]], None]
 
 
 class Gate:
-    def __init__(self, registry: Registry, tell_chain: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, registry: Registry, tell_chain: Callable[[dict[str, Any]], None],
+                 to_worker: Callable[[str, dict[str, Any]], object]) -> None:
         self.registry = registry
         self.tell_chain = tell_chain
+        self.to_worker = to_worker                  # (actor id, header): the outbox's
         self.deliver: Deliver | None = None       # where a hello let in late goes (the server's inbox)
         registry.pid_watchers.append(self._pid_changed)
         self.early: dict[str, list[tuple[bytes, int, dict[str, Any], list[bytes]]]] = {}
@@ -52,20 +54,23 @@ class Gate:
 
     def admit(self, frames: list[zmq.Frame]) -> Message | None:
         """The actor a control message is from, with its header and data; None if it is refused
-        (logged) or waits for its actor's spawn report."""
+        (logged) or waits for its actor's spawn report. A malformed request from an actor's worker
+        is answered with why, if its id can be read: its call does not wait out its time limit."""
         pid = peercred.pid(frames[0])
-        ident = frames[0].bytes
-        try:
-            header, data = protocol.decode([f.bytes for f in frames[1:]])
-        except ProtocolError as e:
-            self.refused(pid, f"malformed message: {e}")
-            return None
+        ident, body = frames[0].bytes, [f.bytes for f in frames[1:]]
         registry = self.registry
         rec = registry.by_ident.get(ident)
+        if rec is not None and rec.pid != pid:
+            self.refused(pid, f"it uses actor {rec.actor_id}'s connection, whose worker is pid {rec.pid}")
+            return None
+        try:
+            header, data = protocol.decode(body)
+        except ProtocolError as e:
+            self.refused(pid, f"malformed message: {e}")
+            if rec is not None and (rid := protocol.request_id(body)):
+                self.to_worker(rec.actor_id, protocol.error(rid, e))
+            return None
         if rec is not None:
-            if rec.pid != pid:
-                self.refused(pid, f"it uses actor {rec.actor_id}'s connection, whose worker is pid {rec.pid}")
-                return None
             if header["k"] == "hello":      # its pid was checked once: a second could name any process
                 self.refused(pid, f"a second hello for actor {rec.actor_id} on its worker's connection")
                 return None

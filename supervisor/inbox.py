@@ -3,8 +3,9 @@
 From clients (the management socket): a request for the API. From workers (the control socket):
 answers to what the server asked, a worker's own lifecycle news, its requests about peers
 (``resolve``, ``watch_peer``) and children, and what it writes on channels whose other end is a client. From
-the chain: answers. A message that does not decode is logged (or, from a client, answered with
-the reason) and dropped; a worker is known by the connection its hello came on.
+the chain: answers. A message that does not decode is logged and dropped, and answered with the
+reason if it is a client's, or a worker's request whose id can be read (supervisor.gate); a
+worker is known by the connection its hello came on.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Inbox:
                     f"over its rate of requests to the server ({ASKS_PER_SECOND:g} a second)")))
             return
         if kind in ("ok", "error", "reply"):
-            self.outbox.answered(header.get("re") or header.get("rid", ""), header, data, by=rec.actor_id)
+            self.outbox.answered(header["rid"] if kind == "reply" else header["re"], header, data, by=rec.actor_id)
         elif kind == "msg":
             channels.relay(self.outbox, rec.actor_id, header, data)
         elif kind == "resolve":

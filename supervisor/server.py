@@ -99,7 +99,7 @@ class Server:
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
                                                 "--durability", self.config.durability])
         self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False
-        self.gate = Gate(self.registry, self.outbox.tell_chain)
+        self.gate = Gate(self.registry, self.outbox.tell_chain, self.outbox.to_worker)
         self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
         self.registry.pid_watchers.append(self.gateway.pid_changed)

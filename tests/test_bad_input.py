@@ -433,6 +433,7 @@ def test_garbage_on_the_management_socket(server):
         raw.error(orjson.dumps({"k": "stop", "id": "2b", "actor": 5}), re="2b")
         raw.error(orjson.dumps({"k": "request", "id": "2c", "actor": "x"}), re="2c")   # no payload frame
         raw.error(orjson.dumps({"k": "list", "id": 3}))                                  # id not a string
+        raw.error(orjson.dumps({"k": "channel_ack", "channel": "c", "bytes": 1, "id": [1]}))    # even a notice's
         assert "config" in raw.error(orjson.dumps({"k": "grant", "id": "2d", "actor": "a", "pid": 1}), re="2d")
         # a header over the size limit
         assert "limit" in raw.error(orjson.dumps({"k": "list", "id": "h", "pad": "x" * protocol.MAX_HEADER}), re="h")

@@ -356,7 +356,7 @@ def test_a_worker_users_process_cannot_forge_read_or_hijack(user_server, worker_
 
     # (c) receive its control messages: a connection claiming the worker's routing id as it was
     # (w-<pid>) and a hello claiming the actor with the worker's pid
-    hello = j(k="hello", actor=victim, pid=pid, endpoint="ipc:///tmp/nowhere")
+    hello = j(k="hello", id="h", actor=victim, pid=pid, endpoint="ipc:///tmp/nowhere")
     listener = subprocess.Popen(rogue_command(worker_user, "listen", home.control_endpoint, f"w-{pid}", hello),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                                 env=ROGUE_ENV)

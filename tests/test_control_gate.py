@@ -31,7 +31,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
     registry = Registry()
     registry.actors["a"] = SimpleNamespace(actor_id="a", run=SimpleNamespace(ident=None), status=Status.STARTING,
                                            pid=WORKER)
-    return Gate(registry, tell_chain=lambda _header: None)
+    return Gate(registry, tell_chain=lambda _header: None, to_worker=lambda _actor, _header: None)
 
 
 def test_a_second_hello_on_a_workers_connection_is_refused(gate):

@@ -215,6 +215,56 @@ def test_a_worker_that_does_not_slow_itself_is_slowed_by_the_chain(sandboxed, tm
     assert log.read_text().count(said) == 1
 
 
+MALFORMED = """
+import gc, json
+from theater.errors import Timeout
+from worker.loop import Loop
+loop = next(o for o in gc.get_objects() if isinstance(o, Loop))
+for header in {notices}:
+    loop.control.send_multipart([json.dumps(header).encode()])
+said = []
+for header in {asks}:
+    try:
+        h, _ = loop.wait_reply(loop.ask(loop.control, header), timeout=8)
+        said.append(h["k"] + ":" + h.get("code", ""))
+    except Timeout:
+        said.append("no answer")
+result = said
+"""
+# answers to the very call that runs them (the server forwarded it with a rid)
+FORGED_REPLIES = """
+import gc, json
+from worker.loop import Loop
+from worker.mailbox import Incoming
+loop = next(o for o in gc.get_objects() if isinstance(o, Loop))
+call = next(o for o in gc.get_objects() if isinstance(o, Incoming) and o.what == "request" and o.route[0] == "control")
+rid = call.header["rid"]
+loop.control.send_multipart([json.dumps({"k": "reply", "rid": rid, "ok": False, "code": [1]}).encode()])
+loop.control.send_multipart([json.dumps({"k": "reply", "rid": rid, "ok": True, "request_id": 1}).encode(), b"forged"])
+"""
+
+
+def test_a_workers_malformed_messages_are_answered_or_dropped_never_an_internal_error(shared, sandboxed):
+    """Python in a worker (as actor code escaped into it would run) writes malformed messages on its
+    control socket. A request whose id can be read is answered with a protocol error at once (it was
+    dropped, its call left to wait out its time limit); the rest are dropped, said in one line a
+    second at most. None is an internal error of the server: a traceback in its log each time, and an
+    answer never given (a reply carrying `request_id` or a `code` not a string left its client waiting)."""
+    actor, _ = shared
+    notices = [{"k": "grant", "actor": actor, "pid": 1}, {"k": "ok", "re": "x", "types": 5},
+               {"k": "reply", "rid": "x", "ok": True, "re": [1]}, {"k": "watch_peer", "actor": actor},
+               {"k": "resolve", "id": 7, "actor": actor}]
+    asks = [{"k": "resolve", "id": "r1", "actor": 5}, {"k": "spawn", "id": "r2"},
+            {"k": "grant", "id": "r3", "actor": actor, "pid": 1}]
+    said = probe(sandboxed, actor, MALFORMED.format(notices=notices, asks=asks))
+    assert said == repr(["error:protocol"] * len(asks)), said
+    assert probe(sandboxed, actor, FORGED_REPLIES) == "forged"      # the first is dropped, the second passed on
+    assert probe(sandboxed, actor, "result = 'still here'") == "'still here'"
+    log = (sandboxed.home.logs / "server.log").read_text()
+    assert "internal error" not in log and "Traceback" not in log, log[-3000:]
+    assert f"control message from pid {inspect(sandboxed, actor)['pid']} refused: malformed message" in log
+
+
 def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_path):
     """A worker is told by its cgroup, its descent from the fork server, or a worker's network
     namespace; another namespace alone (a client in a container, the socket mounted) is not one."""

@@ -41,7 +41,7 @@ S, N, B, L, D = str, int, bool, list, dict
 # Optional fields of requests: checked wherever they appear (None allowed; replies carry
 # whatever they answer). A wrong type is refused here, so no handler ever sees one.
 OPTIONAL: dict[str, Any] = {
-    "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
+    "id": S, "since": N, "limit": N, "types": L, "has_state": B, "has_init": B, "has_data": B, "resume": B,
     "actor": S, "name": S, "rid": S, "ch": S, "what": S, "has_body": B, "tool": S,
 }
 
@@ -99,7 +99,7 @@ KINDS: dict[str, Kind] = {
     "actors_changed": Kind({"sub": S, "actor": S, "status": S}),
     "keepalive": Kind({}),      # to a client holding a channel, subscription or watch: to be ignored
     # control: worker -> server
-    "hello": Kind({"actor": S, "pid": N, "endpoint": S}, reply="ok"),    # answered with how to start
+    "hello": Kind({"id": S, "actor": S, "pid": N, "endpoint": S}, reply="ok"),    # answered with how to start
     "ready": Kind({"actor": S}),
     "failed": Kind({"actor": S, "reason": S, "error": S}, reply="ok"),    # with "id": the server acknowledges
     "exiting": Kind({"actor": S, "reason": S}, reply="ok"),
@@ -127,7 +127,7 @@ KINDS: dict[str, Kind] = {
     # from a peer, with its sender's id and ticket (theater.tickets), which its receiver checks; a
     # chan_open, with its opener's incarnation (its acceptor asks the server to watch it: watch_peer)
     "msg": Kind({"what": S}, reply="reply", optional={"from": S, "t": S, "incarnation": N}),
-    "reply": Kind({"rid": S, "ok": B}),
+    "reply": Kind({"rid": S, "ok": B}, optional={"code": S, "error": S}),
     "refused": Kind({"error": S}),              # count (optional) one-way messages were turned away
     "took": Kind({"count": N}),                 # count one-way messages were taken (their calls stored)
     # chain plane
@@ -220,7 +220,8 @@ def _integer(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_INT
 
 
-def ok(request_id: str, **fields: Any) -> dict[str, Any]:
+def ok(request_id: str, /, **fields: Any) -> dict[str, Any]:
+    """An answer; ``fields`` may be anything (a worker's answer passed on), even ``request_id``."""
     return {"k": "ok", "re": request_id, **fields}
 
 
