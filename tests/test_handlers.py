@@ -13,6 +13,8 @@ import re
 import shutil
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +27,7 @@ from theater import _landlock
 from theater.errors import TheaterError
 from theater.events import decode_data
 
-from .conftest import ACTORS, Server, request_in_thread, run_cli, wait_for
+from .conftest import ACTORS, ROOT, Server, request_in_thread, run_cli, wait_for
 
 HANDLERS = ACTORS / "handlers.wat"
 
@@ -406,6 +408,49 @@ def test_what_a_worker_killed_left_running_does_not_outlive_it(server, tree):
     assert a("o") == b"ok"
     reported = {int(pid) for pid in re.findall(r"zygote: worker (\d+) exited", server.log_tail(100_000))}
     assert worker in reported and not reported & {p.pid for p in jobs}, reported
+
+
+@pytest.mark.parametrize("flags", [(), ("--no-cgroups",)], ids=["cgroups", "rlimits"])
+def test_what_a_granted_program_started_does_not_outlive_a_server_killed_outright(home, tree, flags):
+    """The server SIGKILLed (a crash, kill -9, the OOM killer) while a granted program ran, its
+    jobs each in a session of its own: the fork server dies with the server, the worker is told
+    (its parent-death signal), gives up the call and kills what the program started, to its end.
+    With cgroups and without them (rlimit mode, where no cgroup is there to kill them)."""
+    (tree / "data").mkdir(exist_ok=True)
+    (tree / "data" / "jobs.sh").write_text(
+        "echo $$ >> pids\n"
+        "setsid bash -c 'echo $$ >> pids; setsid sleep 300 & echo $! >> pids; wait' &\n"
+        "wait\n")
+    server = Server(home, *flags).start()
+    jobs: list[psutil.Process] = []
+    asking = None
+    try:
+        a = Actor(server, manifest(tree, filesystem='path = "data"\nallowed_commands = ["bash", "setsid", "sleep"]\n'
+                                                     'command_timeout = "300s"'))
+        asking = subprocess.Popen([sys.executable, "-m", "theater", "--home", str(home.root), "message", a.id,
+                                   "--request", "--file", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=ROOT)
+        assert asking.stdin is not None
+        asking.stdin.write(b"X\0bash\0jobs.sh")
+        asking.stdin.close()
+        pids = tree / "data" / "pids"
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3, timeout=30,
+                 what="the program and its jobs to start")
+        jobs = [psutil.Process(int(p)) for p in pids.read_text().split()]
+        wait_for(lambda: all(os.getsid(p.pid) == p.pid for p in jobs), timeout=30, what="each job's own session")
+        server.remember()
+        server.proc.kill()
+        server.proc.wait(30)
+        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in jobs), timeout=30,
+                 what="the program and its jobs to be gone")
+    finally:
+        for p in jobs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()                        # red, they would outlive the test
+        if asking is not None:
+            asking.kill()
+            asking.wait()
+        server.stop()
 
 
 def test_a_grant_that_cannot_be_honoured_is_refused_at_start_in_one_line(server, tmp_path):
