@@ -30,9 +30,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from theater.chaindb import SCHEMA, STATE_PREFIX, last_state
+from theater.chaindb import SCHEMA, STATE_PREFIX, last_state, state_of
 from theater.errors import Rejected
-from theater.events import checkpoint_message, decode_data, event_hash, next_stamp
+from theater.events import checkpoint_message, event_hash, next_stamp
 from theater.protocol import MAX_INT
 
 
@@ -179,11 +179,13 @@ class ChainStore:
         if actual != claimed:
             raise Rejected("conflict", f"event {seq} does not extend the head (its hash differs: other parent "
                            f"or other contents)", h.durable)
-        if meta.get("state") and not (type_ == "wasm" and data.startswith(STATE_PREFIX)):
+        sets = bool(meta.get("state"))
+        if sets and not (type_ == "wasm" and data.startswith(STATE_PREFIX)):
             raise ValueError("an event that sets the state must be a wasm result holding it (see docs/chain-format.md)")
+        state = state_of(data) if sets else None        # read before it is staged: refused, it is not stored
         self._push(h, seq, type_, data, actual, time_ns)
-        if meta.get("state"):
-            h.state = decode_data(data).get("state")
+        if sets:
+            h.state = state
             h.state_seq = seq
             h.has_state = True
             h.state_dirty = True

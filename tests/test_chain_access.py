@@ -24,13 +24,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import cbor2
 import orjson
 import pytest
 import zmq
 
 from chain.streams import UNBOUND_FOR
 from theater import protocol
-from theater.chaindb import ChainReader
+from theater.chaindb import STATE_PREFIX, ChainReader
 from theater.errors import NotFound
 from theater.events import encode_data, event_hash
 from theater.paths import Home
@@ -293,6 +294,67 @@ def test_a_header_whose_fault_the_decoder_could_not_name_is_refused_and_the_chai
     assert h["k"] == "error" and h["code"] == "protocol" and "config" in h["error"], h
     chain.send({"k": "ok", "re": "x", "types": 5})
     assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"
+
+
+def state_event(actor: str, seq: int, parent: bytes | None, data: bytes,
+                marked: bool = True) -> tuple[dict[str, Any], bytes, bytes]:
+    """A wasm result as a worker sends one, whatever ``data`` holds (``marked``: it sets the state)."""
+    h = event_hash(actor, seq, parent, "wasm", data)
+    meta = {"seq": seq, "hash": h.hex(), "type": "wasm", "time_ns": time.time_ns()}
+    return ({**meta, "state": True} if marked else meta), data, h
+
+
+def result(state: Any) -> bytes:
+    return encode_data({"event": "result", "state": state, "result": [], "function": "f"})
+
+
+# data that begins as a wasm result that sets the state does (chaindb.STATE_PREFIX), yet sets none
+NOT_A_STATE = {"cut-short": STATE_PREFIX, "no-cbor-tag-decodes": result(cbor2.CBORTag(35, "(")),
+               "state-a-list": result([1]), "state-a-number": result(5)}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_A_STATE))
+def test_an_event_marked_as_setting_a_state_it_does_not_hold_is_refused(chain, case):
+    """Red-team finding: the chain reads the state an event says it sets (the actor resumes from it).
+    Data that is not CBOR killed the chain process (cbor2's error is no ValueError since cbor2 6:
+    any worker could keep it dying); a state of another type than bytes was staged before it was
+    read, then failed the group's commit (every actor's events in it refused, as if the disk were
+    full) or, a number, killed the chain at the actor's next resume."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    e0 = make_event(actor, 0, None)
+    assert chain.append(actor, [e0])["k"] == "ack"
+    answer = chain.append(actor, [state_event(actor, 1, e0[2], NOT_A_STATE[case])])
+    assert answer["k"] == "nack" and answer["error"].startswith("malformed event"), answer
+    assert chain.stored(actor) == [(0, "test/event", e0[2])]
+    e1 = make_event(actor, 1, e0[2])
+    assert chain.append(actor, [e1]) == {"k": "ack", "actor": actor, "seq": 1}
+    answer, _ = chain.call({"k": "resume", "actor": actor})
+    assert answer["k"] == "ok" and answer["seq"] == 1 and not answer["has_state"], answer
+
+
+def test_a_stored_result_that_only_looks_like_a_state_is_passed_over_when_a_head_is_read(home):
+    """A result not marked as setting the state is stored unread, but its data may begin as a
+    state's does: an actor's head read again (a new chain process; a head forgotten once its
+    worker is gone) found it first and read it, and its error killed the chain process at that
+    actor's next resume or record, at each restart (the server sends its record again)."""
+    actor = str(uuid.uuid4())
+    e0 = state_event(actor, 0, None, result(b"s0"))
+    e1 = state_event(actor, 1, e0[2], STATE_PREFIX, marked=False)
+    first = RawChain(home)
+    try:
+        first.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+        assert first.append(actor, [e0, e1]) == {"k": "ack", "actor": actor, "seq": 1}
+    finally:
+        first.close()
+    again = RawChain(home)
+    try:
+        again.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+        answer, frames = again.call({"k": "resume", "actor": actor})
+        assert answer["k"] == "ok" and answer["seq"] == 1 and answer["has_state"] and frames == [b"s0"], answer
+        assert again.call({"k": "record", "actor": actor, "type": "lifecycle/exit"}, encode_data({}))[0]["seq"] == 2
+    finally:
+        again.close()
 
 
 def test_an_event_stream_held_by_a_process_that_is_no_actors_worker_is_closed(chain):

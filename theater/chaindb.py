@@ -76,7 +76,7 @@ _STATE_SCAN = ("SELECT seq, data FROM events WHERE aid = ? AND tid = ? AND instr
                "AND typeof(seq) = 'integer' AND seq BETWEEN 0 AND ? ORDER BY seq DESC")
 
 
-def last_state(db: sqlite3.Connection, aid: int, wasm_tid: int | None, head: int) -> tuple[bytes, int] | None:
+def last_state(db: sqlite3.Connection, aid: int, wasm_tid: int | None, head: int) -> tuple[bytes | None, int] | None:
     """The state in the actor's last wasm result that holds one, and that event's seq (None: none
     does), read from its chain: hash-linked and signed, where the ``actors`` row's copy is not."""
     for query in (_STATE_QUERY, _STATE_SCAN):
@@ -85,10 +85,26 @@ def last_state(db: sqlite3.Connection, aid: int, wasm_tid: int | None, head: int
         except sqlite3.OperationalError:        # no index yet: a database no chain process of today opened
             continue
         for seq, data in rows:
-            value = decode_data(data)
-            if isinstance(value, dict) and value.get("event") == "result" and "state" in value:
-                return value["state"], seq
+            try:
+                return state_of(data), seq
+            except ValueError:          # no state after all (a worker's unmarked result, an edit): passed over
+                continue
     return None
+
+
+def state_of(data: bytes) -> bytes | None:
+    """The state a wasm result's data sets (None: it sets none); ValueError if it is no such result
+    (not CBOR; not a map with ``event: "result"`` and a ``state`` of bytes or null). A worker wrote
+    it: whatever it holds, reading it must neither fail otherwise nor give the actor a state of
+    another type (a frame, a blob in SQLite)."""
+    try:
+        value = decode_data(data)
+    except Exception as e:      # cbor2's errors are no ValueError since cbor2 6, and its tags raise others
+        raise ValueError(f"its data is not CBOR ({e})") from None
+    state = value.get("state", False) if isinstance(value, dict) and value.get("event") == "result" else False
+    if state is not None and not isinstance(state, bytes):
+        raise ValueError("its data is not a wasm result holding a state (bytes, or null)")
+    return state
 
 
 @dataclass
