@@ -296,6 +296,20 @@ def test_a_header_whose_fault_the_decoder_could_not_name_is_refused_and_the_chai
     assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"
 
 
+def test_a_query_naming_more_types_than_a_person_would_is_refused(chain):
+    """Red-team finding: a worker may query its own events by type, each a glob matched against
+    every type its chain holds and compiled: 100,000 of them (one header) held the chain's loop,
+    every actor's commits, for seconds, and a worker may send one such query a turn."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    assert chain.append(actor, [make_event(actor, 0, None)])["k"] == "ack"
+    for types in ([f"nothing-{i}" for i in range(100_000)], ["*" + "a" * 10_000]):
+        answer, _ = chain.call({"k": "query", "what": "events", "actor": actor, "types": types})
+        assert answer["k"] == "error" and answer["code"] == "protocol" and "'types'" in answer["error"], answer
+    answer, _ = chain.call({"k": "query", "what": "events", "actor": actor, "types": ["test/*"]})
+    assert [e["seq"] for e in answer["events"]] == [0], answer
+
+
 def state_event(actor: str, seq: int, parent: bytes | None, data: bytes,
                 marked: bool = True) -> tuple[dict[str, Any], bytes, bytes]:
     """A wasm result as a worker sends one, whatever ``data`` holds (``marked``: it sets the state)."""

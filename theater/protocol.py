@@ -36,6 +36,12 @@ MAX_PAYLOAD = MAX_MESSAGE - MAX_HEADER
 # acknowledges what it has read once that is half of this (or it has read all there is).
 CLIENT_WINDOW = 4 << 20
 
+# A query's ``types`` (theater events --type): globs, each matched against every type of the chain
+# read, and compiled and cached. A worker may query its own chain: 100,000 of them held the chain's
+# loop, every actor's commits, for seconds a query.
+MAX_TYPES = 32
+MAX_TYPE_LENGTH = 256
+
 S, N, B, L, D = str, int, bool, list, dict
 
 # Optional fields of requests: checked wherever they appear (None allowed; replies carry
@@ -194,8 +200,10 @@ def decode(frames: list[bytes]) -> tuple[dict[str, Any], list[bytes]]:
             wanted = f"an integer from 0 to {MAX_INT}" if typ is int else f"a {typ.__name__}"
             raise ProtocolError(f"{kind}: field {name!r} must be {wanted}")
     types = header.get("types") if "types" in optional else None        # a reply's is anything
-    if types is not None and not all(isinstance(t, str) for t in types):
-        raise ProtocolError(f"{kind}: field 'types' must be a list of strings")
+    if types is not None and (len(types) > MAX_TYPES or
+                              not all(isinstance(t, str) and len(t) <= MAX_TYPE_LENGTH for t in types)):
+        raise ProtocolError(f"{kind}: field 'types' must be a list of at most {MAX_TYPES} strings of at most "
+                            f"{MAX_TYPE_LENGTH} characters")
     body = frames[1:]
     if len(body) < min_frames:
         raise ProtocolError(f"{kind}: expected at least {min_frames} binary frame(s), got {len(body)}")
