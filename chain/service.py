@@ -36,11 +36,12 @@ import zmq
 
 from theater import keys, peercred, protocol
 from theater._histogram import Histogram
+from theater._logging import Sparse
 from theater.chaindb import ChainReader
 from theater.errors import ProtocolError, Refused
 from theater.paths import Home
 
-from .access import Access
+from .access import LOG_EVERY, Access
 from .acks import Acks
 from .publisher import Publisher
 from .queries import Queries
@@ -108,6 +109,7 @@ class ChainService:
         self.retry_at = 0.0
         self.writable = True                      # this turn may write
         self.sweep_at = 0.0                       # strangers' streams are looked for then
+        self.warnings = Sparse(log, LOG_EVERY)    # what a worker could have logged at every message
 
     def serve(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -307,8 +309,10 @@ class ChainService:
             try:
                 n += self.store.stage(actor_id, meta, d)
             except Rejected as r:       # a gap is routine after a restart: the worker mends it
-                log.log(logging.DEBUG if r.kind == "gap" else logging.WARNING,
-                        "chain: refused an event of %s: %s", actor_id, r)
+                if r.kind == "gap":
+                    log.debug("chain: refused an event of %s: %s", actor_id, r)
+                else:                   # a worker could send one a message
+                    self.warnings.warning(r.kind, f"chain: refused an event of {actor_id}: {r}")
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": r.head, "error": f"{r.kind}: {r}"})
                 refused = True
                 break

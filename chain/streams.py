@@ -28,7 +28,10 @@ from pathlib import Path
 import zmq
 
 from theater import peercred, protocol
+from theater._logging import Sparse
 from theater.stream import Closed, Stream
+
+from .access import LOG_EVERY
 
 log = logging.getLogger("theater.chain")
 
@@ -88,6 +91,7 @@ class Streams:
         self.paused = False                 # the chain cannot write: leave events in the kernel's hands
         self.held: dict[bytes, float] = {}  # peer -> until when it is left unread (its actor's rate)
         self.accept_at: float | None = None     # out of descriptors: accept again then
+        self.warnings = Sparse(log, LOG_EVERY)  # one line a second: a process may connect again and again
 
     def ready(self, fd: int) -> None:
         """The chain's poll says ``fd`` (the listener, or the connections' epoll) is ready."""
@@ -230,8 +234,8 @@ class Streams:
             stream = Stream(sock, protocol.MAX_MESSAGE)
             cred = peercred.of_socket(sock)
             if sum(1 for c in self.by_fd.values() if c.cred[2] == cred[2]) >= PER_PROCESS:
-                log.warning("chain: pid %d opened more than %d event streams; closing the newest", cred[2],
-                            PER_PROCESS)
+                self.warnings.warning("streams", f"chain: pid {cred[2]} opened more than {PER_PROCESS} event "
+                                                 f"streams; closing the newest")
                 stream.close()
                 continue
             self.opened += 1
@@ -263,7 +267,7 @@ class Streams:
 
     def _drop(self, conn: Conn, why: str) -> None:
         if why and not why.startswith(("closed by the other end", "cannot read: ECONNRESET")):
-            log.warning("chain: closed the event stream of pid %d: %s", conn.cred[2], why)
+            self.warnings.warning("closed", f"chain: closed the event stream of pid {conn.cred[2]}: {why}")
         fd = conn.stream.fileno()
         if conn.mask:
             self.epoll.unregister(fd)

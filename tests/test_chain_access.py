@@ -310,6 +310,34 @@ def test_a_query_naming_more_types_than_a_person_would_is_refused(chain):
     assert [e["seq"] for e in answer["events"]] == [0], answer
 
 
+def test_what_a_worker_could_repeat_at_every_message_is_logged_one_line_a_second(chain):
+    """Red-team finding: a worker may send an event that conflicts with its chain again and again
+    (as fast as its rates let it: 12,500 a second by default), or open its stream and break its
+    framing again and again; each was a warning in the server's log."""
+    actor = str(uuid.uuid4())
+    chain.send({"k": "bind", "actor": actor, "pid": os.getpid()})
+    e0 = make_event(actor, 0, None)
+    assert chain.append(actor, [e0])["k"] == "ack"
+    meta, data, _ = make_event(actor, 0, None, {"n": "rewritten"})
+    for _ in range(200):
+        chain.send({"k": "append", "actor": actor, "events": [meta], "sizes": [len(data)], "sync": True}, data)
+    nacks = 0
+    while nacks < 200:
+        assert chain.sock.poll(30_000), f"{nacks} answers of 200"
+        h, _ = protocol.decode(chain.sock.recv_multipart())
+        assert h["k"] == "nack" and h["error"].startswith("conflict"), h
+        nacks += 1
+    for _ in range(100):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(chain.home.chain_stream))
+            s.sendall(b"\xff" * 4)             # a message longer than any
+            s.settimeout(30)
+            assert s.recv(1) == b""             # the chain ends the stream
+    assert chain.call({"k": "query", "what": "key"})[0]["k"] == "ok"
+    log = chain.log.read_text()
+    assert 1 <= log.count("refused an event") < 20 and 1 <= log.count("closed the event stream") < 20, log
+
+
 def state_event(actor: str, seq: int, parent: bytes | None, data: bytes,
                 marked: bool = True) -> tuple[dict[str, Any], bytes, bytes]:
     """A wasm result as a worker sends one, whatever ``data`` holds (``marked``: it sets the state)."""
