@@ -170,9 +170,9 @@ class Egress:
         default = port == egress.DEFAULT_PORTS[scheme]
         out.append(("host", host if default else _hostport(host, port)))
         masks = _masks(used)
-        for name, value in out:
-            if not egress.is_header_name(name) or "\r" in value or "\n" in value or "\0" in value:
-                raise Failed(_mask(f"header {name[:100]!r}: not a valid header line", masks))
+        for name, value in out:        # (httpx takes ASCII values only: another raised UnicodeEncodeError)
+            if not egress.is_header_name(name) or not value.isascii() or any(c in value for c in "\r\n\0"):
+                raise Failed(_mask(f"header {name[:100]!r}: not a valid header line (ASCII, on one line)", masks))
         return out, masks
 
 

@@ -5,10 +5,10 @@ kernel (``theater.peercred``). The server (our parent's pid, and only it) says w
 pid runs which actor with which grants (``grant``) and when it exits (``revoke``). A worker's
 request is served under the grant of its pid; a request from a pid with no grant waits
 ``GRANT_WAIT`` for one (the server's grant and the worker's first request travel on
-different connections), then is refused. HTTP requests run on a thread pool (they wait on
-the network; the answers come back through an inproc socket); MCP calls on the sessions'
-own asyncio loop (``mcp``), answering the same way; store calls run here, one at a time, so
-the store needs no locks.
+different connections), then is refused (at once, beyond ``PER_WORKER`` of a process). HTTP
+requests run on a thread pool (they wait on the network; the answers come back through an
+inproc socket); MCP calls on the sessions' own asyncio loop (``mcp``), answering the same
+way; store calls run here, one at a time, so the store needs no locks.
 
 Answers: ``ok {value}`` (+ a frame for bytes), ``ok {denied}`` (outside the grant: the
 worker records ``<handler>/permission-denied``), ``ok {err}`` (the call failed).
@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from theater import grants, peercred, protocol
+from theater._logging import Sparse
 from theater.errors import ProtocolError
 from theater.paths import Home
 from theater.secrets import Secrets
@@ -45,6 +46,13 @@ HTTP_THREADS = 16
 # Requests one worker may have in flight: a worker makes one host call at a time; more is a
 # worker misbehaving, and it must not take every thread.
 PER_WORKER = 2
+# Requests waiting for their process's grant: as many as a worker may have in flight, and at most
+# this many in all; the rest are refused at once. Any process that reaches the socket and has no
+# grant (a worker whose actor is granted none of the gateway's handlers) could have it hold all it
+# sent for GRANT_WAIT, each request with its frames.
+WAITING_MAX = 1024
+# Refusals and malformed messages are logged one line a second at most (a flood, counted).
+LOG_EVERY = 1.0
 # Where the HTTP threads hand their answers to the loop.
 RESULTS = "inproc://gateway-results"
 
@@ -90,6 +98,7 @@ class Gateway:
         self.waiting: dict[int, list[tuple[float, bytes, dict[str, Any], list[bytes]]]] = {}
         self.inflight: dict[int, int] = {}
         self.running = True
+        self._log = Sparse(log, LOG_EVERY)
 
     def bind(self, group: int | None = None) -> None:
         path = self.home.run / "gateway.sock"
@@ -129,7 +138,7 @@ class Gateway:
             try:
                 header, data = protocol.decode(body)
             except ProtocolError as e:
-                log.warning("gateway: malformed message from pid %s: %s", pid, e)
+                self._log.warning("malformed", f"gateway: malformed message from pid {pid}: {e}")
                 continue
             try:
                 if pid is not None and pid == self.parent:
@@ -137,7 +146,7 @@ class Gateway:
                 elif pid is not None and header["k"] in ("http", "store_call", "mcp"):
                     self._request(pid, ident, header, data)
                 else:
-                    log.warning("gateway: %s from pid %s refused", header["k"], pid)
+                    self._log.warning("refused", f"gateway: {header['k']} from pid {pid} refused")
             except Exception:          # a bug in one request: logged; the gateway keeps serving
                 log.exception("gateway: internal error on %s", header["k"])
                 if "id" in header:
@@ -162,7 +171,11 @@ class Gateway:
     def _request(self, pid: int, ident: bytes, header: dict[str, Any], data: list[bytes]) -> None:
         grant = self.grants.get(pid)
         if grant is None:
-            self.waiting.setdefault(pid, []).append((time.monotonic() + GRANT_WAIT, ident, header, data))
+            waiting = self.waiting.get(pid, [])
+            if len(waiting) >= PER_WORKER or sum(map(len, self.waiting.values())) >= WAITING_MAX:
+                self._no_grant(pid, ident, header["id"])
+            else:
+                self.waiting[pid] = [*waiting, (time.monotonic() + GRANT_WAIT, ident, header, data)]
             return
         if header["k"] == "http":
             self._http(pid, grant, ident, header, data)
@@ -178,14 +191,18 @@ class Gateway:
                 if item[0] > now:
                     keep.append(item)
                 else:
-                    log.warning("gateway: a request from pid %d, which runs no actor the server told of, refused",
-                                pid)
-                    self._send([item[1], *protocol.encode(protocol.ok(item[2]["id"], err="refused: this "
-                                                                      "process runs no actor known to the server"))])
+                    self._no_grant(pid, item[1], item[2]["id"])
             if keep:
                 self.waiting[pid] = keep
             else:
                 del self.waiting[pid]
+
+    def _no_grant(self, pid: int, ident: bytes, rid: str) -> None:
+        """Refuses a request from a process the server granted nothing (not yet, or beyond its wait)."""
+        self._log.warning("stranger", f"gateway: a request from pid {pid}, which runs no actor the server told "
+                                      f"of, refused")
+        self._send([ident, *protocol.encode(protocol.ok(rid, err="refused: this process runs no actor known to "
+                                                                 "the server"))])
 
     def _admit(self, pid: int, ident: bytes, rid: str, granted: bool, handler: str) -> bool:
         """Whether an outside request may start: its handler granted, and room among the worker's
