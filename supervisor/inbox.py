@@ -33,6 +33,9 @@ log = logging.getLogger("theater.server")
 ASKS_PER_SECOND = 1000.0
 ASKS_AT_ONCE = 2000.0
 ASKS = frozenset({"resolve", "watch_peer", *children.KINDS})
+# A worker's news of itself (supervision.on_worker). Any other kind (a client's, the chain's, the
+# gateway's) is no worker's: dropped, and answered if it is a request, so that its call does not wait.
+NEWS = frozenset({"hello", "ready", "failed", "exiting", "heartbeat"})
 
 
 class Inbox:
@@ -97,10 +100,13 @@ class Inbox:
             else:
                 self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], Refused(
                     "this actor's manifest grants no supervisor handler")))
-        else:
+        elif kind in NEWS:
             if kind == "hello":
                 self.hello(rec.run.pid or header["pid"])
             self.supervision.on_worker(rec, header, data)
+        elif "id" in header:
+            self.outbox.to_worker(rec.actor_id, protocol.error(header["id"], ProtocolError(
+                f"{kind!r} is not a worker request")))
 
     @staticmethod
     def _within_budget(rec: ActorRecord, now: float) -> bool:

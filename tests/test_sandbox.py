@@ -265,6 +265,20 @@ def test_a_workers_malformed_messages_are_answered_or_dropped_never_an_internal_
     assert f"control message from pid {inspect(sandboxed, actor)['pid']} refused: malformed message" in log
 
 
+def test_a_request_of_a_kind_no_worker_sends_is_answered_as_such(shared, sandboxed):
+    """A worker's request of a kind the server takes from clients, or that the chain or the gateway
+    answer, fell to the supervision, which ignores what it does not know: never answered, its call
+    waited out its time limit. It is answered with a protocol error, as a client is for a worker's kind."""
+    actor, _ = shared
+    asks = [{"k": "ping", "id": "w1"}, {"k": "resume", "id": "w2", "actor": actor},
+            {"k": "store_call", "id": "w3", "op": "new", "args": []}]
+    said = probe(sandboxed, actor, MALFORMED.format(notices=[{"k": "ping"}, {"k": "keepalive"}], asks=asks))
+    assert said == repr(["error:protocol"] * len(asks)), said
+    assert probe(sandboxed, actor, "result = 'still here'") == "'still here'"
+    log = (sandboxed.home.logs / "server.log").read_text()
+    assert "internal error" not in log and "Traceback" not in log, log[-3000:]
+
+
 def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_path):
     """A worker is told by its cgroup, its descent from the fork server, or a worker's network
     namespace; another namespace alone (a client in a container, the socket mounted) is not one."""
