@@ -87,14 +87,12 @@ class ChainService:
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.router.setsockopt(zmq.RCVHWM, 100_000)
         _bind(self.router, home.chain_endpoint)
-        self.pub = self.ctx.socket(zmq.XPUB)
-        self.pub.setsockopt(zmq.SNDHWM, 100_000)
-        _bind(self.pub, home.events_endpoint)
+        self.publisher = Publisher(self.ctx.socket(zmq.XPUB), self.access.is_server)
+        _bind(self.publisher.pub, home.events_endpoint)
         self.poller = zmq.Poller()
         self.poller.register(self.router, zmq.POLLIN)
-        self.poller.register(self.pub, zmq.POLLIN)
+        self.poller.register(self.publisher.pub, zmq.POLLIN)
         self.streams = Streams(home.chain_stream, self.poller)
-        self.publisher = Publisher(self.pub)
         self.acks = Acks()
         self.staged = 0                     # events staged, not yet committed
         self.staged_since = 0.0
@@ -128,7 +126,7 @@ class ChainService:
             self.streams.pause(self.unwritable is not None and now < self.retry_at)
             router = False
             for sock, _ in self.poller.poll(self._timeout()):
-                if sock is self.pub:
+                if sock is self.publisher.pub:
                     self.publisher.subscriptions()
                 elif sock is self.router:
                     router = True
@@ -308,10 +306,8 @@ class ChainService:
             d, at = blob[at:at + size], at + size
             try:
                 n += self.store.stage(actor_id, meta, d)
-            except Rejected as r:       # a gap is routine after a restart: the worker mends it
-                if r.kind == "gap":
-                    log.debug("chain: refused an event of %s: %s", actor_id, r)
-                else:                   # a worker could send one a message
+            except Rejected as r:       # a gap is routine after a restart (the worker mends it): not logged
+                if r.kind != "gap":     # (a worker could send a conflict at every message)
                     self.warnings.warning(r.kind, f"chain: refused an event of {actor_id}: {r}")
                 self._send(peer, {"k": "nack", "actor": actor_id, "seq": r.head, "error": f"{r.kind}: {r}"})
                 refused = True

@@ -279,6 +279,37 @@ def test_a_request_of_a_kind_no_worker_sends_is_answered_as_such(shared, sandbox
     assert "internal error" not in log and "Traceback" not in log, log[-3000:]
 
 
+SUBSCRIBE = """
+import os, sys, zmq
+sock = sys.rogue_sub = zmq.Context().socket(zmq.SUB)
+sock.setsockopt(zmq.SUBSCRIBE, b"actor.")
+sock.connect("ipc://" + os.environ["THEATER_HOME"] + "/run/events.sock")
+result = "subscribed"
+"""
+HEARD = """
+import sys
+result = [sys.rogue_sub.recv_multipart()[0].decode() for _ in range(1) if sys.rogue_sub.poll(3000)]
+"""
+
+
+def test_a_worker_hears_no_other_actors_events_on_the_chains_feed(shared, sandboxed, tmp_path):
+    """Red-team finding: run as the server's own user (no --user), a worker reaches run/events.sock,
+    where the chain publishes each event it stores, data and all: it could subscribe to every
+    actor's. The chain takes subscriptions from the server alone, whose own still come."""
+    actor, _ = shared
+    other = start_probe(sandboxed, tmp_path, "other", grant="")
+    assert probe(sandboxed, actor, SUBSCRIBE) == "'subscribed'"
+    with sandboxed.client() as c:
+        c.call("subscribe", actor=other)
+        assert probe(sandboxed, other, "result = 'for its own eyes'") == "'for its own eyes'"
+        assert wait_for(lambda: c.next_push(1), timeout=30, what="the server's relay of the other's events")[0]["k"] \
+            == "event"
+    assert probe(sandboxed, actor, HEARD) == "[]"
+    refused = f"refused a subscription to the events from pid {inspect(sandboxed, actor)['pid']}"
+    log = sandboxed.home.logs / "server.log"
+    wait_for(lambda: refused in log.read_text(), timeout=30, what="the chain's refusal")
+
+
 def test_a_client_in_a_network_namespace_of_its_own_is_no_worker_for_that(tmp_path):
     """A worker is told by its cgroup, its descent from the fork server, or a worker's network
     namespace; another namespace alone (a client in a container, the socket mounted) is not one."""
