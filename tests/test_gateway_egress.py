@@ -17,10 +17,12 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
-from supervisor.gateway.egress import Denied, Egress, Failed, HttpGrant, _mask_bytes, _masks
+from supervisor.gateway import egress as gateway_egress
+from supervisor.gateway.egress import Clients, Denied, Egress, Failed, HttpGrant, _mask_bytes, _masks
 from theater.secrets import Secrets
 
 SECRET = 'sk-top/secret "value"'
@@ -142,3 +144,23 @@ def test_a_compressed_body_is_unpacked_no_further_than_the_limit(egress, echo):
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, f"{peak} bytes held to refuse a body over 1 MiB"
+
+
+def test_clients_are_one_per_name_and_the_least_recently_used_idle_one_is_closed(monkeypatch):
+    """One client per (scheme, host, port), so a connection serves the name it was verified for
+    alone; past CLIENTS the oldest no request is using is closed, one in use never."""
+    monkeypatch.setattr(gateway_egress, "CLIENTS", 2)
+    clients = Clients(httpx.create_ssl_context(trust_env=False))
+    try:
+        with clients.use("https", "a.test", 443) as a, clients.use("https", "b.test", 443) as b:
+            assert a is not b
+            with clients.use("https", "a.test", 443) as again:
+                assert again is a
+            with clients.use("https", "c.test", 443):       # a and b in use: neither closed
+                assert not a.is_closed and not b.is_closed
+        with clients.use("https", "d.test", 443):           # now the two least recently used go: b, then a
+            assert b.is_closed and a.is_closed
+        assert list(clients.clients) == [("https", "c.test", 443), ("https", "d.test", 443)]
+    finally:
+        clients.close()
+    assert all(c.is_closed for c in (a, b)) and not clients.clients

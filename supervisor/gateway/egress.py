@@ -4,8 +4,14 @@ Every request is checked against the actor's grant before anything leaves: the m
 scheme, ``host:port`` against ``allowed_hosts`` (``theater.egress``), then every address the
 name resolves to. The connection goes to an address that was checked (the URL is rewritten
 to it; ``Host`` and TLS SNI keep the name, so the certificate is verified for the name):
-a second DNS answer can never send it elsewhere. Redirects are not followed: a 3xx goes
-back to the actor as it came, and the actor's next request is checked like any other.
+a second DNS answer can never send it elsewhere. As httpx pools connections by the URL's
+origin, here the address, a client shared by every name would reuse a connection verified
+for one name for another on the same address, never checking its certificate: so there is
+one client per scheme, host and port (``Clients``), the pinning staying as it is (keeping
+the name in the URL and dialling the address from an httpcore network backend would pool by
+name too, but httpx takes a backend only through its transport's private pool). Redirects
+are not followed: a 3xx goes back to the actor as it came, and the actor's next request is
+checked like any other.
 The actor's ``Host`` (which could pick another site behind a shared address) and framing
 headers are replaced by the gateway's; the grant's ``headers`` are added last (they win),
 with ``${secret:NAME}`` replaced by the secret's value. A value that comes back in the
@@ -23,9 +29,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import ssl
+import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -43,6 +53,10 @@ OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 
 
 USER_AGENT = "theater-gateway"
+# Clients kept, one per (scheme, host, port) (over the gateway's HTTP_THREADS: an idle one is
+# always there to close), and each one's pool of connections.
+CLIENTS = 32
+LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=4)
 # Content codings the gateway decodes itself (zlib), to mask a secret in what comes back.
 _DECODABLE = ("gzip", "deflate")
 
@@ -73,6 +87,54 @@ class HttpGrant:
                    dict(config.get("headers", {})))
 
 
+class Clients:
+    """One httpx client per (scheme, host, port), made at its first request: a pooled connection
+    (its certificate verified for the host) is reused for that host alone, never for another
+    name that resolves to the same address (the pool knows only the address in the URL). At
+    most ``CLIENTS`` are kept: past that, the least recently used that no request is using
+    (requests run on a pool of threads) is closed with its connections."""
+
+    def __init__(self, verify: ssl.SSLContext) -> None:
+        self.verify = verify
+        self.lock = threading.Lock()
+        self.clients: OrderedDict[tuple[str, str, int], httpx.Client] = OrderedDict()
+        self.users: Counter[tuple[str, str, int]] = Counter()       # requests using each, now
+
+    @contextmanager
+    def use(self, scheme: str, host: str, port: int) -> Iterator[httpx.Client]:
+        key = (scheme, host, port)
+        with self.lock:
+            client = self.clients.get(key)
+            if client is None:
+                client = self.clients[key] = self._new()
+            self.clients.move_to_end(key)
+            self.users[key] += 1
+            idle = [k for k in self.clients if not self.users[k]]       # least recently used first
+            evicted = [self.clients.pop(k) for k in idle[:max(0, len(self.clients) - CLIENTS)]]
+        for old in evicted:
+            old.close()
+        try:
+            yield client
+        finally:
+            with self.lock:
+                self.users[key] -= 1
+                if not self.users[key]:
+                    del self.users[key]
+
+    def _new(self) -> httpx.Client:
+        # no proxies or .netrc from the environment: where a request goes is the grant's business
+        client = httpx.Client(trust_env=False, verify=self.verify, follow_redirects=False,
+                              headers={"user-agent": USER_AGENT}, limits=LIMITS)
+        del client.headers["accept-encoding"]     # the actor asks for compression if it wants it
+        return client
+
+    def close(self) -> None:
+        with self.lock:
+            clients, self.clients = list(self.clients.values()), OrderedDict()
+        for client in clients:
+            client.close()
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -81,17 +143,14 @@ class Response:
 
 
 class Egress:
-    """One pooled HTTP client for every actor (httpx's pool is thread-safe), and the secrets."""
+    """The HTTP clients (``Clients``) and the secrets, shared by every actor."""
 
-    def __init__(self, secrets: Secrets) -> None:
+    def __init__(self, secrets: Secrets, verify: ssl.SSLContext | None = None) -> None:
         self.secrets = secrets
-        # no proxies or .netrc from the environment: where a request goes is the grant's business
-        self.client = httpx.Client(trust_env=False, follow_redirects=False, headers={"user-agent": USER_AGENT},
-                                   limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-        del self.client.headers["accept-encoding"]     # the actor asks for compression if it wants it
+        self.clients = Clients(verify or httpx.create_ssl_context(trust_env=False))
 
     def close(self) -> None:
-        self.client.close()
+        self.clients.close()
 
     def send(self, grant: HttpGrant, method: str, uri: str, headers: list[Any], body: bytes | None,
              timeout: float) -> Response:
@@ -102,21 +161,22 @@ class Egress:
         deadline = time.monotonic() + timeout
         sent, masks = self._headers(grant, headers, host, port, url.scheme, pattern)
         address = _checked_address(pattern, host, port)
-        request = self.client.build_request(
-            method, url.copy_with(host=str(address)), headers=sent, content=body,
-            extensions={"sni_hostname": host} if url.scheme == "https" else {},
-            timeout=httpx.Timeout(max(0.001, deadline - time.monotonic())))
-        try:
-            resp = self.client.send(request, stream=True)
+        with self.clients.use(url.scheme, host, port) as client:
+            request = client.build_request(
+                method, url.copy_with(host=str(address)), headers=sent, content=body,
+                extensions={"sni_hostname": host} if url.scheme == "https" else {},
+                timeout=httpx.Timeout(max(0.001, deadline - time.monotonic())))
             try:
-                decoded = bool(masks) and _encoded(resp)
-                data = _read(resp, grant.max_bytes, deadline, decoded)
-            finally:
-                resp.close()
-        except httpx.TimeoutException:
-            raise Failed(f"{method} {host}: no response within {timeout:.3g}s") from None
-        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:
-            raise Failed(_mask(f"{method} {host}: {type(e).__name__}: {e}", masks)) from None
+                resp = client.send(request, stream=True)
+                try:
+                    decoded = bool(masks) and _encoded(resp)
+                    data = _read(resp, grant.max_bytes, deadline, decoded)
+                finally:
+                    resp.close()
+            except httpx.TimeoutException:
+                raise Failed(f"{method} {host}: no response within {timeout:.3g}s") from None
+            except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:
+                raise Failed(_mask(f"{method} {host}: {type(e).__name__}: {e}", masks)) from None
         kept = [(k, v) for k, v in resp.headers.multi_items()
                 if not (decoded and k.lower() in ("content-encoding", "content-length"))]
         return Response(resp.status_code, [(k, _mask(v, masks)) for k, v in kept],
