@@ -35,6 +35,7 @@ import orjson
 if TYPE_CHECKING:       # loaded by whoever verifies (it holds a key): the CLI starts without it
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .bodies import Undecodable, body_of
 from .errors import UsageError, VerifyError
 from .protocol import MAX_INT, MAX_PAYLOAD
 
@@ -123,6 +124,7 @@ def _all_plain(values: Iterable[Any]) -> bool:
 
 
 def decode_data(data: bytes) -> Any:
+    """The CBOR value of an event's data; raises what cbor2 raises. To show data: ``bodies.body_of``."""
     return cbor2.loads(data)
 
 
@@ -154,16 +156,14 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """One line of `theater export` and one element of `theater events --json`."""
-        try:
-            body = readable(decode_data(self.data))
-        except Exception:       # data we cannot decode is still verifiable
-            body = None
+        body = body_of(self.data)           # data we cannot decode is still verifiable: its body is null
         return {
             "actor": self.actor_id, "seq": self.seq, "type": self.type,
             "hash": self.hash.hex(), "parent": self.parent.hex() if self.parent else None,
             "time_ns": self.time_ns, "stamp": self.stamp.hex(),
             "signature": self.signature.hex() if self.signature else None,
-            "data": base64.b64encode(self.data).decode(), "body": body,
+            "data": base64.b64encode(self.data).decode(),
+            "body": None if isinstance(body, Undecodable) else readable(body),
         }
 
     @classmethod

@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from theater.events import Event, decode_data, event_hash, readable
+from theater.bodies import Undecodable, body_of
+from theater.events import Event, event_hash, readable
 
 # What a page shows of one value: strings cut at this many characters, lists at this many items.
 PREVIEW_CHARS = 2000
@@ -33,11 +34,10 @@ def shorten(value: Any, chars: int = PREVIEW_CHARS) -> Any:
 
 def body(data: bytes) -> Any:
     """An event's data decoded (inputs and outputs), bytes as {"utf8"} or {"b64"}; None if it is
-    not CBOR (a tampered store may hold anything: it is still shown, and still verified)."""
-    try:
-        return readable(decode_data(data))
-    except Exception:
-        return None
+    not CBOR (a worker writes its own events' data, and a tampered store may hold anything: it is
+    still shown, and still verified)."""
+    decoded = body_of(data)
+    return None if isinstance(decoded, Undecodable) else readable(decoded)
 
 
 def pretty(value: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from ..bodies import body_of
 from ..chaindb import ChainReader
 from ..client import Client
 from ..errors import NotFound, TheaterError, Unreachable, UsageError, VerifyError
@@ -25,7 +26,6 @@ from ..events import (
     Event,
     MalformedExport,
     Report,
-    decode_data,
     export_events,
     from_wire,
     type_matches,
@@ -38,35 +38,33 @@ from ._context import Context, actor_arg, count
 
 def summary(ev: Event) -> str:
     """One human line for an event."""
-    try:
-        d = decode_data(ev.data)
-    except Exception:
-        return f"({len(ev.data)} bytes)"
+    d = body_of(ev.data)
     if not isinstance(d, dict):
-        return repr(d)
+        return short(d)
     if ev.type == "wasm":
         fn = str(d.get("function", "")).rsplit("/", 1)[-1]
         if d.get("event") == "call":
-            return f"call {fn} {_short(d.get('params'))}"
+            return f"call {fn} {short(d.get('params'))}"
         if d.get("event") == "result":
-            st = f" state={_short(d['state'])}" if "state" in d else ""
-            return f"result {fn} {_short(d.get('result'))}{st}"
+            st = f" state={short(d['state'])}" if "state" in d else ""
+            return f"result {fn} {short(d.get('result'))}{st}"
         return f"error {fn} {d.get('reason')}: {d.get('error')}"
     if "input" in d:
-        return f"{_short(d['input'])} -> {_short(d.get('output'))}"
-    return " ".join(f"{k}={_short(v)}" for k, v in d.items() if v is not None)
+        return f"{short(d['input'])} -> {short(d.get('output'))}"
+    return " ".join(f"{k}={short(v)}" for k, v in d.items() if v is not None)
 
 
-def _short(v: Any, limit: int = 60) -> str:
+def short(v: Any, limit: int = 60) -> str:
+    """A decoded value in at most ``limit`` characters."""
     if isinstance(v, bytes):
         try:
             text = repr(v.decode())
         except UnicodeDecodeError:
             text = f"<{len(v)} bytes>"
     elif isinstance(v, list | tuple):
-        text = "(" + ", ".join(_short(x, limit) for x in v) + ")"
+        text = "(" + ", ".join(short(x, limit) for x in v) + ")"
     elif isinstance(v, dict):
-        text = "{" + ", ".join(f"{k}: {_short(x, limit)}" for k, x in v.items()) + "}"
+        text = "{" + ", ".join(f"{k}: {short(x, limit)}" for k, x in v.items()) + "}"
     else:
         text = repr(v)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -16,10 +16,11 @@ import orjson
 
 from .. import manifest as manifests
 from .._units import format_size, human_duration
+from ..bodies import body_of
 from ..chaindb import ChainReader
 from ..config import load_server_config
 from ..errors import NotFound, TheaterError, Unreachable
-from ..events import decode_data
+from ..events import readable
 from ..manifest import Limits
 from . import _output
 from ._context import Context
@@ -75,7 +76,8 @@ def inspect(args: argparse.Namespace, ctx: Context) -> int:
         _output.line(f"{'enforced:':13} {info['enforced']}")
     if info.get("last_exit"):
         e = info["last_exit"]
-        _output.line(f"{'last exit:':13} {e['kind']} ({e['reason']}){': ' + e['error'] if e.get('error') else ''}")
+        error = f": {e['error']}" if e.get("error") else ""
+        _output.line(f"{'last exit:':13} {e['kind']} ({e['reason']}){error}")
     if info.get("chain_error"):
         _output.line(f"{'chain:':13} refusing new events ({info['chain_error']}); the actor waits until it can "
                      f"store them")
@@ -100,7 +102,8 @@ def stopped(ctx: Context, key: str, why: TheaterError) -> dict[str, Any]:
     last_exit: dict[str, Any] | None = None
     first_ns = last_ns = None
     for ev in reader.events(actor_id, types=("lifecycle/start", "lifecycle/exit")):
-        body = decode_data(ev.data)
+        body = readable(body_of(ev.data))       # JSON, as --json prints it; a worker may have written it
+        body = body if isinstance(body, dict) else {}
         if ev.type == "lifecycle/start":
             starts, last_start, last_exit, first_ns = starts + 1, body, None, first_ns or ev.time_ns
         else:
@@ -109,7 +112,8 @@ def stopped(ctx: Context, key: str, why: TheaterError) -> dict[str, Any]:
     for ev in reader.events(actor_id, since=max(chain.length - 1, 0)):
         last_ns = ev.time_ns
     reader.close()
-    m = last_start.get("manifest") or {}
+    m = last_start.get("manifest")
+    m = m if isinstance(m, dict) else {}
     info.update(name=info["name"] or m.get("name"), version=m.get("version"), component=last_start.get("component"),
                 incarnation=last_start.get("incarnation", starts) or None, restarts=max(starts - 1, 0),
                 started=_output.when(first_ns) if first_ns else None,

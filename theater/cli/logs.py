@@ -11,11 +11,12 @@ import argparse
 import sys
 from typing import Any
 
+from ..bodies import body_of
 from ..errors import NotFound
-from ..events import Event, decode_data
+from ..events import Event
 from . import _output
 from ._context import Context, actor_arg, count
-from .chains import follow, stored, tail
+from .chains import follow, short, stored, tail
 
 LOG = "theater:simple/runtime/log"
 # What a WASI component writes to stdout and stderr: log lines too.
@@ -24,11 +25,14 @@ TYPES = [LOG, *OUTPUT]
 
 
 def log_line(ev: Event) -> str:
-    """The text of a log event (invalid UTF-8 replaced, one trailing newline dropped)."""
-    text: Any = decode_data(ev.data)["input"][0]
+    """The text of a log event (invalid UTF-8 replaced, one trailing newline dropped); data of
+    another shape (a worker writes its own events) as what it is, shortened."""
+    d = body_of(ev.data)
+    given = d.get("input") if isinstance(d, dict) else None
+    text: Any = given[0] if isinstance(given, list) and given else None
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return str(text).removesuffix("\n")
+    return text.removesuffix("\n") if isinstance(text, str) else short(d)
 
 
 def stream(ev: Event) -> str:

@@ -12,8 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..bodies import body_of
 from ..errors import TheaterError, Unreachable, UsageError
-from ..events import decode_data, readable
+from ..events import readable
 from . import _output, logs
 from ._context import Context, read_input
 from .actors import checked_manifest, start_with_progress
@@ -83,7 +84,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int:
     for ev in follow(ctx, actor, 0, []):
-        body = decode_data(ev.data)
+        body = body_of(ev.data)
         if ev.type in logs.TYPES:
             line = logs.log_line(ev)
             if ctx.json:
@@ -95,18 +96,18 @@ def _watch(args: argparse.Namespace, ctx: Context, actor: str, name: str) -> int
                 _output.emit_json_line({"event": ev.to_json()})
             else:
                 _output.line(f"[{name}] {ev.seq:4d} {ev.type} {summary(ev)}", sys.stderr)
-        if ev.type != "lifecycle/exit" or body.get("action") == "restart":
+        if ev.type != "lifecycle/exit" or not isinstance(body, dict) or body.get("action") == "restart":
             continue        # (a failure its restart policy answers with a restart: keep watching)
-        data = body.get("data")
+        data, error = body.get("data"), body.get("error") or body.get("reason")
         if body.get("kind") == "abnormal":
             if ctx.json:
-                _output.emit_json_line({"result": None, "error": body.get("error") or body.get("reason")})
+                _output.emit_json_line({"result": None, "error": readable(error)})
             else:
-                _output.error(f"actor {name} failed: {body.get('error') or body.get('reason')}")
+                _output.error(f"actor {name} failed: {error}")
             return 1
         if ctx.json:
             _output.emit_json_line({"result": readable(data) if data is not None else None})
-        elif data is not None:
+        elif isinstance(data, bytes):
             _output.emit_bytes(data)
         return 0
     return 0
