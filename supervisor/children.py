@@ -163,7 +163,7 @@ def _child_state(ask: Ask) -> None:
 def _child_events(ask: Ask) -> None:
     _parked(ask, ask.services.outbox.ask_chain(
         {"k": "query", "what": "events", "actor": ask.child().actor_id, "since": ask.header.get("since") or 0},
-        then=lambda h, frames: ask.answer(h, frames, "actor", "events", "more")))
+        then=lambda h, frames: ask.answer(h, frames, "actor", "events", "more", "next")))
 
 
 def _parked(ask: Ask, rid: str) -> None:

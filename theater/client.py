@@ -249,16 +249,16 @@ class Client:
 
     def events(self, actor: str, since: int = 0, limit: int | None = None,
                types: list[str] | None = None) -> list[Event]:
-        """Stored events from ``since``, fetching page after page until ``limit`` or the end."""
+        """Stored events from ``since``, fetching page after page until ``limit`` or the end (a
+        page may be short, even empty, where a filter passed over many events: ``next`` goes on)."""
         out: list[Event] = []
         while True:
             want = None if limit is None else limit - len(out)
             header, frames = self.call("events", actor=actor, since=since, limit=want, types=types or [])
-            metas = header["events"]
-            out.extend(event_from_wire(header["actor"], m, d) for m, d in zip(metas, frames, strict=True))
-            if not header.get("more") or not metas or (limit is not None and len(out) >= limit):
+            out.extend(event_from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True))
+            if not header.get("more") or (limit is not None and len(out) >= limit):
                 return out
-            since = metas[-1]["seq"] + 1
+            since = header["next"]
 
     def inspect(self, actor: str) -> dict[str, Any]:
         return self.call("inspect", actor=actor)[0]["actor"]

@@ -51,11 +51,15 @@ def _object(properties: dict[str, Any] | None = None, required: Iterable[str] = 
 
 def _events(c: Client, a: dict[str, Any]) -> dict[str, Any]:
     since, limit = a.get("since", 0), a.get("limit", EVENTS_PAGE_DEFAULT)
-    header, frames = c.call("events", actor=a["actor"], since=since, limit=limit, types=a.get("types") or [])
-    events = [event_from_wire(header["actor"], m, d).to_json() for m, d in zip(header["events"], frames, strict=True)]
-    more = bool(header.get("more")) and bool(events)
-    return {"actor": header["actor"], "events": events,
-            "next_since": events[-1]["seq"] + 1 if more else None}
+    events: list[dict[str, Any]] = []
+    while True:         # pages: one may be short where a filter passed over many events
+        header, frames = c.call("events", actor=a["actor"], since=since, limit=limit - len(events),
+                                types=a.get("types") or [])
+        events += [event_from_wire(header["actor"], m, d).to_json() for m, d in zip(header["events"], frames,
+                                                                                    strict=True)]
+        since = header.get("next") if header.get("more") else None
+        if since is None or len(events) >= limit:
+            return {"actor": header["actor"], "events": events, "next_since": since}
 
 
 def _verify(c: Client, a: dict[str, Any]) -> Any:

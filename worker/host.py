@@ -42,16 +42,18 @@ def read_chain(fetch: Callable[[int], Answer], room: int) -> tuple[list[events.E
     alone looked like the whole), as far as ``room`` bytes of the actor's memory take it; the
     events, and whether they are all of them. ``fetch(since)`` asks for the page from ``since``."""
     got: list[events.Event] = []
+    since = 0
     while True:
-        header, frames = fetch(got[-1].seq + 1 if got else 0)
+        header, frames = fetch(since)
         page = [events.from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
         for e in page:
             room -= len(e.data) + len(e.type) + EVENT_OVERHEAD
             if room < 0:
                 return got, False
             got.append(e)
-        if not header.get("more") or not page:
+        if not header.get("more"):
             return got, True
+        since = header["next"]
 
 
 class Host:

@@ -30,7 +30,7 @@ def state(req: Request) -> None:
 
 
 def events(req: Request) -> None:
-    """{actor, since?, limit?, types?, last?} -> {actor, events: [...], more} [data per event];
+    """{actor, since?, limit?, types?, last?} -> {actor, events: [...], more, next} [data per event];
     ``last`` (without ``types``): the newest ``limit`` events from ``since`` on, not the oldest."""
     h = req.header
     req.forward_to_chain({"k": "query", "what": "events", "actor": _actor_id(req), "since": h.get("since", 0),

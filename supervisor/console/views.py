@@ -58,11 +58,17 @@ def chain_length(hub: Hub, actor_id: str) -> int:
     return next((c["length"] for c in chains if c["actor"] == actor_id), 0)
 
 
-def events(hub: Hub, key: str, since: int, limit: int, types: list[str]) -> tuple[str, list[Event], bool]:
-    """One page of stored events: (the actor's full id, the events, whether more follow)."""
-    header, frames = hub.call("events", actor=key, since=since, limit=limit, types=types)
-    evs = [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
-    return header["actor"], evs, bool(header.get("more"))
+def events(hub: Hub, key: str, since: int, limit: int, types: list[str]) -> tuple[str, list[Event], int | None]:
+    """One page of stored events: (the actor's full id, the events, where the next page starts
+    or None). The chain answers a page in parts where a filter passes over many events."""
+    evs: list[Event] = []
+    while True:
+        header, frames = hub.call("events", actor=key, since=since, limit=limit - len(evs), types=types)
+        evs += [from_wire(header["actor"], m, d) for m, d in zip(header["events"], frames, strict=True)]
+        nxt = header.get("next") if header.get("more") else None
+        if nxt is None or len(evs) >= limit:
+            return header["actor"], evs, nxt
+        since = nxt
 
 
 def verify(hub: Hub, actor_id: str) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def actor_fragment(app: App, req: Request, key: str) -> Response:
 @routes.get(f"/actors/{ID}/chain")
 def chain_page(app: App, req: Request, key: str) -> Response:
     since, limit, types = req.integer("since", 0, 0, MAX_INT), req.integer("limit", PAGE, 1, 500), _types(req)
-    actor_id, evs, more = events(app.hub, key, since, limit, types)
+    actor_id, evs, nxt = events(app.hub, key, since, limit, types)
     length = chain_length(app.hub, actor_id)
     asked = req.arg("verify") == "1"
     report = verify(app.hub, actor_id) if asked or length <= AUTO_VERIFY else None
@@ -123,7 +129,7 @@ def chain_page(app: App, req: Request, key: str) -> Response:
         return f"/actors/{quote(actor_id)}/chain?" + urlencode({k: v for k, v in args.items() if v not in ("", None)})
     pages = {"first": link(since=0) if since > 0 else None,
              "previous": link(since=max(0, since - limit)) if since > 0 else None,
-             "next": link(since=evs[-1].seq + 1) if more and evs else None,
+             "next": link(since=nxt) if nxt is not None else None,
              "latest": link(since=max(0, length - limit))}
     return page(app, "chain.html", actor_id=actor_id, rows=[render.event_row(e) for e in evs], length=length,
                 report=report, bad=bad, bad_link=link(since=bad) + f"#e{bad}" if bad is not None else None,
@@ -160,10 +166,10 @@ def api_actor(app: App, req: Request, key: str) -> Response:
 
 @routes.get(f"/api/actors/{ID}/events")
 def api_events(app: App, req: Request, key: str) -> Response:
-    actor_id, evs, more = events(app.hub, key, req.integer("since", 0, 0, MAX_INT),
-                                 req.integer("limit", 100, 1, 2000), _types(req))
-    return json_response({"actor": actor_id, "events": [e.to_json() for e in evs], "more": more,
-                          "next": evs[-1].seq + 1 if more and evs else None})
+    actor_id, evs, nxt = events(app.hub, key, req.integer("since", 0, 0, MAX_INT),
+                                req.integer("limit", 100, 1, 2000), _types(req))
+    return json_response({"actor": actor_id, "events": [e.to_json() for e in evs], "more": nxt is not None,
+                          "next": nxt})
 
 
 @routes.get(f"/api/actors/{ID}/verify")
