@@ -45,6 +45,11 @@ log = logging.getLogger("theater.chain")
 FSYNC_WITHIN = 0.005
 
 
+# Event types only the server records (``record``), refused from a worker: how an incarnation
+# ended is the server's word in the chain, which its actor's code (escaped into its worker,
+# which writes the rest of its events) cannot put there (nor fool `theater run` with).
+SERVER_RECORDED = frozenset({"lifecycle/exit"})
+
 class Unwritable(Exception):
     """The database refused a commit (disk full, I/O error); the batch was rolled back."""
 
@@ -175,6 +180,8 @@ class ChainStore:
         type_ = meta["type"]
         if not isinstance(type_, str):
             raise ValueError("an event's type must be a string")
+        if type_ in SERVER_RECORDED:
+            raise ValueError(f"a {type_} event is the server's to record, not a worker's")
         actual = event_hash(actor_id, seq, h.hash, type_, data)
         if actual != claimed:
             raise Rejected("conflict", f"event {seq} does not extend the head (its hash differs: other parent "

@@ -166,12 +166,14 @@ def _refusals(actor: str, other: str, e0: tuple, e1: tuple) -> dict[str, tuple[s
         "malformed-time-u64": (actor, [({**meta1, "time_ns": (1 << 64) - 1}, data1, h1)], {}),
         "malformed-negative-time": (actor, [({**meta1, "time_ns": -1}, data1, h1)], {}),
         "another-actor": (other, [make_event(other, 0, None)], {}),
+        "server-recorded": (actor, [make_event(actor, 1, e0[2], {"kind": "normal"}, type_="lifecycle/exit")], {}),
     }
 
 
 REFUSALS = ["gap", "conflict", "malformed-sizes", "malformed-sizes-type", "malformed-meta", "malformed-seq",
-            "malformed-time", "malformed-time-u64", "malformed-negative-time", "another-actor"]
-EXPECTED = {"gap": "gap", "conflict": "conflict", "another-actor": "refused"}
+            "malformed-time", "malformed-time-u64", "malformed-negative-time", "another-actor", "server-recorded"]
+EXPECTED = {"gap": "gap", "conflict": "conflict", "another-actor": "refused",
+            "server-recorded": "malformed event: a lifecycle/exit event is the server's to record"}
 
 
 @pytest.mark.parametrize("case", REFUSALS)
