@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import signal
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from theater.errors import TheaterError
-from theater.events import decode_data
+from theater.events import decode_data, event_hash
 
 from .conftest import ACTORS, EXAMPLES, ROOT, request_in_thread, run_cli, wait_for
 
@@ -145,6 +146,34 @@ def test_replay_an_export_file(server, tmp_path):
     code, report, err = replay(server, "--file", str(out), "--component", str(EXAMPLES / "counter" / "counter.wat"))
     assert code == 0, err
     assert report["ok"] and report["calls"] == 2
+
+
+@pytest.mark.parametrize("odd", [b"\xff\x00", b"\x83\x01\x02\x03", b"\xa1\x61x\x01"],
+                         ids=["not-cbor", "a-list", "no-keys"])
+def test_a_record_whose_data_a_worker_wrote_as_it_liked_is_a_divergence_there(server, tmp_path, odd):
+    """A worker writes its events' data, and actor code escaped into it may write anything that
+    hashes: the replayer failed with an exception on such data (the CLI said only its last line);
+    it is a divergence at that event, named, with the replay's report."""
+    c = server.client()
+    counter = c.start(COUNTER)["id"]
+    c.request(counter, b"+1")
+    out = tmp_path / "counter.jsonl"
+    assert server.cli("export", counter, "-o", str(out)).code == 0
+    lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    at = [d["seq"] for d in lines if d["type"] == "wasm"
+          and decode_data(base64.b64decode(d["data"]))["event"] == "call"][-1]
+    parent = bytes.fromhex(lines[at]["parent"]) if lines[at]["parent"] else None
+    for d in lines[at:]:                # the chain written from there as a worker would: hashes that link
+        if d["seq"] == at:
+            d["data"] = base64.b64encode(odd).decode()
+        d["parent"] = parent.hex() if parent else None
+        parent = event_hash(d["actor"], d["seq"], parent, d["type"], base64.b64decode(d["data"]))
+        d["hash"] = parent.hex()
+    out.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in lines))
+    code, report, err = replay(server, "--file", str(out), "--component", str(EXAMPLES / "counter" / "counter.wat"))
+    assert code != 0 and report is not None, (code, err)
+    assert (report["ok"], report["seq"]) == (False, at), report
+    assert report["error"].startswith("the record's wasm event holds "), report
 
 
 def test_a_timed_out_call_is_not_reproducible_and_says_so(server, tmp_path):

@@ -33,6 +33,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from theater import grants
+from theater.bodies import body_of
 from theater.config import ServerConfig
 from theater.events import Event, decode_data, encode_data, event_hash
 from theater.manifest import Limits
@@ -152,7 +153,7 @@ class Replayer:
     def _incarnation(self, start: int) -> tuple[int, tuple[int, str] | None]:
         self.incarnations += 1
         self.end, self.cut, self.held = len(self.events), None, None
-        info = decode_data(self.events[start].data)
+        info = _body(self.events[start])
         here = self.events[start].seq
         if not (isinstance(info.get("component"), str) and DIGEST.fullmatch(info["component"])):
             raise Diverged(here, f"the record names its component {_short(info.get('component'))}, not by its SHA-256")
@@ -203,7 +204,7 @@ class Replayer:
             if ev.type != "wasm":
                 i += 1
                 continue
-            body = decode_data(ev.data)
+            body = _body(ev, "event")
             if body.get("event") != "call":
                 raise Diverged(ev.seq, f"a recorded {body.get('event')} without its call")
             try:
@@ -298,7 +299,7 @@ class Replayer:
         while j < len(events) and events[j].type != "wasm" and not events[j].type.startswith("lifecycle/"):
             j += 1
         seconds = max(0.0, (events[min(j, len(events) - 1)].time_ns - events[i].time_ns) / 1e9)
-        body = decode_data(events[j].data) if j < len(events) else {}
+        body = _body(events[j]) if j < len(events) else {}
         if j == len(events):
             cut = "the record ends during this call"
         elif events[j].type != "wasm":
@@ -343,7 +344,7 @@ class Replayer:
         mine = event_hash(rec.actor_id, rec.seq, parent, event_type, encode_data(value))
         if mine != rec.hash:
             raise Diverged(rec.seq, f"the replay produced {event_type} {_short(value)}, the record has "
-                                    f"{rec.type} {_short(decode_data(rec.data))}")
+                                    f"{rec.type} {_short(body_of(rec.data))}")
         self.reproduced += 1
         self.cursor = i + 1
         if self.cut is not None and self.cursor == self.end:
@@ -361,7 +362,7 @@ class Replayer:
             rec = self.events[i]
             if rec.type != event_type:
                 raise Diverged(rec.seq, f"the actor called {event_type}, the record has {rec.type}")
-            body = decode_data(rec.data)
+            body = _body(rec, "output")
             self._produce(i, event_type, records.host_event(args, body["output"]))
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
@@ -371,6 +372,20 @@ class Replayer:
 def _skipped(ev: Event) -> bool:
     """Not produced by the actor: lifecycle and limit events, and its handlers' refusals."""
     return ev.type.startswith(("lifecycle/", "limit/")) or ev.type.endswith("/permission-denied")
+
+
+def _body(ev: Event, *needs: str) -> dict[str, Any]:
+    """A recorded event's data: a map, holding ``needs``. A worker wrote it, and one whose actor
+    code escaped may have written anything that hashes (it failed the replayer with an exception):
+    anything else is where the record cannot be replayed, said as a divergence there."""
+    try:
+        body = decode_data(ev.data)
+    except Exception:           # cbor2's errors are no ValueError since cbor2 6
+        body = body_of(ev.data)
+    if not isinstance(body, dict) or any(k not in body for k in needs):
+        raise Diverged(ev.seq, f"the record's {ev.type} event holds {_short(body)}, not what such an event "
+                               f"holds (a map{', with ' + ', '.join(needs) if needs else ''})")
+    return body
 
 
 def _short(value: Any, limit: int = 200) -> str:
