@@ -37,8 +37,9 @@ ACTOR = "a0dd0000-0000-4000-8000-000000000001"
 @pytest.fixture
 def odd_home(home):
     """A home whose one chain (signed with its host key, so valid) holds every odd datum as an
-    event of every type."""
-    from chain.store import ChainStore
+    event of every type: as a worker writes them, and a lifecycle/exit (which the chain takes from
+    the server alone) as the server records one."""
+    from chain.store import SERVER_RECORDED, ChainStore
 
     home.chains_db.parent.mkdir(parents=True, exist_ok=True)
     store = ChainStore(home.chains_db, keys.load_or_create(home))
@@ -47,7 +48,10 @@ def odd_home(home):
     for data in ODD:
         for type_ in TYPES:
             parent = event_hash(ACTOR, seq, parent, type_, data)
-            store.stage(ACTOR, {"seq": seq, "hash": parent.hex(), "type": type_, "time_ns": 1}, data)
+            if type_ in SERVER_RECORDED:
+                store.append(ACTOR, type_, data, 1)
+            else:
+                store.stage(ACTOR, {"seq": seq, "hash": parent.hex(), "type": type_, "time_ns": 1}, data)
             seq += 1
     store.commit()
     store.close()

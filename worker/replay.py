@@ -35,7 +35,7 @@ from wasmtime import component as wc
 from theater import grants
 from theater.bodies import body_of
 from theater.config import ServerConfig
-from theater.events import Event, decode_data, encode_data, event_hash
+from theater.events import Event, encode_data, event_hash
 from theater.manifest import Limits
 from theater.paths import Home
 
@@ -44,7 +44,7 @@ from .crossing import Export, raise_host_exception
 from .replaycompile import Compiler
 from .replaycomponents import DIGEST, Components
 from .replaylimits import ENOMEM, Alarm, Held, ProcessData
-from .replayreport import AtLimit, Diverged, Report
+from .replayreport import AtLimit, Diverged, Report, recorded, short
 
 # Recorded exits that depended on wall-clock time or outside intervention.
 NOT_REPRODUCIBLE = ("timeout", "stopped", "host", "memory", "oom")
@@ -153,13 +153,13 @@ class Replayer:
     def _incarnation(self, start: int) -> tuple[int, tuple[int, str] | None]:
         self.incarnations += 1
         self.end, self.cut, self.held = len(self.events), None, None
-        info = _body(self.events[start])
+        info = recorded(self.events[start])
         here = self.events[start].seq
         if not (isinstance(info.get("component"), str) and DIGEST.fullmatch(info["component"])):
-            raise Diverged(here, f"the record names its component {_short(info.get('component'))}, not by its SHA-256")
+            raise Diverged(here, f"the record names its component {short(info.get('component'))}, not by its SHA-256")
         if info.get("mode") == "resume" and self.last_state is not _UNKNOWN and info.get("state") != self.last_state:
-            raise Diverged(here, f"the incarnation resumes from the state {_short(info.get('state'))}; the last call "
-                                 f"that set one left {_short(self.last_state)}")
+            raise Diverged(here, f"the incarnation resumes from the state {short(info.get('state'))}; the last call "
+                                 f"that set one left {short(self.last_state)}")
         engine, comp, held = self._load(info, here)
         linker = wc.Linker(engine)
         handlers.link(linker, engine, comp, self.shape, self._feeder)
@@ -204,7 +204,7 @@ class Replayer:
             if ev.type != "wasm":
                 i += 1
                 continue
-            body = _body(ev, "event")
+            body = recorded(ev, "event")
             if body.get("event") != "call":
                 raise Diverged(ev.seq, f"a recorded {body.get('event')} without its call")
             try:
@@ -299,7 +299,7 @@ class Replayer:
         while j < len(events) and events[j].type != "wasm" and not events[j].type.startswith("lifecycle/"):
             j += 1
         seconds = max(0.0, (events[min(j, len(events) - 1)].time_ns - events[i].time_ns) / 1e9)
-        body = _body(events[j]) if j < len(events) else {}
+        body = recorded(events[j]) if j < len(events) else {}
         if j == len(events):
             cut = "the record ends during this call"
         elif events[j].type != "wasm":
@@ -343,8 +343,8 @@ class Replayer:
         parent = self.events[i - 1].hash if i > 0 else None
         mine = event_hash(rec.actor_id, rec.seq, parent, event_type, encode_data(value))
         if mine != rec.hash:
-            raise Diverged(rec.seq, f"the replay produced {event_type} {_short(value)}, the record has "
-                                    f"{rec.type} {_short(body_of(rec.data))}")
+            raise Diverged(rec.seq, f"the replay produced {event_type} {short(value)}, the record has "
+                                    f"{rec.type} {short(body_of(rec.data))}")
         self.reproduced += 1
         self.cursor = i + 1
         if self.cut is not None and self.cursor == self.end:
@@ -362,7 +362,7 @@ class Replayer:
             rec = self.events[i]
             if rec.type != event_type:
                 raise Diverged(rec.seq, f"the actor called {event_type}, the record has {rec.type}")
-            body = _body(rec, "output")
+            body = recorded(rec, "output")
             self._produce(i, event_type, records.host_event(args, body["output"]))
             output = _output(body["output"])
             return handler.replayed(fn, output, self.events) if handler is not None else output
@@ -372,25 +372,6 @@ class Replayer:
 def _skipped(ev: Event) -> bool:
     """Not produced by the actor: lifecycle and limit events, and its handlers' refusals."""
     return ev.type.startswith(("lifecycle/", "limit/")) or ev.type.endswith("/permission-denied")
-
-
-def _body(ev: Event, *needs: str) -> dict[str, Any]:
-    """A recorded event's data: a map, holding ``needs``. A worker wrote it, and one whose actor
-    code escaped may have written anything that hashes (it failed the replayer with an exception):
-    anything else is where the record cannot be replayed, said as a divergence there."""
-    try:
-        body = decode_data(ev.data)
-    except Exception:           # cbor2's errors are no ValueError since cbor2 6
-        body = body_of(ev.data)
-    if not isinstance(body, dict) or any(k not in body for k in needs):
-        raise Diverged(ev.seq, f"the record's {ev.type} event holds {_short(body)}, not what such an event "
-                               f"holds (a map{', with ' + ', '.join(needs) if needs else ''})")
-    return body
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def replay(events: list[Event], home: Home, config: ServerConfig, component_file: Path | None,

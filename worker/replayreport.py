@@ -1,9 +1,13 @@
-"""What a replay found (``worker/replay.py``): its report, and the divergence or limit it stopped at."""
+"""What a replay found (``worker/replay.py``): its report, the divergence or limit it stopped at, and
+the recorded data it reads, which is a divergence where it is not what its event holds."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from theater.bodies import body_of
+from theater.events import Event, decode_data
 
 
 class Diverged(Exception):
@@ -45,3 +49,22 @@ class Report:
         if self.limit is not None:
             out.update(seq=self.limit[0], limit=self.limit[1], error=self.limit[2])
         return out
+
+
+def recorded(ev: Event, *needs: str) -> dict[str, Any]:
+    """A recorded event's data: a map, holding ``needs``. A worker wrote it, and one whose actor
+    code escaped may have written anything that hashes (it failed the replayer with an exception):
+    anything else is where the record cannot be replayed, said as a divergence there."""
+    try:
+        body = decode_data(ev.data)
+    except Exception:           # cbor2's errors are no ValueError since cbor2 6
+        body = body_of(ev.data)
+    if not isinstance(body, dict) or any(k not in body for k in needs):
+        raise Diverged(ev.seq, f"the record's {ev.type} event holds {short(body)}, not what such an event "
+                               f"holds (a map{', with ' + ', '.join(needs) if needs else ''})")
+    return body
+
+
+def short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
