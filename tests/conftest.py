@@ -25,7 +25,9 @@ from typing import Any
 import orjson
 import psutil
 import pytest
+import zmq
 
+from theater import protocol
 from theater.client import Client
 from theater.errors import TheaterError, Unreachable
 from theater.paths import Home
@@ -428,3 +430,34 @@ def user_server(home: Home, worker_user: str) -> Iterator[Server]:
         yield s.start()
     finally:
         s.stop()
+
+
+class RawService:
+    """``python -m MODULE`` (the chain process, the gateway) with this test process as its server,
+    and a DEALER socket of ours on its ``endpoint``; ``close`` asks it to shut down, else kills it."""
+
+    def __init__(self, home: Home, module: str, endpoint: str, log_level: str) -> None:
+        self.home = home
+        self.log = home.root / f"{module.rsplit('.', 1)[-1]}.log"
+        home.ensure()
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", module, "--home", str(home.root),
+                                          "--parent", str(os.getpid()), "--log-level", log_level],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+
+    def send(self, header: dict[str, Any], *frames: bytes) -> None:
+        self.sock.send_multipart(protocol.encode(header, *frames))
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self.send({"k": "shutdown"})
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.ctx.destroy(linger=0)

@@ -12,7 +12,6 @@ that it slows itself (chain.rates), in a chain process of our own again.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import random
@@ -27,7 +26,6 @@ from typing import Any
 import cbor2
 import orjson
 import pytest
-import zmq
 
 from chain.streams import UNBOUND_FOR
 from theater import protocol
@@ -36,7 +34,7 @@ from theater.errors import NotFound
 from theater.events import encode_data, event_hash
 from theater.paths import Home
 
-from .conftest import EXAMPLES, ROGUE_ENV, ROOT, cli_events, cli_start, pid_alive, rogue_command, wait_for
+from .conftest import EXAMPLES, ROGUE_ENV, ROOT, RawService, cli_events, cli_start, pid_alive, rogue_command, wait_for
 
 COUNTER = EXAMPLES / "counter" / "manifest.toml"
 
@@ -52,26 +50,13 @@ def make_event(actor: str, seq: int, parent: bytes | None, value: Any = None, ty
     return {"seq": seq, "hash": h.hex(), "type": type_, "time_ns": t}, data, h
 
 
-class RawChain:
+class RawChain(RawService):
     """``python -m chain`` with this test process as its server."""
 
     def __init__(self, home: Home) -> None:
-        self.home = home
-        self.log = home.root / "chain.log"
-        home.ensure()
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "chain", "--home", str(home.root), "--parent",
-                                          str(os.getpid()), "--log-level", "debug"],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(home.chain_endpoint)
+        super().__init__(home, "chain", home.chain_endpoint, "debug")
         self.ids = 0
         assert self.call({"k": "query", "what": "key"}, timeout=30)[0]["k"] == "ok", self.log.read_text()
-
-    def send(self, header: dict[str, Any], *frames: bytes) -> None:
-        self.sock.send_multipart(protocol.encode(header, *frames))
 
     def call(self, header: dict[str, Any], *frames: bytes, timeout: float = 10) -> tuple[dict[str, Any], list[bytes]]:
         """Sends and returns the answer: the reply to its id, or (an append) its ack or nack."""
@@ -102,16 +87,6 @@ class RawChain:
             return []
         finally:
             reader.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self.send({"k": "shutdown"})
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.ctx.destroy(linger=0)
 
 
 @pytest.fixture

@@ -7,52 +7,24 @@ a second process in a worker's place.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
-import zmq
 
-from theater import protocol
 from theater.paths import Home
 
-from .conftest import ROOT, wait_for
+from .conftest import ROOT, RawService, wait_for
 
 
-class RawGateway:
+class RawGateway(RawService):
     """``python -m supervisor.gateway`` with this test process as its server."""
 
     def __init__(self, home: Home) -> None:
-        self.home = home
-        self.log = home.root / "gateway.log"
-        home.ensure()
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "supervisor.gateway", "--home", str(home.root),
-                                          "--parent", str(os.getpid()), "--log-level", "info"],
-                                         stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=ROOT)
+        super().__init__(home, "supervisor.gateway", home.gateway_endpoint, "info")
         wait_for(lambda: "gateway ready" in self.log.read_text(), timeout=60, what="the gateway to start")
-        self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(home.gateway_endpoint)
-
-    def send(self, header: dict[str, Any]) -> None:
-        self.sock.send_multipart(protocol.encode(header))
-
-    def close(self) -> None:
-        with contextlib.suppress(zmq.ZMQError):
-            self.send({"k": "shutdown"})
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.ctx.destroy(linger=0)
 
 
 @pytest.fixture
