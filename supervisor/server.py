@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from theater import keys, peercred, protocol
+from theater import _linux, keys, peercred, protocol
 from theater import manifest as manifests
 from theater.config import ServerConfig
 from theater.errors import Refused, TheaterError, UsageError
@@ -70,6 +70,7 @@ CHAIN_START_TIMEOUT = 15.0
 CHAIN_START_MOST = 1800.0
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
+TRIM_EVERY = 60.0       # seconds between returns of the heap's free pages (a soak's RSS creep halved)
 
 
 class Server:
@@ -99,6 +100,7 @@ class Server:
         self.chain_proc = Child("chain", home, ["--parent", str(os.getpid()), *log_args,
                                                 "--durability", self.config.durability])
         self._chain_attempt, self._chain_started, self._chain_restart_due = 0, time.monotonic(), False
+        self._trim_at = time.monotonic() + TRIM_EVERY
         self.gate = Gate(self.registry, self.outbox.tell_chain, self.outbox.to_worker)
         self.gateway = GatewayLink(home, self.ctx, log_args, self.config, self.outbox.later,
                                    worker_group=user[1] if user else None)
@@ -366,6 +368,9 @@ class Server:
                 self.directory.drop(client)
         self.supervision.check_hangs()
         self._check_helpers()
+        if time.monotonic() >= self._trim_at:
+            _linux.release_free_heap()
+            self._trim_at = time.monotonic() + TRIM_EVERY
         self.outbox.later(1.0, self._tick)
 
     def _keepalive(self) -> None:

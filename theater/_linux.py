@@ -30,6 +30,14 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
         os._exit(0)     # the parent died before the request took effect
 
 
+def release_free_heap() -> None:
+    """Gives the C heap's free pages back to the kernel (glibc's malloc_trim; elsewhere nothing):
+    a long-running server's heap fragments, its RSS growing while what it holds stays flat."""
+    trim = getattr(_libc, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def adopt_orphans() -> None:
     """Makes this process the subreaper of whatever it starts: orphans of its descendants become
     its children, not init's (a worker kills what a program left running: worker.commands; the
