@@ -70,7 +70,7 @@ CHAIN_START_TIMEOUT = 15.0
 CHAIN_START_MOST = 1800.0
 # How long a graceful server stop waits for the chain and fork server to exit.
 HELPER_STOP_TIMEOUT = 5.0
-TRIM_EVERY = 60.0       # seconds between returns of the heap's free pages (a soak's RSS creep halved)
+TRIM_EVERY = 60.0       # seconds between returns of the heap's free pages (a soak's RSS creep: -30 to -50%)
 
 
 class Server:
